@@ -1,0 +1,55 @@
+"""``forecaster``: the one command line in front of the whole system.
+
+Each subcommand is a module of :mod:`forecaster.commands` with a ``register(subparsers)``
+function that adds its parser and sets ``run(args, settings) -> int``. Modules import their heavy
+dependencies (Kafka clients, TensorFlow, MLflow) inside ``run``, so ``--help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import pkgutil
+import sys
+
+from forecaster import commands
+from forecaster import settings as settings_module
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="forecaster",
+        description="Event-driven streaming forecaster for daily stock bars.",
+        epilog="Settings come from FORECASTER_* environment variables; see `forecaster settings`.",
+    )
+    parser.add_argument("-l", "--loglevel", default="warn",
+                        choices=["debug", "info", "warn", "error"],
+                        help="log level (default: warn)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        importlib.import_module(f"{commands.__name__}.{info.name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = {"warn": logging.WARNING}.get(args.loglevel, getattr(logging, args.loglevel.upper()))
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = settings_module.load()
+        return int(args.run(args, settings) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, RuntimeError, OSError) as exc:
+        # Expected failures (bad input, missing Java, unreachable broker) end with one clear
+        # line, not a traceback; -l debug shows the traceback too.
+        logging.getLogger("forecaster").debug("failed", exc_info=True)
+        print(f"forecaster {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""One module per ``forecaster`` subcommand; each has ``register(subparsers)``."""

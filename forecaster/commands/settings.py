@@ -1,0 +1,30 @@
+"""``forecaster settings``: every setting, its environment variable, default and current value."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from forecaster.settings import Settings, env_name, table
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("settings", help="list every setting with its current value")
+    parser.add_argument("--markdown", action="store_true",
+                        help="print the defaults as the README's Markdown table")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.markdown:
+        print("| variable | default | meaning |\n|---|---|---|")
+        for variable, default, meaning in table():
+            print(f"| `{variable}` | `{default}` | {meaning} |" if default else
+                  f"| `{variable}` | | {meaning} |")
+        return 0
+    for f in dataclasses.fields(settings):
+        value = getattr(settings, f.name)
+        if "password" in f.name and value:
+            value = "***"
+        print(f"{env_name(f.name)}={value}")
+    return 0

@@ -1,0 +1,300 @@
+"""A real, local, single-node Apache Kafka broker (KRaft) for development, tests and the demo.
+
+The jars come from Maven Central through ``deploy/kafka/pom.xml`` into a cache folder
+(:func:`resolve_jars`); the broker runs as a background JVM whose PID and bootstrap address are
+recorded in its data folder, so ``forecaster kafka status`` and ``stop`` find it from any shell.
+Starting again on the same data folder keeps every topic and message.
+
+Examples
+--------
+>>> broker = LocalBroker("/tmp/example-kafka")
+>>> broker.pid_file.name, broker.running()
+('broker.pid', False)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from string import Template
+
+KAFKA_VERSION = "3.9.2"
+DEPLOY_DIR = Path(__file__).resolve().parents[2] / "deploy" / "kafka"
+START_TIMEOUT_S = 90.0
+STOP_TIMEOUT_S = 60.0
+
+
+class BrokerError(RuntimeError):
+    """The local broker cannot be installed, started or stopped; the message says why and what to do."""
+
+
+def cache_dir() -> Path:
+    """Where the resolved jars live: ``$FORECASTER_KAFKA_CACHE`` or the user's cache folder."""
+    configured = os.environ.get("FORECASTER_KAFKA_CACHE")
+    if configured:
+        return Path(configured)
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "stream-forecaster" / f"kafka-{KAFKA_VERSION}"
+
+
+def _require(program: str, package_hint: str) -> str:
+    path = shutil.which(program)
+    if path is None:
+        raise BrokerError(
+            f"`{program}` was not found on PATH; the local Kafka broker needs it. "
+            f"Install {package_hint} (Debian/Ubuntu: `apt-get install {package_hint}`)."
+        )
+    return path
+
+
+def java_major_version(java: str) -> int:
+    """The major version of a ``java`` executable (17 for ``openjdk version "17.0.15"``)."""
+    out = subprocess.run([java, "-version"], capture_output=True, text=True, check=False).stderr
+    for token in out.split():
+        token = token.strip('"')
+        if token[:1].isdigit():
+            head = token.split(".")[0]
+            return int(head) if head != "1" else int(token.split(".")[1])
+    raise BrokerError(f"cannot tell the version of {java}: {out.strip()!r}")
+
+
+def resolve_jars(libs: Path | None = None) -> Path:
+    """Make sure the Kafka jars are in ``libs`` (default :func:`cache_dir`/libs), running Maven once."""
+    libs = libs or cache_dir() / "libs"
+    if (libs / f"kafka_2.13-{KAFKA_VERSION}.jar").exists():
+        return libs
+    mvn = _require("mvn", "maven")
+    _require("java", "openjdk-17-jre-headless")
+    libs.parent.mkdir(parents=True, exist_ok=True)
+    staging = libs.with_name(libs.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    result = subprocess.run(
+        [mvn, "-q", "-B", "-f", str(DEPLOY_DIR / "pom.xml"), "dependency:copy-dependencies",
+         f"-Dkafka.libs={staging}", f"-Dkafka.version={KAFKA_VERSION}"],
+        capture_output=True, text=True, check=False,
+    )
+    if result.returncode != 0 or not (staging / f"kafka_2.13-{KAFKA_VERSION}.jar").exists():
+        raise BrokerError(
+            "Maven could not resolve Apache Kafka from Maven Central:\n"
+            + (result.stdout + result.stderr)[-3000:]
+        )
+    # Renamed at the end so an interrupted download never looks complete.
+    shutil.rmtree(libs, ignore_errors=True)
+    staging.rename(libs)
+    return libs
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """True when nothing listens on ``host:port`` and it can be bound."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port that the OS says is free now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def broker_answers(bootstrap: str, timeout_s: float = 5.0) -> bool:
+    """True when the broker answers a metadata request."""
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    try:
+        admin = KafkaAdminClient(
+            bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000),
+            bootstrap_timeout_ms=int(timeout_s * 1000),
+        )
+    except (KafkaError, OSError, ValueError):
+        return False
+    try:
+        admin.list_topics()
+        return True
+    except (KafkaError, OSError):
+        return False
+    finally:
+        admin.close()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (exited, not yet reaped by its parent) counts as gone.
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+@dataclass
+class BrokerInfo:
+    pid: int
+    bootstrap: str
+    port: int
+    controller_port: int
+    data_dir: str
+
+
+class LocalBroker:
+    """One broker living in ``data_dir``: its config, logs, storage, PID and address.
+
+    Parameters
+    ----------
+    data_dir
+        Folder of the broker's state; created on first start. Topics and messages kept there
+        survive a stop and start.
+    """
+
+    def __init__(self, data_dir: str | Path) -> None:
+        self.data_dir = Path(data_dir).resolve()
+        self.log_dir = self.data_dir / "kraft-logs"
+        self.pid_file = self.data_dir / "broker.pid"
+        self.info_file = self.data_dir / "broker.json"
+        self.config_file = self.data_dir / "server.properties"
+        self.output_file = self.data_dir / "logs" / "broker.out"
+
+    # -- inspection ------------------------------------------------------------------------
+
+    def info(self) -> BrokerInfo | None:
+        """What the last start recorded, or None when it never started here."""
+        try:
+            return BrokerInfo(**json.loads(self.info_file.read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def running(self) -> bool:
+        """True when the recorded process is alive."""
+        info = self.info()
+        return info is not None and _pid_alive(info.pid)
+
+    # -- control ---------------------------------------------------------------------------
+
+    def start(self, port: int = 9092, timeout_s: float = START_TIMEOUT_S) -> BrokerInfo:
+        """Start the broker in the background and wait until it answers; idempotent."""
+        info = self.info()
+        if info is not None and _pid_alive(info.pid):
+            if info.port != port:
+                raise BrokerError(
+                    f"a broker of {self.data_dir} already runs on port {info.port} (PID {info.pid}); "
+                    "stop it first to change its port"
+                )
+            return info
+        java = _require("java", "openjdk-17-jre-headless")
+        if java_major_version(java) < 17:
+            raise BrokerError(f"{java} is older than Java 17; install openjdk-17-jre-headless")
+        if not port_is_free(port):
+            raise BrokerError(
+                f"port {port} is already in use; stop what listens there or choose another "
+                "with --port (or FORECASTER_BOOTSTRAP to use a broker that already runs)"
+            )
+        libs = resolve_jars()
+        controller_port = free_port()
+        self._write_config(port, controller_port)
+        if not (self.log_dir / "meta.properties").exists():
+            self._format(java, libs)
+        self.output_file.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.output_file, "ab") as out:
+            process = subprocess.Popen(
+                [java, *self._jvm_options(), "-cp", f"{libs}/*", "kafka.Kafka", str(self.config_file)],
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True,  # outlives the CLI and is not hit by its Ctrl-C
+            )
+        info = BrokerInfo(process.pid, f"127.0.0.1:{port}", port, controller_port, str(self.data_dir))
+        self.pid_file.write_text(f"{process.pid}\n")
+        self.info_file.write_text(json.dumps(info.__dict__))
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise BrokerError(
+                    f"the broker exited with status {process.returncode} while starting; "
+                    f"see {self.output_file} and {self.data_dir / 'logs' / 'server.log'}:\n"
+                    + self._tail(self.output_file)
+                )
+            if broker_answers(info.bootstrap, timeout_s=2.0):
+                return info
+            time.sleep(0.25)
+        self.stop()
+        raise BrokerError(f"the broker did not answer within {timeout_s:.0f} s; see {self.output_file}")
+
+    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> bool:
+        """Stop the broker cleanly (SIGTERM, then wait); False when none was running."""
+        info = self.info()
+        if info is None or not _pid_alive(info.pid):
+            self.pid_file.unlink(missing_ok=True)
+            return False
+        os.kill(info.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while _pid_alive(info.pid):
+            if time.monotonic() > deadline:
+                os.kill(info.pid, signal.SIGKILL)
+                raise BrokerError(
+                    f"the broker (PID {info.pid}) did not stop within {timeout_s:.0f} s and was killed"
+                )
+            time.sleep(0.1)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _write_config(self, port: int, controller_port: int) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        template = Template((DEPLOY_DIR / "server.properties").read_text())
+        self.config_file.write_text(
+            template.substitute(
+                port=port, controller_port=controller_port, advertised_host="127.0.0.1",
+                log_dir=self.log_dir,
+            )
+        )
+
+    def _jvm_options(self) -> list[str]:
+        heap = os.environ.get("FORECASTER_KAFKA_HEAP", "512m")
+        return [
+            f"-Xms{heap}", f"-Xmx{heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j.configuration=file:{DEPLOY_DIR / 'log4j.properties'}",
+            f"-Dkafka.logs.dir={self.data_dir / 'logs'}",
+        ]
+
+    def _format(self, java: str, libs: Path) -> None:
+        cluster_id = _kafka_uuid()
+        result = subprocess.run(
+            [java, *self._jvm_options(), "-cp", f"{libs}/*", "kafka.tools.StorageTool", "format",
+             "-t", cluster_id, "-c", str(self.config_file)],
+            capture_output=True, text=True, check=False,
+        )
+        if result.returncode != 0:
+            raise BrokerError(f"formatting {self.log_dir} failed:\n{result.stdout}{result.stderr}")
+
+    @staticmethod
+    def _tail(path: Path, lines: int = 20) -> str:
+        try:
+            return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def _kafka_uuid() -> str:
+    # Kafka cluster ids are 16 random bytes in URL-safe base64 without padding.
+    import base64
+
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")

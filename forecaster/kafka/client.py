@@ -1,0 +1,72 @@
+"""Kafka client options shared by every client of the system.
+
+The security settings (TLS, SASL) come from :class:`~forecaster.settings.Settings` and are passed
+through to every client: kafka-python (replay producer, admin, ``tail``), aiokafka (through Faust)
+and the tests. Each library spells the options its own way; the spelling lives here, once.
+
+Examples
+--------
+>>> from forecaster.settings import Settings
+>>> s = Settings(security_protocol="SASL_SSL", sasl_mechanism="PLAIN", sasl_username="u",
+...              sasl_password="p", ssl_cafile="/etc/ca.pem")
+>>> opts = kafka_python_options(s)
+>>> opts["security_protocol"], opts["sasl_plain_username"], opts["ssl_cafile"]
+('SASL_SSL', 'u', '/etc/ca.pem')
+>>> kafka_python_options(Settings())
+{'bootstrap_servers': ['127.0.0.1:9092'], 'security_protocol': 'PLAINTEXT'}
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from forecaster.settings import Settings
+
+PROTOCOLS = {"PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"}
+
+
+def bootstrap_list(bootstrap: str) -> list[str]:
+    """``"a:9092, b:9092"`` -> ``["a:9092", "b:9092"]``."""
+    servers = [part.strip() for part in bootstrap.split(",") if part.strip()]
+    if not servers:
+        raise ValueError("the bootstrap server list is empty; set FORECASTER_BOOTSTRAP")
+    return servers
+
+
+def _security(settings: Settings) -> dict[str, Any]:
+    protocol = settings.security_protocol.upper()
+    if protocol not in PROTOCOLS:
+        raise ValueError(
+            f"FORECASTER_SECURITY_PROTOCOL={settings.security_protocol!r} is not one of "
+            f"{', '.join(sorted(PROTOCOLS))}"
+        )
+    options: dict[str, Any] = {"security_protocol": protocol}
+    if protocol.startswith("SASL"):
+        if not settings.sasl_mechanism:
+            raise ValueError(f"{protocol} needs FORECASTER_SASL_MECHANISM")
+        options["sasl_mechanism"] = settings.sasl_mechanism
+        options["sasl_plain_username"] = settings.sasl_username
+        options["sasl_plain_password"] = settings.sasl_password
+    if protocol.endswith("SSL"):
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            if getattr(settings, name):
+                options[name] = getattr(settings, name)
+    return options
+
+
+def kafka_python_options(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments for kafka-python's producer, consumer and admin client."""
+    return {"bootstrap_servers": bootstrap_list(settings.bootstrap), **_security(settings)}
+
+
+def aiokafka_options(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments for aiokafka clients (same names, but TLS goes through an SSL context)."""
+    options = _security(settings)
+    cafile = options.pop("ssl_cafile", None)
+    certfile = options.pop("ssl_certfile", None)
+    keyfile = options.pop("ssl_keyfile", None)
+    if options["security_protocol"].endswith("SSL"):
+        from aiokafka.helpers import create_ssl_context
+
+        options["ssl_context"] = create_ssl_context(cafile=cafile, certfile=certfile, keyfile=keyfile)
+    return {"bootstrap_servers": ",".join(bootstrap_list(settings.bootstrap)), **options}

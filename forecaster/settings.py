@@ -1,0 +1,185 @@
+"""Every setting of the system, read once from ``FORECASTER_*`` environment variables.
+
+One :class:`Settings` object is built at start (:func:`load`) and passed down; nothing else reads
+the environment. Each field's environment variable is its name upper-cased with the prefix
+``FORECASTER_`` (``bootstrap`` is ``FORECASTER_BOOTSTRAP``), and the table that the README shows is
+generated from :data:`DOCS`, so the two cannot disagree.
+
+Examples
+--------
+>>> s = load({"FORECASTER_PARTITIONS": "4", "FORECASTER_INTERVAL_LEVELS": "0.5,0.9"})
+>>> s.partitions, s.interval_levels, s.topic_bars
+(4, (0.5, 0.9), 'bars')
+>>> load({"FORECASTER_PARTITIONS": "many"})
+Traceback (most recent call last):
+...
+ValueError: FORECASTER_PARTITIONS='many' is not a valid int
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PREFIX = "FORECASTER_"
+
+
+def _default_home() -> str:
+    # Local state (broker data, MLflow store, worker tables, demo report) lives in one folder.
+    return str(Path.cwd() / ".forecaster")
+
+
+def _default_data_dir() -> str:
+    # The shared data folder sits beside the project checkout (../shared/data).
+    return str(Path(__file__).resolve().parents[2] / "shared" / "data")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The whole configuration; field docs are in :data:`DOCS`."""
+
+    home: str = field(default_factory=_default_home)
+    data_dir: str = field(default_factory=_default_data_dir)
+    # Kafka
+    bootstrap: str = "127.0.0.1:9092"
+    topic_bars: str = "bars"
+    topic_dlq: str = "bars.dlq"
+    topic_predictions: str = "predictions"
+    partitions: int = 8
+    replication_factor: int = 1
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = ""
+    sasl_username: str = ""
+    sasl_password: str = ""
+    ssl_cafile: str = ""
+    ssl_certfile: str = ""
+    ssl_keyfile: str = ""
+    # Worker
+    app_id: str = "stream-forecaster"
+    store: str = "memory://"
+    batch_size: int = 2000
+    batch_timeout_s: float = 0.2
+    # Forecasting core
+    model: str = "arima"
+    window: int = 252
+    refit_every: int = 21
+    arima_order: tuple[int, int, int] = (2, 1, 0)
+    interval_levels: tuple[float, ...] = (0.8, 0.95)
+    calibration_window: int = 250
+    # MLflow
+    mlflow_tracking_uri: str = ""
+    model_name: str = "next-close"
+    model_reload_s: float = 30.0
+    # Observability
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9464
+    metrics_ticker_limit: int = 50
+    rolling_window: int = 63
+    drift_window: int = 250
+    psi_threshold: float = 0.25
+    page_hinkley_threshold: float = 50.0
+
+    @property
+    def mlflow_uri(self) -> str:
+        """The tracking URI: the setting, else a SQLite store under ``home``."""
+        return self.mlflow_tracking_uri or f"sqlite:///{Path(self.home) / 'mlflow' / 'mlflow.db'}"
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some fields changed (command-line options override the environment)."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+DOCS: dict[str, str] = {
+    "home": "folder for local state: broker data, MLflow store, worker tables, reports "
+    "(default: ./.forecaster)",
+    "data_dir": "folder of the sample data (default: ../shared/data beside the checkout)",
+    "bootstrap": "Kafka bootstrap servers, host:port[,host:port]",
+    "topic_bars": "topic of validated bars (key: ticker)",
+    "topic_dlq": "dead-letter topic for rejected rows and poison messages",
+    "topic_predictions": "topic of predictions and scores (key: ticker)",
+    "partitions": "partition count used by `forecaster topics create`",
+    "replication_factor": "replication factor used by `forecaster topics create`",
+    "security_protocol": "Kafka security.protocol: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL",
+    "sasl_mechanism": "SASL mechanism, e.g. PLAIN or SCRAM-SHA-512",
+    "sasl_username": "SASL user name",
+    "sasl_password": "SASL password (never commit it; set it in the environment)",
+    "ssl_cafile": "CA bundle that signs the brokers' certificates",
+    "ssl_certfile": "client certificate for mutual TLS",
+    "ssl_keyfile": "client private key for mutual TLS",
+    "app_id": "Faust application id: consumer group and changelog topic prefix",
+    "store": "Faust table store: memory:// or rocksdb:// (needs the rocksdb extra)",
+    "batch_size": "most bars the worker takes from the stream at once",
+    "batch_timeout_s": "longest the worker waits to fill a batch, seconds",
+    "model": "model when no champion is registered: naive or arima",
+    "window": "bars per ticker kept for fitting (rolling window)",
+    "refit_every": "bars between ARIMA refits per ticker",
+    "arima_order": "ARIMA order p,d,q",
+    "interval_levels": "central prediction interval levels, comma separated",
+    "calibration_window": "past standardized errors per ticker used for conformal calibration",
+    "mlflow_tracking_uri": "MLflow tracking and registry URI (default: SQLite under home)",
+    "model_name": "registered model whose `champion` alias the worker serves",
+    "model_reload_s": "seconds between checks for a newly promoted champion",
+    "metrics_host": "address the Prometheus endpoint binds to",
+    "metrics_port": "port of the Prometheus endpoint",
+    "metrics_ticker_limit": "tickers that get per-ticker metric series; the rest are aggregated",
+    "rolling_window": "scored predictions in the rolling error metrics",
+    "drift_window": "recent bars per feature compared with the training reference",
+    "psi_threshold": "population stability index above which a feature counts as drifted",
+    "page_hinkley_threshold": "Page-Hinkley threshold on the standardized absolute error",
+}
+
+
+def env_name(name: str) -> str:
+    """The environment variable of a field: ``bootstrap`` -> ``FORECASTER_BOOTSTRAP``."""
+    return PREFIX + name.upper()
+
+
+def _parse(name: str, raw: str, default: Any) -> Any:
+    try:
+        if isinstance(default, bool):
+            if raw.lower() not in {"1", "0", "true", "false", "yes", "no"}:
+                raise ValueError(raw)
+            return raw.lower() in {"1", "true", "yes"}
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+        if isinstance(default, tuple):
+            kind = type(default[0])
+            return tuple(kind(part) for part in raw.split(",") if part.strip())
+    except ValueError:
+        kind_name = type(default).__name__ if not isinstance(default, tuple) else "list"
+        raise ValueError(f"{env_name(name)}={raw!r} is not a valid {kind_name}") from None
+    return raw
+
+
+def load(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build the settings from ``environ`` (default: the process environment)."""
+    environ = os.environ if environ is None else environ
+    defaults = Settings()
+    values = {}
+    for f in dataclasses.fields(Settings):
+        raw = environ.get(env_name(f.name))
+        if raw is not None and raw != "":
+            values[f.name] = _parse(f.name, raw, getattr(defaults, f.name))
+    return dataclasses.replace(defaults, **values)
+
+
+def table() -> list[tuple[str, str, str]]:
+    """(variable, default, meaning) for every setting, for the README and ``--help``."""
+    defaults = Settings()
+    rows = []
+    for f in dataclasses.fields(Settings):
+        value = getattr(defaults, f.name)
+        if f.name in {"home", "data_dir"}:
+            shown = ""
+        elif isinstance(value, tuple):
+            shown = ",".join(str(v) for v in value)
+        else:
+            shown = str(value)
+        rows.append((env_name(f.name), shown, DOCS[f.name]))
+    return rows

@@ -1,0 +1,177 @@
+"""The daily bar: the one record every part of the system agrees on.
+
+A :class:`Bar` is validated when it is made, by the same rules in the replay producer (on CSV rows)
+and in the stream worker (on messages of the ``bars`` topic), so a row that one side rejects the
+other rejects too, with the same reason. Rejections raise :class:`BarError`, whose ``reason`` is one
+of :data:`REASONS`: a short, stable code used as the dead letter's reason and as a metric label.
+
+Examples
+--------
+>>> bar = Bar.from_dict({"ticker": "MSFT", "date": "2013-02-08", "open": 27.35, "high": 27.71,
+...                      "low": 27.31, "close": 27.55, "volume": 33318306})
+>>> bar.date.isoformat(), bar.close
+('2013-02-08', 27.55)
+>>> Bar.from_dict({"ticker": "MSFT", "date": "2013-02-08", "open": 27.35, "high": 27.0,
+...                "low": 27.31, "close": 27.55, "volume": 1})
+Traceback (most recent call last):
+...
+models.core.bar.BarError: high_below_open_close: high 27.0 < max(open, close) 27.55
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+#: Every reason a row or message can be rejected for, with what it means.
+REASONS: dict[str, str] = {
+    "not_json": "the message is not a JSON object",
+    "missing_field": "a required field is absent or empty",
+    "bad_ticker": "the ticker is not a non-empty string of at most 32 characters",
+    "bad_date": "the date is not a valid calendar date in 1900..2100",
+    "not_numeric": "a price or volume is not a number",
+    "not_finite": "a price or volume is NaN or infinite",
+    "non_positive_price": "a price is zero or negative",
+    "high_below_open_close": "high is below max(open, close)",
+    "low_above_open_close": "low is above min(open, close)",
+    "negative_volume": "volume is negative",
+    "duplicate": "a bar of the same ticker and date was already accepted",
+    "out_of_order": "the bar is dated on or before the last bar applied for its ticker",
+    "unreadable_file": "the file could not be read or its layout was not recognised",
+}
+
+PRICE_FIELDS = ("open", "high", "low", "close")
+REQUIRED_FIELDS = ("ticker", "date", *PRICE_FIELDS, "volume")
+MIN_DATE = dt.date(1900, 1, 1)
+MAX_DATE = dt.date(2100, 12, 31)
+
+
+class BarError(ValueError):
+    """A row or message that cannot be a bar; ``reason`` is a key of :data:`REASONS`."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        if reason not in REASONS:
+            raise ValueError(f"unknown rejection reason {reason!r}")
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def _number(name: str, value: Any) -> float:
+    if value is None or value == "":
+        raise BarError("missing_field", f"{name} is empty")
+    if isinstance(value, bool):
+        raise BarError("not_numeric", f"{name}={value!r} is not a number")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise BarError("not_numeric", f"{name}={value!r} is not a number") from None
+    if not math.isfinite(number):
+        raise BarError("not_finite", f"{name} is {value!r}")
+    return number
+
+
+def parse_date(value: Any) -> dt.date:
+    """An ISO date (``YYYY-MM-DD``, optionally with a time part) as a :class:`datetime.date`."""
+    if isinstance(value, dt.datetime):
+        day = value.date()
+    elif isinstance(value, dt.date):
+        day = value
+    elif isinstance(value, str) and value.strip():
+        try:
+            day = dt.date.fromisoformat(value.strip()[:10])
+        except ValueError:
+            raise BarError("bad_date", f"date {value!r} is not YYYY-MM-DD") from None
+    elif value is None or value == "":
+        raise BarError("missing_field", "date is empty")
+    else:
+        raise BarError("bad_date", f"date {value!r} is not a string")
+    if not MIN_DATE <= day <= MAX_DATE:
+        raise BarError("bad_date", f"date {day.isoformat()} is outside {MIN_DATE}..{MAX_DATE}")
+    return day
+
+
+@dataclass(frozen=True, slots=True)
+class Bar:
+    """One validated daily bar of one ticker.
+
+    Parameters
+    ----------
+    ticker
+        Symbol, the Kafka key of every record about it.
+    date
+        Trading day.
+    open, high, low, close
+        Prices, positive, with ``low <= min(open, close)`` and ``high >= max(open, close)``.
+    volume
+        Shares traded, non-negative (zero-volume days exist in real data).
+    adj_close
+        Split- and dividend-adjusted close, when the source has one.
+    source
+        Where the bar came from, ``file:line``.
+    """
+
+    ticker: str
+    date: dt.date
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    adj_close: float | None = None
+    source: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.ticker, str) or not self.ticker.strip() or len(self.ticker) > 32:
+            raise BarError("bad_ticker", f"ticker {self.ticker!r}")
+        for name in PRICE_FIELDS:
+            if getattr(self, name) <= 0:
+                raise BarError("non_positive_price", f"{name} {getattr(self, name)!r} <= 0")
+        if self.high < max(self.open, self.close):
+            raise BarError(
+                "high_below_open_close",
+                f"high {self.high!r} < max(open, close) {max(self.open, self.close)!r}",
+            )
+        if self.low > min(self.open, self.close):
+            raise BarError(
+                "low_above_open_close",
+                f"low {self.low!r} > min(open, close) {min(self.open, self.close)!r}",
+            )
+        if self.volume < 0:
+            raise BarError("negative_volume", f"volume {self.volume!r} < 0")
+        if self.adj_close is not None and self.adj_close <= 0:
+            raise BarError("non_positive_price", f"adj_close {self.adj_close!r} <= 0")
+
+    @classmethod
+    def from_dict(cls, record: Mapping[str, Any]) -> Bar:
+        """Validate a decoded record (a CSV row mapped to field names, or a JSON message)."""
+        if not isinstance(record, Mapping):
+            raise BarError("not_json", f"expected an object, got {type(record).__name__}")
+        for name in REQUIRED_FIELDS:
+            if record.get(name) is None or record.get(name) == "":
+                raise BarError("missing_field", f"{name} is missing")
+        ticker = record["ticker"]
+        if not isinstance(ticker, str):
+            raise BarError("bad_ticker", f"ticker {ticker!r} is not a string")
+        adj = record.get("adj_close")
+        source = record.get("source")
+        return cls(
+            ticker=ticker.strip(),
+            date=parse_date(record["date"]),
+            open=_number("open", record["open"]),
+            high=_number("high", record["high"]),
+            low=_number("low", record["low"]),
+            close=_number("close", record["close"]),
+            volume=_number("volume", record["volume"]),
+            adj_close=None if adj is None or adj == "" else _number("adj_close", adj),
+            source=None if source is None else str(source),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form of ``schemas/bar.schema.json``."""
+        record = asdict(self)
+        record["date"] = self.date.isoformat()
+        return record

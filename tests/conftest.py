@@ -1,0 +1,69 @@
+"""Shared fixtures: one real Kafka broker per test session, and per-test topic names.
+
+The broker is a real Apache Kafka 3.9 (``forecaster.kafka.broker.LocalBroker``) on a free port
+in a temporary folder, started once; set ``FORECASTER_BOOTSTRAP`` to run the suite against a
+broker that already runs instead. Every test that asks for ``kafka_settings`` gets topics of its
+own (random suffix), so tests never see each other's messages.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from forecaster import settings as settings_module
+from forecaster.kafka.broker import LocalBroker, free_port
+from forecaster.kafka.topics import create_topics
+from forecaster.settings import Settings
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The shared real data (``FORECASTER_DATA_DIR``, default ``../shared/data``)."""
+    path = Path(settings_module.load().data_dir)
+    assert (path / "README.md").exists(), f"the shared data folder {path} is missing"
+    return path
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker | None]:
+    """The session's broker: None when ``FORECASTER_BOOTSTRAP`` names an external one."""
+    if os.environ.get("FORECASTER_BOOTSTRAP"):
+        yield None
+        return
+    broker = LocalBroker(tmp_path_factory.mktemp("kafka"))
+    broker.start(port=free_port())
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(kafka_broker: LocalBroker | None) -> str:
+    if kafka_broker is None:
+        return os.environ["FORECASTER_BOOTSTRAP"]
+    info = kafka_broker.info()
+    assert info is not None
+    return info.bootstrap
+
+
+@pytest.fixture
+def kafka_settings(kafka_bootstrap: str, tmp_path: Path) -> Settings:
+    """Settings pointing at the session broker, with this test's own freshly created topics."""
+    suffix = uuid.uuid4().hex[:10]
+    settings = settings_module.load().replace(
+        bootstrap=kafka_bootstrap,
+        home=str(tmp_path / "home"),
+        topic_bars=f"bars-{suffix}",
+        topic_dlq=f"bars.dlq-{suffix}",
+        topic_predictions=f"predictions-{suffix}",
+        app_id=f"forecaster-test-{suffix}",
+        partitions=4,
+    )
+    create_topics(settings)
+    return settings

@@ -1,0 +1,81 @@
+"""The local broker is a real, durable Apache Kafka: produce, consume, restart, read again."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from kafka import KafkaProducer
+
+from forecaster.kafka.broker import BrokerError, LocalBroker, broker_answers, free_port
+from forecaster.kafka.topics import create_topics
+from tests.kafka_helpers import read_topic
+
+pytestmark = pytest.mark.kafka
+
+
+def test_messages_survive_a_broker_restart(tmp_path: Path) -> None:
+    from forecaster.settings import Settings
+
+    broker = LocalBroker(tmp_path / "kafka")
+    port = free_port()
+    info = broker.start(port=port)
+    try:
+        settings = Settings(bootstrap=info.bootstrap, partitions=3)
+        assert create_topics(settings) == {"bars": "created", "predictions": "created",
+                                           "bars.dlq": "created"}
+        producer = KafkaProducer(bootstrap_servers=info.bootstrap, acks="all")
+        for i in range(30):
+            producer.send("bars", key=f"T{i % 3}".encode(), value=b'{"i": %d}' % i)
+        producer.flush()
+        producer.close()
+
+        assert broker.stop() is True
+        assert not broker.running()
+        assert not broker_answers(info.bootstrap, timeout_s=1.0)
+
+        again = broker.start(port=port)
+        assert again.pid != info.pid
+        assert create_topics(settings)["bars"] == "exists"
+        records = read_topic(settings, "bars")
+        assert sorted(value["i"] for *_, value in records) == list(range(30))
+        # Keyed records: one ticker, one partition.
+        partitions_by_key: dict[str, set[int]] = {}
+        for partition, _offset, key, _value in records:
+            partitions_by_key.setdefault(key, set()).add(partition)
+        assert all(len(p) == 1 for p in partitions_by_key.values())
+    finally:
+        broker.stop()
+
+
+def test_start_on_a_port_in_use_says_so(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(BrokerError, match=f"port {port} is already in use"):
+            LocalBroker(tmp_path / "kafka").start(port=port)
+
+
+def test_missing_java_says_what_to_install(tmp_path: Path) -> None:
+    env = {**os.environ, "PATH": str(tmp_path), "FORECASTER_HOME": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-m", "forecaster.cli", "kafka", "start", "--port", str(free_port())],
+        env=env, capture_output=True, text=True, check=False,
+    )
+    assert result.returncode == 2
+    assert "`java` was not found" in result.stderr
+    assert "openjdk-17" in result.stderr
+
+
+def test_status_and_stop_of_a_broker_that_never_ran(tmp_path: Path) -> None:
+    env = {**os.environ, "FORECASTER_HOME": str(tmp_path)}
+    run = [sys.executable, "-m", "forecaster.cli", "kafka"]
+    status = subprocess.run([*run, "status"], env=env, capture_output=True, text=True, check=False)
+    assert status.returncode == 1 and "not running" in status.stdout
+    stop = subprocess.run([*run, "stop"], env=env, capture_output=True, text=True, check=False)
+    assert stop.returncode == 0 and "not running" in stop.stdout
