@@ -1,0 +1,37 @@
+# The two commands of the README:
+#   make demo   set up everything and run the whole pipeline on a local Kafka broker
+#   make test   set up everything and run the tests exactly as CI does (.ci/run calls it)
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: demo test lint install kafka-jars clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Re-installs only when the dependency list changes.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+# Resolves Apache Kafka's jars from Maven Central into the cache once (a no-op afterwards).
+kafka-jars: install
+	$(BIN)/python -c "from forecaster.kafka.broker import resolve_jars; print(resolve_jars())"
+
+demo: kafka-jars
+	$(BIN)/forecaster demo $(DEMO_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+
+# pytest exits 5 when it collected no test: make treats that as the failure it is.
+test: kafka-jars lint
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .forecaster .pytest_cache
