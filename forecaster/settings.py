@@ -81,6 +81,7 @@ class Settings:
     rolling_window: int = 63
     drift_window: int = 250
     psi_threshold: float = 0.25
+    coverage_tolerance: float = 0.05
     page_hinkley_threshold: float = 50.0
 
     @property
@@ -129,6 +130,7 @@ DOCS: dict[str, str] = {
     "rolling_window": "scored predictions in the rolling error metrics",
     "drift_window": "recent bars per feature compared with the training reference",
     "psi_threshold": "population stability index above which a feature counts as drifted",
+    "coverage_tolerance": "how far interval coverage may stray from its nominal level before the alert fires",
     "page_hinkley_threshold": "Page-Hinkley threshold on the standardized absolute error",
 }
 
