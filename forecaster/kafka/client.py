@@ -70,3 +70,19 @@ def aiokafka_options(settings: Settings) -> dict[str, Any]:
 
         options["ssl_context"] = create_ssl_context(cafile=cafile, certfile=certfile, keyfile=keyfile)
     return {"bootstrap_servers": ",".join(bootstrap_list(settings.bootstrap)), **options}
+
+
+def faust_credentials(settings: Settings) -> Any:
+    """Faust's ``broker_credentials`` for the security settings (None for PLAINTEXT)."""
+    import faust
+
+    options = aiokafka_options(settings)
+    protocol = options["security_protocol"]
+    if protocol == "PLAINTEXT":
+        return None
+    if protocol == "SSL":
+        return faust.SSLCredentials(options["ssl_context"])
+    return faust.SASLCredentials(
+        username=options["sasl_plain_username"], password=options["sasl_plain_password"],
+        mechanism=options["sasl_mechanism"], ssl_context=options.get("ssl_context"),
+    )

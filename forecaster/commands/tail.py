@@ -1,0 +1,86 @@
+"""``forecaster tail``: follow the predictions topic, as a table for people or JSON lines for programs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import uuid
+from typing import Any, TextIO
+
+from forecaster.settings import Settings
+
+TABLE_COLUMNS = (("record_type", 10), ("ticker", 8), ("as_of", 10), ("target_date", 11), ("model", 10),
+                 ("predicted_close", 15), ("lower_95", 10), ("upper_95", 10), ("actual_close", 12),
+                 ("error", 10))
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "tail", help="show predictions and scores as they arrive",
+        description="Follow the predictions topic. Records are JSON (schemas/prediction.schema.json and "
+        "schemas/score.schema.json), keyed by ticker.",
+    )
+    parser.add_argument("--ticker", action="append", default=None,
+                        help="only this ticker (repeatable)")
+    parser.add_argument("--from-beginning", action="store_true", help="start at the oldest record")
+    parser.add_argument("--format", choices=("table", "json"), default="table")
+    parser.add_argument("--max-records", type=int, default=None, help="stop after this many records")
+    parser.add_argument("--idle-timeout", type=float, default=None,
+                        help="stop after this many seconds without a new record")
+    parser.add_argument("--bootstrap", default=None, help="host:port (default: FORECASTER_BOOTSTRAP)")
+    parser.set_defaults(run=run)
+
+
+def format_row(record: dict[str, Any]) -> str:
+    cells = []
+    for name, width in TABLE_COLUMNS:
+        value = record.get(name, "")
+        if isinstance(value, float):
+            value = f"{value:.4f}"
+        cells.append(f"{value!s:>{width}}")
+    return " ".join(cells)
+
+
+def run(args: argparse.Namespace, settings: Settings, out: TextIO = sys.stdout) -> int:
+    import orjson
+    from kafka import KafkaConsumer
+
+    from forecaster.kafka.client import kafka_python_options
+
+    settings = settings.replace(bootstrap=args.bootstrap)
+    consumer = KafkaConsumer(
+        settings.topic_predictions, **kafka_python_options(settings),
+        group_id=f"forecaster-tail-{uuid.uuid4().hex[:8]}",  # a viewer never moves anyone's offsets
+        enable_auto_commit=False,
+        auto_offset_reset="earliest" if args.from_beginning else "latest",
+    )
+    wanted = set(args.ticker) if args.ticker else None
+    shown = 0
+    last_seen = time.monotonic()
+    if args.format == "table":
+        print(" ".join(f"{name:>{width}}" for name, width in TABLE_COLUMNS), file=out)
+    try:
+        while args.max_records is None or shown < args.max_records:
+            batch = consumer.poll(timeout_ms=500)
+            if not batch:
+                if args.idle_timeout is not None and time.monotonic() - last_seen > args.idle_timeout:
+                    break
+                continue
+            last_seen = time.monotonic()
+            for message in (m for messages in batch.values() for m in messages):
+                try:
+                    record = orjson.loads(message.value)
+                except orjson.JSONDecodeError:
+                    print(f"# not JSON at partition {message.partition} offset {message.offset}", file=out)
+                    continue
+                if wanted is not None and record.get("ticker") not in wanted:
+                    continue
+                line = orjson.dumps(record).decode() if args.format == "json" else format_row(record)
+                print(line, file=out, flush=True)
+                shown += 1
+                if args.max_records is not None and shown >= args.max_records:
+                    break
+    finally:
+        consumer.close()
+    return 0
