@@ -171,6 +171,20 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
     return dataclasses.replace(defaults, **values)
 
 
+def to_environ(settings: Settings) -> dict[str, str]:
+    """The environment variables that :func:`load` turns back into ``settings`` (for child processes).
+
+    >>> s = Settings(partitions=3, arima_order=(1, 1, 1))
+    >>> load(to_environ(s)) == s
+    True
+    """
+    environ = {}
+    for f in dataclasses.fields(Settings):
+        value = getattr(settings, f.name)
+        environ[env_name(f.name)] = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+    return environ
+
+
 def table() -> list[tuple[str, str, str]]:
     """(variable, default, meaning) for every setting, for the README and ``--help``."""
     defaults = Settings()
