@@ -1,0 +1,74 @@
+"""Dead letters: a rejected input, kept with why it was rejected and where it came from.
+
+A dead letter is the same record whichever side rejects: the replay producer (a CSV row, whose
+``source`` is ``file:line``) or the stream worker (a poison message, whose ``source`` is
+``topic/partition/offset``). It is published as JSON following ``schemas/dead_letter.schema.json``.
+
+Examples
+--------
+>>> from models.core.bar import BarError
+>>> letter = DeadLetter.rejected(BarError("negative_volume", "volume -5.0 < 0"),
+...                              raw="2013-02-08,1,2,1,2,-5,AAL", source="sp500.csv:2", ticker="AAL",
+...                              at="2026-01-02T03:04:05.000+00:00")
+>>> letter.to_dict()["reason"], letter.to_dict()["source"]
+('negative_volume', 'sp500.csv:2')
+>>> DeadLetter.rejected(BarError("not_json", "bad bytes"), raw=b"\\xff{", source="bars/0/7").raw
+'\ufffd{'
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from models.core.bar import REASONS, BarError
+
+
+def now_iso() -> str:
+    """The current UTC time as ISO 8601 with milliseconds: the ``at`` of a rejection."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """One rejected row or message.
+
+    Parameters
+    ----------
+    reason
+        A key of :data:`models.core.bar.REASONS`: stable, usable as a metric label.
+    detail
+        A sentence for people: what exactly was wrong.
+    raw
+        The original row text, or the message bytes decoded with ``errors="replace"``.
+    source
+        ``file:line`` for a CSV row, ``topic/partition/offset`` for a message.
+    at
+        When it was rejected (ISO 8601, UTC).
+    ticker
+        The ticker when it could be read, so the dead letter can be keyed like the bars.
+    """
+
+    reason: str
+    detail: str
+    raw: str
+    source: str
+    at: str = field(default_factory=now_iso)
+    ticker: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.reason not in REASONS:
+            raise ValueError(f"unknown dead-letter reason {self.reason!r}; known: {', '.join(REASONS)}")
+
+    @classmethod
+    def rejected(cls, error: BarError, *, raw: str | bytes, source: str, ticker: str | None = None,
+                 at: str | None = None) -> DeadLetter:
+        """The dead letter of a :class:`~models.core.bar.BarError` raised on ``raw``."""
+        text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
+        return cls(reason=error.reason, detail=error.detail, raw=text, source=source,
+                   at=at or now_iso(), ticker=ticker or None)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form of ``schemas/dead_letter.schema.json``."""
+        return asdict(self)
