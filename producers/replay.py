@@ -66,17 +66,16 @@ class ReplaySummary:
         seconds        0.50  (pacing: max)
         bars/s           14
         """
+        pad = max([12, *(len(reason) + 3 for reason in self.dead_letters)])
         lines = [
-            f"rows read {self.rows_read:>9,}",
-            f"filtered  {self.filtered:>9,}",
-            f"bars sent {self.bars_sent:>9,}  -> {self.topic}",
-            f"rejected  {self.dead_letters_sent:>9,}  -> {self.dlq_topic}",
+            f"{'rows read':<{pad}}{self.rows_read:>7,}",
+            f"{'filtered':<{pad}}{self.filtered:>7,}",
+            f"{'bars sent':<{pad}}{self.bars_sent:>7,}  -> {self.topic}",
+            f"{'rejected':<{pad}}{self.dead_letters_sent:>7,}  -> {self.dlq_topic}",
         ]
-        width = max((len(reason) for reason in self.dead_letters), default=0)
-        lines += [f"  {reason:<{width}} {count:>{max(20 - width, 1)},}"
-                  for reason, count in self.dead_letters.items()]
-        lines += [f"seconds   {self.seconds:>9.2f}  (pacing: {self.pacing})",
-                  f"bars/s    {self.bars_per_s:>9,.0f}"]
+        lines += [f"  {reason:<{pad - 2}}{count:>7,}" for reason, count in self.dead_letters.items()]
+        lines += [f"{'seconds':<{pad}}{self.seconds:>7.2f}  (pacing: {self.pacing})",
+                  f"{'bars/s':<{pad}}{self.bars_per_s:>7,.0f}"]
         return lines
 
 
