@@ -1,0 +1,105 @@
+"""What the per-bar forecasting core needs to know, validated once.
+
+:class:`CoreConfig` is built from the system :class:`~forecaster.settings.Settings` (or directly in
+tests and notebooks) and passed to every :func:`~models.core.step.step` call; the stream worker and
+``forecaster backtest`` build it the same way, which is what makes their records equal.
+
+Examples
+--------
+>>> CoreConfig().interval_levels
+(0.8, 0.95)
+>>> CoreConfig(model="naive", window=40, refit_every=5).model
+'naive'
+>>> CoreConfig(model="lstm")
+Traceback (most recent call last):
+...
+ValueError: model must be one of naive, arima, external; got 'lstm'
+>>> CoreConfig(interval_levels=(0.95, 0.8))
+Traceback (most recent call last):
+...
+ValueError: interval_levels must be strictly increasing and inside (0, 1); got (0.95, 0.8)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import pairwise
+from typing import Any
+
+MODELS = ("naive", "arima", "external")
+
+
+@dataclass(frozen=True)
+class CoreConfig:
+    """Configuration of the per-bar core.
+
+    Parameters
+    ----------
+    model
+        ``"naive"`` (tomorrow's close = today's), ``"arima"`` (incremental ARIMA one-step forecast) or
+        ``"external"`` (an injected :class:`~models.core.model_slot.PointModel`).
+    window
+        Log closes per ticker kept for fitting the ARIMA; until it is full the core is in warm-up.
+    refit_every
+        Bars between ARIMA refits of a ticker (a failed refit is retried after as many bars).
+    order
+        ARIMA order ``(p, d, q)``, modelled on log closes.
+    interval_levels
+        Central prediction interval levels, strictly increasing, each in (0, 1).
+    calibration_window
+        Past standardized residuals per ticker used for the conformal interval quantiles.
+    vol_decay
+        Decay of the exponentially weighted averages of squared errors that scale the intervals
+        (0.94 is RiskMetrics' daily value: a half-life of about 11 bars).
+    """
+
+    model: str = "arima"
+    window: int = 252
+    refit_every: int = 21
+    order: tuple[int, int, int] = (2, 1, 0)
+    interval_levels: tuple[float, ...] = (0.8, 0.95)
+    calibration_window: int = 250
+    vol_decay: float = 0.94
+
+    def __post_init__(self) -> None:
+        if self.model not in MODELS:
+            raise ValueError(f"model must be one of {', '.join(MODELS)}; got {self.model!r}")
+        if len(self.order) != 3 or any(not isinstance(k, int) or k < 0 for k in self.order):
+            raise ValueError(f"order must be three non-negative integers (p, d, q); got {self.order!r}")
+        p, d, q = self.order
+        if p + q == 0:
+            raise ValueError(f"order {self.order!r} has no AR or MA term to fit")
+        # The fit regresses on p lags (and q residual lags of a long autoregression): keep at least
+        # 10 equations per coefficient beyond the lags themselves.
+        minimum = d + max(p, q) + 10 * (p + q + 1)
+        if self.window < minimum:
+            raise ValueError(f"window {self.window} is too short for order {self.order!r}; need >= {minimum}")
+        if self.refit_every < 1:
+            raise ValueError(f"refit_every must be >= 1; got {self.refit_every}")
+        levels = self.interval_levels
+        if not levels or any(not 0 < lv < 1 for lv in levels) or any(a >= b for a, b in pairwise(levels)):
+            raise ValueError(
+                f"interval_levels must be strictly increasing and inside (0, 1); got {levels!r}")
+        if self.calibration_window < 1:
+            raise ValueError(f"calibration_window must be >= 1; got {self.calibration_window}")
+        if not 0 < self.vol_decay < 1:
+            raise ValueError(f"vol_decay must be inside (0, 1); got {self.vol_decay}")
+
+    @classmethod
+    def from_settings(cls, settings: Any, **overrides: Any) -> CoreConfig:
+        """The core's part of the system settings; ``overrides`` (e.g. ``model=``) win.
+
+        >>> from forecaster.settings import load
+        >>> CoreConfig.from_settings(load({"FORECASTER_ARIMA_ORDER": "1,1,0"}), model="naive").order
+        (1, 1, 0)
+        """
+        values: dict[str, Any] = {
+            "model": settings.model,
+            "window": settings.window,
+            "refit_every": settings.refit_every,
+            "order": tuple(settings.arima_order),
+            "interval_levels": tuple(settings.interval_levels),
+            "calibration_window": settings.calibration_window,
+        }
+        values.update(overrides)
+        return cls(**values)

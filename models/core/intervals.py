@@ -1,0 +1,87 @@
+"""Calibrated central prediction intervals: a causal scale times a conformal quantile.
+
+Each prediction of a ticker has a scale ``s`` (log units): the ARIMA forecast variance rescaled by the
+recent ratio of squared innovations to their predicted variance, or, for models without a variance
+(naive, external), an exponentially weighted mean of the ticker's recent squared errors. Dividing a
+prediction's log error by its scale gives a standardized residual, which is roughly identically
+distributed whether the market is calm or not. The interval at level ``L`` is
+``exp(log_prediction -+ q_L * s)``, where ``q_L`` is the finite-sample conformal quantile of the
+absolute standardized residuals in the ticker's rolling calibration window: the
+``ceil((m + 1) * L)``-th smallest of ``m``. Everything uses only past bars.
+
+While the window holds too few residuals for that rank (fewer than ``L / (1 - L)``), the Gaussian
+quantile widened by :data:`WARMUP_WIDEN` is used and the prediction is flagged as warm-up.
+
+Examples
+--------
+>>> import numpy as np
+>>> level_label(0.8), level_label(0.975)
+('80', '97.5')
+>>> residuals = np.array([[0.5, -1.0, 2.0, np.inf], [1.0, np.inf, np.inf, np.inf]])
+>>> q, fallback = conformal_quantiles(np.abs(residuals), np.array([3, 1]), (0.5, 0.75))
+>>> q.round(3).tolist(), fallback.tolist()  # the 2nd row has too few residuals for 75 %
+([[1.0, 2.0], [1.0, 1.726]], [False, True])
+"""
+
+from __future__ import annotations
+
+import math
+from functools import cache
+from statistics import NormalDist
+
+import numpy as np
+
+#: Widening of the Gaussian quantile used while a ticker has too few residuals to calibrate.
+WARMUP_WIDEN = 1.5
+#: Smallest scale (log units): keeps standardized residuals finite on days without any movement.
+MIN_SCALE = 1e-6
+
+
+def level_label(level: float) -> str:
+    """The suffix of a level's record fields: 0.8 -> ``"80"`` (``lower_80``, ``inside_80``, ...)."""
+    return f"{level * 100:g}"
+
+
+@cache
+def gaussian_quantile(level: float) -> float:
+    """Half-width in standard deviations of a central Gaussian interval."""
+    return NormalDist().inv_cdf(0.5 + level / 2)
+
+
+def conformal_rank(count: np.ndarray, level: float) -> np.ndarray:
+    """``ceil((count + 1) * level)`` without the rounding error of ``(count + 1) * level``."""
+    return np.ceil(np.round((count + 1) * level, 9)).astype(np.int64)
+
+
+def conformal_quantiles(abs_residuals: np.ndarray, counts: np.ndarray,
+                        levels: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Quantiles ``[n, len(levels)]`` of absolute standardized residuals, batched.
+
+    ``abs_residuals`` is ``[n, width]`` with the first ``counts[i]`` entries of row ``i`` filled and
+    the rest ``inf``. Returns the quantiles and a ``[n]`` flag of rows that needed the warm-up
+    fallback for some level.
+    """
+    ordered = np.sort(abs_residuals, axis=1)
+    rows = np.arange(ordered.shape[0])
+    quantiles = np.empty((ordered.shape[0], len(levels)))
+    fallback = np.zeros(ordered.shape[0], dtype=bool)
+    for j, level in enumerate(levels):
+        rank = conformal_rank(counts, level)
+        short = rank > counts
+        quantiles[:, j] = ordered[rows, np.minimum(rank, ordered.shape[1]) - 1]
+        quantiles[short, j] = WARMUP_WIDEN * gaussian_quantile(level)
+        fallback |= short
+    return quantiles, fallback
+
+
+def ewma(previous: np.ndarray, value: np.ndarray, decay: float) -> np.ndarray:
+    """Exponentially weighted mean after one more value."""
+    return decay * previous + (1.0 - decay) * value
+
+
+def parkinson_variance(high: np.ndarray, low: np.ndarray) -> np.ndarray:
+    """Variance of a daily log return estimated from one day's range (Parkinson, 1980).
+
+    The first scale of a ticker, before it has any error of its own.
+    """
+    return (np.log(high) - np.log(low)) ** 2 / (4.0 * math.log(2.0))

@@ -1,0 +1,196 @@
+"""Everything the core remembers about one ticker between two bars, as a small serialisable value.
+
+A :class:`TickerState` is what the stream worker keeps in its Faust table (as :meth:`TickerState.to_bytes`)
+and what ``forecaster backtest`` keeps in a dict: the same value, so both paths compute the same next
+step. :func:`~models.core.step.step` never changes a state it is given; it returns a new one, and the
+arrays of a state are read-only so that nobody else changes them either.
+
+The byte form is a fixed header (magic, :data:`VERSION`), an orjson object with the scalars, and the
+arrays as raw little-endian float64. A state written by another format version is refused with a
+clear :class:`StateVersionError` rather than misread.
+
+Examples
+--------
+>>> import datetime as dt
+>>> from models.core.bar import Bar
+>>> from models.core.config import CoreConfig
+>>> from models.core.step import step
+>>> bar = Bar("MSFT", dt.date(2013, 2, 8), 27.35, 27.71, 27.31, 27.55, 33318306)
+>>> state = step(None, bar, CoreConfig(model="naive")).state
+>>> TickerState.from_bytes(state.to_bytes()) == state
+True
+>>> TickerState.from_bytes(b"FTS\\x09" + state.to_bytes()[4:])  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+models.core.state.StateVersionError: ticker state format version 9 is not supported ...
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+#: Format version of :meth:`TickerState.to_bytes`; bump it when fields change meaning.
+VERSION = 1
+_MAGIC = b"FTS"
+_HEADER = struct.Struct("<3sBI")  # magic, version, length of the orjson part
+
+
+class StateVersionError(ValueError):
+    """Bytes written by a different (or no) ticker-state format."""
+
+
+@dataclass(frozen=True, slots=True)
+class LastPrediction:
+    """The prediction the ticker is waiting to score against its next bar."""
+
+    as_of: dt.date
+    log_close: float           # predicted log close (the centre of the intervals)
+    scale: float               # the one-step standard deviation (log units) the intervals used
+    predicted_close: float
+    naive_close: float         # the close of ``as_of``: the naive forecast of the same day
+    levels: tuple[float, ...]
+    lower: tuple[float, ...]
+    upper: tuple[float, ...]
+    model: str
+    model_version: str
+    warmup: bool
+
+
+@dataclass(slots=True, eq=False)
+class TickerState:
+    """One ticker's memory. Arrays are read-only; build a new state instead of changing one.
+
+    Attributes
+    ----------
+    ticker, last_date
+        Whose state this is and the date of the last bar applied (None before the first bar).
+    bars, refits, failed_refits, since_refit
+        Bars applied; successful and failed ARIMA fits; bars since the last fit attempt.
+    last_close, last_volume
+        The last bar's close and volume (the naive forecast and the next day's changes).
+    log_closes
+        The last ``window`` log closes, oldest first: the ARIMA's fitting window.
+    arima_params, arima_state, arima_cov
+        ``(phi, theta, sigma2)``, the predicted ARMA state and its covariance; None before the first fit.
+    err2_ewma
+        Exponentially weighted mean of squared log errors of this ticker's predictions: the scale of
+        models without a variance of their own.
+    innovation_ratio_ewma
+        Exponentially weighted mean of squared ARIMA innovations over their predicted variance: how much
+        the current volatility differs from the fitted one.
+    calibration
+        The last standardized residuals (log error / scale) of issued predictions, oldest first.
+    features, feature_rows
+        The last feature rows (as many as the model's lookback) and how many rows were ever made.
+    last_prediction
+        The prediction waiting to be scored.
+    """
+
+    ticker: str
+    last_date: dt.date | None
+    bars: int
+    refits: int
+    failed_refits: int
+    since_refit: int
+    last_close: float
+    last_volume: float
+    log_closes: np.ndarray
+    arima_params: np.ndarray | None
+    arima_state: np.ndarray | None
+    arima_cov: np.ndarray | None
+    err2_ewma: float
+    innovation_ratio_ewma: float
+    calibration: np.ndarray
+    features: np.ndarray
+    feature_rows: int
+    last_prediction: LastPrediction | None
+
+    def __post_init__(self) -> None:
+        for name in _ARRAYS:
+            value = getattr(self, name)
+            if value is not None:
+                value.flags.writeable = False
+
+    @classmethod
+    def empty(cls, ticker: str, feature_width: int) -> TickerState:
+        """The state before a ticker's first bar: nothing seen, so nothing known (NaN)."""
+        nan = float("nan")
+        return cls(ticker=ticker, last_date=None, bars=0, refits=0, failed_refits=0, since_refit=0,
+                   last_close=nan, last_volume=nan, log_closes=np.empty(0), arima_params=None,
+                   arima_state=None, arima_cov=None, err2_ewma=nan, innovation_ratio_ewma=1.0,
+                   calibration=np.empty(0), features=np.empty((0, feature_width)), feature_rows=0,
+                   last_prediction=None)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, TickerState):
+            return NotImplemented
+        for f in dataclasses.fields(self):
+            mine, theirs = getattr(self, f.name), getattr(other, f.name)
+            if isinstance(mine, np.ndarray) or isinstance(theirs, np.ndarray):
+                if mine is None or theirs is None or not np.array_equal(mine, theirs, equal_nan=True):
+                    return False
+            elif mine != theirs:
+                return False
+        return True
+
+    def to_bytes(self) -> bytes:
+        """Compact bytes for a state store; :meth:`from_bytes` reads them back exactly."""
+        header: dict[str, Any] = {}
+        blobs = []
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name in _ARRAYS:
+                header[f.name] = None if value is None else list(value.shape)
+                if value is not None:
+                    blobs.append(np.ascontiguousarray(value, dtype="<f8").tobytes())
+            elif f.name == "last_prediction" and value is not None:
+                header[f.name] = dataclasses.asdict(value)
+            else:
+                header[f.name] = value
+        meta = orjson.dumps(header)
+        return _HEADER.pack(_MAGIC, VERSION, len(meta)) + meta + b"".join(blobs)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> TickerState:
+        """The state :meth:`to_bytes` wrote.
+
+        Raises
+        ------
+        StateVersionError
+            The bytes are not a ticker state, or one of another format version.
+        """
+        if len(data) < _HEADER.size or data[:3] != _MAGIC:
+            raise StateVersionError("these bytes are not a ticker state (bad magic)")
+        _, version, meta_size = _HEADER.unpack_from(data)
+        if version != VERSION:
+            raise StateVersionError(
+                f"ticker state format version {version} is not supported (this code reads version "
+                f"{VERSION}); rebuild the state by replaying the ticker's bars")
+        header = orjson.loads(data[_HEADER.size : _HEADER.size + meta_size])
+        offset = _HEADER.size + meta_size
+        values = {}
+        for f in dataclasses.fields(cls):
+            value = header[f.name]
+            if f.name in _ARRAYS and value is not None:
+                count = int(np.prod(value))
+                value = np.frombuffer(data, dtype="<f8", count=count, offset=offset).reshape(value).copy()
+                offset += 8 * count
+            values[f.name] = value
+        if values["last_date"] is not None:
+            values["last_date"] = dt.date.fromisoformat(values["last_date"])
+        if values["last_prediction"] is not None:
+            lp = values["last_prediction"]
+            lp.update(as_of=dt.date.fromisoformat(lp["as_of"]),
+                      **{k: tuple(lp[k]) for k in ("levels", "lower", "upper")})
+            values["last_prediction"] = LastPrediction(**lp)
+        return cls(**values)
+
+
+_ARRAYS = frozenset({"log_closes", "arima_params", "arima_state", "arima_cov", "calibration", "features"})

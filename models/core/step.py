@@ -1,0 +1,412 @@
+"""One bar of one ticker: score yesterday's prediction, update the ARIMA, predict tomorrow's close.
+
+:func:`step` is a pure function of ``(state, bar, config, model)``; :func:`step_many` is the same for
+a batch of tickers (one bar each), vectorised with numpy. :func:`step` *is* a batch of one, and every
+batched operation is element-wise (or per ticker), so the two give identical records whatever the
+batch composition: the stream worker's batches and the backtest's days produce the same numbers.
+
+What happens to a bar of day ``t`` of a ticker, in order:
+
+1. the prediction made at the previous bar is scored against this close (error, naive error, whether
+   the close fell inside each interval, width, Winkler score), and its standardized residual joins the
+   ticker's calibration window;
+2. the ARIMA, once fitted, takes one Kalman step: its innovation at ``t`` and the forecast for ``t + 1``;
+3. the log close joins the fitting window; when the window is full and a refit is due (every
+   ``refit_every`` bars) the ARIMA is refitted on it (see :mod:`models.core.arima`); a failed fit
+   keeps the previous parameters and is counted;
+4. the feature row of day ``t`` is computed (:mod:`models.core.features`);
+5. the configured model predicts the close of the next weekday, with calibrated intervals
+   (:mod:`models.core.intervals`). A model that is not ready yet (ARIMA window not full, too few
+   feature rows for an external model) gives way to the naive forecast, and the prediction says so
+   with ``warmup: true``, as it does while the intervals still lack calibration residuals.
+
+No wall-clock time enters the records, so streaming and backtest agree exactly.
+
+Examples
+--------
+>>> import datetime as dt
+>>> from models.core.bar import Bar
+>>> from models.core.config import CoreConfig
+>>> config = CoreConfig(model="naive")
+>>> first = step(None, Bar("ACME", dt.date(2024, 1, 5), 10.0, 10.4, 9.8, 10.2, 1000), config)
+>>> first.prediction["target_date"], first.prediction["predicted_close"], first.prediction["warmup"]
+('2024-01-08', 10.2, True)
+>>> monday = Bar("ACME", dt.date(2024, 1, 8), 10.2, 10.6, 10.1, 10.5, 900)
+>>> second = step(first.state, monday, config)
+>>> round(second.score["error"], 6), second.score["inside_95"], second.score["target_date"]
+(0.3, True, '2024-01-08')
+>>> step(second.state, monday, config)  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+models.core.step.OutOfOrderBar: out_of_order: ACME bar of 2024-01-08 is not after the last ... of 2024-01-08
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import numpy as np
+
+from models.core.arima import Arima, ArimaFitError, kalman_update
+from models.core.bar import Bar
+from models.core.config import CoreConfig
+from models.core.features import FEATURE_NAMES, feature_rows
+from models.core.intervals import (
+    MIN_SCALE,
+    conformal_quantiles,
+    ewma,
+    level_label,
+    parkinson_variance,
+)
+from models.core.metrics import winkler
+from models.core.model_slot import PointModel
+from models.core.state import LastPrediction, TickerState
+
+NAIVE_VERSION = "1"
+
+
+class OutOfOrderBar(ValueError):
+    """A bar dated on or before the last bar applied to its ticker; the caller's state is untouched."""
+
+    reason = "out_of_order"
+
+    def __init__(self, bar: Bar, last_date: dt.date) -> None:
+        super().__init__(f"out_of_order: {bar.ticker} bar of {bar.date.isoformat()} is not after the "
+                         f"last applied bar of {last_date.isoformat()}")
+        self.bar = bar
+        self.last_date = last_date
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    """What one bar produced.
+
+    Attributes
+    ----------
+    state
+        The ticker's new state (the input state is unchanged).
+    prediction
+        Record of ``schemas/prediction.schema.json`` for the next weekday.
+    score
+        Record of ``schemas/score.schema.json`` scoring the previous prediction, None on the first bar.
+    features
+        The feature row of this bar's day, ``len(FEATURE_NAMES)`` floats.
+    refit
+        ``"ok"`` or ``"failed"`` when an ARIMA refit was attempted at this bar, else None.
+    """
+
+    state: TickerState
+    prediction: dict[str, Any]
+    score: dict[str, Any] | None
+    features: np.ndarray
+    refit: str | None
+
+
+def next_weekday(day: dt.date) -> dt.date:
+    """The target date of a prediction made at ``day``: the next Monday-to-Friday (holidays unknown).
+
+    >>> next_weekday(dt.date(2024, 1, 5)).isoformat()  # a Friday
+    '2024-01-08'
+    """
+    ahead = {4: 3, 5: 2}.get(day.weekday(), 1)
+    return day + dt.timedelta(days=ahead)
+
+
+def step(state: TickerState | None, bar: Bar, config: CoreConfig,
+         model: PointModel | None = None) -> StepResult:
+    """Apply one bar to one ticker's state (None for a ticker's first bar).
+
+    Raises
+    ------
+    OutOfOrderBar
+        ``bar.date`` is not after ``state.last_date``.
+    ValueError
+        The bar's ticker is not the state's, or ``model`` does not match ``config.model``.
+    """
+    return step_many([state], [bar], config, model)[0]
+
+
+def step_many(states: Sequence[TickerState | None], bars: Sequence[Bar], config: CoreConfig,
+              model: PointModel | None = None) -> list[StepResult]:
+    """Apply one bar to each of many tickers at once; ``results[i]`` equals ``step(states[i], bars[i])``.
+
+    ``model.predict_returns`` is called at most once, with the windows of all ready tickers.
+
+    Raises
+    ------
+    OutOfOrderBar
+        Some bar is not after its state's ``last_date``; no bar of the batch is applied.
+    ValueError
+        Lengths differ, a ticker appears twice, a bar does not belong to its state, or ``model`` does
+        not match ``config.model``.
+    """
+    priors = _checked(states, bars, config, model)
+    if not priors:
+        return []
+    plan = _plan(config)
+    n = len(bars)
+    decay = config.vol_decay
+    close = np.array([b.close for b in bars])
+    log_close = np.log(close)
+    high = np.array([b.high for b in bars])
+    low = np.array([b.low for b in bars])
+    prev_close = np.array([s.last_close for s in priors])
+
+    # 1. Score the pending predictions; their log errors feed the error EWMA and the calibration.
+    scores: list[dict[str, Any] | None] = [None] * n
+    residuals: list[float | None] = [None] * n
+    err2 = np.array([s.err2_ewma for s in priors])
+    pending = [i for i, s in enumerate(priors) if s.last_prediction is not None]
+    if pending:
+        log_error = _score(priors, bars, pending, close, log_close, scores, residuals)
+        err2[pending] = ewma(err2[pending], log_error * log_error, decay)
+    first = np.isnan(prev_close)
+    err2[first] = parkinson_variance(high[first], low[first])
+
+    # 2. One Kalman step for every fitted ARIMA.
+    arima = plan.arima
+    ratio = np.array([s.innovation_ratio_ewma for s in priors])
+    arima_residual = np.zeros(n)
+    fitted = [i for i, s in enumerate(priors) if s.arima_params is not None]
+    filtered: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    if fitted:
+        params = np.array([priors[i].arima_params for i in fitted])
+        lags = np.array([priors[i].log_closes[len(priors[i].log_closes) - arima.d:] for i in fitted])
+        phi, selection, sigma2 = arima.system(params)
+        a, cov, innovation, variance = kalman_update(
+            np.array([priors[i].arima_state for i in fitted]),
+            np.array([priors[i].arima_cov for i in fitted]),
+            phi, selection, sigma2, arima.differenced(log_close[fitted], lags))
+        arima_residual[fitted] = innovation / np.sqrt(variance)
+        ratio[fitted] = ewma(ratio[fitted], innovation * innovation / variance, decay)
+        filtered = {i: (params[j], a[j], cov[j]) for j, i in enumerate(fitted)}
+
+    # 3. Window, counters and refits (per ticker: a refit is a small regression).
+    windows: list[np.ndarray] = []
+    refits: list[str | None] = []
+    for i, prior in enumerate(priors):
+        window = np.append(prior.log_closes, log_close[i])[-config.window:]
+        windows.append(window)
+        outcome = None
+        if window.size == config.window and (prior.since_refit + 1 >= config.refit_every
+                                             or prior.refits + prior.failed_refits == 0):
+            try:
+                params_i = arima.fit(window)
+                filtered[i] = (params_i, *arima.initial_state(params_i, window))
+                outcome = "ok"
+            except ArimaFitError:
+                outcome = "failed"
+        refits.append(outcome)
+
+    # 4. The feature rows of day t.
+    rows = feature_rows(open_=np.array([b.open for b in bars]), high=high, low=low, close=close,
+                        volume=np.array([b.volume for b in bars]), prev_close=prev_close,
+                        prev_volume=np.array([s.last_volume for s in priors]), arima_residual=arima_residual)
+    keep = model.lookback if model is not None else 1
+    buffers = [prior.features if first[i]
+               else np.concatenate((prior.features[len(prior.features) - keep + 1:], rows[i : i + 1]))
+               for i, prior in enumerate(priors)]
+
+    # 5. Predict the next close: the configured model where ready, else naive.
+    log_prediction = log_close.copy()
+    scale = np.sqrt(err2)
+    ready = np.full(n, config.model == "naive")
+    if config.model == "arima" and filtered:
+        ids = sorted(filtered)
+        mean, variance = arima.forecast(
+            np.array([filtered[i][1] for i in ids]), np.array([filtered[i][2] for i in ids]),
+            np.array([windows[i][windows[i].size - arima.d:] for i in ids]))
+        log_prediction[ids] = mean
+        scale[ids] = np.sqrt(variance * ratio[ids])
+        ready[ids] = True
+    elif config.model == "external":
+        assert model is not None  # _checked guarantees it
+        ids = [i for i, buffer in enumerate(buffers) if len(buffer) >= model.lookback]
+        if ids:
+            returns = _predict_returns(model, np.array([buffers[i] for i in ids]))
+            usable = np.isfinite(returns)
+            ids_arr = np.array(ids)[usable]
+            log_prediction[ids_arr] = log_close[ids_arr] + returns[usable]
+            ready[ids_arr] = True
+    scale = np.maximum(scale, MIN_SCALE)
+    predicted_close = np.where(ready & (config.model != "naive"), np.exp(log_prediction), close)
+
+    # 6. Calibrated intervals from the ticker's standardized residuals, this bar's included.
+    calibrations = [prior.calibration if residuals[i] is None
+                    else np.append(prior.calibration, residuals[i])[-config.calibration_window:]
+                    for i, prior in enumerate(priors)]
+    abs_residuals = np.full((n, config.calibration_window), np.inf)
+    for i, calibration in enumerate(calibrations):
+        abs_residuals[i, : calibration.size] = np.abs(calibration)
+    quantiles, short = conformal_quantiles(
+        abs_residuals, np.array([c.size for c in calibrations]), config.interval_levels)
+    half_width = quantiles * scale[:, None]
+    lower = np.exp(log_prediction[:, None] - half_width)
+    upper = np.exp(log_prediction[:, None] + half_width)
+    warmup = ~ready | short
+
+    # 7. Records and new states.
+    results = []
+    name, version = _model_identity(config, model)
+    for i, (prior, bar) in enumerate(zip(priors, bars, strict=True)):
+        lp = LastPrediction(
+            as_of=bar.date, log_close=float(log_prediction[i]), scale=float(scale[i]),
+            predicted_close=float(predicted_close[i]), naive_close=bar.close,
+            levels=config.interval_levels, lower=tuple(lower[i].tolist()), upper=tuple(upper[i].tolist()),
+            model=name, model_version=version, warmup=bool(warmup[i]))
+        params_i, a_i, cov_i = filtered.get(i, (prior.arima_params, prior.arima_state, prior.arima_cov))
+        outcome = refits[i]
+        state = TickerState(
+            ticker=bar.ticker, last_date=bar.date, bars=prior.bars + 1,
+            refits=prior.refits + (outcome == "ok"),
+            failed_refits=prior.failed_refits + (outcome == "failed"),
+            since_refit=0 if outcome else prior.since_refit + 1,
+            last_close=bar.close, last_volume=bar.volume, log_closes=windows[i],
+            arima_params=params_i, arima_state=a_i, arima_cov=cov_i,
+            err2_ewma=float(err2[i]), innovation_ratio_ewma=float(ratio[i]),
+            calibration=calibrations[i], features=buffers[i],
+            feature_rows=prior.feature_rows + (not first[i]), last_prediction=lp)
+        results.append(StepResult(state=state, prediction=_prediction_record(bar, lp, plan.labels),
+                                  score=scores[i], features=rows[i], refit=outcome))
+    return results
+
+
+def refit(state: TickerState, config: CoreConfig) -> tuple[TickerState, str]:
+    """Refit a ticker's ARIMA now, on demand, on its current window.
+
+    Returns the new state and ``"ok"`` or ``"failed"`` (a failed fit keeps the parameters). The
+    pending prediction is kept; the next bar is filtered with the new parameters.
+
+    Raises
+    ------
+    ValueError
+        The window is not full yet.
+    """
+    if state.log_closes.size < config.window:
+        raise ValueError(f"{state.ticker}: window has {state.log_closes.size} of {config.window} bars; "
+                         "nothing to refit yet")
+    arima = _plan(config).arima
+    changes: dict[str, Any] = {"since_refit": 0}
+    try:
+        params = arima.fit(state.log_closes)
+        a, cov = arima.initial_state(params, state.log_closes)
+        changes.update(arima_params=params, arima_state=a, arima_cov=cov, refits=state.refits + 1)
+        outcome = "ok"
+    except ArimaFitError:
+        changes.update(failed_refits=state.failed_refits + 1)
+        outcome = "failed"
+    values = {name: getattr(state, name) for name in TickerState.__dataclass_fields__}
+    return TickerState(**{**values, **changes}), outcome
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What a configuration implies, computed once per configuration."""
+
+    arima: Arima
+    labels: tuple[str, ...]
+
+
+@cache
+def _plan(config: CoreConfig) -> _Plan:
+    return _Plan(arima=Arima(config.order), labels=tuple(level_label(lv) for lv in config.interval_levels))
+
+
+def _model_identity(config: CoreConfig, model: PointModel | None) -> tuple[str, str]:
+    if model is not None:
+        return model.name, model.version
+    if config.model == "arima":
+        return "arima", ",".join(str(k) for k in config.order)
+    return "naive", NAIVE_VERSION
+
+
+def _checked(states: Sequence[TickerState | None], bars: Sequence[Bar], config: CoreConfig,
+             model: PointModel | None) -> list[TickerState]:
+    """The batch's prior states (empty ones for new tickers), after every check that can refuse it."""
+    if len(states) != len(bars):
+        raise ValueError(f"{len(states)} states for {len(bars)} bars")
+    if (config.model == "external") != (model is not None):
+        raise ValueError("a model must be passed exactly when config.model is 'external'; "
+                         f"got config.model={config.model!r} and model={model!r}")
+    if model is not None and (not isinstance(model.lookback, int) or model.lookback < 1):
+        raise ValueError(f"model {model.name!r} lookback must be a positive int; got {model.lookback!r}")
+    if len({b.ticker for b in bars}) != len(bars):
+        raise ValueError("a batch takes one bar per ticker; some ticker appears twice")
+    priors = []
+    for state, bar in zip(states, bars, strict=True):
+        if state is None:
+            state = TickerState.empty(bar.ticker, len(FEATURE_NAMES))
+        elif state.ticker != bar.ticker:
+            raise ValueError(f"bar of {bar.ticker!r} given with the state of {state.ticker!r}")
+        elif bar.date <= state.last_date:
+            raise OutOfOrderBar(bar, state.last_date)
+        priors.append(state)
+    return priors
+
+
+def _score(priors: list[TickerState], bars: Sequence[Bar], pending: list[int], close: np.ndarray,
+           log_close: np.ndarray, scores: list[dict[str, Any] | None],
+           residuals: list[float | None]) -> np.ndarray:
+    """Fill ``scores`` and ``residuals`` of the pending tickers; return their log errors."""
+    log_error = np.empty(len(pending))
+    # Group by the levels the predictions were made with (one group unless the levels setting changed).
+    groups: dict[tuple[float, ...], list[int]] = {}
+    for j, i in enumerate(pending):
+        groups.setdefault(priors[i].last_prediction.levels, []).append(j)  # type: ignore[union-attr]
+    for levels, members in groups.items():
+        ids = [pending[j] for j in members]
+        made = [priors[i].last_prediction for i in ids]
+        actual = close[ids]
+        errors = log_close[ids] - np.array([p.log_close for p in made])  # type: ignore[union-attr]
+        standardized = errors / np.array([p.scale for p in made])  # type: ignore[union-attr]
+        log_error[members] = errors
+        lower = np.array([p.lower for p in made])  # type: ignore[union-attr]
+        upper = np.array([p.upper for p in made])  # type: ignore[union-attr]
+        inside = ((lower <= actual[:, None]) & (actual[:, None] <= upper)).tolist()
+        width = (upper - lower).tolist()
+        scores_w = np.column_stack([winkler(actual, lower[:, k], upper[:, k], lv)
+                                    for k, lv in enumerate(levels)]).tolist()
+        labels = [level_label(lv) for lv in levels]
+        for j, i in enumerate(ids):
+            p = made[j]
+            assert p is not None
+            actual_close = bars[i].close
+            record: dict[str, Any] = {
+                "record_type": "score", "ticker": bars[i].ticker, "as_of": p.as_of.isoformat(),
+                "target_date": bars[i].date.isoformat(), "predicted_close": p.predicted_close,
+                "actual_close": actual_close, "error": actual_close - p.predicted_close,
+                "abs_pct_error": 100.0 * abs(actual_close - p.predicted_close) / actual_close,
+                "naive_close": p.naive_close, "naive_error": actual_close - p.naive_close,
+            }
+            for k, label in enumerate(labels):
+                record[f"inside_{label}"] = inside[j][k]
+                record[f"width_{label}"] = width[j][k]
+                record[f"winkler_{label}"] = scores_w[j][k]
+            record.update(model=p.model, model_version=p.model_version, warmup=p.warmup)
+            scores[i] = record
+            residuals[i] = float(standardized[j])
+    return log_error
+
+
+def _predict_returns(model: PointModel, windows: np.ndarray) -> np.ndarray:
+    returns = np.asarray(model.predict_returns(windows), dtype=float).reshape(-1)
+    if returns.shape != (windows.shape[0],):
+        raise ValueError(f"model {model.name!r} returned {returns.shape[0]} predictions for "
+                         f"{windows.shape[0]} windows")
+    return returns
+
+
+def _prediction_record(bar: Bar, lp: LastPrediction, labels: tuple[str, ...]) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "record_type": "prediction", "ticker": bar.ticker, "as_of": bar.date.isoformat(),
+        "target_date": next_weekday(bar.date).isoformat(), "predicted_close": lp.predicted_close,
+    }
+    for k, label in enumerate(labels):
+        record[f"lower_{label}"] = lp.lower[k]
+        record[f"upper_{label}"] = lp.upper[k]
+    record.update(sigma=lp.scale, model=lp.model, model_version=lp.model_version, warmup=lp.warmup)
+    return record
