@@ -1,0 +1,257 @@
+"""The three dashboards: forecast error (with calibration), drift, operations.
+
+Every query reads the worker's metric contract (``stream_app/metrics.py``). Thresholds drawn on
+the panels (PSI threshold, interval levels, coverage tolerance) are the defaults of
+:class:`forecaster.settings.Settings`, so the pictures agree with the alert rules and the worker.
+Panels use the template variables ``$ticker`` and ``$model``, and Grafana's ``$__rate_interval``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from grafana_foundation_sdk.builders import common as common_builders
+from grafana_foundation_sdk.builders import dashboard, heatmap, prometheus, stat, statetimeline, timeseries
+from grafana_foundation_sdk.cog import builder as cogbuilder
+from grafana_foundation_sdk.models import common
+from grafana_foundation_sdk.models import dashboard as model
+from grafana_foundation_sdk.models import prometheus as prom_model
+
+from forecaster.settings import Settings
+
+DATASOURCE = model.DataSourceRef(type_val="prometheus", uid="prometheus")
+WORKER_JOB = "forecaster-worker"
+TICKER = 'ticker=~"$ticker"'
+MODEL = 'model=~"$model"'
+LATENCY_QUANTILES = (0.5, 0.99)
+ERROR_QUANTILES = (0.5, 0.9, 0.99)
+
+
+@dataclass(frozen=True)
+class Query:
+    """One PromQL expression of a panel and the legend of its series."""
+
+    expr: str
+    legend: str = ""
+
+
+def _targets(queries: Sequence[Query], instant: bool = False) -> list[prometheus.Dataquery]:
+    targets = []
+    for index, query in enumerate(queries):
+        ref_id = chr(ord("A") + index)
+        target = prometheus.Dataquery().expr(query.expr).legend_format(query.legend).ref_id(ref_id)
+        targets.append(target.instant() if instant else target.range())
+    return targets
+
+
+def _quantiles(metric: str, quantiles: Sequence[float], by: str = "", selector: str = "") -> list[Query]:
+    """``histogram_quantile`` of a histogram, one query per quantile."""
+    group = ", ".join(["le", *([by] if by else [])])
+    legend_prefix = f"{{{{{by}}}}} " if by else ""
+    return [
+        Query(f"histogram_quantile({q}, sum by ({group}) "
+              f"(rate({metric}_bucket{{{selector}}}[$__rate_interval])))",
+              f"{legend_prefix}p{round(q * 100)}")
+        for q in quantiles
+    ]
+
+
+def _threshold_lines(panel: timeseries.Panel, *steps: tuple[float | None, str]) -> timeseries.Panel:
+    """Dashed horizontal lines at each step's value (the first step, ``None``, is the base colour)."""
+    thresholds = (dashboard.ThresholdsConfig().mode(model.ThresholdsMode.ABSOLUTE)
+                  .steps([model.Threshold(value=value, color=color) for value, color in steps]))
+    style = common_builders.GraphThresholdsStyleConfig().mode(common.GraphThresholdsStyleMode.DASHED)
+    return panel.thresholds(thresholds).thresholds_style(style)
+
+
+def _timeseries(title: str, description: str, queries: Sequence[Query], unit: str = "short",
+                width: int = 12) -> timeseries.Panel:
+    return (timeseries.Panel().title(title).description(description).datasource(DATASOURCE)
+            .targets(_targets(queries)).unit(unit).span(width).height(8))
+
+
+def _stat(title: str, description: str, query: Query, unit: str = "short",
+          text_mode: common.BigValueTextMode = common.BigValueTextMode.VALUE) -> stat.Panel:
+    return (stat.Panel().title(title).description(description).datasource(DATASOURCE)
+            .targets(_targets([query], instant=True)).unit(unit).text_mode(text_mode)
+            .reduce_options(common_builders.ReduceDataOptions().calcs(["lastNotNull"])).span(6).height(4))
+
+
+def _states(title: str, description: str, query: Query, calm: str, alarmed: str) -> statetimeline.Panel:
+    mapping = model.ValueMap(options={
+        "0": model.ValueMappingResult(text=calm, color="green", index=0),
+        "1": model.ValueMappingResult(text=alarmed, color="red", index=1),
+    })
+    return (statetimeline.Panel().title(title).description(description).datasource(DATASOURCE)
+            .targets(_targets([query])).mappings([mapping]).span(12).height(8))
+
+
+def _dashboard(uid: str, title: str, description: str,
+               variables: Sequence[dashboard.QueryVariable]) -> dashboard.Dashboard:
+    return (dashboard.Dashboard(title).uid(uid).description(description).tags(["stream-forecaster"])
+            .time("now-6h", "now").refresh("30s").timezone("browser").variables(list(variables)))
+
+
+def _variable(name: str, label: str, metric: str) -> dashboard.QueryVariable:
+    """A multi-value variable of ``metric``'s label ``name`` (All by default)."""
+    return (dashboard.QueryVariable(name).label(label).datasource(DATASOURCE)
+            .query(f"label_values({metric}, {name})").multi(True).include_all(True)
+            .current(model.VariableOption(selected=True, text="All", value="$__all"))
+            .refresh(model.VariableRefresh.ON_TIME_RANGE_CHANGED).sort(model.VariableSort.ALPHABETICAL_ASC))
+
+
+def _with_panels(board: dashboard.Dashboard, panels: Sequence[cogbuilder.Builder[model.Panel]]
+                 ) -> dashboard.Dashboard:
+    # Stable ids, so regenerating gives the same JSON and Grafana keeps panel links.
+    for panel_id, panel in enumerate(panels, start=1):
+        board.with_panel(panel.id(panel_id))  # type: ignore[attr-defined]
+    return board
+
+
+def ticker_variable() -> dashboard.QueryVariable:
+    return _variable("ticker", "Ticker", "forecaster_rolling_mae")
+
+
+def model_variable() -> dashboard.QueryVariable:
+    return _variable("model", "Model", "forecaster_predictions_total")
+
+
+def coverage_bands(settings: Settings) -> list[float]:
+    """Edges of the tolerated band around each nominal level, ascending (the dashed lines)."""
+    edges = {round(level + sign * settings.coverage_tolerance, 6)
+             for level in settings.interval_levels for sign in (-1, 1)}
+    return sorted(edge for edge in edges if 0 <= edge <= 1)
+
+
+def forecast_error(settings: Settings) -> dashboard.Dashboard:
+    series = f"{{{TICKER}, {MODEL}}}"
+    coverage = _threshold_lines(
+        _timeseries(
+            "Calibration: interval coverage against nominal",
+            "Rolling share of actual closes inside each central interval; the dashed lines are nominal "
+            "plus or minus FORECASTER_COVERAGE_TOLERANCE.",
+            [Query(f"forecaster_interval_coverage{{{TICKER}}}", "{{ticker}} {{level}}"),
+             *(Query(f"vector({level})", f"nominal {level}") for level in settings.interval_levels)],
+            unit="percentunit").min(0).max(1),
+        (None, "transparent"), *((edge, "orange") for edge in coverage_bands(settings)))
+    mase = _threshold_lines(
+        _timeseries("Rolling MASE (below 1 beats naive)",
+                    "Rolling MAE over the naive forecast's MAE on the same days.",
+                    [Query(f"forecaster_rolling_mase{series}", "{{ticker}} {{model}}")]),
+        (None, "green"), (1.0, "red"))
+    error_heatmap = (
+        heatmap.Panel().title("Absolute error distribution").datasource(DATASOURCE)
+        .description("Scored predictions per absolute-error bucket (price units).")
+        .targets([prometheus.Dataquery().expr(
+            f"sum by (le) (increase(forecaster_abs_error_bucket{{{MODEL}}}[$__rate_interval]))")
+            .legend_format("{{le}}").format(prom_model.PromQueryFormat.HEATMAP).ref_id("A")])
+        .calculate(False).span(24).height(8)
+    )
+    board = _dashboard("forecaster-error", "Forecast error",
+                       "Predictions against actual closes, rolling error against the naive forecast, "
+                       "error distribution and interval calibration.",
+                       [ticker_variable(), model_variable()])
+    return _with_panels(board, [
+        _timeseries("Predicted vs actual close",
+                    "Latest next-close prediction and latest actual close per ticker.",
+                    [Query(f"forecaster_predicted_close{{{TICKER}}}", "{{ticker}} predicted"),
+                     Query(f"forecaster_actual_close{{{TICKER}}}", "{{ticker}} actual")], width=24),
+        _timeseries("Rolling MAE against naive", "Rolling mean absolute error of the model and of "
+                    "tomorrow = today on the same days.",
+                    [Query(f"forecaster_rolling_mae{series}", "{{ticker}} {{model}}"),
+                     Query(f"forecaster_rolling_naive_mae{{{TICKER}}}", "{{ticker}} naive")]),
+        mase,
+        _timeseries("Rolling MAPE", "Rolling mean absolute percentage error.",
+                    [Query(f"forecaster_rolling_mape{series}", "{{ticker}} {{model}}")], unit="percentunit"),
+        _timeseries("Absolute percentage error quantiles", "Over the scored predictions of the interval.",
+                    _quantiles("forecaster_abs_pct_error", ERROR_QUANTILES, by="model", selector=MODEL),
+                    unit="percentunit"),
+        error_heatmap,
+        coverage,
+        _timeseries("Calibration: interval relative width",
+                    "Rolling mean interval width over the predicted close, per level.",
+                    [Query(f"forecaster_interval_relative_width{{{TICKER}}}", "{{ticker}} {{level}}")],
+                    unit="percentunit"),
+    ])
+
+
+def drift(settings: Settings) -> dashboard.Dashboard:
+    alarm_annotation = (
+        dashboard.AnnotationQuery().name("Error drift alarms").datasource(DATASOURCE).enable(True)
+        .icon_color("red")
+        .expr(f"sum by (ticker) (increase(forecaster_error_drift_alarms_total{{{TICKER}}}"
+              "[$__rate_interval])) > 0")
+    )
+    psi = _threshold_lines(
+        _timeseries("Feature drift score (PSI)",
+                    "Population stability index of each feature's recent window against the champion's "
+                    "training reference; the dashed line is FORECASTER_PSI_THRESHOLD.",
+                    [Query("forecaster_feature_drift_score", "{{feature}}")]),
+        (None, "green"), (settings.psi_threshold, "red"))
+    board = _dashboard("forecaster-drift", "Drift",
+                       "Feature drift against the champion's training data, error drift per ticker, "
+                       "and the model in service.", [ticker_variable()]).annotation(alarm_annotation)
+    return _with_panels(board, [
+        _stat("Model in service", "Registered model name and version the workers serve.",
+              Query("max by (name, version) (forecaster_model_info)", "{{name}} v{{version}}"),
+              text_mode=common.BigValueTextMode.NAME).span(24),
+        psi,
+        _states("Features in drift", "1 while a feature's PSI is above the threshold.",
+                Query("max by (feature) (forecaster_feature_drift_state)", "{{feature}}"),
+                calm="stable", alarmed="drifted"),
+        _states("Error drift (Page-Hinkley)", "1 after a Page-Hinkley alarm on the standardized absolute "
+                "error, until the error calms down.",
+                Query(f"max by (ticker) (forecaster_error_drift_state{{{TICKER}}})", "{{ticker}}"),
+                calm="calm", alarmed="drifting"),
+        _timeseries("Drift alarms", "Alarms raised in each interval.",
+                    [Query("sum by (feature) (increase(forecaster_feature_drift_alarms_total"
+                           "[$__rate_interval]))", "feature {{feature}}"),
+                     Query(f"sum by (ticker) (increase(forecaster_error_drift_alarms_total{{{TICKER}}}"
+                           "[$__rate_interval]))", "error {{ticker}}")]),
+    ])
+
+
+def operations(settings: Settings) -> dashboard.Dashboard:
+    board = _dashboard("forecaster-operations", "Operations",
+                       "Throughput, latency, lags, dead letters and refits of the workers.",
+                       [model_variable()])
+    return _with_panels(board, [
+        _stat("Workers up", "Worker replicas answering Prometheus scrapes.",
+              Query(f'sum(up{{job="{WORKER_JOB}"}})')),
+        _stat("Since the last bar", "Wall-clock time since any worker processed a bar.",
+              Query("time() - max(forecaster_last_bar_timestamp_seconds)"), unit="s"),
+        _stat("Dead letters, last hour", "Records rejected to the dead-letter topic.",
+              Query("sum(increase(forecaster_dead_letters_total[1h])) or vector(0)")),
+        _stat("Failed refits, last hour", "ARIMA refits that failed (the previous fit is kept).",
+              Query('sum(increase(forecaster_refits_total{outcome="failed"}[1h])) or vector(0)')),
+        _timeseries("Throughput", "Bars consumed, predictions emitted and predictions scored per second.",
+                    [Query("sum(rate(forecaster_bars_consumed_total[$__rate_interval]))", "bars consumed"),
+                     Query(f"sum by (model) (rate(forecaster_predictions_total{{{MODEL}}}"
+                           "[$__rate_interval]))", "{{model}} predictions"),
+                     Query(f"sum by (model) (rate(forecaster_scores_total{{{MODEL}}}[$__rate_interval]))",
+                           "{{model}} scores")], unit="ops"),
+        _timeseries("Processing time per bar", "Quantiles over all workers.",
+                    _quantiles("forecaster_processing_seconds", LATENCY_QUANTILES), unit="s"),
+        _timeseries("Bar to prediction latency", "From the bar's Kafka timestamp to its prediction "
+                    "being delivered; quantiles over all workers.",
+                    _quantiles("forecaster_bar_to_prediction_seconds", LATENCY_QUANTILES), unit="s"),
+        _timeseries("Event-time lag", "Wall clock minus the end of the latest bar's trading day, per worker.",
+                    [Query("forecaster_event_time_lag_seconds", "{{instance}}")], unit="s"),
+        _timeseries("Consumer lag per partition", "Messages behind the end of the bars topic.",
+                    [Query("max by (partition) (forecaster_consumer_lag)", "partition {{partition}}")]),
+        _timeseries("Dead letters by reason", "Records rejected per second.",
+                    [Query("sum by (reason) (rate(forecaster_dead_letters_total[$__rate_interval]))",
+                           "{{reason}}")], unit="ops"),
+        _timeseries("Refits by outcome", "ARIMA refits in each interval.",
+                    [Query("sum by (outcome) (increase(forecaster_refits_total[$__rate_interval]))",
+                           "{{outcome}}")]),
+    ])
+
+
+def all_dashboards(settings: Settings | None = None) -> dict[str, model.Dashboard]:
+    """Every dashboard, built, by uid (the JSON file's name)."""
+    settings = settings or Settings()
+    boards = [forecast_error(settings), drift(settings), operations(settings)]
+    built = [board.build() for board in boards]
+    return {str(board.uid): board for board in built}
