@@ -101,8 +101,8 @@ class Publisher:
             )
         except (KafkaTimeoutError, KafkaConnectionError) as exc:
             raise BrokerUnreachable(
-                f"cannot reach Kafka at {settings.bootstrap} within {connect_timeout_s:g} s "
-                f"({type(exc).__name__}: {exc}); nothing was sent"
+                f"cannot reach Kafka at {settings.bootstrap} within {connect_timeout_s:g} s ({exc}); "
+                "nothing was sent"
             ) from exc
 
     def send(self, topic: str, key: bytes | None, value: bytes) -> Any:

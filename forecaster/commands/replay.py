@@ -1,0 +1,79 @@
+"""``forecaster replay PATH...``: historical OHLCV CSV files into Kafka, validated, nothing lost."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import sys
+
+from forecaster.settings import Settings
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD") from None
+
+
+def _tickers(text: str) -> list[str]:
+    tickers = [t.strip() for t in text.split(",") if t.strip()]
+    if not tickers:
+        raise argparse.ArgumentTypeError("--tickers needs at least one ticker, e.g. AAPL,MSFT")
+    return tickers
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "replay", help="publish historical daily bars from CSV files to Kafka",
+        description="Read CSV files (plain or .gz, or folders of them), validate every row, and publish "
+        "the bars in date order keyed by ticker; rejected rows go to the dead-letter topic with their "
+        "reason. Recognises Yahoo, Kaggle, TuShare, Vietnamese broker and pandas layouts.",
+    )
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="CSV file, .csv.gz file or folder")
+    parser.add_argument("--topic", default=None, help="topic of the bars (default: FORECASTER_TOPIC_BARS)")
+    parser.add_argument("--ticker", default=None,
+                        help="ticker of files without a ticker column (default: the file name)")
+    parser.add_argument("--columns", default=None, metavar="MAP",
+                        help="column names for fields, e.g. date=Datum,close=Schluss,volume=Umsatz")
+    parser.add_argument("--tickers", type=_tickers, default=None, metavar="A,B",
+                        help="replay only these tickers")
+    parser.add_argument("--start", type=_date, default=None, metavar="DATE", help="first date replayed")
+    parser.add_argument("--end", type=_date, default=None, metavar="DATE", help="last date replayed")
+    pace = parser.add_mutually_exclusive_group()
+    pace.add_argument("--rate", type=float, default=None, metavar="BARS_PER_S", help="bars per second")
+    pace.add_argument("--speed", type=float, default=None, metavar="DAYS_PER_S",
+                      help="trading days per second; a day's bars go out together")
+    pace.add_argument("--max", action="store_true", help="no pacing (the default)")
+    parser.add_argument("--bootstrap", default=None, metavar="HOST:PORT",
+                        help="Kafka bootstrap servers (default: FORECASTER_BOOTSTRAP)")
+    parser.add_argument("--connect-timeout", type=float, default=10.0, metavar="S",
+                        help="seconds to wait for the broker before giving up (default: 10)")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="progress bar on stderr (default: when stderr is a terminal)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    from producers.layouts import parse_columns
+    from producers.pacing import Pacing
+    from producers.readers import read_csv_bars
+    from producers.replay import ReplayError, replay
+
+    if args.loglevel == "warn":
+        # kafka-python logs every failed connection attempt; the replay reports failures itself.
+        logging.getLogger("kafka").setLevel(logging.CRITICAL)
+    settings = settings.replace(bootstrap=args.bootstrap)
+    pacing = Pacing(rate=args.rate, speed=args.speed)
+    result = read_csv_bars(args.paths, ticker=args.ticker,
+                           columns=parse_columns(args.columns) if args.columns else None,
+                           tickers=args.tickers, start=args.start, end=args.end)
+    try:
+        summary = replay(result, settings, topic=args.topic, pacing=pacing, progress=args.progress,
+                         connect_timeout_s=args.connect_timeout)
+    except ReplayError as error:
+        print("\n".join(error.summary.lines()), file=sys.stderr)
+        raise
+    print("\n".join(summary.lines()))
+    return 0
