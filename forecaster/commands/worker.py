@@ -1,0 +1,39 @@
+"""``forecaster worker``: the Faust stream worker (same as ``faust -A stream_app.app worker``)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from forecaster.settings import Settings, env_name
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "worker", help="run the stream worker: bars -> predictions",
+        description="Consume bars, keep per-ticker state in a changelog-backed table, emit predictions and "
+        "scores, export Prometheus metrics. Start more workers with the same FORECASTER_APP_ID to scale out.",
+    )
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="local state of the worker and its MLflow store (default: FORECASTER_HOME)")
+    parser.add_argument("--metrics-port", type=int, default=None,
+                        help="Prometheus endpoint port (default: FORECASTER_METRICS_PORT, 9464)")
+    parser.add_argument("--bootstrap", default=None, help="host:port (default: FORECASTER_BOOTSTRAP)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    # The app module reads the environment (so that `faust -A stream_app.app` works alike); the
+    # options are handed to it that way.
+    overrides = {"home": str(args.workdir.resolve()) if args.workdir else None,
+                 "metrics_port": args.metrics_port, "bootstrap": args.bootstrap}
+    for name, value in overrides.items():
+        if value is not None:
+            os.environ[env_name(name)] = str(value)
+    from stream_app.app import app
+
+    sys.argv = ["forecaster worker", "worker", "--loglevel", "warn"]
+    app.main()
+    return 0

@@ -1,0 +1,150 @@
+"""Online drift detectors: input drift by PSI against a reference, error drift by Page-Hinkley.
+
+Both are small, pure and incremental, in the style of River's drift detectors: ``update`` one value
+at a time, read the score or the ``drift_detected`` flag.
+
+Examples
+--------
+>>> import numpy as np
+>>> rng = np.random.default_rng(0)
+>>> ref = Reference.from_sample(rng.normal(size=5000), bins=10)
+>>> psi = PSI(ref, window=500)
+>>> for x in rng.normal(size=500):
+...     psi.update(x)
+>>> psi.score() < 0.1
+True
+>>> for x in rng.normal(loc=2.0, size=500):
+...     psi.update(x)
+>>> psi.score() > 0.25
+True
+>>> ph = PageHinkley(threshold=20.0, delta=0.1)
+>>> any(ph.update(x) for x in np.abs(rng.normal(size=250)))   # |error| of a calm spell
+False
+>>> any(ph.update(x) for x in np.abs(rng.normal(scale=3.0, size=100)))   # volatility triples
+True
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+#: Proportions below this are floored so that an empty bin does not make the PSI infinite.
+_EPS = 1e-4
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A feature's training distribution: interior bin edges (quantiles) and bin proportions."""
+
+    edges: tuple[float, ...]
+    proportions: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.proportions) != len(self.edges) + 1:
+            raise ValueError(
+                f"{len(self.edges)} edges need {len(self.edges) + 1} proportions, "
+                f"got {len(self.proportions)}"
+            )
+
+    @classmethod
+    def from_sample(cls, sample: np.ndarray, bins: int = 10) -> Reference:
+        """Quantile bins of a sample (finite values only), each holding about 1/bins of it."""
+        values = np.asarray(sample, dtype=float)
+        values = values[np.isfinite(values)]
+        if values.size < bins:
+            raise ValueError(f"a reference needs at least {bins} finite values, got {values.size}")
+        edges = np.unique(np.quantile(values, np.linspace(0, 1, bins + 1)[1:-1]))
+        counts = np.bincount(np.searchsorted(edges, values, side="right"), minlength=edges.size + 1)
+        return cls(tuple(map(float, edges)), tuple(map(float, counts / counts.sum())))
+
+    def to_dict(self) -> dict[str, list[float]]:
+        return {"edges": list(self.edges), "proportions": list(self.proportions)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Reference:
+        return cls(tuple(map(float, data["edges"])), tuple(map(float, data["proportions"])))
+
+
+class PSI:
+    """Population stability index of a sliding window against a :class:`Reference`.
+
+    ``PSI = sum((p_i - q_i) * ln(p_i / q_i))`` over the reference's bins, with ``q`` the reference
+    proportions and ``p`` those of the last ``window`` values. Rule of thumb: below 0.1 stable,
+    above 0.25 a shift.
+    """
+
+    def __init__(self, reference: Reference, window: int = 250) -> None:
+        if window < 1:
+            raise ValueError(f"window must be positive, got {window}")
+        self.reference = reference
+        self._edges = np.asarray(reference.edges)
+        self._q = np.maximum(np.asarray(reference.proportions), _EPS)
+        self._bins: deque[int] = deque(maxlen=window)
+        self._counts = np.zeros(len(reference.proportions), dtype=np.int64)
+
+    def update(self, x: float) -> None:
+        if not np.isfinite(x):
+            return
+        if len(self._bins) == self._bins.maxlen:
+            self._counts[self._bins[0]] -= 1
+        b = int(np.searchsorted(self._edges, x, side="right"))
+        self._bins.append(b)
+        self._counts[b] += 1
+
+    @property
+    def n(self) -> int:
+        return len(self._bins)
+
+    def score(self) -> float:
+        """The PSI of the current window (0.0 while it is empty)."""
+        if not self._bins:
+            return 0.0
+        p = np.maximum(self._counts / len(self._bins), _EPS)
+        return float(np.sum((p - self._q) * np.log(p / self._q)))
+
+
+class PageHinkley:
+    """Page-Hinkley test for an increase of the mean of a stream (e.g. standardized absolute error).
+
+    Parameters
+    ----------
+    threshold
+        Alarm when the cumulative deviation above the running minimum exceeds it (lambda).
+    delta
+        Magnitude of change tolerated (the test ignores drifts smaller than this).
+    min_samples
+        No alarm before this many values.
+
+    After an alarm the detector restarts, so a lasting shift raises one alarm, not one per value.
+    """
+
+    def __init__(self, threshold: float = 50.0, delta: float = 0.005, min_samples: int = 30) -> None:
+        if threshold <= 0:
+            raise ValueError(f"threshold must be positive, got {threshold}")
+        self.threshold = threshold
+        self.delta = delta
+        self.min_samples = min_samples
+        self.drift_detected = False
+        self._reset()
+
+    def _reset(self) -> None:
+        self.n = 0
+        self._mean = 0.0
+        self._cum = 0.0
+        self._min = 0.0
+
+    def update(self, x: float) -> bool:
+        """Add a value; True when it raises an alarm."""
+        if not np.isfinite(x):
+            return False
+        self.n += 1
+        self._mean += (x - self._mean) / self.n
+        self._cum += x - self._mean - self.delta
+        self._min = min(self._min, self._cum)
+        self.drift_detected = self.n >= self.min_samples and self._cum - self._min > self.threshold
+        if self.drift_detected:
+            self._reset()
+        return self.drift_detected

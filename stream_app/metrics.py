@@ -1,0 +1,84 @@
+"""The worker's Prometheus metrics: names, types, labels and buckets, in one place.
+
+Names follow Prometheus conventions (snake_case, base units, ``_total`` on counters) and the list
+in ``../shared/DESIGN.md``; the dashboards and alert rules in ``grafana/`` and
+``deploy/prometheus/`` query exactly these. Each :class:`WorkerMetrics` has a registry of its own, so
+several workers can live in one test process.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+ERROR_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0)
+PCT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.2, 0.5)
+
+
+class WorkerMetrics:
+    """Every metric the worker exports, registered in ``self.registry``."""
+
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.bars_consumed = Counter("forecaster_bars_consumed", "Bars consumed from the bars topic",
+                                     registry=r)
+        self.predictions = Counter("forecaster_predictions", "Predictions emitted", ["model"], registry=r)
+        self.scores = Counter("forecaster_scores", "Predictions scored against the actual close", ["model"],
+                              registry=r)
+        self.dead_letters = Counter("forecaster_dead_letters", "Messages dead-lettered, by reason",
+                                    ["reason"], registry=r)
+        self.refits = Counter("forecaster_refits", "ARIMA refits, by outcome", ["outcome"], registry=r)
+        self.feature_drift_alarms = Counter("forecaster_feature_drift_alarms",
+                                            "Times a feature's PSI crossed the threshold", ["feature"],
+                                            registry=r)
+        self.error_drift_alarms = Counter("forecaster_error_drift_alarms",
+                                          "Page-Hinkley alarms on the standardized absolute error",
+                                          ["ticker"], registry=r)
+        self.processing = Histogram("forecaster_processing_seconds", "Processing time per bar",
+                                    buckets=LATENCY_BUCKETS, registry=r)
+        self.bar_to_prediction = Histogram(
+            "forecaster_bar_to_prediction_seconds",
+            "From the bar's Kafka timestamp to its prediction being delivered", buckets=LATENCY_BUCKETS,
+            registry=r)
+        self.abs_error = Histogram("forecaster_abs_error", "Absolute error of scored predictions",
+                                   ["model"], buckets=ERROR_BUCKETS, registry=r)
+        self.abs_pct_error = Histogram("forecaster_abs_pct_error", "Absolute percentage error (ratio)",
+                                       ["model"], buckets=PCT_BUCKETS, registry=r)
+        self.rolling_mae = Gauge("forecaster_rolling_mae", "Rolling mean absolute error", ["ticker", "model"],
+                                 registry=r)
+        self.rolling_mape = Gauge("forecaster_rolling_mape", "Rolling mean absolute percentage error (ratio)",
+                                  ["ticker", "model"], registry=r)
+        self.rolling_mase = Gauge("forecaster_rolling_mase",
+                                  "Rolling MAE over the naive MAE on the same days (<1: beats naive)",
+                                  ["ticker", "model"], registry=r)
+        self.rolling_naive_mae = Gauge("forecaster_rolling_naive_mae", "Rolling MAE of the naive forecast",
+                                       ["ticker"], registry=r)
+        self.interval_coverage = Gauge("forecaster_interval_coverage",
+                                       "Rolling share of actual closes inside the central interval",
+                                       ["level", "ticker"], registry=r)
+        self.interval_relative_width = Gauge("forecaster_interval_relative_width",
+                                             "Rolling mean interval width over the predicted close",
+                                             ["level", "ticker"], registry=r)
+        self.predicted_close = Gauge("forecaster_predicted_close", "Latest predicted close", ["ticker"],
+                                     registry=r)
+        self.actual_close = Gauge("forecaster_actual_close", "Latest actual close", ["ticker"], registry=r)
+        self.feature_drift_score = Gauge("forecaster_feature_drift_score",
+                                         "PSI of the recent window against the training reference",
+                                         ["feature"], registry=r)
+        self.feature_drift_state = Gauge("forecaster_feature_drift_state",
+                                         "1 while the feature's PSI is above the threshold", ["feature"],
+                                         registry=r)
+        self.error_drift_state = Gauge("forecaster_error_drift_state",
+                                       "1 within a rolling window after a Page-Hinkley alarm",
+                                       ["ticker"], registry=r)
+        self.model_info = Info("forecaster_model", "Model serving the predictions", registry=r)
+        self.event_time_lag = Gauge("forecaster_event_time_lag_seconds",
+                                    "Wall clock minus the end of the latest bar's trading day", registry=r)
+        self.consumer_lag = Gauge("forecaster_consumer_lag", "Messages behind the end of the bars topic",
+                                  ["partition"], registry=r)
+        self.last_bar_timestamp = Gauge("forecaster_last_bar_timestamp_seconds",
+                                        "Unix time when the last bar was processed", registry=r)
+
+    def serve(self, host: str, port: int) -> None:
+        """Expose ``/metrics`` on ``host:port`` (a daemon thread)."""
+        start_http_server(port, addr=host, registry=self.registry)

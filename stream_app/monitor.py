@@ -1,0 +1,235 @@
+"""Turns each batch's results into the worker's metrics: errors, skill, calibration and drift.
+
+Per-ticker series exist for the first ``metrics_ticker_limit`` tickers seen; the others are pooled
+under ``ticker="other"``, and every ticker also counts in ``ticker="all"``, so the number of series
+stays bounded whatever the universe. The rolling windows live here, in memory: they are figures
+for people to watch, not state the predictions depend on, so a restart may reset them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import time
+from collections import deque
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+
+from forecaster.settings import Settings
+from models.core.bar import Bar
+from models.core.step import StepResult
+from stream_app.drift import PSI, PageHinkley, Reference
+from stream_app.metrics import WorkerMetrics
+
+ALL = "all"
+OTHER = "other"
+#: Pooled groups keep a longer window: they mix many tickers' errors.
+POOLED_WINDOW_FACTOR = 10
+
+
+class RollingErrors:
+    """Rolling sums of one group's scored predictions (one ticker, "other" or "all")."""
+
+    def __init__(self, window: int, levels: Iterable[str]) -> None:
+        self.window = window
+        self.levels = tuple(levels)
+        self.rows: deque[tuple[float, ...]] = deque()
+        # abs error, abs pct error, naive abs error, then (inside, relative width) per level
+        self.sums = np.zeros(3 + 2 * len(self.levels))
+
+    def add(self, score: Mapping) -> None:
+        row = [abs(score["error"]), score["abs_pct_error"], abs(score["naive_error"])]
+        for level in self.levels:
+            row += [float(score[f"inside_{level}"]), score[f"width_{level}"] / score["predicted_close"]]
+        if len(self.rows) == self.window:
+            self.sums -= self.rows.popleft()
+        self.rows.append(tuple(row))
+        self.sums += row
+
+    def means(self) -> np.ndarray:
+        return self.sums / max(len(self.rows), 1)
+
+
+class ForecastMonitor:
+    """Updates :class:`~stream_app.metrics.WorkerMetrics` from the worker's batches."""
+
+    def __init__(self, settings: Settings, metrics: WorkerMetrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.levels = tuple(f"{round(level * 100)}" for level in settings.interval_levels)
+        self.level_labels = {name: str(level) for name, level in zip(self.levels, settings.interval_levels,
+                                                                     strict=True)}
+        self.labelled: set[str] = set()
+        self.groups: dict[str, RollingErrors] = {}
+        self.error_detectors: dict[str, PageHinkley] = {}
+        self.since_alarm: dict[str, int] = {}
+        self.psi: dict[str, PSI] = {}
+        self.drifted: dict[str, bool] = {}
+        self._warm_reference: list[np.ndarray] = []
+        self._feature_names: tuple[str, ...] = ()
+
+    # -- model and reference ---------------------------------------------------------------
+
+    def set_model(self, name: str, version: str, reference: Mapping[str, Reference] | None,
+                  feature_names: tuple[str, ...]) -> None:
+        """A new model serves: label it and compare the inputs with its training reference.
+
+        Without a reference (no champion, or one trained without it) the first
+        ``4 * drift_window`` feature rows the worker sees become the reference, so that drift is
+        still measured against where the stream started.
+        """
+        self.metrics.model_info.info({"name": name, "version": version})
+        self._feature_names = feature_names
+        self._warm_reference = []
+        self.psi = {}
+        if reference:
+            self.psi = {f: PSI(ref, self.settings.drift_window) for f, ref in reference.items()
+                        if f in feature_names}
+
+    def _learn_warm_reference(self, rows: list[np.ndarray]) -> None:
+        self._warm_reference.extend(rows)
+        if len(self._warm_reference) >= 4 * self.settings.drift_window:
+            sample = np.vstack(self._warm_reference)
+            self._warm_reference = []
+            for j, name in enumerate(self._feature_names):
+                try:
+                    self.psi[name] = PSI(Reference.from_sample(sample[:, j]), self.settings.drift_window)
+                except ValueError:
+                    continue  # a feature without enough finite values has no reference yet
+
+    # -- per batch ---------------------------------------------------------------------------
+
+    def label(self, ticker: str) -> str:
+        if ticker in self.labelled:
+            return ticker
+        if len(self.labelled) < self.settings.metrics_ticker_limit:
+            self.labelled.add(ticker)
+            return ticker
+        return OTHER
+
+    def _group(self, name: str) -> RollingErrors:
+        group = self.groups.get(name)
+        if group is None:
+            window = self.settings.rolling_window
+            if name in (ALL, OTHER):
+                window *= POOLED_WINDOW_FACTOR
+            group = self.groups[name] = RollingErrors(window, self.levels)
+        return group
+
+    def observe_batch(self, results: list[tuple[Bar, StepResult]], seconds: float) -> None:
+        """Record one processed batch (``seconds`` is its processing time)."""
+        m = self.metrics
+        now = time.time()
+        if results:
+            m.bars_consumed.inc(len(results))
+            per_bar = seconds / len(results)
+            for _ in results:
+                m.processing.observe(per_bar)
+            m.last_bar_timestamp.set(now)
+            latest = max(bar.date for bar, _ in results)
+            close_of_day = dt.datetime.combine(latest, dt.time(23, 59, 59), dt.UTC).timestamp()
+            m.event_time_lag.set(max(0.0, now - close_of_day))
+        touched: set[str] = set()
+        feature_rows = []
+        for bar, result in results:
+            prediction = result.prediction
+            label = self.label(bar.ticker)
+            m.predictions.labels(prediction["model"]).inc()
+            if result.refit is not None:
+                m.refits.labels(result.refit).inc()
+            if label != OTHER:
+                m.predicted_close.labels(label).set(prediction["predicted_close"])
+                m.actual_close.labels(label).set(bar.close)
+            feature_rows.append(result.features)
+            score = result.score
+            if score is None:
+                continue
+            model = score["model"]
+            m.scores.labels(model).inc()
+            m.abs_error.labels(model).observe(abs(score["error"]))
+            m.abs_pct_error.labels(model).observe(score["abs_pct_error"])
+            for group in {label, ALL}:
+                self._group(group).add(score)
+                touched.add(group)
+            self._error_drift(bar.ticker, label, score)
+        for group in touched:
+            self._export_group(group, results[-1][1].prediction["model"])
+        self._input_drift(feature_rows)
+
+    def observe_dead_letters(self, reasons: Iterable[str]) -> None:
+        for reason in reasons:
+            self.metrics.dead_letters.labels(reason).inc()
+
+    def observe_delivery(self, bar_timestamps: Iterable[float | None]) -> None:
+        """Bar-to-prediction latency: from each bar's Kafka timestamp to its prediction's delivery."""
+        now = time.time()
+        for ts in bar_timestamps:
+            if ts:
+                self.metrics.bar_to_prediction.observe(max(0.0, now - ts))
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _export_group(self, name: str, model: str) -> None:
+        m = self.metrics
+        means = self._group(name).means()
+        mae, mape, naive_mae = means[0], means[1], means[2]
+        m.rolling_mae.labels(name, model).set(mae)
+        m.rolling_mape.labels(name, model).set(mape)
+        m.rolling_naive_mae.labels(name).set(naive_mae)
+        m.rolling_mase.labels(name, model).set(mae / naive_mae if naive_mae > 0 else math.nan)
+        for i, level in enumerate(self.levels):
+            label = self.level_labels[level]
+            m.interval_coverage.labels(label, name).set(means[3 + 2 * i])
+            m.interval_relative_width.labels(label, name).set(means[4 + 2 * i])
+
+    def _error_drift(self, ticker: str, label: str, score: Mapping) -> None:
+        # The error is standardized by the interval's implied sigma, so one threshold fits every
+        # ticker and price level: a calm ticker's errors are about |N(0,1)|.
+        width = score[f"width_{self.levels[-1]}"]
+        z = _normal_quantile(self.settings.interval_levels[-1])
+        sigma = width / (2 * z) if width > 0 else 0.0
+        if sigma <= 0:
+            return
+        detector = self.error_detectors.get(ticker)
+        if detector is None:
+            detector = self.error_detectors[ticker] = PageHinkley(self.settings.page_hinkley_threshold)
+        if detector.update(abs(score["error"]) / sigma):
+            self.since_alarm[ticker] = 0
+            self.metrics.error_drift_alarms.labels(label).inc()
+        elif ticker in self.since_alarm:
+            self.since_alarm[ticker] += 1
+        if label != OTHER:
+            # The state stays up for a rolling window after an alarm, long enough to be scraped.
+            recent = self.since_alarm.get(ticker, self.settings.rolling_window) < self.settings.rolling_window
+            self.metrics.error_drift_state.labels(label).set(1.0 if recent else 0.0)
+
+    def _input_drift(self, rows: list[np.ndarray]) -> None:
+        if not rows:
+            return
+        if not self.psi:
+            self._learn_warm_reference(rows)
+            return
+        names = self._feature_names
+        block = np.vstack(rows)
+        m = self.metrics
+        for j, name in enumerate(names):
+            psi = self.psi.get(name)
+            if psi is None:
+                continue
+            for x in block[:, j]:
+                psi.update(float(x))
+            score = psi.score()
+            drifted = score > self.settings.psi_threshold
+            m.feature_drift_score.labels(name).set(score)
+            m.feature_drift_state.labels(name).set(1.0 if drifted else 0.0)
+            if drifted and not self.drifted.get(name, False):
+                m.feature_drift_alarms.labels(name).inc()
+            self.drifted[name] = drifted
+
+
+def _normal_quantile(level: float) -> float:
+    """Two-sided standard normal quantile of a central interval level (0.95 -> 1.96)."""
+    from statistics import NormalDist
+
+    return NormalDist().inv_cdf(0.5 + level / 2)
