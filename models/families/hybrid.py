@@ -1,0 +1,85 @@
+"""The attention/XGBoost hybrid: boosted trees on the attention model's forecast plus day t's features.
+
+The reference design stacks XGBoost on the attention CNN-BiLSTM's output. Here both stages see the
+training period only: the network is trained first, then the booster learns from
+``[features at t, network's predicted return]`` on the same training windows and is early-stopped
+on the validation windows, where the network's forecasts are out of sample.
+
+Examples
+--------
+>>> AttentionXGBoost(attention={"lookback": 4}).lookback
+4
+>>> AttentionXGBoost(booster={"lookback": 2})
+Traceback (most recent call last):
+...
+ValueError: the booster of attention_xgboost reads day t only; its lookback cannot be set
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from models.families.boosted import DEFAULTS as BOOSTER_DEFAULTS
+from models.families.boosted import fit_booster
+from models.families.neural import KerasWindowModel
+
+
+class AttentionXGBoost:
+    """XGBoost over ``[features at t, attention CNN-BiLSTM forecast]``.
+
+    Parameters
+    ----------
+    attention
+        Parameters of the :class:`~models.families.neural.KerasWindowModel` stage.
+    booster
+        Parameters of the XGBoost stage (keys of :data:`models.families.boosted.DEFAULTS`).
+    """
+
+    def __init__(self, attention: dict[str, Any] | None = None,
+                 booster: dict[str, Any] | None = None) -> None:
+        booster = dict(booster or {})
+        if "lookback" in booster:
+            raise ValueError("the booster of attention_xgboost reads day t only; its lookback cannot be set")
+        unknown = set(booster) - set(BOOSTER_DEFAULTS)
+        if unknown:
+            raise ValueError(f"unknown booster parameters: {', '.join(sorted(unknown))}")
+        self.name = "attention_xgboost"
+        self.version = ""  # the registry version, set when loaded from MLflow
+        self.attention = KerasWindowModel("cnn_bilstm_attention", **(attention or {}))
+        self.booster_params = {**BOOSTER_DEFAULTS, **booster, "lookback": 1}
+        self.params = {"attention": self.attention.params, "booster": self.booster_params}
+        self.lookback = self.attention.lookback
+        self.booster: Any = None
+
+    def _stacked(self, windows: np.ndarray) -> np.ndarray:
+        return np.column_stack([windows[:, -1, :], self.attention.predict_returns(windows)])
+
+    def fit(self, windows: np.ndarray, targets: np.ndarray,
+            val_windows: np.ndarray, val_targets: np.ndarray) -> AttentionXGBoost:
+        """Train the network, then the booster on its forecasts (both on the training windows)."""
+        self.attention.fit(windows, targets, val_windows, val_targets)
+        self.booster = fit_booster(self._stacked(windows), targets, self._stacked(val_windows), val_targets,
+                                   self.booster_params)
+        return self
+
+    def predict_returns(self, windows: np.ndarray) -> np.ndarray:
+        """Predicted next-day log-returns ``[n]`` for windows ``[n, lookback, features]``."""
+        if self.booster is None:
+            raise RuntimeError("attention_xgboost is not fitted")
+        return self.booster.predict(self._stacked(windows)).astype("float64")
+
+    def components(self) -> dict[str, Any]:
+        """The native objects to store: the booster (registered) and the network it reads."""
+        return {"model": self.booster, "attention": self.attention.network}
+
+    @classmethod
+    def from_components(cls, name: str, params: dict[str, Any],
+                        components: dict[str, Any]) -> AttentionXGBoost:
+        """Rebuild a fitted hybrid from stored parameters and its loaded booster and network."""
+        booster = {k: v for k, v in params["booster"].items() if k != "lookback"}
+        model = cls(attention=params["attention"], booster=booster)
+        model.attention.network = components["attention"]
+        model.booster = components["model"]
+        return model

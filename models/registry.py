@@ -1,0 +1,266 @@
+"""The MLflow store: logging trained models in their native flavour, loading them, the champion.
+
+A registered version of ``settings.model_name`` is one trained model. Its MLflow model (``source``)
+is the family's ``"model"`` component, logged with ``mlflow.keras`` or ``mlflow.xgboost`` and a
+tensor signature; a second component (the attention network of ``attention_xgboost``) is a logged
+model of the same run whose URI is the version's ``component.<name>`` tag. The version's tags
+``family``, ``params`` and ``feature_names`` say how to rebuild the model, so loading never goes
+through the pyfunc wrapper (about ten times slower than calling Keras directly).
+
+The ``arima`` family has no native model: the core runs its own incremental ARIMA and exposes the
+forecast as a feature, so its version's source is a JSON of the ARIMA settings it was evaluated with.
+
+The worker serves ``models:/<model_name>@champion``: :func:`load_champion` at start,
+:func:`champion_version` on every reload check (a single registry query), and :func:`promote` (the
+``forecaster promote`` command) is the only code that moves the alias.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.families import family as family_spec
+
+CHAMPION = "champion"
+log = logging.getLogger(__name__)
+
+_VERSION_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+))$")
+
+
+def client(settings: Any) -> Any:
+    """An ``MlflowClient`` on ``settings.mlflow_uri``, also made the process's tracking URI.
+
+    A SQLite store under ``settings.home`` gets its folder created first.
+    """
+    import mlflow
+
+    uri = settings.mlflow_uri
+    db = _sqlite_path(uri)
+    if db is not None:
+        db.parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return mlflow.MlflowClient(uri, registry_uri=uri)
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+
+
+def _store_missing(settings: Any) -> bool:
+    # Asking a SQLite URI whose file does not exist would create (and migrate) a whole store just
+    # to learn that it holds no champion; the worker asks every model_reload_s.
+    db = _sqlite_path(settings.mlflow_uri)
+    return db is not None and not db.exists()
+
+
+def experiment_id(settings: Any, name: str) -> str:
+    """The id of experiment ``name``, created if needed.
+
+    With a SQLite store its artifacts go beside the database (``<db folder>/artifacts``) instead
+    of MLflow's default ``./mlruns`` of whatever the working directory is.
+    """
+    mlflow_client = client(settings)
+    found = mlflow_client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    db = _sqlite_path(settings.mlflow_uri)
+    location = (db.parent / "artifacts").as_uri() if db is not None else None
+    return mlflow_client.create_experiment(name, artifact_location=location)
+
+
+def _signature(flavour: str, component: Any) -> Any:
+    """A tensor signature read off the native component itself: its input shape, one output."""
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import Schema, TensorSpec
+
+    if flavour == "keras":
+        shape, dtype = (-1, *component.input_shape[1:]), np.dtype("float32")
+    else:
+        shape, dtype = (-1, int(component.n_features_in_)), np.dtype("float64")
+    return ModelSignature(inputs=Schema([TensorSpec(dtype, shape, "window")]),
+                          outputs=Schema([TensorSpec(np.dtype("float32"), (-1,), "log_return")]))
+
+
+def _log_component(flavour: str, component: Any, name: str, registered_name: str | None) -> Any:
+    import mlflow
+
+    # Pinned requirements: MLflow would otherwise infer them by importing the model in a
+    # subprocess, which costs longer than training the small models.
+    if flavour == "keras":
+        import keras
+
+        return mlflow.keras.log_model(component, name=name, signature=_signature(flavour, component),
+                                      registered_model_name=registered_name,
+                                      pip_requirements=[f"keras=={keras.__version__}", "tensorflow-cpu"])
+    import xgboost
+
+    return mlflow.xgboost.log_model(component, name=name, signature=_signature(flavour, component),
+                                    registered_model_name=registered_name, model_format="ubj",
+                                    pip_requirements=[f"xgboost=={xgboost.__version__}"])
+
+
+def log_and_register(model: Any, settings: Any, feature_names: tuple[str, ...],
+                     tags: dict[str, str] | None = None) -> str:
+    """Log ``model`` to the active MLflow run, register it as a new version; the version number.
+
+    ``tags`` are added to the version (training window, test metrics) beside the ones
+    :func:`load_model` needs.
+    """
+    import mlflow
+
+    run = mlflow.active_run()
+    if run is None:
+        raise RuntimeError("log_and_register needs an active MLflow run")
+    mlflow_client = client(settings)
+    spec = family_spec(model.name)
+    components = model.components()
+    version_tags = {"family": model.name, "params": json.dumps(model.params, sort_keys=True),
+                    "lookback": str(model.lookback), "feature_names": json.dumps(list(feature_names)),
+                    **(tags or {})}
+    for name, flavour in spec.flavours.items():
+        if name != "model":
+            logged = _log_component(flavour, components[name], name, None)
+            version_tags[f"component.{name}"] = logged.model_uri
+    if "model" in spec.flavours:
+        info = _log_component(spec.flavours["model"], components["model"], "model", settings.model_name)
+        version = str(info.registered_model_version)
+    else:
+        mlflow.log_dict(model.params, "model/params.json")
+        if not _registered(mlflow_client, settings.model_name):
+            mlflow_client.create_registered_model(settings.model_name)
+        version = mlflow_client.create_model_version(
+            settings.model_name, source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id).version
+    for key, value in version_tags.items():
+        mlflow_client.set_model_version_tag(settings.model_name, version, key, value)
+    return str(version)
+
+
+def _registered(mlflow_client: Any, name: str) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mlflow_client.get_registered_model(name)
+    except MlflowException:
+        return False
+    return True
+
+
+def _model_version(uri: str, settings: Any) -> Any:
+    """The ``ModelVersion`` that ``models:/name@alias`` or ``models:/name/version`` names."""
+    from mlflow.exceptions import MlflowException
+
+    match = _VERSION_URI.match(uri)
+    if match is None:
+        raise ValueError(f"expected models:/NAME@ALIAS or models:/NAME/VERSION, got {uri!r}")
+    mlflow_client = client(settings)
+    try:
+        if match["alias"]:
+            return mlflow_client.get_model_version_by_alias(match["name"], match["alias"])
+        return mlflow_client.get_model_version(match["name"], match["version"])
+    except MlflowException as exc:
+        raise ValueError(f"{uri} is not in the registry at {settings.mlflow_uri}: {exc.message}") from None
+
+
+def _load_component(flavour: str, uri: str) -> Any:
+    import mlflow
+
+    return mlflow.keras.load_model(uri) if flavour == "keras" else mlflow.xgboost.load_model(uri)
+
+
+def _restore(version: Any) -> Any:
+    tags = version.tags
+    if "family" not in tags:
+        raise ValueError(f"version {version.version} of {version.name} was not registered by `forecaster "
+                         "train` (no family tag)")
+    spec = family_spec(tags["family"])
+    components = {
+        name: _load_component(flavour, version.source if name == "model" else tags[f"component.{name}"])
+        for name, flavour in spec.flavours.items()
+    }
+    model = spec.restore(tags["family"], json.loads(tags["params"]), components)
+    model.version = str(version.version)
+    return model
+
+
+def load_model(uri: str, settings: Any) -> Any:
+    """The model that ``uri`` (``models:/NAME@ALIAS`` or ``models:/NAME/VERSION``) names, native.
+
+    The result is a ``PointModel``: ``name`` is its family, ``version`` its registry version.
+    """
+    return _restore(_model_version(uri, settings))
+
+
+def champion_version(settings: Any) -> str | None:
+    """The version that ``settings.model_name@champion`` names, or None; one registry query."""
+    from mlflow.exceptions import MlflowException
+
+    if _store_missing(settings):
+        return None
+    try:
+        return str(client(settings).get_model_version_by_alias(settings.model_name, CHAMPION).version)
+    except MlflowException:
+        return None
+
+
+def load_champion(settings: Any) -> Any | None:
+    """The champion in its native flavour, or None when no version holds the alias."""
+    if champion_version(settings) is None:
+        return None
+    return load_model(f"models:/{settings.model_name}@{CHAMPION}", settings)
+
+
+def load_reference(settings: Any) -> dict[str, dict[str, list[float]]] | None:
+    """The champion's training-feature reference: ``{feature: {"edges": [...], "proportions": [...]}}``.
+
+    None when there is no champion or its run logged no ``reference.json`` (see
+    :func:`models.training.feature_reference`); the format is ``stream_app.drift.Reference.to_dict``.
+    """
+    from mlflow.exceptions import MlflowException
+
+    if champion_version(settings) is None:
+        return None
+    version = _model_version(f"models:/{settings.model_name}@{CHAMPION}", settings)
+    try:
+        return _download_json(settings, version.run_id, "reference.json")
+    except (MlflowException, OSError):
+        return None
+
+
+def _download_json(settings: Any, run_id: str, path: str) -> Any:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        local = client(settings).download_artifacts(run_id, path, folder)
+        return json.loads(Path(local).read_text())
+
+
+@dataclass(frozen=True)
+class PromotionDecision:
+    """What ``forecaster promote`` decided and why."""
+
+    promoted: bool
+    name: str
+    candidate: str
+    champion: str | None
+    rule: str
+    reasons: list[str] = field(default_factory=list)
+    scores: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        """The printed verdict: the rule, the scores on the shared test window, the outcome."""
+        lines = [f"rule: {self.rule}"]
+        for who, metrics in self.scores.items():
+            shown = ", ".join(f"{k} {v:.6g}" for k, v in metrics.items())
+            lines.append(f"  {who}: {shown}")
+        verdict = (f"promoted {self.name} version {self.candidate} to @{CHAMPION}" if self.promoted else
+                   f"not promoted: {self.name} version {self.candidate} stays a candidate")
+        lines.append(verdict + ("" if self.promoted else "; " + "; ".join(self.reasons)))
+        return "\n".join(lines)
