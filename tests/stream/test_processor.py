@@ -1,0 +1,101 @@
+"""The worker's batch logic without Kafka: rounds of step_many equal step bar by bar, and every
+message ends as a result or a dead letter with its reason."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import orjson
+import pytest
+
+from models.core.bar import Bar
+from models.core.config import CoreConfig
+from models.core.step import step
+from stream_app.processor import BatchProcessor, InMessage, prediction_records
+
+CONFIG = CoreConfig(model="arima", window=40, refit_every=5)
+
+
+def bars_of(ticker: str, n: int, start: float) -> list[Bar]:
+    day, bars, close = dt.date(2020, 1, 6), [], start
+    while len(bars) < n:
+        if day.weekday() < 5:
+            close *= 1.0 + 0.01 * ((len(bars) * 7919 % 13) - 6) / 6
+            bars.append(Bar(ticker, day, close, close * 1.01, close * 0.99, close, 1000 + len(bars)))
+        day += dt.timedelta(days=1)
+    return bars
+
+
+def messages(bars: list[Bar], first_offset: int = 0) -> list[InMessage]:
+    return [InMessage(b.ticker.encode(), orjson.dumps(b.to_dict()), 0, first_offset + i)
+            for i, b in enumerate(bars)]
+
+
+def interleave(*series: list[Bar]) -> list[Bar]:
+    return sorted((b for s in series for b in s), key=lambda b: (b.date, b.ticker))
+
+
+def test_batches_give_the_records_of_step_bar_by_bar() -> None:
+    a, b = bars_of("AAA", 60, 10.0), bars_of("BBB", 45, 50.0)
+    expected = []
+    for series in (a, b):
+        state = None
+        for bar in series:
+            result = step(state, bar, CONFIG)
+            state = result.state
+            expected.append(result.prediction)
+    processor = BatchProcessor(CONFIG, clock=lambda: "now")
+    stream = interleave(a, b)
+    states: dict = {}
+    got = []
+    for start in range(0, len(stream), 17):  # batches that cut tickers' histories anywhere
+        out = processor.process(messages(stream[start:start + 17], start), states)
+        assert not out.dead_letters
+        states.update(out.states)
+        got += [r for _, r in prediction_records(out, {}) if r["record_type"] == "prediction"]
+    key = lambda r: (r["ticker"], r["as_of"])  # noqa: E731
+    assert sorted(got, key=key) == sorted(expected, key=key)
+
+
+@pytest.mark.parametrize(("value", "reason"), [
+    (b"\xff\xfe not json", "not_json"),
+    (b"[1, 2]", "not_json"),
+    (b'{"ticker": "AAA", "date": "2020-03-02"}', "missing_field"),
+    (b'{"ticker": "AAA", "date": "2020-03-02", "open": 1, "high": 1, "low": 1, "close": NaN, "volume": 1}',
+     "not_json"),  # orjson refuses NaN literals: not valid JSON
+    (b'{"ticker": "AAA", "date": "2020-03-02", "open": 1, "high": 1, "low": 1, "close": "NaN", "volume": 1}',
+     "not_finite"),
+    (b'{"ticker": "AAA", "date": "2020-03-02", "open": -1, "high": 1, "low": 1, "close": 1, "volume": 1}',
+     "non_positive_price"),
+    (b'{"ticker": "AAA", "date": "2020-02-30", "open": 1, "high": 1, "low": 1, "close": 1, "volume": 1}',
+     "bad_date"),
+])
+def test_poison_becomes_a_dead_letter_and_the_batch_goes_on(value: bytes, reason: str) -> None:
+    good = bars_of("AAA", 3, 10.0)
+    batch = [*messages(good[:2]), InMessage(b"AAA", value, 3, 99), *messages(good[2:], 2)]
+    out = BatchProcessor(CONFIG, clock=lambda: "now").process(batch, {})
+    assert [d.reason for d in out.dead_letters] == [reason]
+    letter = out.dead_letters[0]
+    assert letter.source == "bars/3/99" and letter.raw == value.decode(errors="replace")
+    assert [bar.date for bar, _ in out.results] == [b.date for b in good]
+
+
+def test_a_bar_under_another_tickers_key_is_rejected() -> None:
+    bar = bars_of("AAA", 1, 10.0)[0]
+    out = BatchProcessor(CONFIG).process([InMessage(b"BBB", orjson.dumps(bar.to_dict()), 0, 0)], {})
+    assert [d.reason for d in out.dead_letters] == ["bad_ticker"]
+    assert not out.results and not out.states
+
+
+def test_repeated_and_older_bars_leave_the_state_untouched() -> None:
+    series = bars_of("AAA", 10, 10.0)
+    processor = BatchProcessor(CONFIG, clock=lambda: "now")
+    first = processor.process(messages(series), {})
+    state = first.states["AAA"]
+    again = processor.process(messages([series[9], series[3], series[9]]), {"AAA": state})
+    assert [d.reason for d in again.dead_letters] == ["duplicate", "out_of_order", "duplicate"]
+    assert not again.results and not again.states
+    # Inside one batch too: the second copy of a bar is not applied.
+    fresh = processor.process(messages([series[0], series[1], series[1]]), {})
+    assert [d.reason for d in fresh.dead_letters] == ["duplicate"]
+    assert [bar.date for bar, _ in fresh.results] == [series[0].date, series[1].date]
