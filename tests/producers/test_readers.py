@@ -1,0 +1,167 @@
+"""Reading real files and bad rows: every row ends as a bar, a dead letter or a filtered row."""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from models.core.bar import Bar
+from producers.readers import LayoutError, ReadResult, read_csv_bars
+
+HEADER = "date,open,high,low,close,volume,Name\n"
+GOOD = "2013-02-08,15.07,15.12,14.63,14.75,8407500,AAL"
+
+
+def _accounted(result: ReadResult) -> bool:
+    return result.rows_read == len(result.bars) + len(result.dead_letters) + result.filtered
+
+
+def _in_event_time_order(bars: list[Bar]) -> bool:
+    keys = [(b.date, b.ticker) for b in bars]
+    return keys == sorted(keys)
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_bokeh_file_reads_every_row(data_dir: Path) -> None:
+    result = read_csv_bars([data_dir / "bokeh-stocks.csv.gz"])
+    assert (result.rows_read, len(result.bars), result.dead_letters) == (12_154, 12_154, [])
+    assert Counter(b.ticker for b in result.bars) == {"AAPL": 3270, "IBM": 3270, "MSFT": 3270, "GOOG": 2148,
+                                                      "FB": 196}
+    assert _in_event_time_order(result.bars)
+    first = result.bars[0]
+    assert first.source == "bokeh-stocks.csv.gz:2" and first.adj_close == pytest.approx(4.186662803811)
+
+
+def test_tushare_file_parses_compact_dates(data_dir: Path) -> None:
+    result = read_csv_bars([data_dir / "601988.SH.csv"])
+    assert (result.rows_read, len(result.bars)) == (3681, 3681)
+    assert {b.ticker for b in result.bars} == {"601988.SH"}
+    assert (result.bars[0].date, result.bars[-1].date) == (dt.date(2007, 1, 4), dt.date(2022, 3, 17))
+    assert result.bars[0].volume == pytest.approx(7281333.33)  # vol kept as published, in lots
+
+
+def test_unsorted_vietnamese_export_is_sorted_not_rejected(data_dir: Path) -> None:
+    result = read_csv_bars([data_dir / "vgi" / "Vienthong.csv"])
+    assert (result.rows_read, len(result.bars), result.dead_letters) == (4396, 4396, [])
+    assert Counter(b.ticker for b in result.bars) == {"VGI": 821, "VTC": 1252, "ABC": 1252, "TEL": 1071}
+    assert _in_event_time_order(result.bars)
+    assert sum(b.volume == 0 for b in result.bars) >= 330 + 73 + 654  # zero volume is a valid bar
+
+
+def test_folder_is_read_recursively_with_relative_sources(data_dir: Path) -> None:
+    result = read_csv_bars([data_dir / "vgi"], ticker="VGI2")
+    assert result.rows_read == 4396 + 854
+    assert {b.source.split(":")[0] for b in result.bars} == {"Vienthong.csv", "vgi2.csv"}
+    assert sum(b.ticker == "VGI2" for b in result.bars) == 854
+
+
+def test_sp500_slice_rejects_the_known_bad_rows(data_dir: Path, tmp_path: Path) -> None:
+    # A slice of the real file: every row of four tickers, two of which hold known bad rows.
+    keep = {"LNT", "BHF", "AAL", "AOS"}
+    with gzip.open(data_dir / "sp500-5yr.csv.gz", "rt") as f:
+        lines = [next(f)] + [line for line in f if line.rstrip().rsplit(",", 1)[-1] in keep]
+    path = tmp_path / "slice.csv.gz"
+    path.write_bytes(gzip.compress("".join(lines).encode()))
+    result = read_csv_bars([path])
+    assert result.rows_read == len(lines) - 1 and _accounted(result)
+    by_row = {(d.raw.split(",")[-1], d.raw.split(",")[0]): d for d in result.dead_letters}
+    lnt = by_row[("LNT", "2016-05-19")]
+    assert lnt.reason in {"high_below_open_close", "low_above_open_close"}
+    assert lnt.source.startswith("slice.csv.gz:") and lnt.ticker == "LNT"
+    [lnt_line] = [line for line in lines if line.startswith("2016-05-19") and ",LNT" in line]
+    assert lnt.raw == lnt_line.rstrip("\n")
+    assert {d.reason for d in result.dead_letters if d.ticker == "BHF"} == {"missing_field"}
+    assert _in_event_time_order(result.bars)
+
+
+@pytest.mark.parametrize("row, reason", [
+    ("2013-02-08,,15.12,14.63,14.75,8407500,AAL", "missing_field"),
+    ("2013-02-08,15.07,15.12,14.63,14.75,8407500,", "missing_field"),
+    ("2013-02-08,15.07,15.12,14.63", "missing_field"),
+    ("2013-02-08,abc,15.12,14.63,14.75,8407500,AAL", "not_numeric"),
+    ("2013-02-08,15.07,15.12,14.63,14.75,1e6 shares,AAL", "not_numeric"),
+    ("2013-02-08,NaN,15.12,14.63,14.75,8407500,AAL", "not_finite"),
+    ("2013-02-08,15.07,inf,14.63,14.75,8407500,AAL", "not_finite"),
+    ("2013-02-08,0,15.12,14.63,14.75,8407500,AAL", "non_positive_price"),
+    ("2013-02-08,15.07,15.12,-1,14.75,8407500,AAL", "non_positive_price"),
+    ("2013-02-08,15.07,15.0,14.63,15.10,8407500,AAL", "high_below_open_close"),
+    ("2013-02-08,15.07,15.12,14.80,14.75,8407500,AAL", "low_above_open_close"),
+    ("2013-02-08,15.07,15.12,14.63,14.75,-1,AAL", "negative_volume"),
+    ("2013-02-30,15.07,15.12,14.63,14.75,8407500,AAL", "bad_date"),
+    ("08.02.2013,15.07,15.12,14.63,14.75,8407500,AAL", "bad_date"),
+    ("1850-02-08,15.07,15.12,14.63,14.75,8407500,AAL", "bad_date"),
+    (f"2013-02-08,15.07,15.12,14.63,14.75,8407500,{'X' * 33}", "bad_ticker"),
+    (GOOD, "duplicate"),
+])
+def test_each_rejection_reason_keeps_the_raw_row(tmp_path: Path, row: str, reason: str) -> None:
+    path = _write(tmp_path / "bad.csv", HEADER + GOOD + "\n" + row + "\n")
+    result = read_csv_bars([path])
+    assert len(result.bars) == 1 and result.bars[0].source == "bad.csv:2"
+    [letter] = result.dead_letters
+    assert (letter.reason, letter.raw, letter.source) == (reason, row, "bad.csv:3")
+    assert letter.detail and dt.datetime.fromisoformat(letter.at).tzinfo is not None
+
+
+def test_duplicates_across_files_keep_the_first(tmp_path: Path) -> None:
+    _write(tmp_path / "a.csv", HEADER + GOOD + "\n")
+    _write(tmp_path / "b.csv", HEADER + GOOD.replace("14.75", "14.76") + "\n")
+    result = read_csv_bars([tmp_path])
+    assert [b.source for b in result.bars] == ["a.csv:2"]
+    assert [(d.reason, d.source) for d in result.dead_letters] == [("duplicate", "b.csv:2")]
+    assert "already accepted from a.csv:2" in result.dead_letters[0].detail
+
+
+def test_quoted_multiline_row_keeps_its_text_and_first_line(tmp_path: Path) -> None:
+    bad = '2013-02-11,"15\n.0",15.12,14.63,14.75,8407500,AAL'
+    path = _write(tmp_path / "q.csv", HEADER + bad + "\n" + GOOD + "\n\n")
+    result = read_csv_bars([path])
+    assert result.rows_read == 2  # the blank last line is not a row
+    assert [(d.reason, d.raw, d.source) for d in result.dead_letters] == [("not_numeric", bad, "q.csv:2")]
+    assert result.bars[0].source == "q.csv:4"
+
+
+def test_us_dates_semicolons_and_latin1(tmp_path: Path) -> None:
+    path = tmp_path / "börse.csv"
+    path.write_bytes("Datum;Eröffnung;Hoch;Tief;Schluss;Umsatz\n2/8/2013;1;2;0.5;1.5;10\n".encode("latin-1"))
+    columns = {"date": "Datum", "open": "Eröffnung", "high": "Hoch", "low": "Tief", "close": "Schluss",
+               "volume": "Umsatz"}
+    [bar] = read_csv_bars([path], columns=columns, ticker="DAX").bars
+    assert (bar.ticker, bar.date, bar.close) == ("DAX", dt.date(2013, 2, 8), 1.5)
+
+
+def test_selection_filters_rows_without_rejecting_them(data_dir: Path) -> None:
+    result = read_csv_bars([data_dir / "bokeh-stocks.csv.gz"], tickers=["MSFT", "FB"],
+                           start=dt.date(2013, 1, 1), end=dt.date(2013, 1, 31))
+    assert {b.ticker for b in result.bars} == {"MSFT", "FB"}
+    assert all(dt.date(2013, 1, 1) <= b.date <= dt.date(2013, 1, 31) for b in result.bars)
+    assert len(result.bars) == 2 * 21 and result.dead_letters == []
+    assert result.filtered == 12_154 - 42 and _accounted(result)
+
+
+def test_start_after_end_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="after the end date"):
+        read_csv_bars([_write(tmp_path / "a.csv", HEADER)], start=dt.date(2020, 1, 2),
+                      end=dt.date(2020, 1, 1))
+
+
+def test_unknown_layout_and_empty_file_are_layout_errors(tmp_path: Path) -> None:
+    with pytest.raises(LayoutError, match="found columns: when, price"):
+        read_csv_bars([_write(tmp_path / "odd.csv", "when,price\n2020-01-01,3\n")])
+    with pytest.raises(LayoutError, match="empty"):
+        read_csv_bars([_write(tmp_path / "empty.csv", "")])
+
+
+def test_missing_paths_are_named(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"nope\.csv does not exist"):
+        read_csv_bars([tmp_path / "nope.csv"])
+    (tmp_path / "dir").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"holds no \.csv"):
+        read_csv_bars([tmp_path / "dir"])
