@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from forecaster.settings import Settings
 from tests.deploy.compose import COMPOSE_FILE, ENV_EXAMPLE, compose_config, resolved_stack
 
 ONE_SHOT = {"topics", "trainer", "replay"}
@@ -68,7 +70,8 @@ def test_state_lives_in_named_volumes(stack: dict[str, Any]) -> None:
 
 
 def test_every_compose_variable_is_documented_in_env_example() -> None:
-    used = set(re.findall(r"\$\{(\w+)", COMPOSE_FILE.read_text()))
+    # `$${NAME}` is the container shell's variable, not one Compose interpolates.
+    used = set(re.findall(r"(?<!\$)\$\{(\w+)", COMPOSE_FILE.read_text()))
     documented = set(re.findall(r"^(\w+)=", ENV_EXAMPLE.read_text(), flags=re.MULTILINE))
     assert used == documented
 
@@ -76,3 +79,13 @@ def test_every_compose_variable_is_documented_in_env_example() -> None:
 def test_env_example_holds_no_secret() -> None:
     values = dict(re.findall(r"^(\w+)=(.*)$", ENV_EXAMPLE.read_text(), flags=re.MULTILINE))
     assert values["GRAFANA_ADMIN_PASSWORD"] == ""
+
+
+def test_trainer_and_replay_read_the_sample_data_folder_read_only(stack: dict[str, Any]) -> None:
+    # The default DATA_DIR is the folder the application itself defaults to (../shared/data).
+    for name in ("trainer", "replay"):
+        (data,) = [m for m in stack["services"][name]["volumes"] if m["target"] == "/data"]
+        assert data["read_only"] is True
+        assert Path(data["source"]) == Path(Settings().data_dir).resolve()
+    assert "forecaster train /data/bokeh-stocks.csv.gz" in stack["services"]["trainer"]["command"][0]
+    assert stack["services"]["replay"]["command"][:2] == ["replay", "/data/bokeh-stocks.csv.gz"]
