@@ -15,11 +15,9 @@ COPY pyproject.toml ./
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
         > /tmp/requirements.txt \
     && pip install -r /tmp/requirements.txt
-COPY README.md ./
-COPY forecaster ./forecaster
-COPY stream_app ./stream_app
-COPY models ./models
-COPY producers ./producers
+# The whole context (.dockerignore leaves out all but the sources); pip installs the packages that
+# pyproject.toml lists, so a new package needs no change here.
+COPY . ./
 RUN pip install --no-deps .
 
 FROM ${PYTHON_IMAGE} AS runtime
