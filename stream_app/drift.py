@@ -26,7 +26,6 @@ True
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -73,36 +72,48 @@ class PSI:
 
     ``PSI = sum((p_i - q_i) * ln(p_i / q_i))`` over the reference's bins, with ``q`` the reference
     proportions and ``p`` those of the last ``window`` values. Rule of thumb: below 0.1 stable,
-    above 0.25 a shift.
+    above 0.25 a shift. Values are added one at a time (:meth:`update`) or a batch at a time
+    (:meth:`update_many`, vectorised: the worker's path).
     """
 
     def __init__(self, reference: Reference, window: int = 250) -> None:
         if window < 1:
             raise ValueError(f"window must be positive, got {window}")
         self.reference = reference
+        self.window = window
         self._edges = np.asarray(reference.edges)
         self._q = np.maximum(np.asarray(reference.proportions), _EPS)
-        self._bins: deque[int] = deque(maxlen=window)
+        # A ring of the last `window` values' bin numbers, and the count of each bin among them.
+        self._ring = np.zeros(window, dtype=np.int64)
+        self._next = 0
+        self.n = 0
         self._counts = np.zeros(len(reference.proportions), dtype=np.int64)
 
     def update(self, x: float) -> None:
-        if not np.isfinite(x):
-            return
-        if len(self._bins) == self._bins.maxlen:
-            self._counts[self._bins[0]] -= 1
-        b = int(np.searchsorted(self._edges, x, side="right"))
-        self._bins.append(b)
-        self._counts[b] += 1
+        self.update_many(np.array([x], dtype=float))
 
-    @property
-    def n(self) -> int:
-        return len(self._bins)
+    def update_many(self, xs: np.ndarray) -> None:
+        xs = np.asarray(xs, dtype=float)
+        bins = np.searchsorted(self._edges, xs[np.isfinite(xs)], side="right")[-self.window:]
+        k = bins.size
+        if k == 0:
+            return
+        slots = (self._next + np.arange(k)) % self.window
+        if self.n + k > self.window:
+            # The oldest values leave the window. Until the ring is full, its first `window - n`
+            # slots to be written are still empty; every slot after them holds a live value.
+            evicted = self._ring[slots[self.window - self.n:]]
+            self._counts -= np.bincount(evicted, minlength=self._counts.size)
+        self._ring[slots] = bins
+        self._counts += np.bincount(bins, minlength=self._counts.size)
+        self._next = (self._next + k) % self.window
+        self.n = min(self.window, self.n + k)
 
     def score(self) -> float:
         """The PSI of the current window (0.0 while it is empty)."""
-        if not self._bins:
+        if not self.n:
             return 0.0
-        p = np.maximum(self._counts / len(self._bins), _EPS)
+        p = np.maximum(self._counts / self.n, _EPS)
         return float(np.sum((p - self._q) * np.log(p / self._q)))
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable, Mapping
 
 import numpy as np
@@ -29,26 +29,34 @@ POOLED_WINDOW_FACTOR = 10
 
 
 class RollingErrors:
-    """Rolling sums of one group's scored predictions (one ticker, "other" or "all")."""
+    """Rolling sums of one group's scored predictions (one ticker, "other" or "all").
+
+    Plain Python floats: a row has a handful of numbers, where numpy's per-call overhead would cost
+    more than the arithmetic.
+    """
 
     def __init__(self, window: int, levels: Iterable[str]) -> None:
         self.window = window
         self.levels = tuple(levels)
-        self.rows: deque[tuple[float, ...]] = deque()
+        self.rows: deque[list[float]] = deque()
         # abs error, abs pct error, naive abs error, then (inside, relative width) per level
-        self.sums = np.zeros(3 + 2 * len(self.levels))
+        self.sums = [0.0] * (3 + 2 * len(self.levels))
 
     def add(self, score: Mapping) -> None:
         row = [abs(score["error"]), score["abs_pct_error"], abs(score["naive_error"])]
         for level in self.levels:
             row += [float(score[f"inside_{level}"]), score[f"width_{level}"] / score["predicted_close"]]
+        sums = self.sums
         if len(self.rows) == self.window:
-            self.sums -= self.rows.popleft()
-        self.rows.append(tuple(row))
-        self.sums += row
+            for i, value in enumerate(self.rows.popleft()):
+                sums[i] -= value
+        self.rows.append(row)
+        for i, value in enumerate(row):
+            sums[i] += value
 
-    def means(self) -> np.ndarray:
-        return self.sums / max(len(self.rows), 1)
+    def means(self) -> list[float]:
+        n = max(len(self.rows), 1)
+        return [total / n for total in self.sums]
 
 
 class ForecastMonitor:
@@ -64,6 +72,8 @@ class ForecastMonitor:
         self.groups: dict[str, RollingErrors] = {}
         self.error_detectors: dict[str, PageHinkley] = {}
         self.since_alarm: dict[str, int] = {}
+        # Errors are standardized by the sigma that the widest interval implies.
+        self._sigma_per_width = 1.0 / (2 * _normal_quantile(settings.interval_levels[-1]))
         self.psi: dict[str, PSI] = {}
         self.drifted: dict[str, bool] = {}
         self._warm_reference: list[np.ndarray] = []
@@ -132,12 +142,15 @@ class ForecastMonitor:
             m.event_time_lag.set(max(0.0, now - close_of_day))
         touched: set[str] = set()
         feature_rows = []
+        predictions: Counter[str] = Counter()
+        scores: Counter[str] = Counter()
+        refits: Counter[str] = Counter()
         for bar, result in results:
             prediction = result.prediction
             label = self.label(bar.ticker)
-            m.predictions.labels(prediction["model"]).inc()
+            predictions[prediction["model"]] += 1
             if result.refit is not None:
-                m.refits.labels(result.refit).inc()
+                refits[result.refit] += 1
             if label != OTHER:
                 m.predicted_close.labels(label).set(prediction["predicted_close"])
                 m.actual_close.labels(label).set(bar.close)
@@ -146,13 +159,16 @@ class ForecastMonitor:
             if score is None:
                 continue
             model = score["model"]
-            m.scores.labels(model).inc()
+            scores[model] += 1
             m.abs_error.labels(model).observe(abs(score["error"]))
             m.abs_pct_error.labels(model).observe(score["abs_pct_error"])
-            for group in {label, ALL}:
-                self._group(group).add(score)
-                touched.add(group)
+            self._group(label).add(score)
+            self._group(ALL).add(score)
+            touched.update((label, ALL))
             self._error_drift(bar.ticker, label, score)
+        for counter, metric in ((predictions, m.predictions), (scores, m.scores), (refits, m.refits)):
+            for name, count in counter.items():
+                metric.labels(name).inc(count)
         for group in touched:
             self._export_group(group, results[-1][1].prediction["model"])
         self._input_drift(feature_rows)
@@ -186,9 +202,7 @@ class ForecastMonitor:
     def _error_drift(self, ticker: str, label: str, score: Mapping) -> None:
         # The error is standardized by the interval's implied sigma, so one threshold fits every
         # ticker and price level: a calm ticker's errors are about |N(0,1)|.
-        width = score[f"width_{self.levels[-1]}"]
-        z = _normal_quantile(self.settings.interval_levels[-1])
-        sigma = width / (2 * z) if width > 0 else 0.0
+        sigma = score[f"width_{self.levels[-1]}"] * self._sigma_per_width
         if sigma <= 0:
             return
         detector = self.error_detectors.get(ticker)
@@ -217,8 +231,7 @@ class ForecastMonitor:
             psi = self.psi.get(name)
             if psi is None:
                 continue
-            for x in block[:, j]:
-                psi.update(float(x))
+            psi.update_many(block[:, j])
             score = psi.score()
             drifted = score > self.settings.psi_threshold
             m.feature_drift_score.labels(name).set(score)

@@ -1,0 +1,289 @@
+"""Stream worker benchmark, side by side in one run on a local Apache Kafka broker.
+
+Measures, on the S&P 500 file of the shared data (event-time order, keyed by ticker):
+
+1. sustained bars/s of one ``forecaster worker`` (ARIMA core, its table, metrics), from its first
+   to its last consumed bar, read off its own Prometheus counter;
+2. the baseline: a naive Faust agent (one awaited ``topic.send`` and one table write per event);
+3. the ceiling: plain aiokafka and confluent-kafka consume-produce loops (no state, no model);
+4. bar-to-prediction latency p50/p99 at a paced 1,000 bars/s (Kafka timestamps of bar and prediction);
+5. recovery: restart of the worker with 505 tickers' state in its changelog, to its first prediction.
+
+Usage: ``python -m bench.worker_bench [--bars 200000]``. Results go into docs/benchmarks.md by hand,
+with the machine. Every run uses fresh topics of its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import datetime as dt
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+from kafka import KafkaConsumer, TopicPartition
+
+from forecaster.kafka.broker import LocalBroker, free_port
+from forecaster.kafka.client import kafka_python_options
+from forecaster.kafka.topics import create_topics
+from forecaster.settings import Settings, load, to_environ
+from producers.pacing import Pacing
+from producers.readers import ReadResult, read_csv_bars
+from producers.replay import replay
+
+
+def fresh(settings: Settings, name: str) -> Settings:
+    suffix = f"{name}-{uuid.uuid4().hex[:6]}"
+    fresh_settings = settings.replace(topic_bars=f"bars-{suffix}", topic_predictions=f"out-{suffix}",
+                                      topic_dlq=f"dlq-{suffix}", app_id=f"bench-{suffix}",
+                                      metrics_port=free_port())
+    create_topics(fresh_settings)
+    return fresh_settings
+
+
+def end_offsets_total(settings: Settings, topic: str) -> int:
+    consumer = KafkaConsumer(**kafka_python_options(settings))
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        return sum(consumer.end_offsets(partitions).values())
+    finally:
+        consumer.close()
+
+
+def start(command: list[str], settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, **to_environ(settings), "PYTHONUNBUFFERED": "1"}
+    with open(log, "ab") as out:
+        return subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)
+
+
+def metric(settings: Settings, name: str) -> float:
+    url = f"http://{settings.metrics_host}:{settings.metrics_port}/metrics"
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            for line in response.read().decode().splitlines():
+                if line.startswith(name + " "):
+                    return float(line.split()[1])
+    except OSError:
+        pass
+    return 0.0
+
+
+def rate_until(count: Callable[[], int], target: int, process: subprocess.Popen[bytes],
+               timeout_s: float) -> float:
+    """Events/s from the first counted event to ``target``, polling ``count()``."""
+    first_at = None
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"the process under test exited with {process.returncode}")
+        n = count()
+        now = time.monotonic()
+        if first_at is None and n > 0:
+            first_at, first_n = now, n
+        if n >= target:
+            return (n - first_n) / max(now - first_at, 1e-9)
+        if now > deadline:
+            raise RuntimeError(f"{n} of {target} after {timeout_s} s")
+        time.sleep(0.1)
+
+
+def run_worker(settings: Settings, result: ReadResult, logs: Path) -> tuple[float, Settings]:
+    settings = fresh(settings, "worker")
+    replay(result, settings, progress=False)
+    process = start([sys.executable, "-m", "forecaster.cli", "worker"], settings, logs / "worker.log")
+    try:
+        rate = rate_until(lambda: int(metric(settings, "forecaster_bars_consumed_total")),
+                          len(result.bars), process, 1800)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=120)
+    return rate, settings
+
+
+def run_naive_agent(settings: Settings, result: ReadResult, logs: Path) -> float:
+    settings = fresh(settings, "naive")
+    replay(result, settings, progress=False)
+    process = start([sys.executable, "-m", "faust", "-A", "bench.naive_faust_agent", "worker", "-l", "warn"],
+                    settings, logs / "naive.log")
+    try:
+        return rate_until(lambda: end_offsets_total(settings, settings.topic_predictions),
+                          len(result.bars), process, 1800)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=120)
+
+
+async def aiokafka_loop(settings: Settings, n: int) -> float:
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    from forecaster.kafka.client import aiokafka_options
+
+    options = aiokafka_options(settings)
+    consumer = AIOKafkaConsumer(settings.topic_bars, **options, group_id=f"{settings.app_id}-aio",
+                                auto_offset_reset="earliest", max_poll_records=5000)
+    producer = AIOKafkaProducer(**options, linger_ms=5, max_batch_size=512 * 1024, compression_type="lz4")
+    await consumer.start()
+    await producer.start()
+    try:
+        done, started = 0, None
+        while done < n:
+            batches = await consumer.getmany(timeout_ms=500)
+            for messages in batches.values():
+                started = started or time.monotonic()
+                futures = [await producer.send(settings.topic_predictions, m.value, key=m.key)
+                           for m in messages]
+                await asyncio.gather(*futures)
+                done += len(messages)
+        return done / (time.monotonic() - started)
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+def confluent_loop(settings: Settings, n: int) -> float:
+    from confluent_kafka import Consumer, Producer
+
+    consumer = Consumer({"bootstrap.servers": settings.bootstrap, "group.id": f"{settings.app_id}-ck",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": True})
+    producer = Producer({"bootstrap.servers": settings.bootstrap, "linger.ms": 5, "compression.type": "lz4",
+                         "batch.size": 512 * 1024})
+    consumer.subscribe([settings.topic_bars])
+    done, started = 0, None
+    try:
+        while done < n:
+            for message in consumer.consume(num_messages=5000, timeout=0.5):
+                if message.error():
+                    continue
+                started = started or time.monotonic()
+                producer.produce(settings.topic_predictions, message.value(), message.key())
+                done += 1
+            producer.poll(0)
+        producer.flush()
+        return done / (time.monotonic() - started)
+    finally:
+        consumer.close()
+
+
+def run_ceilings(settings: Settings, result: ReadResult) -> dict[str, float]:
+    rates = {}
+    plain = fresh(settings, "aiokafka")
+    replay(result, plain, progress=False)
+    rates["aiokafka consume-produce loop"] = asyncio.run(aiokafka_loop(plain, len(result.bars)))
+    try:
+        import confluent_kafka  # noqa: F401
+    except ImportError:
+        return rates
+    plain = fresh(settings, "confluent")
+    replay(result, plain, progress=False)
+    rates["confluent-kafka consume-produce loop"] = confluent_loop(plain, len(result.bars))
+    return rates
+
+
+def run_latency(settings: Settings, result: ReadResult, logs: Path, rate: float = 1000.0,
+                seconds: float = 20.0) -> tuple[float, float]:
+    """p50 and p99 of prediction timestamp minus bar timestamp, at a paced rate, worker caught up."""
+    settings = fresh(settings, "latency")
+    process = start([sys.executable, "-m", "forecaster.cli", "worker"], settings, logs / "latency.log")
+    try:
+        while metric(settings, "forecaster_bars_consumed_total") == 0 and process.poll() is None:
+            # Warm the worker up (model loaded, partitions assigned) with one bar before pacing.
+            replay(ReadResult(bars=result.bars[:1], dead_letters=[], rows_read=1, filtered=0), settings,
+                   progress=False)
+            time.sleep(2)
+        paced = result.bars[1:1 + int(rate * seconds)]
+        replay(ReadResult(bars=paced, dead_letters=[], rows_read=len(paced), filtered=0), settings,
+               pacing=Pacing(rate=rate), progress=False)
+        target = len(paced) + 1
+        rate_until(lambda: int(metric(settings, "forecaster_bars_consumed_total")), target, process, 600)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=120)
+    sent = {(m["ticker"], m["date"]): ts for ts, m in read_all(settings, settings.topic_bars)}
+    predictions = [(ts, m) for ts, m in read_all(settings, settings.topic_predictions)
+                   if m.get("record_type") == "prediction" and (m["ticker"], m["as_of"]) in sent]
+    # The warm-up bar waited for the worker to start: it is not a latency of the stream.
+    latencies = sorted(ts - sent[(m["ticker"], m["as_of"])] for ts, m in predictions[1:])
+    cuts = statistics.quantiles(latencies, n=100)
+    return cuts[49], cuts[98]
+
+
+def read_all(settings: Settings, topic: str) -> list[tuple[float, dict]]:
+    consumer = KafkaConsumer(**kafka_python_options(settings), enable_auto_commit=False)
+    partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+    consumer.assign(partitions)
+    consumer.seek_to_beginning(*partitions)
+    end = consumer.end_offsets(partitions)
+    records = []
+    while any(consumer.position(tp) < end[tp] for tp in partitions):
+        for messages in consumer.poll(timeout_ms=500).values():
+            records += [(m.timestamp / 1000.0, orjson.loads(m.value)) for m in messages]
+    consumer.close()
+    return records
+
+
+def run_recovery(settings: Settings, result: ReadResult, logs: Path) -> tuple[int, float]:
+    """Restart the worker on a changelog holding every ticker's state; seconds to its next prediction.
+
+    Faust restores the table before it processes anything, so the first bar consumed after the
+    restart marks the end of the recovery.
+    """
+    newest = max(result.bars, key=lambda bar: bar.date)
+    probe = dataclasses.replace(newest, date=newest.date + dt.timedelta(days=7))
+    process = start([sys.executable, "-m", "forecaster.cli", "worker"], settings, logs / "recovery.log")
+    started = time.monotonic()
+    try:
+        replay(ReadResult(bars=[probe], dead_letters=[], rows_read=1, filtered=0), settings, progress=False)
+        rate_until(lambda: int(metric(settings, "forecaster_bars_consumed_total")), 1, process, 600)
+        return len({bar.ticker for bar in result.bars}), time.monotonic() - started
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bars", type=int, default=200_000, help="bars of the S&P 500 file to use")
+    parser.add_argument("--data", type=Path, default=Path(load().data_dir) / "sp500-5yr.csv.gz")
+    args = parser.parse_args()
+    logs = Path(tempfile.mkdtemp(prefix="worker-bench-"))
+    broker = None
+    settings = load().replace(home=str(logs / "home"), partitions=8)
+    if not os.environ.get("FORECASTER_BOOTSTRAP"):
+        broker = LocalBroker(logs / "kafka")
+        settings = settings.replace(bootstrap=broker.start(port=free_port()).bootstrap)
+    try:
+        read = read_csv_bars([args.data])
+        result = ReadResult(bars=read.bars[:args.bars], dead_letters=[], rows_read=args.bars, filtered=0)
+        print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+              f"Python {platform.python_version()}; {len(result.bars):,} bars of "
+              f"{len({b.ticker for b in result.bars})} tickers; logs in {logs}")
+        worker_rate, worker_settings = run_worker(settings, result, logs)
+        print(f"forecaster worker (ARIMA core, table, metrics) {worker_rate:>10,.0f} bars/s")
+        naive_rate = run_naive_agent(settings, result, logs)
+        print(f"naive Faust agent (await send + table write)   {naive_rate:>10,.0f} bars/s")
+        for name, rate in run_ceilings(settings, result).items():
+            print(f"{name:<46} {rate:>10,.0f} bars/s")
+        p50, p99 = run_latency(settings, result, logs)
+        print(f"bar-to-prediction latency at 1,000 bars/s  p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms")
+        tickers, seconds = run_recovery(worker_settings, result, logs)
+        print(f"restart with {tickers} tickers' state to the first prediction {seconds:.1f} s")
+    finally:
+        if broker is not None:
+            broker.stop()
+
+
+if __name__ == "__main__":
+    main()

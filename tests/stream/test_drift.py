@@ -1,0 +1,64 @@
+"""Drift detectors: the vectorised PSI window equals a plain sliding window, and PSI and
+Page-Hinkley tell a shift from noise."""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+import pytest
+
+from stream_app.drift import PSI, PageHinkley, Reference
+
+
+def test_batched_psi_window_matches_a_plain_sliding_window() -> None:
+    rng = np.random.default_rng(1)
+    reference = Reference.from_sample(rng.normal(size=1000))
+    for _ in range(100):
+        window = int(rng.integers(1, 50))
+        psi, plain = PSI(reference, window), deque(maxlen=window)
+        for _ in range(20):
+            xs = rng.normal(size=int(rng.integers(0, 80))) * rng.choice([1.0, 3.0])
+            if xs.size and rng.random() < 0.2:
+                xs[0] = np.nan  # skipped, not counted
+            psi.update_many(xs)
+            plain.extend(np.searchsorted(reference.edges, xs[np.isfinite(xs)], side="right"))
+            counts = np.bincount(np.array(plain, dtype=int), minlength=len(reference.proportions))
+            assert psi.n == len(plain)
+            p = np.maximum(counts / max(len(plain), 1), 1e-4)
+            q = np.maximum(np.array(reference.proportions), 1e-4)
+            expected = float(np.sum((p - q) * np.log(p / q))) if plain else 0.0
+            assert psi.score() == pytest.approx(expected)
+
+
+def test_psi_is_small_for_the_reference_distribution_and_large_after_a_shift() -> None:
+    rng = np.random.default_rng(7)
+    psi = PSI(Reference.from_sample(rng.normal(size=5000)), window=500)
+    psi.update_many(rng.normal(size=500))
+    assert psi.score() < 0.1
+    psi.update_many(rng.normal(scale=2.0, size=500))
+    assert psi.score() > 0.25
+
+
+def test_page_hinkley_false_alarm_rate_is_low_and_a_volatility_jump_is_caught() -> None:
+    rng = np.random.default_rng(3)
+    false_alarms = caught = 0
+    for _ in range(100):
+        calm = np.abs(rng.normal(size=500))
+        false_alarms += any(PageHinkley(20.0, delta=0.1).update(x) for x in calm)
+        detector = PageHinkley(20.0, delta=0.1)
+        for x in np.abs(rng.normal(size=250)):
+            detector.update(x)
+        caught += any(detector.update(x) for x in np.abs(rng.normal(scale=3.0, size=100)))
+    assert false_alarms <= 3
+    assert caught == 100
+
+
+def test_reference_round_trip_and_validation() -> None:
+    reference = Reference.from_sample(np.arange(100.0), bins=4)
+    assert Reference.from_dict(reference.to_dict()) == reference
+    assert sum(reference.proportions) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="need 3 proportions"):
+        Reference((1.0, 2.0), (0.5, 0.5))
+    with pytest.raises(ValueError, match="at least 10 finite values"):
+        Reference.from_sample(np.array([1.0, np.nan]))
