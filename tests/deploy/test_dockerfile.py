@@ -15,7 +15,8 @@ from tests.deploy.k8s import manifests
 from tests.deploy.observability import ROOT
 
 DOCKERFILE = ROOT / "Dockerfile"
-PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+PYPROJECT_TEXT = (ROOT / "pyproject.toml").read_text()
+PYPROJECT = tomllib.loads(PYPROJECT_TEXT)
 
 
 def _instructions() -> list[tuple[str, str]]:
@@ -37,7 +38,7 @@ def test_the_image_installs_exactly_the_dependencies_of_pyproject(tmp_path: Path
                and "tomllib" in args]
     command = re.search(r'python -c "(.*?)"\s*>', step)
     assert command is not None, step
-    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    (tmp_path / "pyproject.toml").write_text(PYPROJECT_TEXT)
     out = subprocess.run([sys.executable, "-c", command.group(1)], cwd=tmp_path, capture_output=True,
                          text=True, check=True).stdout
     assert out.splitlines() == PYPROJECT["project"]["dependencies"]
