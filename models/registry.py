@@ -17,9 +17,11 @@ The worker serves ``models:/<model_name>@champion``: :func:`load_champion` at st
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import re
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -235,8 +237,6 @@ def load_reference(settings: Any) -> dict[str, dict[str, list[float]]] | None:
 
 
 def _download_json(settings: Any, run_id: str, path: str) -> Any:
-    import tempfile
-
     with tempfile.TemporaryDirectory() as folder:
         local = client(settings).download_artifacts(run_id, path, folder)
         return json.loads(Path(local).read_text())
@@ -264,3 +264,94 @@ class PromotionDecision:
                    f"not promoted: {self.name} version {self.candidate} stays a candidate")
         lines.append(verdict + ("" if self.promoted else "; " + "; ".join(self.reasons)))
         return "\n".join(lines)
+
+
+def _latest_version(mlflow_client: Any, name: str) -> str:
+    versions = mlflow_client.search_model_versions(f"name = '{name}'")
+    if not versions:
+        raise ValueError(f"registered model {name!r} has no versions; run `forecaster train` first")
+    return str(max(int(v.version) for v in versions))
+
+
+def _scored_on_same_days(models: dict[str, Any], table: Any, first: Any, last: Any) -> dict[str, Any]:
+    """Evaluate each model (and naive) on the test samples that every one of them can predict."""
+    from models.evaluation import evaluate
+
+    samples = {who: table.samples(model.lookback).between(first, last) for who, model in models.items()}
+    keys = {who: [f"{t}|{d}" for t, d in zip(s.tickers, s.dates, strict=True)] for who, s in samples.items()}
+    common = set.intersection(*(set(k) for k in keys.values()))
+    if not common:
+        raise ValueError(f"no test day between {first} and {last} can be predicted by every model")
+    scored = {}
+    for who, model in models.items():
+        chosen = samples[who].select(np.array([k in common for k in keys[who]]))
+        scored[who] = evaluate(model.predict_returns(chosen.windows), chosen.closes, chosen.next_closes)
+    return scored
+
+
+def promote(settings: Any, name: str, version: str | None = None, *,
+            significance: float | None = None) -> PromotionDecision:
+    """Move ``name@champion`` to ``version`` (default: the latest) if it wins on its test window.
+
+    The candidate, the current champion and naive are scored on the same days: the candidate's
+    test window, stored with its run (``test_set.npz``). The candidate wins when its MAE is below
+    naive's, below the champion's (if there is one) and, with ``significance``, when the
+    Diebold-Mariano test against naive also gives a p-value below it. Otherwise nothing changes
+    and the decision says why.
+    """
+    from mlflow.exceptions import MlflowException
+
+    from models.dataset import FeatureTable
+
+    if significance is not None and not 0 < significance < 1:
+        raise ValueError(f"significance must be in (0, 1), got {significance}")
+    mlflow_client = client(settings)
+    if not _registered(mlflow_client, name):
+        raise ValueError(f"no registered model {name!r} at {settings.mlflow_uri}")
+    candidate = version or _latest_version(mlflow_client, name)
+    candidate_version = _model_version(f"models:/{name}/{candidate}", settings)
+    try:
+        champion = str(mlflow_client.get_model_version_by_alias(name, CHAMPION).version)
+    except MlflowException:
+        champion = None
+    rule = "candidate MAE < naive MAE" + (" and < champion MAE" if champion else "") + (
+        f" and Diebold-Mariano p-value vs naive < {significance}" if significance else "") + (
+        " on the candidate's test window")
+    if champion == candidate:
+        return PromotionDecision(False, name, candidate, champion, rule,
+                                 [f"version {candidate} is already the {CHAMPION}"])
+    tags = candidate_version.tags
+    if "test_start" not in tags:
+        raise ValueError(f"version {candidate} of {name} has no test window (not made by `forecaster train`)")
+    with tempfile.TemporaryDirectory() as folder:
+        local = mlflow_client.download_artifacts(candidate_version.run_id, "test_set.npz", folder)
+        table = FeatureTable.load(local)
+    models = {f"candidate v{candidate}": _restore(candidate_version)}
+    reasons = []
+    if champion is not None:
+        incumbent = _model_version(f"models:/{name}/{champion}", settings)
+        if json.loads(incumbent.tags.get("feature_names", "[]")) != list(table.feature_names):
+            reasons.append(f"champion version {champion} uses other features than the candidate: "
+                           "they cannot be scored on the same inputs")
+        else:
+            models[f"champion v{champion}"] = _restore(incumbent)
+    first, last = (dt.date.fromisoformat(tags["test_start"]), dt.date.fromisoformat(tags["test_end"]))
+    scored = _scored_on_same_days(models, table, first, last)
+    mine = scored[f"candidate v{candidate}"]
+    scores = {who: {"mae": e.metrics["mae"], "rmse": e.metrics["rmse"], "mase": e.metrics["mase"],
+                    "dm_p_value": e.dm.p_value} for who, e in scored.items()}
+    scores["naive"] = {"mae": mine.naive_metrics["mae"], "rmse": mine.naive_metrics["rmse"]}
+    if not mine.beats_naive():
+        reasons.append(f"MAE {mine.metrics['mae']:.6g} is not below naive's {mine.naive_metrics['mae']:.6g}")
+    if significance is not None and not (mine.dm.p_value < significance and mine.dm.statistic < 0):
+        reasons.append(f"Diebold-Mariano p-value {mine.dm.p_value:.3g} is not below {significance}")
+    if champion is not None and f"champion v{champion}" in scored:
+        theirs = scored[f"champion v{champion}"]
+        if not mine.metrics["mae"] < theirs.metrics["mae"]:
+            reasons.append(f"MAE {mine.metrics['mae']:.6g} is not below champion version {champion}'s "
+                           f"{theirs.metrics['mae']:.6g}")
+    if reasons:
+        return PromotionDecision(False, name, candidate, champion, rule, reasons, scores)
+    mlflow_client.set_registered_model_alias(name, CHAMPION, candidate)
+    log.info("promoted %s version %s to @%s (was %s)", name, candidate, CHAMPION, champion)
+    return PromotionDecision(True, name, candidate, champion, rule, [], scores)

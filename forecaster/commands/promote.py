@@ -1,0 +1,31 @@
+"""``forecaster promote NAME``: move the ``champion`` alias to a version only if it wins, and say why."""
+
+from __future__ import annotations
+
+import argparse
+
+from forecaster.settings import Settings
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "promote", help="make a registered version the champion if it beats naive and the champion",
+        description="Score the candidate version, the current champion and the naive forecast on the "
+        "candidate's test window; move NAME@champion to the candidate only if its MAE is below both "
+        "(and, with --significance, the Diebold-Mariano test against naive agrees). Exit status: 0 "
+        "promoted, 1 not promoted (nothing changed).",
+    )
+    parser.add_argument("name", metavar="NAME", help="registered model name (the worker serves "
+                        "FORECASTER_MODEL_NAME, default next-close)")
+    parser.add_argument("--version", default=None, help="candidate version (default: the latest)")
+    parser.add_argument("--significance", type=float, default=None, metavar="ALPHA",
+                        help="also require a Diebold-Mariano p-value against naive below ALPHA")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    from models.registry import promote
+
+    decision = promote(settings, args.name, args.version, significance=args.significance)
+    print(decision.summary())
+    return 0 if decision.promoted else 1

@@ -1,0 +1,110 @@
+"""Registry round trips, promotion decisions and the champion hot-reload building block.
+
+The ARIMA family needs no training and is deterministic, which makes it the family these tests
+promote. On APH's last 60 days the ARIMA(1,1,0) and ARIMA(2,1,0) forecasts have a lower MAE than
+naive and (0,1,1) a higher one (MASE 0.988, 0.929, 1.008 with a 64-return window).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from forecaster.cli import main
+from models import registry
+from models.core.features import FEATURE_NAMES
+from models.training import train
+
+
+def _train_arima(bars, settings, order):
+    return train(bars, "arima", settings, experiment="registry-test",
+                 params={"order": order, "lookback": 64}, test_days=60)
+
+
+def test_promotion_moves_the_champion_only_when_the_candidate_wins(aph_bars, store) -> None:
+    assert registry.champion_version(store) is None
+    assert registry.load_champion(store) is None
+
+    first = _train_arima(aph_bars, store, [1, 1, 0])
+    assert first.evaluation.metrics["mae"] < first.evaluation.naive_metrics["mae"]
+    decision = registry.promote(store, store.model_name)
+    assert decision.promoted and decision.champion is None
+    assert registry.champion_version(store) == first.version
+    champion = registry.load_champion(store)
+    assert (champion.name, champion.version, champion.lookback) == ("arima", first.version, 64)
+
+    worse = _train_arima(aph_bars, store, [0, 1, 1])
+    refused = registry.promote(store, store.model_name, worse.version)
+    assert not refused.promoted
+    assert any("not below naive" in reason for reason in refused.reasons)
+    assert registry.champion_version(store) == first.version
+
+    better = _train_arima(aph_bars, store, [2, 1, 0])
+    decision = registry.promote(store, store.model_name)
+    assert decision.promoted and decision.champion == first.version
+    scores = decision.scores
+    assert scores[f"champion v{first.version}"]["mae"] > scores[f"candidate v{better.version}"]["mae"]
+    # What the worker's reload loop sees: a new version behind the same alias, loaded natively.
+    assert registry.champion_version(store) == better.version
+    reloaded = registry.load_champion(store)
+    assert (reloaded.version, reloaded.params["order"]) == (better.version, [2, 1, 0])
+
+    again = registry.promote(store, store.model_name, first.version)
+    assert not again.promoted
+    assert any(f"not below champion version {better.version}" in reason for reason in again.reasons)
+    assert registry.champion_version(store) == better.version
+
+
+def test_already_champion_and_significance_refusals(aph_bars, store) -> None:
+    outcome = _train_arima(aph_bars, store, [2, 1, 0])
+    strict = registry.promote(store, store.model_name, significance=0.01)
+    assert not strict.promoted
+    assert any("Diebold-Mariano p-value" in reason for reason in strict.reasons)
+    assert registry.promote(store, store.model_name).promoted
+    repeat = registry.promote(store, store.model_name, outcome.version)
+    assert not repeat.promoted and repeat.reasons == [f"version {outcome.version} is already the champion"]
+
+
+def test_reference_of_the_champion_is_the_training_period_distribution(aph_bars, store) -> None:
+    assert registry.load_reference(store) is None
+    outcome = _train_arima(aph_bars, store, [2, 1, 0])
+    registry.promote(store, store.model_name)
+    reference = registry.load_reference(store)
+    assert set(reference) == set(FEATURE_NAMES)
+    for bins in reference.values():
+        assert len(bins["proportions"]) == len(bins["edges"]) + 1
+        assert sum(bins["proportions"]) == pytest.approx(1.0)
+    # Quantile bins of the training rows hold about 10 % each; the test period is not part of them.
+    assert max(reference["log_return"]["proportions"]) < 0.15
+    assert outcome.split.train_end < outcome.split.test_start
+
+
+def test_xgboost_round_trip_predicts_like_the_trained_model(aph_bars, store) -> None:
+    outcome = train(aph_bars, "xgboost", store, experiment="registry-test", test_days=60,
+                    params={"n_estimators": 20})
+    loaded = registry.load_model(f"models:/{store.model_name}/{outcome.version}", store)
+    windows = np.random.default_rng(0).normal(size=(16, 1, len(FEATURE_NAMES)))
+    assert (loaded.name, loaded.version) == ("xgboost", outcome.version)
+    np.testing.assert_array_equal(loaded.predict_returns(windows), outcome.model.predict_returns(windows))
+
+
+def test_load_model_rejects_bad_uris(store) -> None:
+    with pytest.raises(ValueError, match="expected models:/NAME@ALIAS"):
+        registry.load_model("runs:/abc/model", store)
+    with pytest.raises(ValueError, match="is not in the registry"):
+        registry.load_model("models:/nothing-here/1", store)
+
+
+def test_cli_train_and_promote(data_dir, store, monkeypatch, capsys) -> None:
+    for key, value in {"FORECASTER_HOME": store.home, "FORECASTER_MODEL_NAME": store.model_name,
+                       "FORECASTER_WINDOW": "64"}.items():
+        monkeypatch.setenv(key, value)
+    path = str(data_dir / "sp500-5yr.csv.gz")
+    code = main(["train", path, "--model", "arima", "--tickers", "APH", "--test-start", "2017-11-10",
+                 "--params", '{"order": [0, 1, 1], "lookback": 64}', "--experiment", "cli-test"])
+    out = capsys.readouterr().out
+    assert code == 0 and "does not beat naive" in out and f"registered {store.model_name} version 1" in out
+    assert main(["promote", store.model_name]) == 1
+    out = capsys.readouterr().out
+    assert "rule: candidate MAE < naive MAE" in out and "not promoted" in out
+    assert registry.champion_version(store) is None
