@@ -279,7 +279,8 @@ class LocalBroker:
         cluster_id = _kafka_uuid()
         result = subprocess.run(
             [java, *self._jvm_options(), "-cp", f"{libs}/*", "kafka.tools.StorageTool", "format",
-             "-t", cluster_id, "-c", str(self.config_file)],
+             # `=`: a random id may start with "-", which would read as an option.
+             f"--cluster-id={cluster_id}", f"--config={self.config_file}"],
             capture_output=True, text=True, check=False,
         )
         if result.returncode != 0:
