@@ -92,15 +92,15 @@ class Arima:
             long_order = max(2 * (self.p + self.q), 10)
             _, long_resid = _regress(w, long_order, np.empty(0), 0, start=long_order)
             # innovations estimated for t >= long_order; regress from there on (q more lags).
-            innovations = np.r_[np.zeros(long_order), long_resid]
+            innovations = np.concatenate((np.zeros(long_order), long_resid))
             coefs, resid = _regress(w, self.p, innovations, self.q, start=long_order + self.q)
         sigma2 = float(resid @ resid) / resid.size
-        params = np.r_[coefs, sigma2]
+        params = np.append(coefs, sigma2)
         if not np.all(np.isfinite(params)) or sigma2 <= 0:
             raise ArimaFitError(f"fit gave no usable variance or non-finite parameters: {params}")
-        if self.p and np.max(np.abs(np.roots(np.r_[1.0, -coefs[: self.p]])), initial=0.0) >= 1:
+        if not _stationary(coefs[: self.p].tolist()):
             raise ArimaFitError(f"AR part is not stationary: phi={coefs[: self.p]}")
-        if self.q and np.max(np.abs(np.roots(np.r_[1.0, coefs[self.p:]])), initial=0.0) >= 1:
+        if not _stationary([-theta for theta in coefs[self.p:].tolist()]):
             raise ArimaFitError(f"MA part is not invertible: theta={coefs[self.p:]}")
         return params
 
@@ -188,8 +188,29 @@ def _regress(w: np.ndarray, p: int, extra: np.ndarray, q: int, start: int) -> tu
     columns += [extra[start - k : w.size - k] for k in range(1, q + 1)]
     design = np.column_stack(columns)
     target = w[start:]
-    coefs = np.linalg.lstsq(design, target, rcond=None)[0]
+    # Normal equations: a k x k solve is several times cheaper than an SVD, and the refit
+    # rejects what they cannot handle (a singular design: a constant window).
+    try:
+        coefs = np.linalg.solve(design.T @ design, design.T @ target)
+    except np.linalg.LinAlgError as exc:
+        raise ArimaFitError(f"singular regression ({exc}): the window does not move") from None
     return coefs, target - design @ coefs
+
+
+def _stationary(coefs: list[float]) -> bool:
+    """Whether ``1 - sum_k coefs[k] z^(k+1)`` has all its roots outside the unit circle.
+
+    The Durbin-Levinson recursion run backwards: the polynomial is stationary exactly when every
+    partial autocorrelation it implies lies strictly inside (-1, 1). O(p^2) float operations, no
+    eigenvalues.
+    """
+    while coefs:
+        last = coefs[-1]
+        if not -1.0 < last < 1.0:
+            return False
+        k = len(coefs) - 1
+        coefs = [(coefs[j] + last * coefs[k - 1 - j]) / (1.0 - last * last) for j in range(k)]
+    return True
 
 
 def _stationary_cov(phi: np.ndarray, selection: np.ndarray, sigma2: float) -> np.ndarray:

@@ -48,9 +48,16 @@ def gaussian_quantile(level: float) -> float:
     return NormalDist().inv_cdf(0.5 + level / 2)
 
 
-def conformal_rank(count: np.ndarray, level: float) -> np.ndarray:
-    """``ceil((count + 1) * level)`` without the rounding error of ``(count + 1) * level``."""
-    return np.ceil(np.round((count + 1) * level, 9)).astype(np.int64)
+@cache
+def rank_table(width: int, levels: tuple[float, ...]) -> np.ndarray:
+    """``ceil((m + 1) * level)`` for ``m`` in ``0..width`` (rows) and each level (columns).
+
+    Exact: the product is rounded to 9 decimals first, so 100 * 0.55 is rank 55, not 56.
+    """
+    counts = np.arange(width + 1)[:, None]
+    table = np.ceil(np.round((counts + 1) * np.array(levels)[None, :], 9)).astype(np.int64)
+    table.flags.writeable = False
+    return table
 
 
 def conformal_quantiles(abs_residuals: np.ndarray, counts: np.ndarray,
@@ -61,17 +68,18 @@ def conformal_quantiles(abs_residuals: np.ndarray, counts: np.ndarray,
     the rest ``inf``. Returns the quantiles and a ``[n]`` flag of rows that needed the warm-up
     fallback for some level.
     """
+    width = abs_residuals.shape[1]
+    rank = rank_table(width, levels)[counts]
+    short = rank > counts[:, None]
     ordered = np.sort(abs_residuals, axis=1)
-    rows = np.arange(ordered.shape[0])
-    quantiles = np.empty((ordered.shape[0], len(levels)))
-    fallback = np.zeros(ordered.shape[0], dtype=bool)
-    for j, level in enumerate(levels):
-        rank = conformal_rank(counts, level)
-        short = rank > counts
-        quantiles[:, j] = ordered[rows, np.minimum(rank, ordered.shape[1]) - 1]
-        quantiles[short, j] = WARMUP_WIDEN * gaussian_quantile(level)
-        fallback |= short
-    return quantiles, fallback
+    quantiles = np.take_along_axis(ordered, np.minimum(rank, width) - 1, axis=1)
+    quantiles = np.where(short, _fallback(levels), quantiles)
+    return quantiles, short.any(axis=1)
+
+
+@cache
+def _fallback(levels: tuple[float, ...]) -> np.ndarray:
+    return np.array([WARMUP_WIDEN * gaussian_quantile(level) for level in levels])
 
 
 def ewma(previous: np.ndarray, value: np.ndarray, decay: float) -> np.ndarray:

@@ -18,6 +18,9 @@ Examples
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 import numpy as np
 
 
@@ -77,8 +80,37 @@ def mean_width(lower: np.ndarray, upper: np.ndarray) -> float:
     return _mean(upper - lower)
 
 
-def winkler(actual: np.ndarray, lower: np.ndarray, upper: np.ndarray, level: float) -> np.ndarray:
+def winkler(actual: np.ndarray, lower: np.ndarray, upper: np.ndarray,
+            level: float | np.ndarray) -> np.ndarray:
     """Winkler (interval) score of each central interval at ``level``: width plus ``2 / (1 - level)``
-    times the distance by which the actual falls outside. Lower is better."""
+    times the distance by which the actual falls outside. Lower is better. Arrays broadcast (e.g.
+    ``[n, 1]`` actuals against ``[n, levels]`` bounds and ``[levels]`` levels)."""
     penalty = 2.0 / (1.0 - level)
     return (upper - lower) + penalty * (np.maximum(lower - actual, 0.0) + np.maximum(actual - upper, 0.0))
+
+
+def summarize(scores: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """Every metric of a set of score records (``schemas/score.schema.json``), model and naive.
+
+    Keys: ``n``; ``mae``, ``rmse``, ``mape``, ``r2``, ``mase``, ``directional_accuracy`` of the
+    model and the same with a ``naive_`` prefix for the naive forecast on the same days (but no
+    naive directional accuracy: it never predicts a move); ``coverage_L``, ``mean_width_L`` and
+    ``winkler_L`` for each interval level ``L`` the records carry. Empty input gives NaN metrics.
+    """
+    actual = np.array([s["actual_close"] for s in scores], dtype=float)
+    predicted = np.array([s["predicted_close"] for s in scores], dtype=float)
+    naive = np.array([s["naive_close"] for s in scores], dtype=float)
+    out: dict[str, float] = {"n": float(len(scores))}
+    for prefix, forecast in (("", predicted), ("naive_", naive)):
+        out[prefix + "mae"] = mae(actual, forecast)
+        out[prefix + "rmse"] = rmse(actual, forecast)
+        out[prefix + "mape"] = mape(actual, forecast)
+        out[prefix + "r2"] = r2(actual, forecast)
+        out[prefix + "mase"] = mase(actual, forecast, naive)
+    out["directional_accuracy"] = directional_accuracy(actual, predicted, naive)
+    labels = [key[len("inside_"):] for key in scores[0] if key.startswith("inside_")] if scores else []
+    for label in labels:
+        out[f"coverage_{label}"] = _mean(np.array([s[f"inside_{label}"] for s in scores], dtype=float))
+        out[f"mean_width_{label}"] = _mean(np.array([s[f"width_{label}"] for s in scores], dtype=float))
+        out[f"winkler_{label}"] = _mean(np.array([s[f"winkler_{label}"] for s in scores], dtype=float))
+    return out

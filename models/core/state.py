@@ -3,7 +3,7 @@
 A :class:`TickerState` is what the stream worker keeps in its Faust table (as :meth:`TickerState.to_bytes`)
 and what ``forecaster backtest`` keeps in a dict: the same value, so both paths compute the same next
 step. :func:`~models.core.step.step` never changes a state it is given; it returns a new one, and the
-arrays of a state are read-only so that nobody else changes them either.
+arrays it makes are read-only so that nobody else changes them either.
 
 The byte form is a fixed header (magic, :data:`VERSION`), an orjson object with the scalars, and the
 arrays as raw little-endian float64. A state written by another format version is refused with a
@@ -65,7 +65,8 @@ class LastPrediction:
 
 @dataclass(slots=True, eq=False)
 class TickerState:
-    """One ticker's memory. Arrays are read-only; build a new state instead of changing one.
+    """One ticker's memory. Never change one: :func:`~models.core.step.step` builds a new state, and
+    the arrays it and :meth:`from_bytes` make are read-only.
 
     Attributes
     ----------
@@ -111,12 +112,6 @@ class TickerState:
     features: np.ndarray
     feature_rows: int
     last_prediction: LastPrediction | None
-
-    def __post_init__(self) -> None:
-        for name in _ARRAYS:
-            value = getattr(self, name)
-            if value is not None:
-                value.flags.writeable = False
 
     @classmethod
     def empty(cls, ticker: str, feature_width: int) -> TickerState:
@@ -180,7 +175,7 @@ class TickerState:
             value = header[f.name]
             if f.name in _ARRAYS and value is not None:
                 count = int(np.prod(value))
-                value = np.frombuffer(data, dtype="<f8", count=count, offset=offset).reshape(value).copy()
+                value = np.frombuffer(data, dtype="<f8", count=count, offset=offset).reshape(value)
                 offset += 8 * count
             values[f.name] = value
         if values["last_date"] is not None:

@@ -183,33 +183,38 @@ def step_many(states: Sequence[TickerState | None], bars: Sequence[Bar], config:
             phi, selection, sigma2, arima.differenced(log_close[fitted], lags))
         arima_residual[fitted] = innovation / np.sqrt(variance)
         ratio[fitted] = ewma(ratio[fitted], innovation * innovation / variance, decay)
+        for array in (params, a, cov):
+            array.flags.writeable = False
         filtered = {i: (params[j], a[j], cov[j]) for j, i in enumerate(fitted)}
 
     # 3. Window, counters and refits (per ticker: a refit is a small regression).
     windows: list[np.ndarray] = []
     refits: list[str | None] = []
+    keep_closes = config.window - 1
     for i, prior in enumerate(priors):
-        window = np.append(prior.log_closes, log_close[i])[-config.window:]
+        window = np.concatenate((prior.log_closes[-keep_closes:], log_close[i : i + 1]))
+        window.flags.writeable = False
         windows.append(window)
         outcome = None
         if window.size == config.window and (prior.since_refit + 1 >= config.refit_every
                                              or prior.refits + prior.failed_refits == 0):
-            try:
-                params_i = arima.fit(window)
-                filtered[i] = (params_i, *arima.initial_state(params_i, window))
-                outcome = "ok"
-            except ArimaFitError:
-                outcome = "failed"
+            fit = _fit(arima, window)
+            if fit is not None:
+                filtered[i] = fit
+            outcome = "failed" if fit is None else "ok"
         refits.append(outcome)
 
     # 4. The feature rows of day t.
     rows = feature_rows(open_=np.array([b.open for b in bars]), high=high, low=low, close=close,
                         volume=np.array([b.volume for b in bars]), prev_close=prev_close,
                         prev_volume=np.array([s.last_volume for s in priors]), arima_residual=arima_residual)
+    rows.flags.writeable = False
     keep = model.lookback if model is not None else 1
     buffers = [prior.features if first[i]
                else np.concatenate((prior.features[len(prior.features) - keep + 1:], rows[i : i + 1]))
                for i, prior in enumerate(priors)]
+    for buffer in buffers:
+        buffer.flags.writeable = False
 
     # 5. Predict the next close: the configured model where ready, else naive.
     log_prediction = log_close.copy()
@@ -236,30 +241,36 @@ def step_many(states: Sequence[TickerState | None], bars: Sequence[Bar], config:
     predicted_close = np.where(ready & (config.model != "naive"), np.exp(log_prediction), close)
 
     # 6. Calibrated intervals from the ticker's standardized residuals, this bar's included.
-    calibrations = [prior.calibration if residuals[i] is None
-                    else np.append(prior.calibration, residuals[i])[-config.calibration_window:]
-                    for i, prior in enumerate(priors)]
-    abs_residuals = np.full((n, config.calibration_window), np.inf)
-    for i, calibration in enumerate(calibrations):
-        abs_residuals[i, : calibration.size] = np.abs(calibration)
-    quantiles, short = conformal_quantiles(
-        abs_residuals, np.array([c.size for c in calibrations]), config.interval_levels)
+    keep_residuals = config.calibration_window - 1
+    calibrations = []
+    for i, prior in enumerate(priors):
+        if residuals[i] is None:
+            calibrations.append(prior.calibration)
+        else:
+            calibration = np.concatenate((prior.calibration[-keep_residuals:] if keep_residuals else [],
+                                          [residuals[i]]))
+            calibration.flags.writeable = False
+            calibrations.append(calibration)
+    quantiles, short = conformal_quantiles(_padded_abs(calibrations, config.calibration_window),
+                                           np.array([c.size for c in calibrations]), config.interval_levels)
     half_width = quantiles * scale[:, None]
-    lower = np.exp(log_prediction[:, None] - half_width)
-    upper = np.exp(log_prediction[:, None] + half_width)
-    warmup = ~ready | short
+    lower = np.exp(log_prediction[:, None] - half_width).tolist()
+    upper = np.exp(log_prediction[:, None] + half_width).tolist()
+    warmup = (~ready | short).tolist()
 
-    # 7. Records and new states.
+    # 7. Records and new states (plain Python values from here on).
     results = []
     name, version = _model_identity(config, model)
-    for i, (prior, bar) in enumerate(zip(priors, bars, strict=True)):
+    labels, levels = plan.labels, config.interval_levels
+    days: dict[dt.date, tuple[str, str]] = {}
+    for i, (prior, bar, log_pred, scale_i, close_i, err2_i, ratio_i, outcome) in enumerate(zip(
+            priors, bars, log_prediction.tolist(), scale.tolist(), predicted_close.tolist(), err2.tolist(),
+            ratio.tolist(), refits, strict=True)):
         lp = LastPrediction(
-            as_of=bar.date, log_close=float(log_prediction[i]), scale=float(scale[i]),
-            predicted_close=float(predicted_close[i]), naive_close=bar.close,
-            levels=config.interval_levels, lower=tuple(lower[i].tolist()), upper=tuple(upper[i].tolist()),
-            model=name, model_version=version, warmup=bool(warmup[i]))
+            as_of=bar.date, log_close=log_pred, scale=scale_i, predicted_close=close_i,
+            naive_close=bar.close, levels=levels, lower=tuple(lower[i]), upper=tuple(upper[i]),
+            model=name, model_version=version, warmup=warmup[i])
         params_i, a_i, cov_i = filtered.get(i, (prior.arima_params, prior.arima_state, prior.arima_cov))
-        outcome = refits[i]
         state = TickerState(
             ticker=bar.ticker, last_date=bar.date, bars=prior.bars + 1,
             refits=prior.refits + (outcome == "ok"),
@@ -267,11 +278,20 @@ def step_many(states: Sequence[TickerState | None], bars: Sequence[Bar], config:
             since_refit=0 if outcome else prior.since_refit + 1,
             last_close=bar.close, last_volume=bar.volume, log_closes=windows[i],
             arima_params=params_i, arima_state=a_i, arima_cov=cov_i,
-            err2_ewma=float(err2[i]), innovation_ratio_ewma=float(ratio[i]),
+            err2_ewma=err2_i, innovation_ratio_ewma=ratio_i,
             calibration=calibrations[i], features=buffers[i],
-            feature_rows=prior.feature_rows + (not first[i]), last_prediction=lp)
-        results.append(StepResult(state=state, prediction=_prediction_record(bar, lp, plan.labels),
-                                  score=scores[i], features=rows[i], refit=outcome))
+            feature_rows=prior.feature_rows + (prior.bars > 0), last_prediction=lp)
+        if bar.date not in days:
+            days[bar.date] = (bar.date.isoformat(), next_weekday(bar.date).isoformat())
+        as_of, target = days[bar.date]
+        prediction: dict[str, Any] = {"record_type": "prediction", "ticker": bar.ticker, "as_of": as_of,
+                                      "target_date": target, "predicted_close": close_i}
+        for label, low_k, up_k in zip(labels, lower[i], upper[i], strict=True):
+            prediction["lower_" + label] = low_k
+            prediction["upper_" + label] = up_k
+        prediction.update(sigma=scale_i, model=name, model_version=version, warmup=warmup[i])
+        results.append(StepResult(state=state, prediction=prediction, score=scores[i], features=rows[i],
+                                  refit=outcome))
     return results
 
 
@@ -289,18 +309,36 @@ def refit(state: TickerState, config: CoreConfig) -> tuple[TickerState, str]:
     if state.log_closes.size < config.window:
         raise ValueError(f"{state.ticker}: window has {state.log_closes.size} of {config.window} bars; "
                          "nothing to refit yet")
-    arima = _plan(config).arima
+    fit = _fit(_plan(config).arima, state.log_closes)
     changes: dict[str, Any] = {"since_refit": 0}
-    try:
-        params = arima.fit(state.log_closes)
-        a, cov = arima.initial_state(params, state.log_closes)
-        changes.update(arima_params=params, arima_state=a, arima_cov=cov, refits=state.refits + 1)
-        outcome = "ok"
-    except ArimaFitError:
+    if fit is None:
         changes.update(failed_refits=state.failed_refits + 1)
-        outcome = "failed"
+    else:
+        changes.update(arima_params=fit[0], arima_state=fit[1], arima_cov=fit[2], refits=state.refits + 1)
     values = {name: getattr(state, name) for name in TickerState.__dataclass_fields__}
-    return TickerState(**{**values, **changes}), outcome
+    return TickerState(**{**values, **changes}), "failed" if fit is None else "ok"
+
+
+def _fit(arima: Arima, window: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Parameters and end-of-window filter state, or None when the fit is unusable."""
+    try:
+        params = arima.fit(window)
+    except ArimaFitError:
+        return None
+    a, cov = arima.initial_state(params, window)
+    for array in (params, a, cov):
+        array.flags.writeable = False
+    return params, a, cov
+
+
+def _padded_abs(calibrations: list[np.ndarray], width: int) -> np.ndarray:
+    """``[n, width]`` absolute residuals, each row padded with ``inf`` after its own residuals."""
+    if all(c.size == width for c in calibrations):
+        return np.abs(np.array(calibrations))
+    padded = np.full((len(calibrations), width), np.inf)
+    for i, calibration in enumerate(calibrations):
+        padded[i, : calibration.size] = np.abs(calibration)
+    return padded
 
 
 @dataclass(frozen=True)
@@ -352,43 +390,43 @@ def _score(priors: list[TickerState], bars: Sequence[Bar], pending: list[int], c
            log_close: np.ndarray, scores: list[dict[str, Any] | None],
            residuals: list[float | None]) -> np.ndarray:
     """Fill ``scores`` and ``residuals`` of the pending tickers; return their log errors."""
-    log_error = np.empty(len(pending))
+    made = [priors[i].last_prediction for i in pending]
+    log_error = log_close[pending] - np.array([p.log_close for p in made])  # type: ignore[union-attr]
+    standardized = (log_error / np.array([p.scale for p in made])).tolist()  # type: ignore[union-attr]
     # Group by the levels the predictions were made with (one group unless the levels setting changed).
     groups: dict[tuple[float, ...], list[int]] = {}
-    for j, i in enumerate(pending):
-        groups.setdefault(priors[i].last_prediction.levels, []).append(j)  # type: ignore[union-attr]
+    for j, p in enumerate(made):
+        groups.setdefault(p.levels, []).append(j)  # type: ignore[union-attr]
     for levels, members in groups.items():
         ids = [pending[j] for j in members]
-        made = [priors[i].last_prediction for i in ids]
-        actual = close[ids]
-        errors = log_close[ids] - np.array([p.log_close for p in made])  # type: ignore[union-attr]
-        standardized = errors / np.array([p.scale for p in made])  # type: ignore[union-attr]
-        log_error[members] = errors
-        lower = np.array([p.lower for p in made])  # type: ignore[union-attr]
-        upper = np.array([p.upper for p in made])  # type: ignore[union-attr]
-        inside = ((lower <= actual[:, None]) & (actual[:, None] <= upper)).tolist()
+        actual = close[ids][:, None]
+        lower = np.array([made[j].lower for j in members])  # type: ignore[union-attr]
+        upper = np.array([made[j].upper for j in members])  # type: ignore[union-attr]
+        inside = ((lower <= actual) & (actual <= upper)).tolist()
         width = (upper - lower).tolist()
-        scores_w = np.column_stack([winkler(actual, lower[:, k], upper[:, k], lv)
-                                    for k, lv in enumerate(levels)]).tolist()
+        interval_score = winkler(actual, lower, upper, np.array(levels)).tolist()
         labels = [level_label(lv) for lv in levels]
-        for j, i in enumerate(ids):
-            p = made[j]
+        days: dict[dt.date, str] = {}
+        for k, (i, j) in enumerate(zip(ids, members, strict=True)):
+            p, bar = made[j], bars[i]
             assert p is not None
-            actual_close = bars[i].close
+            if p.as_of not in days:
+                days[p.as_of] = p.as_of.isoformat()
             record: dict[str, Any] = {
-                "record_type": "score", "ticker": bars[i].ticker, "as_of": p.as_of.isoformat(),
-                "target_date": bars[i].date.isoformat(), "predicted_close": p.predicted_close,
-                "actual_close": actual_close, "error": actual_close - p.predicted_close,
-                "abs_pct_error": 100.0 * abs(actual_close - p.predicted_close) / actual_close,
-                "naive_close": p.naive_close, "naive_error": actual_close - p.naive_close,
+                "record_type": "score", "ticker": bar.ticker, "as_of": days[p.as_of],
+                "target_date": bar.date.isoformat(), "predicted_close": p.predicted_close,
+                "actual_close": bar.close, "error": bar.close - p.predicted_close,
+                "abs_pct_error": 100.0 * abs(bar.close - p.predicted_close) / bar.close,
+                "naive_close": p.naive_close, "naive_error": bar.close - p.naive_close,
             }
-            for k, label in enumerate(labels):
-                record[f"inside_{label}"] = inside[j][k]
-                record[f"width_{label}"] = width[j][k]
-                record[f"winkler_{label}"] = scores_w[j][k]
+            for label, inside_k, width_k, score_k in zip(labels, inside[k], width[k], interval_score[k],
+                                                          strict=True):
+                record["inside_" + label] = inside_k
+                record["width_" + label] = width_k
+                record["winkler_" + label] = score_k
             record.update(model=p.model, model_version=p.model_version, warmup=p.warmup)
             scores[i] = record
-            residuals[i] = float(standardized[j])
+            residuals[i] = standardized[j]
     return log_error
 
 
@@ -400,13 +438,3 @@ def _predict_returns(model: PointModel, windows: np.ndarray) -> np.ndarray:
     return returns
 
 
-def _prediction_record(bar: Bar, lp: LastPrediction, labels: tuple[str, ...]) -> dict[str, Any]:
-    record: dict[str, Any] = {
-        "record_type": "prediction", "ticker": bar.ticker, "as_of": bar.date.isoformat(),
-        "target_date": next_weekday(bar.date).isoformat(), "predicted_close": lp.predicted_close,
-    }
-    for k, label in enumerate(labels):
-        record[f"lower_{label}"] = lp.lower[k]
-        record[f"upper_{label}"] = lp.upper[k]
-    record.update(sigma=lp.scale, model=lp.model, model_version=lp.model_version, warmup=lp.warmup)
-    return record

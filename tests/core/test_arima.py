@@ -1,0 +1,91 @@
+"""The incremental ARIMA equals statsmodels with the same parameters, and bad fits are survived."""
+
+from __future__ import annotations
+
+import datetime as dt
+import warnings
+from itertools import pairwise
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from statsmodels.tsa.arima.model import ARIMA
+
+from models.core.arima import Arima, ArimaFitError, _stationary
+from models.core.bar import Bar
+from models.core.config import CoreConfig
+from models.core.features import FEATURE_NAMES
+from tests.core.helpers import run
+
+RESIDUAL = FEATURE_NAMES.index("arima_residual")
+
+
+@pytest.mark.parametrize("order", [(2, 1, 0), (1, 1, 1)])
+def test_core_forecasts_equal_statsmodels_extend_between_refits(by_ticker: dict[str, list[Bar]],
+                                                                 order: tuple[int, int, int]) -> None:
+    bars = by_ticker["AAPL"][:420]
+    config = CoreConfig(model="arima", order=order)
+    results = run(bars, config)
+    refits = [k for k, r in enumerate(results) if r.refit == "ok"]
+    assert refits[:3] == [251, 272, 293]  # first fit when the window fills, then every 21 bars
+    log_close = np.log([b.close for b in bars])
+    checked = 0
+    for start, stop in pairwise(refits):
+        state = results[start].state
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fixed = ARIMA(state.log_closes, order=order).filter(state.arima_params)
+            extended = fixed.extend(log_close[start + 1 : stop + 1])
+        d = order[1]
+        np.testing.assert_allclose(state.arima_state, fixed.predicted_state[d:, -1], rtol=0, atol=1e-8)
+        np.testing.assert_allclose(state.arima_cov, fixed.predicted_state_cov[d:, d:, -1], rtol=0, atol=1e-8)
+        ours = np.log([r.prediction["predicted_close"] for r in results[start:stop]])
+        np.testing.assert_allclose(ours, extended.forecasts[0], rtol=0, atol=1e-8)
+        np.testing.assert_allclose(log_close[start + 1 : stop + 1] - ours, extended.forecasts_error[0],
+                                   rtol=0, atol=1e-8)
+        if order[2] == 0:  # an AR filter is exact; statsmodels stops updating an ARMA's converged P
+            residuals = [r.features[RESIDUAL] for r in results[start + 1 : stop + 1]]
+            np.testing.assert_allclose(residuals, extended.standardized_forecasts_error[0], rtol=0, atol=1e-8)
+        checked += stop - start
+    assert checked >= 100
+
+
+def test_fit_recovers_a_known_ar_process() -> None:
+    rng = np.random.default_rng(7)
+    w = np.zeros(5000)
+    for t in range(2, w.size):
+        w[t] = 0.5 * w[t - 1] - 0.3 * w[t - 2] + rng.normal(scale=0.01)
+    params = Arima((2, 1, 0)).fit(np.cumsum(w))
+    np.testing.assert_allclose(params, [0.5, -0.3, 1e-4], rtol=0.06)
+
+
+def test_fit_refuses_a_constant_window_and_an_explosive_one() -> None:
+    arima = Arima((1, 1, 0))
+    with pytest.raises(ArimaFitError, match="does not move"):
+        arima.fit(np.full(50, 3.0))
+    with pytest.raises(ArimaFitError, match="not stationary"):
+        arima.fit(np.cumsum(1.2 ** np.arange(50.0)))
+
+
+def test_a_failed_refit_keeps_the_parameters_and_is_counted() -> None:
+    rng = np.random.default_rng(3)
+    closes = np.r_[100 * np.exp(np.cumsum(rng.normal(scale=0.01, size=60))), np.full(60, 90.0)]
+    day = dt.date(2020, 1, 1)
+    bars = [Bar("FLAT", day + dt.timedelta(days=k), c, c, c, c, 1000.0) for k, c in enumerate(closes)]
+    results = run(bars, CoreConfig(model="arima", window=40, refit_every=10))
+    outcomes = [r.refit for r in results if r.refit]
+    assert outcomes[:3] == ["ok", "ok", "ok"] and outcomes[-1] == "failed"
+    last_good = next(r.state for r in reversed(results) if r.refit == "ok")
+    final = results[-1].state
+    assert final.failed_refits == outcomes.count("failed") and final.refits == outcomes.count("ok")
+    np.testing.assert_array_equal(final.arima_params, last_good.arima_params)
+    assert all(np.isfinite(r.prediction["predicted_close"]) for r in results)
+
+
+@given(st.lists(st.floats(-2.5, 2.5), min_size=1, max_size=5))
+def test_stationarity_check_agrees_with_the_polynomial_roots(coefs: list[float]) -> None:
+    roots = np.roots(np.r_[1.0, -np.array(coefs)])
+    margin = np.abs(np.abs(roots) - 1.0).min() if roots.size else 1.0
+    if margin > 1e-9:  # leave roots on the unit circle to rounding
+        assert _stationary(coefs) == bool(np.all(np.abs(roots) < 1.0))

@@ -1,0 +1,69 @@
+"""The ticker state: a compact, versioned value that steps never change."""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pytest
+
+from models.core.bar import Bar
+from models.core.config import CoreConfig
+from models.core.state import VERSION, StateVersionError, TickerState
+from models.core.step import OutOfOrderBar, StepResult, step
+from tests.core.helpers import run
+
+CONFIG = CoreConfig(model="arima", window=60, refit_every=10, calibration_window=50)
+
+
+def _results(bars: list[Bar]) -> list[StepResult]:
+    return run(bars, CONFIG)
+
+
+def test_round_trip_is_exact_at_every_stage(by_ticker: dict[str, list[Bar]]) -> None:
+    results = _results(by_ticker["JPM"][:120])
+    for result in (results[0], results[30], results[59], results[-1]):  # new, warm-up, first fit, later
+        state = result.state
+        copy = TickerState.from_bytes(state.to_bytes())
+        assert copy == state
+        assert copy.to_bytes() == state.to_bytes()
+    assert results[-1].state.arima_params is not None and results[-1].state.last_prediction is not None
+
+
+def test_a_restored_state_continues_exactly_like_the_original(by_ticker: dict[str, list[Bar]]) -> None:
+    bars = by_ticker["JPM"][:150]
+    results = _results(bars)
+    restored = TickerState.from_bytes(results[99].state.to_bytes())
+    again = step(restored, bars[100], CONFIG)
+    assert again.prediction == results[100].prediction and again.score == results[100].score
+    assert again.state == results[100].state
+
+
+def test_default_state_is_compact(by_ticker: dict[str, list[Bar]]) -> None:
+    state = run(by_ticker["JPM"][:300], CoreConfig())[-1].state
+    # 252 log closes + 250 residuals as raw float64, plus about half a kilobyte of the rest.
+    assert len(state.to_bytes()) < (252 + 250) * 8 + 1024
+
+
+def test_other_versions_and_foreign_bytes_are_refused(by_ticker: dict[str, list[Bar]]) -> None:
+    data = _results(by_ticker["JPM"][:5])[-1].state.to_bytes()
+    newer = data[:3] + struct.pack("<B", VERSION + 1) + data[4:]
+    with pytest.raises(StateVersionError, match=f"version {VERSION + 1} is not supported"):
+        TickerState.from_bytes(newer)
+    with pytest.raises(StateVersionError, match="not a ticker state"):
+        TickerState.from_bytes(b'{"ticker": "JPM"}')
+
+
+def test_step_leaves_its_input_state_untouched(by_ticker: dict[str, list[Bar]]) -> None:
+    bars = by_ticker["JPM"][:80]
+    results = _results(bars)
+    before = results[70].state
+    snapshot = before.to_bytes()
+    step(before, bars[71], CONFIG)
+    with pytest.raises(OutOfOrderBar) as refused:
+        step(before, bars[70], CONFIG)
+    assert refused.value.reason == "out_of_order"
+    assert before.to_bytes() == snapshot
+    with pytest.raises(ValueError, match="read-only"):
+        before.log_closes[0] = 0.0
+    assert not np.shares_memory(results[71].state.log_closes, before.log_closes)

@@ -1,0 +1,179 @@
+"""One step: records, warm-up, scoring, refusals, and batches equal to single steps."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import random
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+import orjson
+import pytest
+
+from models.core.bar import Bar
+from models.core.config import CoreConfig
+from models.core.features import FEATURE_NAMES
+from models.core.state import TickerState
+from models.core.step import OutOfOrderBar, StepResult, step, step_many
+from tests.core.helpers import run
+
+SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
+SMALL = dict(window=60, refit_every=10, calibration_window=50)
+
+
+class Reversal:
+    """A deterministic external model: tomorrow undoes a tenth of today's return."""
+
+    name, version, lookback = "reversal", "7", 3
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def predict_returns(self, windows: np.ndarray) -> np.ndarray:
+        assert windows.shape[1:] == (self.lookback, len(FEATURE_NAMES)) and windows.dtype == np.float64
+        self.calls.append(len(windows))
+        return -0.1 * windows[:, -1, FEATURE_NAMES.index("log_return")]
+
+
+def _batched(bars: list[Bar], config: CoreConfig, model: Reversal | None,
+             rng: random.Random) -> dict[tuple[str, str], StepResult]:
+    """Run bars in random batches (one bar per ticker per batch, each ticker's bars in order)."""
+    states: dict[str, TickerState] = {}
+    queues: dict[str, list[Bar]] = {}
+    for bar in bars:
+        queues.setdefault(bar.ticker, []).append(bar)
+    out = {}
+    while queues:
+        tickers = rng.sample(sorted(queues), rng.randint(1, len(queues)))
+        batch = [queues[t].pop(0) for t in tickers]
+        for bar, result in zip(batch, step_many([states.get(b.ticker) for b in batch], batch, config, model),
+                               strict=True):
+            states[bar.ticker] = result.state
+            out[(bar.ticker, bar.date.isoformat())] = result
+        queues = {t: q for t, q in queues.items() if q}
+    return out
+
+
+@pytest.mark.parametrize("model_name", ["naive", "arima", "external"])
+def test_batches_of_any_composition_equal_single_steps(by_ticker: dict[str, list[Bar]],
+                                                       model_name: str) -> None:
+    tickers = ["AAPL", "JPM", "GE", "NKE", "PM", "XRX", "DIS", "EW"]
+    series = {t: by_ticker[t][:130] for t in tickers}
+    bars = [b for t in tickers for b in series[t]]
+    config = CoreConfig(model=model_name, **SMALL)
+    single_model = Reversal() if model_name == "external" else None
+    batched_model = Reversal() if model_name == "external" else None
+    singles = {(b.ticker, b.date.isoformat()): r for t in tickers
+               for b, r in zip(series[t], run(series[t], config, single_model), strict=True)}
+    batched = _batched(bars, config, batched_model, random.Random(11))
+    assert singles.keys() == batched.keys()
+    for key, single in singles.items():
+        other = batched[key]
+        assert other.prediction == single.prediction, key
+        assert other.score == single.score, key
+        assert other.refit == single.refit
+        np.testing.assert_array_equal(other.features, single.features)
+        assert other.state == single.state
+    if batched_model is not None:  # one call per batch that had a ready ticker, never one per ticker
+        assert max(batched_model.calls) > 1 and max(single_model.calls) == 1
+
+
+def test_warmup_falls_back_to_naive_until_the_window_is_full(by_ticker: dict[str, list[Bar]]) -> None:
+    bars = by_ticker["NKE"][:100]
+    results = run(bars, CoreConfig(model="arima", **SMALL))
+    for bar, result in zip(bars[:59], results[:59], strict=True):
+        assert result.prediction["warmup"] is True
+        assert result.prediction["predicted_close"] == bar.close
+        assert result.prediction["model"] == "arima" and result.prediction["model_version"] == "2,1,0"
+    assert results[59].refit == "ok"
+    assert all(not r.prediction["warmup"] for r in results[59:])
+    assert all(r.prediction["predicted_close"] != b.close
+               for b, r in zip(bars[59:], results[59:], strict=True))
+
+
+def test_external_model_predicts_from_its_lookback_of_features(by_ticker: dict[str, list[Bar]]) -> None:
+    bars = by_ticker["PM"][:20]
+    model = Reversal()
+    results = run(bars, CoreConfig(model="external", **SMALL), model)
+    # Feature rows start at the second bar, so three rows exist from the fourth bar on.
+    naive = [r.prediction["predicted_close"] == b.close for b, r in zip(bars[:4], results[:4], strict=True)]
+    assert naive == [True, True, True, False]
+    expected = bars[10].close * np.exp(-0.1 * np.log(bars[10].close / bars[9].close))
+    assert results[10].prediction["predicted_close"] == pytest.approx(expected, rel=1e-12)
+    assert results[10].prediction["model"] == "reversal" and results[10].prediction["model_version"] == "7"
+
+
+def test_score_checks_the_previous_prediction_against_the_next_bar(by_ticker: dict[str, list[Bar]]) -> None:
+    bars = by_ticker["DIS"][:80]
+    results = run(bars, CoreConfig(model="arima", **SMALL))
+    assert results[0].score is None
+    before, after = results[69], results[70]
+    score, made = after.score, before.prediction
+    assert score is not None
+    assert (score["as_of"], score["target_date"]) == (bars[69].date.isoformat(), bars[70].date.isoformat())
+    assert score["predicted_close"] == made["predicted_close"] and score["actual_close"] == bars[70].close
+    assert score["error"] == pytest.approx(bars[70].close - made["predicted_close"])
+    assert score["naive_close"] == bars[69].close
+    assert score["naive_error"] == pytest.approx(bars[70].close - bars[69].close)
+    for label in ("80", "95"):
+        lower, upper = made[f"lower_{label}"], made[f"upper_{label}"]
+        assert score[f"inside_{label}"] == (lower <= bars[70].close <= upper)
+        assert score[f"width_{label}"] == pytest.approx(upper - lower)
+        assert score[f"winkler_{label}"] >= score[f"width_{label}"]
+
+
+def test_score_target_is_the_bar_that_arrived_whatever_its_date(by_ticker: dict[str, list[Bar]]) -> None:
+    first, _, third = by_ticker["EW"][:3]  # skip a bar: the prediction made at `first` meets `third`
+    config = CoreConfig(model="naive")
+    made = step(None, first, config)
+    scored = step(made.state, third, config)
+    assert made.prediction["target_date"] != third.date.isoformat()
+    assert scored.score is not None and scored.score["target_date"] == third.date.isoformat()
+
+
+def test_records_follow_their_schemas_and_are_plain_json(by_ticker: dict[str, list[Bar]]) -> None:
+    validators = {name: jsonschema.Draft202012Validator(
+        json.loads((SCHEMAS / f"{name}.schema.json").read_text())) for name in ("prediction", "score")}
+    config = CoreConfig(model="arima", interval_levels=(0.5, 0.8, 0.975), **SMALL)
+    results = run(by_ticker["XRX"][:90], config)
+    for result in results:
+        records = [result.prediction] + ([result.score] if result.score else [])
+        for record in records:
+            validators[record["record_type"]].validate(record)
+            assert orjson.loads(orjson.dumps(record)) == record
+            assert all(type(v) in (str, float, bool) for v in record.values())
+    assert {"lower_97.5", "upper_97.5", "lower_50"} <= results[-1].prediction.keys()
+    assert {"inside_97.5", "winkler_50"} <= results[-1].score.keys()
+    p = results[-1].prediction
+    assert p["lower_97.5"] < p["lower_80"] < p["lower_50"] < p["predicted_close"]
+    assert p["predicted_close"] < p["upper_50"] < p["upper_80"] < p["upper_97.5"]
+
+
+def test_target_date_is_the_next_weekday() -> None:
+    config = CoreConfig(model="naive")
+    friday = Bar("X", dt.date(2024, 3, 1), 10.0, 10.0, 10.0, 10.0, 0.0)
+    saturday = Bar("X", dt.date(2024, 3, 2), 10.0, 10.0, 10.0, 10.0, 0.0)
+    assert step(None, friday, config).prediction["target_date"] == "2024-03-04"
+    assert step(None, saturday, config).prediction["target_date"] == "2024-03-04"
+
+
+def test_batches_refuse_what_cannot_be_applied_and_apply_nothing(by_ticker: dict[str, list[Bar]]) -> None:
+    config = CoreConfig(model="naive")
+    a0, a1 = by_ticker["AAPL"][:2]
+    j0, j1 = by_ticker["JPM"][:2]
+    sa = step(None, a1, config).state
+    with pytest.raises(OutOfOrderBar, match="AAPL bar of 2013-02-08 is not after"):
+        step_many([None, sa], [j0, a0], config)
+    with pytest.raises(ValueError, match="one bar per ticker"):
+        step_many([None, None], [a0, a0], config)
+    with pytest.raises(ValueError, match="bar of 'JPM' given with the state of 'AAPL'"):
+        step(sa, j1, config)
+    with pytest.raises(ValueError, match=r"exactly when config\.model is 'external'"):
+        step(None, a0, config, Reversal())
+    with pytest.raises(ValueError, match=r"exactly when config\.model is 'external'"):
+        step(None, a0, CoreConfig(model="external"))
+    with pytest.raises(ValueError, match="2 states for 1 bars"):
+        step_many([None, None], [a0], config)
+    assert step_many([], [], config) == []
