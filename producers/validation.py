@@ -33,9 +33,6 @@ from collections.abc import Collection
 from models.core.bar import Bar, BarError
 from producers.dates import parse_day
 
-#: What :meth:`RowChecker.check` returns for a row that is valid or not but was not selected.
-FILTERED = None
-
 
 class RowChecker:
     """Validates rows one by one, remembering the accepted (ticker, date) pairs.
@@ -78,13 +75,13 @@ class RowChecker:
 
     def check(self, ticker: str, date: str, open_: str, high: str, low: str, close: str, volume: str,
               adj_close: str, source: str) -> Bar | None:
-        """The bar of a row, or :data:`FILTERED`; raises :class:`BarError` when the row is invalid.
+        """The bar of a row, or ``None`` when the row is not selected; :class:`BarError` when it is invalid.
 
         ``adj_close`` is ``""`` when the file has no such column.
         """
         day = self._days.get(date) or self._day(date)
         if self._selective and not self.selected(ticker, day):
-            return FILTERED
+            return None
         try:
             if isinstance(day, BarError):
                 raise ValueError(day.detail)
