@@ -1,0 +1,179 @@
+"""Every model family against naive on real data: the numbers of ``docs/models.md``.
+
+Run from the repository root (about 15 minutes on 2 CPU cores)::
+
+    .venv/bin/python bench/models_report.py > /tmp/models.md
+
+Two datasets, each with the split of ``docs/models.md``:
+
+- ``601988.SH.csv`` (Bank of China) with the reference paper's split: test = the 180 target days from
+  2021-06-22, everything before trains (the last 10 % of it validates, for early stopping);
+- a fixed sample of ten S&P 500 tickers (:data:`SP500_SAMPLE`), the last 252 target days as test.
+
+For each family it calls :func:`models.training.train_on_table` (the code ``forecaster train`` runs,
+logging to a throw-away MLflow store), then replays the same bars through the core's
+:func:`models.backtest.run_backtest` with the trained model in the core's model slot, which gives the
+conformal intervals' coverage, width and Winkler score on the test days (and checks that the core
+serving the model predicts what the evaluation scored). ``naive`` and ``arima (core)`` are the core's
+own models on the same days. Inference time is the model's ``predict_returns`` per window, batched
+over the test window and one window per call (what a one-ticker stream batch costs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from forecaster import settings as settings_module
+from models.backtest import run_backtest
+from models.core.bar import Bar
+from models.core.config import CoreConfig
+from models.dataset import feature_table
+from models.training import split_samples, train_on_table
+from producers.readers import read_csv_bars
+
+#: Large, long-listed S&P 500 members from several sectors, fixed so the report is reproducible.
+SP500_SAMPLE = ("AAPL", "AMZN", "JPM", "XOM", "JNJ", "PG", "GE", "KO", "INTC", "WMT")
+FAMILIES = ("arima", "arima_residual", "xgboost", "cnn_bilstm_attention", "bigru", "attention_xgboost")
+#: Upper bound of epochs for the networks; early stopping (patience 5) usually ends far sooner.
+EPOCHS = 30
+
+
+def single_window_us(model: Any, windows: np.ndarray, calls: int = 200) -> float:
+    """Median microseconds of ``predict_returns`` on one window."""
+    times = []
+    for i in range(calls):
+        window = windows[i % len(windows)][None]
+        start = time.perf_counter()
+        model.predict_returns(window)
+        times.append(time.perf_counter() - start)
+    return 1e6 * float(np.median(times))
+
+
+def interval_summary(bars: list[Bar], config: CoreConfig, model: Any, first: dt.date, last: dt.date,
+                     ) -> dict[str, float]:
+    """Point and interval metrics of the core's scored predictions with target dates in the test period."""
+    from models.core.metrics import summarize
+
+    result = run_backtest(bars, config, model)
+    scores = [s for s in result.scores
+              if first <= dt.date.fromisoformat(s["target_date"]) <= last and not s["warmup"]]
+    return summarize(scores)
+
+
+def run_dataset(label: str, bars: list[Bar], settings: Any, test_start: dt.date | None, test_days: int,
+                families: tuple[str, ...]) -> list[dict[str, Any]]:
+    core = CoreConfig.from_settings(settings, model="arima")
+    table = feature_table(bars, core)
+    rows = []
+    split = None
+    for family in families:
+        print(f"[{label}] {family} ...", file=sys.stderr, flush=True)
+        outcome = train_on_table(table, family, settings, experiment=f"report-{label}", epochs=EPOCHS,
+                                 test_start=test_start, test_days=test_days)
+        split = outcome.split
+        test = split_samples(table.samples(outcome.model.lookback), split)["test"]
+        start = time.perf_counter()
+        outcome.model.predict_returns(test.windows)
+        batched_us = 1e6 * (time.perf_counter() - start) / len(test)
+        served = interval_summary(bars, CoreConfig.from_settings(settings, model="external"), outcome.model,
+                                  split.test_start, split.test_end)
+        evaluation = outcome.evaluation
+        rows.append({
+            "model": family, **evaluation.metrics, "n": outcome.counts["test"],
+            "dm_statistic": evaluation.dm.statistic, "dm_p_value": evaluation.dm.p_value,
+            "naive_mae": evaluation.naive_metrics["mae"], "naive_rmse": evaluation.naive_metrics["rmse"],
+            "train_s": outcome.train_seconds, "batched_us": batched_us,
+            "single_us": single_window_us(outcome.model, test.windows),
+            "served_mae": served["mae"], "served_n": served["n"],
+            **{k: v for k, v in served.items() if k.startswith(("coverage_", "mean_width_", "winkler_"))},
+            "epochs": getattr(outcome.model, "epochs_trained", None)
+            or getattr(getattr(outcome.model, "attention", None), "epochs_trained", None),
+        })
+    assert split is not None
+    for model in ("naive", "arima"):
+        served = interval_summary(bars, CoreConfig.from_settings(settings, model=model), None,
+                                  split.test_start, split.test_end)
+        rows.append({"model": f"{model} (core)", "mae": served["mae"], "rmse": served["rmse"],
+                     "mape": served["mape"], "r2": served["r2"], "mase": served["mase"],
+                     "directional_accuracy": served["directional_accuracy"], "n": served["n"],
+                     "served_mae": served["mae"], "served_n": served["n"],
+                     **{k: v for k, v in served.items()
+                        if k.startswith(("coverage_", "mean_width_", "winkler_"))}})
+    return rows
+
+
+#: (header, row key, format) of the point-metric and speed table.
+POINT_COLUMNS = (("MAE", "mae", ".5f"), ("RMSE", "rmse", ".5f"), ("MAPE %", "mape", ".3f"),
+                 ("R²", "r2", ".4f"), ("MASE", "mase", ".4f"), ("dir. acc.", "directional_accuracy", ".3f"),
+                 ("DM stat", "dm_statistic", ".3f"), ("DM p", "dm_p_value", ".3f"),
+                 ("beats naive", "beats", "s"),
+                 ("train s", "train_s", ".1f"), ("epochs", "epochs", "d"),
+                 ("µs/pred batched", "batched_us", ".1f"), ("µs/pred single", "single_us", ".0f"))
+#: (header, row key, format) of the interval table.
+INTERVAL_COLUMNS = (("served MAE", "served_mae", ".5f"), ("n", "served_n", ".0f"),
+                    ("coverage 80", "coverage_80", ".3f"), ("width 80", "mean_width_80", ".4f"),
+                    ("Winkler 80", "winkler_80", ".4f"), ("coverage 95", "coverage_95", ".3f"),
+                    ("width 95", "mean_width_95", ".4f"), ("Winkler 95", "winkler_95", ".4f"))
+
+
+def _cell(value: Any, fmt: str) -> str:
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return "–"
+    return format(value, fmt)
+
+
+def _table(rows: list[dict[str, Any]], columns: tuple[tuple[str, str, str], ...]) -> list[str]:
+    lines = ["| model | " + " | ".join(h for h, _, _ in columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for r in rows:
+        lines.append(f"| {r['model']} | " + " | ".join(_cell(r.get(k), f) for _, k, f in columns) + " |")
+    return lines
+
+
+def markdown(label: str, rows: list[dict[str, Any]]) -> str:
+    naive_mae = next(r["mae"] for r in rows if r["model"] == "naive (core)")
+    for r in rows:
+        if "dm_p_value" in r:
+            r["beats"] = "**yes**" if r["mae"] < r["naive_mae"] else "no"
+    lines = [f"### {label}", "", *_table(rows, POINT_COLUMNS), "",
+             f"Naive MAE on these days: {naive_mae:.5f}. Intervals the core puts around each model "
+             "(conformal, same test days; *served MAE* is the core serving the model, a check that it "
+             "predicts what the evaluation scored):", "", *_table(rows, INTERVAL_COLUMNS)]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=FAMILIES)
+    parser.add_argument("--datasets", nargs="+", default=["paper", "sp500"], choices=["paper", "sp500"])
+    args = parser.parse_args(argv)
+    base = settings_module.load()
+    data = Path(base.data_dir)
+    out = [f"Generated by `.venv/bin/python bench/models_report.py` on {platform.machine()}, "
+           f"{os.cpu_count()} CPUs, Python {platform.python_version()}; networks: at most {EPOCHS} "
+           "epochs, early stopping with patience 5 on the validation loss.\n"]
+    with tempfile.TemporaryDirectory() as home:
+        settings = base.replace(home=home, mlflow_tracking_uri="", model_name="report")
+        if "paper" in args.datasets:
+            bars = read_csv_bars([data / "601988.SH.csv"]).bars
+            rows = run_dataset("paper", bars, settings, dt.date(2021, 6, 22), 180, tuple(args.families))
+            out.append(markdown("601988.SH (Bank of China), test 2021-06-22..2022-03-17 (180 days)", rows))
+        if "sp500" in args.datasets:
+            bars = read_csv_bars([data / "sp500-5yr.csv.gz"], tickers=SP500_SAMPLE).bars
+            rows = run_dataset("sp500", bars, settings, None, 252, tuple(args.families))
+            out.append(markdown(f"S&P 500 sample ({', '.join(SP500_SAMPLE)}), test: the last 252 days", rows))
+    print("\n".join(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
