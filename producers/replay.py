@@ -160,10 +160,10 @@ def replay(result: ReadResult, settings: Settings, *, topic: str | None = None, 
         seconds=clock() - started, topic=topic, dlq_topic=settings.topic_dlq, pacing=pacing.describe(),
     )
     if problem is None and not summary.accounted:
-        errors = [d.first_error for d in publisher.deliveries.values() if d.first_error] or ["none seen"]
-        problem = f"the broker did not acknowledge every record (first error: {errors[0]})"
+        problem = "the broker did not acknowledge every record"
     if problem is not None:
-        raise ReplayError(problem, summary)
+        errors = [d.first_error for d in publisher.deliveries.values() if d.first_error]
+        raise ReplayError(problem + (f" (first delivery error: {errors[0]})" if errors else ""), summary)
     return summary
 
 

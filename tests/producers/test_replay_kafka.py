@@ -18,7 +18,7 @@ from models.core.bar import REASONS
 from producers.pacing import Pacing
 from producers.publisher import BrokerUnreachable
 from producers.readers import read_csv_bars
-from producers.replay import replay
+from producers.replay import ReplayError, replay
 from tests.kafka_helpers import read_topic
 
 pytestmark = pytest.mark.kafka
@@ -107,6 +107,16 @@ def test_unreachable_broker_fails_fast_and_says_nothing_was_sent(data_dir: Path)
     settings = Settings(bootstrap=f"127.0.0.1:{free_port()}")
     with pytest.raises(BrokerUnreachable, match=r"within 1 s .*nothing was sent"):
         replay(result, settings, connect_timeout_s=1.0, progress=False)
+
+
+def test_records_the_broker_refuses_end_in_an_error_that_says_what_was_delivered(
+        data_dir: Path, kafka_settings: Settings) -> None:
+    topic = kafka_settings.topic_bars + "-tiny"
+    create_topics(kafka_settings, [TopicSpec(topic, 1, 1, {"max.message.bytes": "100"})])  # < any bar
+    result = read_csv_bars([data_dir / "vgi" / "vgi2.csv"])
+    with pytest.raises(ReplayError, match="delivered 0 bars and 0 dead letters of 854 rows read") as caught:
+        replay(result, kafka_settings, topic=topic, progress=False)
+    assert caught.value.summary.bars_sent == 0 and not caught.value.summary.accounted
 
 
 def test_cli_replays_and_prints_the_summary(data_dir: Path, kafka_settings: Settings,
