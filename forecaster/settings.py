@@ -83,6 +83,9 @@ class Settings:
     psi_threshold: float = 0.25
     coverage_tolerance: float = 0.05
     page_hinkley_threshold: float = 50.0
+    # HTTP API
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
 
     @property
     def mlflow_uri(self) -> str:
@@ -132,6 +135,8 @@ DOCS: dict[str, str] = {
     "psi_threshold": "population stability index above which a feature counts as drifted",
     "coverage_tolerance": "how far interval coverage may stray from its nominal level before the alert fires",
     "page_hinkley_threshold": "Page-Hinkley threshold on the standardized absolute error",
+    "api_host": "address `forecaster serve` (HTTP API and web page) binds to",
+    "api_port": "port of `forecaster serve`",
 }
 
 

@@ -1,0 +1,167 @@
+"""The FastAPI app: on-demand forecasts, the latest streaming predictions, health, models, the web page.
+
+:func:`create_app` builds the app for one :class:`~forecaster.settings.Settings`. Its lifespan loads
+the champion and starts the reader of the predictions topic (:class:`api.latest.LatestPredictions`),
+and stops the reader on shutdown. Nothing needs the broker to answer a forecast: without one the app
+serves ``POST /forecast`` and says in ``GET /health`` what is missing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import Annotated, Any
+
+import orjson
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from api import forecast
+from api.champion import ChampionSlot, UnknownModel, describe, resolve
+from api.inputs import InputError, read_json_bars, read_upload
+from api.latest import LatestPredictions
+from api.schemas import ForecastBars, ForecastOut, HealthOut, LatestListOut, LatestOut, ModelsOut
+from forecaster.settings import Settings
+from producers.layouts import parse_columns
+from producers.readers import ReadResult
+
+STATIC = resources.files("api") / "static"
+
+FORECAST_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {"type": "object", "required": ["file"], "properties": {
+                "file": {"type": "string", "format": "binary",
+                         "description": "CSV or .csv.gz in any layout `forecaster replay` reads"}}},
+        },
+        "application/json": {"schema": ForecastBars.model_json_schema()},
+    },
+}
+
+
+def create_app(settings: Settings, *, read_predictions: bool = True) -> FastAPI:
+    """The app; ``read_predictions=False`` leaves the predictions topic alone (no broker needed)."""
+    champion = ChampionSlot(settings)
+    latest = LatestPredictions(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if read_predictions:
+            latest.start()
+        await run_in_threadpool(champion.current)
+        try:
+            yield
+        finally:
+            if read_predictions:
+                await run_in_threadpool(latest.stop)
+
+    app = FastAPI(
+        title="stream-forecaster",
+        summary="Next-day close forecasts of daily stock bars, on demand and from the stream.",
+        description="`POST /forecast` runs the forecasting core over an uploaded history, exactly as "
+        "`forecaster backtest` does; `GET /predictions` shows the latest records the stream worker "
+        "wrote to the predictions topic. The web page is at `/`.",
+        version="1",
+        lifespan=lifespan,
+    )
+    app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def page() -> HTMLResponse:
+        return HTMLResponse((STATIC / "index.html").read_text(encoding="utf-8"))
+
+    @app.post(
+        "/forecast", response_model=ForecastOut, openapi_extra={"requestBody": FORECAST_BODY},
+        responses={415: {"description": "neither a multipart upload nor JSON"},
+                   422: {"description": "input that cannot be read: the reason, and the rows when "
+                                        "every one was rejected"}},
+    )
+    async def post_forecast(
+        request: Request,
+        model: Annotated[str, Query(description="champion (default; the core's model when none is "
+                                    "registered), naive, arima, a registry version number or "
+                                    "models:/NAME/VERSION")] = "champion",
+        ticker: Annotated[str | None, Query(description="ticker of a file without a ticker column "
+                                            "(default: the file name)")] = None,
+        columns: Annotated[str | None, Query(description="column names for fields when detection "
+                                             "fails, e.g. date=Datum,close=Schluss")] = None,
+    ) -> Any:
+        """Forecast every bar of an uploaded history and score the forecasts against naive.
+
+        Send a CSV file as the multipart field `file`, or JSON `{"bars": [...]}`. Rows that
+        validation rejects come back in `dead_letters` with reason and source; input that cannot
+        be read at all gets a 422 that says why.
+        """
+        try:
+            result = await _read_request(request, ticker, columns)
+            choice = await run_in_threadpool(resolve, model, settings, champion)
+            return await run_in_threadpool(forecast.run, result, choice)
+        except InputError as error:
+            raise HTTPException(error.status, detail=error.detail) from None
+        except UnknownModel as error:
+            raise HTTPException(404, detail={"message": str(error)}) from None
+
+    @app.get("/predictions", response_model=LatestListOut)
+    def get_predictions() -> Any:
+        """The latest prediction and score of every ticker on the predictions topic."""
+        return {"predictions": latest.all(), "reader": latest.status()}
+
+    @app.get("/predictions/{ticker}", response_model=LatestOut, responses={404: {"description": "no record"}})
+    def get_prediction(ticker: str) -> Any:
+        """The latest prediction and score of one ticker."""
+        entry = latest.get(ticker)
+        if entry is None:
+            raise HTTPException(404, detail={"message": f"no prediction of {ticker!r} has been read from "
+                                             f"{settings.topic_predictions}", "reader": latest.status()})
+        return entry
+
+    @app.get("/health", response_model=HealthOut)
+    def get_health() -> Any:
+        """Whether the broker answers and the champion is loaded; the app serves forecasts either way."""
+        broker = latest.status() if read_predictions else {"reachable": False, "detail": "not read"}
+        model = champion.status()
+        status = "ok" if broker["reachable"] and model["loaded"] else "degraded"
+        return {"status": status, "broker": broker, "model": model}
+
+    @app.get("/models", response_model=ModelsOut, responses={503: {"description": "registry unreachable"}})
+    def get_models() -> Any:
+        """The champion of the registered model: name, version, family and its test metrics vs naive."""
+        try:
+            return describe(settings)
+        except Exception as error:  # any failure of the registry (MLflow) is reported, not a 500
+            raise HTTPException(503, detail={"message": f"the model registry at {settings.mlflow_uri} "
+                                             f"cannot be read: {type(error).__name__}: {error}"}) from None
+
+    return app
+
+
+async def _read_request(request: Request, ticker: str | None, columns: str | None) -> ReadResult:
+    """The bars and dead letters of the request body, whichever form it takes."""
+    try:
+        mapping = parse_columns(columns) if columns else None
+    except ValueError as error:
+        raise InputError(str(error)) from None
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind == "multipart/form-data":
+        form = await request.form()
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise InputError("the multipart body has no file field named 'file'")
+        data = await upload.read()
+        return await run_in_threadpool(read_upload, upload.filename, data, ticker=ticker, columns=mapping)
+    if kind == "application/json":
+        try:
+            body = ForecastBars.model_validate_json(await request.body())
+        except ValidationError as error:
+            errors = orjson.loads(error.json(include_url=False, include_input=False))
+            raise InputError("the JSON body is not {\"bars\": [...]} with at least one bar",
+                             errors=errors) from None
+        return read_json_bars(body.bars)
+    raise InputError(f"Content-Type {kind or 'none'!r}: send multipart/form-data with a CSV file in 'file' "
+                     "or application/json with {\"bars\": [...]}", status=415)

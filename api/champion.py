@@ -1,0 +1,152 @@
+"""Which model a forecast uses: the registry's champion (reloaded when the alias moves) or a chosen one.
+
+The app serves what the stream worker serves: ``models:/<model_name>@champion`` through
+:func:`models.registry.load_champion`, and the core's own model (``settings.model``) while no champion
+is registered. A request may choose another: ``naive``, ``arima``, a version number of
+``settings.model_name`` or a ``models:/NAME/VERSION`` URI.
+
+Examples
+--------
+>>> from forecaster.settings import Settings
+>>> choice = resolve("naive", Settings(), ChampionSlot(Settings()))
+>>> choice.config.model, choice.model, choice.name, choice.version
+('naive', None, 'naive', '')
+>>> resolve("lstm", Settings(), ChampionSlot(Settings()))
+Traceback (most recent call last):
+...
+api.champion.UnknownModel: model 'lstm' is not champion, naive, arima, a version number of next-close \
+or models:/NAME/VERSION
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from forecaster.settings import Settings
+from models.core.config import CoreConfig
+
+log = logging.getLogger(__name__)
+
+CORE_MODELS = ("naive", "arima")
+
+
+class UnknownModel(ValueError):
+    """A requested model that is not a choice or not in the registry."""
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """The core configuration and the model (None for the core's own) that a forecast runs with."""
+
+    config: CoreConfig
+    model: Any | None
+    name: str
+    version: str
+    requested: str
+
+
+class ChampionSlot:
+    """The loaded champion, replaced when ``settings.model_name@champion`` names another version."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._model: Any | None = None
+        self._version: str | None = None
+        self._error: str | None = None
+
+    def current(self) -> Any | None:
+        """The champion after one registry query (a reload when the alias moved), or None."""
+        from models import registry
+
+        with self._lock:
+            try:
+                version = registry.champion_version(self.settings)
+                if version != self._version:
+                    self._model = registry.load_champion(self.settings) if version else None
+                    self._version, self._error = version, None
+                    log.info("champion of %s: version %s", self.settings.model_name, version)
+            except Exception as error:  # a broken registry must not stop the app serving forecasts
+                self._error = f"{type(error).__name__}: {error}"
+                log.warning("cannot load the champion: %s", self._error)
+            return self._model
+
+    def status(self) -> dict[str, Any]:
+        """What /health shows: whether a champion is loaded, which, and the fallback otherwise."""
+        with self._lock:
+            model = self._model
+            loaded = {"loaded": model is not None, "name": self.settings.model_name,
+                      "version": self._version, "error": self._error}
+        serving = (f"{model.name} version {model.version}" if model is not None
+                   else f"the core's {self.settings.model} model (no champion registered)")
+        return {**loaded, "serving": serving}
+
+
+def resolve(requested: str, settings: Settings, champion: ChampionSlot) -> ModelChoice:
+    """The model of a forecast request's ``model`` parameter.
+
+    Raises
+    ------
+    UnknownModel
+        ``requested`` is none of the choices, or names a version the registry does not hold.
+    """
+    from models import registry
+
+    if requested == "champion":
+        model = champion.current()
+        if model is None:
+            config = CoreConfig.from_settings(settings)
+            return _core(config, requested)
+        return ModelChoice(CoreConfig.from_settings(settings, model="external"), model, model.name,
+                           model.version, requested)
+    if requested in CORE_MODELS:
+        return _core(CoreConfig.from_settings(settings, model=requested), requested)
+    if requested.isdigit():
+        uri = f"models:/{settings.model_name}/{requested}"
+    elif requested.startswith("models:/"):
+        uri = requested
+    else:
+        raise UnknownModel(f"model {requested!r} is not champion, {', '.join(CORE_MODELS)}, a version "
+                           f"number of {settings.model_name} or models:/NAME/VERSION")
+    try:
+        model = registry.load_model(uri, settings)
+    except ValueError as error:
+        raise UnknownModel(str(error)) from None
+    return ModelChoice(CoreConfig.from_settings(settings, model="external"), model, model.name, model.version,
+                       requested)
+
+
+def _core(config: CoreConfig, requested: str) -> ModelChoice:
+    version = ",".join(map(str, config.order)) if config.model == "arima" else ""
+    return ModelChoice(config, None, config.model, version, requested)
+
+
+def describe(settings: Settings) -> dict[str, Any]:
+    """``GET /models``: the registered model's champion with its test metrics, or what serves instead."""
+    from models import registry
+
+    champion = registry.champion_version(settings)
+    described: dict[str, Any] = {"name": settings.model_name, "registry": settings.mlflow_uri,
+                                 "champion": None, "serving": f"the core's {settings.model} model"}
+    if champion is None:
+        return described
+    mlflow_client = registry.client(settings)
+    version = mlflow_client.get_model_version(settings.model_name, champion)
+    tags = dict(version.tags)
+    metrics = mlflow_client.get_run(version.run_id).data.metrics if version.run_id else {}
+    described["champion"] = {
+        "version": str(version.version), "family": tags.get("family"), "run_id": version.run_id,
+        "test_start": tags.get("test_start"), "test_end": tags.get("test_end"),
+        "metrics": _prefixed(metrics, "test_"), "naive_metrics": _prefixed(metrics, "naive_"),
+        "diebold_mariano": _prefixed(metrics, "dm_"),
+    }
+    described["serving"] = f"{tags.get('family')} version {version.version}"
+    return described
+
+
+def _prefixed(metrics: dict[str, float], prefix: str) -> dict[str, float]:
+    return {key.removeprefix(prefix): value for key, value in sorted(metrics.items())
+            if key.startswith(prefix)}

@@ -1,0 +1,48 @@
+"""``POST /forecast``: the backtest of ``forecaster backtest`` over a request's bars, as one JSON answer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from api.champion import ModelChoice
+from api.inputs import InputError
+from models.core.bar import BarError
+from producers.deadletter import DeadLetter
+from producers.readers import ReadResult
+
+
+def run(result: ReadResult, choice: ModelChoice) -> dict[str, Any]:
+    """Walk the core over ``result.bars`` with ``choice``; predictions, scores, metrics, dead letters.
+
+    Raises
+    ------
+    InputError
+        No bar to forecast: the input had no rows, or validation rejected every one (they are in
+        the error's ``dead_letters``).
+    """
+    from models.backtest import run_backtest
+
+    dead_letters = [letter.to_dict() for letter in result.dead_letters]
+    if not result.bars:
+        message = ("the input holds no rows" if not result.rows_read else
+                   f"no valid bar: all {result.rows_read} rows were rejected")
+        raise InputError(message, dead_letters=dead_letters)
+    backtest = run_backtest(result.bars, choice.config, choice.model)
+    # The readers already refuse a second bar of a ticker and day, so the backtest applies every bar;
+    # were one not applied, it is a dead letter like the worker's, and the count still adds up.
+    dead_letters += [DeadLetter.rejected(BarError(reason, f"{bar.ticker} {bar.date} was not applied"),
+                                         raw=orjson.dumps(bar.to_dict()), source=bar.source or "",
+                                         ticker=bar.ticker).to_dict()
+                     for bar, reason in backtest.rejected]
+    return {
+        "model": {"name": choice.name, "version": choice.version, "requested": choice.requested},
+        "rows_read": result.rows_read,
+        "bars": len(result.bars) - len(backtest.rejected),
+        "tickers": sorted(backtest.states),
+        "dead_letters": dead_letters,
+        "predictions": backtest.predictions,
+        "scores": backtest.scores,
+        "metrics": {"pooled": backtest.pooled, "per_ticker": backtest.per_ticker},
+    }

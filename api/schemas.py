@@ -1,0 +1,99 @@
+"""The JSON bodies of the API, as pydantic models: what the OpenAPI docs show and the app returns.
+
+Prediction and score records stay plain objects: they are the worker's records
+(``schemas/prediction.schema.json``, ``schemas/score.schema.json``), whose interval fields follow
+``FORECASTER_INTERVAL_LEVELS`` (``lower_80``, ``upper_95``, ...).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+Record = dict[str, Any]
+
+
+class ForecastBars(BaseModel):
+    """``POST /forecast`` with ``Content-Type: application/json``."""
+
+    bars: list[Any] = Field(
+        min_length=1,
+        description="bar objects: ticker, date (YYYY-MM-DD), open, high, low, close, volume, adj_close?; "
+        "a bar that fails validation comes back as a dead letter with its reason",
+        examples=[[{"ticker": "ACME", "date": "2024-01-05", "open": 10.0, "high": 10.4, "low": 9.8,
+                    "close": 10.2, "volume": 1000}]],
+    )
+
+
+class DeadLetterOut(BaseModel):
+    """A rejected row: why (``reason``, ``detail``) and where (``source``: ``file:line`` or ``bars[i]``)."""
+
+    reason: str
+    detail: str
+    raw: str
+    source: str
+    at: str
+    ticker: str | None = None
+
+
+class ModelUsed(BaseModel):
+    """The model a forecast ran with and what the request asked for."""
+
+    name: str
+    version: str
+    requested: str
+
+
+class Metrics(BaseModel):
+    """The model's metrics and naive's (``naive_`` prefix) on the same scored, non-warm-up days."""
+
+    pooled: dict[str, float | None] = Field(
+        description="n, mae, rmse, mape, r2, mase, directional_accuracy, naive_mae, ..., coverage_95, "
+        "mean_width_95, winkler_95 over every ticker (null where undefined)")
+    per_ticker: dict[str, dict[str, float | None]]
+
+
+class ForecastOut(BaseModel):
+    """The core's walk-forward predictions over the uploaded history, scored against naive."""
+
+    model: ModelUsed
+    rows_read: int = Field(description="rows in the input; rows_read == bars + dead letters")
+    bars: int
+    tickers: list[str]
+    dead_letters: list[DeadLetterOut]
+    predictions: list[Record] = Field(description="one prediction per bar: the next weekday's close")
+    scores: list[Record] = Field(description="each prediction whose target day is in the input, scored")
+    metrics: Metrics
+
+
+class LatestOut(BaseModel):
+    """A ticker's latest prediction and latest score read from the predictions topic."""
+
+    ticker: str
+    prediction: Record | None
+    score: Record | None
+
+
+class LatestListOut(BaseModel):
+    """Every ticker's latest records, and how the reading of the topic goes."""
+
+    predictions: list[LatestOut]
+    reader: Record
+
+
+class HealthOut(BaseModel):
+    """``ok`` when the broker answers and the champion is loaded; ``degraded`` otherwise (still serving)."""
+
+    status: str
+    broker: Record
+    model: Record
+
+
+class ModelsOut(BaseModel):
+    """The registered model, its champion version with its test metrics, and what serves without one."""
+
+    name: str
+    registry: str
+    champion: Record | None
+    serving: str
