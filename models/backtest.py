@@ -62,19 +62,27 @@ class BacktestResult:
     per_ticker: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def rows(self) -> list[dict[str, Any]]:
-        """One row per prediction with its outcome (``actual_close``, ``error``, ``naive_error``;
-        None while unscored), for ``forecaster backtest --out``."""
-        outcome = {(s["ticker"], s["as_of"]): s for s in self.scores}
-        rows = []
-        for prediction in self.predictions:
-            score = outcome.get((prediction["ticker"], prediction["as_of"]))
-            row = {k: v for k, v in prediction.items() if k != "record_type"}
-            row["actual_date"] = score["target_date"] if score else None
-            row["actual_close"] = score["actual_close"] if score else None
-            row["error"] = score["error"] if score else None
-            row["naive_error"] = score["naive_error"] if score else None
-            rows.append(row)
-        return rows
+        """:func:`prediction_rows` of this backtest, for ``forecaster backtest --out``."""
+        return prediction_rows(self.predictions, self.scores)
+
+
+#: Outcome columns :func:`prediction_rows` adds to a prediction's fields, and the score field of each.
+OUTCOME_FIELDS = {"naive_close": "naive_close", "actual_date": "target_date", "actual_close": "actual_close",
+                  "error": "error", "naive_error": "naive_error"}
+
+
+def prediction_rows(predictions: Iterable[dict[str, Any]],
+                    scores: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per prediction: its fields (less ``record_type`` and ``produced_at``) and its outcome,
+    :data:`OUTCOME_FIELDS` (None while unscored). Works on the stream's records as on a backtest's."""
+    outcome = {(s["ticker"], s["as_of"]): s for s in scores}
+    rows = []
+    for prediction in predictions:
+        score = outcome.get((prediction["ticker"], prediction["as_of"]))
+        row = {k: v for k, v in prediction.items() if k not in ("record_type", "produced_at")}
+        row.update({column: score[name] if score else None for column, name in OUTCOME_FIELDS.items()})
+        rows.append(row)
+    return rows
 
 
 def run_backtest(bars: Iterable[Bar], config: CoreConfig, model: PointModel | None = None) -> BacktestResult:

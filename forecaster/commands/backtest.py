@@ -1,0 +1,127 @@
+"""``forecaster backtest PATH...``: the stream's forecasting core over CSV files, without Kafka.
+
+The bars are read and validated exactly as ``forecaster replay`` reads them, then run through the
+same per-bar core as the stream worker (:func:`models.backtest.run_backtest`), so the predictions are
+the ones the worker would publish. Prints the model's errors next to the naive forecast's on the same
+days, and the intervals' coverage, width and Winkler score.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+from pathlib import Path
+from typing import Any
+
+from forecaster.commands.replay import _date, _tickers
+from forecaster.settings import Settings
+
+POINT_METRICS = (("MAE", "mae"), ("RMSE", "rmse"), ("MAPE %", "mape"), ("R²", "r2"), ("MASE", "mase"),
+                 ("directional accuracy", "directional_accuracy"))
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "backtest", help="run the forecasting core over CSV files and compare it with naive",
+        description="Read CSV files as `replay` does, run the per-bar forecasting core over the bars in "
+        "date order, and print MAE, RMSE, MAPE, R², MASE and directional accuracy of the model and of "
+        "the naive forecast on the same days, with interval coverage, mean width and Winkler score.",
+    )
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="CSV file, .csv.gz file or folder")
+    parser.add_argument("--model", default=None, metavar="naive|arima|URI",
+                        help="naive, arima, or a registered model models:/NAME@ALIAS or models:/NAME/VERSION "
+                        "(default: FORECASTER_MODEL)")
+    parser.add_argument("--out", type=Path, default=None, metavar="PREDS.csv",
+                        help="write one row per prediction with its outcome")
+    parser.add_argument("--report", type=Path, default=None, metavar="FILE.html|.png",
+                        help="draw predicted vs actual with the interval band and the rolling error")
+    parser.add_argument("--report-ticker", default=None, metavar="TICKER",
+                        help="ticker drawn by --report (default: the one with most predictions)")
+    parser.add_argument("--ticker", default=None,
+                        help="ticker of files without a ticker column (default: the file name)")
+    parser.add_argument("--columns", default=None, metavar="MAP",
+                        help="column names for fields, e.g. date=Datum,close=Schluss,volume=Umsatz")
+    parser.add_argument("--tickers", type=_tickers, default=None, metavar="A,B", help="only these tickers")
+    parser.add_argument("--start", type=_date, default=None, metavar="DATE", help="first date read")
+    parser.add_argument("--end", type=_date, default=None, metavar="DATE", help="last date read")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    from forecaster.commands.report import render
+    from models.backtest import run_backtest
+    from models.core.config import CoreConfig
+    from producers.layouts import parse_columns
+    from producers.readers import read_csv_bars
+
+    if args.report is not None and args.report.suffix.lower() not in (".html", ".png"):
+        raise ValueError(f"--report must end in .html or .png; got {args.report}")
+    choice = args.model or settings.model
+    model = None
+    if choice.startswith("models:/"):
+        from models.registry import load_model
+
+        model = load_model(choice, settings)
+        config = CoreConfig.from_settings(settings, model="external")
+    elif choice in ("naive", "arima"):
+        config = CoreConfig.from_settings(settings, model=choice)
+    else:
+        raise ValueError(f"--model must be naive, arima or models:/NAME@ALIAS or models:/NAME/VERSION; "
+                         f"got {choice!r}")
+    read = read_csv_bars(args.paths, ticker=args.ticker,
+                         columns=parse_columns(args.columns) if args.columns else None,
+                         tickers=args.tickers, start=args.start, end=args.end)
+    if not read.bars:
+        raise ValueError(f"no valid bars in {', '.join(map(str, args.paths))} ({read.rows_read} rows read, "
+                         f"{len(read.dead_letters)} rejected, {read.filtered} filtered)")
+    result = run_backtest(read.bars, config, model)
+
+    rejected = read.rejected_by_reason()
+    for _, reason in result.rejected:
+        rejected[reason] = rejected.get(reason, 0) + 1
+    tickers = len({b.ticker for b in read.bars})
+    print(f"read {read.rows_read} rows: {len(read.bars)} bars of {tickers} tickers, "
+          f"{sum(rejected.values())} rejected{_reasons(rejected)}, {read.filtered} filtered")
+    name = model.name if model is not None else config.model
+    print(f"model {name}: {len(result.predictions)} predictions, {len(result.scores)} scored, "
+          f"{int(result.pooled['n'])} after warm-up (compared with naive on those days)")
+    print("\n".join(metrics_table(result.pooled, name)))
+    if args.out is not None:
+        write_rows(result.rows(), args.out)
+        print(f"wrote {len(result.predictions)} predictions to {args.out}")
+    if args.report is not None:
+        drawn = render(result.rows(), args.report, ticker=args.report_ticker)
+        print(f"wrote report of {drawn} to {args.report}")
+    return 0
+
+
+def _reasons(counts: dict[str, int]) -> str:
+    return f" ({', '.join(f'{reason} {n}' for reason, n in counts.items())})" if counts else ""
+
+
+def _number(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.4f}"
+
+
+def metrics_table(pooled: dict[str, float], name: str) -> list[str]:
+    """The printed comparison: one line per metric, the model's column then naive's."""
+    lines = [f"{'':<24}{name:>12}{'naive':>12}"]
+    for label, key in POINT_METRICS:
+        naive = pooled.get("naive_" + key, float("nan"))
+        lines.append(f"{label:<24}{_number(pooled[key]):>12}{_number(naive):>12}")
+    levels = [key[len("coverage_"):] for key in pooled if key.startswith("coverage_")]
+    for level in levels:
+        lines.append(f"{f'{level} % interval':<24}coverage {_number(pooled[f'coverage_{level}'])}  "
+                     f"mean width {_number(pooled[f'mean_width_{level}'])}  "
+                     f"Winkler {_number(pooled[f'winkler_{level}'])}")
+    return lines
+
+
+def write_rows(rows: list[dict[str, Any]], path: Path) -> None:
+    """One CSV row per prediction (``BacktestResult.rows``); unscored outcomes are empty cells."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
