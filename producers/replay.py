@@ -142,11 +142,11 @@ def replay(result: ReadResult, settings: Settings, *, topic: str | None = None, 
         _send_bars(publisher, result, topic, Pacer(pacing, clock=clock, sleep=sleep),
                    Progress(len(result.bars), clock=clock) if show else None)
         publisher.flush()
-        problem = None
-    except KeyboardInterrupt:
-        problem = "interrupted"
+        problem, cause = None, None
+    except KeyboardInterrupt as exc:
+        problem, cause = "interrupted", exc
     except Exception as exc:  # whatever stopped the sending, say what was delivered before it
-        problem = f"replay stopped by {type(exc).__name__}: {exc}"
+        problem, cause = f"replay stopped by {type(exc).__name__}: {exc}", exc
     finally:
         publisher.close()
     bars = publisher.deliveries.get(topic)
@@ -163,7 +163,8 @@ def replay(result: ReadResult, settings: Settings, *, topic: str | None = None, 
         problem = "the broker did not acknowledge every record"
     if problem is not None:
         errors = [d.first_error for d in publisher.deliveries.values() if d.first_error]
-        raise ReplayError(problem + (f" (first delivery error: {errors[0]})" if errors else ""), summary)
+        message = problem + (f" (first delivery error: {errors[0]})" if errors else "")
+        raise ReplayError(message, summary) from cause
     return summary
 
 
