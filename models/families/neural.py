@@ -167,8 +167,9 @@ class KerasWindowModel:
             raise RuntimeError(f"{self.name} is not fitted")
         if windows.ndim != 3 or windows.shape[1] != self.lookback:
             raise ValueError(f"expected windows [n, {self.lookback}, features], got shape {windows.shape}")
-        # A direct call: no Keras predict() loop, no MLflow pyfunc wrapper (both ~10x slower here).
-        predicted = self.network(windows.astype("float32"), training=False)
+        # The compiled graph, called once: an eager model(x) call costs ~45 ms here whatever the
+        # batch, predict() adds a batching loop, MLflow's pyfunc wrapper more; this costs ~1 ms.
+        predicted = self.network.predict_on_batch(windows.astype("float32"))
         return np.asarray(predicted, dtype="float64").reshape(-1)
 
     def components(self) -> dict[str, Any]:
