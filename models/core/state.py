@@ -31,7 +31,7 @@ import dataclasses
 import datetime as dt
 import struct
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import orjson
@@ -46,9 +46,8 @@ class StateVersionError(ValueError):
     """Bytes written by a different (or no) ticker-state format."""
 
 
-@dataclass(frozen=True, slots=True)
-class LastPrediction:
-    """The prediction the ticker is waiting to score against its next bar."""
+class LastPrediction(NamedTuple):
+    """The prediction the ticker is waiting to score against its next bar (a tuple: cheap to make)."""
 
     as_of: dt.date
     log_close: float           # predicted log close (the centre of the intervals)
@@ -146,7 +145,7 @@ class TickerState:
                 if value is not None:
                     blobs.append(np.ascontiguousarray(value, dtype="<f8").tobytes())
             elif f.name == "last_prediction" and value is not None:
-                header[f.name] = dataclasses.asdict(value)
+                header[f.name] = value._asdict()
             else:
                 header[f.name] = value
         meta = orjson.dumps(header)

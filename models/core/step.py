@@ -44,7 +44,7 @@ models.core.step.OutOfOrderBar: out_of_order: ACME bar of 2024-01-08 is not afte
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -157,12 +157,13 @@ def step_many(states: Sequence[TickerState | None], bars: Sequence[Bar], config:
     prev_close = np.array([s.last_close for s in priors])
 
     # 1. Score the pending predictions; their log errors feed the error EWMA and the calibration.
+    iso = _IsoDates()
     scores: list[dict[str, Any] | None] = [None] * n
     residuals: list[float | None] = [None] * n
     err2 = np.array([s.err2_ewma for s in priors])
     pending = [i for i, s in enumerate(priors) if s.last_prediction is not None]
     if pending:
-        log_error = _score(priors, bars, pending, close, log_close, scores, residuals)
+        log_error = _score(priors, bars, pending, close, log_close, iso, scores, residuals)
         err2[pending] = ewma(err2[pending], log_error * log_error, decay)
     first = np.isnan(prev_close)
     err2[first] = parkinson_variance(high[first], low[first])
@@ -261,8 +262,8 @@ def step_many(states: Sequence[TickerState | None], bars: Sequence[Bar], config:
     # 7. Records and new states (plain Python values from here on).
     results = []
     name, version = _model_identity(config, model)
-    labels, levels = plan.labels, config.interval_levels
-    days: dict[dt.date, tuple[str, str]] = {}
+    levels = config.interval_levels
+    targets = _IsoDates(next_weekday)
     for i, (prior, bar, log_pred, scale_i, close_i, err2_i, ratio_i, outcome) in enumerate(zip(
             priors, bars, log_prediction.tolist(), scale.tolist(), predicted_close.tolist(), err2.tolist(),
             ratio.tolist(), refits, strict=True)):
@@ -281,14 +282,13 @@ def step_many(states: Sequence[TickerState | None], bars: Sequence[Bar], config:
             err2_ewma=err2_i, innovation_ratio_ewma=ratio_i,
             calibration=calibrations[i], features=buffers[i],
             feature_rows=prior.feature_rows + (prior.bars > 0), last_prediction=lp)
-        if bar.date not in days:
-            days[bar.date] = (bar.date.isoformat(), next_weekday(bar.date).isoformat())
-        as_of, target = days[bar.date]
-        prediction: dict[str, Any] = {"record_type": "prediction", "ticker": bar.ticker, "as_of": as_of,
-                                      "target_date": target, "predicted_close": close_i}
-        for label, low_k, up_k in zip(labels, lower[i], upper[i], strict=True):
-            prediction["lower_" + label] = low_k
-            prediction["upper_" + label] = up_k
+        prediction: dict[str, Any] = {"record_type": "prediction", "ticker": bar.ticker,
+                                      "as_of": iso[bar.date], "target_date": targets[bar.date],
+                                      "predicted_close": close_i}
+        for lower_key, upper_key, low_k, up_k in zip(plan.lower_keys, plan.upper_keys, lower[i], upper[i],
+                                                     strict=True):
+            prediction[lower_key] = low_k
+            prediction[upper_key] = up_k
         prediction.update(sigma=scale_i, model=name, model_version=version, warmup=warmup[i])
         results.append(StepResult(state=state, prediction=prediction, score=scores[i], features=rows[i],
                                   refit=outcome))
@@ -341,17 +341,32 @@ def _padded_abs(calibrations: list[np.ndarray], width: int) -> np.ndarray:
     return padded
 
 
+class _IsoDates(dict[dt.date, str]):
+    """``date -> shift(date)`` as ``"YYYY-MM-DD"``, computed once per date of a batch (mostly one day)."""
+
+    def __init__(self, shift: Callable[[dt.date], dt.date] = lambda day: day) -> None:
+        super().__init__()
+        self.shift = shift
+
+    def __missing__(self, day: dt.date) -> str:
+        text = self[day] = self.shift(day).isoformat()
+        return text
+
+
 @dataclass(frozen=True)
 class _Plan:
     """What a configuration implies, computed once per configuration."""
 
     arima: Arima
-    labels: tuple[str, ...]
+    lower_keys: tuple[str, ...]
+    upper_keys: tuple[str, ...]
 
 
 @cache
 def _plan(config: CoreConfig) -> _Plan:
-    return _Plan(arima=Arima(config.order), labels=tuple(level_label(lv) for lv in config.interval_levels))
+    labels = [level_label(level) for level in config.interval_levels]
+    return _Plan(arima=Arima(config.order), lower_keys=tuple("lower_" + label for label in labels),
+                 upper_keys=tuple("upper_" + label for label in labels))
 
 
 def _model_identity(config: CoreConfig, model: PointModel | None) -> tuple[str, str]:
@@ -387,7 +402,7 @@ def _checked(states: Sequence[TickerState | None], bars: Sequence[Bar], config: 
 
 
 def _score(priors: list[TickerState], bars: Sequence[Bar], pending: list[int], close: np.ndarray,
-           log_close: np.ndarray, scores: list[dict[str, Any] | None],
+           log_close: np.ndarray, iso: _IsoDates, scores: list[dict[str, Any] | None],
            residuals: list[float | None]) -> np.ndarray:
     """Fill ``scores`` and ``residuals`` of the pending tickers; return their log errors."""
     made = [priors[i].last_prediction for i in pending]
@@ -406,24 +421,22 @@ def _score(priors: list[TickerState], bars: Sequence[Bar], pending: list[int], c
         width = (upper - lower).tolist()
         interval_score = winkler(actual, lower, upper, np.array(levels)).tolist()
         labels = [level_label(lv) for lv in levels]
-        days: dict[dt.date, str] = {}
+        inside_keys = ["inside_" + label for label in labels]
+        width_keys = ["width_" + label for label in labels]
+        winkler_keys = ["winkler_" + label for label in labels]
         for k, (i, j) in enumerate(zip(ids, members, strict=True)):
             p, bar = made[j], bars[i]
             assert p is not None
-            if p.as_of not in days:
-                days[p.as_of] = p.as_of.isoformat()
             record: dict[str, Any] = {
-                "record_type": "score", "ticker": bar.ticker, "as_of": days[p.as_of],
-                "target_date": bar.date.isoformat(), "predicted_close": p.predicted_close,
+                "record_type": "score", "ticker": bar.ticker, "as_of": iso[p.as_of],
+                "target_date": iso[bar.date], "predicted_close": p.predicted_close,
                 "actual_close": bar.close, "error": bar.close - p.predicted_close,
                 "abs_pct_error": 100.0 * abs(bar.close - p.predicted_close) / bar.close,
                 "naive_close": p.naive_close, "naive_error": bar.close - p.naive_close,
             }
-            for label, inside_k, width_k, score_k in zip(labels, inside[k], width[k], interval_score[k],
-                                                          strict=True):
-                record["inside_" + label] = inside_k
-                record["width_" + label] = width_k
-                record["winkler_" + label] = score_k
+            record.update(zip(inside_keys, inside[k], strict=True))
+            record.update(zip(width_keys, width[k], strict=True))
+            record.update(zip(winkler_keys, interval_score[k], strict=True))
             record.update(model=p.model, model_version=p.model_version, warmup=p.warmup)
             scores[i] = record
             residuals[i] = standardized[j]

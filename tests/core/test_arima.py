@@ -16,6 +16,7 @@ from models.core.arima import Arima, ArimaFitError, _stationary
 from models.core.bar import Bar
 from models.core.config import CoreConfig
 from models.core.features import FEATURE_NAMES
+from models.core.step import refit
 from tests.core.helpers import run
 
 RESIDUAL = FEATURE_NAMES.index("arima_residual")
@@ -89,3 +90,31 @@ def test_stationarity_check_agrees_with_the_polynomial_roots(coefs: list[float])
     margin = np.abs(np.abs(roots) - 1.0).min() if roots.size else 1.0
     if margin > 1e-9:  # leave roots on the unit circle to rounding
         assert _stationary(coefs) == bool(np.all(np.abs(roots) < 1.0))
+
+
+def test_refit_on_demand_uses_the_current_window_and_leaves_the_input_alone(
+        by_ticker: dict[str, list[Bar]]) -> None:
+    config = CoreConfig(model="arima", window=60, refit_every=10)
+    results = run(by_ticker["GE"][:75], config)
+    state = results[-1].state  # fitted at bar 70, five bars ago
+    before = state.to_bytes()
+    refitted, outcome = refit(state, config)
+    assert outcome == "ok" and state.to_bytes() == before
+    assert (refitted.refits, refitted.since_refit) == (state.refits + 1, 0)
+    np.testing.assert_array_equal(refitted.arima_params, Arima(config.order).fit(state.log_closes))
+    assert refitted.last_prediction == state.last_prediction
+    with pytest.raises(ValueError, match="window has 30 of 60 bars"):
+        refit(results[29].state, config)
+
+
+def test_refit_on_demand_that_fails_is_counted_and_keeps_the_parameters() -> None:
+    config = CoreConfig(model="arima", window=40, refit_every=1000)  # only the first fit runs itself
+    rng = np.random.default_rng(4)
+    closes = np.r_[50 * np.exp(np.cumsum(rng.normal(scale=0.01, size=40))), np.full(40, 50.0)]
+    day = dt.date(2021, 1, 1)
+    bars = [Bar("X", day + dt.timedelta(days=k), c, c, c, c, 1.0) for k, c in enumerate(closes)]
+    results = run(bars, config)
+    state = results[-1].state  # fitted once at bar 40; its window is now constant
+    refitted, outcome = refit(state, config)
+    assert outcome == "failed" and refitted.failed_refits == state.failed_refits + 1
+    np.testing.assert_array_equal(refitted.arima_params, state.arima_params)
