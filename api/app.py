@@ -45,21 +45,19 @@ FORECAST_BODY = {
 }
 
 
-def create_app(settings: Settings, *, read_predictions: bool = True) -> FastAPI:
-    """The app; ``read_predictions=False`` leaves the predictions topic alone (no broker needed)."""
+def create_app(settings: Settings) -> FastAPI:
+    """The app for ``settings``; its lifespan starts and stops the reader of the predictions topic."""
     champion = ChampionSlot(settings)
     latest = LatestPredictions(settings)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        if read_predictions:
-            latest.start()
-        await run_in_threadpool(champion.current)
+        latest.start()
         try:
+            await run_in_threadpool(champion.current)
             yield
         finally:
-            if read_predictions:
-                await run_in_threadpool(latest.stop)
+            await run_in_threadpool(latest.stop)
 
     app = FastAPI(
         title="stream-forecaster",
@@ -123,10 +121,13 @@ def create_app(settings: Settings, *, read_predictions: bool = True) -> FastAPI:
 
     @app.get("/health", response_model=HealthOut)
     def get_health() -> Any:
-        """Whether the broker answers and the champion is loaded; the app serves forecasts either way."""
-        broker = latest.status() if read_predictions else {"reachable": False, "detail": "not read"}
+        """Whether the broker answers and the champion (if one is registered) loaded.
+
+        The app serves forecasts either way: without a champion it uses the core's model.
+        """
+        broker = latest.status()
         model = champion.status()
-        status = "ok" if broker["reachable"] and model["loaded"] else "degraded"
+        status = "ok" if broker["reachable"] and model["error"] is None else "degraded"
         return {"status": status, "broker": broker, "model": model}
 
     @app.get("/models", response_model=ModelsOut, responses={503: {"description": "registry unreachable"}})

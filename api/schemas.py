@@ -83,7 +83,7 @@ class LatestListOut(BaseModel):
 
 
 class HealthOut(BaseModel):
-    """``ok`` when the broker answers and the champion is loaded; ``degraded`` otherwise (still serving)."""
+    """``ok`` when the broker answers and the champion, if any, loaded; else ``degraded`` (still serving)."""
 
     status: str
     broker: Record

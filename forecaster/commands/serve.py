@@ -22,10 +22,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    import logging
+
     import uvicorn
 
     from api.app import create_app
 
+    if args.loglevel == "warn":
+        # kafka-python logs every failed connection attempt; GET /health reports the broker instead.
+        logging.getLogger("kafka").setLevel(logging.CRITICAL)
     settings = settings.replace(api_host=args.host, api_port=args.port, bootstrap=args.bootstrap)
     uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port,
                 log_level="info" if args.loglevel in ("debug", "info") else "warning")

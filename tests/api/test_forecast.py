@@ -1,0 +1,178 @@
+"""POST /forecast with FastAPI's test client, on real files, without a broker or a registry.
+
+The answer must be the backtest's, record for record, and every row must be accounted for: a bar or
+a dead letter with its reason and source. Input that cannot be read is a 4xx that says why.
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from forecaster.settings import Settings
+from models.backtest import run_backtest
+from models.core.config import CoreConfig
+from producers.readers import read_csv_bars
+
+
+@pytest.fixture(scope="module")
+def client(offline_settings: Settings) -> Iterator[TestClient]:
+    """One app for the module: requests do not change its state."""
+    with TestClient(create_app(offline_settings)) as test_client:
+        yield test_client
+
+
+def upload(client: TestClient, path: Path, data: bytes | None = None, **query: str) -> Any:
+    content = path.read_bytes() if data is None else data
+    return client.post("/forecast", params=query, files={"file": (path.name, content)})
+
+
+def assert_accounted(answer: dict[str, Any]) -> None:
+    assert answer["rows_read"] == answer["bars"] + len(answer["dead_letters"])
+    assert len(answer["predictions"]) == answer["bars"]
+
+
+def test_csv_upload_is_the_backtest_of_the_same_file(client: TestClient, data_dir: Path,
+                                                     offline_settings: Settings) -> None:
+    path = data_dir / "601988.SH.csv"
+    response = upload(client, path)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    # No champion is registered: the champion request is served by the core's own model.
+    assert answer["model"] == {"name": "arima", "version": "2,1,0", "requested": "champion"}
+    assert (answer["rows_read"], answer["bars"], answer["dead_letters"]) == (3681, 3681, [])
+    assert answer["tickers"] == ["601988.SH"]
+    expected = run_backtest(read_csv_bars([path]).bars, CoreConfig.from_settings(offline_settings))
+    assert answer["predictions"] == expected.predictions
+    assert answer["scores"] == expected.scores
+    assert answer["metrics"]["pooled"] == pytest.approx(expected.pooled)
+    assert answer["metrics"]["per_ticker"]["601988.SH"] == pytest.approx(expected.pooled)
+    pooled = answer["metrics"]["pooled"]
+    assert {"mae", "naive_mae", "mase", "coverage_95", "winkler_80"} <= pooled.keys()
+    assert pooled["mase"] == pytest.approx(pooled["mae"] / pooled["naive_mae"])
+
+
+def test_rejected_rows_come_back_with_reason_and_source(client: TestClient, two_sp500_tickers: Path) -> None:
+    answer = upload(client, two_sp500_tickers, model="naive").json()
+    assert_accounted(answer)
+    assert answer["rows_read"] == len(two_sp500_tickers.read_text().splitlines()) - 1
+    assert answer["tickers"] == ["DHR", "LNT"]
+    assert [(d["source"], d["reason"], d["raw"]) for d in answer["dead_letters"]] == [
+        ("dhr-lnt.csv:437", "low_above_open_close", "2014-11-06,78.47,81.305,80.49,81.26,1614419,DHR"),
+        ("dhr-lnt.csv:600", "missing_field", "2015-07-17,,88.76,88.24,88.72,2056819,DHR"),
+        ("dhr-lnt.csv:723", "missing_field", "2016-01-12,,,,88.55,0,DHR"),
+        ("dhr-lnt.csv:2070", "low_above_open_close", "2016-05-19,35.19,35.785,35.085,17.87,1231722,LNT"),
+    ]
+    assert answer["model"]["name"] == "naive"
+    assert answer["metrics"]["pooled"]["mase"] == 1.0  # naive against itself
+
+
+def test_gzipped_upload_of_many_tickers(client: TestClient, data_dir: Path) -> None:
+    answer = upload(client, data_dir / "bokeh-stocks.csv.gz", model="naive").json()
+    assert_accounted(answer)
+    assert answer["tickers"] == ["AAPL", "FB", "GOOG", "IBM", "MSFT"]
+    assert answer["bars"] == 12154
+    assert set(answer["metrics"]["per_ticker"]) == set(answer["tickers"])
+
+
+def test_a_file_without_ticker_column_takes_the_file_name_or_the_ticker_given(client: TestClient,
+                                                                              data_dir: Path) -> None:
+    path = data_dir / "vgi" / "vgi2.csv"
+    assert upload(client, path, model="naive").json()["tickers"] == ["VGI2"]
+    assert upload(client, path, model="naive", ticker="VGI").json()["tickers"] == ["VGI"]
+
+
+def test_json_bars_are_validated_like_messages(client: TestClient, data_dir: Path,
+                                               offline_settings: Settings) -> None:
+    bars = read_csv_bars([data_dir / "vgi" / "vgi2.csv"], ticker="VGI").bars[:300]
+    records: list[Any] = [{k: v for k, v in bar.to_dict().items() if k != "source"} for bar in bars]
+    bad = [{**records[10], "date": "2019-02-30"}, records[20], "not a bar", {**records[30], "close": -1}]
+    response = client.post("/forecast", json={"bars": records + bad})
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert_accounted(answer)
+    letters = [(d["source"], d["reason"]) for d in answer["dead_letters"]]
+    assert letters == [("bars[300]", "bad_date"), ("bars[301]", "duplicate"), ("bars[302]", "not_json"),
+                       ("bars[303]", "non_positive_price")]
+    expected = run_backtest(bars, CoreConfig.from_settings(offline_settings))
+    assert answer["predictions"] == expected.predictions
+
+
+@pytest.mark.parametrize(("name", "data", "says"), [
+    ("empty.csv", b"", "empty"),
+    ("blank.csv", b"\n\n  \n", "empty"),
+    ("header.csv", b"date,open,high,low,close,volume,Name\n", "no rows"),
+    ("dax.csv", b"Datum,Schluss\n2024-01-05,10\n", "cannot tell which columns"),
+    ("cut.csv.gz", gzip.compress(b"date,open,high,low,close,volume,Name\n")[:20], "cannot be decompressed"),
+    ("photo.csv", bytes(range(256)) * 8, "cannot tell which columns"),
+])
+def test_unreadable_uploads_are_422_with_the_reason(client: TestClient, name: str, data: bytes,
+                                                     says: str) -> None:
+    response = client.post("/forecast", files={"file": (name, data)})
+    assert response.status_code == 422, response.text
+    assert says in response.json()["detail"]["message"]
+
+
+def test_every_row_rejected_is_422_with_the_rows(client: TestClient) -> None:
+    data = b"date,open,high,low,close,volume,Name\n2013-02-08,,,,69.08,3,BHF\n2013-02-11,1,1,1,1,-5,BHF\n"
+    response = client.post("/forecast", files={"file": ("bhf.csv", data)})
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    assert "all 2 rows were rejected" in detail["message"]
+    assert [(d["source"], d["reason"]) for d in detail["dead_letters"]] == [
+        ("bhf.csv:2", "missing_field"), ("bhf.csv:3", "negative_volume")]
+
+
+@pytest.mark.parametrize(("body", "loc"), [
+    (b"{\"bars\": [", []),
+    (b"[1, 2]", []),
+    (b"{\"bars\": []}", ["bars"]),
+    (b"{\"rows\": [{}]}", ["bars"]),
+])
+def test_invalid_json_bodies_are_422_with_the_location(client: TestClient, body: bytes, loc: list) -> None:
+    response = client.post("/forecast", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 422
+    assert response.json()["detail"]["errors"][0]["loc"] == loc
+
+
+def test_requests_that_are_neither_upload_nor_json(client: TestClient) -> None:
+    response = client.post("/forecast", content=b"a,b\n", headers={"Content-Type": "text/csv"})
+    assert response.status_code == 415
+    response = client.post("/forecast", files={"other": ("x.csv", b"a\n")})
+    assert response.status_code == 422
+    assert "no file field named 'file'" in response.json()["detail"]["message"]
+
+
+def test_bad_options_are_4xx(client: TestClient, data_dir: Path) -> None:
+    path = data_dir / "vgi" / "vgi2.csv"
+    assert upload(client, path, model="lstm").status_code == 404
+    assert upload(client, path, columns="price=Kurs").status_code == 422
+
+
+def test_without_a_broker_forecasts_are_served_and_health_says_so(client: TestClient, data_dir: Path) -> None:
+    assert upload(client, data_dir / "vgi" / "vgi2.csv", model="naive").status_code == 200
+    health = client.get("/health").json()
+    assert health["status"] == "degraded"
+    assert health["broker"]["reachable"] is False
+    assert health["model"]["loaded"] is False
+    assert "no champion" in health["model"]["serving"]
+    models = client.get("/models").json()
+    assert models["champion"] is None and models["serving"] == "the core's arima model"
+
+
+def test_openapi_documents_both_request_bodies(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    body = spec["paths"]["/forecast"]["post"]["requestBody"]["content"]
+    assert {"multipart/form-data", "application/json"} <= body.keys()
+    paths = {"/forecast", "/predictions", "/predictions/{ticker}", "/health", "/models"}
+    assert paths <= spec["paths"].keys()
+    assert client.get("/docs").status_code == 200
+    page = client.get("/")
+    assert page.status_code == 200 and 'id="chart"' in page.text
+    assert client.get("/static/app.js").status_code == 200
