@@ -73,6 +73,22 @@ def test_replay_publishes_keyed_ordered_schema_valid_bars(data_dir: Path, tmp_pa
     assert sorted(v["raw"] + "\n" for *_, v in letters) == sorted(BAD_ROWS.splitlines(keepends=True))
 
 
+def test_bokeh_and_sp500_layouts_reach_the_topic(data_dir: Path, sp500_slice: tuple[Path, list[str]],
+                                                 kafka_settings: Settings) -> None:
+    path, lines = sp500_slice
+    result = read_csv_bars([data_dir / "bokeh-stocks.csv.gz", path], start=dt.date(2013, 1, 1))
+    summary = replay(result, kafka_settings, progress=False)
+    assert summary.accounted and summary.filtered > 0
+    assert summary.dead_letters_sent == len(result.dead_letters) > 0  # LNT's and BHF's bad rows
+    letters = read_topic(kafka_settings, kafka_settings.topic_dlq)
+    assert sorted(key for _p, _o, key, _v in letters) == sorted(d.ticker for d in result.dead_letters)
+    records = read_topic(kafka_settings, kafka_settings.topic_bars)
+    assert len(records) == summary.bars_sent == len(result.bars)
+    assert {key for _p, _o, key, _v in records} == {"AAPL", "IBM", "MSFT", "GOOG", "FB", "LNT", "BHF", "AAL",
+                                                    "AOS"}
+    assert summary.rows_read == 12_154 + len(lines) - 1
+
+
 def test_bars_go_out_in_event_time_order_across_tickers(data_dir: Path, kafka_settings: Settings) -> None:
     # On a one-partition topic the offsets are the sending order.
     topic = kafka_settings.topic_bars + "-single"
