@@ -143,7 +143,8 @@ def read_csv_bars(paths: Sequence[str | Path], *, ticker: str | None = None,
     Parameters
     ----------
     paths
-        Files (``.csv``, ``.csv.gz``, or any name when given directly) and directories of them.
+        Files (``.csv``, ``.csv.gz``, or any name when given directly) and directories of them; a
+        single path is taken as a list of one.
     ticker
         Ticker of files that have no ticker column (default: the file name, upper-cased).
     columns
@@ -158,6 +159,8 @@ def read_csv_bars(paths: Sequence[str | Path], *, ticker: str | None = None,
     FileNotFoundError
         A path that does not exist or a directory without CSV files.
     """
+    if isinstance(paths, str | Path):
+        paths = [paths]  # one path, not a sequence of its characters
     if not paths:
         raise ValueError("no input files given")
     checker = RowChecker(tickers=tickers, start=start, end=end)

@@ -129,6 +129,8 @@ def replay(result: ReadResult, settings: Settings, *, topic: str | None = None, 
     if unaccounted:
         raise ValueError(f"the read does not account for {unaccounted} of its {result.rows_read} rows")
     topic = topic or settings.topic_bars
+    if topic == settings.topic_dlq:
+        raise ValueError(f"the bars topic and the dead-letter topic are both {topic!r}; they must differ")
     show = sys.stderr.isatty() if progress is None else progress
     publisher = Publisher(settings, connect_timeout_s=connect_timeout_s)
     letter_futures: list[tuple[str, Any]] = []

@@ -153,6 +153,10 @@ def test_unknown_layout_and_empty_file_are_layout_errors(tmp_path: Path) -> None
         read_csv_bars([_write(tmp_path / "empty.csv", "")])
 
 
+def test_a_single_path_is_a_list_of_one(data_dir: Path) -> None:
+    assert read_csv_bars(str(data_dir / "vgi" / "vgi2.csv")).rows_read == 854
+
+
 def test_missing_paths_are_named(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"nope\.csv does not exist"):
         read_csv_bars([tmp_path / "nope.csv"])
