@@ -4,7 +4,7 @@ Durable: ``acks=all`` with idempotence, so a retry never duplicates or reorders 
 Fast: large batches, a short linger and lz4 compression; the partition of each key is computed
 once per ticker (:class:`KeyCachedPartitioner`) since kafka-python's murmur2 is pure Python.
 Honest: a broker that cannot be reached fails within ``connect_timeout_s`` before anything is sent,
-and every delivery failure is counted (:attr:`Publisher.failed`), never dropped.
+and every delivery outcome is counted (:attr:`Publisher.deliveries`), never dropped.
 """
 
 from __future__ import annotations
