@@ -70,6 +70,7 @@ class Settings:
     arima_order: tuple[int, int, int] = (2, 1, 0)
     interval_levels: tuple[float, ...] = (0.8, 0.95)
     calibration_window: int = 250
+    feature_history: int = 32
     # MLflow
     mlflow_tracking_uri: str = ""
     model_name: str = "next-close"
@@ -124,6 +125,8 @@ DOCS: dict[str, str] = {
     "arima_order": "ARIMA order p,d,q",
     "interval_levels": "central prediction interval levels, comma separated",
     "calibration_window": "past standardized errors per ticker used for conformal calibration",
+    "feature_history": "feature rows kept per ticker whatever the model, so that a newly promoted "
+    "model whose lookback is at most this predicts at once instead of warming up",
     "mlflow_tracking_uri": "MLflow tracking and registry URI (default: SQLite under home)",
     "model_name": "registered model whose `champion` alias the worker serves",
     "model_reload_s": "seconds between checks for a newly promoted champion",

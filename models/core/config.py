@@ -51,6 +51,10 @@ class CoreConfig:
     vol_decay
         Decay of the exponentially weighted averages of squared errors that scale the intervals
         (0.94 is RiskMetrics' daily value: a half-life of about 11 bars).
+    feature_history
+        Feature rows kept per ticker whatever the model (more when an external model's lookback is
+        longer), so that a model promoted while the stream runs predicts at once if its lookback
+        fits, instead of warming up.
     """
 
     model: str = "arima"
@@ -60,6 +64,7 @@ class CoreConfig:
     interval_levels: tuple[float, ...] = (0.8, 0.95)
     calibration_window: int = 250
     vol_decay: float = 0.94
+    feature_history: int = 32
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
@@ -84,6 +89,8 @@ class CoreConfig:
             raise ValueError(f"calibration_window must be >= 1; got {self.calibration_window}")
         if not 0 < self.vol_decay < 1:
             raise ValueError(f"vol_decay must be inside (0, 1); got {self.vol_decay}")
+        if self.feature_history < 1:
+            raise ValueError(f"feature_history must be >= 1; got {self.feature_history}")
 
     @classmethod
     def from_settings(cls, settings: Any, **overrides: Any) -> CoreConfig:
@@ -100,6 +107,7 @@ class CoreConfig:
             "order": tuple(settings.arima_order),
             "interval_levels": tuple(settings.interval_levels),
             "calibration_window": settings.calibration_window,
+            "feature_history": settings.feature_history,
         }
         values.update(overrides)
         return cls(**values)

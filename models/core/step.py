@@ -210,7 +210,7 @@ def step_many(states: Sequence[TickerState | None], bars: Sequence[Bar], config:
                         volume=np.array([b.volume for b in bars]), prev_close=prev_close,
                         prev_volume=np.array([s.last_volume for s in priors]), arima_residual=arima_residual)
     rows.flags.writeable = False
-    keep = model.lookback if model is not None else 1
+    keep = max(model.lookback if model is not None else 0, config.feature_history)
     buffers = [prior.features if first[i]
                else np.concatenate((prior.features[len(prior.features) - keep + 1:], rows[i : i + 1]))
                for i, prior in enumerate(priors)]
