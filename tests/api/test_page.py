@@ -1,0 +1,113 @@
+"""The web page end to end: ``forecaster serve`` in a child process, the real broker, headless Chromium.
+
+The browser is the system's (Debian ``chromium`` and ``chromium-driver``), driven by Selenium; the
+predictions topic is seeded with the records the worker would write, rather than running a worker.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from forecaster.kafka.broker import free_port
+from forecaster.settings import Settings, to_environ
+from tests.api.seeding import seed_predictions, streamed_records
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+CHROMEDRIVER = os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver")
+
+
+@pytest.fixture
+def server(kafka_settings: Settings, tmp_path: Path) -> Iterator[str]:
+    """``forecaster serve`` on a free port; its base URL once /health answers; stopped by SIGTERM."""
+    settings = kafka_settings.replace(api_port=free_port())
+    log = tmp_path / "serve.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen([sys.executable, "-m", "forecaster.cli", "-l", "info", "serve"],
+                                   env={**os.environ, **to_environ(settings)}, stdout=out,
+                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    url = f"http://{settings.api_host}:{settings.api_port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, log.read_text()
+            try:
+                urllib.request.urlopen(f"{url}/health", timeout=5).close()
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert time.monotonic() < deadline, f"serve did not answer in 60 s:\n{log.read_text()}"
+                time.sleep(0.2)
+        yield url
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=30)
+    # uvicorn shuts the app down (the lifespan stops the reader), then re-raises the signal.
+    assert code == -signal.SIGTERM, f"serve ended with {code}:\n{log.read_text()}"
+    assert "Application shutdown complete" in log.read_text()
+
+
+@pytest.fixture
+def browser() -> Iterator[webdriver.Chrome]:
+    for path in (CHROMIUM, CHROMEDRIVER):
+        assert shutil.which(path), f"{path} is missing: apt-get install chromium chromium-driver"
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    profile = tempfile.mkdtemp(prefix="chromium-")
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", "--window-size=1280,1600", f"--user-data-dir={profile}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def test_upload_charts_the_forecast_and_the_live_table_fills(
+        server: str, browser: webdriver.Chrome, kafka_settings: Settings, data_dir: Path) -> None:
+    records = streamed_records(data_dir)
+    seed_predictions(kafka_settings, records)
+    browser.get(server)
+    wait = WebDriverWait(browser, 60, poll_frequency=0.2)
+
+    browser.find_element(By.ID, "file").send_keys(str(data_dir / "601988.SH.csv"))
+    browser.find_element(By.ID, "submit").click()
+    wait.until(lambda b: b.find_element(By.ID, "chart").get_attribute("data-points"))
+    # 3,681 bars: 3,680 scored predictions and the forecast for the day after the last bar.
+    assert browser.find_element(By.ID, "chart").get_attribute("data-points") == "3681"
+    assert browser.find_element(By.ID, "errors").get_attribute("data-points") == "3680"
+    for line in ("actual", "predicted", "band"):
+        assert browser.find_element(By.CSS_SELECTOR, f"#chart path.{line}").get_attribute("d").startswith("M")
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#errors rect")) == 3680
+    metrics = {row.find_elements(By.TAG_NAME, "td")[0].text for row in
+               browser.find_elements(By.CSS_SELECTOR, "#metrics tbody tr")}
+    assert {"mae", "rmse", "mase", "coverage_95"} <= metrics
+    assert "3681 bars of 1 ticker(s)" in browser.find_element(By.ID, "summary").text
+
+    wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#live tbody tr")) == 4)
+    rows = browser.find_elements(By.CSS_SELECTOR, "#live tbody tr")
+    assert [row.get_attribute("data-ticker") for row in rows] == ["ABC", "TEL", "VGI", "VTC"]
+    last_vgi = [r for r in records if r["ticker"] == "VGI" and r["record_type"] == "prediction"][-1]
+    cells = [cell.text for cell in rows[2].find_elements(By.TAG_NAME, "td")]
+    assert cells[1:3] == [last_vgi["as_of"], last_vgi["target_date"]]
+    assert cells[3] == f"{last_vgi['predicted_close']:.4f}"
+    wait.until(lambda b: b.find_element(By.ID, "health").text.startswith("ok"))
