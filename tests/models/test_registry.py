@@ -108,3 +108,18 @@ def test_cli_train_and_promote(data_dir, store, monkeypatch, capsys) -> None:
     out = capsys.readouterr().out
     assert "rule: candidate MAE < naive MAE" in out and "not promoted" in out
     assert registry.champion_version(store) is None
+
+
+def test_a_training_run_logs_metrics_plots_reference_test_set_and_params(aph_bars, store) -> None:
+    outcome = _train_arima(aph_bars, store, [1, 1, 0])
+    mlflow_client = registry.client(store)
+    run = mlflow_client.get_run(outcome.run_id)
+    artifacts = {a.path for a in mlflow_client.list_artifacts(outcome.run_id)}
+    logged = {"predicted_vs_actual.png", "error_distribution.png", "reference.json", "test_set.npz"}
+    assert logged <= artifacts
+    metrics = run.data.metrics
+    for name in ("mae", "rmse", "mse", "mape", "r2", "mase", "directional_accuracy"):
+        assert metrics[f"test_{name}"] == pytest.approx(outcome.evaluation.metrics[name])
+    assert metrics["naive_mae"] == pytest.approx(outcome.evaluation.naive_metrics["mae"])
+    assert 0 < metrics["dm_p_value"] <= 1
+    assert run.data.params["family"] == "arima" and run.data.params["test_end"] == str(outcome.split.test_end)
