@@ -11,8 +11,6 @@ Examples
 >>> split = split_by_date(days, test_days=10, validation_fraction=0.25)
 >>> [str(d) for d in (split.train_end, split.validation_start, split.test_start, split.test_end)]
 ['2024-01-15', '2024-01-16', '2024-01-21', '2024-01-30']
->>> split.part(dt.date(2024, 1, 16)), split.part(dt.date(2024, 1, 21))
-('validation', 'test')
 """
 
 from __future__ import annotations
@@ -37,16 +35,6 @@ class DateSplit:
     validation_start: dt.date
     test_start: dt.date
     test_end: dt.date
-
-    def part(self, day: dt.date) -> str | None:
-        """``"train"``, ``"validation"``, ``"test"`` or None (after the test period)."""
-        if day <= self.train_end:
-            return "train"
-        if day < self.test_start:
-            return "validation"
-        if day <= self.test_end:
-            return "test"
-        return None
 
 
 def split_by_date(target_dates: Sequence[dt.date], *, test_start: dt.date | None = None,
