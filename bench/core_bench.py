@@ -16,7 +16,9 @@ series and ARIMA order:
 - the whole ``step`` (scoring, ARIMA, features, intervals, records, new state; refits included)
   one ticker at a time and ``step_many`` over all tickers day by day.
 
-The result is a Markdown section for ``docs/benchmarks.md``.
+Times are CPU time of this process (``time.process_time``), so that other work on a shared machine
+slows the numbers less than it would wall-clock time. The result is a Markdown section for
+``docs/benchmarks.md``.
 """
 
 from __future__ import annotations
@@ -42,13 +44,13 @@ from producers.readers import read_csv_bars
 
 
 def per_call(func: Callable[[], object], repeat: int) -> float:
-    """Best-of-three mean seconds per call over ``repeat`` calls."""
+    """Best-of-three mean CPU seconds per call over ``repeat`` calls."""
     best = float("inf")
     for _ in range(3):
-        start = time.perf_counter()
+        start = time.process_time()
         for _ in range(repeat):
             func()
-        best = min(best, (time.perf_counter() - start) / repeat)
+        best = min(best, (time.process_time() - start) / repeat)
     return best
 
 
@@ -129,22 +131,23 @@ def main() -> None:
     # Whole steps, refits included: warm every ticker up, then time the next `days` bars.
     warm_states = step_many_days(series, names, config, 0, window)
     timed = sum(args.days for _ in names)
-    start = time.perf_counter()
+    start = time.process_time()
     step_many_days(series, names, config, window, window + args.days, warm_states)
-    batched = (time.perf_counter() - start) / timed
+    batched = (time.process_time() - start) / timed
     singles = names[:5]
-    start = time.perf_counter()
+    start = time.process_time()
     for t in singles:
         state = warm_states[t]
         for bar in series[t][window:]:
             state = step(state, bar, config).state
-    single = (time.perf_counter() - start) / (len(singles) * args.days)
+    single = (time.process_time() - start) / (len(singles) * args.days)
     rows += [("core `step`, one ticker at a time, everything included", f"{single * us:.1f} µs"),
              (f"core `step_many`, {len(names)} tickers per call, everything included",
               f"{batched * us:.1f} µs")]
 
     command = "python bench/core_bench.py " + " ".join(sys.argv[1:])
-    print(f"Machine: {machine()}  \nCommand: `{command.strip()}`  \n"
+    load_average = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"Machine: {machine()}, load average at the end {load_average}  \nCommand: `{command.strip()}`  \n"
           f"Data: sp500-5yr.csv.gz, {len(names)} tickers, ARIMA{config.order} on log closes, window "
           f"{window}, refit every {config.refit_every}, timed over {args.days} bars per ticker.\n")
     print("| what (cost per ticker-bar unless said) | time |\n|---|---|")

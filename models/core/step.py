@@ -189,13 +189,13 @@ def step_many(states: Sequence[TickerState | None], bars: Sequence[Bar], config:
         filtered = {i: (params[j], a[j], cov[j]) for j, i in enumerate(fitted)}
 
     # 3. Window, counters and refits (per ticker: a refit is a small regression).
-    windows: list[np.ndarray] = []
+    fit_windows: list[np.ndarray] = []
     refits: list[str | None] = []
     keep_closes = config.window - 1
     for i, prior in enumerate(priors):
         window = np.concatenate((prior.log_closes[-keep_closes:], log_close[i : i + 1]))
         window.flags.writeable = False
-        windows.append(window)
+        fit_windows.append(window)
         outcome = None
         if window.size == config.window and (prior.since_refit + 1 >= config.refit_every
                                              or prior.refits + prior.failed_refits == 0):
@@ -212,7 +212,7 @@ def step_many(states: Sequence[TickerState | None], bars: Sequence[Bar], config:
     rows.flags.writeable = False
     keep = max(model.lookback if model is not None else 0, config.feature_history)
     buffers = [prior.features if first[i]
-               else np.concatenate((prior.features[len(prior.features) - keep + 1:], rows[i : i + 1]))
+               else np.concatenate((prior.features[max(len(prior.features) - keep + 1, 0):], rows[i : i + 1]))
                for i, prior in enumerate(priors)]
     for buffer in buffers:
         buffer.flags.writeable = False
@@ -225,7 +225,7 @@ def step_many(states: Sequence[TickerState | None], bars: Sequence[Bar], config:
         ids = sorted(filtered)
         mean, variance = arima.forecast(
             np.array([filtered[i][1] for i in ids]), np.array([filtered[i][2] for i in ids]),
-            np.array([windows[i][windows[i].size - arima.d:] for i in ids]))
+            np.array([fit_windows[i][fit_windows[i].size - arima.d:] for i in ids]))
         log_prediction[ids] = mean
         scale[ids] = np.sqrt(variance * ratio[ids])
         ready[ids] = True
@@ -233,7 +233,8 @@ def step_many(states: Sequence[TickerState | None], bars: Sequence[Bar], config:
         assert model is not None  # _checked guarantees it
         ids = [i for i, buffer in enumerate(buffers) if len(buffer) >= model.lookback]
         if ids:
-            returns = _predict_returns(model, np.array([buffers[i] for i in ids]))
+            feature_windows = np.array([buffers[i][len(buffers[i]) - model.lookback :] for i in ids])
+            returns = _predict_returns(model, feature_windows)
             usable = np.isfinite(returns)
             ids_arr = np.array(ids)[usable]
             log_prediction[ids_arr] = log_close[ids_arr] + returns[usable]
@@ -277,7 +278,7 @@ def step_many(states: Sequence[TickerState | None], bars: Sequence[Bar], config:
             refits=prior.refits + (outcome == "ok"),
             failed_refits=prior.failed_refits + (outcome == "failed"),
             since_refit=0 if outcome else prior.since_refit + 1,
-            last_close=bar.close, last_volume=bar.volume, log_closes=windows[i],
+            last_close=bar.close, last_volume=bar.volume, log_closes=fit_windows[i],
             arima_params=params_i, arima_state=a_i, arima_cov=cov_i,
             err2_ewma=err2_i, innovation_ratio_ewma=ratio_i,
             calibration=calibrations[i], features=buffers[i],

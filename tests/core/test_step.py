@@ -177,3 +177,19 @@ def test_batches_refuse_what_cannot_be_applied_and_apply_nothing(by_ticker: dict
     with pytest.raises(ValueError, match="2 states for 1 bars"):
         step_many([None, None], [a0], config)
     assert step_many([], [], config) == []
+
+
+def test_a_model_promoted_mid_stream_predicts_at_once_when_its_lookback_fits(
+        by_ticker: dict[str, list[Bar]]) -> None:
+    bars = by_ticker["GE"][:80]
+    before = run(bars[:70], CoreConfig(model="arima", **SMALL))[-1].state
+    assert len(before.features) == CoreConfig().feature_history
+    swapped = step(before, bars[70], CoreConfig(model="external", **SMALL), Reversal())
+    assert not swapped.prediction["warmup"] and swapped.prediction["model"] == "reversal"
+
+    class Long(Reversal):
+        lookback = 40  # longer than the history kept: warms up, then keeps 40 rows
+
+    results = run(bars, CoreConfig(model="external", **SMALL), Long())
+    assert [r.prediction["warmup"] for r in results].index(False) == 40
+    assert len(results[-1].state.features) == 40
