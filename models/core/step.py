@@ -396,7 +396,7 @@ def _checked(states: Sequence[TickerState | None], bars: Sequence[Bar], config: 
             state = TickerState.empty(bar.ticker, len(FEATURE_NAMES))
         elif state.ticker != bar.ticker:
             raise ValueError(f"bar of {bar.ticker!r} given with the state of {state.ticker!r}")
-        elif bar.date <= state.last_date:
+        elif state.last_date is not None and bar.date <= state.last_date:
             raise OutOfOrderBar(bar, state.last_date)
         priors.append(state)
     return priors

@@ -193,3 +193,18 @@ def test_a_model_promoted_mid_stream_predicts_at_once_when_its_lookback_fits(
     results = run(bars, CoreConfig(model="external", **SMALL), Long())
     assert [r.prediction["warmup"] for r in results].index(False) == 40
     assert len(results[-1].state.features) == 40
+
+
+def test_a_model_output_that_is_not_finite_gets_the_flagged_naive_forecast(
+        by_ticker: dict[str, list[Bar]]) -> None:
+    class Broken(Reversal):
+        def predict_returns(self, windows: np.ndarray) -> np.ndarray:
+            returns = super().predict_returns(windows)
+            returns[0] = np.nan
+            return returns
+
+    bars = [by_ticker["GE"][30], by_ticker["JPM"][30]]
+    states = [run(by_ticker[t][:30], CoreConfig(model="naive", **SMALL))[-1].state for t in ("GE", "JPM")]
+    broken, fine = step_many(states, bars, CoreConfig(model="external", **SMALL), Broken())
+    assert broken.prediction["warmup"] and broken.prediction["predicted_close"] == bars[0].close
+    assert not fine.prediction["warmup"] and fine.prediction["predicted_close"] != bars[1].close
