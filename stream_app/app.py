@@ -1,6 +1,6 @@
 """The Faust application: ``bars`` in, ``predictions`` and ``bars.dlq`` out, state in a table.
 
-Start it with ``forecaster worker`` or ``faust -A stream_app.app worker -l warn``; both read the
+Start it with ``forecaster worker`` or ``faust -A stream_app.app worker -l warn --without-web``; both read the
 settings from ``FORECASTER_*`` environment variables.
 
 How a batch is handled, and why in this order (at-least-once without loss):
@@ -89,7 +89,7 @@ class ForecastService:
         self._start_lock: asyncio.Lock | None = None
 
     async def ensure_started(self) -> BatchProcessor:
-        """Serve the metrics and load the model, once, before the first batch."""
+        """Serve the metrics and load the model, once (at start; the first batch waits for it)."""
         if self.processor is not None:
             return self.processor
         self._start_lock = self._start_lock or asyncio.Lock()
@@ -184,7 +184,7 @@ def create_app(settings: Settings) -> faust.App:
         datadir=str(datadir),
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
-        web_enabled=False,  # one port per worker is not needed: metrics have their own endpoint
+        web_enabled=False,  # metrics have their own endpoint (the CLI needs --without-web too)
         producer_acks=-1,
         producer_max_batch_size=512 * 1024,
         producer_linger=0.005,
@@ -221,10 +221,12 @@ def create_app(settings: Settings) -> faust.App:
         await service.export_consumer_lag()
 
     @app.task
-    async def quiet_root_logger() -> None:
+    async def on_worker_start() -> None:
         # `-l warn` leaves the root logger at DEBUG in Faust; records formatted and dropped there
         # cost about 10 % of the worker's CPU.
         logging.getLogger().setLevel(logging.WARNING)
+        # Metrics and the model are up before the first bar, so an idle worker is visible too.
+        await service.ensure_started()
 
     datadir.mkdir(parents=True, exist_ok=True)  # Faust does not create a missing parent
     return app

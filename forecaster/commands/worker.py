@@ -34,6 +34,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             os.environ[env_name(name)] = str(value)
     from stream_app.app import app
 
-    sys.argv = ["forecaster worker", "worker", "--loglevel", "warn"]
+    # --without-web: Faust's CLI turns its web server on whatever the app says; one fixed port per
+    # worker would stop a second worker on the same host, and the metrics have their own endpoint.
+    sys.argv = ["forecaster worker", "worker", "--loglevel", "warn", "--without-web"]
     app.main()
     return 0
