@@ -76,7 +76,8 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.post(
         "/forecast", response_model=ForecastOut, openapi_extra={"requestBody": FORECAST_BODY},
-        responses={415: {"description": "neither a multipart upload nor JSON"},
+        responses={413: {"description": "more bars than FORECASTER_API_MAX_BARS"},
+                   415: {"description": "neither a multipart upload nor JSON"},
                    422: {"description": "input that cannot be read: the reason, and the rows when "
                                         "every one was rejected"}},
     )
@@ -89,6 +90,8 @@ def create_app(settings: Settings) -> FastAPI:
                                             "(default: the file name)")] = None,
         columns: Annotated[str | None, Query(description="column names for fields when detection "
                                              "fails, e.g. date=Datum,close=Schluss")] = None,
+        tickers: Annotated[str | None, Query(description="only these tickers, e.g. AAPL,MSFT; rows of "
+                                             "others are counted in `filtered`")] = None,
     ) -> Any:
         """Forecast every bar of an uploaded history and score the forecasts against naive.
 
@@ -97,7 +100,8 @@ def create_app(settings: Settings) -> FastAPI:
         be read at all gets a 422 that says why.
         """
         try:
-            result = await _read_request(request, ticker, columns)
+            result = await _read_request(request, ticker, columns, tickers)
+            forecast.check_size(result, settings.api_max_bars)
             choice = await run_in_threadpool(resolve, model, settings, champion)
             return await run_in_threadpool(forecast.run, result, choice)
         except InputError as error:
@@ -142,12 +146,14 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
-async def _read_request(request: Request, ticker: str | None, columns: str | None) -> ReadResult:
+async def _read_request(request: Request, ticker: str | None, columns: str | None,
+                        tickers: str | None) -> ReadResult:
     """The bars and dead letters of the request body, whichever form it takes."""
     try:
         mapping = parse_columns(columns) if columns else None
     except ValueError as error:
         raise InputError(str(error)) from None
+    selected = [t.strip() for t in tickers.split(",") if t.strip()] if tickers else None
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind == "multipart/form-data":
         form = await request.form()
@@ -155,7 +161,8 @@ async def _read_request(request: Request, ticker: str | None, columns: str | Non
         if not isinstance(upload, UploadFile):
             raise InputError("the multipart body has no file field named 'file'")
         data = await upload.read()
-        return await run_in_threadpool(read_upload, upload.filename, data, ticker=ticker, columns=mapping)
+        return await run_in_threadpool(read_upload, upload.filename, data, ticker=ticker, columns=mapping,
+                                       tickers=selected)
     if kind == "application/json":
         try:
             body = ForecastBars.model_validate_json(await request.body())
@@ -163,6 +170,6 @@ async def _read_request(request: Request, ticker: str | None, columns: str | Non
             errors = orjson.loads(error.json(include_url=False, include_input=False))
             raise InputError("the JSON body is not {\"bars\": [...]} with at least one bar",
                              errors=errors) from None
-        return read_json_bars(body.bars)
+        return read_json_bars(body.bars, tickers=selected)
     raise InputError(f"Content-Type {kind or 'none'!r}: send multipart/form-data with a CSV file in 'file' "
                      "or application/json with {\"bars\": [...]}", status=415)

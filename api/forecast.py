@@ -13,6 +13,13 @@ from producers.deadletter import DeadLetter
 from producers.readers import ReadResult
 
 
+def check_size(result: ReadResult, max_bars: int) -> None:
+    """Refuse (413) more bars than one request may forecast: the answer holds two records per bar."""
+    if len(result.bars) > max_bars:
+        raise InputError(f"{len(result.bars)} bars is more than FORECASTER_API_MAX_BARS={max_bars}; "
+                         "choose some tickers with ?tickers=A,B or a shorter history", status=413)
+
+
 def run(result: ReadResult, choice: ModelChoice) -> dict[str, Any]:
     """Walk the core over ``result.bars`` with ``choice``; predictions, scores, metrics, dead letters.
 
@@ -27,7 +34,8 @@ def run(result: ReadResult, choice: ModelChoice) -> dict[str, Any]:
     dead_letters = [letter.to_dict() for letter in result.dead_letters]
     if not result.bars:
         message = ("the input holds no rows" if not result.rows_read else
-                   f"no valid bar: all {result.rows_read} rows were rejected")
+                   f"no bar to forecast among the {result.rows_read} rows: {len(dead_letters)} rejected, "
+                   f"{result.filtered} of other tickers")
         raise InputError(message, dead_letters=dead_letters)
     backtest = run_backtest(result.bars, choice.config, choice.model)
     # The readers already refuse a second bar of a ticker and day, so the backtest applies every bar;
@@ -39,6 +47,7 @@ def run(result: ReadResult, choice: ModelChoice) -> dict[str, Any]:
     return {
         "model": {"name": choice.name, "version": choice.version, "requested": choice.requested},
         "rows_read": result.rows_read,
+        "filtered": result.filtered,
         "bars": len(result.bars) - len(backtest.rejected),
         "tickers": sorted(backtest.states),
         "dead_letters": dead_letters,

@@ -25,7 +25,7 @@ import json
 import re
 import tempfile
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path, PureWindowsPath
 from typing import Any
 
@@ -58,8 +58,9 @@ def upload_name(name: str | None) -> str:
 
 
 def read_upload(name: str | None, data: bytes, *, ticker: str | None = None,
-                columns: Mapping[str, str] | None = None) -> ReadResult:
-    """The bars and dead letters of an uploaded CSV file (plain or gzipped)."""
+                columns: Mapping[str, str] | None = None,
+                tickers: Collection[str] | None = None) -> ReadResult:
+    """The bars and dead letters of an uploaded CSV file (plain or gzipped); ``tickers`` selects."""
     file_name = upload_name(name)
     if not data.strip():
         raise InputError(f"{file_name}: the file is empty")
@@ -67,7 +68,7 @@ def read_upload(name: str | None, data: bytes, *, ticker: str | None = None,
         path = Path(folder) / file_name
         path.write_bytes(data)
         try:
-            return read_csv_bars([path], ticker=ticker, columns=columns)
+            return read_csv_bars([path], ticker=ticker, columns=columns, tickers=tickers)
         except LayoutError as error:
             raise InputError(str(error)) from None
         except (EOFError, OSError, zlib.error) as error:  # a truncated or corrupt gzip stream
@@ -76,12 +77,19 @@ def read_upload(name: str | None, data: bytes, *, ticker: str | None = None,
             raise InputError(f"{file_name}: not a CSV file: {error}") from None
 
 
-def read_json_bars(records: Sequence[Any]) -> ReadResult:
-    """The bars and dead letters of JSON bar objects; ``bars[i]`` is the source of the i-th."""
+def read_json_bars(records: Sequence[Any], *, tickers: Collection[str] | None = None) -> ReadResult:
+    """The bars and dead letters of JSON bar objects; ``bars[i]`` is the source of the i-th.
+
+    With ``tickers``, objects of other tickers are counted as filtered, as the CSV reader does.
+    """
     result = ReadResult(rows_read=len(records))
     accepted: dict[tuple[str, dt.date], str] = {}
+    selected = None if tickers is None else set(tickers)
     for index, record in enumerate(records):
         source = f"bars[{index}]"
+        if selected is not None and isinstance(record, Mapping) and record.get("ticker") not in selected:
+            result.filtered += 1
+            continue
         try:
             bar = Bar.from_dict({**record, "source": source} if isinstance(record, Mapping) else record)
             first = accepted.setdefault((bar.ticker, bar.date), source)

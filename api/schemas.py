@@ -58,7 +58,8 @@ class ForecastOut(BaseModel):
     """The core's walk-forward predictions over the uploaded history, scored against naive."""
 
     model: ModelUsed
-    rows_read: int = Field(description="rows in the input; rows_read == bars + dead letters")
+    rows_read: int = Field(description="rows in the input; rows_read == bars + dead letters + filtered")
+    filtered: int = Field(description="rows of tickers that ?tickers= did not select")
     bars: int
     tickers: list[str]
     dead_letters: list[DeadLetterOut]

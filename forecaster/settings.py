@@ -87,6 +87,7 @@ class Settings:
     # HTTP API
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    api_max_bars: int = 50000
 
     @property
     def mlflow_uri(self) -> str:
@@ -140,6 +141,7 @@ DOCS: dict[str, str] = {
     "page_hinkley_threshold": "Page-Hinkley threshold on the standardized absolute error",
     "api_host": "address `forecaster serve` (HTTP API and web page) binds to",
     "api_port": "port of `forecaster serve`",
+    "api_max_bars": "most bars one POST /forecast may forecast (larger inputs get a 413)",
 }
 
 

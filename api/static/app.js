@@ -142,7 +142,8 @@ function showForecast(answer) {
   $("#result").hidden = false;
   const model = answer.model;
   $("#summary").textContent = `${answer.bars} bars of ${answer.tickers.length} ticker(s) from ` +
-    `${answer.rows_read} rows, ${answer.dead_letters.length} rejected; model ${model.name} ` +
+    `${answer.rows_read} rows, ${answer.dead_letters.length} rejected, ${answer.filtered} of other ` +
+    `tickers; model ${model.name} ` +
     `${model.version} (asked for ${model.requested}); ${answer.scores.length} scored predictions.`;
   $("#model-name").textContent = model.name;
   const series = $("#series");
@@ -172,7 +173,10 @@ async function submit(event) {
   const file = $("#file").files[0];
   if (!file) return;
   const query = new URLSearchParams({ model: $("#model").value });
-  if ($("#ticker").value.trim()) query.set("ticker", $("#ticker").value.trim());
+  for (const name of ["ticker", "tickers"]) {
+    const value = $(`#${name}`).value.trim();
+    if (value) query.set(name, value);
+  }
   const body = new FormData();
   body.append("file", file, file.name);
   status.className = "";

@@ -13,9 +13,10 @@ from forecaster.settings import Settings, load
 
 @pytest.fixture(scope="module")
 def offline_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    """Settings whose broker address answers nothing (a free port) and whose registry is empty."""
+    """Settings whose broker address answers nothing (a free port) and whose registry is empty;
+    one request may forecast 10,000 bars (fewer than the 12,154 of ``bokeh-stocks.csv.gz``)."""
     home = tmp_path_factory.mktemp("home")
-    return load().replace(home=str(home), bootstrap=f"127.0.0.1:{free_port()}")
+    return load().replace(home=str(home), bootstrap=f"127.0.0.1:{free_port()}", api_max_bars=10_000)
 
 
 @pytest.fixture(scope="session")

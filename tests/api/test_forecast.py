@@ -34,7 +34,7 @@ def upload(client: TestClient, path: Path, data: bytes | None = None, **query: s
 
 
 def assert_accounted(answer: dict[str, Any]) -> None:
-    assert answer["rows_read"] == answer["bars"] + len(answer["dead_letters"])
+    assert answer["rows_read"] == answer["bars"] + len(answer["dead_letters"]) + answer["filtered"]
     assert len(answer["predictions"]) == answer["bars"]
 
 
@@ -73,11 +73,15 @@ def test_rejected_rows_come_back_with_reason_and_source(client: TestClient, two_
     assert answer["metrics"]["pooled"]["mase"] == 1.0  # naive against itself
 
 
-def test_gzipped_upload_of_many_tickers(client: TestClient, data_dir: Path) -> None:
-    answer = upload(client, data_dir / "bokeh-stocks.csv.gz", model="naive").json()
+def test_gzipped_upload_of_many_tickers_within_the_size_limit(client: TestClient, data_dir: Path) -> None:
+    path = data_dir / "bokeh-stocks.csv.gz"
+    too_big = upload(client, path, model="naive")
+    assert too_big.status_code == 413
+    assert "12154 bars is more than FORECASTER_API_MAX_BARS=10000" in too_big.json()["detail"]["message"]
+    answer = upload(client, path, model="naive", tickers="AAPL,FB,GOOG").json()
     assert_accounted(answer)
-    assert answer["tickers"] == ["AAPL", "FB", "GOOG", "IBM", "MSFT"]
-    assert answer["bars"] == 12154
+    assert answer["tickers"] == ["AAPL", "FB", "GOOG"]
+    assert (answer["rows_read"], answer["bars"], answer["filtered"]) == (12154, 3270 + 196 + 2148, 2 * 3270)
     assert set(answer["metrics"]["per_ticker"]) == set(answer["tickers"])
 
 
@@ -100,6 +104,11 @@ def test_json_bars_are_validated_like_messages(client: TestClient, data_dir: Pat
     letters = [(d["source"], d["reason"]) for d in answer["dead_letters"]]
     assert letters == [("bars[300]", "bad_date"), ("bars[301]", "duplicate"), ("bars[302]", "not_json"),
                        ("bars[303]", "non_positive_price")]
+    other = client.post("/forecast", params={"tickers": "OTHER"}, json={"bars": records + bad})
+    assert other.status_code == 422
+    # Only the object that is not an object has no ticker to select by: it is rejected.
+    assert other.json()["detail"]["message"] == (
+        "no bar to forecast among the 304 rows: 1 rejected, 303 of other tickers")
     expected = run_backtest(bars, CoreConfig.from_settings(offline_settings))
     assert answer["predictions"] == expected.predictions
 
@@ -124,7 +133,7 @@ def test_every_row_rejected_is_422_with_the_rows(client: TestClient) -> None:
     response = client.post("/forecast", files={"file": ("bhf.csv", data)})
     assert response.status_code == 422
     detail = response.json()["detail"]
-    assert "all 2 rows were rejected" in detail["message"]
+    assert "among the 2 rows: 2 rejected, 0 of other tickers" in detail["message"]
     assert [(d["source"], d["reason"]) for d in detail["dead_letters"]] == [
         ("bhf.csv:2", "missing_field"), ("bhf.csv:3", "negative_volume")]
 
