@@ -123,3 +123,19 @@ def test_a_training_run_logs_metrics_plots_reference_test_set_and_params(aph_bar
     assert metrics["naive_mae"] == pytest.approx(outcome.evaluation.naive_metrics["mae"])
     assert 0 < metrics["dm_p_value"] <= 1
     assert run.data.params["family"] == "arima" and run.data.params["test_end"] == str(outcome.split.test_end)
+
+
+def test_the_core_serving_a_loaded_model_predicts_what_training_scored(aph_bars, store) -> None:
+    from models.backtest import run_backtest
+    from models.core.config import CoreConfig
+
+    outcome = train(aph_bars, "xgboost", store, experiment="registry-test", test_days=60,
+                    params={"n_estimators": 20})
+    served = registry.load_model(f"models:/{store.model_name}/{outcome.version}", store)
+    result = run_backtest(aph_bars, CoreConfig.from_settings(store, model="external"), served)
+    scores = [s for s in result.scores if str(outcome.split.test_start) <= s["target_date"]
+              <= str(outcome.split.test_end)]
+    assert len(scores) == outcome.counts["test"] and not any(s["warmup"] for s in scores)
+    assert {s["model_version"] for s in scores} == {outcome.version}
+    predicted = np.array([s["predicted_close"] for s in scores])
+    np.testing.assert_allclose(predicted, outcome.evaluation.predicted_closes, rtol=1e-12)
