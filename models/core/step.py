@@ -44,7 +44,7 @@ models.core.step.OutOfOrderBar: out_of_order: ACME bar of 2024-01-08 is not afte
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -62,8 +62,8 @@ from models.core.intervals import (
     level_label,
     parkinson_variance,
 )
-from models.core.metrics import winkler
 from models.core.model_slot import PointModel
+from models.core.scoring import IsoDates, score
 from models.core.state import LastPrediction, TickerState
 
 NAIVE_VERSION = "1"
@@ -157,13 +157,18 @@ def step_many(states: Sequence[TickerState | None], bars: Sequence[Bar], config:
     prev_close = np.array([s.last_close for s in priors])
 
     # 1. Score the pending predictions; their log errors feed the error EWMA and the calibration.
-    iso = _IsoDates()
+    iso = IsoDates()
     scores: list[dict[str, Any] | None] = [None] * n
     residuals: list[float | None] = [None] * n
     err2 = np.array([s.err2_ewma for s in priors])
     pending = [i for i, s in enumerate(priors) if s.last_prediction is not None]
     if pending:
-        log_error = _score(priors, bars, pending, close, log_close, iso, scores, residuals)
+        records, log_error, standardized = score(
+            [priors[i].last_prediction for i in pending], [bars[i] for i in pending],  # type: ignore[misc]
+            log_close[pending], iso)
+        for i, record, residual in zip(pending, records, standardized.tolist(), strict=True):
+            scores[i] = record
+            residuals[i] = residual
         err2[pending] = ewma(err2[pending], log_error * log_error, decay)
     first = np.isnan(prev_close)
     err2[first] = parkinson_variance(high[first], low[first])
@@ -264,7 +269,7 @@ def step_many(states: Sequence[TickerState | None], bars: Sequence[Bar], config:
     results = []
     name, version = _model_identity(config, model)
     levels = config.interval_levels
-    targets = _IsoDates(next_weekday)
+    targets = IsoDates(next_weekday)
     for i, (prior, bar, log_pred, scale_i, close_i, err2_i, ratio_i, outcome) in enumerate(zip(
             priors, bars, log_prediction.tolist(), scale.tolist(), predicted_close.tolist(), err2.tolist(),
             ratio.tolist(), refits, strict=True)):
@@ -342,18 +347,6 @@ def _padded_abs(calibrations: list[np.ndarray], width: int) -> np.ndarray:
     return padded
 
 
-class _IsoDates(dict[dt.date, str]):
-    """``date -> shift(date)`` as ``"YYYY-MM-DD"``, computed once per date of a batch (mostly one day)."""
-
-    def __init__(self, shift: Callable[[dt.date], dt.date] = lambda day: day) -> None:
-        super().__init__()
-        self.shift = shift
-
-    def __missing__(self, day: dt.date) -> str:
-        text = self[day] = self.shift(day).isoformat()
-        return text
-
-
 @dataclass(frozen=True)
 class _Plan:
     """What a configuration implies, computed once per configuration."""
@@ -400,48 +393,6 @@ def _checked(states: Sequence[TickerState | None], bars: Sequence[Bar], config: 
             raise OutOfOrderBar(bar, state.last_date)
         priors.append(state)
     return priors
-
-
-def _score(priors: list[TickerState], bars: Sequence[Bar], pending: list[int], close: np.ndarray,
-           log_close: np.ndarray, iso: _IsoDates, scores: list[dict[str, Any] | None],
-           residuals: list[float | None]) -> np.ndarray:
-    """Fill ``scores`` and ``residuals`` of the pending tickers; return their log errors."""
-    made = [priors[i].last_prediction for i in pending]
-    log_error = log_close[pending] - np.array([p.log_close for p in made])  # type: ignore[union-attr]
-    standardized = (log_error / np.array([p.scale for p in made])).tolist()  # type: ignore[union-attr]
-    # Group by the levels the predictions were made with (one group unless the levels setting changed).
-    groups: dict[tuple[float, ...], list[int]] = {}
-    for j, p in enumerate(made):
-        groups.setdefault(p.levels, []).append(j)  # type: ignore[union-attr]
-    for levels, members in groups.items():
-        ids = [pending[j] for j in members]
-        actual = close[ids][:, None]
-        lower = np.array([made[j].lower for j in members])  # type: ignore[union-attr]
-        upper = np.array([made[j].upper for j in members])  # type: ignore[union-attr]
-        inside = ((lower <= actual) & (actual <= upper)).tolist()
-        width = (upper - lower).tolist()
-        interval_score = winkler(actual, lower, upper, np.array(levels)).tolist()
-        labels = [level_label(lv) for lv in levels]
-        inside_keys = ["inside_" + label for label in labels]
-        width_keys = ["width_" + label for label in labels]
-        winkler_keys = ["winkler_" + label for label in labels]
-        for k, (i, j) in enumerate(zip(ids, members, strict=True)):
-            p, bar = made[j], bars[i]
-            assert p is not None
-            record: dict[str, Any] = {
-                "record_type": "score", "ticker": bar.ticker, "as_of": iso[p.as_of],
-                "target_date": iso[bar.date], "predicted_close": p.predicted_close,
-                "actual_close": bar.close, "error": bar.close - p.predicted_close,
-                "abs_pct_error": 100.0 * abs(bar.close - p.predicted_close) / bar.close,
-                "naive_close": p.naive_close, "naive_error": bar.close - p.naive_close,
-            }
-            record.update(zip(inside_keys, inside[k], strict=True))
-            record.update(zip(width_keys, width[k], strict=True))
-            record.update(zip(winkler_keys, interval_score[k], strict=True))
-            record.update(model=p.model, model_version=p.model_version, warmup=p.warmup)
-            scores[i] = record
-            residuals[i] = standardized[j]
-    return log_error
 
 
 def _predict_returns(model: PointModel, windows: np.ndarray) -> np.ndarray:
