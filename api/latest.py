@@ -142,7 +142,8 @@ class LatestPredictions:
                     self._check(consumer)
                     next_check = time.monotonic() + self._check_every_s
             except KafkaError as error:
-                self._set_status(False, f"{type(error).__name__}: {error}")
+                name, text = type(error).__name__, str(error)
+                self._set_status(False, text if text.startswith(name) else f"{name}: {text}")
                 if consumer is not None:
                     consumer.close()
                     consumer = None
@@ -155,9 +156,11 @@ class LatestPredictions:
         """A consumer assigned every partition, at the saved positions; None if the topic is missing."""
         from kafka import KafkaConsumer, TopicPartition
 
-        # A short bootstrap timeout keeps a connection attempt from delaying stop() for long.
+        # A short bootstrap timeout keeps a connection attempt from delaying stop() for long; a reader
+        # never creates the topic (brokers may auto-create it on a metadata request).
         consumer = KafkaConsumer(**kafka_python_options(self.settings), enable_auto_commit=False,
-                                 client_id="forecaster-api", bootstrap_timeout_ms=2000)
+                                 client_id="forecaster-api", bootstrap_timeout_ms=2000,
+                                 allow_auto_create_topics=False)
         partitions = consumer.partitions_for_topic(self.topic)
         if not partitions:
             consumer.close()

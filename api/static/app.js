@@ -79,7 +79,7 @@ function drawChart(scores, predictions) {
   const values = rows.flatMap((r) => [r.actual, r.predicted, r.lower, r.upper]).filter((v) => v !== null);
   const { width, height } = svg.getBoundingClientRect();
   const pad = { left: 60, right: 40, top: 10, bottom: 24 };
-  const yDomain = [Math.min(...values), Math.max(...values)];
+  const yDomain = [values.reduce((a, b) => Math.min(a, b)), values.reduce((a, b) => Math.max(a, b))];
   const x = scale([0, Math.max(1, rows.length - 1)], [pad.left, width - pad.right]);
   const y = scale(yDomain, [height - pad.bottom, pad.top]);
   svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
@@ -102,7 +102,7 @@ function drawErrors(scores) {
   const { width, height } = svg.getBoundingClientRect();
   const pad = { left: 60, right: 40, top: 10, bottom: 24 };
   const errors = scores.map((s) => s.error);
-  const bound = Math.max(...errors.map(Math.abs), 1e-9);
+  const bound = errors.reduce((a, b) => Math.max(a, Math.abs(b)), 1e-9);
   const x = scale([0, Math.max(1, errors.length - 1)], [pad.left, width - pad.right]);
   const y = scale([-bound, bound], [height - pad.bottom, pad.top]);
   svg.setAttribute("viewBox", `0 0 ${width} ${height}`);

@@ -10,8 +10,10 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from kafka import KafkaConsumer
 
 from api.app import create_app
+from forecaster.kafka.client import kafka_python_options
 from forecaster.settings import Settings
 from tests.api.seeding import seed_predictions, streamed_records
 
@@ -59,6 +61,19 @@ def test_latest_record_per_ticker_from_the_topic(kafka_settings: Settings, data_
         assert health["broker"]["reachable"] is True
         assert health["model"]["loaded"] is False
     assert reader_threads() == []  # the reader stopped with the app
+
+
+def test_a_missing_topic_is_reported_and_not_created(kafka_settings: Settings) -> None:
+    settings = kafka_settings.replace(topic_predictions=f"{kafka_settings.topic_predictions}-missing")
+    with TestClient(create_app(settings)) as client:
+        health = poll(lambda: client.get("/health").json(), lambda h: h["broker"]["reachable"])
+        assert health["broker"]["detail"] == f"the topic {settings.topic_predictions} does not exist yet"
+        assert client.get("/predictions").json()["predictions"] == []
+    consumer = KafkaConsumer(**kafka_python_options(settings))
+    try:
+        assert settings.topic_predictions not in consumer.topics()
+    finally:
+        consumer.close()
 
 
 def test_records_written_while_the_app_runs_replace_older_ones(kafka_settings: Settings,
