@@ -15,6 +15,7 @@ Examples
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -22,6 +23,8 @@ import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
@@ -110,25 +113,39 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+@contextmanager
+def quiet_kafka_logs() -> Iterator[None]:
+    """Silence kafka-python's logger: a broker still starting refuses connections, which is expected
+    while we poll it, and kafka-python would log each refusal as an error."""
+    kafka_log = logging.getLogger("kafka")
+    level = kafka_log.level
+    kafka_log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        kafka_log.setLevel(level)
+
+
 def broker_answers(bootstrap: str, timeout_s: float = 5.0) -> bool:
     """True when the broker answers a metadata request."""
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
-    try:
-        admin = KafkaAdminClient(
-            bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000),
-            bootstrap_timeout_ms=int(timeout_s * 1000),
-        )
-    except (KafkaError, OSError, ValueError):
-        return False
-    try:
-        admin.list_topics()
-        return True
-    except (KafkaError, OSError):
-        return False
-    finally:
-        admin.close()
+    with quiet_kafka_logs():
+        try:
+            admin = KafkaAdminClient(
+                bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000),
+                bootstrap_timeout_ms=int(timeout_s * 1000),
+            )
+        except (KafkaError, OSError, ValueError):
+            return False
+        try:
+            admin.list_topics()
+            return True
+        except (KafkaError, OSError):
+            return False
+        finally:
+            admin.close()
 
 
 def _pid_alive(pid: int) -> bool:
