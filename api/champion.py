@@ -9,8 +9,8 @@ Examples
 --------
 >>> from forecaster.settings import Settings
 >>> choice = resolve("naive", Settings(), ChampionSlot(Settings()))
->>> choice.config.model, choice.model, choice.name, choice.version
-('naive', None, 'naive', '')
+>>> choice.config.model, choice.model, choice.requested
+('naive', None, 'naive')
 >>> resolve("lstm", Settings(), ChampionSlot(Settings()))
 Traceback (most recent call last):
 ...
@@ -43,8 +43,6 @@ class ModelChoice:
 
     config: CoreConfig
     model: Any | None
-    name: str
-    version: str
     requested: str
 
 
@@ -98,12 +96,10 @@ def resolve(requested: str, settings: Settings, champion: ChampionSlot) -> Model
     if requested == "champion":
         model = champion.current()
         if model is None:
-            config = CoreConfig.from_settings(settings)
-            return _core(config, requested)
-        return ModelChoice(CoreConfig.from_settings(settings, model="external"), model, model.name,
-                           model.version, requested)
+            return ModelChoice(CoreConfig.from_settings(settings), None, requested)
+        return ModelChoice(CoreConfig.from_settings(settings, model="external"), model, requested)
     if requested in CORE_MODELS:
-        return _core(CoreConfig.from_settings(settings, model=requested), requested)
+        return ModelChoice(CoreConfig.from_settings(settings, model=requested), None, requested)
     if requested.isdigit():
         uri = f"models:/{settings.model_name}/{requested}"
     elif requested.startswith("models:/"):
@@ -115,13 +111,7 @@ def resolve(requested: str, settings: Settings, champion: ChampionSlot) -> Model
         model = registry.load_model(uri, settings)
     except ValueError as error:
         raise UnknownModel(str(error)) from None
-    return ModelChoice(CoreConfig.from_settings(settings, model="external"), model, model.name, model.version,
-                       requested)
-
-
-def _core(config: CoreConfig, requested: str) -> ModelChoice:
-    version = ",".join(map(str, config.order)) if config.model == "arima" else ""
-    return ModelChoice(config, None, config.model, version, requested)
+    return ModelChoice(CoreConfig.from_settings(settings, model="external"), model, requested)
 
 
 def describe(settings: Settings) -> dict[str, Any]:

@@ -44,8 +44,10 @@ def run(result: ReadResult, choice: ModelChoice) -> dict[str, Any]:
                                          raw=orjson.dumps(bar.to_dict()), source=bar.source or "",
                                          ticker=bar.ticker).to_dict()
                      for bar, reason in backtest.rejected]
+    # Every record of a run names its model and version (warm-up records too): the first one says.
+    first = backtest.predictions[0]
     return {
-        "model": {"name": choice.name, "version": choice.version, "requested": choice.requested},
+        "model": {"name": first["model"], "version": first["model_version"], "requested": choice.requested},
         "rows_read": result.rows_read,
         "filtered": result.filtered,
         "bars": len(result.bars) - len(backtest.rejected),
