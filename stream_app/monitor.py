@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 
 from forecaster.settings import Settings
-from models.core.bar import Bar
+from models.core.bar import REASONS, Bar
 from models.core.step import StepResult
 from stream_app.drift import PSI, PageHinkley, Reference
 from stream_app.metrics import WorkerMetrics
@@ -78,6 +78,12 @@ class ForecastMonitor:
         self.drifted: dict[str, bool] = {}
         self._warm_reference: list[np.ndarray] = []
         self._feature_names: tuple[str, ...] = ()
+        # Known label values get their series at zero now: a rate over a series that appears only
+        # with its first event misses that event, and dashboards would show "no data" for "none".
+        for reason in REASONS:
+            metrics.dead_letters.labels(reason)
+        for outcome in ("ok", "failed"):
+            metrics.refits.labels(outcome)
 
     # -- model and reference ---------------------------------------------------------------
 
@@ -93,6 +99,8 @@ class ForecastMonitor:
         self._feature_names = feature_names
         self._warm_reference = []
         self.psi = {}
+        for feature in feature_names:  # series exist from the start, at zero, not at the first alarm
+            self.metrics.feature_drift_alarms.labels(feature)
         if reference:
             self.psi = {f: PSI(ref, self.settings.drift_window) for f, ref in reference.items()
                         if f in feature_names}
@@ -113,10 +121,12 @@ class ForecastMonitor:
     def label(self, ticker: str) -> str:
         if ticker in self.labelled:
             return ticker
-        if len(self.labelled) < self.settings.metrics_ticker_limit:
-            self.labelled.add(ticker)
-            return ticker
-        return OTHER
+        label = ticker if len(self.labelled) < self.settings.metrics_ticker_limit else OTHER
+        if label not in self.labelled:
+            self.labelled.add(label)
+            self.metrics.error_drift_alarms.labels(label)
+            self.metrics.error_drift_state.labels(label).set(0.0)
+        return label
 
     def _group(self, name: str) -> RollingErrors:
         group = self.groups.get(name)
@@ -154,7 +164,9 @@ class ForecastMonitor:
             if label != OTHER:
                 m.predicted_close.labels(label).set(prediction["predicted_close"])
                 m.actual_close.labels(label).set(bar.close)
-            feature_rows.append(result.features)
+            if not prediction["warmup"]:
+                # Warm-up rows (ARIMA not fitted yet) would make a reference no later row resembles.
+                feature_rows.append(result.features)
             score = result.score
             if score is None:
                 continue
@@ -222,8 +234,11 @@ class ForecastMonitor:
         if not rows:
             return
         if not self.psi:
-            self._learn_warm_reference(rows)
-            return
+            needed = 4 * self.settings.drift_window - len(self._warm_reference)
+            self._learn_warm_reference(rows[:needed])
+            rows = rows[needed:]  # the rows after the reference are the first ones it judges
+            if not self.psi or not rows:
+                return
         names = self._feature_names
         block = np.vstack(rows)
         m = self.metrics
