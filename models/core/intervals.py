@@ -10,7 +10,9 @@ absolute standardized residuals in the ticker's rolling calibration window: the
 ``ceil((m + 1) * L)``-th smallest of ``m``. Everything uses only past bars.
 
 While the window holds too few residuals for that rank (fewer than ``L / (1 - L)``), the Gaussian
-quantile widened by :data:`WARMUP_WIDEN` is used and the prediction is flagged as warm-up.
+quantile widened by :data:`WARMUP_WIDEN` (or the largest residual seen, if larger) is used and the
+prediction is flagged as warm-up.
+Residuals enter the window clipped to :data:`MAX_RESIDUAL`.
 
 Examples
 --------
@@ -35,6 +37,11 @@ import numpy as np
 WARMUP_WIDEN = 1.5
 #: Smallest scale (log units): keeps standardized residuals finite on days without any movement.
 MIN_SCALE = 1e-6
+#: Largest absolute standardized residual kept for calibration. After a spell without trades the
+#: scale is near zero and the next move is a "million-sigma" residual; kept as is, it would make the
+#: ticker's intervals astronomically wide (even infinite) for a whole calibration window. A 10-sigma
+#: cap never binds for the usual levels unless more than 1 - level of the residuals exceed it.
+MAX_RESIDUAL = 10.0
 
 
 def level_label(level: float) -> str:
@@ -73,7 +80,10 @@ def conformal_quantiles(abs_residuals: np.ndarray, counts: np.ndarray,
     short = rank > counts[:, None]
     ordered = np.sort(abs_residuals, axis=1)
     quantiles = np.take_along_axis(ordered, np.minimum(rank, width) - 1, axis=1)
-    quantiles = np.where(short, _fallback(levels), quantiles)
+    # Too few residuals: the widened Gaussian quantile, but never below the largest residual seen, so
+    # that a higher level never gets a narrower interval than a lower, calibrated one.
+    largest = np.where(counts > 0, ordered[np.arange(len(counts)), np.maximum(counts - 1, 0)], 0.0)
+    quantiles = np.where(short, np.maximum(_fallback(levels), largest[:, None]), quantiles)
     return quantiles, short.any(axis=1)
 
 

@@ -56,6 +56,7 @@ from models.core.bar import Bar
 from models.core.config import CoreConfig
 from models.core.features import FEATURE_NAMES, feature_rows
 from models.core.intervals import (
+    MAX_RESIDUAL,
     MIN_SCALE,
     conformal_quantiles,
     ewma,
@@ -166,7 +167,8 @@ def step_many(states: Sequence[TickerState | None], bars: Sequence[Bar], config:
         records, log_error, standardized = score(
             [priors[i].last_prediction for i in pending], [bars[i] for i in pending],  # type: ignore[misc]
             log_close[pending], iso)
-        for i, record, residual in zip(pending, records, standardized.tolist(), strict=True):
+        clipped = np.clip(standardized, -MAX_RESIDUAL, MAX_RESIDUAL).tolist()
+        for i, record, residual in zip(pending, records, clipped, strict=True):
             scores[i] = record
             residuals[i] = residual
         err2[pending] = ewma(err2[pending], log_error * log_error, decay)
@@ -261,8 +263,10 @@ def step_many(states: Sequence[TickerState | None], bars: Sequence[Bar], config:
     quantiles, short = conformal_quantiles(_padded_abs(calibrations, config.calibration_window),
                                            np.array([c.size for c in calibrations]), config.interval_levels)
     half_width = quantiles * scale[:, None]
-    lower = np.exp(log_prediction[:, None] - half_width).tolist()
-    upper = np.exp(log_prediction[:, None] + half_width).tolist()
+    # The min/max only matter at the scale floor, where exp() rounding could put a bound a hair
+    # on the wrong side of the predicted close.
+    lower = np.minimum(np.exp(log_prediction[:, None] - half_width), predicted_close[:, None]).tolist()
+    upper = np.maximum(np.exp(log_prediction[:, None] + half_width), predicted_close[:, None]).tolist()
     warmup = (~ready | short).tolist()
 
     # 7. Records and new states (plain Python values from here on).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from statistics import NormalDist
 
 import numpy as np
@@ -12,6 +13,7 @@ from models.backtest import run_backtest
 from models.core.bar import Bar
 from models.core.config import CoreConfig
 from models.core.intervals import conformal_quantiles, rank_table
+from producers.readers import read_csv_bars
 from tests.core.conftest import SP500_SAMPLE
 
 LEVELS = {"80": 0.80, "95": 0.95}
@@ -99,3 +101,22 @@ def test_too_few_residuals_fall_back_to_a_widened_gaussian_quantile() -> None:
     assert short.tolist() == [True, True]
     assert quantiles[0, 0] == 0.3  # rank ceil(6 * 0.5) = 3 of 5 residuals
     assert quantiles[0, 1] == quantiles[1, 1] > NormalDist().inv_cdf(0.95)  # rank 6 > 5: fallback
+
+
+def test_spells_without_trades_leave_the_intervals_finite(data_dir: Path) -> None:
+    # Vienthong.csv: TEL did not trade on 654 of its 1,071 days (VTC 330), so its scale falls to the
+    # floor and the next move is a huge standardized residual; clipped, it cannot blow the bands up.
+    result = run_backtest(read_csv_bars([data_dir / "vgi" / "Vienthong.csv"]).bars, CoreConfig(model="arima"))
+    assert len(result.predictions) == 4396
+    for p in result.predictions:
+        assert 0 < p["lower_95"] <= p["lower_80"] <= p["predicted_close"] <= p["upper_80"] <= p["upper_95"]
+        assert p["upper_95"] < 2 * p["predicted_close"], p
+    for ticker in ("TEL", "VTC"):
+        assert result.per_ticker[ticker]["coverage_95"] == pytest.approx(0.95, abs=0.03)
+
+
+def test_a_level_in_warm_up_is_never_narrower_than_a_lower_calibrated_one() -> None:
+    residuals = np.full((1, 10), np.inf)
+    residuals[0, :4] = [6.0, 7.0, 8.0, 9.0]  # a wild start: calibrated 50 % is 8, 95 % falls back
+    quantiles, short = conformal_quantiles(residuals, np.array([4]), (0.5, 0.95))
+    assert short[0] and quantiles[0, 0] == 8.0 and quantiles[0, 1] == 9.0
