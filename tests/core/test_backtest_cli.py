@@ -54,3 +54,21 @@ def test_report_refuses_a_file_that_is_not_a_backtest(tmp_path: Path,
     other.write_text("date,close\n2020-01-01,1.0\n")
     assert main(["report", str(other), "--out", str(tmp_path / "r.png")]) == 2
     assert "holds no predictions" in capsys.readouterr().err
+
+
+def test_backtest_serves_a_registered_model_by_uri(data_dir: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from models import registry
+    from tests.core.test_step import Reversal
+
+    asked = []
+    monkeypatch.setattr(registry, "load_model", lambda uri, settings: asked.append(uri) or Reversal())
+    out = tmp_path / "preds.csv"
+    assert main(["backtest", str(data_dir / "601988.SH.csv"), "--model", "models:/next-close@champion",
+                 "--start", "2021-01-01", "--out", str(out)]) == 0
+    assert asked == ["models:/next-close@champion"]
+    assert "model reversal:" in capsys.readouterr().out
+    with out.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert {r["model"] for r in rows} == {"reversal"} and rows[-1]["warmup"] == "False"
