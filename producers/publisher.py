@@ -40,6 +40,17 @@ FLUSH_TIMEOUT_S = PRODUCER_TUNING["delivery_timeout_ms"] / 1000 + 5
 log = logging.getLogger(__name__)
 
 
+def error_text(error: BaseException) -> str:
+    """``"KafkaTimeoutError: ..."`` once: kafka-python's messages already start with their class name.
+
+    >>> error_text(ValueError("bad")), error_text(KafkaTimeoutError("slow"))
+    ('ValueError: bad', 'KafkaTimeoutError: slow')
+    """
+    text = str(error)
+    name = type(error).__name__
+    return text if text.startswith(name) else f"{name}: {text}"
+
+
 class BrokerUnreachable(RuntimeError):
     """The broker did not answer in time; nothing was sent."""
 
@@ -81,7 +92,7 @@ class Deliveries:
         if isinstance(value, BaseException):
             self.failed += 1
             if self.first_error is None:
-                self.first_error = f"{type(value).__name__}: {value}"
+                self.first_error = error_text(value)
         else:
             self.delivered += 1
 

@@ -24,7 +24,7 @@ from forecaster.kafka.topics import TopicSpec, app_topics, create_topics
 from forecaster.settings import Settings
 from producers.pacing import UNPACED, Pacer, Pacing
 from producers.progress import Progress
-from producers.publisher import Publisher
+from producers.publisher import Publisher, error_text
 from producers.readers import ReadResult
 
 
@@ -148,7 +148,7 @@ def replay(result: ReadResult, settings: Settings, *, topic: str | None = None, 
     except KeyboardInterrupt as exc:
         problem, cause = "interrupted", exc
     except Exception as exc:  # whatever stopped the sending, say what was delivered before it
-        problem, cause = f"replay stopped by {type(exc).__name__}: {exc}", exc
+        problem, cause = f"replay stopped by {error_text(exc)}", exc
     finally:
         publisher.close()
     bars = publisher.deliveries.get(topic)
