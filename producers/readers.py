@@ -101,8 +101,11 @@ def _read_file(path: Path, label: str, result: ReadResult, checker: RowChecker, 
     if not lines or not lines[0].strip():
         raise LayoutError(f"{label}: the file is empty or starts with a blank line; it needs a header row")
     reader = csv.reader(lines, delimiter=_delimiter(lines[0]))
-    layout = detect_layout(next(reader), file_name=label, ticker=ticker, columns=columns)
-    _read_rows(reader, lines, label, layout, result, checker)
+    try:
+        layout = detect_layout(next(reader), file_name=label, ticker=ticker, columns=columns)
+        _read_rows(reader, lines, label, layout, result, checker)
+    except csv.Error as exc:  # e.g. a field over the csv module's size limit: the file is not a table
+        raise LayoutError(f"{label}:{reader.line_num}: cannot be read as CSV: {exc}") from exc
 
 
 def _read_rows(reader: Iterator[list[str]], lines: list[str], label: str, layout: Layout,

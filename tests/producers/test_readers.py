@@ -153,6 +153,12 @@ def test_unknown_layout_and_empty_file_are_layout_errors(tmp_path: Path) -> None
         read_csv_bars([_write(tmp_path / "empty.csv", "")])
 
 
+def test_a_file_that_is_not_a_table_is_a_layout_error(tmp_path: Path) -> None:
+    huge_field = '"' + "x" * 200_000 + '"'
+    with pytest.raises(LayoutError, match=r"big\.csv:3: cannot be read as CSV"):
+        read_csv_bars([_write(tmp_path / "big.csv", HEADER + GOOD + "\n" + huge_field + "\n")])
+
+
 def test_a_single_path_is_a_list_of_one(data_dir: Path) -> None:
     assert read_csv_bars(str(data_dir / "vgi" / "vgi2.csv")).rows_read == 854
 
