@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from typing import Any
 
@@ -329,8 +329,7 @@ def refit(state: TickerState, config: CoreConfig) -> tuple[TickerState, str]:
         changes.update(failed_refits=state.failed_refits + 1)
     else:
         changes.update(arima_params=fit[0], arima_state=fit[1], arima_cov=fit[2], refits=state.refits + 1)
-    values = {name: getattr(state, name) for name in TickerState.__dataclass_fields__}
-    return TickerState(**{**values, **changes}), "failed" if fit is None else "ok"
+    return replace(state, **changes), "failed" if fit is None else "ok"
 
 
 def _fit(arima: Arima, window: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
