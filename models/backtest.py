@@ -30,6 +30,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from models.core.bar import Bar
 from models.core.config import CoreConfig
 from models.core.metrics import summarize
@@ -46,6 +48,9 @@ class BacktestResult:
     ----------
     predictions, scores
         The prediction and score records, in emission order.
+    features
+        The feature row of each prediction's day (``features[i]`` goes with ``predictions[i]``):
+        the causal features a model trains on, the same rows the stream computes.
     rejected
         Bars not applied, with the reason (``out_of_order``).
     states
@@ -56,6 +61,7 @@ class BacktestResult:
 
     predictions: list[dict[str, Any]] = field(default_factory=list)
     scores: list[dict[str, Any]] = field(default_factory=list)
+    features: list[np.ndarray] = field(default_factory=list)
     rejected: list[tuple[Bar, str]] = field(default_factory=list)
     states: dict[str, TickerState] = field(default_factory=dict)
     pooled: dict[str, float] = field(default_factory=dict)
@@ -98,6 +104,7 @@ def run_backtest(bars: Iterable[Bar], config: CoreConfig, model: PointModel | No
             if stepped.score is not None:
                 result.scores.append(stepped.score)
             result.predictions.append(stepped.prediction)
+            result.features.append(stepped.features)
         batch.clear()
 
     in_batch: set[str] = set()

@@ -18,17 +18,21 @@ CONFIG = CoreConfig(model="arima", window=60, refit_every=10, calibration_window
 def test_backtest_records_equal_single_steps(sp500_bars: list[Bar], by_ticker: dict[str, list[Bar]]) -> None:
     bars = [b for b in sp500_bars if b.ticker in TICKERS][: 4 * 150]
     result = run_backtest(bars, CONFIG)
-    expected_predictions, expected_scores = [], []
+    expected_predictions, expected_scores, expected_features = [], [], {}
     for ticker in TICKERS:
         own = [b for b in bars if b.ticker == ticker]
         for stepped in run(own, CONFIG):
             expected_predictions.append(stepped.prediction)
             expected_scores += [stepped.score] if stepped.score else []
+            expected_features[(ticker, stepped.prediction["as_of"])] = stepped.features
     key = lambda r: (r["ticker"], r["as_of"])  # noqa: E731
     assert sorted(result.predictions, key=key) == sorted(expected_predictions, key=key)
     assert sorted(result.scores, key=key) == sorted(expected_scores, key=key)
     emitted = [(p["as_of"], p["ticker"]) for p in result.predictions]
     assert emitted == [(b.date.isoformat(), b.ticker) for b in bars]
+    for prediction, features in zip(result.predictions, result.features, strict=True):
+        expected = expected_features[(prediction["ticker"], prediction["as_of"])]
+        np.testing.assert_array_equal(features, expected)
 
 
 def test_out_of_order_and_duplicate_bars_are_rejected_not_applied(by_ticker: dict[str, list[Bar]]) -> None:
