@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import base64
 import csv
+import datetime as dt
 import html
 import io
 import re
@@ -111,8 +112,6 @@ def _levels(row: dict[str, Any]) -> list[str]:
 
 
 def _draw(rows: list[dict[str, Any]], ticker: str) -> tuple[bytes, list[tuple[str, str]]]:
-    import datetime as dt
-
     from matplotlib.figure import Figure
 
     from models.core import metrics
