@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    .venv/bin/python bench/core_bench.py [--tickers 495] [--days 300]
+    OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/core_bench.py [--tickers 495] [--days 300]
 
 (495 of the file's 505 tickers have the 252 + 300 bars it needs.)
 
@@ -17,7 +17,8 @@ series and ARIMA order:
   one ticker at a time and ``step_many`` over all tickers day by day.
 
 Times are CPU time of this process (``time.process_time``), so that other work on a shared machine
-slows the numbers less than it would wall-clock time. The result is a Markdown section for
+slows the numbers less than it would wall-clock time; one BLAS thread keeps statsmodels from being
+charged for threads that spin on a busy machine. The result is a Markdown section for
 ``docs/benchmarks.md``.
 """
 
@@ -145,7 +146,9 @@ def main() -> None:
              (f"core `step_many`, {len(names)} tickers per call, everything included",
               f"{batched * us:.1f} µs")]
 
-    command = "python bench/core_bench.py " + " ".join(sys.argv[1:])
+    threads = os.environ.get("OPENBLAS_NUM_THREADS")
+    command = (f"OPENBLAS_NUM_THREADS={threads} " if threads else "") + "python bench/core_bench.py "
+    command += " ".join(sys.argv[1:])
     load_average = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"Machine: {machine()}, load average at the end {load_average}  \nCommand: `{command.strip()}`  \n"
           f"Data: sp500-5yr.csv.gz, {len(names)} tickers, ARIMA{config.order} on log closes, window "
