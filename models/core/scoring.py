@@ -74,13 +74,14 @@ def score(made: Sequence[LastPrediction], bars: Sequence[Bar], log_close: np.nda
         width_keys = ["width_" + label for label in labels]
         winkler_keys = ["winkler_" + label for label in labels]
         for k, j in enumerate(members):
-            p, bar = made[j], bars[j]
+            p, actual_close = made[j], float(bars[j].close)  # a Bar made in code may hold an int
+            bar = bars[j]
             record = records[j]
             record.update(record_type="score", ticker=bar.ticker, as_of=iso[p.as_of],
                           target_date=iso[bar.date], predicted_close=p.predicted_close,
-                          actual_close=bar.close, error=bar.close - p.predicted_close,
-                          abs_pct_error=100.0 * abs(bar.close - p.predicted_close) / bar.close,
-                          naive_close=p.naive_close, naive_error=bar.close - p.naive_close)
+                          actual_close=actual_close, error=actual_close - p.predicted_close,
+                          abs_pct_error=100.0 * abs(actual_close - p.predicted_close) / actual_close,
+                          naive_close=p.naive_close, naive_error=actual_close - p.naive_close)
             record.update(zip(inside_keys, inside[k], strict=True))
             record.update(zip(width_keys, width[k], strict=True))
             record.update(zip(winkler_keys, interval_score[k], strict=True))

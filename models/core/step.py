@@ -283,7 +283,7 @@ def step_many(states: Sequence[TickerState | None], bars: Sequence[Bar], config:
             ratio.tolist(), refits, strict=True)):
         lp = LastPrediction(
             as_of=bar.date, log_close=log_pred, scale=scale_i, predicted_close=close_i,
-            naive_close=bar.close, levels=levels, lower=tuple(lower[i]), upper=tuple(upper[i]),
+            naive_close=float(bar.close), levels=levels, lower=tuple(lower[i]), upper=tuple(upper[i]),
             model=name, model_version=version, warmup=warmup[i])
         params_i, a_i, cov_i = filtered.get(i, (prior.arima_params, prior.arima_state, prior.arima_cov))
         state = TickerState(
@@ -291,7 +291,7 @@ def step_many(states: Sequence[TickerState | None], bars: Sequence[Bar], config:
             refits=prior.refits + (outcome == "ok"),
             failed_refits=prior.failed_refits + (outcome == "failed"),
             since_refit=0 if outcome else prior.since_refit + 1,
-            last_close=bar.close, last_volume=bar.volume, log_closes=fit_windows[i],
+            last_close=float(bar.close), last_volume=float(bar.volume), log_closes=fit_windows[i],
             arima_params=params_i, arima_state=a_i, arima_cov=cov_i,
             err2_ewma=err2_i, innovation_ratio_ewma=ratio_i,
             calibration=calibrations[i], features=buffers[i],

@@ -151,12 +151,17 @@ def test_records_follow_their_schemas_and_are_plain_json(by_ticker: dict[str, li
     assert p["predicted_close"] < p["upper_50"] < p["upper_80"] < p["upper_97.5"]
 
 
-def test_target_date_is_the_next_weekday() -> None:
+def test_target_date_is_the_next_weekday_and_numbers_are_floats() -> None:
     config = CoreConfig(model="naive")
-    friday = Bar("X", dt.date(2024, 3, 1), 10.0, 10.0, 10.0, 10.0, 0.0)
-    saturday = Bar("X", dt.date(2024, 3, 2), 10.0, 10.0, 10.0, 10.0, 0.0)
-    assert step(None, friday, config).prediction["target_date"] == "2024-03-04"
-    assert step(None, saturday, config).prediction["target_date"] == "2024-03-04"
+    friday = Bar("X", dt.date(2024, 3, 1), 10, 10, 10, 10, 0)  # ints, as code (not a reader) may pass
+    saturday = Bar("X", dt.date(2024, 3, 2), 11, 11, 11, 11, 0)
+    made = step(None, friday, config)
+    assert made.prediction["target_date"] == "2024-03-04"
+    scored = step(made.state, saturday, config)
+    assert scored.prediction["target_date"] == "2024-03-04"
+    for record in (made.prediction, scored.prediction, scored.score):
+        assert all(type(v) is float for k, v in record.items() if k not in ("ticker", "as_of", "target_date",
+                   "record_type", "model", "model_version", "warmup") and not k.startswith("inside_")), record
 
 
 def test_batches_refuse_what_cannot_be_applied_and_apply_nothing(by_ticker: dict[str, list[Bar]]) -> None:
