@@ -39,12 +39,12 @@ def feature_rows(*, open_: np.ndarray, high: np.ndarray, low: np.ndarray, close:
 
     ``prev_close`` and ``prev_volume`` are NaN for a ticker's first bar, which makes its changes NaN.
     """
-    log_close, log_prev = np.log(close), np.log(prev_close)
+    log_open, log_close, log_prev = np.log(open_), np.log(close), np.log(prev_close)
     return np.column_stack((
         log_close - log_prev,
         np.log(high) - np.log(low),
-        log_close - np.log(open_),
-        np.log(open_) - log_prev,
+        log_close - log_open,
+        log_open - log_prev,
         np.log1p(volume) - np.log1p(prev_volume),
         arima_residual,
     ))
