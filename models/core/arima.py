@@ -67,10 +67,6 @@ class Arima:
         # y_t = w_t + sum_k lag_coefs[k] * y_{t-1-k}: undoing d differences.
         self.lag_coefs = np.array([(-1.0) ** k * math.comb(d, k + 1) for k in range(d)])
 
-    @property
-    def n_params(self) -> int:
-        return self.p + self.q + 1
-
     def difference(self, levels: np.ndarray) -> np.ndarray:
         """``w``: the series differenced ``d`` times."""
         return np.diff(levels, n=self.d) if self.d else np.asarray(levels, dtype=float)
