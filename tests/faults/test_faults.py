@@ -1,0 +1,197 @@
+"""Faults against the real broker: nothing lost, nothing applied twice, repeats identical.
+
+Each test prints a ``FIGURES`` line (records in, predictions out, lost, duplicated) that
+docs/reliability.md quotes; run ``pytest -m faults -s tests/faults`` to see them. Random kill points
+come from ``FORECASTER_FAULT_SEED`` (printed; set it to replay a run).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import random
+import signal
+import threading
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+
+from forecaster.kafka.broker import LocalBroker, free_port
+from forecaster.kafka.topics import create_topics
+from forecaster.settings import Settings
+from producers.pacing import Pacing
+from producers.readers import ReadResult, read_csv_bars
+from producers.replay import ReplaySummary, replay
+from tests.kafka_helpers import read_topic
+from tests.stream.records import (
+    assert_same_as_backtest,
+    expected_records,
+    only_days,
+    record_key,
+    streamed_records,
+    wait_for_records,
+)
+from tests.stream.worker_process import WorkerProcess
+
+pytestmark = [pytest.mark.kafka, pytest.mark.faults, pytest.mark.slow]
+
+TICKERS = ("AAPL", "GOOG", "IBM", "MSFT")
+
+
+@pytest.fixture
+def bars(data_dir: Path) -> ReadResult:
+    """Four tickers over two years of the bokeh sample: about 2,000 bars."""
+    return read_csv_bars([data_dir / "bokeh-stocks.csv.gz"], tickers=TICKERS,
+                         start=dt.date(2011, 1, 1), end=dt.date(2012, 12, 31))
+
+
+@pytest.fixture
+def settings(kafka_settings: Settings) -> Settings:
+    return kafka_settings.replace(window=60, refit_every=10, batch_size=100, model="arima")
+
+
+def figures(name: str, bars_in: int, records: list[dict], expected: dict, **extra: object) -> None:
+    predictions = [r for r in records if r["record_type"] == "prediction"]
+    unique = {record_key(r) for r in predictions}
+    wanted = {k for k in expected if k[0] == "prediction"}
+    print(f"FIGURES {name}: " + orjson.dumps({
+        "bars_in": bars_in, "predictions_out": len(predictions), "unique_predictions": len(unique),
+        "lost": len(wanted - unique), "duplicated": len(predictions) - len(unique), **extra}).decode())
+
+
+def replay_in_background(read: ReadResult, settings: Settings, rate: float) -> tuple[threading.Thread, list]:
+    """A paced replay in a thread; the list receives its summary (or the exception it raised)."""
+    outcome: list[ReplaySummary | BaseException] = []
+
+    def run() -> None:
+        try:
+            outcome.append(replay(read, settings, pacing=Pacing(rate=rate), progress=False))
+        except BaseException as exc:  # handed to the test, which fails with it
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+def finished(thread: threading.Thread, outcome: list) -> ReplaySummary:
+    thread.join(timeout=300)
+    assert outcome, "the replay did not finish"
+    if isinstance(outcome[0], BaseException):
+        raise outcome[0]
+    return outcome[0]
+
+
+def test_worker_killed_three_times_during_a_replay_loses_nothing(bars: ReadResult, settings: Settings,
+                                                                  tmp_path: Path) -> None:
+    seed = int(os.environ.get("FORECASTER_FAULT_SEED", time.time_ns() % 1_000_000))
+    print(f"FORECASTER_FAULT_SEED={seed}")
+    rng = random.Random(seed)
+    expected = expected_records(bars, settings)
+    # Kill points: three random progress marks (records emitted) spread over the replay, which is
+    # paced so that it lasts longer than three worker restarts.
+    targets = sorted(rng.sample(range(len(expected) // 10, len(expected) * 8 // 10), 3))
+    thread, outcome = replay_in_background(bars, settings, rate=120.0)
+    kills = 0
+    for attempt, target in enumerate(targets):
+        worker = WorkerProcess(settings, tmp_path / f"worker-{attempt}.log").start()
+        deadline = time.monotonic() + 180
+        while len(streamed_records(settings)) < target:
+            worker.assert_alive()
+            assert time.monotonic() < deadline, worker.output()
+            time.sleep(0.1)
+        worker.stop(signal.SIGKILL)
+        kills += 1
+    summary = finished(thread, outcome)
+    with WorkerProcess(settings, tmp_path / "worker-last.log") as worker:
+        records = wait_for_records(settings, set(expected), worker)
+    duplicated = assert_same_as_backtest(records, expected)
+    assert summary.bars_sent == len(bars.bars)
+    figures("kill -9 x3", len(bars.bars), records, expected, kills=kills, seed=seed,
+            kill_points=targets, repeated_records=duplicated)
+
+
+def test_broker_restarted_during_a_replay_loses_nothing(bars: ReadResult, settings: Settings,
+                                                        tmp_path: Path) -> None:
+    broker = LocalBroker(tmp_path / "kafka")
+    port = free_port()
+    settings = settings.replace(bootstrap=broker.start(port=port).bootstrap)
+    try:
+        create_topics(settings)
+        expected = expected_records(bars, settings)
+        with WorkerProcess(settings, tmp_path / "worker.log") as worker:
+            worker.metrics()
+            thread, outcome = replay_in_background(bars, settings, rate=400.0)
+            # Stop the broker once part of the replay is through, and bring it back.
+            deadline = time.monotonic() + 120
+            while len(streamed_records(settings)) < 200:
+                assert time.monotonic() < deadline, worker.output()
+                time.sleep(0.1)
+            broker.stop()
+            broker.start(port=port)
+            summary = finished(thread, outcome)
+            records = wait_for_records(settings, set(expected), worker, timeout_s=300)
+            letters = read_topic(settings, settings.topic_dlq)
+    finally:
+        broker.stop()
+    assert summary.accounted and summary.bars_sent == len(bars.bars)
+    duplicated = assert_same_as_backtest(records, expected)
+    # Bars the worker saw again after the restart were refused as repeats, never applied twice.
+    assert {value["reason"] for *_, value in letters} <= {"duplicate", "out_of_order"}
+    figures("broker restart", len(bars.bars), records, expected, repeated_records=duplicated,
+            redelivered_bars_refused=len(letters))
+
+
+def test_replaying_the_same_file_twice_changes_nothing(bars: ReadResult, settings: Settings,
+                                                        tmp_path: Path) -> None:
+    first_pass = only_days(bars, lambda day: day < dt.date(2012, 12, 1))
+    last_month = only_days(bars, lambda day: day >= dt.date(2012, 12, 1))
+    expected = expected_records(bars, settings)
+    with WorkerProcess(settings, tmp_path / "worker.log") as worker:
+        replay(first_pass, settings, progress=False)
+        done = set(expected_records(first_pass, settings))
+        before = wait_for_records(settings, done, worker)
+        again = replay(first_pass, settings, progress=False)
+        # Every repeated bar ends as a dead letter of the worker; poll for all of them.
+        deadline = time.monotonic() + 180
+        while len(letters := read_topic(settings, settings.topic_dlq)) < again.bars_sent:
+            assert time.monotonic() < deadline, worker.output()
+            time.sleep(0.5)
+        assert streamed_records(settings) == before, "the second pass emitted records"
+        # The state is untouched: the month after continues exactly as an uninterrupted run.
+        replay(last_month, settings, progress=False)
+        records = wait_for_records(settings, set(expected), worker)
+    assert assert_same_as_backtest(records, expected) == 0
+    reasons = [value["reason"] for *_, value in letters]
+    assert len(reasons) == again.bars_sent == len(first_pass.bars)
+    assert set(reasons) <= {"duplicate", "out_of_order"}
+    figures("same file twice", 2 * len(first_pass.bars) + len(last_month.bars), records, expected,
+            repeated_bars_refused=len(reasons))
+
+
+def test_two_workers_split_the_partitions_and_the_survivor_takes_over(bars: ReadResult, settings: Settings,
+                                                                         tmp_path: Path) -> None:
+    expected = expected_records(bars, settings)
+    with WorkerProcess(settings, tmp_path / "a.log") as a, WorkerProcess(settings, tmp_path / "b.log") as b:
+        a.metrics()
+        b.metrics()
+        replay(only_days(bars, lambda day: day.year == 2011), settings, progress=False)
+        half_keys = {k for k in expected if k[0] == "prediction" and k[2] < "2012"}
+        wait_for_records(settings, half_keys, a)
+        consumed = [_bars_consumed(w.metrics()) for w in (a, b)]
+        assert all(c > 0 for c in consumed), f"both workers take part: {consumed}"
+        b.stop(signal.SIGKILL)
+        replay(only_days(bars, lambda day: day.year == 2012), settings, progress=False)
+        records = wait_for_records(settings, set(expected), a)
+    duplicated = assert_same_as_backtest(records, expected)
+    figures("two workers, one killed", len(bars.bars), records, expected, repeated_records=duplicated,
+            bars_consumed_before_the_kill=consumed)
+
+
+def _bars_consumed(metrics: str) -> float:
+    for line in metrics.splitlines():
+        if line.startswith("forecaster_bars_consumed_total "):
+            return float(line.split()[1])
+    return 0.0

@@ -1,0 +1,68 @@
+"""The records a worker should emit (the backtest's) and what it did emit, for stream and fault tests."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+from forecaster.settings import Settings
+from models.backtest import run_backtest
+from models.core.config import CoreConfig
+from producers.readers import ReadResult
+from tests.kafka_helpers import read_topic
+from tests.stream.worker_process import WorkerProcess
+
+Key = tuple[str, str, str]
+
+
+def record_key(record: dict) -> Key:
+    """A prediction or score is identified by its type, ticker and the day it was made."""
+    return (record["record_type"], record["ticker"], record["as_of"])
+
+
+def expected_records(result: ReadResult, settings: Settings) -> dict[Key, dict]:
+    """What an uninterrupted worker emits: the backtest's records (the stream == backtest test)."""
+    backtest = run_backtest(result.bars, CoreConfig.from_settings(settings))
+    return {record_key(r): r for r in [*backtest.predictions, *backtest.scores]}
+
+
+def only_days(result: ReadResult, keep) -> ReadResult:
+    """The bars of ``result`` whose date passes ``keep``, as a read of their own."""
+    bars = [bar for bar in result.bars if keep(bar.date)]
+    return ReadResult(bars=bars, dead_letters=[], rows_read=len(bars), filtered=0)
+
+
+def streamed_records(settings: Settings) -> list[dict]:
+    """Every record on the predictions topic, without the worker's wall-clock field."""
+    records = []
+    for *_, value in read_topic(settings, settings.topic_predictions):
+        value = dict(value)
+        value.pop("produced_at")
+        records.append(value)
+    return records
+
+
+def wait_for_records(settings: Settings, keys: set[Key], worker: WorkerProcess,
+                     timeout_s: float = 180.0) -> list[dict]:
+    """Poll the predictions topic until every expected record is there."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        worker.assert_alive()
+        records = streamed_records(settings)
+        missing = keys - {record_key(r) for r in records}
+        if not missing:
+            return records
+        if time.monotonic() > deadline:
+            example = sorted(missing)[:3]
+            raise AssertionError(f"{len(missing)} records missing, e.g. {example}\n{worker.output()}")
+        time.sleep(0.5)
+
+
+def assert_same_as_backtest(records: list[dict], expected: dict[Key, dict]) -> int:
+    """Every streamed record equals the backtest's, none is missing; returns how many were repeats
+    (at-least-once delivery may repeat a record, always identical)."""
+    for record in records:
+        assert record == expected[record_key(record)], record_key(record)
+    counts = Counter(record_key(r) for r in records)
+    assert counts.keys() == expected.keys()
+    return sum(n - 1 for n in counts.values())
