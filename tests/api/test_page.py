@@ -103,11 +103,15 @@ def test_upload_charts_the_forecast_and_the_live_table_fills(
     assert {"mae", "rmse", "mase", "coverage_95"} <= metrics
     assert "3681 bars of 1 ticker(s)" in browser.find_element(By.ID, "summary").text
 
-    wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#live tbody tr")) == 4)
-    rows = browser.find_elements(By.CSS_SELECTOR, "#live tbody tr")
-    assert [row.get_attribute("data-ticker") for row in rows] == ["ABC", "TEL", "VGI", "VTC"]
+    # The page redraws the live table every few seconds: read it in one script call, never
+    # element by element (an element found before a redraw is gone after it).
+    read_live = ("return [...document.querySelectorAll('#live tbody tr')]"
+                 ".map(r => [r.dataset.ticker, [...r.cells].map(c => c.textContent)])")
+    wait.until(lambda b: len(b.execute_script(read_live)) == 4)
+    rows = browser.execute_script(read_live)
+    assert [ticker for ticker, _ in rows] == ["ABC", "TEL", "VGI", "VTC"]
     last_vgi = [r for r in records if r["ticker"] == "VGI" and r["record_type"] == "prediction"][-1]
-    cells = [cell.text for cell in rows[2].find_elements(By.TAG_NAME, "td")]
+    cells = rows[2][1]
     assert cells[1:3] == [last_vgi["as_of"], last_vgi["target_date"]]
     assert cells[3] == f"{last_vgi['predicted_close']:.4f}"
     wait.until(lambda b: b.find_element(By.ID, "health").text.startswith("ok"))
