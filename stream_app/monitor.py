@@ -43,7 +43,7 @@ class RollingErrors:
         self.sums = [0.0] * (3 + 2 * len(self.levels))
 
     def add(self, score: Mapping) -> None:
-        row = [abs(score["error"]), score["abs_pct_error"], abs(score["naive_error"])]
+        row = [abs(score["error"]), score["abs_pct_error"] / 100.0, abs(score["naive_error"])]
         for level in self.levels:
             row += [float(score[f"inside_{level}"]), score[f"width_{level}"] / score["predicted_close"]]
         sums = self.sums
@@ -173,7 +173,8 @@ class ForecastMonitor:
             model = score["model"]
             scores[model] += 1
             m.abs_error.labels(model).observe(abs(score["error"]))
-            m.abs_pct_error.labels(model).observe(score["abs_pct_error"])
+            # Records carry percent (as the backtest prints it); metrics carry ratios (Prometheus' base unit).
+            m.abs_pct_error.labels(model).observe(score["abs_pct_error"] / 100.0)
             self._group(label).add(score)
             self._group(ALL).add(score)
             touched.update((label, ALL))
