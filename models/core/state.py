@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import math
 import struct
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -138,16 +139,16 @@ class TickerState:
         """Compact bytes for a state store; :meth:`from_bytes` reads them back exactly."""
         header: dict[str, Any] = {}
         blobs = []
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.name in _ARRAYS:
-                header[f.name] = None if value is None else list(value.shape)
+        for name in _FIELDS:
+            value = getattr(self, name)
+            if name in _ARRAYS:
+                header[name] = None if value is None else list(value.shape)
                 if value is not None:
                     blobs.append(np.ascontiguousarray(value, dtype="<f8").tobytes())
-            elif f.name == "last_prediction" and value is not None:
-                header[f.name] = value._asdict()
+            elif name == "last_prediction" and value is not None:
+                header[name] = value._asdict()
             else:
-                header[f.name] = value
+                header[name] = value
         meta = orjson.dumps(header)
         return _HEADER.pack(_MAGIC, VERSION, len(meta)) + meta + b"".join(blobs)
 
@@ -170,13 +171,13 @@ class TickerState:
         header = orjson.loads(data[_HEADER.size : _HEADER.size + meta_size])
         offset = _HEADER.size + meta_size
         values = {}
-        for f in dataclasses.fields(cls):
-            value = header[f.name]
-            if f.name in _ARRAYS and value is not None:
-                count = int(np.prod(value))
+        for name in _FIELDS:  # the worker decodes a state per ticker per batch: no numpy on shapes
+            value = header[name]
+            if name in _ARRAYS and value is not None:
+                count = math.prod(value)
                 value = np.frombuffer(data, dtype="<f8", count=count, offset=offset).reshape(value)
                 offset += 8 * count
-            values[f.name] = value
+            values[name] = value
         if values["last_date"] is not None:
             values["last_date"] = dt.date.fromisoformat(values["last_date"])
         if values["last_prediction"] is not None:
@@ -187,4 +188,5 @@ class TickerState:
         return cls(**values)
 
 
+_FIELDS = tuple(f.name for f in dataclasses.fields(TickerState))
 _ARRAYS = frozenset({"log_closes", "arima_params", "arima_state", "arima_cov", "calibration", "features"})
