@@ -14,7 +14,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from forecaster.commands.replay import _date, _tickers
+from forecaster.cli_options import add_csv_selection
 from forecaster.settings import Settings
 
 POINT_METRICS = (("MAE", "mae"), ("RMSE", "rmse"), ("MAPE %", "mape"), ("R²", "r2"), ("MASE", "mase"),
@@ -38,13 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="draw predicted vs actual with the interval band and the rolling error")
     parser.add_argument("--report-ticker", default=None, metavar="TICKER",
                         help="ticker drawn by --report (default: the one with most predictions)")
-    parser.add_argument("--ticker", default=None,
-                        help="ticker of files without a ticker column (default: the file name)")
-    parser.add_argument("--columns", default=None, metavar="MAP",
-                        help="column names for fields, e.g. date=Datum,close=Schluss,volume=Umsatz")
-    parser.add_argument("--tickers", type=_tickers, default=None, metavar="A,B", help="only these tickers")
-    parser.add_argument("--start", type=_date, default=None, metavar="DATE", help="first date read")
-    parser.add_argument("--end", type=_date, default=None, metavar="DATE", help="last date read")
+    add_csv_selection(parser, "read")
     parser.set_defaults(run=run)
 
 

@@ -3,25 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import logging
 import sys
 
+from forecaster.cli_options import add_csv_selection
 from forecaster.settings import Settings
-
-
-def _date(text: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD") from None
-
-
-def _tickers(text: str) -> list[str]:
-    tickers = [t.strip() for t in text.split(",") if t.strip()]
-    if not tickers:
-        raise argparse.ArgumentTypeError("--tickers needs at least one ticker, e.g. AAPL,MSFT")
-    return tickers
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,14 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("paths", nargs="+", metavar="PATH", help="CSV file, .csv.gz file or folder")
     parser.add_argument("--topic", default=None, help="topic of the bars (default: FORECASTER_TOPIC_BARS)")
-    parser.add_argument("--ticker", default=None,
-                        help="ticker of files without a ticker column (default: the file name)")
-    parser.add_argument("--columns", default=None, metavar="MAP",
-                        help="column names for fields, e.g. date=Datum,close=Schluss,volume=Umsatz")
-    parser.add_argument("--tickers", type=_tickers, default=None, metavar="A,B",
-                        help="replay only these tickers")
-    parser.add_argument("--start", type=_date, default=None, metavar="DATE", help="first date replayed")
-    parser.add_argument("--end", type=_date, default=None, metavar="DATE", help="last date replayed")
+    add_csv_selection(parser, "replayed")
     pace = parser.add_mutually_exclusive_group()
     pace.add_argument("--rate", type=float, default=None, metavar="BARS_PER_S", help="bars per second")
     pace.add_argument("--speed", type=float, default=None, metavar="DAYS_PER_S",

@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import sys
 
+from forecaster.cli_options import iso_date
 from forecaster.settings import Settings
 from models.families import FAMILIES  # numpy only: TensorFlow loads when a network is built
-
-
-def _date(text: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD") from None
 
 
 def _params(text: str) -> dict:
@@ -42,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--tickers", nargs="+", default=None, metavar="TICKER",
                         help="train on these tickers only (space or comma separated)")
     parser.add_argument("--experiment", default="forecaster", help="MLflow experiment (default: forecaster)")
-    parser.add_argument("--test-start", type=_date, default=None, metavar="DATE",
+    parser.add_argument("--test-start", type=iso_date, default=None, metavar="DATE",
                         help="first target date of the test period (default: the last --test-days dates)")
     parser.add_argument("--test-days", type=int, default=None, metavar="N",
                         help="target dates in the test period "
