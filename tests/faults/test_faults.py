@@ -96,14 +96,14 @@ def test_worker_killed_three_times_during_a_replay_loses_nothing(bars: ReadResul
     thread, outcome = replay_in_background(bars, settings, rate=120.0)
     kills = 0
     for attempt, target in enumerate(targets):
-        worker = WorkerProcess(settings, tmp_path / f"worker-{attempt}.log").start()
-        deadline = time.monotonic() + 180
-        while len(streamed_records(settings)) < target:
-            worker.assert_alive()
-            assert time.monotonic() < deadline, worker.output()
-            time.sleep(0.1)
-        worker.stop(signal.SIGKILL)
-        kills += 1
+        with WorkerProcess(settings, tmp_path / f"worker-{attempt}.log") as worker:
+            deadline = time.monotonic() + 180
+            while len(streamed_records(settings)) < target:
+                worker.assert_alive()
+                assert time.monotonic() < deadline, worker.output()
+                time.sleep(0.1)
+            worker.stop(signal.SIGKILL)
+            kills += 1
     summary = finished(thread, outcome)
     with WorkerProcess(settings, tmp_path / "worker-last.log") as worker:
         records = wait_for_records(settings, set(expected), worker)

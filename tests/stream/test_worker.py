@@ -95,16 +95,14 @@ def test_a_worker_stopped_by_sigterm_resumes_without_loss(bars: ReadResult, sett
     replay(bars, settings, progress=False)
     expected = expected_records(bars, settings)
     some = {k for k in expected if k[1] == "AAPL"} | {k for k in expected if k[1] == "MSFT"}
-    first = WorkerProcess(settings, tmp_path / "first.log").start()
-    try:
+    with WorkerProcess(settings, tmp_path / "first.log") as first:
         # Wait for a part of the work, then stop the worker in the middle of the rest.
         deadline = time.monotonic() + 180
         while len({record_key(r) for r in streamed_records(settings)} & some) < len(some) // 4:
             first.assert_alive()
             assert time.monotonic() < deadline, first.output()
             time.sleep(0.2)
-    finally:
-        first.stop(signal.SIGTERM)
+        assert first.stop(signal.SIGTERM) == 0, "a clean stop on SIGTERM"
     with WorkerProcess(settings, tmp_path / "second.log") as second:
         records = wait_for_records(settings, set(expected), second)
     assert_same_as_backtest(records, expected)
