@@ -22,10 +22,12 @@ Examples
 
 from __future__ import annotations
 
+import codecs
 import csv
 import datetime as dt
 import gzip
 import io
+import zlib
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,10 +80,18 @@ def csv_files(paths: Sequence[str | Path]) -> Iterator[tuple[Path, str]]:
             raise FileNotFoundError(f"{path} does not exist")
 
 
-def _text(path: Path) -> str:
+def _text(path: Path, label: str) -> str:
     data = path.read_bytes()
     if data[:2] == b"\x1f\x8b":  # gzip's magic number, whatever the file is called
-        data = gzip.decompress(data)
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as exc:  # cut short or corrupt (BadGzipFile is an OSError)
+            raise LayoutError(f"{label}: starts like gzip but is not a complete gzip file ({exc})") from exc
+    if data[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):  # Excel's "Unicode text" export
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError as exc:
+            raise LayoutError(f"{label}: has a UTF-16 byte-order mark but is not UTF-16 ({exc})") from exc
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -97,7 +107,7 @@ def _read_file(path: Path, label: str, result: ReadResult, checker: RowChecker, 
                columns: Mapping[str, str] | None) -> None:
     # Lines are kept so a rejected row's dead letter carries its text exactly as in the file, even
     # when a quoted field spans lines; line_num tells where each row ends.
-    lines = io.StringIO(_text(path), newline="").readlines()
+    lines = io.StringIO(_text(path, label), newline="").readlines()
     if not lines or not lines[0].strip():
         raise LayoutError(f"{label}: the file is empty or starts with a blank line; it needs a header row")
     reader = csv.reader(lines, delimiter=_delimiter(lines[0]))
