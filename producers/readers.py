@@ -86,7 +86,7 @@ def _text(path: Path, label: str) -> str:
         try:
             data = gzip.decompress(data)
         except (OSError, EOFError, zlib.error) as exc:  # cut short or corrupt (BadGzipFile is an OSError)
-            raise LayoutError(f"{label}: starts like gzip but is not a complete gzip file ({exc})") from exc
+            raise LayoutError(f"{label}: starts like gzip but cannot be decompressed ({exc})") from exc
     if data[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):  # Excel's "Unicode text" export
         try:
             return data.decode("utf-16")

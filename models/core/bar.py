@@ -81,8 +81,12 @@ def parse_date(value: Any) -> dt.date:
     elif isinstance(value, dt.date):
         day = value
     elif isinstance(value, str) and value.strip():
+        text = value.strip()
         try:
-            day = dt.date.fromisoformat(value.strip()[:10])
+            # A time part must be a valid one after "T" or a space: "2013-02-081" is a typo, not 2013-02-08.
+            if len(text) > 10 and text[10] not in "T ":
+                raise ValueError(text)
+            day = dt.datetime.fromisoformat(text).date() if len(text) > 10 else dt.date.fromisoformat(text)
         except ValueError:
             raise BarError("bad_date", f"date {value!r} is not YYYY-MM-DD") from None
     elif value is None or value == "":

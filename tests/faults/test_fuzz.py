@@ -180,6 +180,29 @@ def test_dates_far_in_the_past_or_future_are_bad_dates(
         assert [letter.reason for letter in result.dead_letters] == ["bad_date"]
 
 
+TIME_PARTS = (" 00:00:00", "T16:00:00", "T16:00:00Z", " 09:30:00.000+05:30")
+NOT_TIME_PARTS = ("1", "0", "junk", "T99", "-01", "x00:00", " 25:00")
+
+
+@FUZZ
+@given(day=st.dates(min_value=MIN_DATE, max_value=MAX_DATE),
+       after=st.sampled_from(TIME_PARTS + NOT_TIME_PARTS))
+@example(day=dt.date(2013, 2, 8), after="1")  # "2013-02-081" was read as 2013-02-08
+def test_an_iso_date_with_more_after_it_needs_a_valid_time(folder: Path, day: dt.date, after: str) -> None:
+    row = {"ticker": "AAPL", "date": day.isoformat() + after, "open": "1", "high": "2", "low": "1",
+           "close": "2", "volume": "3"}
+    table = _row_text(list(row)) + _row_text(list(row.values()))
+    result = _outcome(_write(folder / "aapl.csv", table.encode()))
+    message = InMessage(b"AAPL", orjson.dumps(row), partition=0, offset=0)
+    assert isinstance(result, ReadResult)
+    if after in TIME_PARTS:
+        assert [bar.date for bar in result.bars] == [decode_bar(message).date] == [day]
+    else:
+        assert [letter.reason for letter in result.dead_letters] == ["bad_date"]
+        with pytest.raises(BarError, match="bad_date"):
+            decode_bar(message)
+
+
 @FUZZ
 @given(data=st.data())
 def test_missing_columns_are_named_with_what_was_found(
