@@ -17,6 +17,7 @@ import gzip
 import io
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -31,7 +32,8 @@ from stream_app.processor import BatchProcessor, InMessage, decode_bar
 
 pytestmark = pytest.mark.faults
 
-# Module- and session-scoped fixtures only: a folder is reused by every example of a test.
+# Deterministic, no example database. Fixtures are module- or session-scoped: one folder serves every
+# example of a test (hypothesis calls the test body many times per fixture).
 FUZZ = settings(max_examples=400, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 SMALL = settings(FUZZ, max_examples=80)
@@ -72,10 +74,10 @@ def _write(path: Path, data: bytes) -> Path:
     return path
 
 
-def _outcome(path: Path) -> ReadResult | LayoutError:
+def _outcome(path: Path, **selection: Any) -> ReadResult | LayoutError:
     """Read one file; the result with every row accounted for, or the error that names the file."""
     try:
-        result = read_csv_bars([path])
+        result = read_csv_bars([path], **selection)
     except LayoutError as error:
         assert str(error).startswith(path.name + ":"), error
         return error
@@ -86,7 +88,11 @@ def _outcome(path: Path) -> ReadResult | LayoutError:
 
 #: (file name, header, first data row) of a real file.
 Layout = tuple[str, list[str], list[str]]
-
+SELECTION_DAYS = st.dates(min_value=dt.date(1995, 1, 1), max_value=dt.date(2025, 1, 1))
+#: read_csv_bars' selection: some tickers, a first and a last day, or none of them.
+SELECTIONS = st.fixed_dictionaries(
+    {}, optional={"tickers": st.lists(TICKERS, max_size=3), "start": SELECTION_DAYS, "end": SELECTION_DAYS},
+).filter(lambda s: s.get("start", dt.date.min) <= s.get("end", dt.date.max))
 
 @pytest.fixture(scope="session")
 def layouts(data_dir: Path) -> list[tuple[str, list[str], list[str]]]:
@@ -124,10 +130,10 @@ def test_arbitrary_bytes_are_read_or_refused_by_name(folder: Path, data: bytes, 
 
 
 @FUZZ
-@given(data=st.data(), n_rows=st.integers(1, 6), gz=st.booleans())
+@given(data=st.data(), n_rows=st.integers(1, 6), gz=st.booleans(), selection=SELECTIONS)
 def test_real_layouts_with_junk_cells_account_for_every_row(
-        folder: Path, layouts: list[Layout], data: st.DataObject, n_rows: int,
-        gz: bool) -> None:
+        folder: Path, layouts: list[Layout], data: st.DataObject, n_rows: int, gz: bool,
+        selection: dict[str, Any]) -> None:
     name, header, real = data.draw(st.sampled_from(layouts), label="layout")
     rows = []
     for _ in range(n_rows):
@@ -137,9 +143,12 @@ def test_real_layouts_with_junk_cells_account_for_every_row(
         rows.append(row)
     path = _write(folder / (name + (".gz" if gz else "")),
                   (_row_text(header) + "".join(map(_row_text, rows))).encode())
-    result = _outcome(path)
+    result = _outcome(path, **selection)
     assert isinstance(result, ReadResult)
     assert result.rows_read == n_rows  # no row silently dropped, none invented
+    wanted = {t.strip() for t in selection.get("tickers", [b.ticker for b in result.bars])}
+    first, last = selection.get("start", MIN_DATE), selection.get("end", MAX_DATE)
+    assert all(b.ticker in wanted and first <= b.date <= last for b in result.bars)
     # A dead letter carries its row exactly as written, in file order (a quoted cell may span lines).
     rejected = [next(csv.reader(io.StringIO(letter.raw, newline=""))) for letter in result.dead_letters]
     remaining = iter(rows)
