@@ -180,6 +180,7 @@ CLIENTS: dict[str, tuple[object, str, Callable[[Settings], object]]] = {
     "topics partition counts": (kafka, "KafkaConsumer", lambda s: topics.partition_counts(s, ["bars"])),
     "API predictions reader": (kafka, "KafkaConsumer", lambda s: LatestPredictions(s)._connect()),
     "demo namespace reset": (kafka, "KafkaAdminClient", demo.reset_namespace),
+    "demo predictions reader": (kafka, "KafkaConsumer", lambda s: demo.follow_predictions(s, 1, None)),
 }
 
 
