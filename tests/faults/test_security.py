@@ -27,6 +27,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
 import producers.publisher
 from api.latest import LatestPredictions
@@ -101,7 +102,12 @@ def test_aiokafka_options_build_a_verifying_ssl_context(secure: Settings) -> Non
         expected.pop(name, None)
     context = options.pop("ssl_context", None)
     assert options == expected | {"bootstrap_servers": "kafka-1:9093,kafka-2:9093"}
-    if not secure.security_protocol.upper().endswith("SSL"):
+    _check_context(context, secure)
+
+
+def _check_context(context: ssl.SSLContext | None, settings: Settings) -> None:
+    """No context without TLS; with it, one that verifies the brokers against the configured CA."""
+    if not settings.security_protocol.upper().endswith("SSL"):
         assert context is None
         return
     assert isinstance(context, ssl.SSLContext)
@@ -121,14 +127,7 @@ def test_faust_credentials_match_the_protocol(secure: Settings) -> None:
         assert (credentials.username, credentials.password, credentials.mechanism.value) == (
             "forecaster", "not-a-secret", "SCRAM-SHA-512")
         context = credentials.ssl_context
-    assert (context is not None) == protocol.endswith("SSL")
-
-
-def _same(left: Any, right: Any) -> bool:
-    """Faust credentials compared by what they carry (each call builds a new SSL context)."""
-    carried = ("username", "password", "mechanism")
-    return type(left) is type(right) and all(getattr(left, f, None) == getattr(right, f, None)
-                                             for f in carried)
+    _check_context(context, secure)
 
 
 def test_plaintext_gives_no_credentials() -> None:
@@ -198,7 +197,13 @@ def test_every_kafka_python_client_gets_the_security_options(monkeypatch: pytest
 def test_the_faust_app_connects_to_the_brokers_with_the_credentials(secure: Settings) -> None:
     conf = create_app(secure).conf
     assert [str(url) for url in conf.broker] == ["kafka://kafka-1:9093", "kafka://kafka-2:9093"]
-    assert _same(conf.broker_credentials, faust_credentials(secure))
+    # What Faust's aiokafka transport gives every producer and consumer it builds for the app.
+    auth = dict(credentials_to_aiokafka_auth(conf.broker_credentials))
+    _check_context(auth.pop("ssl_context"), secure)
+    expected = aiokafka_options(secure)
+    for name in ("bootstrap_servers", "ssl_context"):
+        expected.pop(name, None)
+    assert auth == expected
 
 
 # -- the metrics endpoint ------------------------------------------------------------------------------
