@@ -9,16 +9,18 @@ How a batch is handled, and why in this order (at-least-once without loss):
 2. :class:`~stream_app.processor.BatchProcessor` computes scores, predictions, dead letters and new
    states, without Kafka;
 3. the outputs are sent with pre-encoded bytes on the app's producer and their delivery is awaited;
-4. only then is each touched ticker's state written to the table, once per batch. The table uses
-   the producer's partitioner (``use_partitioner``): after ``take_events`` Faust's default would
-   write every key to the changelog partition of the batch's *last* event, putting other tickers'
-   states in the wrong partition. Hashing the ticker key puts each state in the changelog
-   partition of the ticker's own ``bars`` partition (same key, same murmur2 hash, same count);
+4. only then is each touched ticker's state written to the table, once per batch, each under its
+   ticker's own last event of the batch. After ``take_events`` Faust would write every key to the
+   changelog partition (and RocksDB partition) of the batch's *last* event, putting other tickers'
+   states where recovery never looks for them; Faust has no public way to say which event a write
+   belongs to, so the stream's current event is set per ticker (``Stream._set_current_event``);
 5. Faust commits the offsets later, after flushing the producer (changelog included).
 
 A crash between 3 and 4 makes the bars come again and produce the same records again (the core is
 deterministic); a crash between 4 and 5 makes them come again and be dead-lettered as duplicates,
 their records already being out. Either way no prediction is lost and no state applies a bar twice.
+An unexpected error in a batch ends the process at once: Faust would otherwise ack the batch's
+events and restart the agent, committing offsets of bars whose states were never written.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import os
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -48,6 +51,7 @@ from stream_app.processor import BatchProcessor, InMessage, prediction_records
 log = logging.getLogger(__name__)
 
 TABLE_NAME = "ticker_state"
+EXIT_BATCH_FAILED = 70  # EX_SOFTWARE
 LAG_INTERVAL_S = 5.0
 
 
@@ -124,7 +128,7 @@ class ForecastService:
         self.model_version = version
         self.monitor.set_model(name, served, reference, FEATURE_NAMES)
 
-    async def handle(self, events: list[Any]) -> None:
+    async def handle(self, events: list[Any], stream: faust.StreamT) -> None:
         processor = await self.ensure_started()
         started = time.perf_counter()
         messages = [
@@ -144,8 +148,15 @@ class ForecastService:
             pending.append(await producer.send(self.settings.topic_dlq, key, orjson.dumps(letter.to_dict()),
                                                None, None, None))
         await asyncio.gather(*pending)
+        last_event = {e.message.key: e for e in events}
+        # No await in this loop, and the stream's event is put back after it: take_events' drainer
+        # reads it for the next batch.
+        previous = stream.current_event
         for ticker, state in output.states.items():
-            self.table[ticker.encode()] = state.to_bytes()
+            key = ticker.encode()
+            stream._set_current_event(last_event[key])  # type: ignore[attr-defined]
+            self.table[key] = state.to_bytes()
+        stream._set_current_event(previous)  # type: ignore[attr-defined]
         for message in messages:
             self.positions[message.partition] = message.offset + 1
         self.monitor.observe_batch(output.results, time.perf_counter() - started)
@@ -198,15 +209,22 @@ def create_app(settings: Settings) -> faust.App:
     )
     bars_topic = app.topic(settings.topic_bars, key_type=bytes, value_type=bytes,
                            partitions=settings.partitions)
-    table = app.Table(TABLE_NAME, key_type=bytes, value_type=bytes, partitions=settings.partitions,
-                      use_partitioner=True)
+    table = app.Table(TABLE_NAME, key_type=bytes, value_type=bytes, partitions=settings.partitions)
     service = ForecastService(app, settings, table)
     app.forecast_service = service  # type: ignore[attr-defined]  # for the CLI and tests
 
     @app.agent(bars_topic, name="forecast")
     async def forecast(stream: faust.StreamT) -> None:
         async for events in stream.take_events(settings.batch_size, within=settings.batch_timeout_s):
-            await service.handle(list(events))
+            try:
+                await service.handle(list(events), stream)
+            except Exception:
+                # Poison never gets here (it is dead-lettered); this is a bug or a lost broker. Leave
+                # before Faust acks the batch, so that it is processed again after the restart.
+                log.critical("processing a batch failed; exiting so that it is processed again after "
+                             "a restart", exc_info=True)
+                logging.shutdown()
+                os._exit(EXIT_BATCH_FAILED)
 
     @app.timer(settings.model_reload_s)
     async def reload_champion() -> None:

@@ -63,9 +63,10 @@ def decode_bar(message: InMessage) -> Bar:
     if not isinstance(record, dict):
         raise BarError("not_json", f"expected a JSON object, got {type(record).__name__}")
     bar = Bar.from_dict(record)
-    if message.key is not None and message.key.decode(errors="replace") != bar.ticker:
-        # A bar under another ticker's key would be processed in the wrong partition's state.
-        raise BarError("bad_ticker", f"key {message.key!r} differs from ticker {bar.ticker!r}")
+    if message.key is None or message.key.decode(errors="replace") != bar.ticker:
+        # The key decides the partition, and so the worker and the state a bar meets: a bar under
+        # another key, or none, would be applied to a state its ticker's other bars never see.
+        raise BarError("bad_ticker", f"key {message.key!r} is not the ticker {bar.ticker!r}")
     return bar
 
 

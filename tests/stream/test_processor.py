@@ -99,3 +99,9 @@ def test_repeated_and_older_bars_leave_the_state_untouched() -> None:
     fresh = processor.process(messages([series[0], series[1], series[1]]), {})
     assert [d.reason for d in fresh.dead_letters] == ["duplicate"]
     assert [bar.date for bar, _ in fresh.results] == [series[0].date, series[1].date]
+
+
+def test_a_bar_without_a_key_is_rejected() -> None:
+    bar = bars_of("AAA", 1, 10.0)[0]
+    out = BatchProcessor(CONFIG).process([InMessage(None, orjson.dumps(bar.to_dict()), 0, 0)], {})
+    assert [d.reason for d in out.dead_letters] == ["bad_ticker"]

@@ -54,6 +54,12 @@ def test_stream_equals_backtest_record_for_record(bars: ReadResult, settings: Se
         metrics = worker.metrics()
     assert assert_same_as_backtest(records, expected) == 0
     assert f"forecaster_bars_consumed_total {float(len(bars.bars))}" in metrics
+    # Each ticker's state went to the changelog partition of its own bars partition, where the
+    # worker that owns the ticker after a rebalance looks for it (batches mix partitions).
+    bar_partition = {key: partition for partition, _, key, _ in read_topic(settings, settings.topic_bars)}
+    changelog = read_topic(settings, f"{settings.app_id}-ticker_state-changelog")
+    assert {key for _, _, key, _ in changelog} == set(TICKERS)
+    assert all(partition == bar_partition[key] for partition, _, key, _ in changelog)
     # Predictions of a ticker come out in date order.
     for ticker in TICKERS:
         dates = [r["as_of"] for r in records if r["ticker"] == ticker and r["record_type"] == "prediction"]
