@@ -36,6 +36,6 @@ ENV PATH=/opt/venv/bin:$PATH \
 # Numeric, so Kubernetes can verify runAsNonRoot without reading /etc/passwd.
 USER 10001:10001
 WORKDIR /var/lib/forecaster
-EXPOSE 9464
+EXPOSE 9464 8000
 ENTRYPOINT ["forecaster"]
 CMD ["--help"]

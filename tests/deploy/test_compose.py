@@ -12,7 +12,7 @@ from forecaster.settings import Settings
 from tests.deploy.compose import COMPOSE_FILE, ENV_EXAMPLE, compose_config, resolved_stack
 
 ONE_SHOT = {"topics", "trainer", "replay"}
-LONG_RUNNING = {"kafka", "mlflow", "worker", "prometheus", "grafana"}
+LONG_RUNNING = {"kafka", "mlflow", "worker", "api", "prometheus", "grafana"}
 
 
 @pytest.fixture(scope="module")

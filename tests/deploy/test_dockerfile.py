@@ -86,13 +86,13 @@ def test_the_image_runs_as_the_non_root_user_kubernetes_expects() -> None:
     assert uid != 0 and (uid, gid) == (pod["runAsUser"], pod["runAsGroup"])
 
 
-def test_the_image_serves_metrics_on_the_settings_port_for_other_containers() -> None:
+def test_the_image_exposes_the_metrics_and_api_ports_of_the_settings() -> None:
     env_args = " ".join(args for name, args in _last_stage() if name == "ENV")
     env = dict(re.findall(r"(FORECASTER_\w+)=(\S+)", env_args))
     settings = settings_module.load(env)
     assert settings.metrics_host == "0.0.0.0"
     (exposed,) = [args for name, args in _last_stage() if name == "EXPOSE"]
-    assert int(exposed) == settings.metrics_port
+    assert {int(port) for port in exposed.split()} == {settings.metrics_port, settings.api_port}
 
 
 def test_hadolint_finds_nothing_to_fix() -> None:
