@@ -63,6 +63,7 @@ class Settings:
     store: str = "memory://"
     batch_size: int = 2000
     batch_timeout_s: float = 0.2
+    session_timeout_s: float = 10.0
     # Forecasting core
     model: str = "arima"
     window: int = 252
@@ -120,6 +121,7 @@ DOCS: dict[str, str] = {
     "store": "Faust table store: memory:// or rocksdb:// (needs the rocksdb extra)",
     "batch_size": "most bars the worker takes from the stream at once",
     "batch_timeout_s": "longest the worker waits to fill a batch, seconds",
+    "session_timeout_s": "seconds without a heartbeat before a worker's partitions go to the others",
     "model": "model when no champion is registered: naive or arima",
     "window": "bars per ticker kept for fitting (rolling window)",
     "refit_every": "bars between ARIMA refits per ticker",

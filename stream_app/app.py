@@ -204,6 +204,10 @@ def create_app(settings: Settings) -> faust.App:
         broker_commit_interval=1.0,
         stream_buffer_maxsize=max(4096, 2 * settings.batch_size),
         consumer_auto_offset_reset="earliest",
+        # Faust waits 60 s by default before giving a dead worker's partitions to the others; a
+        # stream of daily bars for many tickers is better served by a quick takeover.
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
         key_serializer="raw",
         value_serializer="raw",  # records are pre-encoded JSON bytes; states are the core's bytes
     )

@@ -92,11 +92,14 @@ def test_worker_killed_three_times_during_a_replay_loses_nothing(bars: ReadResul
     expected = expected_records(bars, settings)
     # Kill points: three random progress marks (records emitted) spread over the replay, which is
     # paced so that it lasts longer than three worker restarts.
+    kill_points = []
     targets = sorted(rng.sample(range(len(expected) // 10, len(expected) * 8 // 10), 3))
     thread, outcome = replay_in_background(bars, settings, rate=120.0)
     kills = 0
     for attempt, target in enumerate(targets):
         with WorkerProcess(settings, tmp_path / f"worker-{attempt}.log") as worker:
+            # Each incarnation works before it dies: past its mark, and at least a batch's worth.
+            target = max(target, len(streamed_records(settings)) + settings.batch_size // 2)
             deadline = time.monotonic() + 180
             while len(streamed_records(settings)) < target:
                 worker.assert_alive()
@@ -104,13 +107,14 @@ def test_worker_killed_three_times_during_a_replay_loses_nothing(bars: ReadResul
                 time.sleep(0.1)
             worker.stop(signal.SIGKILL)
             kills += 1
+            kill_points.append(target)
     summary = finished(thread, outcome)
     with WorkerProcess(settings, tmp_path / "worker-last.log") as worker:
         records = wait_for_records(settings, set(expected), worker)
     duplicated = assert_same_as_backtest(records, expected)
     assert summary.bars_sent == len(bars.bars)
     figures("kill -9 x3", len(bars.bars), records, expected, kills=kills, seed=seed,
-            kill_points=targets, repeated_records=duplicated)
+            kill_points=kill_points, repeated_records=duplicated)
 
 
 def test_broker_restarted_during_a_replay_loses_nothing(bars: ReadResult, settings: Settings,
