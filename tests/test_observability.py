@@ -22,6 +22,7 @@ import orjson
 import pytest
 from kafka import KafkaProducer
 
+from forecaster.cli import main
 from forecaster.kafka.client import kafka_python_options
 from forecaster.settings import Settings
 from models.core.bar import Bar
@@ -120,8 +121,8 @@ def test_a_stationary_replay_raises_no_drift(data_dir: Path, settings: Settings,
     assert not alert_states(prometheus, "ForecasterFeatureDrift")
 
 
-def test_a_volatility_jump_raises_drift_and_every_panel_shows_data(data_dir: Path, settings: Settings,
-                                                                     observed) -> None:
+def test_a_volatility_jump_raises_drift_and_every_panel_shows_data(
+        data_dir: Path, settings: Settings, observed, tmp_path: Path) -> None:
     worker, prometheus = observed
     bars = resampled_bars(data_dir, shift=True)
     poison = dataclasses.replace(bars[0], date=bars[-1].date + dt.timedelta(days=7)).to_dict()
@@ -151,3 +152,14 @@ def test_a_volatility_jump_raises_drift_and_every_panel_shows_data(data_dir: Pat
         result = values(prometheus, expr)
         if alert == "ForecasterFeatureDrift":
             assert result, expr
+
+    # The picture without Grafana: the same panels drawn from this Prometheus.
+    page = tmp_path / "stream-report.html"
+    assert main(["report", "--prometheus", prometheus.url, "--out", str(page), "--minutes", "10"]) == 0
+    html = page.read_text()
+    scored = len(values(prometheus, "forecaster_feature_drift_score"))
+    assert scored > 0 and f"features scored</th><td>{scored}</td>" in html
+    assert "data:image/png;base64," in html
+    picture = tmp_path / "stream-report.png"
+    assert main(["report", "--prometheus", prometheus.url, "--out", str(picture), "--ticker", "IBM"]) == 0
+    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,9 +1,11 @@
-"""``forecaster report PREDS.csv``: the picture of a backtest, as PNG or as HTML with the PNG inside.
+"""``forecaster report PREDS.csv | --prometheus URL``: the picture of a backtest or of the stream.
 
-For one ticker it draws the actual close with the predicted close and its interval bands, the
-rolling absolute error of the model against the naive forecast's, and the rolling coverage of each
-interval against its nominal level. The input is the file ``forecaster backtest --out`` writes; the
-backtest's ``--report`` and the demo call :func:`write_report` on the records directly.
+From a backtest file, for one ticker, it draws the actual close with the predicted close and its
+interval bands, the rolling absolute error of the model against the naive forecast's, and the
+rolling coverage of each interval against its nominal level. The input is the file ``forecaster
+backtest --out`` writes; the backtest's ``--report`` and the demo call :func:`write_report` on the
+records directly. From Prometheus, see :mod:`forecaster.prometheus_report`. PNG, or HTML with the
+PNG inside.
 """
 
 from __future__ import annotations
@@ -33,23 +35,35 @@ _TEXT_FIELDS = {"ticker", "as_of", "target_date", "actual_date", "model", "model
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
-        "report", help="draw a backtest: predicted vs actual with intervals, rolling error vs naive",
+        "report", help="draw predictions without Grafana: from a backtest file or from Prometheus",
         description="Draw the predictions written by `forecaster backtest --out` for one ticker: actual "
         "and predicted close with the interval bands, the rolling error against the naive forecast's "
-        "and the rolling interval coverage. PNG, or HTML with the PNG embedded.",
+        "and the rolling interval coverage. Or, with --prometheus, what a Prometheus server scraped from "
+        "the workers: closes, rolling error against naive, and the feature drift scores. PNG, or HTML "
+        "with the PNG embedded.",
     )
-    parser.add_argument("predictions", type=Path, metavar="PREDS.csv", help="output of backtest --out")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("predictions", type=Path, nargs="?", metavar="PREDS.csv",
+                        help="output of backtest --out")
+    source.add_argument("--prometheus", metavar="URL", help="a Prometheus server scraping the workers")
     parser.add_argument("--out", type=Path, required=True, metavar="FILE.html|.png", help="file to write")
     parser.add_argument("--ticker", default=None,
                         help="ticker to draw (default: the one with most predictions)")
     parser.add_argument("--last", type=int, default=LAST, metavar="N",
                         help=f"draw the ticker's last N predictions, 0 for all (default: {LAST})")
+    parser.add_argument("--minutes", type=float, default=60.0,
+                        help="with --prometheus: the time drawn, in minutes (default: 60)")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    rows = read_rows(args.predictions)
-    ticker = render(rows, args.out, ticker=args.ticker, last=args.last)
+    if args.prometheus:
+        from forecaster.prometheus_report import render_prometheus
+
+        ticker = render_prometheus(args.prometheus, args.out, ticker=args.ticker, minutes=args.minutes,
+                                   psi_threshold=settings.psi_threshold)
+    else:
+        ticker = render(read_rows(args.predictions), args.out, ticker=args.ticker, last=args.last)
     print(f"wrote {args.out} ({ticker})")
     return 0
 
@@ -102,7 +116,8 @@ def render(rows: Sequence[dict[str, Any]], path: Path, *, ticker: str | None = N
     if path.suffix.lower() == ".png":
         path.write_bytes(png)
     else:
-        path.write_text(_html(ticker, own[0], png, summary), encoding="utf-8")
+        title = f"{ticker}: {own[0]['model']} {own[0]['model_version']} backtest"
+        path.write_text(html_page(title, png, summary), encoding="utf-8")
     return ticker
 
 
@@ -172,9 +187,10 @@ def _rolling(values: np.ndarray) -> np.ndarray:
     return (sums[ends] - sums[starts]) / (ends - starts)
 
 
-def _html(ticker: str, first: dict[str, Any], png: bytes, summary: list[tuple[str, str]]) -> str:
+def html_page(title: str, png: bytes, summary: list[tuple[str, str]]) -> str:
+    """A page with a title, a table of (name, value) and the picture embedded."""
     cells = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in summary)
-    title = html.escape(f"{ticker}: {first['model']} {first['model_version']} backtest")
+    title = html.escape(title)
     image = base64.b64encode(png).decode("ascii")
     return (f"<!doctype html>\n<html><head><meta charset='utf-8'><title>{title}</title>"
             "<style>body{font-family:sans-serif;margin:2em}th{text-align:left;padding-right:1em}</style>"
