@@ -34,8 +34,7 @@ import numpy as np
 
 from models.core.arima import Arima, ArimaFitError
 from models.core.features import FEATURE_NAMES
-from models.families.boosted import DEFAULTS as BOOSTER_DEFAULTS
-from models.families.boosted import fit_booster
+from models.families.boosted import day_t_booster_params, fit_booster
 
 _RETURN_COLUMN = FEATURE_NAMES.index("log_return")
 
@@ -120,16 +119,10 @@ class ArimaResidualModel:
     """
 
     def __init__(self, arima: dict[str, Any] | None = None, booster: dict[str, Any] | None = None) -> None:
-        booster = dict(booster or {})
-        if "lookback" in booster:
-            raise ValueError("the booster of arima_residual reads day t only; its lookback cannot be set")
-        unknown = set(booster) - set(BOOSTER_DEFAULTS)
-        if unknown:
-            raise ValueError(f"unknown booster parameters: {', '.join(sorted(unknown))}")
         self.name = "arima_residual"
         self.version = ""  # the registry version, set when loaded from MLflow
         self.arima = ArimaModel(**(arima or {}))
-        self.booster_params = {**BOOSTER_DEFAULTS, **booster, "lookback": 1}
+        self.booster_params = day_t_booster_params("arima_residual", booster)
         self.params = {"arima": self.arima.params, "booster": self.booster_params}
         self.lookback = self.arima.lookback
         self.booster: Any = None

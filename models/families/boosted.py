@@ -37,6 +37,25 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+def day_t_booster_params(family: str, booster: dict[str, Any] | None) -> dict[str, Any]:
+    """The parameters of a hybrid's XGBoost stage, which reads day t only (its lookback is 1).
+
+    >>> day_t_booster_params("h", {"max_depth": 2})["lookback"], day_t_booster_params("h", None)["lookback"]
+    (1, 1)
+    >>> day_t_booster_params("h", {"lookback": 5})
+    Traceback (most recent call last):
+    ...
+    ValueError: the booster of h reads day t only; its lookback cannot be set
+    """
+    booster = dict(booster or {})
+    if "lookback" in booster:
+        raise ValueError(f"the booster of {family} reads day t only; its lookback cannot be set")
+    unknown = set(booster) - set(DEFAULTS)
+    if unknown:
+        raise ValueError(f"unknown booster parameters: {', '.join(sorted(unknown))}")
+    return {**DEFAULTS, **booster, "lookback": 1}
+
+
 def flatten(windows: np.ndarray) -> np.ndarray:
     """``[n, lookback, features] -> [n, lookback * features]``, oldest row first."""
     return windows.reshape(windows.shape[0], -1)

@@ -21,8 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from models.families.boosted import DEFAULTS as BOOSTER_DEFAULTS
-from models.families.boosted import fit_booster
+from models.families.boosted import day_t_booster_params, fit_booster
 from models.families.neural import KerasWindowModel
 
 
@@ -39,16 +38,10 @@ class AttentionXGBoost:
 
     def __init__(self, attention: dict[str, Any] | None = None,
                  booster: dict[str, Any] | None = None) -> None:
-        booster = dict(booster or {})
-        if "lookback" in booster:
-            raise ValueError("the booster of attention_xgboost reads day t only; its lookback cannot be set")
-        unknown = set(booster) - set(BOOSTER_DEFAULTS)
-        if unknown:
-            raise ValueError(f"unknown booster parameters: {', '.join(sorted(unknown))}")
         self.name = "attention_xgboost"
         self.version = ""  # the registry version, set when loaded from MLflow
         self.attention = KerasWindowModel("cnn_bilstm_attention", **(attention or {}))
-        self.booster_params = {**BOOSTER_DEFAULTS, **booster, "lookback": 1}
+        self.booster_params = day_t_booster_params("attention_xgboost", booster)
         self.params = {"attention": self.attention.params, "booster": self.booster_params}
         self.lookback = self.attention.lookback
         self.booster: Any = None

@@ -22,11 +22,12 @@ from forecaster.kafka.broker import LocalBroker, free_port
 from forecaster.kafka.topics import create_topics
 from forecaster.settings import Settings
 from producers.pacing import Pacing
-from producers.readers import ReadResult, read_csv_bars
+from producers.readers import ReadResult
 from producers.replay import ReplaySummary, replay
 from tests.kafka_helpers import read_topic
 from tests.stream.records import (
     assert_same_as_backtest,
+    bokeh_slice,
     expected_records,
     only_days,
     record_key,
@@ -42,9 +43,7 @@ TICKERS = ("AAPL", "GOOG", "IBM", "MSFT")
 
 @pytest.fixture
 def bars(data_dir: Path) -> ReadResult:
-    """Four tickers over two years of the bokeh sample: about 2,000 bars."""
-    return read_csv_bars([data_dir / "bokeh-stocks.csv.gz"], tickers=TICKERS,
-                         start=dt.date(2011, 1, 1), end=dt.date(2012, 12, 31))
+    return bokeh_slice(data_dir, TICKERS)
 
 
 @pytest.fixture

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections import Counter
+from pathlib import Path
 
 from forecaster.settings import Settings
 from models.backtest import run_backtest
 from models.core.config import CoreConfig
-from producers.readers import ReadResult
+from producers.readers import ReadResult, read_csv_bars
 from tests.kafka_helpers import read_topic
 from tests.stream.worker_process import WorkerProcess
 
 Key = tuple[str, str, str]
+
+
+def bokeh_slice(data_dir: Path, tickers: tuple[str, ...]) -> ReadResult:
+    """``tickers`` over 2011-2012 of the bokeh sample: about 500 bars each."""
+    return read_csv_bars([data_dir / "bokeh-stocks.csv.gz"], tickers=tickers,
+                         start=dt.date(2011, 1, 1), end=dt.date(2012, 12, 31))
 
 
 def record_key(record: dict) -> Key:

@@ -3,7 +3,6 @@ and a stop in the middle (tests/faults/ kills it repeatedly, restarts the broker
 
 from __future__ import annotations
 
-import datetime as dt
 import signal
 import time
 from pathlib import Path
@@ -14,11 +13,12 @@ from kafka import KafkaProducer
 
 from forecaster.kafka.client import kafka_python_options
 from forecaster.settings import Settings
-from producers.readers import ReadResult, read_csv_bars
+from producers.readers import ReadResult
 from producers.replay import replay
 from tests.kafka_helpers import read_topic
 from tests.stream.records import (
     assert_same_as_backtest,
+    bokeh_slice,
     expected_records,
     record_key,
     streamed_records,
@@ -33,9 +33,7 @@ TICKERS = ("AAPL", "IBM", "MSFT")
 
 @pytest.fixture
 def bars(data_dir: Path) -> ReadResult:
-    """Three tickers over two years of the bokeh sample: about 1,500 bars."""
-    return read_csv_bars([data_dir / "bokeh-stocks.csv.gz"], tickers=TICKERS,
-                         start=dt.date(2011, 1, 1), end=dt.date(2012, 12, 31))
+    return bokeh_slice(data_dir, TICKERS)
 
 
 @pytest.fixture
