@@ -202,10 +202,10 @@ def load_model(uri: str, settings: Any) -> Any:
 
 def champion_version(settings: Any) -> str | None:
     """The version that ``settings.model_name@champion`` names, or None; one registry query."""
+    if _store_missing(settings):
+        return None  # before importing MLflow: seconds of a worker's start when there is no store
     from mlflow.exceptions import MlflowException
 
-    if _store_missing(settings):
-        return None
     try:
         return str(client(settings).get_model_version_by_alias(settings.model_name, CHAMPION).version)
     except MlflowException:

@@ -52,6 +52,11 @@ log = logging.getLogger(__name__)
 
 TABLE_NAME = "ticker_state"
 EXIT_BATCH_FAILED = 70  # EX_SOFTWARE
+#: The changelog holds one state per ticker per batch (kilobytes each); only the latest counts.
+#: Compaction cleans closed segments only, so small, time-bounded segments keep what a restarted
+#: worker must read close to one state per ticker instead of every state ever written.
+CHANGELOG_CONFIG = {"segment.bytes": str(16 * 1024 * 1024), "segment.ms": str(10 * 60 * 1000),
+                    "min.cleanable.dirty.ratio": "0.1"}
 LAG_INTERVAL_S = 5.0
 
 
@@ -213,7 +218,8 @@ def create_app(settings: Settings) -> faust.App:
     )
     bars_topic = app.topic(settings.topic_bars, key_type=bytes, value_type=bytes,
                            partitions=settings.partitions)
-    table = app.Table(TABLE_NAME, key_type=bytes, value_type=bytes, partitions=settings.partitions)
+    table = app.Table(TABLE_NAME, key_type=bytes, value_type=bytes, partitions=settings.partitions,
+                      extra_topic_configs=CHANGELOG_CONFIG)
     service = ForecastService(app, settings, table)
     app.forecast_service = service  # type: ignore[attr-defined]  # for the CLI and tests
 
