@@ -109,7 +109,7 @@ def test_worker_killed_three_times_during_a_replay_loses_nothing(bars: ReadResul
             kill_points.append(target)
     summary = finished(thread, outcome)
     with WorkerProcess(settings, tmp_path / "worker-last.log") as worker:
-        records = wait_for_records(settings, set(expected), worker)
+        records = wait_for_records(settings, set(expected), worker, timeout_s=300)
     duplicated = assert_same_as_backtest(records, expected)
     assert summary.bars_sent == len(bars.bars)
     figures("kill -9 x3", len(bars.bars), records, expected, kills=kills, seed=seed,

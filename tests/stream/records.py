@@ -61,9 +61,20 @@ def wait_for_records(settings: Settings, keys: set[Key], worker: WorkerProcess,
         if not missing:
             return records
         if time.monotonic() > deadline:
-            example = sorted(missing)[:3]
-            raise AssertionError(f"{len(missing)} records missing, e.g. {example}\n{worker.output()}")
+            raise AssertionError(diagnosis(settings, missing, worker))
         time.sleep(0.5)
+
+
+def diagnosis(settings: Settings, missing: set[Key], worker: WorkerProcess) -> str:
+    """What a test that waited in vain needs to tell slowness from loss: which records are missing
+    per ticker, what the worker refused, how far it got, and its log."""
+    per_ticker = Counter(ticker for _, ticker, _ in missing)
+    first = {t: min(day for _, ticker, day in missing if ticker == t) for t in per_ticker}
+    refused = Counter(value["reason"] for *_, value in read_topic(settings, settings.topic_dlq))
+    consumed = [line for line in worker.metrics(timeout_s=5).splitlines()
+                if line.startswith(("forecaster_bars_consumed_total", "forecaster_consumer_lag{"))]
+    return (f"{len(missing)} records missing: {dict(per_ticker)}, first missing day {first}; "
+            f"dead letters {dict(refused)}; worker metrics {consumed}\n{worker.output()}")
 
 
 def assert_same_as_backtest(records: list[dict], expected: dict[Key, dict]) -> int:
