@@ -71,8 +71,11 @@ def diagnosis(settings: Settings, missing: set[Key], worker: WorkerProcess) -> s
     per_ticker = Counter(ticker for _, ticker, _ in missing)
     first = {t: min(day for _, ticker, day in missing if ticker == t) for t in per_ticker}
     refused = Counter(value["reason"] for *_, value in read_topic(settings, settings.topic_dlq))
-    consumed = [line for line in worker.metrics(timeout_s=5).splitlines()
-                if line.startswith(("forecaster_bars_consumed_total", "forecaster_consumer_lag{"))]
+    try:
+        consumed = [line for line in worker.metrics(timeout_s=5).splitlines()
+                    if line.startswith(("forecaster_bars_consumed_total", "forecaster_consumer_lag{"))]
+    except OSError as error:
+        consumed = [f"unavailable: {error}"]
     return (f"{len(missing)} records missing: {dict(per_ticker)}, first missing day {first}; "
             f"dead letters {dict(refused)}; worker metrics {consumed}\n{worker.output()}")
 
