@@ -1,0 +1,115 @@
+"""Which source offsets the worker has handled, so that none is skipped and none applied twice.
+
+The worker keeps, per partition of ``bars``, the offset after the last message it has handled (its
+*position*), in a changelog-backed table written together with the tickers' states. A batch is
+admitted against it:
+
+* a message below the position was handled before (a redelivery after a crash or a rebalance): it
+  is skipped, its records being out already;
+* a message at the position is handled, and moves it on;
+* a message beyond the position means the consumer skipped offsets. Faust does, on rebalances
+  (seen with faust-streaming 0.15.3, docs/reliability.md): it resumes the stream partitions while
+  still seeking them to the committed offsets, a message delivered in that window never reaches
+  the agent, the jump to the next one is recorded as a gap (as after transaction markers), and
+  the gap counts as acknowledged, so the group's offsets get committed past the lost message. The
+  partition is then sought back to its position. Messages fetched before that seek still arrive
+  for a while; each batch of them is another skip and another seek to the same position. Only
+  when a rewind meets the very same first offset again are the offsets in between taken as
+  holding no message (transaction markers, retention), and passed.
+
+The group's committed offsets only decide where the consumer starts; what was handled is decided
+here, from the table, so a commit that went too far costs a rewind, not a bar.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Generic, Protocol, TypeVar
+
+
+class HasOffset(Protocol):
+    @property
+    def partition(self) -> int: ...
+
+    @property
+    def offset(self) -> int: ...
+
+
+M = TypeVar("M", bound=HasOffset)
+
+
+@dataclass
+class Admission(Generic[M]):
+    """The outcome of :meth:`PositionGuard.admit` for one batch."""
+
+    admitted: list[M] = field(default_factory=list)  # to handle, in batch order
+    redelivered: int = 0  # below the position: handled before, skipped
+    positions: dict[int, int] = field(default_factory=dict)  # partition -> new position
+    rewinds: dict[int, tuple[int, int]] = field(default_factory=dict)  # partition -> (position, offset met)
+    passed_gaps: list[tuple[int, int, int]] = field(default_factory=list)  # (partition, from, to)
+
+
+class PositionGuard:
+    """Admits each partition's messages in offset order, from its position on, without gaps.
+
+    Examples
+    --------
+    >>> from collections import namedtuple
+    >>> M = namedtuple("M", "partition offset")
+    >>> guard = PositionGuard()
+    >>> a = guard.admit([M(0, 5), M(0, 6), M(1, 2)], positions={0: 6})
+    >>> [m.offset for m in a.admitted], a.redelivered, a.positions
+    ([6, 2], 1, {0: 7, 1: 3})
+
+    Offsets skipped by the consumer make it seek back, and admit nothing beyond:
+
+    >>> a = guard.admit([M(0, 9), M(0, 10)], positions={0: 7})
+    >>> a.admitted, a.rewinds
+    ([], {0: (7, 9)})
+    >>> guard.rewound(0, *a.rewinds[0])  # the caller did seek partition 0 back to offset 7
+
+    If the consumer, sought back, starts at the same offset again, nothing is stored in between:
+
+    >>> a = guard.admit([M(0, 9), M(0, 10)], positions={0: 7})
+    >>> [m.offset for m in a.admitted], a.positions, a.passed_gaps
+    ([9, 10], {0: 11}, [(0, 7, 9)])
+    """
+
+    def __init__(self) -> None:
+        # partition -> (position, first offset met) of the last rewind, to tell an empty range of
+        # offsets (met again after the rewind) from a skip by the consumer (not met again).
+        self._rewound: dict[int, tuple[int, int]] = {}
+
+    def admit(self, messages: Sequence[M], positions: Mapping[int, int | None]) -> Admission[M]:
+        """Split a batch into what to handle and what to skip, given each partition's position.
+
+        ``positions`` maps a partition to the offset after its last handled message, or None when
+        nothing of it was ever handled (the first message met is then taken as the start).
+        """
+        out: Admission[M] = Admission()
+        expected: dict[int, int | None] = {}
+        for message in messages:
+            partition, offset = message.partition, message.offset
+            if partition in out.rewinds:
+                continue
+            if partition not in expected:
+                expected[partition] = positions.get(partition)
+            position = expected[partition]
+            if position is not None and offset < position:
+                out.redelivered += 1
+                continue
+            if position is not None and offset > position:
+                if self._rewound.get(partition) != (position, offset):
+                    out.rewinds[partition] = (position, offset)
+                    continue
+                out.passed_gaps.append((partition, position, offset))
+            self._rewound.pop(partition, None)
+            out.admitted.append(message)
+            expected[partition] = offset + 1
+            out.positions[partition] = offset + 1
+        return out
+
+    def rewound(self, partition: int, position: int, offset: int) -> None:
+        """Note that ``partition`` was sought back to ``position`` after meeting ``offset``."""
+        self._rewound[partition] = (position, offset)

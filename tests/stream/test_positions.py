@@ -1,0 +1,73 @@
+"""The position guard: every offset of a partition handled once, in order, none skipped."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from stream_app.positions import PositionGuard
+
+
+class Msg(NamedTuple):
+    partition: int
+    offset: int
+
+
+def offsets(messages: list[Msg]) -> list[tuple[int, int]]:
+    return [(m.partition, m.offset) for m in messages]
+
+
+def test_a_partition_never_handled_starts_where_the_consumer_does() -> None:
+    admission = PositionGuard().admit([Msg(2, 40), Msg(2, 41)], positions={})
+    assert offsets(admission.admitted) == [(2, 40), (2, 41)]
+    assert admission.positions == {2: 42} and not admission.rewinds
+
+
+def test_redeliveries_below_the_position_are_skipped_and_counted() -> None:
+    admission = PositionGuard().admit([Msg(0, 3), Msg(0, 4), Msg(0, 5), Msg(1, 9)], positions={0: 5, 1: 9})
+    assert offsets(admission.admitted) == [(0, 5), (1, 9)]
+    assert admission.redelivered == 2
+    assert admission.positions == {0: 6, 1: 10}
+
+
+def test_a_skip_inside_a_batch_stops_that_partition_only() -> None:
+    batch = [Msg(0, 10), Msg(1, 7), Msg(0, 11), Msg(0, 30), Msg(1, 8), Msg(0, 31)]
+    admission = PositionGuard().admit(batch, positions={0: 10, 1: 7})
+    assert offsets(admission.admitted) == [(0, 10), (1, 7), (0, 11), (1, 8)]
+    assert admission.rewinds == {0: (12, 30)}
+    assert admission.positions == {0: 12, 1: 9}
+
+
+def test_a_skip_is_sought_back_until_the_skipped_messages_come() -> None:
+    guard = PositionGuard()
+    first = guard.admit([Msg(0, 20), Msg(0, 21)], positions={0: 12})
+    assert first.rewinds == {0: (12, 20)} and not first.admitted
+    guard.rewound(0, 12, 20)
+    # Records fetched before the seek can still arrive: another skip, another rewind.
+    stale = guard.admit([Msg(0, 22)], positions={0: 12})
+    assert stale.rewinds == {0: (12, 22)}
+    guard.rewound(0, 12, 22)
+    fresh = guard.admit([Msg(0, 12), Msg(0, 13)], positions={0: 12})
+    assert offsets(fresh.admitted) == [(0, 12), (0, 13)] and not fresh.passed_gaps
+    # The memory of the rewind is gone: a later skip is sought back again, not passed.
+    later = guard.admit([Msg(0, 22)], positions={0: 14})
+    assert later.rewinds == {0: (14, 22)}
+
+
+def test_offsets_without_messages_are_passed_once_a_rewind_meets_the_same_offset() -> None:
+    # Transaction markers or retention leave offsets with no message: seeking back to the position
+    # brings the same first offset again, and then the guard goes on.
+    guard = PositionGuard()
+    assert guard.admit([Msg(3, 101)], positions={3: 100}).rewinds == {3: (100, 101)}
+    guard.rewound(3, 100, 101)
+    admission = guard.admit([Msg(3, 101), Msg(3, 102)], positions={3: 100})
+    assert offsets(admission.admitted) == [(3, 101), (3, 102)]
+    assert admission.passed_gaps == [(3, 100, 101)]
+    assert admission.positions == {3: 103}
+
+
+def test_without_a_rewind_the_same_skip_is_never_passed() -> None:
+    # The app could not seek (a rebalance was under way): the guard must not take the skip as empty.
+    guard = PositionGuard()
+    for _ in range(3):
+        admission = guard.admit([Msg(0, 50)], positions={0: 40})
+        assert admission.rewinds == {0: (40, 50)} and not admission.admitted
