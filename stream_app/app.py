@@ -6,19 +6,24 @@ settings from ``FORECASTER_*`` environment variables.
 How a batch is handled, and why in this order (at-least-once without loss):
 
 1. ``take_events`` hands the agent up to ``batch_size`` events (of any partitions assigned);
-2. :class:`~stream_app.processor.BatchProcessor` computes scores, predictions, dead letters and new
+2. :class:`~stream_app.positions.PositionGuard` admits, per partition, the messages from the
+   position stored in the ``source_positions`` table on, skipping redeliveries and seeking the
+   consumer back where it skipped offsets (a Faust race on rebalances, see that module);
+3. :class:`~stream_app.processor.BatchProcessor` computes scores, predictions, dead letters and new
    states, without Kafka;
-3. the outputs are sent with pre-encoded bytes on the app's producer and their delivery is awaited;
-4. only then is each touched ticker's state written to the table, once per batch, each under its
-   ticker's own last event of the batch. After ``take_events`` Faust would write every key to the
-   changelog partition (and RocksDB partition) of the batch's *last* event, putting other tickers'
-   states where recovery never looks for them; Faust has no public way to say which event a write
-   belongs to, so the stream's current event is set per ticker (``Stream._set_current_event``);
-5. Faust commits the offsets later, after flushing the producer (changelog included).
+4. the outputs are sent with pre-encoded bytes on the app's producer and their delivery is awaited;
+5. only then are each touched ticker's state and each partition's new position written to the
+   tables, once per batch, each under an event of its own partition. After ``take_events`` Faust
+   would write every key to the changelog partition (and RocksDB partition) of the batch's *last*
+   event, putting other tickers' states where recovery never looks for them; Faust has no public
+   way to say which event a write belongs to, so the stream's current event is set per key
+   (``Stream._set_current_event``);
+6. Faust commits the offsets later, after flushing the producer (changelog included). Those
+   offsets only say where a restarted consumer starts; the positions say what was handled.
 
-A crash between 3 and 4 makes the bars come again and produce the same records again (the core is
-deterministic); a crash between 4 and 5 makes them come again and be dead-lettered as duplicates,
-their records already being out. Either way no prediction is lost and no state applies a bar twice.
+A crash between 4 and 5 makes the bars come again and produce the same records again (the core is
+deterministic); after 5 they come again below the position and are skipped, their records being
+out. Either way no prediction is lost and no state applies a bar twice.
 An unexpected error in a batch ends the process at once: Faust would otherwise ack the batch's
 events and restart the agent, committing offsets of bars whose states were never written.
 """
@@ -36,6 +41,7 @@ from typing import Any
 
 import faust
 import orjson
+from faust.types import TP
 
 from forecaster import settings as settings_module
 from forecaster.kafka.client import bootstrap_list, faust_credentials
@@ -46,11 +52,13 @@ from models.core.state import TickerState
 from stream_app.drift import Reference
 from stream_app.metrics import WorkerMetrics
 from stream_app.monitor import ForecastMonitor
+from stream_app.positions import PositionGuard
 from stream_app.processor import BatchProcessor, InMessage, prediction_records
 
 log = logging.getLogger(__name__)
 
 TABLE_NAME = "ticker_state"
+POSITIONS_TABLE_NAME = "source_positions"
 EXIT_BATCH_FAILED = 70  # EX_SOFTWARE
 #: The changelog holds one state per ticker per batch (kilobytes each); only the latest counts.
 #: Compaction cleans closed segments only, so small, time-bounded segments keep what a restarted
@@ -86,15 +94,17 @@ class TableStates(Mapping[str, TickerState | None]):
 class ForecastService:
     """What the agent and timers share: the processor, the model, the metrics."""
 
-    def __init__(self, app: faust.App, settings: Settings, table: Any) -> None:
+    def __init__(self, app: faust.App, settings: Settings, table: Any, positions: Any) -> None:
         self.app = app
         self.settings = settings
         self.table = table
+        self.positions = positions  # partition (decimal bytes) -> offset after the last handled
+        self.guard = PositionGuard()
+        self._rewinding: dict[int, int] = {}  # partition -> position of its latest rewind
         self.metrics = WorkerMetrics()
         self.monitor = ForecastMonitor(settings, self.metrics)
         self.processor: BatchProcessor | None = None
         self.model_version: str | None = None
-        self.positions: dict[int, int] = {}
         self._start_lock: asyncio.Lock | None = None
 
     async def ensure_started(self) -> BatchProcessor:
@@ -141,7 +151,8 @@ class ForecastService:
                       e.message.timestamp)
             for e in events
         ]
-        output = processor.process(messages, TableStates(self.table))
+        admission = self.guard.admit(messages, {m.partition: self.position(m.partition) for m in messages})
+        output = processor.process(admission.admitted, TableStates(self.table))
         produced_at = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
         producer = self.app.producer
         pending = []
@@ -154,6 +165,7 @@ class ForecastService:
                                                None, None, None))
         await asyncio.gather(*pending)
         last_event = {e.message.key: e for e in events}
+        last_of_partition = {e.message.partition: e for e in events}
         # No await in this loop, and the stream's event is put back after it: take_events' drainer
         # reads it for the next batch.
         previous = stream.current_event
@@ -161,12 +173,40 @@ class ForecastService:
             key = ticker.encode()
             stream._set_current_event(last_event[key])  # type: ignore[attr-defined]
             self.table[key] = state.to_bytes()
+        for partition, position in admission.positions.items():
+            stream._set_current_event(last_of_partition[partition])  # type: ignore[attr-defined]
+            self.positions[str(partition).encode()] = str(position).encode()
         stream._set_current_event(previous)  # type: ignore[attr-defined]
-        for message in messages:
-            self.positions[message.partition] = message.offset + 1
+        for partition, (position, offset) in admission.rewinds.items():
+            await self.rewind(partition, position, offset)
+        for partition, start, end in admission.passed_gaps:
+            log.warning("bars partition %d: offsets %d to %d hold no message (transaction markers or "
+                        "retention); going on from %d", partition, start, end - 1, end)
+        self.metrics.redelivered.inc(admission.redelivered)
         self.monitor.observe_batch(output.results, time.perf_counter() - started)
         self.monitor.observe_dead_letters(letter.reason for letter in output.dead_letters)
-        self.monitor.observe_delivery(m.timestamp for m in messages)
+        self.monitor.observe_delivery(m.timestamp for m in admission.admitted)
+
+    def position(self, partition: int) -> int | None:
+        """The offset after the last handled message of a ``bars`` partition (None: none yet)."""
+        raw = self.positions.get(str(partition).encode())
+        return int(raw) if raw is not None else None
+
+    async def rewind(self, partition: int, position: int, offset: int) -> None:
+        """Seek a partition back to its position: the consumer skipped from there to ``offset``."""
+        app, consumer = self.app, self.app.consumer
+        tp = TP(self.settings.topic_bars, partition)
+        if app.rebalancing or tp not in consumer.assignment():
+            return  # the rebalance seeks it again, and the guard looks again at what comes
+        # Messages fetched before the seek keep coming for a while, each batch of them another
+        # rewind to the same position: one warning for them all.
+        if self._rewinding.get(partition) != position:
+            self._rewinding[partition] = position
+            log.warning("bars partition %d: the consumer skipped offsets %d to %d; seeking back to %d",
+                        partition, position, offset - 1, position)
+        await consumer.seek(tp, position)
+        self.guard.rewound(partition, position, offset)
+        self.metrics.rewinds.inc()
 
     async def export_consumer_lag(self) -> None:
         consumer = self.app.consumer
@@ -174,9 +214,9 @@ class ForecastService:
             if tp.topic != self.settings.topic_bars:
                 continue
             highwater = consumer.highwater(tp)
-            if highwater is not None and tp.partition in self.positions:
-                lag = max(0, highwater - self.positions[tp.partition])
-                self.metrics.consumer_lag.labels(str(tp.partition)).set(lag)
+            position = self.position(tp.partition)
+            if highwater is not None and position is not None:
+                self.metrics.consumer_lag.labels(str(tp.partition)).set(max(0, highwater - position))
 
 
 def _dead_letter_key(raw: str) -> bytes | None:
@@ -220,7 +260,9 @@ def create_app(settings: Settings) -> faust.App:
                            partitions=settings.partitions)
     table = app.Table(TABLE_NAME, key_type=bytes, value_type=bytes, partitions=settings.partitions,
                       extra_topic_configs=CHANGELOG_CONFIG)
-    service = ForecastService(app, settings, table)
+    positions = app.Table(POSITIONS_TABLE_NAME, key_type=bytes, value_type=bytes,
+                          partitions=settings.partitions, extra_topic_configs=CHANGELOG_CONFIG)
+    service = ForecastService(app, settings, table, positions)
     app.forecast_service = service  # type: ignore[attr-defined]  # for the CLI and tests
 
     @app.agent(bars_topic, name="forecast")

@@ -27,6 +27,12 @@ class WorkerMetrics:
                               registry=r)
         self.dead_letters = Counter("forecaster_dead_letters", "Messages dead-lettered, by reason",
                                     ["reason"], registry=r)
+        self.redelivered = Counter("forecaster_redelivered",
+                                   "Messages met again below their partition's handled position; skipped",
+                                   registry=r)
+        self.rewinds = Counter("forecaster_offset_rewinds",
+                               "Times the consumer skipped offsets and was sought back to the position",
+                               registry=r)
         self.refits = Counter("forecaster_refits", "ARIMA refits, by outcome", ["outcome"], registry=r)
         self.feature_drift_alarms = Counter("forecaster_feature_drift_alarms",
                                             "Times a feature's PSI crossed the threshold", ["feature"],

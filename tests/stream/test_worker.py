@@ -58,6 +58,16 @@ def test_stream_equals_backtest_record_for_record(bars: ReadResult, settings: Se
     changelog = read_topic(settings, f"{settings.app_id}-ticker_state-changelog")
     assert {key for _, _, key, _ in changelog} == set(TICKERS)
     assert all(partition == bar_partition[key] for partition, _, key, _ in changelog)
+    # Each partition's position (the offset after its last handled bar) went to its own partition
+    # too, and the latest one is the end of the partition: every bar handled, none skipped.
+    ends: dict[int, int] = {}
+    for partition, offset, *_ in read_topic(settings, settings.topic_bars):
+        ends[partition] = max(ends.get(partition, 0), offset + 1)
+    positions = {}
+    for partition, _, key, value in read_topic(settings, f"{settings.app_id}-source_positions-changelog"):
+        assert partition == int(key)
+        positions[partition] = value
+    assert positions == ends
     # Predictions of a ticker come out in date order.
     for ticker in TICKERS:
         dates = [r["as_of"] for r in records if r["ticker"] == ticker and r["record_type"] == "prediction"]
