@@ -58,6 +58,8 @@ class Settings:
     ssl_cafile: str = ""
     ssl_certfile: str = ""
     ssl_keyfile: str = ""
+    # Replay
+    replay_processes: int = 0
     # Worker
     app_id: str = "stream-forecaster"
     store: str = "memory://"
@@ -117,6 +119,8 @@ DOCS: dict[str, str] = {
     "ssl_cafile": "CA bundle that signs the brokers' certificates",
     "ssl_certfile": "client certificate for mutual TLS",
     "ssl_keyfile": "client private key for mutual TLS",
+    "replay_processes": "producer processes of an unpaced replay; 0: one per CPU (at most one per "
+    "partition) from 50,000 bars on, else one",
     "app_id": "Faust application id: consumer group and changelog topic prefix",
     "store": "Faust table store: memory:// or rocksdb:// (needs the rocksdb extra)",
     "batch_size": "most bars the worker takes from the stream at once",

@@ -1,9 +1,11 @@
 """Publishing a read: bars to the bars topic in event-time order, rejected rows to the dead letters.
 
 Bars go out sorted by (date, ticker), as a live feed would deliver them, keyed by ticker so one
-ticker's bars share a partition and keep their order. Values are the JSON of
-``schemas/bar.schema.json`` (orjson writes a :class:`~models.core.bar.Bar` exactly as
-``Bar.to_dict`` reads). Dead letters go first, keyed by ticker when it is known.
+ticker's bars share a partition and keep their order. A long unpaced replay is published by
+several producer processes (:mod:`producers.fanout`), each going through the dates for its share
+of the partitions. Values are the JSON of ``schemas/bar.schema.json`` (orjson writes a
+:class:`~models.core.bar.Bar` exactly as ``Bar.to_dict`` reads). Dead letters go first, keyed by
+ticker when it is known.
 
 Every row is accounted for: ``rows_read == bars_sent + dead letters + filtered`` in the summary of
 a successful replay; any record the broker does not acknowledge ends the replay with a
@@ -12,6 +14,7 @@ a successful replay; any record the broker does not acknowledge ends the replay 
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -22,10 +25,14 @@ import orjson
 
 from forecaster.kafka.topics import TopicSpec, app_topics, create_topics
 from forecaster.settings import Settings
+from producers.fanout import ShareOutcome, send_shares, split_by_partition
 from producers.pacing import UNPACED, Pacer, Pacing
 from producers.progress import Progress
 from producers.publisher import Publisher, error_text
 from producers.readers import ReadResult
+
+#: An unpaced replay this long is worth the start of several producer processes (automatic mode).
+FAN_OUT_MIN_BARS = 50_000
 
 
 @dataclass(frozen=True)
@@ -95,7 +102,7 @@ def _topics(settings: Settings, topic: str) -> list[TopicSpec]:
 
 
 def replay(result: ReadResult, settings: Settings, *, topic: str | None = None, pacing: Pacing = UNPACED,
-           progress: bool | None = None, connect_timeout_s: float = 10.0,
+           progress: bool | None = None, connect_timeout_s: float = 10.0, processes: int | None = None,
            clock: Callable[[], float] = time.monotonic,
            sleep: Callable[[float], None] = time.sleep) -> ReplaySummary:
     """Publish ``result``: dead letters to ``settings.topic_dlq``, then the bars, paced.
@@ -115,6 +122,10 @@ def replay(result: ReadResult, settings: Settings, *, topic: str | None = None, 
         Draw a progress bar on stderr; ``None``: when stderr is a terminal.
     connect_timeout_s
         Longest wait for the broker before giving up with nothing sent.
+    processes
+        Producer processes of an unpaced replay (:mod:`producers.fanout`); default
+        ``settings.replay_processes``, whose 0 means one per CPU (at most one per partition) for
+        replays of at least :data:`FAN_OUT_MIN_BARS` bars, else one. Paced replays use one.
     clock, sleep
         Time source and wait used for pacing, progress and the duration (injectable for tests).
 
@@ -132,8 +143,10 @@ def replay(result: ReadResult, settings: Settings, *, topic: str | None = None, 
     if topic == settings.topic_dlq:
         raise ValueError(f"the bars topic and the dead-letter topic are both {topic!r}; they must differ")
     show = sys.stderr.isatty() if progress is None else progress
+    wanted = 1 if not pacing.unpaced else _processes(processes, settings, len(result.bars))
     publisher = Publisher(settings, connect_timeout_s=connect_timeout_s)
     letter_futures: list[tuple[str, Any]] = []
+    outcomes: list[ShareOutcome] | None = None  # of the producer processes, when there are several
     started = clock()
     try:
         create_topics(settings, _topics(settings, topic))
@@ -141,9 +154,21 @@ def replay(result: ReadResult, settings: Settings, *, topic: str | None = None, 
             key = letter.ticker.encode() if letter.ticker else None
             letter_futures.append((letter.reason,
                                    publisher.send(settings.topic_dlq, key, orjson.dumps(letter.to_dict()))))
-        _send_bars(publisher, result, topic, Pacer(pacing, clock=clock, sleep=sleep),
-                   Progress(len(result.bars), clock=clock) if show else None)
-        publisher.flush()
+        bar_progress = Progress(len(result.bars), clock=clock) if show else None
+        partitions = publisher.partition_count(topic) if wanted > 1 else 1
+        count = min(wanted, partitions)
+        if count > 1:
+            # The dead letters are out and this producer's thread is gone before the fork.
+            publisher.flush()
+            publisher.close()
+            outcomes = send_shares(split_by_partition(result.bars, partitions, count), settings, topic,
+                                 connect_timeout_s=connect_timeout_s,
+                                 on_progress=bar_progress.update if bar_progress else None)
+            if bar_progress is not None:
+                bar_progress.close()
+        else:
+            _send_bars(publisher, result, topic, Pacer(pacing, clock=clock, sleep=sleep), bar_progress)
+            publisher.flush()
         problem, cause = None, None
     except KeyboardInterrupt as exc:
         problem, cause = "interrupted", exc
@@ -151,23 +176,40 @@ def replay(result: ReadResult, settings: Settings, *, topic: str | None = None, 
         problem, cause = f"replay stopped by {error_text(exc)}", exc
     finally:
         publisher.close()
-    bars = publisher.deliveries.get(topic)
+    errors = [d.first_error for d in publisher.deliveries.values() if d.first_error]
+    if outcomes is None:
+        bars = publisher.deliveries.get(topic)
+        bars_sent = bars.delivered if bars else 0
+    else:
+        bars_sent = sum(share.delivered for share in outcomes)
+        errors += [share.first_error for share in outcomes if share.first_error]
+        stopped = [share.problem for share in outcomes if share.problem]
+        if problem is None and stopped:
+            problem = "interrupted" if "interrupted" in stopped else f"replay stopped by {stopped[0]}"
     delivered_letters: dict[str, int] = {}
     for reason, future in letter_futures:
         if future.succeeded():
             delivered_letters[reason] = delivered_letters.get(reason, 0) + 1
     summary = ReplaySummary(
-        rows_read=result.rows_read, filtered=result.filtered, bars_sent=bars.delivered if bars else 0,
+        rows_read=result.rows_read, filtered=result.filtered, bars_sent=bars_sent,
         dead_letters=dict(sorted(delivered_letters.items(), key=lambda item: (-item[1], item[0]))),
         seconds=clock() - started, topic=topic, dlq_topic=settings.topic_dlq, pacing=pacing.describe(),
     )
     if problem is None and not summary.accounted:
         problem = "the broker did not acknowledge every record"
     if problem is not None:
-        errors = [d.first_error for d in publisher.deliveries.values() if d.first_error]
         message = problem + (f" (first delivery error: {errors[0]})" if errors else "")
         raise ReplayError(message, summary) from cause
     return summary
+
+
+def _processes(requested: int | None, settings: Settings, bars: int) -> int:
+    count = settings.replay_processes if requested is None else requested
+    if count < 0:
+        raise ValueError(f"processes must be 0 (automatic) or more, got {count}")
+    if count == 0:
+        count = (os.cpu_count() or 1) if bars >= FAN_OUT_MIN_BARS else 1
+    return count
 
 
 def _send_bars(publisher: Publisher, result: ReadResult, topic: str, pacer: Pacer,

@@ -25,6 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     pace.add_argument("--speed", type=float, default=None, metavar="DAYS_PER_S",
                       help="trading days per second; a day's bars go out together")
     pace.add_argument("--max", action="store_true", help="no pacing (the default)")
+    parser.add_argument("--processes", type=int, default=None, metavar="N",
+                        help="producer processes of an unpaced replay, each publishing a share of the "
+                        "partitions (default: FORECASTER_REPLAY_PROCESSES; 0: one per CPU for long replays)")
     parser.add_argument("--bootstrap", default=None, metavar="HOST:PORT",
                         help="Kafka bootstrap servers (default: FORECASTER_BOOTSTRAP)")
     parser.add_argument("--connect-timeout", type=float, default=10.0, metavar="S",
@@ -50,7 +53,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                            tickers=args.tickers, start=args.start, end=args.end)
     try:
         summary = replay(result, settings, topic=args.topic, pacing=pacing, progress=args.progress,
-                         connect_timeout_s=args.connect_timeout)
+                         connect_timeout_s=args.connect_timeout, processes=args.processes)
     except ReplayError as error:
         print("\n".join(error.summary.lines()), file=sys.stderr)
         raise

@@ -40,10 +40,11 @@ def _small_files(data_dir: Path, tmp_path: Path) -> list[Path]:
     return [data_dir / "vgi", data_dir / "601988.SH.csv", bad]
 
 
+@pytest.mark.parametrize("processes", [1, 3], ids=["one producer", "three producer processes"])
 def test_replay_publishes_keyed_ordered_schema_valid_bars(data_dir: Path, tmp_path: Path,
-                                                          kafka_settings: Settings) -> None:
+                                                          kafka_settings: Settings, processes: int) -> None:
     result = read_csv_bars(_small_files(data_dir, tmp_path))
-    summary = replay(result, kafka_settings, progress=False)
+    summary = replay(result, kafka_settings, progress=False, processes=processes)
 
     assert summary.accounted
     assert summary.rows_read == 4396 + 854 + 3681 + 4
@@ -133,6 +134,16 @@ def test_records_the_broker_refuses_end_in_an_error_that_says_what_was_delivered
     with pytest.raises(ReplayError, match="delivered 0 bars and 0 dead letters of 854 rows read") as caught:
         replay(result, kafka_settings, topic=topic, progress=False)
     assert caught.value.summary.bars_sent == 0 and not caught.value.summary.accounted
+
+
+def test_records_refused_in_producer_processes_end_in_an_error_that_says_what_was_delivered(
+        data_dir: Path, kafka_settings: Settings) -> None:
+    topic = kafka_settings.topic_bars + "-tiny"
+    create_topics(kafka_settings, [TopicSpec(topic, 2, 1, {"max.message.bytes": "100"})])  # < any bar
+    result = read_csv_bars([data_dir / "vgi"])
+    with pytest.raises(ReplayError, match=r"first delivery error: .*MessageSizeTooLarge") as caught:
+        replay(result, kafka_settings, topic=topic, progress=False, processes=2)
+    assert "delivered 0 bars" in str(caught.value) and not caught.value.summary.accounted
 
 
 def test_cli_replays_and_prints_the_summary(data_dir: Path, kafka_settings: Settings,
