@@ -1,4 +1,5 @@
-"""Replay throughput: the 619k-row S&P 500 file through ``producers.replay`` into a real broker.
+"""Replay throughput: the 619k-row S&P 500 file through ``producers.replay`` into a real broker,
+with one producer process and with the default (one per CPU).
 
 In the same run, for scale: the same bars (same JSON bytes, same keys) through an untuned
 kafka-python producer loop, and through a plain confluent-kafka (librdkafka) loop with the same
@@ -17,6 +18,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import tempfile
 import time
 import uuid
@@ -36,12 +38,19 @@ from producers.replay import replay
 Records = list[tuple[bytes, bytes]]
 
 
+def _cpu() -> float:
+    # This process (every thread: the clients' senders, librdkafka's) and its finished children
+    # (the replay's producer processes).
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
 def _timed(label: str, count: int, run: Callable[[], object]) -> tuple[dict[str, float | str], object]:
-    """Run once; wall-clock rate, and CPU time of this process (every thread: the clients' senders,
-    librdkafka's) per record, which is steadier than wall time on a shared machine."""
-    wall, cpu = time.perf_counter(), time.process_time()
+    """Run once; wall-clock rate, and CPU time per record, which is steadier than wall time on a
+    shared machine."""
+    wall, cpu = time.perf_counter(), _cpu()
     value = run()
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    wall, cpu = time.perf_counter() - wall, _cpu() - cpu
     print(f"{label:<40} {count:>9,} in {wall:6.2f} s = {count / wall:>9,.0f} /s   "
           f"CPU {cpu / count * 1e6:5.1f} us/record", flush=True)
     return {"run": label, "records": count, "seconds": round(wall, 3), "per_s": round(count / wall),
@@ -122,11 +131,17 @@ def main() -> None:
         count = len(result.bars)
         if result.rows_read != read["records"]:
             raise RuntimeError(f"{path} has {result.rows_read} rows, not the 619,040 of the S&P 500 file")
-        replayed, summary = _timed("producers.replay (kafka-python tuned)", count,
-                                   lambda: replay(result, settings, progress=False))
-        if not (summary.accounted and summary.bars_sent == count):
-            raise RuntimeError(f"the replay lost rows: {summary}")
-        results = [read, replayed]
+        results = [read]
+        # One producer process, then the default: one per CPU (at most one per partition).
+        default = min(os.cpu_count() or 1, args.partitions)
+        for processes, label in ((1, "producers.replay, one process"),
+                                 (None, f"producers.replay, {default} processes (default)")):
+            topics = settings.replace(topic_bars=f"bench-bars-{processes}-{run_id}")
+            replayed, summary = _timed(
+                label, count, lambda t=topics, p=processes: replay(result, t, progress=False, processes=p))
+            if not (summary.accounted and summary.bars_sent == count):
+                raise RuntimeError(f"the replay lost rows: {summary}")
+            results.append(replayed)
         records = [(bar.ticker.encode(), orjson.dumps(bar)) for bar in result.bars]
         loops = [("confluent-kafka plain loop (ceiling)", confluent_plain),
                  ("confluent-kafka tuned loop", confluent_tuned)]
