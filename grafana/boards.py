@@ -246,6 +246,12 @@ def operations(settings: Settings) -> dashboard.Dashboard:
         _timeseries("Refits by outcome", "ARIMA refits in each interval.",
                     [Query("sum by (outcome) (increase(forecaster_refits_total[$__rate_interval]))",
                            "{{outcome}}")]),
+        _timeseries("Redeliveries and rewinds", "Messages met again below a partition's handled position "
+                    "(after a restart or rebalance; skipped), and seeks back over offsets the consumer "
+                    "skipped (each would have been a lost bar).",
+                    [Query("sum(increase(forecaster_redelivered_total[$__rate_interval]))", "redelivered"),
+                     Query("sum(increase(forecaster_offset_rewinds_total[$__rate_interval]))",
+                           "offset rewinds")]),
     ])
 
 
