@@ -106,15 +106,19 @@ class Publisher:
         Connection and security settings (``kafka_python_options``).
     connect_timeout_s
         Longest wait for the broker to answer, and for a topic's metadata or buffer space.
+    linger_ms
+        How long a record may wait for others to share its request (default: the tuning's 20 ms).
     """
 
-    def __init__(self, settings: Settings, *, connect_timeout_s: float = 10.0) -> None:
+    def __init__(self, settings: Settings, *, connect_timeout_s: float = 10.0,
+                 linger_ms: int | None = None) -> None:
         self.bootstrap = settings.bootstrap
         self.deliveries: dict[str, Deliveries] = {}
         timeout_ms = int(connect_timeout_s * 1000)
+        tuning = PRODUCER_TUNING if linger_ms is None else {**PRODUCER_TUNING, "linger_ms": linger_ms}
         try:
             self._producer = KafkaProducer(
-                **kafka_python_options(settings), **PRODUCER_TUNING, partitioner=KeyCachedPartitioner(),
+                **kafka_python_options(settings), **tuning, partitioner=KeyCachedPartitioner(),
                 bootstrap_timeout_ms=timeout_ms, max_block_ms=timeout_ms,
             )
         except (KafkaTimeoutError, KafkaConnectionError) as exc:

@@ -31,6 +31,7 @@ from producers.progress import Progress
 from producers.publisher import Publisher, error_text
 from producers.readers import ReadResult
 
+PACED_LINGER_MS = 0
 #: An unpaced replay this long is worth the start of several producer processes (automatic mode).
 FAN_OUT_MIN_BARS = 50_000
 
@@ -144,7 +145,9 @@ def replay(result: ReadResult, settings: Settings, *, topic: str | None = None, 
         raise ValueError(f"the bars topic and the dead-letter topic are both {topic!r}; they must differ")
     show = sys.stderr.isatty() if progress is None else progress
     wanted = 1 if not pacing.unpaced else _processes(processes, settings, len(result.bars))
-    publisher = Publisher(settings, connect_timeout_s=connect_timeout_s)
+    # A paced replay is a feed: each bar leaves when it is due, not up to 20 ms later with others.
+    publisher = Publisher(settings, connect_timeout_s=connect_timeout_s,
+                          linger_ms=None if pacing.unpaced else PACED_LINGER_MS)
     letter_futures: list[tuple[str, Any]] = []
     outcomes: list[ShareOutcome] | None = None  # of the producer processes, when there are several
     started = clock()
