@@ -68,6 +68,7 @@ EXIT_BATCH_FAILED = 70  # EX_SOFTWARE
 CHANGELOG_CONFIG = {"segment.bytes": str(1024 * 1024), "segment.ms": str(10 * 60 * 1000),
                     "min.cleanable.dirty.ratio": "0.1"}
 LAG_INTERVAL_S = 5.0
+COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
 
 
 class TableStates(Mapping[str, TickerState | None]):
@@ -231,6 +232,12 @@ def _dead_letter_key(raw: str) -> bytes | None:
     return ticker.encode() if isinstance(ticker, str) and ticker else None
 
 
+def _compression(name: str) -> str | None:
+    if name not in COMPRESSIONS:
+        raise ValueError(f"FORECASTER_WORKER_COMPRESSION={name!r} is not one of {', '.join(COMPRESSIONS)}")
+    return None if name == "none" else name
+
+
 def create_app(settings: Settings) -> faust.App:
     """The Faust app for ``settings``; nothing connects until a worker starts."""
     datadir = Path(settings.home) / "worker"
@@ -246,7 +253,9 @@ def create_app(settings: Settings) -> faust.App:
         producer_acks=-1,
         producer_max_batch_size=512 * 1024,
         producer_linger=0.005,
-        producer_compression_type="lz4",
+        # The changelog's states are float arrays that lz4 barely shrinks, at a seventh of the
+        # worker's CPU (docs/benchmarks.md); the default sends them as they are.
+        producer_compression_type=_compression(settings.worker_compression),
         broker_commit_every=10_000,
         broker_commit_interval=1.0,
         stream_buffer_maxsize=max(4096, 2 * settings.batch_size),
