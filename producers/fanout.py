@@ -111,7 +111,10 @@ def send_shares(groups: Sequence[Sequence[Bar]], settings: Settings, topic: str,
     outcomes = []
     for process, pipe, delivered_count in zip(processes, pipes, delivered, strict=True):
         process.join()
-        reported = pipe.recv() if pipe.poll() else None
+        try:
+            reported = pipe.recv() if pipe.poll() else None
+        except (EOFError, OSError):  # it ended without a word: its shared count still stands
+            reported = None
         if isinstance(reported, ShareOutcome):
             outcomes.append(reported)
         else:
@@ -125,6 +128,10 @@ def _send_share(bars: Sequence[Bar], settings: Settings, topic: str, connect_tim
     # In the child process: everything that can go wrong ends as the outcome sent back.
     problem: str | None = None
     publisher: Publisher | None = None
+    interrupted: list[int] = []
+    # Ctrl-C reaches a child from the terminal and again from the parent: a flag, not an exception,
+    # so that the second one cannot cut the flush short and leave the parent without an account.
+    signal.signal(signal.SIGINT, lambda signum, _frame: interrupted.append(signum))
 
     def acknowledged(value: Any) -> None:
         if not isinstance(value, BaseException):
@@ -134,16 +141,18 @@ def _send_share(bars: Sequence[Bar], settings: Settings, topic: str, connect_tim
         publisher = Publisher(settings, connect_timeout_s=connect_timeout_s)
         keys: dict[str, bytes] = {}
         for index, bar in enumerate(bars):
+            if interrupted:
+                problem = "interrupted"
+                break
             key = keys.get(bar.ticker)
             if key is None:
                 key = keys[bar.ticker] = bar.ticker.encode()
             publisher.send(topic, key, orjson.dumps(bar)).add_both(acknowledged)
             if index % PROGRESS_EVERY == 0:
                 sent.value = index
-        sent.value = len(bars)
+        else:
+            sent.value = len(bars)
         publisher.flush()
-    except KeyboardInterrupt:
-        problem = "interrupted"
     except Exception as exc:
         problem = error_text(exc)
     finally:

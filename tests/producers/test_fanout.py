@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import multiprocessing
+import os
+import signal
 
 import pytest
 
@@ -10,6 +13,7 @@ from forecaster.kafka.broker import free_port
 from forecaster.settings import Settings
 from models.core.bar import Bar
 from producers.fanout import partition_of, send_shares, split_by_partition
+from tests.kafka_helpers import read_topic
 
 
 def _bars(tickers: list[str], days: int) -> list[Bar]:
@@ -43,3 +47,27 @@ def test_a_process_that_cannot_reach_the_broker_says_so_and_delivers_nothing() -
     assert all(o.problem is not None and o.problem.startswith("BrokerUnreachable: cannot reach Kafka")
                for o in outcomes), outcomes
     assert seen and seen[-1] == 0
+
+
+@pytest.mark.kafka
+def test_an_interrupt_stops_every_process_with_an_exact_account(kafka_settings: Settings) -> None:
+    bars = _bars([f"T{i}" for i in range(100)], days=3000)  # 300,000 bars: seconds of work
+    groups = split_by_partition(bars, partitions=kafka_settings.partitions, processes=2)
+
+    pressed: list[int] = []
+
+    def ctrl_c_once_under_way(sent: int) -> None:
+        # Ctrl-C in a terminal reaches the whole process group: each producer process gets it, and
+        # then again from the parent, whose wait is where its own KeyboardInterrupt lands.
+        if sent >= 5_000 and not pressed:
+            pressed.append(sent)
+            for child in multiprocessing.active_children():
+                os.kill(child.pid, signal.SIGINT)
+            raise KeyboardInterrupt
+
+    outcomes = send_shares(groups, kafka_settings, kafka_settings.topic_bars,
+                           on_progress=ctrl_c_once_under_way)
+    assert [o.problem for o in outcomes] == ["interrupted", "interrupted"]
+    delivered = sum(o.delivered for o in outcomes)
+    assert 0 < delivered < len(bars)
+    assert len(read_topic(kafka_settings, kafka_settings.topic_bars)) == delivered
