@@ -268,9 +268,11 @@ def step_many(states: Sequence[TickerState | None], bars: Sequence[Bar], config:
                                            np.array([c.size for c in calibrations]), config.interval_levels)
     half_width = quantiles * scale[:, None]
     # The min/max only matter at the scale floor, where exp() rounding could put a bound a hair
-    # on the wrong side of the predicted close.
-    lower = np.minimum(np.exp(log_prediction[:, None] - half_width), predicted_close[:, None]).tolist()
-    upper = np.maximum(np.exp(log_prediction[:, None] + half_width), predicted_close[:, None]).tolist()
+    # on the wrong side of the predicted close. An upper bound past the float range (closes near
+    # 1e300) is infinite, an unbounded interval, written as null: no warning for it.
+    with np.errstate(over="ignore"):
+        lower = np.minimum(np.exp(log_prediction[:, None] - half_width), predicted_close[:, None]).tolist()
+        upper = np.maximum(np.exp(log_prediction[:, None] + half_width), predicted_close[:, None]).tolist()
     warmup = (~ready | short).tolist()
 
     # 7. Records and new states (plain Python values from here on).
