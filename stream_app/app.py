@@ -207,7 +207,8 @@ class ForecastService:
             self._rewinding[partition] = position
             log.warning("bars partition %d: the consumer skipped offsets %d to %d; seeking back to %d",
                         partition, position, offset - 1, position)
-        await consumer.seek(tp, position)
+        # In the consumer's own thread (Faust's plain seek() changes aiokafka's state from this one).
+        await consumer.seek_wait({tp: position})
         self.guard.rewound(partition, position, offset)
         self.metrics.rewinds.inc()
 
