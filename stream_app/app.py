@@ -101,7 +101,7 @@ class ForecastService:
         self.app = app
         self.settings = settings
         self.table = table
-        self.positions = positions  # partition (decimal bytes) -> offset after the last handled
+        self.positions = positions  # b"topic/partition" -> offset after the last handled message
         self.guard = PositionGuard()
         self._rewinding: dict[int, int] = {}  # partition -> position of its latest rewind
         self.metrics = WorkerMetrics()
@@ -178,7 +178,7 @@ class ForecastService:
             self.table[key] = state.to_bytes()
         for partition, position in admission.positions.items():
             stream._set_current_event(last_of_partition[partition])  # type: ignore[attr-defined]
-            self.positions[str(partition).encode()] = str(position).encode()
+            self.positions[self._position_key(partition)] = str(position).encode()
         stream._set_current_event(previous)  # type: ignore[attr-defined]
         for partition, (position, offset) in admission.rewinds.items():
             await self.rewind(partition, position, offset)
@@ -192,8 +192,13 @@ class ForecastService:
 
     def position(self, partition: int) -> int | None:
         """The offset after the last handled message of a ``bars`` partition (None: none yet)."""
-        raw = self.positions.get(str(partition).encode())
+        raw = self.positions.get(self._position_key(partition))
         return int(raw) if raw is not None else None
+
+    def _position_key(self, partition: int) -> bytes:
+        # With the topic: a worker pointed at another bars topic must not take its offsets for
+        # those of the old one (it would skip the new topic's first messages as handled).
+        return f"{self.settings.topic_bars}/{partition}".encode()
 
     async def rewind(self, partition: int, position: int, offset: int) -> None:
         """Seek a partition back to its position: the consumer skipped from there to ``offset``."""

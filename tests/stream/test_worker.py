@@ -12,6 +12,7 @@ import pytest
 from kafka import KafkaProducer
 
 from forecaster.kafka.client import kafka_python_options
+from forecaster.kafka.topics import create_topics
 from forecaster.settings import Settings
 from producers.readers import ReadResult
 from producers.replay import replay
@@ -20,6 +21,7 @@ from tests.stream.records import (
     assert_same_as_backtest,
     bokeh_slice,
     expected_records,
+    only_days,
     record_key,
     streamed_records,
     wait_for_records,
@@ -65,7 +67,7 @@ def test_stream_equals_backtest_record_for_record(bars: ReadResult, settings: Se
         ends[partition] = max(ends.get(partition, 0), offset + 1)
     positions = {}
     for partition, _, key, value in read_topic(settings, f"{settings.app_id}-source_positions-changelog"):
-        assert partition == int(key)
+        assert key == f"{settings.topic_bars}/{partition}"
         positions[partition] = value
     assert positions == ends
     # Predictions of a ticker come out in date order.
@@ -122,3 +124,19 @@ def test_a_worker_stopped_by_sigterm_resumes_without_loss(bars: ReadResult, sett
     assert_same_as_backtest(records, expected)
 
 
+
+
+def test_a_worker_moved_to_another_bars_topic_reads_it_from_its_start(bars: ReadResult, settings: Settings,
+                                                                      tmp_path: Path) -> None:
+    # Same application id, so the same tables: the handled offsets of the first topic must not be
+    # taken for those of the second, whose first messages would then be skipped as handled.
+    expected = expected_records(bars, settings)
+    with WorkerProcess(settings, tmp_path / "first.log") as worker:
+        replay(only_days(bars, lambda day: day.year == 2011), settings, progress=False)
+        wait_for_records(settings, {k for k in expected if k[0] == "prediction" and k[2] < "2012"}, worker)
+    moved = settings.replace(topic_bars=f"{settings.topic_bars}-next")
+    create_topics(moved)
+    replay(only_days(bars, lambda day: day.year == 2012), moved, progress=False)
+    with WorkerProcess(moved, tmp_path / "second.log") as worker:
+        records = wait_for_records(moved, set(expected), worker)
+    assert assert_same_as_backtest(records, expected) == 0
