@@ -18,9 +18,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import orjson
@@ -82,7 +83,6 @@ def broker_for(settings: Settings, port: int) -> Iterator[Settings]:
 def reset_namespace(settings: Settings) -> None:
     """Delete the demo's topics, changelogs and consumer group, then create its topics afresh."""
     from kafka import KafkaAdminClient
-    from kafka.errors import GroupIdNotFoundError, KafkaError
 
     from forecaster.kafka.topics import create_topics
 
@@ -92,8 +92,7 @@ def reset_namespace(settings: Settings) -> None:
                   if t in DEMO_TOPICS.values() or t.startswith(f"{DEMO_APP_ID}-")]
         if doomed:
             admin.delete_topics(doomed)
-        with suppress(GroupIdNotFoundError, KafkaError):  # no group yet: the first run
-            admin.delete_groups([DEMO_APP_ID])
+        _delete_group(admin, DEMO_APP_ID)
         deadline = time.monotonic() + 60
         while set(doomed) & set(admin.list_topics()):  # deletion is asynchronous
             if time.monotonic() > deadline:
@@ -102,6 +101,31 @@ def reset_namespace(settings: Settings) -> None:
     finally:
         admin.close()
     create_topics(settings)
+
+
+def _delete_group(admin: Any, group: str, timeout_s: float = 60.0) -> None:
+    """Delete a consumer group, or find it absent; retried while the coordinator is not ready.
+
+    kafka-python returns each group's error instead of raising it. A group left standing keeps its
+    committed offsets, which the recreated topics' new worker would take for its own: a broker just
+    restarted answers ``CoordinatorLoadInProgressError`` for a while.
+    """
+    from kafka.errors import GroupIdNotFoundError, KafkaError
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            outcome = admin.delete_groups([group]).get(group, "OK")
+        except KafkaError as exc:  # finding the coordinator raises (a fresh broker has none yet)
+            if not exc.retriable and not isinstance(exc, GroupIdNotFoundError):
+                raise
+            outcome = type(exc).__name__
+        if outcome in ("OK", "GroupIdNotFoundError"):  # the latter: the first run
+            return
+        if time.monotonic() > deadline or outcome == "NonEmptyGroupError":
+            raise DemoError(f"cannot delete the consumer group {group!r} of the last run ({outcome}); "
+                            "is a worker of it still running?")
+        time.sleep(0.2)
 
 
 @dataclass
