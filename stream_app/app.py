@@ -103,7 +103,6 @@ class ForecastService:
         self.table = table
         self.positions = positions  # b"topic/partition" -> offset after the last handled message
         self.guard = PositionGuard()
-        self._rewinding: dict[int, int] = {}  # partition -> position of its latest rewind
         self.metrics = WorkerMetrics()
         self.monitor = ForecastMonitor(settings, self.metrics)
         self.processor: BatchProcessor | None = None
@@ -154,7 +153,7 @@ class ForecastService:
                       e.message.timestamp)
             for e in events
         ]
-        admission = self.guard.admit(messages, {m.partition: self.position(m.partition) for m in messages})
+        admission = self.guard.admit(messages, {p: self.position(p) for p in {m.partition for m in messages}})
         output = processor.process(admission.admitted, TableStates(self.table))
         produced_at = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
         producer = self.app.producer
@@ -208,8 +207,7 @@ class ForecastService:
             return  # the rebalance seeks it again, and the guard looks again at what comes
         # Messages fetched before the seek keep coming for a while, each batch of them another
         # rewind to the same position: one warning for them all.
-        if self._rewinding.get(partition) != position:
-            self._rewinding[partition] = position
+        if self.guard.rewinding(partition) != position:
             log.warning("bars partition %d: the consumer skipped offsets %d to %d; seeking back to %d",
                         partition, position, offset - 1, position)
         # In the consumer's own thread (Faust's plain seek() changes aiokafka's state from this one).

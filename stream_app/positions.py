@@ -110,6 +110,11 @@ class PositionGuard:
             out.positions[partition] = offset + 1
         return out
 
+    def rewinding(self, partition: int) -> int | None:
+        """The position a partition was last sought back to, while it has not come back there."""
+        rewound = self._rewound.get(partition)
+        return rewound[0] if rewound is not None else None
+
     def rewound(self, partition: int, position: int, offset: int) -> None:
         """Note that ``partition`` was sought back to ``position`` after meeting ``offset``."""
         self._rewound[partition] = (position, offset)

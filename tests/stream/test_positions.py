@@ -42,12 +42,14 @@ def test_a_skip_is_sought_back_until_the_skipped_messages_come() -> None:
     first = guard.admit([Msg(0, 20), Msg(0, 21)], positions={0: 12})
     assert first.rewinds == {0: (12, 20)} and not first.admitted
     guard.rewound(0, 12, 20)
+    assert guard.rewinding(0) == 12 and guard.rewinding(1) is None
     # Records fetched before the seek can still arrive: another skip, another rewind.
     stale = guard.admit([Msg(0, 22)], positions={0: 12})
     assert stale.rewinds == {0: (12, 22)}
     guard.rewound(0, 12, 22)
     fresh = guard.admit([Msg(0, 12), Msg(0, 13)], positions={0: 12})
     assert offsets(fresh.admitted) == [(0, 12), (0, 13)] and not fresh.passed_gaps
+    assert guard.rewinding(0) is None
     # The memory of the rewind is gone: a later skip is sought back again, not passed.
     later = guard.admit([Msg(0, 22)], positions={0: 14})
     assert later.rewinds == {0: (14, 22)}
