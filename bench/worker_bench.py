@@ -9,8 +9,9 @@ Measures, on the S&P 500 file of the shared data (event-time order, keyed by tic
 4. bar-to-prediction latency p50/p99 at a paced 1,000 bars/s (Kafka timestamps of bar and prediction);
 5. recovery: restart of the worker with 505 tickers' state in its changelog, to its first prediction.
 
-Usage: ``python -m bench.worker_bench [--bars 200000]``. Results go into docs/benchmarks.md by hand,
-with the machine. Every run uses fresh topics of its own.
+Usage: ``python -m bench.worker_bench [--bars 200000] [--only RUN...] [--workers N]``; settings such
+as ``FORECASTER_BATCH_TIMEOUT_S`` or ``FORECASTER_WORKER_COMPRESSION`` in the environment reach every
+worker. Results go into docs/benchmarks.md by hand, with the machine. Every run uses fresh topics.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ from forecaster.settings import Settings, load, to_environ
 from producers.pacing import Pacing
 from producers.readers import ReadResult, read_csv_bars
 from producers.replay import replay
+
+RUNS = ("worker", "naive", "ceilings", "latency", "recovery")
 
 
 def fresh(settings: Settings, name: str) -> Settings:
@@ -100,16 +103,23 @@ def rate_until(count: Callable[[], int], target: int, process: subprocess.Popen[
         time.sleep(0.1)
 
 
-def run_worker(settings: Settings, result: ReadResult, logs: Path) -> tuple[float, Settings]:
+def run_worker(settings: Settings, result: ReadResult, logs: Path,
+               workers: int = 1) -> tuple[float, Settings]:
+    """Bars/s of ``workers`` worker processes in one group (each its own home and metrics port)."""
     settings = fresh(settings, "worker")
     replay(result, settings, progress=False)
-    process = start([sys.executable, "-m", "forecaster.cli", "worker"], settings, logs / "worker.log")
+    group = [settings] + [settings.replace(home=f"{settings.home}-{i}", metrics_port=free_port())
+                          for i in range(1, workers)]
+    processes = [start([sys.executable, "-m", "forecaster.cli", "worker"], member, logs / f"worker-{i}.log")
+                 for i, member in enumerate(group)]
     try:
-        rate = rate_until(lambda: int(metric(settings, "forecaster_bars_consumed_total")),
-                          len(result.bars), process, 1800)
+        rate = rate_until(lambda: int(sum(metric(m, "forecaster_bars_consumed_total") for m in group)),
+                          len(result.bars), processes[0], 1800)
     finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=120)
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+        for process in processes:
+            process.wait(timeout=120)
     return rate, settings
 
 
@@ -257,6 +267,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bars", type=int, default=200_000, help="bars of the S&P 500 file to use")
     parser.add_argument("--data", type=Path, default=Path(load().data_dir) / "sp500-5yr.csv.gz")
+    parser.add_argument("--only", nargs="+", choices=RUNS, default=list(RUNS),
+                        help="runs to make (recovery restarts the worker of the worker run)")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes in the worker run's group")
     args = parser.parse_args()
     logs = Path(tempfile.mkdtemp(prefix="worker-bench-"))
     broker = None
@@ -270,16 +283,23 @@ def main() -> None:
         print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
               f"Python {platform.python_version()}; {len(result.bars):,} bars of "
               f"{len({b.ticker for b in result.bars})} tickers; logs in {logs}")
-        worker_rate, worker_settings = run_worker(settings, result, logs)
-        print(f"forecaster worker (ARIMA core, table, metrics) {worker_rate:>10,.0f} bars/s")
-        naive_rate = run_naive_agent(settings, result, logs)
-        print(f"naive Faust agent (await send + table write)   {naive_rate:>10,.0f} bars/s")
-        for name, rate in run_ceilings(settings, result).items():
-            print(f"{name:<46} {rate:>10,.0f} bars/s")
-        p50, p99 = run_latency(settings, result, logs)
-        print(f"bar-to-prediction latency at 1,000 bars/s  p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms")
-        tickers, seconds = run_recovery(worker_settings, result, logs)
-        print(f"restart with {tickers} tickers' state to the first prediction {seconds:.1f} s")
+        if "worker" in args.only or "recovery" in args.only:
+            worker_rate, worker_settings = run_worker(settings, result, logs, args.workers)
+            label = f"forecaster worker x{args.workers} (ARIMA core, table, metrics)"
+            print(f"{label:<46} {worker_rate:>10,.0f} bars/s")
+        if "naive" in args.only:
+            naive_rate = run_naive_agent(settings, result, logs)
+            print(f"naive Faust agent (await send + table write)   {naive_rate:>10,.0f} bars/s")
+        if "ceilings" in args.only:
+            for name, rate in run_ceilings(settings, result).items():
+                print(f"{name:<46} {rate:>10,.0f} bars/s")
+        if "latency" in args.only:
+            p50, p99 = run_latency(settings, result, logs)
+            print(f"bar-to-prediction latency at 1,000 bars/s  p50 {p50 * 1000:.1f} ms, "
+                  f"p99 {p99 * 1000:.1f} ms")
+        if "recovery" in args.only:
+            tickers, seconds = run_recovery(worker_settings, result, logs)
+            print(f"restart with {tickers} tickers' state to the first prediction {seconds:.1f} s")
     finally:
         if broker is not None:
             broker.stop()
