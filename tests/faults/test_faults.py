@@ -33,6 +33,7 @@ from tests.stream.records import (
     expected_records,
     only_days,
     record_key,
+    replay_2011_and_wait,
     streamed_records,
     wait_for_records,
 )
@@ -183,9 +184,7 @@ def test_two_workers_split_the_partitions_and_the_survivor_takes_over(bars: Read
     with WorkerProcess(settings, tmp_path / "a.log") as a, WorkerProcess(settings, tmp_path / "b.log") as b:
         a.metrics()
         b.metrics()
-        replay(only_days(bars, lambda day: day.year == 2011), settings, progress=False)
-        half_keys = {k for k in expected if k[0] == "prediction" and k[2] < "2012"}
-        wait_for_records(settings, half_keys, a)
+        replay_2011_and_wait(bars, settings, expected, a)
         consumed = [_metric(w.metrics(), "forecaster_bars_consumed_total") for w in (a, b)]
         assert all(c > 0 for c in consumed), f"both workers take part: {consumed}"
         b.stop(signal.SIGKILL)
@@ -202,8 +201,7 @@ def test_offsets_committed_past_unhandled_bars_are_sought_back(bars: ReadResult,
     past bars the worker never handled. The worker's own positions make it seek back to them."""
     expected = expected_records(bars, settings)
     with WorkerProcess(settings, tmp_path / "first.log") as worker:
-        replay(only_days(bars, lambda day: day.year == 2011), settings, progress=False)
-        wait_for_records(settings, {k for k in expected if k[0] == "prediction" and k[2] < "2012"}, worker)
+        replay_2011_and_wait(bars, settings, expected, worker)
         assert worker.stop(signal.SIGTERM) == 0
     replay(only_days(bars, lambda day: day.year == 2012), settings, progress=False)
     # The worker is stopped: commit, for its group, the middle of 2012 in every partition.

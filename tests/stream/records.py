@@ -11,6 +11,7 @@ from forecaster.settings import Settings
 from models.backtest import run_backtest
 from models.core.config import CoreConfig
 from producers.readers import ReadResult, read_csv_bars
+from producers.replay import replay
 from tests.kafka_helpers import read_topic
 from tests.stream.worker_process import WorkerProcess
 
@@ -88,3 +89,10 @@ def assert_same_as_backtest(records: list[dict], expected: dict[Key, dict]) -> i
     counts = Counter(record_key(r) for r in records)
     assert counts.keys() == expected.keys()
     return sum(n - 1 for n in counts.values())
+
+
+def replay_2011_and_wait(bars: ReadResult, settings: Settings, expected: dict[Key, dict],
+                         worker: WorkerProcess) -> None:
+    """Replay the first year of a :func:`bokeh_slice` and wait for the worker's predictions of it."""
+    replay(only_days(bars, lambda day: day.year == 2011), settings, progress=False)
+    wait_for_records(settings, {k for k in expected if k[0] == "prediction" and k[2] < "2012"}, worker)

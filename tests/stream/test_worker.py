@@ -23,6 +23,7 @@ from tests.stream.records import (
     expected_records,
     only_days,
     record_key,
+    replay_2011_and_wait,
     streamed_records,
     wait_for_records,
 )
@@ -132,8 +133,7 @@ def test_a_worker_moved_to_another_bars_topic_reads_it_from_its_start(bars: Read
     # taken for those of the second, whose first messages would then be skipped as handled.
     expected = expected_records(bars, settings)
     with WorkerProcess(settings, tmp_path / "first.log") as worker:
-        replay(only_days(bars, lambda day: day.year == 2011), settings, progress=False)
-        wait_for_records(settings, {k for k in expected if k[0] == "prediction" and k[2] < "2012"}, worker)
+        replay_2011_and_wait(bars, settings, expected, worker)
     moved = settings.replace(topic_bars=f"{settings.topic_bars}-next")
     create_topics(moved)
     replay(only_days(bars, lambda day: day.year == 2012), moved, progress=False)
