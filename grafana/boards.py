@@ -247,8 +247,9 @@ def operations(settings: Settings) -> dashboard.Dashboard:
                     [Query("sum by (outcome) (increase(forecaster_refits_total[$__rate_interval]))",
                            "{{outcome}}")]),
         _timeseries("Redeliveries and rewinds", "Messages met again below a partition's handled position "
-                    "(after a restart or rebalance; skipped), and seeks back over offsets the consumer "
-                    "skipped (each would have been a lost bar).",
+                    "(after a restart or rebalance; skipped), and seeks back to it over offsets the "
+                    "consumer skipped or from a partition stalled behind its high water mark (each "
+                    "would have been lost or late bars).",
                     [Query("sum(increase(forecaster_redelivered_total[$__rate_interval]))", "redelivered"),
                      Query("sum(increase(forecaster_offset_rewinds_total[$__rate_interval]))",
                            "offset rewinds")]),

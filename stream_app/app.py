@@ -8,7 +8,9 @@ How a batch is handled, and why in this order (at-least-once without loss):
 1. ``take_events`` hands the agent up to ``batch_size`` events (of any partitions assigned);
 2. :class:`~stream_app.positions.PositionGuard` admits, per partition, the messages from the
    position stored in the ``source_positions`` table on, skipping redeliveries and seeking the
-   consumer back where it skipped offsets (a Faust race on rebalances, see that module);
+   consumer back where it skipped offsets (a Faust race on rebalances, see that module); a
+   timer seeks back partitions that stay behind their high water mark without moving
+   (:class:`~stream_app.positions.StallWatch`);
 3. :class:`~stream_app.processor.BatchProcessor` computes scores, predictions, dead letters and new
    states, without Kafka;
 4. the outputs are sent with pre-encoded bytes on the app's producer and their delivery is awaited;
@@ -41,6 +43,7 @@ from typing import Any
 
 import faust
 import orjson
+from aiokafka.errors import IllegalStateError
 from faust.types import TP
 
 from forecaster import settings as settings_module
@@ -52,7 +55,7 @@ from models.core.state import TickerState
 from stream_app.drift import Reference
 from stream_app.metrics import WorkerMetrics
 from stream_app.monitor import ForecastMonitor
-from stream_app.positions import PositionGuard
+from stream_app.positions import PositionGuard, StallWatch
 from stream_app.processor import BatchProcessor, InMessage, prediction_records
 
 log = logging.getLogger(__name__)
@@ -68,6 +71,11 @@ EXIT_BATCH_FAILED = 70  # EX_SOFTWARE
 CHANGELOG_CONFIG = {"segment.bytes": str(1024 * 1024), "segment.ms": str(10 * 60 * 1000),
                     "min.cleanable.dirty.ratio": "0.1"}
 LAG_INTERVAL_S = 5.0
+#: How long an assigned partition may sit below its high water mark without moving before it is
+#: sought back to its position, and how often that is checked. A healthy worker moves every
+#: partition with messages within a batch timeout; a false alarm costs a seek and some redeliveries.
+STALL_PATIENCE_S = 5.0
+STALL_CHECK_S = 1.0
 COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
 
 
@@ -103,6 +111,9 @@ class ForecastService:
         self.table = table
         self.positions = positions  # b"topic/partition" -> offset after the last handled message
         self.guard = PositionGuard()
+        self.stall_watch = StallWatch(STALL_PATIENCE_S)
+        self._generation: int | None = None  # the consumer group generation last seen
+        self._in_batch = False  # an exception in a batch ends the process (see the agent)
         self.metrics = WorkerMetrics()
         self.monitor = ForecastMonitor(settings, self.metrics)
         self.processor: BatchProcessor | None = None
@@ -147,6 +158,8 @@ class ForecastService:
 
     async def handle(self, events: list[Any], stream: faust.StreamT) -> None:
         processor = await self.ensure_started()
+        self._note_generation()
+        self._in_batch = True
         started = time.perf_counter()
         messages = [
             InMessage(e.message.key, e.message.value, e.message.partition, e.message.offset,
@@ -188,6 +201,7 @@ class ForecastService:
         self.monitor.observe_batch(output.results, time.perf_counter() - started)
         self.monitor.observe_dead_letters(letter.reason for letter in output.dead_letters)
         self.monitor.observe_delivery(m.timestamp for m in admission.admitted)
+        self._in_batch = False
 
     def position(self, partition: int) -> int | None:
         """The offset after the last handled message of a ``bars`` partition (None: none yet)."""
@@ -199,28 +213,88 @@ class ForecastService:
         # those of the old one (it would skip the new topic's first messages as handled).
         return f"{self.settings.topic_bars}/{partition}".encode()
 
+    def _note_generation(self) -> None:
+        # A rebalance seeks every partition to the committed offsets: what the guard learnt from
+        # its rewinds, and how long partitions sat still, no longer hold.
+        generation = self.app.consumer_generation_id
+        if generation != self._generation:
+            self._generation = generation
+            self.guard.forget()
+            self.stall_watch.reset()
+
     async def rewind(self, partition: int, position: int, offset: int) -> None:
         """Seek a partition back to its position: the consumer skipped from there to ``offset``."""
-        app, consumer = self.app, self.app.consumer
-        tp = TP(self.settings.topic_bars, partition)
-        if app.rebalancing or tp not in consumer.assignment():
-            return  # the rebalance seeks it again, and the guard looks again at what comes
+        if self.app.rebalancing:
+            # Faust waits for the agent's events to be acked before it revokes partitions, and
+            # seeks them itself when it assigns them: no seek now. What this batch dropped is
+            # found again by the stall watch if the rebalance does not bring it back.
+            log.warning("bars partition %d: the consumer skipped offsets %d to %d during a rebalance; "
+                        "leaving them to the stall watch", partition, position, offset - 1)
+            return
         # Messages fetched before the seek keep coming for a while, each batch of them another
         # rewind to the same position: one warning for them all.
         if self.guard.rewinding(partition) != position:
             log.warning("bars partition %d: the consumer skipped offsets %d to %d; seeking back to %d",
                         partition, position, offset - 1, position)
+        if await self._seek(partition, position):
+            self.guard.rewound(partition, position, offset)
+
+    async def seek_stalled(self) -> None:
+        """Seek back the partitions that sit below their high water mark without moving.
+
+        Nothing comes to the guard from a partition the consumer was sought past its last message
+        (a rebalance seeking to offsets committed at its end), so no skip is ever seen there. Only
+        an idle agent counts: a batch that takes long (outputs waiting for a broker that is down)
+        holds every partition still, and seeking then would only cause redeliveries.
+        """
+        if self.app.rebalancing or self.processor is None:
+            return
+        self._note_generation()
+        if self._in_batch:
+            self.stall_watch.reset()
+            return
+        consumer, now = self.app.consumer, time.monotonic()
+        for tp in consumer.assignment():
+            if tp.topic != self.settings.topic_bars:
+                continue
+            position, highwater = self.position(tp.partition), self._highwater(tp)
+            if position is None or highwater is None:
+                continue
+            if self.stall_watch.stalled(tp.partition, position, highwater, now):
+                log.warning("bars partition %d: no progress at offset %d for %.0f s with %d messages "
+                            "after it; seeking back to it", tp.partition, position,
+                            self.stall_watch.patience_s, highwater - position)
+                await self._seek(tp.partition, position)
+
+    async def _seek(self, partition: int, position: int) -> bool:
+        """Seek a partition of ``bars`` to ``position``; False when it is no longer assigned."""
+        consumer = self.app.consumer
+        tp = TP(self.settings.topic_bars, partition)
+        if tp not in consumer.assignment():
+            return False  # its next owner starts from the position
         # In the consumer's own thread (Faust's plain seek() changes aiokafka's state from this one).
-        await consumer.seek_wait({tp: position})
-        self.guard.rewound(partition, position, offset)
+        try:
+            await consumer.seek_wait({tp: position})
+        except IllegalStateError:  # revoked meanwhile
+            return False
         self.metrics.rewinds.inc()
+        return True
+
+    def _highwater(self, tp: TP) -> int | None:
+        """The partition's last known high water mark; None before its first fetch or once revoked."""
+        try:
+            return self.app.consumer.highwater(tp)
+        except (AssertionError, IllegalStateError):
+            # aiokafka asserts the partition is assigned, and the assignment lives in the consumer's
+            # thread: it can be revoked between assignment() and this call.
+            return None
 
     async def export_consumer_lag(self) -> None:
         consumer = self.app.consumer
         for tp in consumer.assignment():
             if tp.topic != self.settings.topic_bars:
                 continue
-            highwater = consumer.highwater(tp)
+            highwater = self._highwater(tp)
             position = self.position(tp.partition)
             if highwater is not None and position is not None:
                 self.metrics.consumer_lag.labels(str(tp.partition)).set(max(0, highwater - position))
@@ -304,6 +378,10 @@ def create_app(settings: Settings) -> faust.App:
     @app.timer(LAG_INTERVAL_S)
     async def consumer_lag() -> None:
         await service.export_consumer_lag()
+
+    @app.timer(STALL_CHECK_S)
+    async def stalled_partitions() -> None:
+        await service.seek_stalled()
 
     @app.task
     async def on_worker_start() -> None:

@@ -31,7 +31,8 @@ class WorkerMetrics:
                                    "Messages met again below their partition's handled position; skipped",
                                    registry=r)
         self.rewinds = Counter("forecaster_offset_rewinds",
-                               "Times the consumer skipped offsets and was sought back to the position",
+                               "Times a partition was sought back to its handled position (the consumer "
+                               "skipped offsets, or the partition stalled behind its high water mark)",
                                registry=r)
         self.refits = Counter("forecaster_refits", "ARIMA refits, by outcome", ["outcome"], registry=r)
         self.feature_drift_alarms = Counter("forecaster_feature_drift_alarms",

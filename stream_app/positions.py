@@ -19,6 +19,11 @@ admitted against it:
 
 The group's committed offsets only decide where the consumer starts; what was handled is decided
 here, from the table, so a commit that went too far costs a rewind, not a bar.
+
+A rewind is only seen when a message beyond the position comes. When the consumer was sought past
+the last message (a rebalance seeking to offsets committed at the end of the partition), none comes:
+:class:`StallWatch` tells which partitions stay behind their high water mark without moving, and the
+worker seeks those back too.
 """
 
 from __future__ import annotations
@@ -110,6 +115,20 @@ class PositionGuard:
             out.positions[partition] = offset + 1
         return out
 
+    def forget(self) -> None:
+        """Drop what the last rewinds met: a rebalance seeks every partition again, so what comes
+        next says nothing about the offsets between a position and what a rewind met.
+
+        >>> from collections import namedtuple
+        >>> M = namedtuple("M", "partition offset")
+        >>> guard = PositionGuard()
+        >>> guard.rewound(0, 7, 9)
+        >>> guard.forget()
+        >>> guard.admit([M(0, 9)], positions={0: 7}).rewinds
+        {0: (7, 9)}
+        """
+        self._rewound.clear()
+
     def rewinding(self, partition: int) -> int | None:
         """The position a partition was last sought back to, while it has not come back there."""
         rewound = self._rewound.get(partition)
@@ -118,3 +137,49 @@ class PositionGuard:
     def rewound(self, partition: int, position: int, offset: int) -> None:
         """Note that ``partition`` was sought back to ``position`` after meeting ``offset``."""
         self._rewound[partition] = (position, offset)
+
+
+class StallWatch:
+    """Tells which partitions are behind their high water mark and have not moved for a while.
+
+    ``patience_s`` is how long a partition may stay at the same position with messages after it
+    before it counts as stalled; a stalled partition counts again only after another such wait.
+
+    Examples
+    --------
+    >>> watch = StallWatch(patience_s=10)
+    >>> watch.stalled(0, position=5, highwater=8, now=100.0)
+    False
+    >>> watch.stalled(0, position=5, highwater=8, now=110.0)
+    True
+    >>> watch.stalled(0, position=5, highwater=8, now=111.0)  # sought back at 110: wait again
+    False
+    >>> watch.stalled(0, position=6, highwater=8, now=125.0)  # it moved
+    False
+    >>> watch.stalled(0, position=8, highwater=8, now=140.0)  # caught up
+    False
+    """
+
+    def __init__(self, patience_s: float) -> None:
+        if patience_s <= 0:
+            raise ValueError(f"patience_s must be positive, got {patience_s}")
+        self.patience_s = patience_s
+        self._since: dict[int, tuple[int, float]] = {}  # partition -> (position, when first seen there)
+
+    def stalled(self, partition: int, position: int, highwater: int, now: float) -> bool:
+        """Whether ``partition`` sat at ``position``, below ``highwater``, for ``patience_s``."""
+        if position >= highwater:
+            self._since.pop(partition, None)
+            return False
+        seen = self._since.get(partition)
+        if seen is None or seen[0] != position:
+            self._since[partition] = (position, now)
+            return False
+        if now - seen[1] < self.patience_s:
+            return False
+        self._since[partition] = (position, now)
+        return True
+
+    def reset(self) -> None:
+        """Start watching afresh (after a rebalance, which seeks every partition again)."""
+        self._since.clear()

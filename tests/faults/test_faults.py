@@ -195,20 +195,23 @@ def test_two_workers_split_the_partitions_and_the_survivor_takes_over(bars: Read
             bars_consumed_before_the_kill=consumed)
 
 
+@pytest.mark.parametrize("before_the_end", [100, 0], ids=["mid-partition", "at-the-end"])
 def test_offsets_committed_past_unhandled_bars_are_sought_back(bars: ReadResult, settings: Settings,
-                                                               tmp_path: Path) -> None:
+                                                               tmp_path: Path, before_the_end: int) -> None:
     """What a Faust race on rebalances did (docs/reliability.md): the group's committed offsets moved
-    past bars the worker never handled. The worker's own positions make it seek back to them."""
+    past bars the worker never handled. The worker's own positions make it seek back to them: when
+    a message beyond its position comes, or, committed at the end, when none comes."""
     expected = expected_records(bars, settings)
     with WorkerProcess(settings, tmp_path / "first.log") as worker:
         replay_2011_and_wait(bars, settings, expected, worker)
         assert worker.stop(signal.SIGTERM) == 0
-    replay(only_days(bars, lambda day: day.year == 2012), settings, progress=False)
-    # The worker is stopped: commit, for its group, the middle of 2012 in every partition.
+    year_2012 = only_days(bars, lambda day: day.year == 2012)
+    replay(year_2012, settings, progress=False)
+    # The worker is stopped: commit, for its group, an offset in 2012 (or the end) in every partition.
     ends = {}
     for partition, offset, *_ in read_topic(settings, settings.topic_bars):
         ends[partition] = max(ends.get(partition, 0), offset + 1)
-    skipped = {partition: end - 100 for partition, end in ends.items()}
+    skipped = {partition: end - before_the_end for partition, end in ends.items()}
     consumer = KafkaConsumer(**kafka_python_options(settings), group_id=settings.app_id,
                              enable_auto_commit=False)
     try:
@@ -222,7 +225,7 @@ def test_offsets_committed_past_unhandled_bars_are_sought_back(bars: ReadResult,
     assert assert_same_as_backtest(records, expected) == 0
     assert _metric(metrics, "forecaster_offset_rewinds_total") >= 1
     figures("offsets committed past unhandled bars", len(bars.bars), records, expected,
-            committed_ahead_by=100 * len(skipped))
+            bars_committed_unhandled=len(year_2012.bars) - before_the_end * len(skipped))
 
 
 def _metric(metrics: str, name: str) -> float:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from stream_app.positions import PositionGuard
+import pytest
+
+from stream_app.positions import PositionGuard, StallWatch
 
 
 class Msg(NamedTuple):
@@ -68,8 +70,48 @@ def test_offsets_without_messages_are_passed_once_a_rewind_meets_the_same_offset
 
 
 def test_without_a_rewind_the_same_skip_is_never_passed() -> None:
-    # The app could not seek (a rebalance was under way): the guard must not take the skip as empty.
+    # The app did not seek (a rebalance was under way): the guard must not take the skip as empty.
     guard = PositionGuard()
     for _ in range(3):
         admission = guard.admit([Msg(0, 50)], positions={0: 40})
         assert admission.rewinds == {0: (40, 50)} and not admission.admitted
+
+
+def test_a_rebalance_makes_the_guard_forget_what_its_rewinds_met() -> None:
+    # The rebalance's own seek (to committed offsets) may bring the offset a rewind met first: that
+    # says nothing about the offsets before it.
+    guard = PositionGuard()
+    guard.rewound(1, 10, 25)
+    guard.forget()
+    admission = guard.admit([Msg(1, 25)], positions={1: 10})
+    assert admission.rewinds == {1: (10, 25)} and not admission.passed_gaps
+
+
+def test_a_partition_behind_its_high_water_mark_stalls_only_if_it_does_not_move() -> None:
+    watch = StallWatch(patience_s=5)
+    assert not watch.stalled(0, position=10, highwater=20, now=0.0)
+    assert not watch.stalled(0, position=10, highwater=20, now=4.9)
+    assert watch.stalled(0, position=10, highwater=20, now=5.0)
+    # Each partition on its own clock.
+    assert not watch.stalled(1, position=3, highwater=4, now=5.0)
+    assert not watch.stalled(1, position=3, highwater=4, now=9.0)
+    assert watch.stalled(1, position=3, highwater=4, now=10.0)
+
+
+def test_a_partition_at_its_high_water_mark_never_stalls() -> None:
+    watch = StallWatch(patience_s=1)
+    for now in range(10):
+        assert not watch.stalled(0, position=7, highwater=7, now=float(now))
+
+
+def test_a_reset_starts_the_wait_again() -> None:
+    watch = StallWatch(patience_s=5)
+    watch.stalled(0, position=10, highwater=20, now=0.0)
+    watch.reset()
+    assert not watch.stalled(0, position=10, highwater=20, now=6.0)
+    assert watch.stalled(0, position=10, highwater=20, now=11.0)
+
+
+def test_patience_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="patience_s must be positive, got 0"):
+        StallWatch(patience_s=0)
