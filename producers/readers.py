@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from models.core.bar import Bar, BarError
+from producers.dates import is_day_first
 from producers.deadletter import DeadLetter
 from producers.layouts import Layout, LayoutError, detect_layout
 from producers.validation import RowChecker
@@ -110,12 +111,23 @@ def _read_file(path: Path, label: str, result: ReadResult, checker: RowChecker, 
     lines = io.StringIO(_text(path, label), newline="").readlines()
     if not lines or not lines[0].strip():
         raise LayoutError(f"{label}: the file is empty or starts with a blank line; it needs a header row")
-    reader = csv.reader(lines, delimiter=_delimiter(lines[0]))
+    delimiter = _delimiter(lines[0])
+    reader = csv.reader(lines, delimiter=delimiter)
     try:
         layout = detect_layout(next(reader), file_name=label, ticker=ticker, columns=columns)
+        checker.day_first = _day_first(lines[reader.line_num:], delimiter, layout.date)
         _read_rows(reader, lines, label, layout, result, checker)
     except csv.Error as exc:  # e.g. a field over the csv module's size limit: the file is not a table
         raise LayoutError(f"{label}:{reader.line_num}: cannot be read as CSV: {exc}") from exc
+
+
+def _day_first(rows: list[str], delimiter: str, column: int) -> bool:
+    """Whether the slash dates of a file's data ``rows`` are day-first. Only files whose first date
+    has a slash are read twice for it (ISO and ``YYYYMMDD`` files, the big ones, are not)."""
+    first = next((row for row in csv.reader(rows, delimiter=delimiter) if row), None)
+    if first is None or len(first) <= column or "/" not in first[column]:
+        return False
+    return is_day_first(row[column] for row in csv.reader(rows, delimiter=delimiter) if len(row) > column)
 
 
 def _read_rows(reader: Iterator[list[str]], lines: list[str], label: str, layout: Layout,

@@ -53,12 +53,24 @@ class RowChecker:
         self._start = start
         self._end = end
         self._selective = tickers is not None or start is not None or end is not None
-        self._days: dict[str, dt.date | BarError] = {}
+        self._days_by_order: dict[bool, dict[str, dt.date | BarError]] = {False: {}, True: {}}
+        self._day_first = False
+        self._days = self._days_by_order[False]
         self._accepted: dict[tuple[str, dt.date], str] = {}
+
+    @property
+    def day_first(self) -> bool:
+        """Whether slash dates read ``D/M/YYYY`` (an order of the file being read, set by the reader)."""
+        return self._day_first
+
+    @day_first.setter
+    def day_first(self, value: bool) -> None:
+        self._day_first = value
+        self._days = self._days_by_order[value]
 
     def _day(self, text: str) -> dt.date | BarError:
         try:
-            day: dt.date | BarError = parse_day(text)
+            day: dt.date | BarError = parse_day(text, day_first=self._day_first)
         except BarError as error:
             day = error
         self._days[text] = day

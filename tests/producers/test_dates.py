@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from models.core.bar import BarError
-from producers.dates import parse_day
+from producers.dates import is_day_first, parse_day
 
 
 @pytest.mark.parametrize("text, day", [
@@ -16,6 +16,8 @@ from producers.dates import parse_day
     ("2/8/2013", dt.date(2013, 2, 8)),
     ("12/31/2021 16:00", dt.date(2021, 12, 31)),
     ("20070104", dt.date(2007, 1, 4)),
+    ("08.02.2013", dt.date(2013, 2, 8)),
+    ("8.2.2013 00:00", dt.date(2013, 2, 8)),
     (" 2013-02-08 ", dt.date(2013, 2, 8)),
 ])
 def test_recognised_spellings(text: str, day: dt.date) -> None:
@@ -23,7 +25,7 @@ def test_recognised_spellings(text: str, day: dt.date) -> None:
 
 
 @pytest.mark.parametrize("text", ["2013-02-30", "13/1/2013", "1/2/13", "20071304", "yesterday", "1850-01-01",
-                                  "2013/02/08"])
+                                  "2013/02/08", "2013.02.08", "31.02.2013", "1.5e3"])
 def test_unparsable_or_out_of_range_dates_are_bad_date(text: str) -> None:
     with pytest.raises(BarError) as caught:
         parse_day(text)
@@ -34,3 +36,22 @@ def test_empty_date_is_a_missing_field() -> None:
     with pytest.raises(BarError) as caught:
         parse_day("  ")
     assert caught.value.reason == "missing_field"
+
+
+def test_day_first_reads_the_day_before_the_month() -> None:
+    assert parse_day("13/02/2013", day_first=True) == dt.date(2013, 2, 13)
+    assert parse_day("01/03/2013 09:30", day_first=True) == dt.date(2013, 3, 1)
+    with pytest.raises(BarError, match="is not D/M/YYYY"):
+        parse_day("02/13/2013", day_first=True)
+
+
+@pytest.mark.parametrize("dates, expected", [
+    (["01/02/2013", "13/02/2013"], True),  # a day above 12 in front
+    (["02/01/2013", "02/13/2013"], False),  # a day above 12 behind
+    (["01/02/2013", "02/03/2013"], False),  # nothing tells: the US order
+    (["13/02/2013", "02/13/2013"], False),  # both: neither order fits every row
+    (["2013-02-13", "", "junk", "13/02/2013"], True),  # other spellings and junk say nothing
+    ([], False),
+])
+def test_a_files_order_comes_from_its_dates(dates: list[str], expected: bool) -> None:
+    assert is_day_first(dates) is expected

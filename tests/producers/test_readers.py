@@ -90,7 +90,7 @@ def test_sp500_slice_rejects_the_known_bad_rows(sp500_slice: tuple[Path, list[st
     ("2013-02-08,15.07,15.12,14.80,14.75,8407500,AAL", "low_above_open_close"),
     ("2013-02-08,15.07,15.12,14.63,14.75,-1,AAL", "negative_volume"),
     ("2013-02-30,15.07,15.12,14.63,14.75,8407500,AAL", "bad_date"),
-    ("08.02.2013,15.07,15.12,14.63,14.75,8407500,AAL", "bad_date"),
+    ("2013.02.08,15.07,15.12,14.63,14.75,8407500,AAL", "bad_date"),
     ("1850-02-08,15.07,15.12,14.63,14.75,8407500,AAL", "bad_date"),
     (f"2013-02-08,15.07,15.12,14.63,14.75,8407500,{'X' * 33}", "bad_ticker"),
     (GOOD, "duplicate"),
@@ -129,6 +129,39 @@ def test_us_dates_semicolons_and_latin1(tmp_path: Path) -> None:
                "volume": "Umsatz"}
     [bar] = read_csv_bars([path], columns=columns, ticker="DAX").bars
     assert (bar.ticker, bar.date, bar.close) == ("DAX", dt.date(2013, 2, 8), 1.5)
+
+
+def test_a_day_first_file_is_read_day_first_from_its_first_row(tmp_path: Path) -> None:
+    # Saved by a spreadsheet outside the US: the 1st of March comes before a day that shows the order.
+    rows = ["01/03/2013,1,2,0.5,1.5,10", "04/03/2013,1,2,0.5,1.5,10", "13/03/2013,1,2,0.5,1.5,10"]
+    path = _write(tmp_path / "eu.csv", "Date,Open,High,Low,Close,Volume\n" + "\n".join(rows) + "\n")
+    result = read_csv_bars([path])
+    assert [b.date for b in result.bars] == [dt.date(2013, 3, 1), dt.date(2013, 3, 4), dt.date(2013, 3, 13)]
+    assert not result.dead_letters
+
+
+def test_the_order_is_each_files_own(tmp_path: Path) -> None:
+    header = "Date,Open,High,Low,Close,Volume\n"
+    _write(tmp_path / "eu.csv", header + "02/01/2013,1,2,0.5,1.5,10\n13/01/2013,1,2,0.5,1.5,10\n")
+    _write(tmp_path / "us.csv", header + "02/01/2013,1,2,0.5,1.5,10\n02/13/2013,1,2,0.5,1.5,10\n")
+    result = read_csv_bars([tmp_path])
+    assert sorted((b.ticker, b.date.isoformat()) for b in result.bars) == [
+        ("EU", "2013-01-02"), ("EU", "2013-01-13"), ("US", "2013-02-01"), ("US", "2013-02-13")]
+
+
+def test_a_file_with_both_orders_rejects_what_the_us_order_cannot_read(tmp_path: Path) -> None:
+    header = "Date,Open,High,Low,Close,Volume\n"
+    path = _write(tmp_path / "mixed.csv", header + "13/02/2013,1,2,0.5,1.5,10\n02/14/2013,1,2,0.5,1.5,10\n")
+    result = read_csv_bars([path])
+    assert [b.date for b in result.bars] == [dt.date(2013, 2, 14)]
+    assert [(d.reason, d.source) for d in result.dead_letters] == [("bad_date", "mixed.csv:2")]
+    assert "is not M/D/YYYY" in result.dead_letters[0].detail
+
+
+def test_dotted_dates_are_day_first(tmp_path: Path) -> None:
+    path = _write(tmp_path / "xetra.csv", "Date;Open;High;Low;Close;Volume\n08.02.2013;1;2;0.5;1.5;10\n")
+    [bar] = read_csv_bars([path]).bars
+    assert bar.date == dt.date(2013, 2, 8)
 
 
 def test_selection_filters_rows_without_rejecting_them(data_dir: Path) -> None:
