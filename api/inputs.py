@@ -19,12 +19,10 @@ Examples
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import json
 import re
 import tempfile
-import zlib
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path, PureWindowsPath
 from typing import Any
@@ -69,12 +67,8 @@ def read_upload(name: str | None, data: bytes, *, ticker: str | None = None,
         path.write_bytes(data)
         try:
             return read_csv_bars([path], ticker=ticker, columns=columns, tickers=tickers)
-        except LayoutError as error:
+        except LayoutError as error:  # also a corrupt gzip stream or bytes that are not CSV
             raise InputError(str(error)) from None
-        except (EOFError, OSError, zlib.error) as error:  # a truncated or corrupt gzip stream
-            raise InputError(f"{file_name}: the file cannot be decompressed: {error}") from None
-        except csv.Error as error:
-            raise InputError(f"{file_name}: not a CSV file: {error}") from None
 
 
 def read_json_bars(records: Sequence[Any], *, tickers: Collection[str] | None = None) -> ReadResult:
