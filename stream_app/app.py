@@ -251,7 +251,7 @@ class ForecastService:
             return
         self._note_generation()
         if self._in_batch:
-            self.stall_watch.reset()
+            self.stall_watch.hold()
             return
         consumer, now = self.app.consumer, time.monotonic()
         for tp in consumer.assignment():
@@ -261,9 +261,8 @@ class ForecastService:
             if position is None or highwater is None:
                 continue
             if self.stall_watch.stalled(tp.partition, position, highwater, now):
-                log.warning("bars partition %d: no progress at offset %d for %.0f s with %d messages "
-                            "after it; seeking back to it", tp.partition, position,
-                            self.stall_watch.patience_s, highwater - position)
+                log.warning("bars partition %d: no progress at offset %d with %d offsets after it; "
+                            "seeking back to it", tp.partition, position, highwater - position)
                 await self._seek(tp.partition, position)
 
     async def _seek(self, partition: int, position: int) -> bool:

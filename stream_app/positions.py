@@ -139,11 +139,20 @@ class PositionGuard:
         self._rewound[partition] = (position, offset)
 
 
+@dataclass
+class _Watched:
+    position: int
+    since: float | None  # None: timing starts at the next look
+    alarms: int = 0  # at this position, in a row
+
+
 class StallWatch:
     """Tells which partitions are behind their high water mark and have not moved for a while.
 
     ``patience_s`` is how long a partition may stay at the same position with messages after it
-    before it counts as stalled; a stalled partition counts again only after another such wait.
+    before it counts as stalled. Each alarm at the same position doubles the wait before the next,
+    up to ``max_patience_s``: offsets that hold no message (transaction markers at the end of a
+    partition) look like a stall that no seek ends, and are not worth a warning every few seconds.
 
     Examples
     --------
@@ -152,34 +161,47 @@ class StallWatch:
     False
     >>> watch.stalled(0, position=5, highwater=8, now=110.0)
     True
-    >>> watch.stalled(0, position=5, highwater=8, now=111.0)  # sought back at 110: wait again
+    >>> watch.stalled(0, position=5, highwater=8, now=125.0)  # sought back at 110: now waits 20 s
     False
-    >>> watch.stalled(0, position=6, highwater=8, now=125.0)  # it moved
+    >>> watch.stalled(0, position=5, highwater=8, now=130.0)
+    True
+    >>> watch.stalled(0, position=6, highwater=8, now=131.0)  # it moved: 10 s again
     False
-    >>> watch.stalled(0, position=8, highwater=8, now=140.0)  # caught up
+    >>> watch.stalled(0, position=8, highwater=8, now=150.0)  # caught up
     False
     """
 
-    def __init__(self, patience_s: float) -> None:
-        if patience_s <= 0:
-            raise ValueError(f"patience_s must be positive, got {patience_s}")
+    def __init__(self, patience_s: float, max_patience_s: float = 600.0) -> None:
+        if not 0 < patience_s <= max_patience_s:
+            raise ValueError(f"need 0 < patience_s <= max_patience_s, got {patience_s} and {max_patience_s}")
         self.patience_s = patience_s
-        self._since: dict[int, tuple[int, float]] = {}  # partition -> (position, when first seen there)
+        self.max_patience_s = max_patience_s
+        self._watched: dict[int, _Watched] = {}
 
     def stalled(self, partition: int, position: int, highwater: int, now: float) -> bool:
-        """Whether ``partition`` sat at ``position``, below ``highwater``, for ``patience_s``."""
+        """Whether ``partition`` sat at ``position``, below ``highwater``, long enough to act."""
         if position >= highwater:
-            self._since.pop(partition, None)
+            self._watched.pop(partition, None)
             return False
-        seen = self._since.get(partition)
-        if seen is None or seen[0] != position:
-            self._since[partition] = (position, now)
+        watched = self._watched.get(partition)
+        if watched is None or watched.position != position:
+            self._watched[partition] = _Watched(position, now)
             return False
-        if now - seen[1] < self.patience_s:
+        if watched.since is None:
+            watched.since = now
             return False
-        self._since[partition] = (position, now)
+        if now - watched.since < min(self.patience_s * 2 ** watched.alarms, self.max_patience_s):
+            return False
+        watched.since = now
+        watched.alarms += 1
         return True
+
+    def hold(self) -> None:
+        """Time every partition afresh from the next look, keeping the alarms raised (while the
+        worker has a batch in hand, which holds every partition still)."""
+        for watched in self._watched.values():
+            watched.since = None
 
     def reset(self) -> None:
         """Start watching afresh (after a rebalance, which seeks every partition again)."""
-        self._since.clear()
+        self._watched.clear()

@@ -104,14 +104,36 @@ def test_a_partition_at_its_high_water_mark_never_stalls() -> None:
         assert not watch.stalled(0, position=7, highwater=7, now=float(now))
 
 
+def test_alarms_at_the_same_position_come_ever_less_often() -> None:
+    # Offsets with no message at a partition's end (transaction markers) never let it move.
+    watch = StallWatch(patience_s=5, max_patience_s=30)
+    alarms = [now for now in range(0, 200) if watch.stalled(0, position=10, highwater=12, now=float(now))]
+    assert alarms == [5, 15, 35, 65, 95, 125, 155, 185]  # waits of 5, 10, 20, then at most 30 s
+    # Moving on starts from the short wait again.
+    assert not watch.stalled(0, position=11, highwater=12, now=200.0)
+    assert watch.stalled(0, position=11, highwater=12, now=205.0)
+
+
+def test_a_batch_in_hand_restarts_the_clocks_and_keeps_the_alarms() -> None:
+    watch = StallWatch(patience_s=5)
+    watch.stalled(0, position=10, highwater=20, now=0.0)
+    assert watch.stalled(0, position=10, highwater=20, now=5.0)
+    watch.hold()
+    assert not watch.stalled(0, position=10, highwater=20, now=100.0)  # the clock starts here
+    assert not watch.stalled(0, position=10, highwater=20, now=109.0)
+    assert watch.stalled(0, position=10, highwater=20, now=110.0)  # the second alarm's 10 s wait
+
+
 def test_a_reset_starts_the_wait_again() -> None:
     watch = StallWatch(patience_s=5)
     watch.stalled(0, position=10, highwater=20, now=0.0)
+    assert watch.stalled(0, position=10, highwater=20, now=5.0)
     watch.reset()
     assert not watch.stalled(0, position=10, highwater=20, now=6.0)
-    assert watch.stalled(0, position=10, highwater=20, now=11.0)
+    assert watch.stalled(0, position=10, highwater=20, now=11.0)  # the first wait again
 
 
-def test_patience_must_be_positive() -> None:
-    with pytest.raises(ValueError, match="patience_s must be positive, got 0"):
-        StallWatch(patience_s=0)
+@pytest.mark.parametrize("patience, most", [(0, 10), (-1, 10), (20, 10)])
+def test_patience_must_be_positive_and_within_its_bound(patience: float, most: float) -> None:
+    with pytest.raises(ValueError, match="need 0 < patience_s <= max_patience_s"):
+        StallWatch(patience_s=patience, max_patience_s=most)
