@@ -226,10 +226,11 @@ class ForecastService:
         """Seek a partition back to its position: the consumer skipped from there to ``offset``."""
         if self.app.rebalancing:
             # Faust waits for the agent's events to be acked before it revokes partitions, and
-            # seeks them itself when it assigns them: no seek now. What this batch dropped is
-            # found again by the stall watch if the rebalance does not bring it back.
+            # seeks them itself when it assigns them: no seek now. Unless the rebalance brings them
+            # back, the stall watch seeks once it is over.
             log.warning("bars partition %d: the consumer skipped offsets %d to %d during a rebalance; "
                         "leaving them to the stall watch", partition, position, offset - 1)
+            self.stall_watch.suspect(partition, position)
             return
         # Messages fetched before the seek keep coming for a while, each batch of them another
         # rewind to the same position: one warning for them all.

@@ -144,6 +144,7 @@ class _Watched:
     position: int
     since: float | None  # None: timing starts at the next look
     alarms: int = 0  # at this position, in a row
+    suspected: bool = False  # messages beyond the position were dropped without a seek back
 
 
 class StallWatch:
@@ -169,6 +170,13 @@ class StallWatch:
     False
     >>> watch.stalled(0, position=8, highwater=8, now=150.0)  # caught up
     False
+
+    A partition whose messages beyond its position were dropped without a seek back (during a
+    rebalance) counts at the next look, without waiting:
+
+    >>> watch.suspect(1, position=40)
+    >>> watch.stalled(1, position=40, highwater=90, now=151.0)
+    True
     """
 
     def __init__(self, patience_s: float, max_patience_s: float = 600.0) -> None:
@@ -187,6 +195,9 @@ class StallWatch:
         if watched is None or watched.position != position:
             self._watched[partition] = _Watched(position, now)
             return False
+        if watched.suspected:
+            watched.suspected, watched.since = False, now
+            return True
         if watched.since is None:
             watched.since = now
             return False
@@ -195,6 +206,11 @@ class StallWatch:
         watched.since = now
         watched.alarms += 1
         return True
+
+    def suspect(self, partition: int, position: int) -> None:
+        """Note that ``partition``'s messages beyond ``position`` were dropped and no seek brought them
+        back yet: if it is still there at the next look, it counts as stalled at once."""
+        self._watched[partition] = _Watched(position, since=None, suspected=True)
 
     def hold(self) -> None:
         """Time every partition afresh from the next look, keeping the alarms raised (while the

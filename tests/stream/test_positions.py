@@ -137,3 +137,13 @@ def test_a_reset_starts_the_wait_again() -> None:
 def test_patience_must_be_positive_and_within_its_bound(patience: float, most: float) -> None:
     with pytest.raises(ValueError, match="need 0 < patience_s <= max_patience_s"):
         StallWatch(patience_s=patience, max_patience_s=most)
+
+
+def test_a_suspected_partition_is_sought_at_once_unless_it_moved() -> None:
+    # Messages beyond the position were dropped during a rebalance, with no seek back.
+    watch = StallWatch(patience_s=5)
+    watch.suspect(0, position=40)
+    watch.suspect(1, position=70)
+    assert watch.stalled(0, position=40, highwater=90, now=0.0)  # still there: at once
+    assert not watch.stalled(1, position=75, highwater=90, now=0.0)  # the rebalance brought them back
+    assert not watch.stalled(0, position=40, highwater=90, now=4.0)  # then the usual waits
