@@ -12,6 +12,18 @@ from forecaster.kafka.client import kafka_python_options
 from forecaster.settings import Settings
 
 
+def _partitions(consumer: KafkaConsumer, topic: str, deadline: float) -> list[TopicPartition]:
+    """The partitions of an existing topic. kafka-python answers none while its metadata request
+    has not come back (on a loaded machine it can time out), so ask again until the deadline."""
+    while True:
+        partitions = consumer.partitions_for_topic(topic)
+        if partitions:
+            return [TopicPartition(topic, p) for p in sorted(partitions)]
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no partitions of {topic} known to the client")
+        time.sleep(0.2)
+
+
 def read_topic(settings: Settings, topic: str, timeout_s: float = 60.0) -> list[Any]:
     """Every message now in ``topic`` as ``(partition, offset, key, decoded JSON or raw bytes)``.
 
@@ -19,12 +31,12 @@ def read_topic(settings: Settings, topic: str, timeout_s: float = 60.0) -> list[
     """
     consumer = KafkaConsumer(**kafka_python_options(settings), enable_auto_commit=False)
     try:
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        deadline = time.monotonic() + timeout_s
+        partitions = _partitions(consumer, topic, deadline)
         consumer.assign(partitions)
         consumer.seek_to_beginning(*partitions)
         end = consumer.end_offsets(partitions)
         records: list[Any] = []
-        deadline = time.monotonic() + timeout_s
         while any(consumer.position(tp) < end[tp] for tp in partitions):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"reading {topic} to its end took over {timeout_s} s")
@@ -48,9 +60,9 @@ def wait_for_count(settings: Settings, topic: str, count: int, timeout_s: float 
     consumer = KafkaConsumer(**kafka_python_options(settings))
     try:
         deadline = time.monotonic() + timeout_s
+        partitions = _partitions(consumer, topic, deadline)
         while True:
-            partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-            total = sum(consumer.end_offsets(partitions).values()) if partitions else 0
+            total = sum(consumer.end_offsets(partitions).values())
             if total >= count:
                 return total
             if time.monotonic() > deadline:
