@@ -61,17 +61,3 @@ def create_topics(settings: Settings, specs: list[TopicSpec] | None = None) -> d
         return outcome
     finally:
         admin.close()
-
-
-def partition_counts(settings: Settings, names: list[str]) -> dict[str, int]:
-    """Partition count of each existing topic among ``names``."""
-    from kafka import KafkaConsumer
-
-    consumer = KafkaConsumer(**kafka_python_options(settings))
-    try:
-        return {
-            name: len(consumer.partitions_for_topic(name) or ())
-            for name in names
-        }
-    finally:
-        consumer.close()

@@ -176,7 +176,6 @@ CLIENTS: dict[str, tuple[object, str, Callable[[Settings], object]]] = {
     "replay publisher": (producers.publisher, "KafkaProducer", producers.publisher.Publisher),
     "tail": (kafka, "KafkaConsumer", _tail),
     "topics admin": (kafka, "KafkaAdminClient", topics.create_topics),
-    "topics partition counts": (kafka, "KafkaConsumer", lambda s: topics.partition_counts(s, ["bars"])),
     "API predictions reader": (kafka, "KafkaConsumer", lambda s: LatestPredictions(s)._connect()),
     "demo namespace reset": (kafka, "KafkaAdminClient", demo.reset_namespace),
     "demo predictions reader": (kafka, "KafkaConsumer", lambda s: demo.follow_predictions(s, 1, None)),
