@@ -34,11 +34,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import orjson
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer
 
 from forecaster.kafka.broker import LocalBroker, free_port
 from forecaster.kafka.client import kafka_python_options
-from forecaster.kafka.topics import create_topics
+from forecaster.kafka.topics import create_topics, topic_partitions
 from forecaster.settings import Settings, load, to_environ
 from producers.pacing import Pacing
 from producers.readers import ReadResult, read_csv_bars
@@ -59,8 +59,7 @@ def fresh(settings: Settings, name: str) -> Settings:
 def end_offsets_total(settings: Settings, topic: str) -> int:
     consumer = KafkaConsumer(**kafka_python_options(settings))
     try:
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        return sum(consumer.end_offsets(partitions).values())
+        return sum(consumer.end_offsets(topic_partitions(consumer, topic, 60.0)).values())
     finally:
         consumer.close()
 
@@ -232,7 +231,7 @@ def run_latency(settings: Settings, result: ReadResult, logs: Path, rate: float 
 
 def read_all(settings: Settings, topic: str) -> list[tuple[float, dict]]:
     consumer = KafkaConsumer(**kafka_python_options(settings), enable_auto_commit=False)
-    partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+    partitions = topic_partitions(consumer, topic, 60.0)
     consumer.assign(partitions)
     consumer.seek_to_beginning(*partitions)
     end = consumer.end_offsets(partitions)

@@ -6,22 +6,11 @@ import time
 from typing import Any
 
 import orjson
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer
 
 from forecaster.kafka.client import kafka_python_options
+from forecaster.kafka.topics import topic_partitions
 from forecaster.settings import Settings
-
-
-def _partitions(consumer: KafkaConsumer, topic: str, deadline: float) -> list[TopicPartition]:
-    """The partitions of an existing topic. kafka-python answers none while its metadata request
-    has not come back (on a loaded machine it can time out), so ask again until the deadline."""
-    while True:
-        partitions = consumer.partitions_for_topic(topic)
-        if partitions:
-            return [TopicPartition(topic, p) for p in sorted(partitions)]
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"no partitions of {topic} known to the client")
-        time.sleep(0.2)
 
 
 def read_topic(settings: Settings, topic: str, timeout_s: float = 60.0) -> list[Any]:
@@ -32,7 +21,7 @@ def read_topic(settings: Settings, topic: str, timeout_s: float = 60.0) -> list[
     consumer = KafkaConsumer(**kafka_python_options(settings), enable_auto_commit=False)
     try:
         deadline = time.monotonic() + timeout_s
-        partitions = _partitions(consumer, topic, deadline)
+        partitions = topic_partitions(consumer, topic, timeout_s)
         consumer.assign(partitions)
         consumer.seek_to_beginning(*partitions)
         end = consumer.end_offsets(partitions)
@@ -60,7 +49,7 @@ def wait_for_count(settings: Settings, topic: str, count: int, timeout_s: float 
     consumer = KafkaConsumer(**kafka_python_options(settings))
     try:
         deadline = time.monotonic() + timeout_s
-        partitions = _partitions(consumer, topic, deadline)
+        partitions = topic_partitions(consumer, topic, timeout_s)
         while True:
             total = sum(consumer.end_offsets(partitions).values())
             if total >= count:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from typing import Any
 
 from forecaster.kafka.client import kafka_python_options
 from forecaster.settings import Settings
@@ -61,3 +63,21 @@ def create_topics(settings: Settings, specs: list[TopicSpec] | None = None) -> d
         return outcome
     finally:
         admin.close()
+
+
+def topic_partitions(consumer: Any, topic: str, timeout_s: float) -> list[Any]:
+    """The ``TopicPartition`` s of an existing ``topic``, as a kafka-python ``consumer`` learns them.
+
+    kafka-python answers no partitions while its metadata request has not come back (on a loaded
+    machine it can time out), so this asks again until ``timeout_s``; :class:`TimeoutError` then.
+    """
+    from kafka import TopicPartition
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        partitions = consumer.partitions_for_topic(topic)
+        if partitions:
+            return [TopicPartition(topic, p) for p in sorted(partitions)]
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no partitions of {topic} known after {timeout_s} s: is it created?")
+        time.sleep(0.2)
