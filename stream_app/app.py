@@ -48,6 +48,7 @@ from faust.types import TP
 
 from forecaster import settings as settings_module
 from forecaster.kafka.client import bootstrap_list, faust_credentials
+from forecaster.kafka.topics import TopicSpec, create_topics
 from forecaster.settings import Settings
 from models.core.config import CoreConfig
 from models.core.features import FEATURE_NAMES
@@ -316,11 +317,41 @@ def _compression(name: str) -> str | None:
     return None if name == "none" else name
 
 
+class ForecasterApp(faust.App):
+    """Faust's app, with its tables' changelog topics made before its consumer joins the group.
+
+    Faust creates a missing changelog topic while its consumer joins; when the metadata of the join
+    misses the new topic, Faust takes it for a topic of 0 partitions and the table's first write
+    fails with ``PartitionsMismatch`` (seen on a fresh broker in ``make demo``).
+    """
+
+    def __init__(self, settings: Settings, **options: Any) -> None:
+        super().__init__(settings.app_id, **options)
+        self.forecaster_settings = settings
+
+    def changelog_topics(self) -> list[TopicSpec]:
+        """The tables' changelog topics as Faust declares them: compacted, one partition per source one."""
+        s = self.forecaster_settings
+        configs = {"cleanup.policy": "compact", **CHANGELOG_CONFIG}
+        return [TopicSpec(table.changelog_topic_name, s.partitions, s.replication_factor, configs)
+                for table in self.tables.values()]
+
+    async def on_first_start(self) -> None:
+        await super().on_first_start()
+        from kafka.errors import KafkaError
+
+        try:
+            await asyncio.to_thread(create_topics, self.forecaster_settings, self.changelog_topics())
+        except KafkaError as exc:  # e.g. no right to list topics: Faust still tries on its own
+            log.warning("could not make the changelog topics before joining the group (%s); "
+                        "leaving them to Faust", exc)
+
+
 def create_app(settings: Settings) -> faust.App:
     """The Faust app for ``settings``; nothing connects until a worker starts."""
     datadir = Path(settings.home) / "worker"
-    app = faust.App(
-        settings.app_id,
+    app = ForecasterApp(
+        settings,
         broker=[f"kafka://{server}" for server in bootstrap_list(settings.bootstrap)],
         broker_credentials=faust_credentials(settings),
         store=settings.store,

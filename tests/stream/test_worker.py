@@ -3,19 +3,22 @@ and a stop in the middle (tests/faults/ kills it repeatedly, restarts the broker
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import time
 from pathlib import Path
 
 import orjson
 import pytest
-from kafka import KafkaProducer
+from kafka import KafkaAdminClient, KafkaProducer
+from kafka.admin import ConfigResource, ConfigResourceType
 
 from forecaster.kafka.client import kafka_python_options
 from forecaster.kafka.topics import create_topics
 from forecaster.settings import Settings
 from producers.readers import ReadResult
 from producers.replay import replay
+from stream_app.app import create_app
 from tests.kafka_helpers import read_topic
 from tests.stream.records import (
     assert_same_as_backtest,
@@ -140,3 +143,23 @@ def test_a_worker_moved_to_another_bars_topic_reads_it_from_its_start(bars: Read
     with WorkerProcess(moved, tmp_path / "second.log") as worker:
         records = wait_for_records(moved, set(expected), worker)
     assert assert_same_as_backtest(records, expected) == 0
+
+
+def test_the_changelog_topics_exist_before_the_worker_joins_its_group(kafka_settings: Settings) -> None:
+    # Faust made them while its consumer joined the group; on a fresh broker the join's metadata
+    # could miss one, and the table's first write then failed (0 partitions): `make demo` exited 70.
+    app = create_app(kafka_settings)
+    asyncio.run(app.on_first_start())  # what a worker runs before it starts its consumer
+    names = [spec.name for spec in app.changelog_topics()]
+    assert names == [f"{kafka_settings.app_id}-ticker_state-changelog",
+                     f"{kafka_settings.app_id}-source_positions-changelog"]
+    admin = KafkaAdminClient(**kafka_python_options(kafka_settings))
+    try:
+        partitions = {t["name"]: len(t["partitions"]) for t in admin.describe_topics(names)}
+        configs = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name) for name in names])
+    finally:
+        admin.close()
+    assert partitions == {name: kafka_settings.partitions for name in names}
+    for name in names:
+        assert configs["topic"][name]["cleanup.policy"]["value"] == "compact"
+        assert configs["topic"][name]["segment.bytes"]["value"] == str(1024 * 1024)
