@@ -92,7 +92,7 @@ def reset_namespace(settings: Settings) -> None:
                   if t in DEMO_TOPICS.values() or t.startswith(f"{DEMO_APP_ID}-")]
         if doomed:
             admin.delete_topics(doomed)
-        _delete_group(admin, DEMO_APP_ID)
+        _delete_group(admin, DEMO_APP_ID, timeout_s=max(60.0, 2 * settings.session_timeout_s))
         deadline = time.monotonic() + 60
         while set(doomed) & set(admin.list_topics()):  # deletion is asynchronous
             if time.monotonic() > deadline:
@@ -104,11 +104,14 @@ def reset_namespace(settings: Settings) -> None:
 
 
 def _delete_group(admin: Any, group: str, timeout_s: float = 60.0) -> None:
-    """Delete a consumer group, or find it absent; retried while the coordinator is not ready.
+    """Delete a consumer group, or find it absent; retried while the coordinator is not ready and
+    while the group still has members.
 
     kafka-python returns each group's error instead of raising it. A group left standing keeps its
     committed offsets, which the recreated topics' new worker would take for its own: a broker just
-    restarted answers ``CoordinatorLoadInProgressError`` for a while.
+    restarted answers ``CoordinatorLoadInProgressError`` for a while, and a worker of the last run
+    that died without leaving (a crash, or the broker stopped under it) stays a member until its
+    session times out, ``NonEmptyGroupError`` meanwhile.
     """
     from kafka.errors import GroupIdNotFoundError, KafkaError
 
@@ -122,9 +125,9 @@ def _delete_group(admin: Any, group: str, timeout_s: float = 60.0) -> None:
             outcome = type(exc).__name__
         if outcome in ("OK", "GroupIdNotFoundError"):  # the latter: the first run
             return
-        if time.monotonic() > deadline or outcome == "NonEmptyGroupError":
-            raise DemoError(f"cannot delete the consumer group {group!r} of the last run ({outcome}); "
-                            "is a worker of it still running?")
+        if time.monotonic() > deadline:
+            raise DemoError(f"cannot delete the consumer group {group!r} of the last run ({outcome}) "
+                            f"within {timeout_s:.0f} s; is a worker of it still running?")
         time.sleep(0.2)
 
 
