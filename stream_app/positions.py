@@ -201,10 +201,12 @@ class StallWatch:
         if watched.since is None:
             watched.since = now
             return False
-        if now - watched.since < min(self.patience_s * 2 ** watched.alarms, self.max_patience_s):
+        wait = min(self.patience_s * 2 ** watched.alarms, self.max_patience_s)
+        if now - watched.since < wait:
             return False
         watched.since = now
-        watched.alarms += 1
+        if wait < self.max_patience_s:  # past the longest wait the count stops (no float overflow)
+            watched.alarms += 1
         return True
 
     def suspect(self, partition: int, position: int) -> None:

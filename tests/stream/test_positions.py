@@ -106,12 +106,16 @@ def test_a_partition_at_its_high_water_mark_never_stalls() -> None:
 
 def test_alarms_at_the_same_position_come_ever_less_often() -> None:
     # Offsets with no message at a partition's end (transaction markers) never let it move.
-    watch = StallWatch(patience_s=5, max_patience_s=30)
+    watch = StallWatch(patience_s=5.0, max_patience_s=30.0)  # floats, as the worker gives them
     alarms = [now for now in range(0, 200) if watch.stalled(0, position=10, highwater=12, now=float(now))]
     assert alarms == [5, 15, 35, 65, 95, 125, 155, 185]  # waits of 5, 10, 20, then at most 30 s
+    # Days of it: the wait stays at its longest.
+    looks = range(200, 10**6, 30)  # 33,000 looks, an alarm at each but the first
+    late = [now for now in looks if watch.stalled(0, position=10, highwater=12, now=float(now))]
+    assert len(late) == len(looks) - 1 and late[-1] - late[-2] == 30
     # Moving on starts from the short wait again.
-    assert not watch.stalled(0, position=11, highwater=12, now=200.0)
-    assert watch.stalled(0, position=11, highwater=12, now=205.0)
+    assert not watch.stalled(0, position=11, highwater=12, now=2e6)
+    assert watch.stalled(0, position=11, highwater=12, now=2e6 + 5)
 
 
 def test_a_batch_in_hand_restarts_the_clocks_and_keeps_the_alarms() -> None:
