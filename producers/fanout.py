@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-import orjson
 from kafka.partitioner.default import murmur2
 
 from forecaster.settings import Settings
@@ -139,15 +138,11 @@ def _send_share(bars: Sequence[Bar], settings: Settings, topic: str, connect_tim
 
     try:
         publisher = Publisher(settings, connect_timeout_s=connect_timeout_s)
-        keys: dict[str, bytes] = {}
         for index, bar in enumerate(bars):
             if interrupted:
                 problem = "interrupted"
                 break
-            key = keys.get(bar.ticker)
-            if key is None:
-                key = keys[bar.ticker] = bar.ticker.encode()
-            publisher.send(topic, key, orjson.dumps(bar)).add_both(acknowledged)
+            publisher.send_bar(topic, bar).add_both(acknowledged)
             if index % PROGRESS_EVERY == 0:
                 sent.value = index
         else:

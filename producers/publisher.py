@@ -13,12 +13,14 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from kafka import KafkaProducer
 from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 from kafka.partitioner.default import DefaultPartitioner
 
 from forecaster.kafka.client import kafka_python_options
 from forecaster.settings import Settings
+from models.core.bar import Bar
 
 #: Producer options on top of the connection and security settings; see docs/benchmarks.md.
 PRODUCER_TUNING: dict[str, Any] = {
@@ -114,6 +116,7 @@ class Publisher:
                  linger_ms: int | None = None) -> None:
         self.bootstrap = settings.bootstrap
         self.deliveries: dict[str, Deliveries] = {}
+        self._keys: dict[str, bytes] = {}  # ticker -> its encoded key, encoded once
         timeout_ms = int(connect_timeout_s * 1000)
         tuning = PRODUCER_TUNING if linger_ms is None else {**PRODUCER_TUNING, "linger_ms": linger_ms}
         try:
@@ -140,6 +143,13 @@ class Publisher:
         counts.sent += 1
         future.add_both(counts.outcome)
         return future
+
+    def send_bar(self, topic: str, bar: Bar) -> Any:
+        """:meth:`send` a bar as the JSON of ``schemas/bar.schema.json``, keyed by its ticker."""
+        key = self._keys.get(bar.ticker)
+        if key is None:
+            key = self._keys[bar.ticker] = bar.ticker.encode()
+        return self.send(topic, key, orjson.dumps(bar))
 
     def partition_count(self, topic: str) -> int:
         """How many partitions ``topic`` has (waits up to the connect timeout for its metadata)."""

@@ -217,7 +217,6 @@ def _processes(requested: int | None, settings: Settings, bars: int) -> int:
 
 def _send_bars(publisher: Publisher, result: ReadResult, topic: str, pacer: Pacer,
                progress: Progress | None) -> None:
-    keys: dict[str, bytes] = {}
     day, day_index = None, -1
     paced = not pacer.pacing.unpaced
     for index, bar in enumerate(result.bars):
@@ -225,10 +224,7 @@ def _send_bars(publisher: Publisher, result: ReadResult, topic: str, pacer: Pace
             if bar.date != day:
                 day, day_index = bar.date, day_index + 1
             pacer.wait(index, day_index)
-        key = keys.get(bar.ticker)
-        if key is None:
-            key = keys[bar.ticker] = bar.ticker.encode()
-        publisher.send(topic, key, orjson.dumps(bar))
+        publisher.send_bar(topic, bar)
         if progress is not None:
             progress.update(index + 1)
     if progress is not None:

@@ -255,17 +255,12 @@ class ForecastService:
         if self._in_batch:
             self.stall_watch.hold()
             return
-        consumer, now = self.app.consumer, time.monotonic()
-        for tp in consumer.assignment():
-            if tp.topic != self.settings.topic_bars:
-                continue
-            position, highwater = self.position(tp.partition), self._highwater(tp)
-            if position is None or highwater is None:
-                continue
-            if self.stall_watch.stalled(tp.partition, position, highwater, now):
+        now = time.monotonic()
+        for partition, position, highwater in self._bars_partitions():
+            if self.stall_watch.stalled(partition, position, highwater, now):
                 log.warning("bars partition %d: no progress at offset %d with %d offsets after it; "
-                            "seeking back to it", tp.partition, position, highwater - position)
-                await self._seek(tp.partition, position)
+                            "seeking back to it", partition, position, highwater - position)
+                await self._seek(partition, position)
 
     async def _seek(self, partition: int, position: int) -> bool:
         """Seek a partition of ``bars`` to ``position``; False when it is no longer assigned."""
@@ -281,24 +276,25 @@ class ForecastService:
         self.metrics.rewinds.inc()
         return True
 
-    def _highwater(self, tp: TP) -> int | None:
-        """The partition's last known high water mark; None before its first fetch or once revoked."""
-        try:
-            return self.app.consumer.highwater(tp)
-        except (AssertionError, IllegalStateError):
-            # aiokafka asserts the partition is assigned, and the assignment lives in the consumer's
-            # thread: it can be revoked between assignment() and this call.
-            return None
-
-    async def export_consumer_lag(self) -> None:
+    def _bars_partitions(self) -> Iterator[tuple[int, int, int]]:
+        """``(partition, position, high water mark)`` of each assigned ``bars`` partition that has both."""
         consumer = self.app.consumer
         for tp in consumer.assignment():
             if tp.topic != self.settings.topic_bars:
                 continue
-            highwater = self._highwater(tp)
             position = self.position(tp.partition)
-            if highwater is not None and position is not None:
-                self.metrics.consumer_lag.labels(str(tp.partition)).set(max(0, highwater - position))
+            try:
+                highwater = consumer.highwater(tp)  # None before the partition's first fetch
+            except (AssertionError, IllegalStateError):
+                # aiokafka asserts the partition is assigned, and the assignment lives in the
+                # consumer's thread: it can be revoked between assignment() and this call.
+                continue
+            if position is not None and highwater is not None:
+                yield tp.partition, position, highwater
+
+    async def export_consumer_lag(self) -> None:
+        for partition, position, highwater in self._bars_partitions():
+            self.metrics.consumer_lag.labels(str(partition)).set(max(0, highwater - position))
 
 
 def _dead_letter_key(raw: str) -> bytes | None:
@@ -330,11 +326,11 @@ class ForecasterApp(faust.App):
         self.forecaster_settings = settings
 
     def changelog_topics(self) -> list[TopicSpec]:
-        """The tables' changelog topics as Faust declares them: compacted, one partition per source one."""
-        s = self.forecaster_settings
-        configs = {"cleanup.policy": "compact", **CHANGELOG_CONFIG}
-        return [TopicSpec(table.changelog_topic_name, s.partitions, s.replication_factor, configs)
-                for table in self.tables.values()]
+        """The tables' changelog topics as Faust declares them (compacted: a table holds no window)."""
+        replication = self.forecaster_settings.replication_factor
+        topics = [table.changelog_topic for table in self.tables.values()]
+        return [TopicSpec(topic.get_topic_name(), topic.partitions, replication,
+                          {"cleanup.policy": "compact", **(topic.config or {})}) for topic in topics]
 
     async def on_first_start(self) -> None:
         await super().on_first_start()
