@@ -110,6 +110,8 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bootstrap", default=None, help="broker to use (default: start a local one)")
     parser.add_argument("--partitions", type=int, default=8)
+    parser.add_argument("--processes", type=int, nargs="*", default=[],
+                        help="producer process counts to measure besides one and the default")
     parser.add_argument("--skip-untuned", action="store_true", help="leave out the untuned kafka-python run")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args()
@@ -132,10 +134,11 @@ def main() -> None:
         if result.rows_read != read["records"]:
             raise RuntimeError(f"{path} has {result.rows_read} rows, not the 619,040 of the S&P 500 file")
         results = [read]
-        # One producer process, then the default: one per CPU (at most one per partition).
-        default = min(os.cpu_count() or 1, args.partitions)
-        for processes, label in ((1, "producers.replay, one process"),
-                                 (None, f"producers.replay, {default} processes (default)")):
+        # One producer process, any counts asked for, then the default: one per CPU.
+        runs = [(1, "producers.replay, one process"),
+                *((n, f"producers.replay, {n} processes") for n in args.processes),
+                (None, f"producers.replay, {os.cpu_count() or 1} processes (default)")]
+        for processes, label in runs:
             topics = settings.replace(topic_bars=f"bench-bars-{processes}-{run_id}")
             replayed, summary = _timed(
                 label, count, lambda t=topics, p=processes: replay(result, t, progress=False, processes=p))

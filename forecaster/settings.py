@@ -120,8 +120,8 @@ DOCS: dict[str, str] = {
     "ssl_cafile": "CA bundle that signs the brokers' certificates",
     "ssl_certfile": "client certificate for mutual TLS",
     "ssl_keyfile": "client private key for mutual TLS",
-    "replay_processes": "producer processes of an unpaced replay; 0: one per CPU (at most one per "
-    "partition) from 50,000 bars on, else one",
+    "replay_processes": "producer processes of an unpaced replay; 0: one per CPU from 50,000 bars on, "
+    "else one (never more than there are tickers)",
     "app_id": "Faust application id: consumer group and changelog topic prefix",
     "store": "Faust table store: memory:// or rocksdb:// (needs the rocksdb extra)",
     "batch_size": "most bars the worker takes from the stream at once",

@@ -151,10 +151,6 @@ class Publisher:
             key = self._keys[bar.ticker] = bar.ticker.encode()
         return self.send(topic, key, orjson.dumps(bar))
 
-    def partition_count(self, topic: str) -> int:
-        """How many partitions ``topic`` has (waits up to the connect timeout for its metadata)."""
-        return len(self._producer.partitions_for(topic))
-
     def flush(self, timeout_s: float = FLUSH_TIMEOUT_S) -> None:
         """Wait until every queued record is acknowledged or has failed (raises ``KafkaError`` if not)."""
         self._producer.flush(timeout=timeout_s)

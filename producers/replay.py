@@ -3,7 +3,7 @@
 Bars go out sorted by (date, ticker), as a live feed would deliver them, keyed by ticker so one
 ticker's bars share a partition and keep their order. A long unpaced replay is published by
 several producer processes (:mod:`producers.fanout`), each going through the dates for its share
-of the partitions. Values are the JSON of ``schemas/bar.schema.json`` (orjson writes a
+of the tickers. Values are the JSON of ``schemas/bar.schema.json`` (orjson writes a
 :class:`~models.core.bar.Bar` exactly as ``Bar.to_dict`` reads). Dead letters go first, keyed by
 ticker when it is known.
 
@@ -25,7 +25,7 @@ import orjson
 
 from forecaster.kafka.topics import TopicSpec, app_topics, create_topics
 from forecaster.settings import Settings
-from producers.fanout import ShareOutcome, send_shares, split_by_partition
+from producers.fanout import ShareOutcome, send_shares, split_by_ticker
 from producers.pacing import UNPACED, Pacer, Pacing
 from producers.progress import Progress
 from producers.publisher import Publisher, error_text
@@ -125,8 +125,9 @@ def replay(result: ReadResult, settings: Settings, *, topic: str | None = None, 
         Longest wait for the broker before giving up with nothing sent.
     processes
         Producer processes of an unpaced replay (:mod:`producers.fanout`); default
-        ``settings.replay_processes``, whose 0 means one per CPU (at most one per partition) for
-        replays of at least :data:`FAN_OUT_MIN_BARS` bars, else one. Paced replays use one.
+        ``settings.replay_processes``, whose 0 means one per CPU for replays of at least
+        :data:`FAN_OUT_MIN_BARS` bars, else one; never more than there are tickers. Paced replays
+        use one.
     clock, sleep
         Time source and wait used for pacing, progress and the duration (injectable for tests).
 
@@ -158,13 +159,12 @@ def replay(result: ReadResult, settings: Settings, *, topic: str | None = None, 
             letter_futures.append((letter.reason,
                                    publisher.send(settings.topic_dlq, key, orjson.dumps(letter.to_dict()))))
         bar_progress = Progress(len(result.bars), clock=clock) if show else None
-        partitions = publisher.partition_count(topic) if wanted > 1 else 1
-        count = min(wanted, partitions)
+        count = min(wanted, len({bar.ticker for bar in result.bars})) if wanted > 1 else 1
         if count > 1:
             # The dead letters are out and this producer's thread is gone before the fork.
             publisher.flush()
             publisher.close()
-            outcomes = send_shares(split_by_partition(result.bars, partitions, count), settings, topic,
+            outcomes = send_shares(split_by_ticker(result.bars, count), settings, topic,
                                  connect_timeout_s=connect_timeout_s,
                                  on_progress=bar_progress.update if bar_progress else None)
             if bar_progress is not None:

@@ -1,4 +1,4 @@
-"""Producer processes of an unpaced replay: shares by partition, outcomes that say what happened."""
+"""Producer processes of an unpaced replay: balanced shares of whole tickers, and honest outcomes."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from forecaster.kafka.broker import free_port
 from forecaster.settings import Settings
 from models.core.bar import Bar
-from producers.fanout import partition_of, send_shares, split_by_partition
+from producers.fanout import send_shares, split_by_ticker
 from tests.kafka_helpers import read_topic
 
 
@@ -22,20 +22,33 @@ def _bars(tickers: list[str], days: int) -> list[Bar]:
             for d in range(days) for t in tickers]
 
 
-def test_each_ticker_goes_whole_to_the_process_of_its_partition_in_order() -> None:
+def test_each_ticker_goes_whole_to_one_process_in_order() -> None:
     tickers = [f"T{i}" for i in range(40)]
     bars = _bars(tickers, days=5)
-    groups = split_by_partition(bars, partitions=8, processes=3)
+    groups = split_by_ticker(bars, processes=3)
     assert sum(len(g) for g in groups) == len(bars)
-    for index, group in enumerate(groups):
-        assert all(partition_of(b.ticker.encode(), 8) % 3 == index for b in group)
+    owners = [{b.ticker for b in group} for group in groups]
+    assert set.union(*owners) == set(tickers) and sum(len(o) for o in owners) == len(tickers)
+    for group in groups:
         assert [b.date for b in group] == sorted(b.date for b in group)  # the read's order is kept
-    assert all(groups)  # 40 tickers over 8 partitions reach every process
+
+
+def test_shares_are_balanced_by_bars_not_by_tickers() -> None:
+    # One long history and many short ones: the long one gets a process of its own.
+    bars = _bars(["BIG"], days=300) + _bars([f"S{i}" for i in range(30)], days=10)
+    groups = split_by_ticker(bars, processes=2)
+    assert sorted(len(g) for g in groups) == [300, 300]
+    assert [{b.ticker for b in g} == {"BIG"} for g in groups].count(True) == 1
+
+
+def test_the_split_is_the_same_for_the_same_bars() -> None:
+    bars = _bars([f"T{i}" for i in range(17)], days=3)
+    assert split_by_ticker(bars, processes=4) == split_by_ticker(list(bars), processes=4)
 
 
 def test_split_refuses_no_processes() -> None:
     with pytest.raises(ValueError, match="at least 1"):
-        split_by_partition([], partitions=4, processes=0)
+        split_by_ticker([], processes=0)
 
 
 def test_a_process_that_cannot_reach_the_broker_says_so_and_delivers_nothing() -> None:
@@ -52,7 +65,7 @@ def test_a_process_that_cannot_reach_the_broker_says_so_and_delivers_nothing() -
 @pytest.mark.kafka
 def test_an_interrupt_stops_every_process_with_an_exact_account(kafka_settings: Settings) -> None:
     bars = _bars([f"T{i}" for i in range(100)], days=3000)  # 300,000 bars: seconds of work
-    groups = split_by_partition(bars, partitions=kafka_settings.partitions, processes=2)
+    groups = split_by_ticker(bars, processes=2)
 
     pressed: list[int] = []
 
