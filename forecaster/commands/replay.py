@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import sys
 
@@ -51,6 +52,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     result = read_csv_bars(args.paths, ticker=args.ticker,
                            columns=parse_columns(args.columns) if args.columns else None,
                            tickers=args.tickers, start=args.start, end=args.end)
+    # The read stays in memory until the replay ends: out of the collector's full passes, which
+    # take 100 ms and more over the S&P 500 file's bars and would stall a paced feed each time
+    # (and dirty every page that producer processes share with this one after their fork).
+    gc.freeze()
     try:
         summary = replay(result, settings, topic=args.topic, pacing=pacing, progress=args.progress,
                          connect_timeout_s=args.connect_timeout, processes=args.processes)
