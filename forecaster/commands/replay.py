@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     pace.add_argument("--max", action="store_true", help="no pacing (the default)")
     parser.add_argument("--processes", type=int, default=None, metavar="N",
                         help="producer processes of an unpaced replay, each publishing a share of the "
-                        "partitions (default: FORECASTER_REPLAY_PROCESSES; 0: one per CPU for long replays)")
+                        "tickers (default: FORECASTER_REPLAY_PROCESSES; 0: one per CPU for long replays)")
     parser.add_argument("--bootstrap", default=None, metavar="HOST:PORT",
                         help="Kafka bootstrap servers (default: FORECASTER_BOOTSTRAP)")
     parser.add_argument("--connect-timeout", type=float, default=10.0, metavar="S",
