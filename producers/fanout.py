@@ -40,7 +40,8 @@ def split_by_ticker(bars: Sequence[Bar], processes: int) -> list[list[Bar]]:
     """The bars of each process, in their order, each ticker whole in one share, shares balanced.
 
     Tickers go, largest first, to the share with the fewest bars so far (ties to the lower index,
-    then the ticker's name), so the split is the same for the same bars.
+    then the ticker's name), so the split is the same for the same bars. There are never more
+    shares than tickers (one share when there are none).
 
     >>> import datetime as dt
     >>> days = [dt.date(2024, 1, d) for d in range(2, 6)]
@@ -52,13 +53,14 @@ def split_by_ticker(bars: Sequence[Bar], processes: int) -> list[list[Bar]]:
     if processes < 1:
         raise ValueError(f"processes must be at least 1, got {processes}")
     counts = Counter(bar.ticker for bar in bars)
-    loads = [(0, index) for index in range(processes)]
+    shares = max(1, min(processes, len(counts)))
+    loads = [(0, index) for index in range(shares)]
     index_of: dict[str, int] = {}
     for ticker, count in sorted(counts.items(), key=lambda item: (-item[1], item[0])):
         load, index = heapq.heappop(loads)
         index_of[ticker] = index
         heapq.heappush(loads, (load + count, index))
-    out: list[list[Bar]] = [[] for _ in range(processes)]
+    out: list[list[Bar]] = [[] for _ in range(shares)]
     for bar in bars:
         out[index_of[bar.ticker]].append(bar)
     return out

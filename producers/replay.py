@@ -159,12 +159,12 @@ def replay(result: ReadResult, settings: Settings, *, topic: str | None = None, 
             letter_futures.append((letter.reason,
                                    publisher.send(settings.topic_dlq, key, orjson.dumps(letter.to_dict()))))
         bar_progress = Progress(len(result.bars), clock=clock) if show else None
-        count = min(wanted, len({bar.ticker for bar in result.bars})) if wanted > 1 else 1
-        if count > 1:
+        shares = split_by_ticker(result.bars, wanted) if wanted > 1 else [result.bars]
+        if len(shares) > 1:
             # The dead letters are out and this producer's thread is gone before the fork.
             publisher.flush()
             publisher.close()
-            outcomes = send_shares(split_by_ticker(result.bars, count), settings, topic,
+            outcomes = send_shares(shares, settings, topic,
                                  connect_timeout_s=connect_timeout_s,
                                  on_progress=bar_progress.update if bar_progress else None)
             if bar_progress is not None:
