@@ -13,7 +13,8 @@ How a batch is handled, and why in this order (at-least-once without loss):
    (:class:`~stream_app.positions.StallWatch`);
 3. :class:`~stream_app.processor.BatchProcessor` computes scores, predictions, dead letters and new
    states, without Kafka;
-4. the outputs are sent with pre-encoded bytes on the app's producer and their delivery is awaited;
+4. the outputs are sent as one record batch per partition on a producer of the worker's own
+   (:mod:`stream_app.sender`) and their delivery is awaited;
 5. only then are each touched ticker's state and each partition's new position written to the
    tables, once per batch, each under an event of its own partition. After ``take_events`` Faust
    would write every key to the changelog partition (and RocksDB partition) of the batch's *last*
@@ -48,7 +49,7 @@ from aiokafka.errors import IllegalStateError
 from faust.types import TP
 
 from forecaster import settings as settings_module
-from forecaster.kafka.client import bootstrap_list, faust_credentials
+from forecaster.kafka.client import aiokafka_options, bootstrap_list, faust_credentials
 from forecaster.kafka.topics import TopicSpec, create_topics
 from forecaster.settings import Settings
 from models.core.config import CoreConfig
@@ -59,6 +60,7 @@ from stream_app.metrics import WorkerMetrics
 from stream_app.monitor import ForecastMonitor
 from stream_app.positions import PositionGuard, StallWatch
 from stream_app.processor import BatchProcessor, InMessage, prediction_records
+from stream_app.sender import BatchSender, output_producer
 
 log = logging.getLogger(__name__)
 
@@ -119,20 +121,33 @@ class ForecastService:
         self.metrics = WorkerMetrics()
         self.monitor = ForecastMonitor(settings, self.metrics)
         self.processor: BatchProcessor | None = None
+        self.sender: BatchSender | None = None
         self.model_version: str | None = None
         self._start_lock: asyncio.Lock | None = None
 
-    async def ensure_started(self) -> BatchProcessor:
-        """Serve the metrics and load the model, once (at start; the first batch waits for it)."""
-        if self.processor is not None:
-            return self.processor
+    async def ensure_started(self) -> tuple[BatchProcessor, BatchSender]:
+        """Serve the metrics, load the model and start the output producer, once (at start; the
+        first batch waits for it)."""
+        if self.processor is not None and self.sender is not None:
+            return self.processor, self.sender
         self._start_lock = self._start_lock or asyncio.Lock()
         async with self._start_lock:
             if self.processor is None:
                 self.metrics.serve(self.settings.metrics_host, self.settings.metrics_port)
                 await self.reload_model()
-        assert self.processor is not None
-        return self.processor
+            if self.sender is None:
+                producer = output_producer(aiokafka_options(self.settings),
+                                           _compression(self.settings.worker_compression))
+                await producer.start()
+                self.sender = BatchSender(producer)
+        assert self.processor is not None and self.sender is not None
+        return self.processor, self.sender
+
+    async def stop(self) -> None:
+        """Stop the output producer (after the agent's last batch: it flushes what is pending)."""
+        if self.sender is not None:
+            await self.sender.producer.stop()
+            self.sender = None
 
     async def reload_model(self) -> None:
         """Serve the registry's champion; keep serving the current model when it is unchanged."""
@@ -159,7 +174,7 @@ class ForecastService:
         self.monitor.set_model(name, served, reference, FEATURE_NAMES)
 
     async def handle(self, events: list[Any], stream: faust.StreamT) -> None:
-        processor = await self.ensure_started()
+        processor, sender = await self.ensure_started()
         self._note_generation()
         self._in_batch = True
         started = time.perf_counter()
@@ -171,16 +186,12 @@ class ForecastService:
         admission = self.guard.admit(messages, {p: self.position(p) for p in {m.partition for m in messages}})
         output = processor.process(admission.admitted, TableStates(self.table))
         produced_at = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
-        producer = self.app.producer
-        pending = []
-        for ticker, record in prediction_records(output, {"produced_at": produced_at}):
-            pending.append(await producer.send(self.settings.topic_predictions, ticker.encode(),
-                                               orjson.dumps(record), None, None, None))
-        for letter in output.dead_letters:
-            key = _dead_letter_key(letter.raw)
-            pending.append(await producer.send(self.settings.topic_dlq, key, orjson.dumps(letter.to_dict()),
-                                               None, None, None))
-        await asyncio.gather(*pending)
+        predictions, dlq = self.settings.topic_predictions, self.settings.topic_dlq
+        records = [(predictions, ticker.encode(), orjson.dumps(record))
+                   for ticker, record in prediction_records(output, {"produced_at": produced_at})]
+        records += [(dlq, _dead_letter_key(letter.raw), orjson.dumps(letter.to_dict()))
+                    for letter in output.dead_letters]
+        await sender.send(records)
         last_event = {e.message.key: e for e in events}
         last_of_partition = {e.message.partition: e for e in events}
         # No await in this loop, and the stream's event is put back after it: take_events' drainer
@@ -333,6 +344,13 @@ class ForecasterApp(faust.App):
         return [TopicSpec(topic.get_topic_name(), topic.partitions, replication,
                           {"cleanup.policy": "compact", **(topic.config or {})}) for topic in topics]
 
+    async def on_stop(self) -> None:
+        # Faust's own stop drains the agent's batches first; they need the output producer.
+        await super().on_stop()
+        service = getattr(self, "forecast_service", None)
+        if service is not None:
+            await service.stop()
+
     async def on_first_start(self) -> None:
         await super().on_first_start()
         from kafka.errors import KafkaError
@@ -371,7 +389,7 @@ def create_app(settings: Settings) -> faust.App:
         broker_session_timeout=settings.session_timeout_s,
         broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
         key_serializer="raw",
-        value_serializer="raw",  # records are pre-encoded JSON bytes; states are the core's bytes
+        value_serializer="raw",  # the tables hold bytes: the core's states, positions
     )
     bars_topic = app.topic(settings.topic_bars, key_type=bytes, value_type=bytes,
                            partitions=settings.partitions)

@@ -230,17 +230,22 @@ def test_metrics_endpoint_answers_only_on_the_configured_address(configured: str
     assert not _answers(elsewhere, port)
 
 
-def test_the_worker_serves_metrics_at_the_settings_address(monkeypatch: pytest.MonkeyPatch,
-                                                            tmp_path: Path) -> None:
+def test_the_worker_serves_metrics_at_the_settings_address(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                            kafka_bootstrap: str) -> None:
     port = free_port()
-    settings = Settings(home=str(tmp_path), metrics_host="127.0.0.2", metrics_port=port)
+    settings = Settings(home=str(tmp_path), metrics_host="127.0.0.2", metrics_port=port,
+                        bootstrap=kafka_bootstrap)  # the worker starts its output producer too
     service = create_app(settings).forecast_service  # type: ignore[attr-defined]
 
     async def no_registry() -> None:  # the model is not what this test is about
         service.processor = BatchProcessor(CoreConfig(model="naive"))
 
+    async def start_and_stop() -> None:
+        await service.ensure_started()
+        await service.stop()
+
     monkeypatch.setattr(service, "reload_model", no_registry)
-    asyncio.run(service.ensure_started())
+    asyncio.run(start_and_stop())
     assert _answers("127.0.0.2", port) and not _answers("127.0.0.1", port)
 
 

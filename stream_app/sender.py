@@ -1,0 +1,86 @@
+"""The worker's outputs (predictions, scores, dead letters), one Kafka batch per partition.
+
+Faust's ``producer.send`` costs a coroutine, a partitioner call and a future per record, and every
+future is resolved one by one when its request is answered: 15 % of the worker's thread under load
+(docs/benchmarks.md). The worker knows a batch's records at once, so it builds aiokafka's record
+batches itself (``create_batch`` / ``send_batch``, aiokafka's public API) on a producer of its own:
+one future per partition per batch. Keys land on the partitions Kafka's default partitioner gives
+them (murmur2, as the Java client and kafka-python), so a ticker's records stay in one partition
+in order, each score before the prediction that follows it.
+
+The producer is separate from Faust's, which keeps writing the tables' changelogs: the worker awaits
+the delivery of a batch's outputs before it writes the states, so Faust's commit (after flushing its
+own producer) never covers a bar whose outputs are not in Kafka.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
+
+#: Largest record batch built, bytes: below the broker's default ``message.max.bytes`` (1 MiB).
+MAX_BATCH_BYTES = 512 * 1024
+
+
+class BatchSender:
+    """Sends records grouped in one record batch per partition and waits for their delivery.
+
+    Parameters
+    ----------
+    producer
+        A started :class:`aiokafka.AIOKafkaProducer` (no serializers: keys and values are bytes).
+    """
+
+    def __init__(self, producer: AIOKafkaProducer) -> None:
+        self.producer = producer
+        self._partitioner = DefaultPartitioner()
+        # Each key's partition, per topic and partition list (murmur2 is pure Python: once per key).
+        self._key_partition: dict[tuple[str, tuple[int, ...]], dict[bytes, int]] = {}
+
+    async def send(self, records: Iterable[tuple[str, bytes | None, bytes]]) -> None:
+        """Send ``(topic, key, value)`` records; returns once the broker has them all.
+
+        Records of one partition are sent in the order given. Raises what the producer raises when
+        a batch cannot be delivered (its retries exhausted).
+        """
+        partitioners: dict[str, Callable[[bytes | None], int]] = {}
+        builders: dict[tuple[str, int], list[Any]] = {}
+        for topic, key, value in records:
+            if topic not in partitioners:
+                partitioners[topic] = await self._partitioner_of(topic)
+            chain = builders.setdefault((topic, partitioners[topic](key)), [self.producer.create_batch()])
+            if chain[-1].append(timestamp=None, key=key, value=value) is None:
+                # Full: the record starts the next batch (an empty one takes a record of any size;
+                # the broker judges it against its message.max.bytes).
+                chain.append(self.producer.create_batch())
+                chain[-1].append(timestamp=None, key=key, value=value)
+        deliveries = []
+        for (topic, partition), chain in builders.items():
+            for builder in chain:
+                deliveries.append(await self.producer.send_batch(builder, topic, partition=partition))
+        await asyncio.gather(*deliveries)
+
+    async def _partitioner_of(self, topic: str) -> Callable[[bytes | None], int]:
+        """Key -> partition for the topic's partitions now (they can be added to while we run)."""
+        partitions = sorted(await self.producer.partitions_for(topic))
+        cache = self._key_partition.setdefault((topic, tuple(partitions)), {})
+
+        def partition_of(key: bytes | None) -> int:
+            if key is None:
+                return self._partitioner(None, partitions, partitions)  # a random one
+            partition = cache.get(key)
+            if partition is None:
+                partition = cache[key] = self._partitioner(key, partitions, partitions)
+            return partition
+
+        return partition_of
+
+
+def output_producer(options: dict[str, Any], compression: str | None) -> AIOKafkaProducer:
+    """The producer of a worker's outputs: acks from all replicas, as Faust's own producer."""
+    return AIOKafkaProducer(**options, acks="all", compression_type=compression,
+                            max_batch_size=MAX_BATCH_BYTES, linger_ms=0)
