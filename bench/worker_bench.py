@@ -90,8 +90,32 @@ def metric(settings: Settings, name: str) -> float:
     return 0.0
 
 
-def rate_until(count: Callable[[], int], target: int, process: subprocess.Popen[bytes],
-               timeout_s: float, poll_s: float = 0.1) -> float:
+@dataclasses.dataclass(frozen=True)
+class Throughput:
+    """Events/s over a run, and the CPU the processes under test spent per event meanwhile.
+
+    Their product is the cores the processes kept busy: about one for a worker bound by its one
+    Python thread, less for one that waits (on the broker, on a batch to fill).
+    """
+
+    per_s: float
+    cpu_us: float
+
+    def __str__(self) -> str:
+        return f"{self.per_s:>10,.0f} bars/s {self.cpu_us:>6,.0f} us CPU/bar"
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU of processes so far (Linux ``/proc``)."""
+    ticks = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def rate_until(count: Callable[[], int], target: int, processes: list[subprocess.Popen[bytes]],
+               timeout_s: float, poll_s: float = 0.1) -> Throughput:
     """Events/s from the first counted event to ``target``, polling ``count()`` every ``poll_s``.
 
     The rate is taken between two polls, so it can only err low, by at most ``poll_s`` over the
@@ -99,22 +123,26 @@ def rate_until(count: Callable[[], int], target: int, process: subprocess.Popen[
     """
     first_at = None
     deadline = time.monotonic() + timeout_s
+    pids = [process.pid for process in processes]
     while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"the process under test exited with {process.returncode}")
+        for process in processes:
+            if process.poll() is not None:
+                raise RuntimeError(f"the process under test exited with {process.returncode}")
         n = count()
         now = time.monotonic()
         if first_at is None and n > 0:
-            first_at, first_n = now, n
+            first_at, first_n, first_cpu = now, n, cpu_seconds(pids)
         if n >= target:
-            return (n - first_n) / max(now - first_at, 1e-9)
+            events = max(n - first_n, 1)
+            return Throughput(events / max(now - first_at, 1e-9),
+                              (cpu_seconds(pids) - first_cpu) / events * 1e6)
         if now > deadline:
             raise RuntimeError(f"{n} of {target} after {timeout_s} s")
         time.sleep(poll_s)
 
 
 def run_worker(settings: Settings, result: ReadResult, logs: Path,
-               workers: int = 1) -> tuple[float, Settings]:
+               workers: int = 1) -> tuple[Throughput, Settings]:
     """Bars/s of ``workers`` worker processes in one group (each its own home and metrics port)."""
     settings = fresh(settings, "worker")
     replay(result, settings, progress=False)
@@ -124,7 +152,7 @@ def run_worker(settings: Settings, result: ReadResult, logs: Path,
                  for i, member in enumerate(group)]
     try:
         rate = rate_until(lambda: int(sum(metric(m, "forecaster_bars_consumed_total") for m in group)),
-                          len(result.bars), processes[0], 1800, THROUGHPUT_POLL_S)
+                          len(result.bars), processes, 1800, THROUGHPUT_POLL_S)
     finally:
         for process in processes:
             process.send_signal(signal.SIGTERM)
@@ -133,14 +161,14 @@ def run_worker(settings: Settings, result: ReadResult, logs: Path,
     return rate, settings
 
 
-def run_naive_agent(settings: Settings, result: ReadResult, logs: Path) -> float:
+def run_naive_agent(settings: Settings, result: ReadResult, logs: Path) -> Throughput:
     settings = fresh(settings, "naive")
     replay(result, settings, progress=False)
     process = start([sys.executable, "-m", "faust", "-A", "bench.naive_faust_agent", "worker", "-l", "warn"],
                     settings, logs / "naive.log")
     try:
         return rate_until(lambda: end_offsets_total(settings, settings.topic_predictions),
-                          len(result.bars), process, 1800, THROUGHPUT_POLL_S)
+                          len(result.bars), [process], 1800, THROUGHPUT_POLL_S)
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=120)
@@ -232,10 +260,10 @@ def run_latency(settings: Settings, result: ReadResult, logs: Path, rate: float 
     try:
         replay(ReadResult(bars=warm, dead_letters=[], rows_read=len(warm), filtered=0), settings,
                progress=False)
-        rate_until(consumed, len(warm), process, 600)
+        rate_until(consumed, len(warm), [process], 600)
         replay(ReadResult(bars=paced, dead_letters=[], rows_read=len(paced), filtered=0), settings,
                pacing=Pacing(rate=rate), progress=False)
-        rate_until(consumed, len(warm) + len(paced), process, 600)
+        rate_until(consumed, len(warm) + len(paced), [process], 600)
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=120)
@@ -275,7 +303,7 @@ def run_recovery(settings: Settings, result: ReadResult, logs: Path) -> tuple[in
     started = time.monotonic()
     try:
         replay(ReadResult(bars=[probe], dead_letters=[], rows_read=1, filtered=0), settings, progress=False)
-        rate_until(lambda: int(metric(settings, "forecaster_bars_consumed_total")), 1, process, 600)
+        rate_until(lambda: int(metric(settings, "forecaster_bars_consumed_total")), 1, [process], 600)
         return len({bar.ticker for bar in result.bars}), time.monotonic() - started
     finally:
         process.send_signal(signal.SIGTERM)
@@ -308,10 +336,10 @@ def main() -> None:
         if "worker" in args.only or "recovery" in args.only:
             worker_rate, worker_settings = run_worker(settings, result, logs, args.workers)
             label = f"forecaster worker x{args.workers} (ARIMA core, table, metrics)"
-            print(f"{label:<46} {worker_rate:>10,.0f} bars/s")
+            print(f"{label:<46} {worker_rate}")
         if "naive" in args.only:
             naive_rate = run_naive_agent(settings, result, logs)
-            print(f"naive Faust agent (await send + table write)   {naive_rate:>10,.0f} bars/s")
+            print(f"naive Faust agent (await send + table write)   {naive_rate}")
         if "ceilings" in args.only:
             for name, rate in run_ceilings(settings, result).items():
                 print(f"{name:<46} {rate:>10,.0f} bars/s")
