@@ -84,26 +84,43 @@ COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
 
 
 class TableStates(Mapping[str, TickerState | None]):
-    """The table seen as ``ticker -> TickerState``, decoding each state once per batch."""
+    """The table seen as ``ticker -> TickerState``, each state decoded once.
+
+    The worker writes the states' bytes itself (:meth:`encode`) and keeps the state each came from:
+    while the table holds those very bytes (``is``, not ``==``), the state is that one. Bytes it did
+    not write (recovered from the changelog, read back from RocksDB) are decoded. A state decoded in
+    every batch cost 4 % of the worker's thread under load.
+    """
 
     def __init__(self, table: Any) -> None:
         self.table = table
-        self._cache: dict[str, TickerState | None] = {}
+        self._known: dict[str, tuple[bytes, TickerState]] = {}
 
     def __getitem__(self, ticker: str) -> TickerState | None:
-        if ticker not in self._cache:
-            raw = self.table.get(ticker.encode())
-            self._cache[ticker] = TickerState.from_bytes(raw) if raw is not None else None
-        return self._cache[ticker]
+        raw = self.table.get(ticker.encode())
+        if raw is None:
+            return None
+        known = self._known.get(ticker)
+        if known is not None and known[0] is raw:
+            return known[1]
+        state = TickerState.from_bytes(raw)
+        self._known[ticker] = (raw, state)
+        return state
 
     def get(self, ticker: str, default: Any = None) -> TickerState | None:  # type: ignore[override]
         return self[ticker]
 
+    def encode(self, ticker: str, state: TickerState) -> bytes:
+        """The bytes to write for ``ticker``'s new state, remembered with it."""
+        raw = state.to_bytes()
+        self._known[ticker] = (raw, state)
+        return raw
+
     def __iter__(self) -> Iterator[str]:
-        return iter(self._cache)
+        return (key.decode() for key in self.table)
 
     def __len__(self) -> int:
-        return len(self._cache)
+        return len(self.table)
 
 
 class ForecastService:
@@ -114,6 +131,7 @@ class ForecastService:
         self.settings = settings
         self.table = table
         self.positions = positions  # b"topic/partition" -> offset after the last handled message
+        self.states = TableStates(table)
         self.guard = PositionGuard()
         self.stall_watch = StallWatch(STALL_PATIENCE_S)
         self._generation: int | None = None  # the consumer group generation last seen
@@ -184,7 +202,7 @@ class ForecastService:
             for e in events
         ]
         admission = self.guard.admit(messages, {p: self.position(p) for p in {m.partition for m in messages}})
-        output = processor.process(admission.admitted, TableStates(self.table))
+        output = processor.process(admission.admitted, self.states)
         produced_at = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
         predictions, dlq = self.settings.topic_predictions, self.settings.topic_dlq
         records = [(predictions, ticker.encode(), orjson.dumps(record))
@@ -200,7 +218,7 @@ class ForecastService:
         for ticker, state in output.states.items():
             key = ticker.encode()
             stream._set_current_event(last_event[key])  # type: ignore[attr-defined]
-            self.table[key] = state.to_bytes()
+            self.table[key] = self.states.encode(ticker, state)
         for partition, position in admission.positions.items():
             stream._set_current_event(last_of_partition[partition])  # type: ignore[attr-defined]
             self.positions[self._position_key(partition)] = str(position).encode()
