@@ -24,6 +24,12 @@ from typing import Any
 
 from models.core.bar import REASONS, BarError
 
+#: Characters of the rejected input a dead letter keeps. A message near the broker's size limit
+#: grows as JSON (a control byte escapes to six): kept whole, its dead letter could not be published,
+#: and a worker could only stop on it again at every restart. The first 16 Ki characters show what it
+#: was; ``detail`` says how long it was.
+RAW_LIMIT = 16 * 1024
+
 
 def now_iso() -> str:
     """The current UTC time as ISO 8601 with milliseconds: the ``at`` of a rejection."""
@@ -41,7 +47,8 @@ class DeadLetter:
     detail
         A sentence for people: what exactly was wrong.
     raw
-        The original row text, or the message bytes decoded with ``errors="replace"``.
+        The original row text, or the message bytes decoded with ``errors="replace"``; its first
+        :data:`RAW_LIMIT` characters when longer (``detail`` then says so).
     source
         ``file:line`` for a CSV row, ``topic/partition/offset`` for a message.
     at
@@ -60,6 +67,11 @@ class DeadLetter:
     def __post_init__(self) -> None:
         if self.reason not in REASONS:
             raise ValueError(f"unknown dead-letter reason {self.reason!r}; known: {', '.join(REASONS)}")
+        if len(self.raw) > RAW_LIMIT:
+            # Frozen: the fields are set the one way dataclasses leave open in __post_init__.
+            object.__setattr__(self, "detail", f"{self.detail} (raw cut to its first {RAW_LIMIT:,} of "
+                                               f"{len(self.raw):,} characters)")
+            object.__setattr__(self, "raw", self.raw[:RAW_LIMIT])
 
     @classmethod
     def rejected(cls, error: BarError, *, raw: str | bytes, source: str, ticker: str | None = None,

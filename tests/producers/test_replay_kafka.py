@@ -15,6 +15,7 @@ from forecaster.kafka.broker import free_port
 from forecaster.kafka.topics import TopicSpec, create_topics
 from forecaster.settings import Settings
 from models.core.bar import REASONS
+from producers.deadletter import RAW_LIMIT, DeadLetter
 from producers.pacing import Pacing
 from producers.publisher import BrokerUnreachable
 from producers.readers import read_csv_bars
@@ -173,3 +174,14 @@ def test_cli_exits_non_zero_with_one_line_when_the_broker_is_down(data_dir: Path
 
 def test_dead_letter_schema_lists_exactly_the_bar_reasons() -> None:
     assert _schema("dead_letter")["properties"]["reason"]["enum"] == list(REASONS)
+
+
+def test_a_dead_letter_keeps_the_first_raw_limit_characters_and_says_so() -> None:
+    whole = DeadLetter(reason="not_json", detail="not JSON", raw="x" * RAW_LIMIT, source="bars/0/1")
+    assert whole.raw == "x" * RAW_LIMIT and whole.detail == "not JSON"
+    cut = DeadLetter(reason="not_json", detail="not JSON", raw="y" * (RAW_LIMIT + 1), source="bars/0/2")
+    assert cut.raw == "y" * RAW_LIMIT
+    assert cut.detail == f"not JSON (raw cut to its first {RAW_LIMIT:,} of {RAW_LIMIT + 1:,} characters)"
+    jsonschema.validate(cut.to_dict(), _schema("dead_letter"))
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**cut.to_dict(), "raw": "y" * (RAW_LIMIT + 1)}, _schema("dead_letter"))

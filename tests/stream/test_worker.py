@@ -16,6 +16,7 @@ from kafka.admin import ConfigResource, ConfigResourceType
 from forecaster.kafka.client import kafka_python_options
 from forecaster.kafka.topics import create_topics
 from forecaster.settings import Settings
+from producers.deadletter import RAW_LIMIT
 from producers.readers import ReadResult
 from producers.replay import replay
 from stream_app.app import create_app
@@ -91,8 +92,18 @@ def test_poison_messages_and_repeated_bars_are_dead_lettered(settings: Settings,
         "not_finite": orjson.dumps(nan_bar),
         "non_positive_price": orjson.dumps({**first[0].to_dict(), "date": "2013-01-04", "open": -1.0}),
     }
+    # Near the 1 MB a stock broker takes (the local one takes 10), and six times that as JSON (each
+    # NUL escaped as \\u0000): its dead letter must still fit, or the worker could only stop on it,
+    # again at each restart.
+    oversized = b"\x00" * 900_000
+    admin = KafkaAdminClient(**kafka_python_options(settings))
+    try:
+        admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, settings.topic_dlq,
+                                            configs={"max.message.bytes": str(1024 * 1024 + 12)})])
+    finally:
+        admin.close()
     producer = KafkaProducer(**kafka_python_options(settings), acks="all")
-    for value in [*good, *poison.values(), good[2], good[4]]:
+    for value in [*good, *poison.values(), oversized, good[2], good[4]]:
         producer.send(settings.topic_bars, key=b"IBM", value=value)
     after = {**first[4].to_dict(), "date": "2013-01-07"}
     producer.send(settings.topic_bars, key=b"IBM", value=orjson.dumps(after))
@@ -103,9 +114,12 @@ def test_poison_messages_and_repeated_bars_are_dead_lettered(settings: Settings,
         letters = [value for *_, value in read_topic(settings, settings.topic_dlq)]
         worker.assert_alive()
     reasons = sorted(letter["reason"] for letter in letters)
-    assert reasons == sorted([*poison, "out_of_order", "duplicate"])
+    assert reasons == sorted([*poison, "not_json", "out_of_order", "duplicate"])
     assert all(letter["source"].startswith(f"{settings.topic_bars}/") for letter in letters)
-    assert next(letter for letter in letters if letter["reason"] == "not_json")["raw"] == "this is not json"
+    short, cut = sorted((letter for letter in letters if letter["reason"] == "not_json"),
+                        key=lambda letter: len(letter["raw"]))
+    assert short["raw"] == "this is not json"
+    assert cut["raw"] == "\x00" * RAW_LIMIT and "first 16,384 of 900,000 characters" in cut["detail"]
     predictions = [r for r in records if r["record_type"] == "prediction"]
     assert [r["as_of"] for r in predictions] == [b.date.isoformat() for b in first] + ["2013-01-07"]
 
