@@ -402,6 +402,12 @@ def create_app(settings: Settings) -> faust.App:
         broker_commit_interval=1.0,
         stream_buffer_maxsize=max(4096, 2 * settings.batch_size),
         consumer_auto_offset_reset="earliest",
+        # No leader topic (nothing here runs on_leader): its one partition never holds a message,
+        # and when every bars partition still had records waiting for the agent, aiokafka sent a
+        # fetch for it alone, which the broker parks for Faust's fetch_max_wait_ms (1.5 s) while no
+        # other fetch goes to that broker: bars then reached the agent 1.5 s late, again and again
+        # (docs/benchmarks.md, the latency runs).
+        topic_disable_leader=True,
         # Faust waits 60 s by default before giving a dead worker's partitions to the others; a
         # stream of daily bars for many tickers is better served by a quick takeover.
         broker_session_timeout=settings.session_timeout_s,

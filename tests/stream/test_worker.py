@@ -58,6 +58,12 @@ def test_stream_equals_backtest_record_for_record(bars: ReadResult, settings: Se
         records = wait_for_records(settings, set(expected), worker)
         metrics = worker.metrics()
     assert assert_same_as_backtest(records, expected) == 0
+    # No leader topic: an idle partition among the worker's fetches held back its bars (1.5 s).
+    admin = KafkaAdminClient(**kafka_python_options(settings))
+    try:
+        assert [t for t in admin.list_topics() if t.startswith(settings.app_id) and "leader" in t] == []
+    finally:
+        admin.close()
     assert f"forecaster_bars_consumed_total {float(len(bars.bars))}" in metrics
     # Each ticker's state went to the changelog partition of its own bars partition, where the
     # worker that owns the ticker after a rebalance looks for it (batches mix partitions).
