@@ -13,6 +13,7 @@ import math
 import time
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -41,11 +42,17 @@ class RollingErrors:
         self.rows: deque[list[float]] = deque()
         # abs error, abs pct error, naive abs error, then (inside, relative width) per level
         self.sums = [0.0] * (3 + 2 * len(self.levels))
+        self._level_keys = [(f"inside_{level}", f"width_{level}") for level in self.levels]
 
-    def add(self, score: Mapping) -> None:
+    def row(self, score: Mapping) -> list[float]:
+        """A score's row of figures, the same for every group it is added to."""
         row = [abs(score["error"]), score["abs_pct_error"] / 100.0, abs(score["naive_error"])]
-        for level in self.levels:
-            row += [float(score[f"inside_{level}"]), score[f"width_{level}"] / score["predicted_close"]]
+        predicted = score["predicted_close"]
+        for inside, width in self._level_keys:
+            row += [float(score[inside]), score[width] / predicted]
+        return row
+
+    def add(self, row: list[float]) -> None:
         sums = self.sums
         if len(self.rows) == self.window:
             for i, value in enumerate(self.rows.popleft()):
@@ -69,6 +76,7 @@ class ForecastMonitor:
         self.level_labels = {name: str(level) for name, level in zip(self.levels, settings.interval_levels,
                                                                      strict=True)}
         self.labelled: set[str] = set()
+        self._children: dict[tuple[Any, str], Any] = {}
         self.groups: dict[str, RollingErrors] = {}
         self.error_detectors: dict[str, PageHinkley] = {}
         self.since_alarm: dict[str, int] = {}
@@ -162,8 +170,8 @@ class ForecastMonitor:
             if result.refit is not None:
                 refits[result.refit] += 1
             if label != OTHER:
-                m.predicted_close.labels(label).set(prediction["predicted_close"])
-                m.actual_close.labels(label).set(bar.close)
+                self._child(m.predicted_close, label).set(prediction["predicted_close"])
+                self._child(m.actual_close, label).set(bar.close)
             if not prediction["warmup"]:
                 # Warm-up rows (ARIMA not fitted yet) would make a reference no later row resembles.
                 feature_rows.append(result.features)
@@ -172,11 +180,13 @@ class ForecastMonitor:
                 continue
             model = score["model"]
             scores[model] += 1
-            m.abs_error.labels(model).observe(abs(score["error"]))
+            self._child(m.abs_error, model).observe(abs(score["error"]))
             # Records carry percent (as the backtest prints it); metrics carry ratios (Prometheus' base unit).
-            m.abs_pct_error.labels(model).observe(score["abs_pct_error"] / 100.0)
-            self._group(label).add(score)
-            self._group(ALL).add(score)
+            self._child(m.abs_pct_error, model).observe(score["abs_pct_error"] / 100.0)
+            everyone = self._group(ALL)
+            row = everyone.row(score)
+            everyone.add(row)
+            self._group(label).add(row)
             touched.update((label, ALL))
             self._error_drift(bar.ticker, label, score)
         for counter, metric in ((predictions, m.predictions), (scores, m.scores), (refits, m.refits)):
@@ -198,6 +208,14 @@ class ForecastMonitor:
                 self.metrics.bar_to_prediction.observe(max(0.0, now - ts))
 
     # -- helpers -----------------------------------------------------------------------------
+
+    def _child(self, metric: Any, label: str) -> Any:
+        """``metric.labels(label)``, looked up once: ``labels`` takes a lock and builds its key on
+        every call, several times per bar."""
+        child = self._children.get((metric, label))
+        if child is None:
+            child = self._children[(metric, label)] = metric.labels(label)
+        return child
 
     def _export_group(self, name: str, model: str) -> None:
         m = self.metrics
@@ -229,7 +247,7 @@ class ForecastMonitor:
         if label != OTHER:
             # The state stays up for a rolling window after an alarm, long enough to be scraped.
             recent = self.since_alarm.get(ticker, self.settings.rolling_window) < self.settings.rolling_window
-            self.metrics.error_drift_state.labels(label).set(1.0 if recent else 0.0)
+            self._child(self.metrics.error_drift_state, label).set(1.0 if recent else 0.0)
 
     def _input_drift(self, rows: list[np.ndarray]) -> None:
         if not rows:
