@@ -155,7 +155,8 @@ class ForecastService:
                 await self.reload_model()
             if self.sender is None:
                 producer = output_producer(aiokafka_options(self.settings),
-                                           _compression(self.settings.worker_compression))
+                                           _compression(self.settings.worker_compression),
+                                           self.app.conf.producer_request_timeout)
                 await producer.start()
                 self.sender = BatchSender(producer)
         assert self.processor is not None and self.sender is not None

@@ -80,7 +80,11 @@ class BatchSender:
         return partition_of
 
 
-def output_producer(options: dict[str, Any], compression: str | None) -> AIOKafkaProducer:
-    """The producer of a worker's outputs: acks from all replicas, as Faust's own producer."""
+def output_producer(options: dict[str, Any], compression: str | None,
+                    request_timeout_s: float) -> AIOKafkaProducer:
+    """The producer of a worker's outputs, configured as Faust's own: acks from all replicas, and
+    ``request_timeout_s`` (Faust's ``producer_request_timeout``), how long a batch is retried
+    while the broker is away before the worker gives up on it and exits."""
     return AIOKafkaProducer(**options, acks="all", compression_type=compression,
-                            max_batch_size=MAX_BATCH_BYTES, linger_ms=0)
+                            max_batch_size=MAX_BATCH_BYTES, linger_ms=0,
+                            request_timeout_ms=int(request_timeout_s * 1000))

@@ -14,7 +14,7 @@ from tests.kafka_helpers import read_topic
 
 def send(settings: Settings, records: list[tuple[str, bytes | None, bytes]]) -> None:
     async def run() -> None:
-        producer = output_producer(aiokafka_options(settings), None)
+        producer = output_producer(aiokafka_options(settings), None, 60.0)
         await producer.start()
         try:
             await BatchSender(producer).send(records)
