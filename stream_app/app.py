@@ -157,7 +157,11 @@ class ForecastService:
                 producer = output_producer(aiokafka_options(self.settings),
                                            _compression(self.settings.worker_compression),
                                            self.app.conf.producer_request_timeout)
-                await producer.start()
+                try:
+                    await producer.start()
+                except BaseException:
+                    await producer.stop()  # its half-open connections; the next batch tries again
+                    raise
                 self.sender = BatchSender(producer)
         assert self.processor is not None and self.sender is not None
         return self.processor, self.sender
