@@ -19,6 +19,7 @@ from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 from kafka.partitioner.default import DefaultPartitioner
 
 from forecaster.kafka.client import kafka_python_options
+from forecaster.kafka.partitioning import key_partition
 from forecaster.settings import Settings
 from models.core.bar import Bar
 
@@ -58,26 +59,15 @@ class BrokerUnreachable(RuntimeError):
 
 
 class KeyCachedPartitioner(DefaultPartitioner):
-    """kafka-python's default partitioner (murmur2 of the key, as the Java client), memoised per key.
-
-    The partition of a key depends only on the key and the partition count, so caching keeps the
-    mapping identical to every other Kafka client while hashing each ticker once, not per bar.
+    """kafka-python's default partitioner (murmur2 of the key, as the Java client), memoised per key
+    (:func:`forecaster.kafka.partitioning.key_partition`): each ticker is hashed once, not per bar.
     """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._cache: dict[tuple[str, bytes, int], int] = {}
 
     def partition(self, topic: str, key: Any, serialized_key: bytes | None, value: Any,
                   serialized_value: bytes | None, cluster: Any) -> int:
         if serialized_key is None:
             return super().partition(topic, key, serialized_key, value, serialized_value, cluster)
-        count = len(cluster.partitions_for_topic(topic) or ())
-        cached = self._cache.get((topic, serialized_key, count))
-        if cached is None:
-            cached = super().partition(topic, key, serialized_key, value, serialized_value, cluster)
-            self._cache[(topic, serialized_key, count)] = cached
-        return cached
+        return key_partition(serialized_key, len(cluster.partitions_for_topic(topic)))
 
 
 @dataclass

@@ -5,8 +5,9 @@ future is resolved one by one when its request is answered: 15 % of the worker's
 (docs/benchmarks.md). The worker knows a batch's records at once, so it builds aiokafka's record
 batches itself (``create_batch`` / ``send_batch``, aiokafka's public API) on a producer of its own:
 one future per partition per batch. Keys land on the partitions Kafka's default partitioner gives
-them (murmur2, as the Java client and kafka-python), so a ticker's records stay in one partition
-in order, each score before the prediction that follows it.
+them (:func:`~forecaster.kafka.partitioning.key_partition`, as every other producer), so a
+ticker's records stay in one partition in order, each score before the prediction that follows it;
+records without a key go to a random partition.
 
 The producer is separate from Faust's, which keeps writing the tables' changelogs: the worker awaits
 the delivery of a batch's outputs before it writes the states, so Faust's commit (after flushing its
@@ -16,11 +17,13 @@ own producer) never covers a bar whose outputs are not in Kafka.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+import random
+from collections.abc import Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import DefaultPartitioner
+
+from forecaster.kafka.partitioning import key_partition
 
 #: Largest record batch built, bytes: below the broker's default ``message.max.bytes`` (1 MiB).
 MAX_BATCH_BYTES = 512 * 1024
@@ -37,9 +40,6 @@ class BatchSender:
 
     def __init__(self, producer: AIOKafkaProducer) -> None:
         self.producer = producer
-        self._partitioner = DefaultPartitioner()
-        # Each key's partition, per topic and partition list (murmur2 is pure Python: once per key).
-        self._key_partition: dict[tuple[str, tuple[int, ...]], dict[bytes, int]] = {}
 
     async def send(self, records: Iterable[tuple[str, bytes | None, bytes]]) -> None:
         """Send ``(topic, key, value)`` records; returns once the broker has them all.
@@ -47,12 +47,13 @@ class BatchSender:
         Records of one partition are sent in the order given. Raises what the producer raises when
         a batch cannot be delivered (its retries exhausted).
         """
-        partitioners: dict[str, Callable[[bytes | None], int]] = {}
+        counts: dict[str, int] = {}  # partitions per topic, now (they can be added to while we run)
         builders: dict[tuple[str, int], list[Any]] = {}
         for topic, key, value in records:
-            if topic not in partitioners:
-                partitioners[topic] = await self._partitioner_of(topic)
-            chain = builders.setdefault((topic, partitioners[topic](key)), [self.producer.create_batch()])
+            if topic not in counts:
+                counts[topic] = len(await self.producer.partitions_for(topic))
+            partition = random.randrange(counts[topic]) if key is None else key_partition(key, counts[topic])
+            chain = builders.setdefault((topic, partition), [self.producer.create_batch()])
             if chain[-1].append(timestamp=None, key=key, value=value) is None:
                 # Full: the record starts the next batch (an empty one takes a record of any size;
                 # the broker judges it against its message.max.bytes).
@@ -63,21 +64,6 @@ class BatchSender:
             for builder in chain:
                 deliveries.append(await self.producer.send_batch(builder, topic, partition=partition))
         await asyncio.gather(*deliveries)
-
-    async def _partitioner_of(self, topic: str) -> Callable[[bytes | None], int]:
-        """Key -> partition for the topic's partitions now (they can be added to while we run)."""
-        partitions = sorted(await self.producer.partitions_for(topic))
-        cache = self._key_partition.setdefault((topic, tuple(partitions)), {})
-
-        def partition_of(key: bytes | None) -> int:
-            if key is None:
-                return self._partitioner(None, partitions, partitions)  # a random one
-            partition = cache.get(key)
-            if partition is None:
-                partition = cache[key] = self._partitioner(key, partitions, partitions)
-            return partition
-
-        return partition_of
 
 
 def output_producer(options: dict[str, Any], compression: str | None,
