@@ -5,7 +5,9 @@ Measures, on the S&P 500 file of the shared data (event-time order, keyed by tic
 1. sustained bars/s of one ``forecaster worker`` (ARIMA core, its table, metrics), from its first
    to its last consumed bar, read off its own Prometheus counter;
 2. the baseline: a naive Faust agent (one awaited ``topic.send`` and one table write per event);
-3. the ceiling: plain aiokafka and confluent-kafka consume-produce loops (no state, no model);
+3. the ceilings: the worker's Faust pattern with no model (``bench/faust_pattern_agent.py``: what
+   Faust and Kafka cost the worker), and plain aiokafka and confluent-kafka consume-produce loops
+   (no Faust, no state, no model);
 4. bar-to-prediction latency percentiles at a paced 1,000 bars/s, after an unpaced warm-up on every
    ticker (Kafka timestamps of bar and prediction);
 5. recovery: restart of the worker with 505 tickers' state in its changelog, to its first prediction.
@@ -46,7 +48,7 @@ from producers.pacing import Pacing
 from producers.readers import ReadResult, read_csv_bars
 from producers.replay import replay
 
-RUNS = ("worker", "naive", "ceilings", "latency", "recovery")
+RUNS = ("worker", "naive", "pattern", "ceilings", "latency", "recovery")
 #: Polling interval of the throughput runs. A scrape of the worker's metrics (483 tickers' series)
 #: costs it about 10 ms of CPU under its GIL: every 0.1 s, that was a tenth of the worker in a
 #: py-spy profile, where Prometheus scrapes every 15 s.
@@ -161,11 +163,13 @@ def run_worker(settings: Settings, result: ReadResult, logs: Path,
     return rate, settings
 
 
-def run_naive_agent(settings: Settings, result: ReadResult, logs: Path) -> Throughput:
-    settings = fresh(settings, "naive")
+def run_faust_agent(settings: Settings, result: ReadResult, logs: Path, module: str) -> Throughput:
+    """Bars/s of ``faust -A module worker``, an agent with one output per bar to ``predictions``."""
+    name = module.rsplit(".", 1)[-1]
+    settings = fresh(settings, name)
     replay(result, settings, progress=False)
-    process = start([sys.executable, "-m", "faust", "-A", "bench.naive_faust_agent", "worker", "-l", "warn"],
-                    settings, logs / "naive.log")
+    process = start([sys.executable, "-m", "faust", "-A", module, "worker", "-l", "warn"],
+                    settings, logs / f"{name}.log")
     try:
         return rate_until(lambda: end_offsets_total(settings, settings.topic_predictions),
                           len(result.bars), [process], 1800, THROUGHPUT_POLL_S)
@@ -338,8 +342,11 @@ def main() -> None:
             label = f"forecaster worker x{args.workers} (ARIMA core, table, metrics)"
             print(f"{label:<46} {worker_rate}")
         if "naive" in args.only:
-            naive_rate = run_naive_agent(settings, result, logs)
+            naive_rate = run_faust_agent(settings, result, logs, "bench.naive_faust_agent")
             print(f"naive Faust agent (await send + table write)   {naive_rate}")
+        if "pattern" in args.only:
+            pattern_rate = run_faust_agent(settings, result, logs, "bench.faust_pattern_agent")
+            print(f"{'worker pattern without model (Faust ceiling)':<46} {pattern_rate}")
         if "ceilings" in args.only:
             for name, rate in run_ceilings(settings, result).items():
                 print(f"{name:<46} {rate:>10,.0f} bars/s")

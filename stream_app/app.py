@@ -20,7 +20,7 @@ How a batch is handled, and why in this order (at-least-once without loss):
    would write every key to the changelog partition (and RocksDB partition) of the batch's *last*
    event, putting other tickers' states where recovery never looks for them; Faust has no public
    way to say which event a write belongs to, so the stream's current event is set per key
-   (``Stream._set_current_event``);
+   (:func:`write_under_events`);
 6. Faust commits the offsets later, after flushing the producer (changelog included). Those
    offsets only say where a restarted consumer starts; the positions say what was handled.
 
@@ -39,7 +39,7 @@ import gc
 import logging
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -217,17 +217,11 @@ class ForecastService:
         await sender.send(records)
         last_event = {e.message.key: e for e in events}
         last_of_partition = {e.message.partition: e for e in events}
-        # No await in this loop, and the stream's event is put back after it: take_events' drainer
-        # reads it for the next batch.
-        previous = stream.current_event
-        for ticker, state in output.states.items():
-            key = ticker.encode()
-            stream._set_current_event(last_event[key])  # type: ignore[attr-defined]
-            self.table[key] = self.states.encode(ticker, state)
-        for partition, position in admission.positions.items():
-            stream._set_current_event(last_of_partition[partition])  # type: ignore[attr-defined]
-            self.positions[self._position_key(partition)] = str(position).encode()
-        stream._set_current_event(previous)  # type: ignore[attr-defined]
+        writes = [(self.table, ticker.encode(), self.states.encode(ticker, state),
+                   last_event[ticker.encode()]) for ticker, state in output.states.items()]
+        writes += [(self.positions, self._position_key(partition), str(position).encode(),
+                    last_of_partition[partition]) for partition, position in admission.positions.items()]
+        write_under_events(stream, writes)
         for partition, (position, offset) in admission.rewinds.items():
             await self.rewind(partition, position, offset)
         for partition, start, end in admission.passed_gaps:
@@ -385,15 +379,12 @@ class ForecasterApp(faust.App):
                         "leaving them to Faust", exc)
 
 
-def create_app(settings: Settings) -> faust.App:
-    """The Faust app for ``settings``; nothing connects until a worker starts."""
-    datadir = Path(settings.home) / "worker"
-    app = ForecasterApp(
-        settings,
+def app_options(settings: Settings) -> dict[str, Any]:
+    """Faust's settings of the worker (the bench's Faust pattern agent runs with them too)."""
+    return dict(
         broker=[f"kafka://{server}" for server in bootstrap_list(settings.bootstrap)],
         broker_credentials=faust_credentials(settings),
         store=settings.store,
-        datadir=str(datadir),
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
         web_enabled=False,  # metrics have their own endpoint (the CLI needs --without-web too)
@@ -420,6 +411,30 @@ def create_app(settings: Settings) -> faust.App:
         key_serializer="raw",
         value_serializer="raw",  # the tables hold bytes: the core's states, positions
     )
+
+
+def write_under_events(stream: faust.StreamT, writes: Iterable[tuple[Any, bytes, bytes, Any]]) -> None:
+    """Write ``(table, key, value, event)``: each value to its table under its own event.
+
+    A table write goes to the changelog partition (and RocksDB partition) of the stream's current
+    event; after ``take_events`` that is the batch's last event, whatever the key. Faust has no
+    public way to say which event a write belongs to, so the stream's current event is set per
+    write (``Stream._set_current_event``) and put back after: ``take_events``' drainer reads it for
+    the next batch. No await in here, so nothing else sees the events in between.
+    """
+    previous = stream.current_event
+    try:
+        for table, key, value, event in writes:
+            stream._set_current_event(event)  # type: ignore[attr-defined]
+            table[key] = value
+    finally:
+        stream._set_current_event(previous)  # type: ignore[attr-defined]
+
+
+def create_app(settings: Settings) -> faust.App:
+    """The Faust app for ``settings``; nothing connects until a worker starts."""
+    datadir = Path(settings.home) / "worker"
+    app = ForecasterApp(settings, datadir=str(datadir), **app_options(settings))
     bars_topic = app.topic(settings.topic_bars, key_type=bytes, value_type=bytes,
                            partitions=settings.partitions)
     table = app.Table(TABLE_NAME, key_type=bytes, value_type=bytes, partitions=settings.partitions,
