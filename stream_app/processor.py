@@ -63,9 +63,11 @@ def decode_bar(message: InMessage) -> Bar:
     if not isinstance(record, dict):
         raise BarError("not_json", f"expected a JSON object, got {type(record).__name__}")
     bar = Bar.from_dict(record)
-    if message.key is None or message.key.decode(errors="replace") != bar.ticker:
+    if message.key != bar.ticker.encode():
         # The key decides the partition, and so the worker and the state a bar meets: a bar under
-        # another key, or none, would be applied to a state its ticker's other bars never see.
+        # another key, or none, would be applied to a state its ticker's other bars never see. Bytes,
+        # not decoded text: a key that is not UTF-8 decodes (with replacement) to "\ufffd", a ticker
+        # it is not, whose state the worker would look for under a key no event of the batch has.
         raise BarError("bad_ticker", f"key {message.key!r} is not the ticker {bar.ticker!r}")
     return bar
 

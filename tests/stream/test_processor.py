@@ -3,6 +3,7 @@ message ends as a result or a dead letter with its reason."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import orjson
@@ -101,7 +102,10 @@ def test_repeated_and_older_bars_leave_the_state_untouched() -> None:
     assert [bar.date for bar, _ in fresh.results] == [series[0].date, series[1].date]
 
 
-def test_a_bar_without_a_key_is_rejected() -> None:
-    bar = bars_of("AAA", 1, 10.0)[0]
-    out = BatchProcessor(CONFIG).process([InMessage(None, orjson.dumps(bar.to_dict()), 0, 0)], {})
+@pytest.mark.parametrize("key", [None, b"\xff", b"AAA "], ids=["none", "not-utf8", "padded"])
+def test_a_bar_without_its_tickers_exact_key_is_rejected(key: bytes | None) -> None:
+    # b"\xff" decodes with replacement to the bar's ticker "\ufffd": still not its key.
+    bar = dataclasses.replace(bars_of("AAA", 1, 10.0)[0], ticker="AAA" if key == b"AAA " else "\ufffd")
+    out = BatchProcessor(CONFIG).process([InMessage(key, orjson.dumps(bar.to_dict()), 0, 0)], {})
     assert [d.reason for d in out.dead_letters] == ["bad_ticker"]
+    assert not out.results

@@ -20,7 +20,7 @@ from producers.deadletter import RAW_LIMIT
 from producers.readers import ReadResult
 from producers.replay import replay
 from stream_app.app import create_app
-from tests.kafka_helpers import read_topic
+from tests.kafka_helpers import read_topic, wait_for_count
 from tests.stream.records import (
     assert_same_as_backtest,
     bokeh_slice,
@@ -113,14 +113,19 @@ def test_poison_messages_and_repeated_bars_are_dead_lettered(settings: Settings,
         producer.send(settings.topic_bars, key=b"IBM", value=value)
     after = {**first[4].to_dict(), "date": "2013-01-07"}
     producer.send(settings.topic_bars, key=b"IBM", value=orjson.dumps(after))
+    # A key that is not UTF-8, on a bar whose ticker is what it decodes to with replacement.
+    not_utf8 = {**first[0].to_dict(), "ticker": "\ufffd"}
+    producer.send(settings.topic_bars, key=b"\xff", value=orjson.dumps(not_utf8))
     producer.flush()
     producer.close()
+    expected_reasons = sorted([*poison, "not_json", "out_of_order", "duplicate", "bad_ticker"])
     with WorkerProcess(settings, tmp_path / "worker.log") as worker:
         records = wait_for_records(settings, {("prediction", "IBM", "2013-01-07")}, worker)
+        wait_for_count(settings, settings.topic_dlq, len(expected_reasons))
         letters = [value for *_, value in read_topic(settings, settings.topic_dlq)]
         worker.assert_alive()
     reasons = sorted(letter["reason"] for letter in letters)
-    assert reasons == sorted([*poison, "not_json", "out_of_order", "duplicate"])
+    assert reasons == expected_reasons
     assert all(letter["source"].startswith(f"{settings.topic_bars}/") for letter in letters)
     short, cut = sorted((letter for letter in letters if letter["reason"] == "not_json"),
                         key=lambda letter: len(letter["raw"]))
