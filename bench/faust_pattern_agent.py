@@ -19,8 +19,9 @@ import faust
 
 from forecaster.kafka.client import aiokafka_options
 from forecaster.settings import load
-from stream_app.app import CHANGELOG_CONFIG, ForecasterApp, app_options, write_under_events
+from stream_app.app import CHANGELOG_CONFIG, ForecasterApp, app_options
 from stream_app.sender import BatchSender, output_producer
+from stream_app.table_access import TableAccess
 
 settings = load()
 datadir = Path(settings.home) / "pattern-agent"
@@ -36,11 +37,12 @@ async def echo(stream: faust.StreamT) -> None:
     producer = output_producer(aiokafka_options(settings), None, app.conf.producer_request_timeout)
     await producer.start()
     sender = BatchSender(producer)
+    tables = TableAccess(stream)
     try:
         async for events in stream.take_events(settings.batch_size, within=settings.batch_timeout_s):
             await sender.send([(settings.topic_predictions, e.message.key, e.message.value) for e in events])
-            last = {e.message.key: e for e in events}
-            write_under_events(stream, [(last_bar, key, e.message.value, e) for key, e in last.items()])
+            for key, event in {e.message.key: e for e in events}.items():
+                tables.set(last_bar, key, event.message.value, event)
     finally:
         await producer.stop()
 

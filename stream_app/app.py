@@ -20,7 +20,7 @@ How a batch is handled, and why in this order (at-least-once without loss):
    would write every key to the changelog partition (and RocksDB partition) of the batch's *last*
    event, putting other tickers' states where recovery never looks for them; Faust has no public
    way to say which event a write belongs to, so the stream's current event is set per key
-   (:func:`write_under_events`);
+   (:mod:`stream_app.table_access`; the reads need it too with RocksDB);
 6. Faust commits the offsets later, after flushing the producer (changelog included). Those
    offsets only say where a restarted consumer starts; the positions say what was handled.
 
@@ -39,7 +39,7 @@ import gc
 import logging
 import os
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,7 @@ from stream_app.monitor import ForecastMonitor
 from stream_app.positions import PositionGuard, StallWatch
 from stream_app.processor import BatchProcessor, InMessage, prediction_records
 from stream_app.sender import BatchSender, output_producer
+from stream_app.table_access import TableAccess
 
 log = logging.getLogger(__name__)
 
@@ -83,44 +84,34 @@ STALL_CHECK_S = 1.0
 COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
 
 
-class TableStates(Mapping[str, TickerState | None]):
-    """The table seen as ``ticker -> TickerState``, each state decoded once.
+class StateCodec:
+    """Ticker states to and from the table's bytes, each state decoded once.
 
     The worker writes the states' bytes itself (:meth:`encode`) and keeps the state each came from:
-    while the table holds those very bytes (``is``, not ``==``), the state is that one. Bytes it did
-    not write (recovered from the changelog, read back from RocksDB) are decoded. A state decoded in
-    every batch cost 4 % of the worker's thread under load.
+    while the table holds those bytes, the state is that one. Bytes it did not write (recovered
+    from the changelog) are decoded. A state decoded in every batch cost 4 % of the worker's
+    thread under load; RocksDB hands back a new copy at every read, hence equality, not identity.
     """
 
-    def __init__(self, table: Any) -> None:
-        self.table = table
+    def __init__(self) -> None:
         self._known: dict[str, tuple[bytes, TickerState]] = {}
 
-    def __getitem__(self, ticker: str) -> TickerState | None:
-        raw = self.table.get(ticker.encode())
+    def decode(self, ticker: str, raw: bytes | None) -> TickerState | None:
+        """The state behind ``raw``, ``ticker``'s bytes in the table (None: no state yet)."""
         if raw is None:
             return None
         known = self._known.get(ticker)
-        if known is not None and known[0] is raw:
+        if known is not None and known[0] == raw:
             return known[1]
         state = TickerState.from_bytes(raw)
         self._known[ticker] = (raw, state)
         return state
-
-    def get(self, ticker: str, default: Any = None) -> TickerState | None:  # type: ignore[override]
-        return self[ticker]
 
     def encode(self, ticker: str, state: TickerState) -> bytes:
         """The bytes to write for ``ticker``'s new state, remembered with it."""
         raw = state.to_bytes()
         self._known[ticker] = (raw, state)
         return raw
-
-    def __iter__(self) -> Iterator[str]:
-        return (key.decode() for key in self.table)
-
-    def __len__(self) -> int:
-        return len(self.table)
 
 
 class ForecastService:
@@ -131,7 +122,7 @@ class ForecastService:
         self.settings = settings
         self.table = table
         self.positions = positions  # b"topic/partition" -> offset after the last handled message
-        self.states = TableStates(table)
+        self.codec = StateCodec()
         self.guard = PositionGuard()
         self.stall_watch = StallWatch(STALL_PATIENCE_S)
         self._generation: int | None = None  # the consumer group generation last seen
@@ -206,8 +197,16 @@ class ForecastService:
                       e.message.timestamp)
             for e in events
         ]
-        admission = self.guard.admit(messages, {p: self.position(p) for p in {m.partition for m in messages}})
-        output = processor.process(admission.admitted, self.states)
+        # Each key read and written under its own last event: see stream_app.table_access.
+        tables = TableAccess(stream)
+        last_event = {e.message.key: e for e in events}
+        last_of_partition = {e.message.partition: e for e in events}
+        positions = {partition: _position(tables.get(self.positions, self._position_key(partition), event))
+                     for partition, event in last_of_partition.items()}
+        admission = self.guard.admit(messages, positions)
+        states = {ticker: self.codec.decode(ticker, tables.get(self.table, key, event))
+                  for key, event in last_event.items() if (ticker := _ticker(key)) is not None}
+        output = processor.process(admission.admitted, states)
         produced_at = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
         predictions, dlq = self.settings.topic_predictions, self.settings.topic_dlq
         records = [(predictions, ticker.encode(), orjson.dumps(record))
@@ -215,13 +214,12 @@ class ForecastService:
         records += [(dlq, _dead_letter_key(letter.raw), orjson.dumps(letter.to_dict()))
                     for letter in output.dead_letters]
         await sender.send(records)
-        last_event = {e.message.key: e for e in events}
-        last_of_partition = {e.message.partition: e for e in events}
-        writes = [(self.table, ticker.encode(), self.states.encode(ticker, state),
-                   last_event[ticker.encode()]) for ticker, state in output.states.items()]
-        writes += [(self.positions, self._position_key(partition), str(position).encode(),
-                    last_of_partition[partition]) for partition, position in admission.positions.items()]
-        write_under_events(stream, writes)
+        for ticker, state in output.states.items():
+            key = ticker.encode()
+            tables.set(self.table, key, self.codec.encode(ticker, state), last_event[key])
+        for partition, position in admission.positions.items():
+            tables.set(self.positions, self._position_key(partition), str(position).encode(),
+                       last_of_partition[partition])
         for partition, (position, offset) in admission.rewinds.items():
             await self.rewind(partition, position, offset)
         for partition, start, end in admission.passed_gaps:
@@ -234,9 +232,11 @@ class ForecastService:
         self._in_batch = False
 
     def position(self, partition: int) -> int | None:
-        """The offset after the last handled message of a ``bars`` partition (None: none yet)."""
-        raw = self.positions.get(self._position_key(partition))
-        return int(raw) if raw is not None else None
+        """The offset after the last handled message of a ``bars`` partition (None: none yet).
+
+        For the timers, outside any event (the stores then look in every partition).
+        """
+        return _position(self.positions.get(self._position_key(partition)))
 
     def _position_key(self, partition: int) -> bytes:
         # With the topic: a worker pointed at another bars topic must not take its offsets for
@@ -326,6 +326,19 @@ class ForecastService:
             self.metrics.consumer_lag.labels(str(partition)).set(max(0, highwater - position))
 
 
+def _position(raw: bytes | None) -> int | None:
+    return int(raw) if raw is not None else None
+
+
+def _ticker(key: bytes | None) -> str | None:
+    # The ticker whose state a message's key names; a bar is applied only under its ticker's
+    # exact bytes (stream_app.processor.decode_bar), so a key that is not UTF-8 names none.
+    try:
+        return key.decode() if key is not None else None
+    except UnicodeDecodeError:
+        return None
+
+
 def _dead_letter_key(raw: str) -> bytes | None:
     # Dead letters are keyed by ticker when the raw message names one, so that a ticker's rejects
     # stay in order; otherwise they spread over partitions.
@@ -411,24 +424,6 @@ def app_options(settings: Settings) -> dict[str, Any]:
         key_serializer="raw",
         value_serializer="raw",  # the tables hold bytes: the core's states, positions
     )
-
-
-def write_under_events(stream: faust.StreamT, writes: Iterable[tuple[Any, bytes, bytes, Any]]) -> None:
-    """Write ``(table, key, value, event)``: each value to its table under its own event.
-
-    A table write goes to the changelog partition (and RocksDB partition) of the stream's current
-    event; after ``take_events`` that is the batch's last event, whatever the key. Faust has no
-    public way to say which event a write belongs to, so the stream's current event is set per
-    write (``Stream._set_current_event``) and put back after: ``take_events``' drainer reads it for
-    the next batch. No await in here, so nothing else sees the events in between.
-    """
-    previous = stream.current_event
-    try:
-        for table, key, value, event in writes:
-            stream._set_current_event(event)  # type: ignore[attr-defined]
-            table[key] = value
-    finally:
-        stream._set_current_event(previous)  # type: ignore[attr-defined]
 
 
 def create_app(settings: Settings) -> faust.App:

@@ -28,6 +28,7 @@ from producers.readers import ReadResult
 from producers.replay import ReplaySummary, replay
 from tests.kafka_helpers import read_topic
 from tests.stream.records import (
+    STORES,
     assert_same_as_backtest,
     bokeh_slice,
     expected_records,
@@ -49,9 +50,10 @@ def bars(data_dir: Path) -> ReadResult:
     return bokeh_slice(data_dir, TICKERS)
 
 
-@pytest.fixture
-def settings(kafka_settings: Settings) -> Settings:
-    return kafka_settings.replace(window=60, refit_every=10, batch_size=100, model="arima")
+@pytest.fixture(params=STORES)
+def settings(kafka_settings: Settings, request: pytest.FixtureRequest) -> Settings:
+    return kafka_settings.replace(window=60, refit_every=10, batch_size=100, model="arima",
+                                  store=request.param)
 
 
 def figures(name: str, bars_in: int, records: list[dict], expected: dict, **extra: object) -> None:
@@ -181,7 +183,9 @@ def test_replaying_the_same_file_twice_changes_nothing(bars: ReadResult, setting
 def test_two_workers_split_the_partitions_and_the_survivor_takes_over(bars: ReadResult, settings: Settings,
                                                                          tmp_path: Path) -> None:
     expected = expected_records(bars, settings)
-    with WorkerProcess(settings, tmp_path / "a.log") as a, WorkerProcess(settings, tmp_path / "b.log") as b:
+    # Workers on one host each keep their local state in a directory of their own (RocksDB locks it).
+    other = settings.replace(home=str(tmp_path / "home-b"))
+    with WorkerProcess(settings, tmp_path / "a.log") as a, WorkerProcess(other, tmp_path / "b.log") as b:
         a.metrics()
         b.metrics()
         replay_2011_and_wait(bars, settings, expected, a)

@@ -7,6 +7,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from forecaster.settings import Settings
 from models.backtest import run_backtest
 from models.core.config import CoreConfig
@@ -16,6 +18,10 @@ from tests.kafka_helpers import read_topic
 from tests.stream.worker_process import WorkerProcess
 
 Key = tuple[str, str, str]
+
+#: The worker's table stores: Faust's memory store (the default) and RocksDB (the rocksdb extra),
+#: whose reads, unlike the memory store's, go to the partition of the event they are made under.
+STORES = [pytest.param("memory://", id="memory"), pytest.param("rocksdb://", id="rocksdb")]
 
 
 def bokeh_slice(data_dir: Path, tickers: tuple[str, ...]) -> ReadResult:

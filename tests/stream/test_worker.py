@@ -22,6 +22,7 @@ from producers.replay import replay
 from stream_app.app import create_app
 from tests.kafka_helpers import read_topic, wait_for_count
 from tests.stream.records import (
+    STORES,
     assert_same_as_backtest,
     bokeh_slice,
     expected_records,
@@ -43,10 +44,11 @@ def bars(data_dir: Path) -> ReadResult:
     return bokeh_slice(data_dir, TICKERS)
 
 
-@pytest.fixture
-def settings(kafka_settings: Settings) -> Settings:
+@pytest.fixture(params=STORES)
+def settings(kafka_settings: Settings, request: pytest.FixtureRequest) -> Settings:
     # A short window and refit interval keep warm-up short, so most records come from the ARIMA.
-    return kafka_settings.replace(window=60, refit_every=10, batch_size=200, model="arima")
+    return kafka_settings.replace(window=60, refit_every=10, batch_size=200, model="arima",
+                                  store=request.param)
 
 
 def test_stream_equals_backtest_record_for_record(bars: ReadResult, settings: Settings,
