@@ -10,9 +10,11 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 # Dependencies first, read from pyproject.toml itself, so a code change does not reinstall
-# TensorFlow; the project's `tensorflow-cpu` pin keeps the image CPU-only.
+# TensorFlow; the project's `tensorflow-cpu` pin keeps the image CPU-only. The rocksdb extra too,
+# so that FORECASTER_STORE=rocksdb:// works in the image.
 COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
+print('\n'.join(p['dependencies'] + p['optional-dependencies']['rocksdb']))" \
         > /tmp/requirements.txt \
     && pip install -r /tmp/requirements.txt
 # The whole context (.dockerignore leaves out all but the sources); pip installs the packages that
