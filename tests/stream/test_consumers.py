@@ -1,0 +1,112 @@
+"""What consumers of the predictions topic see: ``forecaster tail`` and the README's snippet.
+
+The topic is filled with the backtest's records (the worker's, less ``produced_at``: the stream ==
+backtest test), keyed by ticker as the worker sends them, on the real broker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import io
+import re
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from kafka import KafkaProducer
+
+from forecaster.commands import tail
+from forecaster.kafka.client import kafka_python_options
+from forecaster.settings import Settings
+from models.backtest import run_backtest
+from models.core.config import CoreConfig
+from producers.readers import read_csv_bars
+
+pytestmark = [pytest.mark.kafka]
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+@pytest.fixture
+def records(data_dir: Path, kafka_settings: Settings) -> list[dict[str, Any]]:
+    """Two tickers' records of 2011's first quarter, in the order the worker sends them."""
+    read = read_csv_bars([data_dir / "bokeh-stocks.csv.gz"], tickers=("AAPL", "IBM"),
+                                     start=dt.date(2011, 1, 1), end=dt.date(2011, 3, 31))
+    backtest = run_backtest(read.bars, CoreConfig.from_settings(kafka_settings.replace(model="naive")))
+    # A bar's score (of the day before's prediction) goes out before the bar's own prediction.
+    order = {"score": 0, "prediction": 1}
+    out = sorted([*backtest.scores, *backtest.predictions],
+                 key=lambda r: (r["target_date"] if r["record_type"] == "score" else r["as_of"],
+                                r["ticker"], order[r["record_type"]]))
+    producer = KafkaProducer(**kafka_python_options(kafka_settings), acks="all")
+    for record in out:
+        producer.send(kafka_settings.topic_predictions, key=record["ticker"].encode(),
+                      value=orjson.dumps(record))
+    producer.flush()
+    producer.close()
+    return out
+
+
+def run_tail(settings: Settings, **options: Any) -> list[str]:
+    # The idle timeout only bounds a failing run; a passing one stops at max_records.
+    defaults = {"bootstrap": None, "from_beginning": True, "ticker": None, "format": "json",
+                "max_records": None, "idle_timeout": 30.0}
+    args = argparse.Namespace(**{**defaults, **options})
+    out = io.StringIO()
+    assert tail.run(args, settings, out=out) == 0
+    return out.getvalue().splitlines()
+
+
+def test_tail_shows_one_tickers_records_in_order_as_json(kafka_settings: Settings,
+                                                         records: list[dict[str, Any]]) -> None:
+    ibm = [r for r in records if r["ticker"] == "IBM"]
+    lines = run_tail(kafka_settings, ticker=["IBM"], max_records=len(ibm))
+    assert [orjson.loads(line) for line in lines] == ibm
+    assert {r["record_type"] for r in ibm} == {"prediction", "score"}
+
+
+def test_tail_shows_a_table_with_a_header(kafka_settings: Settings, records: list[dict[str, Any]]) -> None:
+    header, *rows = run_tail(kafka_settings, format="table", max_records=len(records))
+    assert header.split() == [name for name, _ in tail.TABLE_COLUMNS]
+    # One row per record (two tickers' partitions interleave as they are read).
+    cells = {tuple(row.split()[:3]): row.split()[3:] for row in rows}
+    assert len(rows) == len(cells) == len(records)
+    for record in records:
+        target, model, predicted = cells[(record["record_type"], record["ticker"], record["as_of"])][:3]
+        assert (target, model, predicted) == (record["target_date"], record["model"],
+                                              f"{record['predicted_close']:.4f}")
+
+
+class _Done(Exception):
+    pass
+
+
+def test_the_readme_consumer_snippet_reads_every_record(kafka_settings: Settings,
+                                                        records: list[dict[str, Any]]) -> None:
+    (snippet,) = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    # The snippet as a user runs it, against this test's topic and broker.
+    snippet = snippet.replace('"predictions"', repr(kafka_settings.topic_predictions))
+    snippet = snippet.replace('"127.0.0.1:9092"', repr(kafka_settings.bootstrap))
+    snippet = snippet.replace('"my-app"', repr(f"my-app-{kafka_settings.app_id}"))
+    printed: list[tuple[Any, ...]] = []
+
+    def collect(*values: Any) -> None:  # the snippet's print; it loops for ever, so stop it here
+        printed.append(values)
+        if len(printed) == len(records):
+            raise _Done
+
+    namespace: dict[str, Any] = {"print": collect}
+    try:
+        with pytest.raises(_Done):
+            exec(snippet, namespace)
+    finally:
+        if "consumer" in namespace:
+            namespace["consumer"].close()
+    expected = [(r["ticker"], r["target_date"], r["predicted_close"], (r["lower_95"], r["upper_95"]),
+                 r["model"], r["model_version"]) if r["record_type"] == "prediction" else
+                (r["ticker"], r["target_date"], "error", r["error"], "naive error", r["naive_error"],
+                 "inside 95 %", r["inside_95"]) for r in records]
+    key = repr
+    assert sorted(printed, key=key) == sorted(expected, key=key)
