@@ -4,7 +4,9 @@ and a stop in the middle (tests/faults/ kills it repeatedly, restarts the broker
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -169,6 +171,19 @@ def test_a_worker_moved_to_another_bars_topic_reads_it_from_its_start(bars: Read
     replay(only_days(bars, lambda day: day.year == 2012), moved, progress=False)
     with WorkerProcess(moved, tmp_path / "second.log") as worker:
         records = wait_for_records(moved, set(expected), worker)
+    assert assert_same_as_backtest(records, expected) == 0
+
+
+def test_fausts_own_cli_runs_the_same_worker(bars: ReadResult, kafka_settings: Settings,
+                                            tmp_path: Path) -> None:
+    settings = kafka_settings.replace(window=60, refit_every=10, model="arima")
+    january = only_days(bars, lambda day: day < dt.date(2011, 2, 1))
+    expected = expected_records(january, settings)
+    replay(january, settings, progress=False)
+    command = [sys.executable, "-m", "faust", "-A", "stream_app.app", "worker", "-l", "warn", "--without-web"]
+    with WorkerProcess(settings, tmp_path / "faust.log", command) as worker:
+        records = wait_for_records(settings, set(expected), worker)
+        assert "forecaster_bars_consumed_total" in worker.metrics()  # on FORECASTER_METRICS_PORT
     assert assert_same_as_backtest(records, expected) == 0
 
 

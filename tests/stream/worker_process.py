@@ -13,16 +13,19 @@ from pathlib import Path
 from forecaster.kafka.broker import free_port
 from forecaster.settings import Settings, to_environ
 
+FORECASTER_WORKER = [sys.executable, "-m", "forecaster.cli", "worker"]
+
 
 class WorkerProcess:
-    """``forecaster worker`` in a child process, its output in ``log``.
+    """``forecaster worker`` (or another ``command``) in a child process, its output in ``log``.
 
     Use as a context manager; ``stop(signal.SIGKILL)`` simulates a crash.
     """
 
-    def __init__(self, settings: Settings, log: Path) -> None:
+    def __init__(self, settings: Settings, log: Path, command: list[str] = FORECASTER_WORKER) -> None:
         self.settings = settings.replace(metrics_port=free_port())
         self.log = log
+        self.command = command
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> WorkerProcess:
@@ -30,7 +33,7 @@ class WorkerProcess:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log, "ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "forecaster.cli", "worker"], env=env, stdout=out,
+                self.command, env=env, stdout=out,
                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             )
         return self
