@@ -15,6 +15,7 @@ import pytest
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import ConfigResource, ConfigResourceType
 
+from forecaster.kafka.broker import free_port
 from forecaster.kafka.client import kafka_python_options
 from forecaster.kafka.topics import create_topics
 from forecaster.settings import Settings
@@ -34,7 +35,7 @@ from tests.stream.records import (
     streamed_records,
     wait_for_records,
 )
-from tests.stream.worker_process import WorkerProcess
+from tests.stream.worker_process import FORECASTER_WORKER, WorkerProcess
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -185,6 +186,22 @@ def test_fausts_own_cli_runs_the_same_worker(bars: ReadResult, kafka_settings: S
         records = wait_for_records(settings, set(expected), worker)
         assert "forecaster_bars_consumed_total" in worker.metrics()  # on FORECASTER_METRICS_PORT
     assert assert_same_as_backtest(records, expected) == 0
+
+
+def test_the_workers_options_override_the_environment(bars: ReadResult, kafka_settings: Settings,
+                                                      tmp_path: Path) -> None:
+    settings = kafka_settings.replace(model="naive")
+    january = only_days(bars, lambda day: day < dt.date(2011, 2, 1))
+    replay(january, settings, progress=False)
+    workdir, port = tmp_path / "workdir", free_port()
+    worker = WorkerProcess(settings, tmp_path / "worker.log",
+                           [*FORECASTER_WORKER, "--workdir", str(workdir), "--metrics-port", str(port)])
+    with worker:
+        # The environment names another home and metrics port; the options win.
+        worker.settings = worker.settings.replace(metrics_port=port)
+        wait_for_records(settings, set(expected_records(january, settings)), worker)
+        assert "forecaster_bars_consumed_total" in worker.metrics()
+    assert (workdir / "worker").is_dir() and not (Path(settings.home) / "worker").exists()
 
 
 def test_the_changelog_topics_exist_before_the_worker_joins_its_group(kafka_settings: Settings) -> None:
