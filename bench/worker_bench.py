@@ -2,17 +2,19 @@
 
 Measures, on the S&P 500 file of the shared data (event-time order, keyed by ticker):
 
-1. sustained bars/s of one ``forecaster worker`` (ARIMA core, its table, metrics), from its first
-   to its last consumed bar, read off its own Prometheus counter;
+1. sustained bars/s of one ``forecaster worker`` (ARIMA core, its table, metrics), read off its own
+   Prometheus counter over the bars after the core's window (252 days) has filled: before that
+   no ARIMA is fitted and the core only makes naive forecasts, a cheaper worker than the one that
+   runs for years;
 2. the baseline: a naive Faust agent (one awaited ``topic.send`` and one table write per event);
 3. the ceilings: the worker's Faust pattern with no model (``bench/faust_pattern_agent.py``: what
    Faust and Kafka cost the worker), and plain aiokafka and confluent-kafka consume-produce loops
    (no Faust, no state, no model);
-4. bar-to-prediction latency percentiles at a paced 1,000 bars/s, after an unpaced warm-up on every
-   ticker (Kafka timestamps of bar and prediction);
+4. bar-to-prediction latency percentiles at a paced 1,000 bars/s, after an unpaced warm-up that
+   fills every ticker's window (Kafka timestamps of bar and prediction);
 5. recovery: restart of the worker with 505 tickers' state in its changelog, to its first prediction.
 
-Usage: ``python -m bench.worker_bench [--bars 200000] [--only RUN...] [--workers N]``; settings such
+Usage: ``python -m bench.worker_bench [--bars 250000] [--only RUN...] [--workers N]``; settings such
 as ``FORECASTER_BATCH_TIMEOUT_S`` or ``FORECASTER_WORKER_COMPRESSION`` in the environment reach every
 worker. Results go into docs/benchmarks.md by hand, with the machine. Every run uses fresh topics.
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import dataclasses
 import datetime as dt
 import gc
@@ -44,6 +47,7 @@ from forecaster.kafka.broker import LocalBroker, free_port
 from forecaster.kafka.client import kafka_python_options
 from forecaster.kafka.topics import create_topics, topic_partitions
 from forecaster.settings import Settings, load, to_environ
+from models.core.bar import Bar
 from producers.pacing import Pacing
 from producers.readers import ReadResult, read_csv_bars
 from producers.replay import replay
@@ -53,7 +57,7 @@ RUNS = ("worker", "naive", "pattern", "ceilings", "latency", "recovery")
 #: costs it about 10 ms of CPU under its GIL: every 0.1 s, that was a tenth of the worker in a
 #: py-spy profile, where Prometheus scrapes every 15 s.
 THROUGHPUT_POLL_S = 0.5
-LATENCY_WARM_UP_DAYS = 5
+LATENCY_PACED_BARS = 20_000
 
 
 def fresh(settings: Settings, name: str) -> Settings:
@@ -117,8 +121,9 @@ def cpu_seconds(pids: list[int]) -> float:
 
 
 def rate_until(count: Callable[[], int], target: int, processes: list[subprocess.Popen[bytes]],
-               timeout_s: float, poll_s: float = 0.1) -> Throughput:
-    """Events/s from the first counted event to ``target``, polling ``count()`` every ``poll_s``.
+               timeout_s: float, poll_s: float = 0.1, start_after: int = 0) -> Throughput:
+    """Events/s from the first poll past ``start_after`` events to ``target``, polling ``count()``
+    every ``poll_s``.
 
     The rate is taken between two polls, so it can only err low, by at most ``poll_s`` over the
     run (the last poll may come that long after the last event).
@@ -132,7 +137,7 @@ def rate_until(count: Callable[[], int], target: int, processes: list[subprocess
                 raise RuntimeError(f"the process under test exited with {process.returncode}")
         n = count()
         now = time.monotonic()
-        if first_at is None and n > 0:
+        if first_at is None and n > start_after:
             first_at, first_n, first_cpu = now, n, cpu_seconds(pids)
         if n >= target:
             events = max(n - first_n, 1)
@@ -143,9 +148,19 @@ def rate_until(count: Callable[[], int], target: int, processes: list[subprocess
         time.sleep(poll_s)
 
 
-def run_worker(settings: Settings, result: ReadResult, logs: Path,
+def warm_up_length(bars: list[Bar], days: int) -> int:
+    """How many of ``bars`` (in date order) fall on their first ``days`` trading days."""
+    dates = sorted({bar.date for bar in bars})
+    if len(dates) <= days:
+        raise SystemExit(f"the {len(bars):,} bars span {len(dates)} days: the core's {days}-day window "
+                         "would never fill; use more --bars")
+    return bisect.bisect_left([bar.date for bar in bars], dates[days])
+
+
+def run_worker(settings: Settings, result: ReadResult, logs: Path, warm: int,
                workers: int = 1) -> tuple[Throughput, Settings]:
-    """Bars/s of ``workers`` worker processes in one group (each its own home and metrics port)."""
+    """Bars/s of ``workers`` worker processes in one group (each its own home and metrics port),
+    over the bars after the first ``warm``."""
     settings = fresh(settings, "worker")
     replay(result, settings, progress=False)
     group = [settings] + [settings.replace(home=f"{settings.home}-{i}", metrics_port=free_port())
@@ -154,7 +169,7 @@ def run_worker(settings: Settings, result: ReadResult, logs: Path,
                  for i, member in enumerate(group)]
     try:
         rate = rate_until(lambda: int(sum(metric(m, "forecaster_bars_consumed_total") for m in group)),
-                          len(result.bars), processes, 1800, THROUGHPUT_POLL_S)
+                          len(result.bars), processes, 1800, THROUGHPUT_POLL_S, warm)
     finally:
         for process in processes:
             process.send_signal(signal.SIGTERM)
@@ -163,8 +178,9 @@ def run_worker(settings: Settings, result: ReadResult, logs: Path,
     return rate, settings
 
 
-def run_faust_agent(settings: Settings, result: ReadResult, logs: Path, module: str) -> Throughput:
-    """Bars/s of ``faust -A module worker``, an agent with one output per bar to ``predictions``."""
+def run_faust_agent(settings: Settings, result: ReadResult, logs: Path, module: str, warm: int) -> Throughput:
+    """Bars/s of ``faust -A module worker``, an agent with one output per bar to ``predictions``,
+    over the same bars as the worker's."""
     name = module.rsplit(".", 1)[-1]
     settings = fresh(settings, name)
     replay(result, settings, progress=False)
@@ -172,7 +188,7 @@ def run_faust_agent(settings: Settings, result: ReadResult, logs: Path, module: 
                     settings, logs / f"{name}.log")
     try:
         return rate_until(lambda: end_offsets_total(settings, settings.topic_predictions),
-                          len(result.bars), [process], 1800, THROUGHPUT_POLL_S)
+                          len(result.bars), [process], 1800, THROUGHPUT_POLL_S, warm)
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=120)
@@ -244,18 +260,21 @@ def run_ceilings(settings: Settings, result: ReadResult) -> dict[str, float]:
     return rates
 
 
-def run_latency(settings: Settings, result: ReadResult, logs: Path, rate: float = 1000.0,
-                seconds: float = 20.0) -> dict[str, float]:
+def run_latency(settings: Settings, result: ReadResult, logs: Path, warm_bars: int,
+                rate: float = 1000.0) -> dict[str, float]:
     """Percentiles of prediction timestamp minus bar timestamp at a paced rate, worker caught up.
 
-    The worker first takes the bars of :data:`LATENCY_WARM_UP_DAYS` days, unpaced: a ticker's first
-    bars create its state, its table key and its metric series (about 3 ms a bar when 483 tickers
-    start together), a cold start rather than the stream's latency.
+    The worker first takes the first ``warm_bars`` bars unpaced: a ticker's first bars create its
+    state, its table key and its metric series (about 3 ms a bar when 483 tickers start together),
+    and its ARIMA is fitted only once its window is full; then :data:`LATENCY_PACED_BARS` bars
+    follow at ``rate``.
     """
     settings = fresh(settings, "latency")
-    last_warm_day = sorted({bar.date for bar in result.bars})[LATENCY_WARM_UP_DAYS - 1]
-    warm = [bar for bar in result.bars if bar.date <= last_warm_day]
-    paced = result.bars[len(warm):len(warm) + int(rate * seconds)]
+    warm = result.bars[:warm_bars]
+    paced = result.bars[warm_bars:warm_bars + LATENCY_PACED_BARS]
+    if len(paced) < LATENCY_PACED_BARS:
+        raise SystemExit(f"the latency run paces {LATENCY_PACED_BARS:,} bars after the first {warm_bars:,}; "
+                         "use more --bars")
     process = start([sys.executable, "-m", "forecaster.cli", "worker"], settings, logs / "latency.log")
 
     def consumed() -> int:
@@ -316,7 +335,9 @@ def run_recovery(settings: Settings, result: ReadResult, logs: Path) -> tuple[in
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bars", type=int, default=200_000, help="bars of the S&P 500 file to use")
+    parser.add_argument("--bars", type=int, default=250_000,
+                        help="bars of the S&P 500 file to use (the rates are taken after the core's "
+                             "window has filled: about 122,000 bars with the default 252 days)")
     parser.add_argument("--data", type=Path, default=Path(load().data_dir) / "sp500-5yr.csv.gz")
     parser.add_argument("--only", nargs="+", choices=RUNS, default=list(RUNS),
                         help="runs to make (recovery restarts the worker of the worker run)")
@@ -337,21 +358,26 @@ def main() -> None:
         print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
               f"Python {platform.python_version()}; {len(result.bars):,} bars of "
               f"{len({b.ticker for b in result.bars})} tickers; logs in {logs}")
+        warm = 0
+        if {"worker", "naive", "pattern", "latency"} & set(args.only):
+            warm = warm_up_length(result.bars, settings.window)
+            print(f"rates over the bars after the first {warm:,} (the core's {settings.window}-day "
+                  "window full, ARIMA fitted)")
         if "worker" in args.only or "recovery" in args.only:
-            worker_rate, worker_settings = run_worker(settings, result, logs, args.workers)
+            worker_rate, worker_settings = run_worker(settings, result, logs, warm, args.workers)
             label = f"forecaster worker x{args.workers} (ARIMA core, table, metrics)"
             print(f"{label:<46} {worker_rate}")
         if "naive" in args.only:
-            naive_rate = run_faust_agent(settings, result, logs, "bench.naive_faust_agent")
+            naive_rate = run_faust_agent(settings, result, logs, "bench.naive_faust_agent", warm)
             print(f"naive Faust agent (await send + table write)   {naive_rate}")
         if "pattern" in args.only:
-            pattern_rate = run_faust_agent(settings, result, logs, "bench.faust_pattern_agent")
+            pattern_rate = run_faust_agent(settings, result, logs, "bench.faust_pattern_agent", warm)
             print(f"{'worker pattern without model (Faust ceiling)':<46} {pattern_rate}")
         if "ceilings" in args.only:
             for name, rate in run_ceilings(settings, result).items():
                 print(f"{name:<46} {rate:>10,.0f} bars/s")
         if "latency" in args.only:
-            latency = run_latency(settings, result, logs)
+            latency = run_latency(settings, result, logs, warm)
             print("bar-to-prediction latency at 1,000 bars/s  "
                   + ", ".join(f"{name} {value * 1000:.0f} ms" for name, value in latency.items()))
         if "recovery" in args.only:
