@@ -146,7 +146,7 @@ class ForecastService:
                 await self.reload_model()
             if self.sender is None:
                 producer = output_producer(aiokafka_options(self.settings),
-                                           _compression(self.settings.worker_compression),
+                                           compression_type(self.settings.worker_compression),
                                            self.app.conf.producer_request_timeout)
                 try:
                     await producer.start()
@@ -349,7 +349,8 @@ def _dead_letter_key(raw: str) -> bytes | None:
     return ticker.encode() if isinstance(ticker, str) and ticker else None
 
 
-def _compression(name: str) -> str | None:
+def compression_type(name: str) -> str | None:
+    """Kafka's codec for ``FORECASTER_WORKER_COMPRESSION=name`` (None: uncompressed)."""
     if name not in COMPRESSIONS:
         raise ValueError(f"FORECASTER_WORKER_COMPRESSION={name!r} is not one of {', '.join(COMPRESSIONS)}")
     return None if name == "none" else name
@@ -406,7 +407,7 @@ def app_options(settings: Settings) -> dict[str, Any]:
         producer_linger=0.005,
         # The changelog's states are float arrays that lz4 barely shrinks, at a seventh of the
         # worker's CPU (docs/benchmarks.md); the default sends them as they are.
-        producer_compression_type=_compression(settings.worker_compression),
+        producer_compression_type=compression_type(settings.worker_compression),
         broker_commit_every=10_000,
         broker_commit_interval=1.0,
         stream_buffer_maxsize=max(4096, 2 * settings.batch_size),
