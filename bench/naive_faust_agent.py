@@ -2,10 +2,15 @@
 
 One awaited ``topic.send`` and one table write per event, JSON codecs, no batching. Started by
 ``bench/worker_bench.py`` as ``faust -A bench.naive_faust_agent worker``; its topics come from the
-``FORECASTER_*`` environment like the real worker's.
+``FORECASTER_*`` environment like the real worker's. ``NAIVE_AGENT_GUARANTEE`` sets Faust's
+``processing_guarantee`` (default ``at_least_once``; ``bench/exactly_once_probe.py`` sets
+``exactly_once``).
 """
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import faust
 
@@ -13,6 +18,7 @@ from forecaster.kafka.client import bootstrap_list
 from forecaster.settings import load
 
 settings = load()
+Path(settings.home).mkdir(parents=True, exist_ok=True)  # Faust does not create the datadir's parent
 app = faust.App(
     settings.app_id,
     broker=[f"kafka://{server}" for server in bootstrap_list(settings.bootstrap)],
@@ -21,6 +27,7 @@ app = faust.App(
     topic_partitions=settings.partitions,
     web_enabled=False,
     consumer_auto_offset_reset="earliest",
+    processing_guarantee=os.environ.get("NAIVE_AGENT_GUARANTEE", "at_least_once"),
 )
 bars = app.topic(settings.topic_bars, value_serializer="json", partitions=settings.partitions)
 out = app.topic(settings.topic_predictions, value_serializer="json", partitions=settings.partitions)

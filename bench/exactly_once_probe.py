@@ -1,0 +1,94 @@
+"""Does Faust's exactly-once mode hold on this stack? A kill -9 in the middle, then count repeats.
+
+The naive Faust agent (one output per bar) runs with ``processing_guarantee`` set as given, over
+bars already in the topic; it is killed with SIGKILL once about half of its outputs are in the
+topic and started again. Exactly-once means a ``read_committed`` consumer then sees every output
+once: no repeat. The worker keeps at-least-once (repeats identical) unless this says otherwise
+(docs/reliability.md).
+
+Usage: ``python -m bench.exactly_once_probe [--bars 10000] [--guarantee exactly_once]``; needs a
+running broker (``FORECASTER_BOOTSTRAP``, ``forecaster kafka start``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+from kafka import KafkaConsumer
+
+from bench.worker_bench import end_offsets_total, fresh, start
+from forecaster.kafka.client import kafka_python_options
+from forecaster.kafka.topics import topic_partitions
+from forecaster.settings import Settings, load
+from producers.readers import ReadResult, read_csv_bars
+from producers.replay import replay
+
+
+def committed_outputs(settings: Settings) -> collections.Counter[tuple[str, str]]:
+    """How often each (ticker, day) output is visible to a ``read_committed`` consumer now."""
+    consumer = KafkaConsumer(**kafka_python_options(settings), isolation_level="read_committed",
+                             enable_auto_commit=False)
+    try:
+        partitions = topic_partitions(consumer, settings.topic_predictions, 60.0)
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        end = consumer.end_offsets(partitions)  # the last stable offsets, for read_committed
+        seen: collections.Counter[tuple[str, str]] = collections.Counter()
+        while any(consumer.position(tp) < end[tp] for tp in partitions):
+            for messages in consumer.poll(timeout_ms=500).values():
+                for message in messages:
+                    record = orjson.loads(message.value)
+                    seen[(record["ticker"], record["as_of"])] += 1
+        return seen
+    finally:
+        consumer.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bars", type=int, default=10_000)
+    parser.add_argument("--guarantee", choices=("exactly_once", "at_least_once"), default="exactly_once")
+    parser.add_argument("--data", type=Path, default=Path(load().data_dir) / "sp500-5yr.csv.gz")
+    args = parser.parse_args()
+    if not os.environ.get("FORECASTER_BOOTSTRAP"):
+        raise SystemExit("set FORECASTER_BOOTSTRAP to a running broker (forecaster kafka start)")
+    logs = Path(tempfile.mkdtemp(prefix="exactly-once-probe-"))
+    settings = fresh(load().replace(home=str(logs / "home"), partitions=4), "eos")
+    bars = read_csv_bars([args.data]).bars[:args.bars]
+    replay(ReadResult(bars=bars, dead_letters=[], rows_read=len(bars), filtered=0), settings, progress=False)
+    os.environ["NAIVE_AGENT_GUARANTEE"] = args.guarantee
+    command = [sys.executable, "-m", "faust", "-A", "bench.naive_faust_agent", "worker", "-l", "warn"]
+    agent = start(command, settings, logs / "first.log")
+    while end_offsets_total(settings, settings.topic_predictions) < len(bars) // 2:
+        if agent.poll() is not None:
+            raise SystemExit(f"the agent exited with {agent.returncode}; see {logs}")
+        time.sleep(0.2)
+    agent.send_signal(signal.SIGKILL)
+    agent.wait()
+    restarted = time.monotonic()
+    agent = start(command, settings, logs / "second.log")
+    try:
+        while len(seen := committed_outputs(settings)) < len(bars):
+            if agent.poll() is not None or time.monotonic() - restarted > 600:
+                raise SystemExit(f"the agent stopped or stalled; see {logs}")
+            time.sleep(1.0)
+        seconds = time.monotonic() - restarted
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        agent.wait(timeout=120)
+    repeats = sum(seen.values()) - len(seen)
+    print(f"{args.guarantee}: {len(bars):,} bars, one kill -9 halfway; read_committed sees {len(seen):,} "
+          f"outputs, {repeats:,} of them repeated; all visible {seconds:.0f} s after the restart; "
+          f"logs {logs}")
+
+
+if __name__ == "__main__":
+    main()
