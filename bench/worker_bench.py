@@ -12,7 +12,8 @@ Measures, on the S&P 500 file of the shared data (event-time order, keyed by tic
    (no Faust, no state, no model);
 4. bar-to-prediction latency percentiles at a paced 1,000 bars/s, after an unpaced warm-up that
    fills every ticker's window (Kafka timestamps of bar and prediction);
-5. recovery: restart of the worker with 505 tickers' state in its changelog, to its first prediction.
+5. recovery: restart of the worker with every ticker's state in its changelog (489 tickers in the
+   default 250,000 bars), to its first prediction.
 
 Usage: ``python -m bench.worker_bench [--bars 250000] [--only RUN...] [--workers N]``; settings such
 as ``FORECASTER_BATCH_TIMEOUT_S`` or ``FORECASTER_WORKER_COMPRESSION`` in the environment reach every
