@@ -21,12 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import orjson
-from kafka import KafkaConsumer
-
-from bench.worker_bench import end_offsets_total, fresh, start
-from forecaster.kafka.client import kafka_python_options
-from forecaster.kafka.topics import topic_partitions
+from bench.worker_bench import end_offsets_total, fresh, read_all, start
 from forecaster.settings import Settings, load
 from producers.readers import ReadResult, read_csv_bars
 from producers.replay import replay
@@ -34,22 +29,8 @@ from producers.replay import replay
 
 def committed_outputs(settings: Settings) -> collections.Counter[tuple[str, str]]:
     """How often each (ticker, day) output is visible to a ``read_committed`` consumer now."""
-    consumer = KafkaConsumer(**kafka_python_options(settings), isolation_level="read_committed",
-                             enable_auto_commit=False)
-    try:
-        partitions = topic_partitions(consumer, settings.topic_predictions, 60.0)
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
-        end = consumer.end_offsets(partitions)  # the last stable offsets, for read_committed
-        seen: collections.Counter[tuple[str, str]] = collections.Counter()
-        while any(consumer.position(tp) < end[tp] for tp in partitions):
-            for messages in consumer.poll(timeout_ms=500).values():
-                for message in messages:
-                    record = orjson.loads(message.value)
-                    seen[(record["ticker"], record["as_of"])] += 1
-        return seen
-    finally:
-        consumer.close()
+    records = read_all(settings, settings.topic_predictions, "read_committed")
+    return collections.Counter((record["ticker"], record["as_of"]) for _, record in records)
 
 
 def main() -> None:

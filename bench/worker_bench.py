@@ -301,8 +301,12 @@ def run_latency(settings: Settings, result: ReadResult, logs: Path, warm_bars: i
     return {"p50": cuts[49], "p90": cuts[89], "p99": cuts[98], "max": latencies[-1]}
 
 
-def read_all(settings: Settings, topic: str) -> list[tuple[float, dict]]:
-    consumer = KafkaConsumer(**kafka_python_options(settings), enable_auto_commit=False)
+def read_all(settings: Settings, topic: str,
+             isolation_level: str = "read_uncommitted") -> list[tuple[float, dict]]:
+    """``(timestamp, record)`` of every JSON message in ``topic`` up to its end offsets now (the
+    last stable offsets under ``read_committed``)."""
+    consumer = KafkaConsumer(**kafka_python_options(settings), enable_auto_commit=False,
+                             isolation_level=isolation_level)
     partitions = topic_partitions(consumer, topic, 60.0)
     consumer.assign(partitions)
     consumer.seek_to_beginning(*partitions)
