@@ -33,9 +33,12 @@ def _default_home() -> str:
     return str(Path.cwd() / ".forecaster")
 
 
+#: The sample data shipped inside the package (forecaster/data), so a clone or a wheel has it.
+SAMPLE_DATA_DIR = Path(__file__).resolve().parent / "data"
+
+
 def _default_data_dir() -> str:
-    # The shared data folder sits beside the project checkout (../shared/data).
-    return str(Path(__file__).resolve().parents[2] / "shared" / "data")
+    return str(SAMPLE_DATA_DIR)
 
 
 @dataclass(frozen=True)
@@ -106,7 +109,7 @@ class Settings:
 DOCS: dict[str, str] = {
     "home": "folder for local state: broker data, MLflow store, worker tables, reports "
     "(default: ./.forecaster)",
-    "data_dir": "folder of the sample data (default: ../shared/data beside the checkout)",
+    "data_dir": "folder of the sample data (default: the package's own forecaster/data)",
     "bootstrap": "Kafka bootstrap servers, host:port[,host:port]",
     "topic_bars": "topic of validated bars (key: ticker)",
     "topic_dlq": "dead-letter topic for rejected rows and poison messages",

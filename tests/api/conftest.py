@@ -24,7 +24,7 @@ def two_sp500_tickers(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
     """DHR and LNT of the S&P 500 file as they are: two rows with empty cells (DHR) and one whose low
     is above its close (LNT 2016-05-19)."""
     path = tmp_path_factory.mktemp("sp500") / "dhr-lnt.csv"
-    with gzip.open(data_dir / "sp500-5yr.csv.gz", "rt", newline="") as source:
+    with gzip.open(data_dir / "sp500-5yr-sample.csv.gz", "rt", newline="") as source:
         header = source.readline()
         rows = [line for line in source if line.rstrip("\r\n").endswith((",DHR", ",LNT"))]
     path.write_text(header + "".join(rows), newline="")

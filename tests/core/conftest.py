@@ -10,7 +10,8 @@ from models.core.bar import Bar
 from producers.readers import read_csv_bars
 
 # Every 8th ticker (alphabetically) of the 470 S&P 500 tickers that have all 1,259 days of
-# sp500-5yr.csv.gz: a spread of sectors, chosen by rule rather than by result.
+# the S&P 500 file (sp500-5yr-sample.csv.gz carries them): a spread of sectors, chosen by rule rather
+# than by result.
 SP500_SAMPLE = (
     "A", "ADBE", "AES", "AKAM", "AME", "ANTM", "ARNC", "AZO", "BF.B", "BXP", "CBOE", "CHD", "CMA", "COF",
     "CSCO", "CXO", "DIS", "DRE", "ECL", "EQIX", "EW", "FBHS", "FL", "GE", "GPN", "HBAN", "HII", "HSIC",
@@ -23,7 +24,7 @@ SP500_SAMPLE = (
 @pytest.fixture(scope="session")
 def sp500_bars(data_dir: Path) -> list[Bar]:
     """Valid bars of :data:`SP500_SAMPLE` plus AAPL, sorted by (date, ticker) as a feed sends them."""
-    return read_csv_bars([data_dir / "sp500-5yr.csv.gz"], tickers={*SP500_SAMPLE, "AAPL"}).bars
+    return read_csv_bars([data_dir / "sp500-5yr-sample.csv.gz"], tickers={*SP500_SAMPLE, "AAPL"}).bars
 
 
 @pytest.fixture(scope="session")

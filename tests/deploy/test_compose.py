@@ -82,7 +82,7 @@ def test_env_example_holds_no_secret() -> None:
 
 
 def test_trainer_and_replay_read_the_sample_data_folder_read_only(stack: dict[str, Any]) -> None:
-    # The default DATA_DIR is the folder the application itself defaults to (../shared/data).
+    # The default DATA_DIR is the folder the application itself defaults to (the package's sample data).
     for name in ("trainer", "replay"):
         (data,) = [m for m in stack["services"][name]["volumes"] if m["target"] == "/data"]
         assert data["read_only"] is True

@@ -6,7 +6,7 @@ reader (:func:`producers.readers.read_csv_bars`) and the worker's decoder and ba
 huge numbers, NaN and infinities, far dates, mixed tickers, JSON of any shape. A file is either
 refused whole with a :class:`LayoutError` that names it, or read with every row accounted for
 (``rows_read == bars + dead letters + filtered``, and ``rows_read`` is the number of rows written);
-nothing else escapes. Real layouts are the header and first row of each file in the shared data.
+nothing else escapes. Real layouts are the header and first row of each file of the sample data.
 """
 
 from __future__ import annotations
@@ -38,7 +38,9 @@ FUZZ = settings(max_examples=400, deadline=None, derandomize=True, database=None
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 SMALL = settings(FUZZ, max_examples=80)
 
-REAL_FILES = ("bokeh-stocks.csv.gz", "sp500-5yr.csv.gz", "601988.SH.csv", "vgi/vgi2.csv", "vgi/Vienthong.csv")
+REAL_FILES = (
+    "bokeh-stocks.csv.gz", "sp500-5yr-sample.csv.gz", "601988.SH.csv", "vgi/vgi2.csv", "vgi/Vienthong.csv",
+)
 SPECIAL_NUMBERS = ("nan", "NaN", "-nan", "inf", "-inf", "Infinity", "1e999", "-1e999", "9" * 400)
 #: Cell texts a broken export produces, beside arbitrary text.
 NUMBERS = st.one_of(

@@ -34,4 +34,5 @@ def aph_bars(data_dir: Path) -> list[Bar]:
     """Amphenol (APH) from December 2016 on: 298 real bars of the S&P 500 file."""
     from producers.readers import read_csv_bars
 
-    return read_csv_bars([data_dir / "sp500-5yr.csv.gz"], tickers=["APH"], start=dt.date(2016, 12, 1)).bars
+    path = data_dir / "sp500-5yr-sample.csv.gz"
+    return read_csv_bars([path], tickers=["APH"], start=dt.date(2016, 12, 1)).bars

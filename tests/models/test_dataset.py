@@ -14,7 +14,7 @@ CONFIG = CoreConfig(model="arima", window=64, refit_every=5)
 
 
 def _bars(data_dir, start: dt.date):
-    return read_csv_bars([data_dir / "sp500-5yr.csv.gz"], tickers=["APH", "KO"], start=start).bars
+    return read_csv_bars([data_dir / "sp500-5yr-sample.csv.gz"], tickers=["APH", "KO"], start=start).bars
 
 
 def test_rows_do_not_change_when_later_bars_are_removed(data_dir) -> None:
@@ -47,7 +47,8 @@ def test_windows_stay_within_one_ticker_and_targets_are_next_day_returns(data_di
 
 
 def test_test_history_round_trips_through_npz(tmp_path, data_dir) -> None:
-    bars = read_csv_bars([data_dir / "sp500-5yr.csv.gz"], tickers=["APH"], start=dt.date(2017, 6, 1)).bars
+    path = data_dir / "sp500-5yr-sample.csv.gz"
+    bars = read_csv_bars([path], tickers=["APH"], start=dt.date(2017, 6, 1)).bars
     table = feature_table(bars, CONFIG)
     first, last = dt.date(2017, 12, 1), dt.date(2018, 1, 31)
     part = table.history_for(first, last, history=9)

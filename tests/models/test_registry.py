@@ -99,7 +99,7 @@ def test_cli_train_and_promote(data_dir, store, monkeypatch, capsys) -> None:
     for key, value in {"FORECASTER_HOME": store.home, "FORECASTER_MODEL_NAME": store.model_name,
                        "FORECASTER_WINDOW": "64"}.items():
         monkeypatch.setenv(key, value)
-    path = str(data_dir / "sp500-5yr.csv.gz")
+    path = str(data_dir / "sp500-5yr-sample.csv.gz")
     code = main(["train", path, "--model", "arima", "--tickers", "APH", "--test-start", "2017-11-10",
                  "--params", '{"order": [0, 1, 1], "lookback": 64}', "--experiment", "cli-test"])
     out = capsys.readouterr().out

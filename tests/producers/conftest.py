@@ -14,7 +14,7 @@ SLICE_TICKERS = {"LNT", "BHF", "AAL", "AOS"}
 @pytest.fixture
 def sp500_slice(data_dir: Path, tmp_path: Path) -> tuple[Path, list[str]]:
     """Every row of :data:`SLICE_TICKERS` from the real file, gzipped; and the lines written."""
-    with gzip.open(data_dir / "sp500-5yr.csv.gz", "rt") as f:
+    with gzip.open(data_dir / "sp500-5yr-sample.csv.gz", "rt") as f:
         lines = [next(f)] + [line for line in f if line.rstrip().rsplit(",", 1)[-1] in SLICE_TICKERS]
     path = tmp_path / "slice.csv.gz"
     path.write_bytes(gzip.compress("".join(lines).encode()))

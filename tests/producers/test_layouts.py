@@ -17,7 +17,7 @@ def _header(path: Path) -> list[str]:
 
 
 def test_kaggle_sp500_layout_has_a_ticker_column(data_dir: Path) -> None:
-    layout = detect_layout(_header(data_dir / "sp500-5yr.csv.gz"), file_name="sp500-5yr.csv.gz")
+    layout = detect_layout(_header(data_dir / "sp500-5yr-sample.csv.gz"), file_name="sp500-5yr-sample.csv.gz")
     fields = (layout.date, layout.open, layout.high, layout.low, layout.close, layout.volume)
     assert fields == (0, 1, 2, 3, 4, 5)
     assert (layout.ticker_column, layout.ticker, layout.adj_close) == (6, None, None)
