@@ -2,11 +2,11 @@
 
 Run from the repository root::
 
-    OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/core_bench.py [--tickers 495] [--days 300]
+    OPENBLAS_NUM_THREADS=1 .venv/bin/python -m bench.core_bench [--tickers 495] [--days 300]
 
 (495 of the file's 505 tickers have the 252 + 300 bars it needs.)
 
-It reads the S&P 500 file of the shared data with the producers' reader, then times, on the same
+It reads the full S&P 500 file (``bench/data.py``) with the producers' reader, then times, on the same
 series and ARIMA order:
 
 - statsmodels refitting ``ARIMA`` on the rolling window at every bar (what a naive stream would do);
@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from forecaster import settings as settings_module
+from bench.data import sp500_file
 from models.core.arima import Arima, kalman_update
 from models.core.bar import Bar
 from models.core.config import CoreConfig
@@ -69,7 +69,7 @@ def machine() -> str:
 
 
 def load(tickers: int, days: int, warm: int) -> dict[str, list[Bar]]:
-    path = Path(settings_module.load().data_dir) / "sp500-5yr.csv.gz"
+    path = sp500_file()
     by_ticker: dict[str, list[Bar]] = {}
     for bar in read_csv_bars([path]).bars:
         by_ticker.setdefault(bar.ticker, []).append(bar)
@@ -147,7 +147,7 @@ def main() -> None:
               f"{batched * us:.1f} µs")]
 
     threads = os.environ.get("OPENBLAS_NUM_THREADS")
-    command = (f"OPENBLAS_NUM_THREADS={threads} " if threads else "") + "python bench/core_bench.py "
+    command = (f"OPENBLAS_NUM_THREADS={threads} " if threads else "") + "python -m bench.core_bench "
     command += " ".join(sys.argv[1:])
     load_average = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"Machine: {machine()}, load average at the end {load_average}  \nCommand: `{command.strip()}`  \n"

@@ -21,6 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.data import sp500_file
 from bench.worker_bench import end_offsets_total, fresh, read_all, start
 from forecaster.settings import Settings, load
 from producers.readers import ReadResult, read_csv_bars
@@ -37,13 +38,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bars", type=int, default=10_000)
     parser.add_argument("--guarantee", choices=("exactly_once", "at_least_once"), default="exactly_once")
-    parser.add_argument("--data", type=Path, default=Path(load().data_dir) / "sp500-5yr.csv.gz")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="the CSV to replay (default: the full S&P 500 file, see bench/data.py)")
     args = parser.parse_args()
     if not os.environ.get("FORECASTER_BOOTSTRAP"):
         raise SystemExit("set FORECASTER_BOOTSTRAP to a running broker (forecaster kafka start)")
     logs = Path(tempfile.mkdtemp(prefix="exactly-once-probe-"))
     settings = fresh(load().replace(home=str(logs / "home"), partitions=4), "eos")
-    bars = read_csv_bars([args.data]).bars[:args.bars]
+    bars = read_csv_bars([args.data or sp500_file()]).bars[:args.bars]
     replay(ReadResult(bars=bars, dead_letters=[], rows_read=len(bars), filtered=0), settings, progress=False)
     os.environ["NAIVE_AGENT_GUARANTEE"] = args.guarantee
     command = [sys.executable, "-m", "faust", "-A", "bench.naive_faust_agent", "worker", "-l", "warn"]

@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
             rows = run_dataset("paper", bars, settings, dt.date(2021, 6, 22), 180, tuple(args.families))
             out.append(markdown("601988.SH (Bank of China), test 2021-06-22..2022-03-17 (180 days)", rows))
         if "sp500" in args.datasets:
-            bars = read_csv_bars([data / "sp500-5yr.csv.gz"], tickers=SP500_SAMPLE).bars
+            bars = read_csv_bars([data / "sp500-5yr-sample.csv.gz"], tickers=SP500_SAMPLE).bars
             rows = run_dataset("sp500", bars, settings, None, 252, tuple(args.families))
             out.append(markdown(f"S&P 500 sample ({', '.join(SP500_SAMPLE)}), test: the last 252 days", rows))
     report = "\n".join(out)

@@ -6,8 +6,8 @@ kafka-python producer loop, and through a plain confluent-kafka (librdkafka) loo
 durability (acks=all, idempotence) as the ceiling. Each goes to a fresh topic with the same
 partition count. Not a test: results go in docs/benchmarks.md with the machine and the command.
 
-    .venv/bin/python bench/replay_bench.py                      # starts a throw-away local broker
-    .venv/bin/python bench/replay_bench.py --bootstrap HOST:PORT
+    .venv/bin/python -m bench.replay_bench                      # starts a throw-away local broker
+    .venv/bin/python -m bench.replay_bench --bootstrap HOST:PORT
 
 confluent-kafka comes from the ``bench`` extra (``pip install -e .[bench]``).
 """
@@ -27,6 +27,7 @@ from pathlib import Path
 
 import orjson
 
+from bench.data import sp500_file
 from forecaster import settings as settings_module
 from forecaster.kafka.broker import LocalBroker, free_port
 from forecaster.kafka.topics import TopicSpec, create_topics
@@ -117,7 +118,7 @@ def main() -> None:
     args = parser.parse_args()
 
     base = settings_module.load()
-    path = Path(base.data_dir) / "sp500-5yr.csv.gz"
+    path = sp500_file()
     broker = None
     bootstrap = args.bootstrap
     if bootstrap is None:

@@ -1,6 +1,6 @@
 """Stream worker benchmark, side by side in one run on a local Apache Kafka broker.
 
-Measures, on the S&P 500 file of the shared data (event-time order, keyed by ticker):
+Measures, on the full S&P 500 file (``bench/data.py``; event-time order, keyed by ticker):
 
 1. sustained bars/s of one ``forecaster worker`` (ARIMA core, its table, metrics), read off its own
    Prometheus counter over the bars after the core's window (252 days) has filled: before that
@@ -44,6 +44,7 @@ from pathlib import Path
 import orjson
 from kafka import KafkaConsumer
 
+from bench.data import sp500_file
 from forecaster.kafka.broker import LocalBroker, free_port
 from forecaster.kafka.client import kafka_python_options
 from forecaster.kafka.topics import create_topics, topic_partitions
@@ -343,7 +344,8 @@ def main() -> None:
     parser.add_argument("--bars", type=int, default=250_000,
                         help="bars of the S&P 500 file to use (the rates are taken after the core's "
                              "window has filled: about 122,000 bars with the default 252 days)")
-    parser.add_argument("--data", type=Path, default=Path(load().data_dir) / "sp500-5yr.csv.gz")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="the CSV to replay (default: the full S&P 500 file, see bench/data.py)")
     parser.add_argument("--only", nargs="+", choices=RUNS, default=list(RUNS),
                         help="runs to make (recovery restarts the worker of the worker run)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes in the worker run's group")
@@ -355,7 +357,7 @@ def main() -> None:
         broker = LocalBroker(logs / "kafka")
         settings = settings.replace(bootstrap=broker.start(port=free_port()).bootstrap)
     try:
-        read = read_csv_bars([args.data])
+        read = read_csv_bars([args.data or sp500_file()])
         # The bars stay in memory to the end: kept out of the collector's full passes, which
         # otherwise stop the paced replay (and its producer's sender thread) for 100 ms and more.
         gc.freeze()
