@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import logging
 import pkgutil
 import sys
@@ -17,12 +18,21 @@ from forecaster import commands
 from forecaster import settings as settings_module
 
 
+def version() -> str:
+    """The installed distribution's version (a clone installed with ``make`` is installed too)."""
+    try:
+        return importlib.metadata.version("stream-forecaster")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="forecaster",
         description="Event-driven streaming forecaster for daily stock bars.",
         epilog="Settings come from FORECASTER_* environment variables; see `forecaster settings`.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     parser.add_argument("-l", "--loglevel", default="warn",
                         choices=["debug", "info", "warn", "error"],
                         help="log level (default: warn)")

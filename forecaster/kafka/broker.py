@@ -1,6 +1,6 @@
 """A real, local, single-node Apache Kafka broker (KRaft) for development, tests and the demo.
 
-The jars come from Maven Central through ``deploy/kafka/pom.xml`` into a cache folder
+The jars come from Maven Central through ``resources/pom.xml`` (package data) into a cache folder
 (:func:`resolve_jars`); the broker runs as a background JVM whose PID and bootstrap address are
 recorded in its data folder, so ``forecaster kafka status`` and ``stop`` find it from any shell.
 Starting again on the same data folder keeps every topic and message.
@@ -30,7 +30,8 @@ from pathlib import Path
 from string import Template
 
 KAFKA_VERSION = "3.9.2"
-DEPLOY_DIR = Path(__file__).resolve().parents[2] / "deploy" / "kafka"
+#: The pom, the KRaft configuration template and the logging configuration, shipped in the package.
+RESOURCES = Path(__file__).resolve().parent / "resources"
 START_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 60.0
 
@@ -79,8 +80,11 @@ def resolve_jars(libs: Path | None = None) -> Path:
     libs.parent.mkdir(parents=True, exist_ok=True)
     staging = libs.with_name(libs.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
+    # Maven runs on a copy of the pom in the cache: an installed package's folder may be read-only.
+    pom = libs.parent / "pom.xml"
+    shutil.copyfile(RESOURCES / "pom.xml", pom)
     result = subprocess.run(
-        [mvn, "-q", "-B", "-f", str(DEPLOY_DIR / "pom.xml"), "dependency:copy-dependencies",
+        [mvn, "-q", "-B", "-f", str(pom), "dependency:copy-dependencies",
          f"-Dkafka.libs={staging}", f"-Dkafka.version={KAFKA_VERSION}"],
         capture_output=True, text=True, check=False,
     )
@@ -275,7 +279,7 @@ class LocalBroker:
 
     def _write_config(self, port: int, controller_port: int) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        template = Template((DEPLOY_DIR / "server.properties").read_text())
+        template = Template((RESOURCES / "server.properties").read_text())
         self.config_file.write_text(
             template.substitute(
                 port=port, controller_port=controller_port, advertised_host="127.0.0.1",
@@ -288,7 +292,7 @@ class LocalBroker:
         return [
             f"-Xms{heap}", f"-Xmx{heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
             "-Djava.awt.headless=true",
-            f"-Dlog4j.configuration=file:{DEPLOY_DIR / 'log4j.properties'}",
+            f"-Dlog4j.configuration=file:{RESOURCES / 'log4j.properties'}",
             f"-Dkafka.logs.dir={self.data_dir / 'logs'}",
         ]
 
