@@ -10,11 +10,12 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 # Dependencies first, read from pyproject.toml itself, so a code change does not reinstall
-# TensorFlow; the project's `tensorflow-cpu` pin keeps the image CPU-only. The rocksdb extra too,
-# so that FORECASTER_STORE=rocksdb:// works in the image.
+# TensorFlow. The extras the compose stack can use: neural (TRAIN_MODEL may name a Keras family; its
+# `tensorflow-cpu` pin keeps the x86-64 image CPU-only) and rocksdb (FORECASTER_STORE=rocksdb://).
 COPY pyproject.toml ./
 RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
-print('\n'.join(p['dependencies'] + p['optional-dependencies']['rocksdb']))" \
+extras = p['optional-dependencies']; \
+print('\n'.join(p['dependencies'] + extras['neural'] + extras['rocksdb']))" \
         > /tmp/requirements.txt \
     && pip install -r /tmp/requirements.txt
 # The whole context (.dockerignore leaves out all but the sources); pip installs the packages that

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from models.families import family as family_spec
+from models.families.neural import require_neural
 
 CHAMPION = "champion"
 log = logging.getLogger(__name__)
@@ -174,6 +175,8 @@ def _model_version(uri: str, settings: Any) -> Any:
 def _load_component(flavour: str, uri: str) -> Any:
     import mlflow
 
+    if flavour == "keras":
+        require_neural(f"the Keras model at {uri}")
     return mlflow.keras.load_model(uri) if flavour == "keras" else mlflow.xgboost.load_model(uri)
 
 

@@ -14,15 +14,36 @@ the next-day log-return. Only the layer stack between the input and the output d
 
 The attention is built from stock Keras layers (``Dense -> Softmax over time -> Dot``), so the saved
 ``.keras`` file loads with plain ``keras.saving.load_model``: no custom objects to register.
-TensorFlow is imported when a model is built or loaded, never at module import.
+TensorFlow is imported when a model is built or loaded, never at module import; it comes with the
+``neural`` extra, and without it these families end with :class:`MissingExtraError`.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+
+#: What to install for these families (the rest of the system runs without it).
+NEURAL_EXTRA = "pip install 'stream-forecaster[neural]'"
+
+
+class MissingExtraError(RuntimeError):
+    """A feature needs an optional dependency that is not installed; the message says which extra."""
+
+
+def require_neural(what: str) -> None:
+    """Raise :class:`MissingExtraError` unless Keras and its TensorFlow backend are installed.
+
+    Looks the packages up without importing them, so the check costs microseconds, not TensorFlow's
+    seconds of start-up.
+    """
+    missing = [name for name in ("keras", "tensorflow") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise MissingExtraError(f"{what} needs TensorFlow and Keras ({', '.join(missing)} not installed): "
+                                f"{NEURAL_EXTRA}")
 
 #: Hyper-parameters of :class:`KerasWindowModel` and their defaults (the paper's: 6 steps, 50 units).
 DEFAULTS: dict[str, Any] = {
@@ -98,6 +119,7 @@ class KerasWindowModel:
     def __init__(self, architecture: str, **params: Any) -> None:
         if architecture not in STACKS:
             raise ValueError(f"unknown architecture {architecture!r}; expected one of {', '.join(STACKS)}")
+        require_neural(f"the {architecture} model family")
         unknown = set(params) - set(DEFAULTS)
         if unknown:
             raise ValueError(f"unknown parameters for {architecture}: {', '.join(sorted(unknown))}")

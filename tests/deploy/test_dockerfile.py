@@ -32,7 +32,7 @@ def _last_stage() -> list[tuple[str, str]]:
     return instructions[start:]
 
 
-def test_the_image_installs_exactly_the_dependencies_of_pyproject_and_rocksdb(tmp_path: Path) -> None:
+def test_the_image_installs_the_dependencies_of_pyproject_and_the_stacks_extras(tmp_path: Path) -> None:
     # Run the Dockerfile's own extraction step on pyproject.toml and compare with the project's list.
     (step,) = [args for name, args in _instructions() if name == "RUN" and "/tmp/requirements.txt" in args
                and "tomllib" in args]
@@ -42,7 +42,8 @@ def test_the_image_installs_exactly_the_dependencies_of_pyproject_and_rocksdb(tm
     out = subprocess.run([sys.executable, "-c", command.group(1)], cwd=tmp_path, capture_output=True,
                          text=True, check=True).stdout
     project = PYPROJECT["project"]
-    assert out.splitlines() == project["dependencies"] + project["optional-dependencies"]["rocksdb"]
+    extras = project["optional-dependencies"]
+    assert out.splitlines() == project["dependencies"] + extras["neural"] + extras["rocksdb"]
     assert "pip install -r /tmp/requirements.txt" in step
 
 
