@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--data", type=Path, action="append", default=None,
                         help=f"CSV file or folder to replay (repeatable; default: {DEFAULT_DATA} of the "
-                        "shared data)")
+                        "sample data, FORECASTER_DATA_DIR)")
     parser.add_argument("--tickers", default=None, help="only these tickers, comma separated")
     parser.add_argument("--quick", action="store_true",
                         help="train an ARIMA champion instead of XGBoost (seconds instead of a minute)")
