@@ -7,11 +7,14 @@ naive and (0,1,1) a higher one (relative MAE 0.988, 0.929, 1.008 with a 64-retur
 
 from __future__ import annotations
 
+import datetime as dt
+
 import numpy as np
 import pytest
 
 from forecaster.cli import main
 from models import registry
+from models.core.bar import Bar
 from models.core.features import FEATURE_NAMES
 from models.training import train
 
@@ -55,6 +58,44 @@ def test_promotion_moves_the_champion_only_when_the_candidate_wins(aph_bars, sto
     assert not again.promoted
     assert any(f"not below champion version {better.version}" in reason for reason in again.reasons)
     assert registry.champion_version(store) == better.version
+
+
+def _panel_bars(c_price: float) -> list[Bar]:
+    """300 weekdays of three tickers: A and B with autocorrelated returns (AR(1), 0.5 and -0.5) that
+    ARIMA(2,1,0) forecasts better than naive, C a random walk it forecasts worse (seeded so that on
+    the last 60 days its relative MAE is 1.03), C priced at ``c_price``."""
+    rng = np.random.default_rng(7)
+    days = [d for d in (dt.date(2020, 1, 1) + dt.timedelta(days=i) for i in range(420)) if d.weekday() < 5]
+    bars = []
+    for ticker, phi, price in (("A", 0.5, 40.0), ("B", -0.5, 60.0), ("C", 0.0, c_price)):
+        noise = 0.01 * rng.normal(size=len(days))
+        returns = np.zeros(len(days))
+        for i in range(1, len(days)):
+            returns[i] = phi * returns[i - 1] + noise[i]
+        closes = price * np.exp(np.cumsum(returns))
+        opens = np.r_[closes[0], closes[:-1]]
+        bars += [Bar(ticker, day, o, max(o, c) * 1.002, min(o, c) * 0.998, c, v)
+                 for day, o, c, v in zip(days, opens, closes, rng.uniform(1e5, 2e5, len(days)), strict=True)]
+    return bars
+
+
+def test_one_tickers_price_scale_does_not_decide_the_promotion(store) -> None:
+    decisions = []
+    for c_price in (5.0, 500.0):
+        settings = store.replace(model_name=f"{store.model_name}-c{c_price:.0f}")
+        outcome = _train_arima(_panel_bars(c_price), settings, [2, 1, 0])
+        assert [round(t.relative_mae, 2) for t in outcome.evaluation.per_ticker] == [0.84, 0.9, 1.03]
+        decisions.append(registry.promote(settings, settings.model_name, significance=0.05))
+    cheap, dear = decisions
+    candidate = f"candidate v{cheap.candidate}"
+    # Pooled dollars would decide on C once it is dear: the old rule promoted one and refused the other.
+    assert cheap.scores[candidate]["mae"] < cheap.scores["naive"]["mae"]
+    assert dear.scores[candidate]["mae"] > dear.scores["naive"]["mae"]
+    assert cheap.promoted and dear.promoted
+    for key in ("relative_mae", "mase", "panel_dm_p_value"):
+        assert dear.scores[candidate][key] == pytest.approx(cheap.scores[candidate][key], rel=1e-9)
+    assert cheap.tickers == dear.tickers == 3 and cheap.wins == dear.wins == {"naive": 2}
+    assert "the candidate's MAE is below naive's on 2 of 3 tickers" in dear.summary()
 
 
 def test_already_champion_and_significance_refusals(aph_bars, store) -> None:
