@@ -1,6 +1,6 @@
 """Every model family against naive on real data: the numbers of ``docs/models.md``.
 
-Run from the repository root (about 3 minutes on 2 CPU cores)::
+Run from the repository root (about 10 minutes on 2 shared CPU cores)::
 
     .venv/bin/python bench/models_report.py --update docs/models.md
 
