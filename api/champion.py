@@ -131,7 +131,7 @@ def describe(settings: Settings) -> dict[str, Any]:
         "version": str(version.version), "family": tags.get("family"), "run_id": version.run_id,
         "test_start": tags.get("test_start"), "test_end": tags.get("test_end"),
         "metrics": _prefixed(metrics, "test_"), "naive_metrics": _prefixed(metrics, "naive_"),
-        "diebold_mariano": _prefixed(metrics, "dm_"),
+        "diebold_mariano": _prefixed(metrics, "panel_dm_"),
     }
     described["serving"] = f"{tags.get('family')} version {version.version}"
     return described

@@ -55,5 +55,5 @@ def run(result: ReadResult, choice: ModelChoice) -> dict[str, Any]:
         "dead_letters": dead_letters,
         "predictions": backtest.predictions,
         "scores": backtest.scores,
-        "metrics": {"pooled": backtest.pooled, "per_ticker": backtest.per_ticker},
+        "metrics": {"pooled": backtest.pooled, "per_ticker": backtest.per_ticker, "panel": backtest.panel},
     }

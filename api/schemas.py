@@ -49,9 +49,13 @@ class Metrics(BaseModel):
     """The model's metrics and naive's (``naive_`` prefix) on the same scored, non-warm-up days."""
 
     pooled: dict[str, float | None] = Field(
-        description="n, mae, rmse, mape, r2, mase, directional_accuracy, naive_mae, ..., coverage_95, "
+        description="n, mae, rmse (pooled in the prices' currency: the highest-priced tickers weigh most), "
+        "mape, r2, relative_mae (mae / naive_mae), directional_accuracy, naive_mae, ..., coverage_95, "
         "mean_width_95, winkler_95 over every ticker (null where undefined)")
     per_ticker: dict[str, dict[str, float | None]]
+    panel: dict[str, float | None] = Field(
+        description="scale-free over tickers: tickers, tickers_beating_naive (relative_mae below 1) and "
+        "relative_mae, the geometric mean of the per-ticker relative_mae")
 
 
 class ForecastOut(BaseModel):

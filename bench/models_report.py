@@ -1,6 +1,6 @@
 """Every model family against naive on real data: the numbers of ``docs/models.md``.
 
-Run from the repository root (about 3 minutes on 2 CPU cores)::
+Run from the repository root (about 10 minutes on 2 shared CPU cores)::
 
     .venv/bin/python bench/models_report.py --update docs/models.md
 
@@ -38,7 +38,7 @@ from models.backtest import run_backtest
 from models.core.bar import Bar
 from models.core.config import CoreConfig
 from models.dataset import feature_table
-from models.training import split_samples, train_on_table
+from models.training import naive_scales, split_samples, train_on_table
 from producers.readers import read_csv_bars
 
 #: Large, long-listed S&P 500 members from several sectors, fixed so the report is reproducible.
@@ -62,14 +62,42 @@ def single_window_us(model: Any, windows: np.ndarray, calls: int = 200) -> float
 
 
 def interval_summary(bars: list[Bar], config: CoreConfig, model: Any, first: dt.date, last: dt.date,
-                     ) -> dict[str, float]:
-    """Point and interval metrics of the core's scored predictions with target dates in the test period."""
+                     ) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """Point and interval metrics of the core's scored predictions with target dates in the test
+    period, and those scores."""
     from models.core.metrics import summarize
 
     result = run_backtest(bars, config, model)
     scores = [s for s in result.scores
               if first <= dt.date.fromisoformat(s["target_date"]) <= last and not s["warmup"]]
-    return summarize(scores)
+    return summarize(scores), scores
+
+
+def core_panel(scores: list[dict[str, Any]], scales: dict[str, float]) -> dict[str, Any]:
+    """The scale-free panel figures of the core's own model, as :func:`models.evaluation.evaluate`
+    gives them for a trained one (same per-ticker training scales)."""
+    from models.dataset import Samples
+    from models.evaluation import evaluate
+
+    field = {key: np.array([s[key] for s in scores])
+             for key in ("naive_close", "actual_close", "predicted_close")}
+    dates = np.array([s["target_date"] for s in scores], dtype="datetime64[D]")
+    samples = Samples(np.zeros((len(scores), 1, 1)), np.zeros(len(scores)), field["naive_close"],
+                      field["actual_close"], np.array([s["ticker"] for s in scores]), dates, dates)
+    return panel_row(evaluate(np.log(field["predicted_close"] / field["naive_close"]), samples, scales).panel)
+
+
+def panel_row(panel: Any) -> dict[str, Any]:
+    """The report's columns of a :class:`models.evaluation.PanelScore`."""
+    worse = panel.dm.statistic > 0
+    significant = panel.dm.p_value < 0.05
+    verdict = ("**significantly worse**" if significant and worse else "**significantly better**"
+               if significant else "worse (n.s.)" if panel.relative_mae > 1 else "better (n.s.)"
+               if panel.relative_mae < 1 else "same")
+    return {"relative_mae": panel.relative_mae, "mase": panel.mase, "naive_mase": panel.naive_mase,
+            "wins": f"{panel.beating_naive}/{panel.tickers}",
+            "dm_tickers": f"{panel.significantly_better}/{panel.significantly_worse}",
+            "dm_statistic": panel.dm.statistic, "dm_p_value": panel.dm.p_value, "verdict": verdict}
 
 
 def run_dataset(label: str, bars: list[Bar], settings: Any, test_start: dt.date | None, test_days: int,
@@ -87,12 +115,11 @@ def run_dataset(label: str, bars: list[Bar], settings: Any, test_start: dt.date 
         start = time.perf_counter()
         outcome.model.predict_returns(test.windows)
         batched_us = 1e6 * (time.perf_counter() - start) / len(test)
-        served = interval_summary(bars, CoreConfig.from_settings(settings, model="external"), outcome.model,
-                                  split.test_start, split.test_end)
+        served, _ = interval_summary(bars, CoreConfig.from_settings(settings, model="external"),
+                                     outcome.model, split.test_start, split.test_end)
         evaluation = outcome.evaluation
         rows.append({
-            "model": family, **evaluation.metrics, "n": outcome.counts["test"],
-            "dm_statistic": evaluation.dm.statistic, "dm_p_value": evaluation.dm.p_value,
+            "model": family, **evaluation.metrics, "n": outcome.counts["test"], **panel_row(evaluation.panel),
             "naive_mae": evaluation.naive_metrics["mae"], "naive_rmse": evaluation.naive_metrics["rmse"],
             "train_s": outcome.train_seconds, "batched_us": batched_us,
             "single_us": single_window_us(outcome.model, test.windows),
@@ -102,11 +129,12 @@ def run_dataset(label: str, bars: list[Bar], settings: Any, test_start: dt.date 
             or getattr(getattr(outcome.model, "attention", None), "epochs_trained", None),
         })
     assert split is not None
+    scales = naive_scales(table, split.train_end)
     for model in ("naive", "arima"):
-        served = interval_summary(bars, CoreConfig.from_settings(settings, model=model), None,
-                                  split.test_start, split.test_end)
+        served, scores = interval_summary(bars, CoreConfig.from_settings(settings, model=model), None,
+                                          split.test_start, split.test_end)
         rows.append({"model": f"{model} (core)", "mae": served["mae"], "rmse": served["rmse"],
-                     "mape": served["mape"], "r2": served["r2"], "mase": served["mase"],
+                     "mape": served["mape"], "r2": served["r2"], **core_panel(scores, scales),
                      "directional_accuracy": served["directional_accuracy"], "n": served["n"],
                      "served_mae": served["mae"], "served_n": served["n"],
                      **{k: v for k, v in served.items()
@@ -115,10 +143,12 @@ def run_dataset(label: str, bars: list[Bar], settings: Any, test_start: dt.date 
 
 
 #: (header, row key, format) of the point-metric and speed table.
-POINT_COLUMNS = (("MAE", "mae", ".5f"), ("RMSE", "rmse", ".5f"), ("MAPE %", "mape", ".3f"),
-                 ("R²", "r2", ".4f"), ("MASE", "mase", ".4f"), ("dir. acc.", "directional_accuracy", ".3f"),
-                 ("DM stat", "dm_statistic", ".3f"), ("DM p", "dm_p_value", ".3f"),
-                 ("beats naive", "beats", "s"),
+POINT_COLUMNS = (("rel. MAE", "relative_mae", ".4f"), ("MASE", "mase", ".4f"),
+                 ("beats naive on", "wins", "s"), ("DM better/worse", "dm_tickers", "s"),
+                 ("panel DM", "dm_statistic", ".3f"), ("panel DM p", "dm_p_value", ".3f"),
+                 ("vs naive", "verdict", "s"),
+                 ("MAE $", "mae", ".5f"), ("RMSE $", "rmse", ".5f"), ("MAPE %", "mape", ".3f"),
+                 ("dir. acc.", "directional_accuracy", ".3f"),
                  ("train s", "train_s", ".1f"), ("epochs", "epochs", "d"),
                  ("µs/pred batched", "batched_us", ".1f"), ("µs/pred single", "single_us", ".0f"))
 #: (header, row key, format) of the interval table.
@@ -142,12 +172,10 @@ def _table(rows: list[dict[str, Any]], columns: tuple[tuple[str, str, str], ...]
 
 
 def markdown(label: str, rows: list[dict[str, Any]]) -> str:
-    naive_mae = next(r["mae"] for r in rows if r["model"] == "naive (core)")
-    for r in rows:
-        if "dm_p_value" in r:
-            r["beats"] = "**yes**" if r["mae"] < r["naive_mae"] else "no"
+    naive = next(r for r in rows if r["model"] == "naive (core)")
     lines = [f"### {label}", "", *_table(rows, POINT_COLUMNS), "",
-             f"Naive MAE on these days: {naive_mae:.5f}. Intervals the core puts around each model "
+             f"Naive on these days: MASE {naive['naive_mase']:.4f}, MAE $ {naive['mae']:.5f}. "
+             "Intervals the core puts around each model "
              "(conformal, same test days; *served MAE* is the core serving the model, a check that it "
              "predicts what the evaluation scored):", "", *_table(rows, INTERVAL_COLUMNS)]
     return "\n".join(lines) + "\n"

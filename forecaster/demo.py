@@ -225,11 +225,14 @@ def follow_predictions(settings: Settings, expected: int, worker: WorkerHandle) 
 
 
 def per_ticker_table(scores: Sequence[dict], since: dt.date) -> list[str]:
-    """Predictions made and error against naive, per ticker, on the days from ``since``."""
+    """Predictions made and error against naive, per ticker, on the days from ``since``; the last line
+    pools the tickers scale-free (geometric mean of the relative MAEs, tickers that beat naive)."""
+    from forecaster.commands.backtest import panel_line
     from models.core import metrics
 
-    rows = [f"{'ticker':<8}{'scored':>8}{'MAE':>10}{'naive MAE':>11}{'MASE':>7}{'dir. acc.':>10}"
+    rows = [f"{'ticker':<8}{'scored':>8}{'MAE $':>10}{'naive MAE':>11}{'rel. MAE':>9}{'dir. acc.':>10}"
             f"{'cover 95':>10}"]
+    ratios = {}
     by_ticker: dict[str, list[dict]] = {}
     for score in scores:
         if score["target_date"] >= since.isoformat() and not score.get("warmup", False):
@@ -240,12 +243,13 @@ def per_ticker_table(scores: Sequence[dict], since: dt.date) -> list[str]:
         predicted = np.array([s["predicted_close"] for s in group])
         naive = np.array([s["naive_close"] for s in group])
         inside = np.mean([s.get("inside_95", False) for s in group])
+        ratios[ticker] = {"relative_mae": metrics.relative_mae(actual, predicted, naive)}
         rows.append(
             f"{ticker:<8}{len(group):>8}{metrics.mae(actual, predicted):>10.4f}"
-            f"{metrics.mae(actual, naive):>11.4f}{metrics.mase(actual, predicted, naive):>7.3f}"
+            f"{metrics.mae(actual, naive):>11.4f}{ratios[ticker]['relative_mae']:>9.3f}"
             f"{metrics.directional_accuracy(actual, predicted, naive):>10.1%}{inside:>10.1%}"
         )
-    return rows
+    return [*rows, panel_line(metrics.panel(ratios))]
 
 
 def prepare_champion(bars: Sequence, settings: Settings, *, quick: bool, test_start: dt.date) -> None:

@@ -135,8 +135,8 @@ def forecast_error(settings: Settings) -> dashboard.Dashboard:
              *(Query(f"vector({level})", f"nominal {level}") for level in settings.interval_levels)],
             unit="percentunit").min(0).max(1),
         (None, "transparent"), *((edge, "orange") for edge in coverage_bands(settings)))
-    mase = _threshold_lines(
-        _timeseries("Rolling MASE (below 1 beats naive)",
+    relative_mae = _threshold_lines(
+        _timeseries("Rolling relative MAE (below 1 beats naive)",
                     "Rolling MAE over the naive forecast's MAE on the same days.",
                     [Query(f"forecaster_rolling_mase{series}", "{{ticker}} {{model}}")]),
         (None, "green"), (1.0, "red"))
@@ -161,7 +161,7 @@ def forecast_error(settings: Settings) -> dashboard.Dashboard:
                     "tomorrow = today on the same days.",
                     [Query(f"forecaster_rolling_mae{series}", "{{ticker}} {{model}}"),
                      Query(f"forecaster_rolling_naive_mae{{{TICKER}}}", "{{ticker}} naive")]),
-        mase,
+        relative_mae,
         _timeseries("Rolling MAPE", "Rolling mean absolute percentage error.",
                     [Query(f"forecaster_rolling_mape{series}", "{{ticker}} {{model}}")], unit="percentunit"),
         _timeseries("Absolute percentage error quantiles", "Over the scored predictions of the interval.",

@@ -20,8 +20,10 @@ Examples
 >>> result = run_backtest(bars + bars[-1:], CoreConfig(model="naive", interval_levels=(0.5,)))
 >>> len(result.predictions), len(result.scores), [reason for _, reason in result.rejected]
 (5, 4, ['out_of_order'])
->>> result.pooled["n"], round(result.pooled["mae"], 4), result.pooled["mase"]  # the first was warm-up
+>>> result.pooled["n"], round(result.pooled["mae"], 4), result.pooled["relative_mae"]  # first: warm-up
 (3.0, 0.2667, 1.0)
+>>> result.panel
+{'tickers': 1.0, 'tickers_beating_naive': 0.0, 'relative_mae': 1.0}
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import numpy as np
 
 from models.core.bar import Bar
 from models.core.config import CoreConfig
-from models.core.metrics import summarize
+from models.core.metrics import panel, summarize
 from models.core.model_slot import PointModel
 from models.core.state import TickerState
 from models.core.step import step_many
@@ -56,7 +58,10 @@ class BacktestResult:
     states
         Each ticker's final state.
     pooled, per_ticker
-        :func:`~models.core.metrics.summarize` of the non-warm-up scores, pooled and per ticker.
+        :func:`~models.core.metrics.summarize` of the non-warm-up scores, pooled and per ticker
+        (pooled MAE and RMSE are in the prices' currency: the highest-priced tickers weigh most).
+    panel
+        :func:`~models.core.metrics.panel` of ``per_ticker``: the scale-free figures over tickers.
     """
 
     predictions: list[dict[str, Any]] = field(default_factory=list)
@@ -66,6 +71,7 @@ class BacktestResult:
     states: dict[str, TickerState] = field(default_factory=dict)
     pooled: dict[str, float] = field(default_factory=dict)
     per_ticker: dict[str, dict[str, float]] = field(default_factory=dict)
+    panel: dict[str, float] = field(default_factory=dict)
 
     def rows(self) -> list[dict[str, Any]]:
         """:func:`prediction_rows` of this backtest, for ``forecaster backtest --out``."""
@@ -127,4 +133,5 @@ def run_backtest(bars: Iterable[Bar], config: CoreConfig, model: PointModel | No
     for score in judged:
         by_ticker.setdefault(score["ticker"], []).append(score)
     result.per_ticker = {ticker: summarize(scores) for ticker, scores in sorted(by_ticker.items())}
+    result.panel = panel(result.per_ticker)
     return result

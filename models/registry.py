@@ -247,7 +247,13 @@ def _download_json(settings: Any, run_id: str, path: str) -> Any:
 
 @dataclass(frozen=True)
 class PromotionDecision:
-    """What ``forecaster promote`` decided and why."""
+    """What ``forecaster promote`` decided and why.
+
+    ``scores`` holds each model's figures on the shared days (``relative_mae`` is the panel's
+    geometric mean; ``mae`` and ``rmse`` are pooled dollar figures, shown but not deciding);
+    ``tickers`` is how many tickers they cover and ``wins`` on how many of them the candidate's MAE
+    is below naive's (``"naive"``) and the champion's (``"champion vN"``).
+    """
 
     promoted: bool
     name: str
@@ -256,13 +262,17 @@ class PromotionDecision:
     rule: str
     reasons: list[str] = field(default_factory=list)
     scores: dict[str, dict[str, float]] = field(default_factory=dict)
+    tickers: int = 0
+    wins: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> str:
-        """The printed verdict: the rule, the scores on the shared test window, the outcome."""
+        """The printed verdict: the rule, the scores on the shared test window, the wins, the outcome."""
         lines = [f"rule: {self.rule}"]
         for who, metrics in self.scores.items():
             shown = ", ".join(f"{k} {v:.6g}" for k, v in metrics.items())
             lines.append(f"  {who}: {shown}")
+        for rival, won in self.wins.items():
+            lines.append(f"  the candidate's MAE is below {rival}'s on {won} of {self.tickers} tickers")
         verdict = (f"promoted {self.name} version {self.candidate} to @{CHAMPION}" if self.promoted else
                    f"not promoted: {self.name} version {self.candidate} stays a candidate")
         lines.append(verdict + ("" if self.promoted else "; " + "; ".join(self.reasons)))
@@ -276,7 +286,8 @@ def _latest_version(mlflow_client: Any, name: str) -> str:
     return str(max(int(v.version) for v in versions))
 
 
-def _scored_on_same_days(models: dict[str, Any], table: Any, first: Any, last: Any) -> dict[str, Any]:
+def _scored_on_same_days(models: dict[str, Any], table: Any, first: Any, last: Any,
+                         scales: dict[str, float]) -> dict[str, Any]:
     """Evaluate each model (and naive) on the test samples that every one of them can predict."""
     from models.evaluation import evaluate
 
@@ -288,8 +299,20 @@ def _scored_on_same_days(models: dict[str, Any], table: Any, first: Any, last: A
     scored = {}
     for who, model in models.items():
         chosen = samples[who].select(np.array([k in common for k in keys[who]]))
-        scored[who] = evaluate(model.predict_returns(chosen.windows), chosen.closes, chosen.next_closes)
+        scored[who] = evaluate(model.predict_returns(chosen.windows), chosen, scales)
     return scored
+
+
+def _scores(evaluation: Any) -> dict[str, float]:
+    panel = evaluation.panel
+    return {"relative_mae": panel.relative_mae, "mase": panel.mase,
+            "tickers_beating_naive": float(panel.beating_naive), "panel_dm_p_value": panel.dm.p_value,
+            "mae": evaluation.metrics["mae"], "rmse": evaluation.metrics["rmse"]}
+
+
+def _wins(mine: Any, theirs: Any) -> int:
+    """Tickers where ``mine``'s MAE is below ``theirs`` (both scored on the same days)."""
+    return sum(a.mae < b.mae for a, b in zip(mine.per_ticker, theirs.per_ticker, strict=True))
 
 
 def promote(settings: Any, name: str, version: str | None = None, *,
@@ -297,10 +320,13 @@ def promote(settings: Any, name: str, version: str | None = None, *,
     """Move ``name@champion`` to ``version`` (default: the latest) if it wins on its test window.
 
     The candidate, the current champion and naive are scored on the same days: the candidate's
-    test window, stored with its run (``test_set.npz``). The candidate wins when its MAE is below
-    naive's, below the champion's (if there is one) and, with ``significance``, when the
-    Diebold-Mariano test against naive also gives a p-value below it. Otherwise nothing changes
-    and the decision says why.
+    test window, stored with its run (``test_set.npz``). The measure is scale-free, so that no
+    ticker decides for its price level: the geometric mean over tickers of each ticker's MAE
+    relative to naive's. The candidate wins when its measure is below 1 (naive's), below the
+    champion's (if there is one) and, with ``significance``, when the panel Diebold-Mariano test
+    against naive (losses scaled by each ticker's training-period naive MAE, from the run's
+    ``naive_scales.json``) gives a negative statistic with a p-value below it. Otherwise nothing
+    changes and the decision says why.
     """
     from mlflow.exceptions import MlflowException
 
@@ -317,15 +343,21 @@ def promote(settings: Any, name: str, version: str | None = None, *,
         champion = str(mlflow_client.get_model_version_by_alias(name, CHAMPION).version)
     except MlflowException:
         champion = None
-    rule = "candidate MAE < naive MAE" + (" and < champion MAE" if champion else "") + (
-        f" and Diebold-Mariano p-value vs naive < {significance}" if significance else "") + (
-        " on the candidate's test window")
+    rule = ("candidate relative MAE (geometric mean over tickers of MAE / naive MAE) < 1"
+            + (" and < the champion's" if champion else "")
+            + (f" and panel Diebold-Mariano p-value vs naive < {significance}" if significance else "")
+            + " on the candidate's test window")
     if champion == candidate:
         return PromotionDecision(False, name, candidate, champion, rule,
                                  [f"version {candidate} is already the {CHAMPION}"])
     tags = candidate_version.tags
     if "test_start" not in tags:
         raise ValueError(f"version {candidate} of {name} has no test window (not made by `forecaster train`)")
+    try:
+        scales = _download_json(settings, candidate_version.run_id, "naive_scales.json")
+    except (MlflowException, OSError):
+        raise ValueError(f"version {candidate} of {name} has no naive_scales.json (trained before scale-free "
+                         "promotion): train it again") from None
     with tempfile.TemporaryDirectory() as folder:
         local = mlflow_client.download_artifacts(candidate_version.run_id, "test_set.npz", folder)
         table = FeatureTable.load(local)
@@ -339,22 +371,28 @@ def promote(settings: Any, name: str, version: str | None = None, *,
         else:
             models[f"champion v{champion}"] = _restore(incumbent)
     first, last = (dt.date.fromisoformat(tags["test_start"]), dt.date.fromisoformat(tags["test_end"]))
-    scored = _scored_on_same_days(models, table, first, last)
+    scored = _scored_on_same_days(models, table, first, last, scales)
     mine = scored[f"candidate v{candidate}"]
-    scores = {who: {"mae": e.metrics["mae"], "rmse": e.metrics["rmse"], "mase": e.metrics["mase"],
-                    "dm_p_value": e.dm.p_value} for who, e in scored.items()}
-    scores["naive"] = {"mae": mine.naive_metrics["mae"], "rmse": mine.naive_metrics["rmse"]}
+    scores = {who: _scores(e) for who, e in scored.items()}
+    scores["naive"] = {"relative_mae": 1.0, "mase": mine.panel.naive_mase,
+                       "mae": mine.naive_metrics["mae"], "rmse": mine.naive_metrics["rmse"]}
+    wins = {"naive": mine.panel.beating_naive}
     if not mine.beats_naive():
-        reasons.append(f"MAE {mine.metrics['mae']:.6g} is not below naive's {mine.naive_metrics['mae']:.6g}")
-    if significance is not None and not (mine.dm.p_value < significance and mine.dm.statistic < 0):
-        reasons.append(f"Diebold-Mariano p-value {mine.dm.p_value:.3g} is not below {significance}")
+        reasons.append(f"relative MAE {mine.panel.relative_mae:.6g} is not below naive's 1")
+    dm = mine.panel.dm
+    if significance is not None and not (dm.p_value < significance and dm.statistic < 0):
+        reasons.append(f"panel Diebold-Mariano statistic {dm.statistic:.3g}, p-value {dm.p_value:.3g}: "
+                       f"not significantly better than naive at {significance}")
     if champion is not None and f"champion v{champion}" in scored:
         theirs = scored[f"champion v{champion}"]
-        if not mine.metrics["mae"] < theirs.metrics["mae"]:
-            reasons.append(f"MAE {mine.metrics['mae']:.6g} is not below champion version {champion}'s "
-                           f"{theirs.metrics['mae']:.6g}")
+        wins[f"champion v{champion}"] = _wins(mine, theirs)
+        if not mine.panel.relative_mae < theirs.panel.relative_mae:
+            reasons.append(f"relative MAE {mine.panel.relative_mae:.6g} is not below champion version "
+                           f"{champion}'s {theirs.panel.relative_mae:.6g}")
+    decided = PromotionDecision(not reasons, name, candidate, champion, rule, reasons, scores,
+                                mine.panel.tickers, wins)
     if reasons:
-        return PromotionDecision(False, name, candidate, champion, rule, reasons, scores)
+        return decided
     mlflow_client.set_registered_model_alias(name, CHAMPION, candidate)
     log.info("promoted %s version %s to @%s (was %s)", name, candidate, CHAMPION, champion)
-    return PromotionDecision(True, name, candidate, champion, rule, [], scores)
+    return decided

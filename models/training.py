@@ -13,12 +13,16 @@ The order of events keeps everything causal:
 4. the test samples are predicted in one batch and scored as next closes beside naive.
 
 What MLflow receives, in one run of the given experiment: parameters (family, hyper-parameters,
-split, tickers, core settings); test metrics of the model (``test_*``) and of naive (``naive_*``)
-with the Diebold-Mariano statistic and p-value; ``predicted_vs_actual.png`` and
-``error_distribution.png``; ``reference.json`` (the training features' quantile bins, the drift
-monitor's reference); ``test_set.npz`` (the test window's feature rows, so that ``forecaster promote``
-can score any model on exactly these days); and the model in its native flavour, registered as a
-new version of ``settings.model_name``.
+split, tickers, core settings); pooled test metrics of the model (``test_*``) and of naive
+(``naive_*``; MAE, RMSE and MSE in the prices' currency), the scale-free panel figures
+(``test_relative_mae``, ``test_mase``, ``naive_mase``, ``test_tickers_beating_naive``,
+``panel_dm_statistic``, ``panel_dm_p_value``; :class:`models.evaluation.PanelScore`),
+``per_ticker.json`` (each ticker's scores and Diebold-Mariano test), ``naive_scales.json`` (each
+ticker's naive MAE over the training period, the scale of MASE, so promotion scales as training
+did); ``predicted_vs_actual.png`` and ``error_distribution.png``; ``reference.json`` (the training
+features' quantile bins, the drift monitor's reference); ``test_set.npz`` (the test window's
+feature rows, so that ``forecaster promote`` can score any model on exactly these days); and the
+model in its native flavour, registered as a new version of ``settings.model_name``.
 """
 
 from __future__ import annotations
@@ -78,14 +82,14 @@ class TrainOutcome:
     model: Any
 
     def summary(self) -> str:
-        """Two lines: the model's and naive's test scores, and the Diebold-Mariano verdict."""
-        m, n, dm = self.evaluation.metrics, self.evaluation.naive_metrics, self.evaluation.dm
+        """The test scores: scale-free over the panel of tickers, then the pooled dollar figures."""
+        m, n, panel = self.evaluation.metrics, self.evaluation.naive_metrics, self.evaluation.panel
         verdict = "beats" if self.evaluation.beats_naive() else "does not beat"
         return (f"{self.family} version {self.version} (run {self.run_id}): test {self.split.test_start}.."
-                f"{self.split.test_end}, {self.counts['test']} predictions\n"
-                f"  MAE {m['mae']:.5f} vs naive {n['mae']:.5f}, RMSE {m['rmse']:.5f} vs {n['rmse']:.5f}, "
-                f"MASE {m['mase']:.4f}: {verdict} naive (Diebold-Mariano {dm.statistic:.3f}, "
-                f"p = {dm.p_value:.3g})")
+                f"{self.split.test_end}, {self.counts['test']} predictions of {panel.tickers} tickers\n"
+                f"  {panel.summary()}: {verdict} naive\n"
+                f"  pooled MAE $ {m['mae']:.5f} vs naive {n['mae']:.5f}, RMSE $ {m['rmse']:.5f} vs "
+                f"{n['rmse']:.5f} (dollar figures: the highest-priced tickers weigh most)")
 
 
 def select_bars(bars: Sequence[Bar], tickers: Collection[str] | None) -> list[Bar]:
@@ -175,6 +179,30 @@ def train(bars: Sequence[Bar], family: str, settings: Any, *, experiment: str = 
                           test_start=test_start, test_days=test_days, validation_fraction=validation_fraction)
 
 
+def naive_scales(table: FeatureTable, train_end: dt.date) -> dict[str, float]:
+    """Each ticker's naive MAE ``|close[t+1] - close[t]|`` over target dates to ``train_end``: MASE's scale.
+
+    From the table's closes, not its samples, so that no day is left out for lack of features.
+
+    Examples
+    --------
+    >>> days = np.array(["2024-01-0%d" % d for d in (1, 2, 3, 4, 1, 2)], dtype="datetime64[D]")
+    >>> table = FeatureTable(np.zeros((6, 1)), np.array(["A"] * 4 + ["B"] * 2), days,
+    ...                      np.array([10.0, 11, 10, 30, 5, 6]), ("x",))
+    >>> naive_scales(table, dt.date(2024, 1, 3))
+    {'A': 1.0, 'B': 1.0}
+    """
+    from models.core.metrics import naive_scale
+
+    scales = {}
+    for ticker in dict.fromkeys(table.tickers.tolist()):
+        rows = np.flatnonzero(table.tickers == ticker)
+        pairs = rows[:-1][table.dates[rows[1:]] <= np.datetime64(train_end, "D")]
+        if len(pairs):
+            scales[ticker] = naive_scale(table.closes[pairs], table.closes[pairs + 1])
+    return scales
+
+
 def split_samples(samples: Samples, split: DateSplit) -> dict[str, Samples]:
     """The samples of each period of ``split``."""
     return {
@@ -208,7 +236,8 @@ def train_on_table(table: FeatureTable, family: str, settings: Any, *, experimen
               parts["validation"].windows, parts["validation"].returns)
     train_seconds = time.perf_counter() - started
     test = parts["test"]
-    evaluation = evaluate(model.predict_returns(test.windows), test.closes, test.next_closes)
+    scales = naive_scales(table, split.train_end)
+    evaluation = evaluate(model.predict_returns(test.windows), test, scales)
     counts = {name: len(part) for name, part in parts.items()}
 
     with mlflow.start_run(experiment_id=registry.experiment_id(settings, experiment),
@@ -226,9 +255,12 @@ def train_on_table(table: FeatureTable, family: str, settings: Any, *, experimen
         mlflow.log_metrics({
             **{f"test_{k}": v for k, v in evaluation.metrics.items()},
             **{f"naive_{k}": v for k, v in evaluation.naive_metrics.items()},
-            "dm_statistic": evaluation.dm.statistic, "dm_p_value": evaluation.dm.p_value,
-            "train_seconds": train_seconds,
+            **{f"test_{k}": v for k, v in evaluation.panel.metrics().items()},
+            "naive_mase": evaluation.panel.naive_mase, "panel_dm_statistic": evaluation.panel.dm.statistic,
+            "panel_dm_p_value": evaluation.panel.dm.p_value, "train_seconds": train_seconds,
         })
+        mlflow.log_dict({s.ticker: s.metrics() for s in evaluation.per_ticker}, "per_ticker.json")
+        mlflow.log_dict(scales, "naive_scales.json")
         for filename, figure in figures(evaluation, family).items():
             mlflow.log_figure(figure, filename)
         train_rows = table.features[(table.dates <= np.datetime64(split.train_end, "D"))]
@@ -240,6 +272,7 @@ def train_on_table(table: FeatureTable, family: str, settings: Any, *, experimen
             mlflow.log_artifact(str(path))
         version = registry.log_and_register(model, settings, table.feature_names, tags={
             "test_start": str(split.test_start), "test_end": str(split.test_end),
+            "test_relative_mae": repr(evaluation.panel.relative_mae),
             "test_mae": repr(evaluation.metrics["mae"]), "naive_mae": repr(evaluation.naive_metrics["mae"]),
             "tickers": json.dumps(sorted(set(table.tickers.tolist())))[:5000],
         })

@@ -4,6 +4,7 @@ a worker, the replay, the table and the report; then a second run reusing what t
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -45,6 +46,8 @@ def test_demo_runs_end_to_end_and_a_second_run_reuses_the_first(small_slice: Pat
     assert "predicted  " in out and "100%" in out
     table = out[out.index("Out-of-sample days"):]
     assert "\nAAPL " in table and "\nMSFT " in table
+    assert re.search(r"\nrelative MAE over 2 tickers \(geometric mean\) \d\.\d{4}; "
+                     r"MAE below naive on \d of 2", table)
     report = home / "demo-report.png"
     assert report.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "broker     stopped" in out and "worker     stopped" in out

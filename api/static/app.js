@@ -141,10 +141,13 @@ function showForecast(answer) {
   forecast = answer;
   $("#result").hidden = false;
   const model = answer.model;
+  const panel = answer.metrics.panel;
   $("#summary").textContent = `${answer.bars} bars of ${answer.tickers.length} ticker(s) from ` +
     `${answer.rows_read} rows, ${answer.dead_letters.length} rejected, ${answer.filtered} of other ` +
     `tickers; model ${model.name} ` +
-    `${model.version} (asked for ${model.requested}); ${answer.scores.length} scored predictions.`;
+    `${model.version} (asked for ${model.requested}); ${answer.scores.length} scored predictions; ` +
+    `relative MAE over ${panel.tickers} ticker(s) (geometric mean) ${number(panel.relative_mae)}, ` +
+    `below naive's on ${panel.tickers_beating_naive}.`;
   $("#model-name").textContent = model.name;
   const series = $("#series");
   series.replaceChildren(...answer.tickers.map((t) => new Option(t, t)));

@@ -17,16 +17,19 @@ from typing import Any
 from forecaster.cli_options import add_csv_selection
 from forecaster.settings import Settings
 
-POINT_METRICS = (("MAE", "mae"), ("RMSE", "rmse"), ("MAPE %", "mape"), ("R²", "r2"), ("MASE", "mase"),
-                 ("directional accuracy", "directional_accuracy"))
+POINT_METRICS = (("MAE $ (pooled)", "mae"), ("RMSE $ (pooled)", "rmse"), ("MAPE %", "mape"), ("R²", "r2"),
+                 ("relative MAE (pooled)", "relative_mae"), ("directional accuracy", "directional_accuracy"))
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "backtest", help="run the forecasting core over CSV files and compare it with naive",
         description="Read CSV files as `replay` does, run the per-bar forecasting core over the bars in "
-        "date order, and print MAE, RMSE, MAPE, R², MASE and directional accuracy of the model and of "
-        "the naive forecast on the same days, with interval coverage, mean width and Winkler score.",
+        "date order, and print MAE, RMSE, MAPE, R², relative MAE (MAE / naive MAE) and directional accuracy "
+        "of the model and of the naive forecast on the same days, with interval coverage, mean width and "
+        "Winkler score; over several tickers also the geometric mean of the per-ticker relative MAEs and "
+        "the number of tickers where the model beats naive (MAE and RMSE pooled in dollars let the "
+        "highest-priced tickers decide).",
     )
     parser.add_argument("paths", nargs="+", metavar="PATH", help="CSV file, .csv.gz file or folder")
     parser.add_argument("--model", default=None, metavar="naive|arima|URI",
@@ -81,6 +84,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     print(f"model {name}: {len(result.predictions)} predictions, {len(result.scores)} scored, "
           f"{int(result.pooled['n'])} after warm-up (compared with naive on those days)")
     print("\n".join(metrics_table(result.pooled, name)))
+    print(panel_line(result.panel))
     if args.out is not None:
         write_rows(result.rows(), args.out)
         print(f"wrote {len(result.predictions)} predictions to {args.out}")
@@ -110,6 +114,17 @@ def metrics_table(pooled: dict[str, float], name: str) -> list[str]:
                      f"mean width {_number(pooled[f'mean_width_{level}'])}  "
                      f"Winkler {_number(pooled[f'winkler_{level}'])}")
     return lines
+
+
+def panel_line(panel: dict[str, float]) -> str:
+    """The scale-free verdict over tickers.
+
+    >>> panel_line({"tickers": 10.0, "tickers_beating_naive": 3.0, "relative_mae": 1.0123})
+    'relative MAE over 10 tickers (geometric mean) 1.0123; MAE below naive on 3 of 10 tickers'
+    """
+    tickers = int(panel["tickers"])
+    return (f"relative MAE over {tickers} tickers (geometric mean) {_number(panel['relative_mae'])}; "
+            f"MAE below naive on {int(panel['tickers_beating_naive'])} of {tickers} tickers")
 
 
 def write_rows(rows: list[dict[str, Any]], path: Path) -> None:

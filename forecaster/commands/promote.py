@@ -11,15 +11,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "promote", help="make a registered version the champion if it beats naive and the champion",
         description="Score the candidate version, the current champion and the naive forecast on the "
-        "candidate's test window; move NAME@champion to the candidate only if its MAE is below both "
-        "(and, with --significance, the Diebold-Mariano test against naive agrees). Exit status: 0 "
+        "candidate's test window, per ticker; move NAME@champion to the candidate only if its relative MAE "
+        "(the geometric mean over tickers of MAE / naive MAE, which no ticker's price level decides) is "
+        "below 1 and below the champion's (and, with --significance, the panel Diebold-Mariano test "
+        "against naive agrees). Prints on how many tickers the candidate wins. Exit status: 0 "
         "promoted, 1 not promoted (nothing changed).",
     )
     parser.add_argument("name", metavar="NAME", help="registered model name (the worker serves "
                         "FORECASTER_MODEL_NAME, default next-close)")
     parser.add_argument("--version", default=None, help="candidate version (default: the latest)")
     parser.add_argument("--significance", type=float, default=None, metavar="ALPHA",
-                        help="also require a Diebold-Mariano p-value against naive below ALPHA")
+                        help="also require a panel Diebold-Mariano p-value against naive below ALPHA "
+                        "(losses scaled per ticker, averaged per date)")
     parser.set_defaults(run=run)
 
 

@@ -164,7 +164,7 @@ def _draw(rows: list[dict[str, Any]], ticker: str) -> tuple[bytes, list[tuple[st
         error.legend(loc="upper left", fontsize=8)
         summary += [("MAE", f"{metrics.mae(actual, predicted):.4f}"),
                     ("naive MAE", f"{metrics.mae(actual, naive):.4f}"),
-                    ("MASE", f"{metrics.mase(actual, predicted, naive):.3f}")]
+                    ("relative MAE", f"{metrics.relative_mae(actual, predicted, naive):.3f}")]
         for label in levels:
             inside = metrics.inside(actual, np.array([r[f"lower_{label}"] for r in judged]),
                                     np.array([r[f"upper_{label}"] for r in judged]))

@@ -8,8 +8,10 @@ Examples
 >>> import numpy as np
 >>> actual, predicted = np.array([10.0, 11.0, 10.0]), np.array([10.5, 10.5, 10.5])
 >>> naive = np.array([9.0, 10.0, 11.0])
->>> float(mae(actual, predicted)), float(mase(actual, predicted, naive))
+>>> float(mae(actual, predicted)), float(relative_mae(actual, predicted, naive))
 (0.5, 0.5)
+>>> float(mase(actual, predicted, scale=0.25)), float(geometric_mean(np.array([0.5, 2.0])))
+(2.0, 1.0)
 >>> float(directional_accuracy(actual, predicted, previous=naive))
 1.0
 >>> winkler(np.array([12.0]), np.array([10.0]), np.array([11.0]), 0.5).tolist()  # width 1 + (2 / 0.5) * 1
@@ -49,10 +51,37 @@ def r2(actual: np.ndarray, predicted: np.ndarray) -> float:
     return 1.0 - float(np.sum((actual - predicted) ** 2)) / total if total > 0 else float("nan")
 
 
-def mase(actual: np.ndarray, predicted: np.ndarray, naive: np.ndarray) -> float:
-    """MAE scaled by the naive forecast's MAE on the same days: below 1 beats naive."""
+def relative_mae(actual: np.ndarray, predicted: np.ndarray, naive: np.ndarray) -> float:
+    """MAE divided by the naive forecast's MAE on the same days: below 1 beats naive.
+
+    Scale-free within a ticker, but not Hyndman's MASE (:func:`mase`), whose scale comes from the
+    training period.
+    """
     scale = mae(actual, naive)
     return mae(actual, predicted) / scale if scale > 0 else float("nan")
+
+
+def mase(actual: np.ndarray, predicted: np.ndarray, scale: float) -> float:
+    """Hyndman's mean absolute scaled error: MAE divided by ``scale``, the mean absolute error of the
+    naive forecast over the *training* period (:func:`naive_scale`). NaN when the scale is not positive."""
+    return mae(actual, predicted) / scale if scale > 0 else float("nan")
+
+
+def naive_scale(closes: np.ndarray, next_closes: np.ndarray) -> float:
+    """The scale of :func:`mase`: the naive forecast's mean absolute error ``|next close - close|``."""
+    return mae(next_closes, closes)
+
+
+def geometric_mean(values: np.ndarray) -> float:
+    """Geometric mean of positive ratios (e.g. per-ticker relative MAEs); NaN if empty or one is not > 0.
+
+    The pooling of ratios that no single ticker's price level can dominate, and that treats 0.5 and
+    2 as opposite errors of equal size.
+    """
+    values = np.asarray(values, dtype=float)
+    if not values.size or not (values > 0).all():
+        return float("nan")
+    return float(np.exp(np.mean(np.log(values))))
 
 
 def directional_accuracy(actual: np.ndarray, predicted: np.ndarray, previous: np.ndarray) -> float:
@@ -92,10 +121,11 @@ def winkler(actual: np.ndarray, lower: np.ndarray, upper: np.ndarray,
 def summarize(scores: Sequence[Mapping[str, Any]]) -> dict[str, float]:
     """Every metric of a set of score records (``schemas/score.schema.json``), model and naive.
 
-    Keys: ``n``; ``mae``, ``rmse``, ``mape``, ``r2``, ``mase``, ``directional_accuracy`` of the
-    model and the same with a ``naive_`` prefix for the naive forecast on the same days (but no
-    naive directional accuracy: it never predicts a move); ``coverage_L``, ``mean_width_L`` and
-    ``winkler_L`` for each interval level ``L`` the records carry. Empty input gives NaN metrics.
+    Keys: ``n``; ``mae``, ``rmse`` (in the prices' currency), ``mape``, ``r2``, ``relative_mae``,
+    ``directional_accuracy`` of the model and the same with a ``naive_`` prefix for the naive
+    forecast on the same days (but no naive directional accuracy: it never predicts a move);
+    ``coverage_L``, ``mean_width_L`` and ``winkler_L`` for each interval level ``L`` the records
+    carry. Empty input gives NaN metrics.
     """
     actual = np.array([s["actual_close"] for s in scores], dtype=float)
     predicted = np.array([s["predicted_close"] for s in scores], dtype=float)
@@ -106,7 +136,7 @@ def summarize(scores: Sequence[Mapping[str, Any]]) -> dict[str, float]:
         out[prefix + "rmse"] = rmse(actual, forecast)
         out[prefix + "mape"] = mape(actual, forecast)
         out[prefix + "r2"] = r2(actual, forecast)
-        out[prefix + "mase"] = mase(actual, forecast, naive)
+        out[prefix + "relative_mae"] = relative_mae(actual, forecast, naive)
     out["directional_accuracy"] = directional_accuracy(actual, predicted, naive)
     labels = [key[len("inside_"):] for key in scores[0] if key.startswith("inside_")] if scores else []
     for label in labels:
@@ -114,3 +144,21 @@ def summarize(scores: Sequence[Mapping[str, Any]]) -> dict[str, float]:
         out[f"mean_width_{label}"] = _mean(np.array([s[f"width_{label}"] for s in scores], dtype=float))
         out[f"winkler_{label}"] = _mean(np.array([s[f"winkler_{label}"] for s in scores], dtype=float))
     return out
+
+
+def panel(per_ticker: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+    """Scale-free figures over tickers from their :func:`summarize` results: ``tickers`` (those
+    with a defined relative MAE), ``tickers_beating_naive`` (relative MAE below 1) and
+    ``relative_mae``, the geometric mean of the per-ticker relative MAEs.
+
+    Unlike the pooled MAE, no ticker weighs more here because its prices are higher.
+
+    Examples
+    --------
+    >>> panel({"A": {"relative_mae": 0.5}, "B": {"relative_mae": 2.0}, "C": {"relative_mae": float("nan")}})
+    {'tickers': 2.0, 'tickers_beating_naive': 1.0, 'relative_mae': 1.0}
+    """
+    ratios = np.array([m["relative_mae"] for m in per_ticker.values()], dtype=float)
+    ratios = ratios[np.isfinite(ratios)]
+    return {"tickers": float(ratios.size), "tickers_beating_naive": float(np.sum(ratios < 1)),
+            "relative_mae": geometric_mean(ratios)}

@@ -1,9 +1,13 @@
 """The attention/XGBoost hybrid: boosted trees on the attention model's forecast plus day t's features.
 
 The reference design stacks XGBoost on the attention CNN-BiLSTM's output. Here both stages see the
-training period only: the network is trained first, then the booster learns from
-``[features at t, network's predicted return]`` on the same training windows and is early-stopped
-on the validation windows, where the network's forecasts are out of sample.
+training period only, and the booster never learns from forecasts of windows the network was
+trained on (those are better than any forecast it will see): the training windows are cut into
+:data:`FOLDS` consecutive blocks, and each block's forecasts come from a network trained on the
+other blocks, less the ``lookback`` windows on either side of the block (a neighbouring window
+holds the block's targets among its features). The booster learns from ``[features at t,
+out-of-fold forecast]``; it is early-stopped on the validation windows with the forecasts of the
+network trained on all training windows, the network it serves with.
 
 Examples
 --------
@@ -23,6 +27,9 @@ import numpy as np
 
 from models.families.boosted import day_t_booster_params, fit_booster
 from models.families.neural import KerasWindowModel
+
+#: Blocks of the training windows for the network's out-of-fold forecasts (each block costs a fit).
+FOLDS = 3
 
 
 class AttentionXGBoost:
@@ -49,11 +56,25 @@ class AttentionXGBoost:
     def _stacked(self, windows: np.ndarray) -> np.ndarray:
         return np.column_stack([windows[:, -1, :], self.attention.predict_returns(windows)])
 
+    def out_of_fold(self, windows: np.ndarray, targets: np.ndarray,
+                    val_windows: np.ndarray, val_targets: np.ndarray) -> np.ndarray:
+        """Each training window's forecast by a network trained without its block (see the module)."""
+        forecasts = np.empty(len(windows))
+        for block in np.array_split(np.arange(len(windows)), FOLDS):
+            keep = np.ones(len(windows), dtype=bool)
+            keep[max(block[0] - self.lookback, 0): block[-1] + self.lookback + 1] = False
+            network = KerasWindowModel("cnn_bilstm_attention", **self.attention.params)
+            network.fit(windows[keep], targets[keep], val_windows, val_targets)
+            forecasts[block] = network.predict_returns(windows[block])
+        return forecasts
+
     def fit(self, windows: np.ndarray, targets: np.ndarray,
             val_windows: np.ndarray, val_targets: np.ndarray) -> AttentionXGBoost:
-        """Train the network, then the booster on its forecasts (both on the training windows)."""
+        """Train the network, then the booster on out-of-fold forecasts of the training windows."""
+        stacked = np.column_stack([windows[:, -1, :], self.out_of_fold(windows, targets, val_windows,
+                                                                       val_targets)])
         self.attention.fit(windows, targets, val_windows, val_targets)
-        self.booster = fit_booster(self._stacked(windows), targets, self._stacked(val_windows), val_targets,
+        self.booster = fit_booster(stacked, targets, self._stacked(val_windows), val_targets,
                                    self.booster_params)
         return self
 

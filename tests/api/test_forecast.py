@@ -54,8 +54,12 @@ def test_csv_upload_is_the_backtest_of_the_same_file(client: TestClient, data_di
     assert answer["metrics"]["pooled"] == pytest.approx(expected.pooled)
     assert answer["metrics"]["per_ticker"]["601988.SH"] == pytest.approx(expected.pooled)
     pooled = answer["metrics"]["pooled"]
-    assert {"mae", "naive_mae", "mase", "coverage_95", "winkler_80"} <= pooled.keys()
-    assert pooled["mase"] == pytest.approx(pooled["mae"] / pooled["naive_mae"])
+    assert {"mae", "naive_mae", "relative_mae", "coverage_95", "winkler_80"} <= pooled.keys()
+    assert pooled["relative_mae"] == pytest.approx(pooled["mae"] / pooled["naive_mae"])
+    # One ticker: its geometric mean is its own relative MAE.
+    assert answer["metrics"]["panel"] == pytest.approx(
+        {"tickers": 1, "tickers_beating_naive": float(pooled["relative_mae"] < 1),
+         "relative_mae": pooled["relative_mae"]})
 
 
 def test_rejected_rows_come_back_with_reason_and_source(client: TestClient, two_sp500_tickers: Path) -> None:
@@ -70,7 +74,8 @@ def test_rejected_rows_come_back_with_reason_and_source(client: TestClient, two_
         ("dhr-lnt.csv:2070", "low_above_open_close", "2016-05-19,35.19,35.785,35.085,17.87,1231722,LNT"),
     ]
     assert answer["model"]["name"] == "naive"
-    assert answer["metrics"]["pooled"]["mase"] == 1.0  # naive against itself
+    assert answer["metrics"]["pooled"]["relative_mae"] == 1.0  # naive against itself
+    assert answer["metrics"]["panel"] == {"tickers": 2, "tickers_beating_naive": 0, "relative_mae": 1.0}
 
 
 def test_gzipped_upload_of_many_tickers_within_the_size_limit(client: TestClient, data_dir: Path) -> None:

@@ -100,8 +100,9 @@ def test_upload_charts_the_forecast_and_the_live_table_fills(
     assert len(browser.find_elements(By.CSS_SELECTOR, "#errors rect")) == 3680
     metrics = {row.find_elements(By.TAG_NAME, "td")[0].text for row in
                browser.find_elements(By.CSS_SELECTOR, "#metrics tbody tr")}
-    assert {"mae", "rmse", "mase", "coverage_95"} <= metrics
-    assert "3681 bars of 1 ticker(s)" in browser.find_element(By.ID, "summary").text
+    assert {"mae", "rmse", "relative_mae", "coverage_95"} <= metrics
+    summary = browser.find_element(By.ID, "summary").text
+    assert "3681 bars of 1 ticker(s)" in summary and "relative MAE over 1 ticker(s)" in summary
 
     # The page redraws the live table every few seconds: read it in one script call, never
     # element by element (an element found before a redraw is gone after it).

@@ -52,13 +52,17 @@ def test_metrics_compare_the_model_with_naive_on_the_same_days(sp500_bars: list[
     actual = np.array([s["actual_close"] for s in judged])
     assert pooled["mae"] == pytest.approx(np.mean(np.abs([s["error"] for s in judged])))
     assert pooled["naive_mae"] == pytest.approx(np.mean(np.abs([s["naive_error"] for s in judged])))
-    assert pooled["mase"] == pytest.approx(pooled["mae"] / pooled["naive_mae"])
-    assert pooled["naive_mase"] == 1.0
+    assert pooled["relative_mae"] == pytest.approx(pooled["mae"] / pooled["naive_mae"])
+    assert pooled["naive_relative_mae"] == 1.0
     naive = np.array([s["naive_close"] for s in judged])
     assert pooled["naive_rmse"] == pytest.approx(np.sqrt(np.mean((actual - naive) ** 2)))
     assert 0.0 <= pooled["directional_accuracy"] <= 1.0
     assert set(result.per_ticker) == set(TICKERS)
     assert result.per_ticker["GE"] == summarize([s for s in judged if s["ticker"] == "GE"])
+    ratios = [result.per_ticker[t]["relative_mae"] for t in TICKERS]
+    assert result.panel["tickers"] == len(TICKERS)
+    assert result.panel["tickers_beating_naive"] == sum(r < 1 for r in ratios)
+    assert result.panel["relative_mae"] == pytest.approx(np.prod(ratios) ** (1 / len(ratios)))
     for label in ("80", "95"):
         assert pooled[f"coverage_{label}"] == np.mean([s[f"inside_{label}"] for s in judged])
 

@@ -28,7 +28,9 @@ def test_backtest_reproduces_the_reference_naive_figures_and_writes_rows_and_rep
     assert len(period) == 180 and all(r["warmup"] == "False" for r in period)
     naive_errors = [abs(float(r["naive_error"])) for r in period]
     assert sum(naive_errors) / 180 == pytest.approx(0.01172, abs=5e-6)
-    assert re.search(r"^MAE\s+\d\.\d{4}\s+\d\.\d{4}$", printed, re.MULTILINE)
+    assert re.search(r"^MAE \$ \(pooled\)\s+\d\.\d{4}\s+\d\.\d{4}$", printed, re.MULTILINE)
+    assert re.search(r"^relative MAE over 1 tickers \(geometric mean\) 1\.\d{4}; "
+                     r"MAE below naive on 0 of 1 tickers$", printed, re.MULTILINE)
     assert re.search(r"^95 % interval\s+coverage 0\.\d{4}", printed, re.MULTILINE)
     assert rows[0].keys() >= {"ticker", "as_of", "target_date", "predicted_close", "model", "actual_close",
                               "error", "lower_95", "upper_95", "warmup"}

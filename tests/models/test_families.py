@@ -54,3 +54,32 @@ def test_attention_hybrid_round_trips_through_mlflow_natively(aph_bars, store) -
         assert component.signature is not None
     assert "keras" in mlflow.models.get_model_info(network_uri).flavors
     assert outcome.counts["train"] > outcome.counts["validation"] > 0 and outcome.counts["test"] == 60
+
+
+def test_attention_hybrid_booster_learns_from_out_of_fold_network_forecasts(monkeypatch) -> None:
+    from models.families import hybrid
+    from models.families.neural import KerasWindowModel
+
+    seen = {}
+
+    def recording(features, targets, *args):
+        seen["features"] = features
+        return real(features, targets, *args)
+
+    real = hybrid.fit_booster
+    monkeypatch.setattr(hybrid, "fit_booster", recording)
+    train_w, train_y = _windows(3, 96, 2)
+    val_w, val_y = _windows(4, 24, 2)
+    attention = {"lookback": 2, "units": 4, "filters": 4, "epochs": 1, "batch_size": 32}
+    model = create("attention_xgboost", attention=attention, booster={"n_estimators": 10})
+    model.fit(train_w, train_y, val_w, val_y)
+    stacked = seen["features"][:, -1]
+    # Not the served network's forecasts of its own training windows ...
+    assert not np.allclose(stacked, model.attention.predict_returns(train_w))
+    # ... but, block by block, those of a network that never saw the block or its neighbours.
+    first = np.array_split(np.arange(96), hybrid.FOLDS)[0]
+    keep = np.ones(96, dtype=bool)
+    keep[: first[-1] + 1 + 2] = False
+    without = KerasWindowModel("cnn_bilstm_attention", **model.attention.params).fit(
+        train_w[keep], train_y[keep], val_w, val_y)
+    np.testing.assert_allclose(stacked[first], without.predict_returns(train_w[first]), rtol=1e-5)

@@ -2,16 +2,19 @@
 
 The ARIMA family needs no training and is deterministic, which makes it the family these tests
 promote. On APH's last 60 days the ARIMA(1,1,0) and ARIMA(2,1,0) forecasts have a lower MAE than
-naive and (0,1,1) a higher one (MASE 0.988, 0.929, 1.008 with a 64-return window).
+naive and (0,1,1) a higher one (relative MAE 0.988, 0.929, 1.008 with a 64-return window).
 """
 
 from __future__ import annotations
+
+import datetime as dt
 
 import numpy as np
 import pytest
 
 from forecaster.cli import main
 from models import registry
+from models.core.bar import Bar
 from models.core.features import FEATURE_NAMES
 from models.training import train
 
@@ -26,7 +29,7 @@ def test_promotion_moves_the_champion_only_when_the_candidate_wins(aph_bars, sto
     assert registry.load_champion(store) is None
 
     first = _train_arima(aph_bars, store, [1, 1, 0])
-    assert first.evaluation.metrics["mae"] < first.evaluation.naive_metrics["mae"]
+    assert first.evaluation.panel.relative_mae < 1
     decision = registry.promote(store, store.model_name)
     assert decision.promoted and decision.champion is None
     assert registry.champion_version(store) == first.version
@@ -43,7 +46,9 @@ def test_promotion_moves_the_champion_only_when_the_candidate_wins(aph_bars, sto
     decision = registry.promote(store, store.model_name)
     assert decision.promoted and decision.champion == first.version
     scores = decision.scores
-    assert scores[f"champion v{first.version}"]["mae"] > scores[f"candidate v{better.version}"]["mae"]
+    assert (scores[f"champion v{first.version}"]["relative_mae"]
+            > scores[f"candidate v{better.version}"]["relative_mae"])
+    assert decision.tickers == 1 and decision.wins == {"naive": 1, f"champion v{first.version}": 1}
     # What the worker's reload loop sees: a new version behind the same alias, loaded natively.
     assert registry.champion_version(store) == better.version
     reloaded = registry.load_champion(store)
@@ -55,11 +60,49 @@ def test_promotion_moves_the_champion_only_when_the_candidate_wins(aph_bars, sto
     assert registry.champion_version(store) == better.version
 
 
+def _panel_bars(c_price: float) -> list[Bar]:
+    """300 weekdays of three tickers: A and B with autocorrelated returns (AR(1), 0.5 and -0.5) that
+    ARIMA(2,1,0) forecasts better than naive, C a random walk it forecasts worse (seeded so that on
+    the last 60 days its relative MAE is 1.03), C priced at ``c_price``."""
+    rng = np.random.default_rng(7)
+    days = [d for d in (dt.date(2020, 1, 1) + dt.timedelta(days=i) for i in range(420)) if d.weekday() < 5]
+    bars = []
+    for ticker, phi, price in (("A", 0.5, 40.0), ("B", -0.5, 60.0), ("C", 0.0, c_price)):
+        noise = 0.01 * rng.normal(size=len(days))
+        returns = np.zeros(len(days))
+        for i in range(1, len(days)):
+            returns[i] = phi * returns[i - 1] + noise[i]
+        closes = price * np.exp(np.cumsum(returns))
+        opens = np.r_[closes[0], closes[:-1]]
+        bars += [Bar(ticker, day, o, max(o, c) * 1.002, min(o, c) * 0.998, c, v)
+                 for day, o, c, v in zip(days, opens, closes, rng.uniform(1e5, 2e5, len(days)), strict=True)]
+    return bars
+
+
+def test_one_tickers_price_scale_does_not_decide_the_promotion(store) -> None:
+    decisions = []
+    for c_price in (5.0, 500.0):
+        settings = store.replace(model_name=f"{store.model_name}-c{c_price:.0f}")
+        outcome = _train_arima(_panel_bars(c_price), settings, [2, 1, 0])
+        assert [round(t.relative_mae, 2) for t in outcome.evaluation.per_ticker] == [0.84, 0.9, 1.03]
+        decisions.append(registry.promote(settings, settings.model_name, significance=0.05))
+    cheap, dear = decisions
+    candidate = f"candidate v{cheap.candidate}"
+    # Pooled dollars would decide on C once it is dear: the old rule promoted one and refused the other.
+    assert cheap.scores[candidate]["mae"] < cheap.scores["naive"]["mae"]
+    assert dear.scores[candidate]["mae"] > dear.scores["naive"]["mae"]
+    assert cheap.promoted and dear.promoted
+    for key in ("relative_mae", "mase", "panel_dm_p_value"):
+        assert dear.scores[candidate][key] == pytest.approx(cheap.scores[candidate][key], rel=1e-9)
+    assert cheap.tickers == dear.tickers == 3 and cheap.wins == dear.wins == {"naive": 2}
+    assert "the candidate's MAE is below naive's on 2 of 3 tickers" in dear.summary()
+
+
 def test_already_champion_and_significance_refusals(aph_bars, store) -> None:
     outcome = _train_arima(aph_bars, store, [2, 1, 0])
     strict = registry.promote(store, store.model_name, significance=0.01)
     assert not strict.promoted
-    assert any("Diebold-Mariano p-value" in reason for reason in strict.reasons)
+    assert any("not significantly better than naive at 0.01" in reason for reason in strict.reasons)
     assert registry.promote(store, store.model_name).promoted
     repeat = registry.promote(store, store.model_name, outcome.version)
     assert not repeat.promoted and repeat.reasons == [f"version {outcome.version} is already the champion"]
@@ -106,7 +149,8 @@ def test_cli_train_and_promote(data_dir, store, monkeypatch, capsys) -> None:
     assert code == 0 and "does not beat naive" in out and f"registered {store.model_name} version 1" in out
     assert main(["promote", store.model_name]) == 1
     out = capsys.readouterr().out
-    assert "rule: candidate MAE < naive MAE" in out and "not promoted" in out
+    assert "rule: candidate relative MAE" in out and "not promoted" in out
+    assert "the candidate's MAE is below naive's on 0 of 1 tickers" in out
     assert registry.champion_version(store) is None
 
 
@@ -115,13 +159,21 @@ def test_a_training_run_logs_metrics_plots_reference_test_set_and_params(aph_bar
     mlflow_client = registry.client(store)
     run = mlflow_client.get_run(outcome.run_id)
     artifacts = {a.path for a in mlflow_client.list_artifacts(outcome.run_id)}
-    logged = {"predicted_vs_actual.png", "error_distribution.png", "reference.json", "test_set.npz"}
+    logged = {"predicted_vs_actual.png", "error_distribution.png", "reference.json", "test_set.npz",
+              "per_ticker.json", "naive_scales.json"}
     assert logged <= artifacts
     metrics = run.data.metrics
-    for name in ("mae", "rmse", "mse", "mape", "r2", "mase", "directional_accuracy"):
+    for name in ("mae", "rmse", "mse", "mape", "r2", "directional_accuracy"):
         assert metrics[f"test_{name}"] == pytest.approx(outcome.evaluation.metrics[name])
+    panel = outcome.evaluation.panel
+    for name, value in panel.metrics().items():
+        assert metrics[f"test_{name}"] == pytest.approx(value)
+    (aph,) = outcome.evaluation.per_ticker
+    assert metrics["test_relative_mae"] == pytest.approx(aph.mae / aph.naive_mae)
+    assert metrics["test_mase"] == pytest.approx(aph.mase)
+    assert metrics["naive_mase"] == pytest.approx(aph.naive_mase)
     assert metrics["naive_mae"] == pytest.approx(outcome.evaluation.naive_metrics["mae"])
-    assert 0 < metrics["dm_p_value"] <= 1
+    assert 0 < metrics["panel_dm_p_value"] <= 1
     assert run.data.params["family"] == "arima" and run.data.params["test_end"] == str(outcome.split.test_end)
 
 
