@@ -140,8 +140,9 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             return describe(settings)
         except Exception as error:  # any failure of the registry (MLflow) is reported, not a 500
-            raise HTTPException(503, detail={"message": f"the model registry at {settings.mlflow_uri} "
-                                             f"cannot be read: {type(error).__name__}: {error}"}) from None
+            raise HTTPException(503, detail={
+                "message": f"the model registry at {settings.mlflow_registry_uri} cannot be read: "
+                f"{type(error).__name__}: {error}"}) from None
 
     return app
 

@@ -271,7 +271,8 @@ def test_a_model_in_another_store_is_not_used(monkeypatch: pytest.MonkeyPatch, t
     version = store.create_model_version(other.model_name, source=str(tmp_path / "model")).version
     store.set_registered_model_alias(other.model_name, registry.CHAMPION, version)
     assert registry.champion_version(other) == str(version)
-    # MLflow's own variables name the other store; the settings' store (never created) wins.
+    # MLflow's own variables, set after the settings were made, name the other store; the settings'
+    # store (never created) wins.
     monkeypatch.setenv("MLFLOW_TRACKING_URI", other.mlflow_uri)
     monkeypatch.setenv("MLFLOW_REGISTRY_URI", other.mlflow_uri)
     configured = Settings(home=str(tmp_path / "configured"))
