@@ -7,7 +7,7 @@ import gc
 import logging
 import sys
 
-from forecaster.cli_options import add_csv_selection
+from forecaster.cli_options import add_csv_selection, add_format, print_summary
 from forecaster.settings import Settings
 
 
@@ -35,6 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="seconds to wait for the broker before giving up (default: 10)")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="progress bar on stderr (default: when stderr is a terminal)")
+    add_format(parser)
     parser.set_defaults(run=run)
 
 
@@ -60,7 +61,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         summary = replay(result, settings, topic=args.topic, pacing=pacing, progress=args.progress,
                          connect_timeout_s=args.connect_timeout, processes=args.processes)
     except ReplayError as error:
-        print("\n".join(error.summary.lines()), file=sys.stderr)
+        # What was delivered, before the one-line error: on stderr as text, on stdout as JSON.
+        print_summary(args, "\n".join(error.summary.lines()), error.summary,
+                      out=sys.stdout if args.format == "json" else sys.stderr)
         raise
-    print("\n".join(summary.lines()))
+    print_summary(args, "\n".join(summary.lines()), summary)
     return 0
