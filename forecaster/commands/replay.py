@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import logging
 import sys
 
 from forecaster.cli_options import add_csv_selection, add_format, print_summary
@@ -45,9 +44,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from producers.readers import read_csv_bars
     from producers.replay import ReplayError, replay
 
-    if args.loglevel == "warn":
-        # kafka-python logs every failed connection attempt; the replay reports failures itself.
-        logging.getLogger("kafka").setLevel(logging.CRITICAL)
     settings = settings.replace(bootstrap=args.bootstrap)
     pacing = Pacing(rate=args.rate, speed=args.speed)
     result = read_csv_bars(args.paths, ticker=args.ticker,
