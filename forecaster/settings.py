@@ -98,6 +98,7 @@ class Settings:
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     api_max_bars: int = 50000
+    api_max_bytes: int = 64 * 1024 * 1024
 
     @property
     def mlflow_uri(self) -> str:
@@ -198,6 +199,8 @@ DOCS: dict[str, str] = {
     "api_host": "address `forecaster serve` (HTTP API and web page) binds to",
     "api_port": "port of `forecaster serve`",
     "api_max_bars": "most bars one POST /forecast may forecast (larger inputs get a 413)",
+    "api_max_bytes": "largest body one POST /forecast may send, and largest size a gzipped upload may "
+    "inflate to, in bytes; larger ones get a 413 as soon as they pass it (64 MiB)",
 }
 
 
