@@ -1,7 +1,7 @@
 """FORECASTER_API_MAX_BYTES: a body is refused (413) while it arrives, a gzip upload once it inflates
 past the limit, and the server's memory stays bounded.
 
-The gzip bomb is real: about 1 MB of gzip that inflates to 1 GB of CSV rows, made by streaming. The
+The gzip bomb is real: about 3 MB of gzip that inflates to 1 GiB of CSV rows, made by streaming. The
 server is a real ``forecaster serve`` whose peak resident memory (``VmHWM``) is read from /proc; the
 streaming checks call the app in process and count what it pulled of a body that never ends early.
 """
