@@ -55,6 +55,23 @@ def require_free_port(host: str, port: int, *, what: str, setting: str, option: 
     listen(host, port, what=what, setting=setting, option=option).close()
 
 
+def require_core_settings(settings: Settings) -> None:
+    """StartupError unless the forecasting core accepts the settings (ARIMA order, window, levels...).
+
+    >>> require_core_settings(Settings(interval_levels=(0.95, 0.8)))
+    Traceback (most recent call last):
+    ...
+    forecaster.startup.StartupError: a setting of the forecasting core is out of range: interval_levels ...
+    """
+    from models.core.config import CoreConfig
+
+    try:
+        CoreConfig.from_settings(settings)
+    except ValueError as exc:
+        raise StartupError(f"a setting of the forecasting core is out of range: {exc} (its variable is "
+                           "FORECASTER_ and the name upper-cased; see `forecaster settings`)") from None
+
+
 def require_broker(settings: Settings, timeout_s: float) -> None:
     """StartupError unless the broker answers within ``timeout_s``."""
     from kafka import KafkaAdminClient

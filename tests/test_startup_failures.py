@@ -83,6 +83,10 @@ def test_topics_create_without_a_broker(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("command", "variable", "value", "says"), [
     (["worker"], "FORECASTER_METRICS_PORT", "ninety", "FORECASTER_METRICS_PORT='ninety' is not a valid int"),
     (["serve"], "FORECASTER_API_PORT", "80a", "FORECASTER_API_PORT='80a' is not a valid int"),
+    (["worker"], "FORECASTER_INTERVAL_LEVELS", "0.95,0.8",
+     "a setting of the forecasting core is out of range: interval_levels must be strictly increasing and "
+     "inside (0, 1); got (0.95, 0.8) (its variable is FORECASTER_ and the name upper-cased; see "
+     "`forecaster settings`)"),
     (["worker"], "FORECASTER_SECURITY_PROTOCOL", "TLS",
      "FORECASTER_SECURITY_PROTOCOL='TLS' is not one of PLAINTEXT, SASL_PLAINTEXT, SASL_SSL, SSL"),
 ])

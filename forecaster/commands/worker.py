@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from forecaster.settings import Settings, env_name
-from forecaster.startup import require_broker, require_free_port
+from forecaster.startup import require_broker, require_core_settings, require_free_port
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -36,8 +36,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         if value is not None:
             os.environ[env_name(name)] = str(value)
     settings = settings.replace(**overrides)
-    # Faust reports a taken port or an absent broker with a traceback from its crash handler (the
-    # broker after 45 s): both are checked first, to say in one line what to do.
+    # Faust reports a bad core setting, a taken port or an absent broker with a traceback from its
+    # crash handler (the broker after 45 s): they are checked first, to say in one line what to do.
+    require_core_settings(settings)
     require_free_port(settings.metrics_host, settings.metrics_port, what="metrics",
                       setting=env_name("metrics_port"), option="--metrics-port")
     require_broker(settings, args.connect_timeout)
