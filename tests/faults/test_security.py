@@ -38,6 +38,7 @@ from forecaster.kafka import topics
 from forecaster.kafka.broker import free_port
 from forecaster.kafka.client import aiokafka_options, faust_credentials, kafka_python_options
 from forecaster.settings import Settings
+from forecaster.startup import require_broker
 from models import registry
 from models.core.config import CoreConfig
 from stream_app.app import create_app
@@ -179,6 +180,7 @@ CLIENTS: dict[str, tuple[object, str, Callable[[Settings], object]]] = {
     "API predictions reader": (kafka, "KafkaConsumer", lambda s: LatestPredictions(s)._connect()),
     "demo namespace reset": (kafka, "KafkaAdminClient", demo.reset_namespace),
     "demo predictions reader": (kafka, "KafkaConsumer", lambda s: demo.follow_predictions(s, 1, None)),
+    "worker's start-up broker check": (kafka, "KafkaAdminClient", lambda s: require_broker(s, 1.0)),
 }
 
 
