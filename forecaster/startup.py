@@ -99,6 +99,11 @@ def explain(exc: BaseException, bootstrap: str | None) -> str | None:
     ) if module is not None)
     if unreachable_types and isinstance(exc, unreachable_types):
         return unreachable(bootstrap or "the configured bootstrap servers", exc)
+    mlflow_errors = sys.modules.get("mlflow.exceptions")
+    if mlflow_errors is not None and isinstance(exc, mlflow_errors.MlflowException):
+        return (f"the MLflow store cannot be used ({' '.join(str(exc).split())}): fix the URI that "
+                "`forecaster settings` shows in force (FORECASTER_MLFLOW_TRACKING_URI, else "
+                "MLFLOW_TRACKING_URI and MLFLOW_REGISTRY_URI)")
     if isinstance(exc, ValueError | RuntimeError | OSError):
         return str(exc)
     return None

@@ -95,6 +95,16 @@ def test_a_bad_setting(tmp_path: Path, command: list[str], variable: str, value:
     assert code == 2 and _one_line(err) == f"forecaster {command[0]}: error: {says}"
 
 
+def test_promote_with_a_bad_mlflow_uri(tmp_path: Path) -> None:
+    code, err = _run("promote", "next-close", tmp_path=tmp_path, MLFLOW_TRACKING_URI="foo://bar")
+    line = _one_line(err)
+    assert code == 2
+    assert line.startswith("forecaster promote: error: the MLflow store cannot be used (")
+    assert "unsupported URI 'foo://bar'" in line and line.endswith(
+        "fix the URI that `forecaster settings` shows in force (FORECASTER_MLFLOW_TRACKING_URI, else "
+        "MLFLOW_TRACKING_URI and MLFLOW_REGISTRY_URI)")
+
+
 def test_kafka_start_without_java(tmp_path: Path) -> None:
     empty = tmp_path / "bin"
     empty.mkdir()
