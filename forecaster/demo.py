@@ -309,8 +309,12 @@ def run_demo(settings: Settings, *, data: Sequence[Path], tickers: Sequence[str]
     predictions = [r for r in records if r["record_type"] == "prediction"]
     say(f"\nOut-of-sample days from {test_start} (model {predictions[-1]['model']} "
         f"version {predictions[-1]['model_version']}):")
-    for row in per_ticker_table(scores, test_start):
+    table = per_ticker_table(scores, test_start)
+    for row in table:
         say(row)
+    if len(table) == 1:
+        say(f"(no day scored after the warm-up: the file is shorter than the model needs, e.g. "
+            f"FORECASTER_WINDOW={settings.window} bars for the ARIMA)")
     from forecaster.commands.report import write_report
 
     report.parent.mkdir(parents=True, exist_ok=True)
