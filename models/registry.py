@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 import re
 import tempfile
 from dataclasses import dataclass, field
@@ -49,8 +50,16 @@ def client(settings: Any) -> Any:
         db = _sqlite_path(uri)
         if db is not None:
             db.parent.mkdir(parents=True, exist_ok=True)
+    # MLflow also writes them to os.environ (for its child processes): restored, so that settings
+    # loaded later in this process do not take MLflow's own writes for the user's choice.
+    saved = {name: os.environ.get(name) for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     mlflow.set_tracking_uri(tracking)
     mlflow.set_registry_uri(registry)
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
     return mlflow.MlflowClient(tracking, registry_uri=registry)
 
 

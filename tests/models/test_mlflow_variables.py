@@ -5,6 +5,7 @@ Real SQLite stores in a temp folder; the ARIMA family trains in seconds on APH's
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import mlflow
@@ -80,6 +81,17 @@ def test_forecaster_variable_wins_over_mlflow_variables(
     assert _train(aph_csv, "Z") == 0
     assert _runs(ours, "Z") == 1 and _versions(ours) == 1
     assert not theirs.exists()
+
+
+def test_using_a_store_leaves_mlflows_variables_as_they_were(home: Path, tmp_path: Path) -> None:
+    # MLflow's set_tracking_uri writes MLFLOW_TRACKING_URI; settings loaded afterwards in the same
+    # process (a test, the API) must not take that for the user's choice.
+    from forecaster.settings import Settings, load
+    from models import registry
+
+    registry.client(Settings(home=str(tmp_path / "elsewhere")))
+    assert "MLFLOW_TRACKING_URI" not in os.environ and "MLFLOW_REGISTRY_URI" not in os.environ
+    assert load().mlflow_sources()["tracking"][1].startswith("the default under FORECASTER_HOME")
 
 
 @pytest.mark.parametrize(("environ", "tracking", "registry"), [
