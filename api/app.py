@@ -23,7 +23,7 @@ from starlette.datastructures import UploadFile
 
 from api import forecast
 from api.champion import ChampionSlot, UnknownModel, describe, resolve
-from api.inputs import InputError, read_json_bars, read_upload
+from api.inputs import InputError, read_json_bars, read_upload, too_large
 from api.latest import LatestPredictions
 from api.schemas import ForecastBars, ForecastOut, HealthOut, LatestListOut, LatestOut, ModelsOut
 from forecaster.settings import Settings
@@ -76,7 +76,8 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.post(
         "/forecast", response_model=ForecastOut, openapi_extra={"requestBody": FORECAST_BODY},
-        responses={413: {"description": "more bars than FORECASTER_API_MAX_BARS"},
+        responses={413: {"description": "more bars than FORECASTER_API_MAX_BARS, or a body (or a gzipped "
+                                        "upload inflated) larger than FORECASTER_API_MAX_BYTES"},
                    415: {"description": "neither a multipart upload nor JSON"},
                    422: {"description": "input that cannot be read: the reason, and the rows when "
                                         "every one was rejected"}},
@@ -100,7 +101,8 @@ def create_app(settings: Settings) -> FastAPI:
         be read at all gets a 422 that says why.
         """
         try:
-            result = await _read_request(request, ticker, columns, tickers)
+            result = await _read_request(_limited(request, settings.api_max_bytes), ticker, columns, tickers,
+                                         settings.api_max_bytes)
             forecast.check_size(result, settings.api_max_bars)
             choice = await run_in_threadpool(resolve, model, settings, champion)
             return await run_in_threadpool(forecast.run, result, choice)
@@ -140,14 +142,35 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             return describe(settings)
         except Exception as error:  # any failure of the registry (MLflow) is reported, not a 500
-            raise HTTPException(503, detail={"message": f"the model registry at {settings.mlflow_uri} "
-                                             f"cannot be read: {type(error).__name__}: {error}"}) from None
+            raise HTTPException(503, detail={
+                "message": f"the model registry at {settings.mlflow_registry_uri} cannot be read: "
+                f"{type(error).__name__}: {error}"}) from None
 
     return app
 
 
+def _limited(request: Request, limit: int) -> Request:
+    """``request`` whose body raises a 413 :class:`InputError` as soon as more than ``limit`` bytes
+    arrived (or its Content-Length says they will), before the rest is received."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large("the body holds", limit)
+    received = 0
+
+    async def receive() -> Any:
+        nonlocal received
+        message = await request.receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise too_large("the body holds", limit)
+        return message
+
+    return Request(request.scope, receive)
+
+
 async def _read_request(request: Request, ticker: str | None, columns: str | None,
-                        tickers: str | None) -> ReadResult:
+                        tickers: str | None, limit: int) -> ReadResult:
     """The bars and dead letters of the request body, whichever form it takes."""
     try:
         mapping = parse_columns(columns) if columns else None
@@ -156,13 +179,14 @@ async def _read_request(request: Request, ticker: str | None, columns: str | Non
     selected = [t.strip() for t in tickers.split(",") if t.strip()] if tickers else None
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind == "multipart/form-data":
-        form = await request.form()
-        upload = form.get("file")
-        if not isinstance(upload, UploadFile):
-            raise InputError("the multipart body has no file field named 'file'")
-        data = await upload.read()
-        return await run_in_threadpool(read_upload, upload.filename, data, ticker=ticker, columns=mapping,
-                                       tickers=selected)
+        # The file part is spooled to disk past 1 MB by Starlette; the parser reads the body as it comes.
+        async with request.form() as form:
+            upload = form.get("file")
+            if not isinstance(upload, UploadFile):
+                raise InputError("the multipart body has no file field named 'file'")
+            await upload.seek(0)
+            return await run_in_threadpool(read_upload, upload.filename, upload.file, limit=limit,
+                                           ticker=ticker, columns=mapping, tickers=selected)
     if kind == "application/json":
         try:
             body = ForecastBars.model_validate_json(await request.body())

@@ -119,7 +119,7 @@ def describe(settings: Settings) -> dict[str, Any]:
     from models import registry
 
     champion = registry.champion_version(settings)
-    described: dict[str, Any] = {"name": settings.model_name, "registry": settings.mlflow_uri,
+    described: dict[str, Any] = {"name": settings.model_name, "registry": settings.mlflow_registry_uri,
                                  "champion": None, "serving": f"the core's {settings.model} model"}
     if champion is None:
         return described

@@ -195,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
            f"{os.cpu_count()} CPUs, Python {platform.python_version()}; networks: at most {EPOCHS} "
            "epochs, early stopping with patience 5 on the validation loss.\n"]
     with tempfile.TemporaryDirectory() as home:
-        settings = base.replace(home=home, mlflow_tracking_uri="", model_name="report")
+        settings = base.replace(home=home, mlflow_tracking_uri="", mlflow_env_tracking_uri="",
+                                mlflow_env_registry_uri="", model_name="report")
         if "paper" in args.datasets:
             bars = read_csv_bars([data / "601988.SH.csv"]).bars
             rows = run_dataset("paper", bars, settings, dt.date(2021, 6, 22), 180, tuple(args.families))

@@ -16,6 +16,7 @@ import sys
 
 from forecaster import commands
 from forecaster import settings as settings_module
+from forecaster.startup import explain
 
 
 def version() -> str:
@@ -33,13 +34,27 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Settings come from FORECASTER_* environment variables; see `forecaster settings`.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
-    parser.add_argument("-l", "--loglevel", default="warn",
-                        choices=["debug", "info", "warn", "error"],
-                        help="log level (default: warn)")
+    _add_loglevel(parser, "warn")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         importlib.import_module(f"{commands.__name__}.{info.name}").register(sub)
+    _loglevel_everywhere(sub)
     return parser
+
+
+def _add_loglevel(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument("-l", "--loglevel", default=default, choices=["debug", "info", "warn", "error"],
+                        help="log level (default: warn)")
+
+
+def _loglevel_everywhere(sub: argparse._SubParsersAction) -> None:
+    """``-l`` after the subcommand too (``forecaster worker -l info``, as ``faust ... worker -l info``);
+    there it leaves the main parser's value alone unless given."""
+    for parser in sub.choices.values():
+        _add_loglevel(parser, argparse.SUPPRESS)
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                _loglevel_everywhere(action)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,17 +62,26 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = {"warn": logging.WARNING}.get(args.loglevel, getattr(logging, args.loglevel.upper()))
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.loglevel == "warn":
+        # kafka-python logs every failed connection attempt; the commands say what failed in one
+        # line (GET /health reports the broker). -l info shows the attempts.
+        logging.getLogger("kafka").setLevel(logging.CRITICAL)
+    settings = None
     try:
         settings = settings_module.load()
         return int(args.run(args, settings) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, RuntimeError, OSError) as exc:
-        # Expected failures (bad input, missing Java, unreachable broker) end with one clear
-        # line, not a traceback; -l debug shows the traceback too.
+    except Exception as exc:
+        # Expected failures (bad input or settings, missing Java, a port taken, an unreachable
+        # broker) end with one clear line, not a traceback; -l debug shows the traceback too.
+        bootstrap = getattr(args, "bootstrap", None) or (settings.bootstrap if settings else None)
+        message = explain(exc, bootstrap)
+        if message is None:
+            raise
         logging.getLogger("forecaster").debug("failed", exc_info=True)
-        print(f"forecaster {args.command}: error: {exc}", file=sys.stderr)
+        print(f"forecaster {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 

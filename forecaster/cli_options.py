@@ -11,7 +11,15 @@ datetime.date(2013, 2, 8)
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
+import math
+import sys
+from collections.abc import Mapping
+from pathlib import PurePath
+from typing import Any, TextIO
+
+import numpy as np
 
 
 def iso_date(text: str) -> dt.date:
@@ -38,3 +46,64 @@ def add_csv_selection(parser: argparse.ArgumentParser, verb: str) -> None:
                         help=f"{verb} only these tickers")
     parser.add_argument("--start", type=iso_date, default=None, metavar="DATE", help=f"first date {verb}")
     parser.add_argument("--end", type=iso_date, default=None, metavar="DATE", help=f"last date {verb}")
+
+
+def add_format(parser: argparse.ArgumentParser) -> None:
+    """``--format text|json``: the closing summary for people, or as one JSON object for programs."""
+    parser.add_argument("--format", choices=("text", "json"), default="text",
+                        help="summary as text, or as one JSON object on stdout (default: text)")
+
+
+def print_summary(args: argparse.Namespace, text: str, summary: Any, out: TextIO | None = None) -> None:
+    """Print ``text``, or with ``--format json`` the JSON of ``summary`` (see :func:`jsonable`)."""
+    import orjson
+
+    out = out or sys.stdout
+    print(orjson.dumps(jsonable(summary)).decode() if args.format == "json" else text, file=out, flush=True)
+
+
+#: What :func:`jsonable` leaves out: per-sample arrays and live objects (a fitted model) are data,
+#: not a summary.
+_OMITTED = object()
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` as JSON types: dataclasses become objects of their fields and public properties,
+    dates ISO strings, paths strings, NaN and infinities null; arrays and other objects are left out.
+
+    >>> @dataclasses.dataclass
+    ... class Run:
+    ...     day: dt.date
+    ...     errors: dict
+    ...     closes: np.ndarray
+    ...     @property
+    ...     def worst(self) -> float:
+    ...         return max(self.errors.values())
+    >>> jsonable(Run(dt.date(2024, 1, 5), {"mae": np.float64(0.5), "mape": math.nan}, np.zeros(3)))
+    {'day': '2024-01-05', 'errors': {'mae': 0.5, 'mape': None}, 'worst': 0.5}
+    """
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        names = [f.name for f in dataclasses.fields(value)]
+        names += [name for name, member in vars(type(value)).items()
+                  if isinstance(member, property) and not name.startswith("_")]
+        return _object({name: getattr(value, name) for name in names})
+    if isinstance(value, Mapping):
+        return _object(value)
+    if isinstance(value, list | tuple):
+        return [item for item in map(jsonable, value) if item is not _OMITTED]
+    if value is None or isinstance(value, str | bool | int):
+        return value
+    if isinstance(value, float | np.floating):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer | np.bool_):
+        return value.item()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, PurePath):
+        return str(value)
+    return _OMITTED
+
+
+def _object(items: Mapping[Any, Any]) -> dict[str, Any]:
+    converted = {str(key): jsonable(item) for key, item in items.items()}
+    return {key: item for key, item in converted.items() if item is not _OMITTED}

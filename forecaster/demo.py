@@ -268,9 +268,18 @@ def prepare_champion(bars: Sequence, settings: Settings, *, quick: bool, test_st
         say(f"champion   none: an earlier run's candidate was refused; the worker serves the core's "
             f"{settings.model}")
         return
+    from models.evaluation import InsufficientHistory
+
     family = "arima" if quick else "xgboost"
     say(f"training   {family} on the days before {test_start} (MLflow {settings.mlflow_uri})")
-    outcome = training.train(bars, family, settings, experiment="demo", test_start=test_start, test_days=None)
+    try:
+        outcome = training.train(bars, family, settings, experiment="demo", test_start=test_start,
+                                 test_days=None)
+    except InsufficientHistory as exc:
+        # A short file still streams: the core's own model needs no training.
+        say(f"champion   none: too little history to train a candidate ({exc}); the worker serves the "
+            f"core's {settings.model}")
+        return
     say("           " + outcome.summary().replace("\n", "\n           "))
     decision = registry.promote(settings, settings.model_name, outcome.version)
     say("promotion  " + decision.summary().replace("\n", "\n           "))
@@ -304,8 +313,12 @@ def run_demo(settings: Settings, *, data: Sequence[Path], tickers: Sequence[str]
     predictions = [r for r in records if r["record_type"] == "prediction"]
     say(f"\nOut-of-sample days from {test_start} (model {predictions[-1]['model']} "
         f"version {predictions[-1]['model_version']}):")
-    for row in per_ticker_table(scores, test_start):
+    table = per_ticker_table(scores, test_start)
+    for row in table:
         say(row)
+    if len(table) == 1:
+        say(f"(no day scored after the warm-up: the file is shorter than the model needs, e.g. "
+            f"FORECASTER_WINDOW={settings.window} bars for the ARIMA)")
     from forecaster.commands.report import write_report
 
     report.parent.mkdir(parents=True, exist_ok=True)

@@ -2,8 +2,9 @@
 
 One :class:`Settings` object is built at start (:func:`load`) and passed down; nothing else reads
 the environment. Each field's environment variable is its name upper-cased with the prefix
-``FORECASTER_`` (``bootstrap`` is ``FORECASTER_BOOTSTRAP``), and the table that the README shows is
-generated from :data:`DOCS`, so the two cannot disagree.
+``FORECASTER_`` (``bootstrap`` is ``FORECASTER_BOOTSTRAP``), except the few that another tool
+defines (:data:`ECOSYSTEM`: MLflow's ``MLFLOW_TRACKING_URI`` and ``MLFLOW_REGISTRY_URI``), and the
+table that the README shows is generated from :data:`DOCS`, so the two cannot disagree.
 
 Examples
 --------
@@ -26,6 +27,9 @@ from pathlib import Path
 from typing import Any
 
 PREFIX = "FORECASTER_"
+#: Settings read from another tool's own variable, so that users of that tool need not learn ours.
+ECOSYSTEM = {"mlflow_env_tracking_uri": "MLFLOW_TRACKING_URI",
+             "mlflow_env_registry_uri": "MLFLOW_REGISTRY_URI"}
 
 
 def _default_home() -> str:
@@ -80,6 +84,8 @@ class Settings:
     feature_history: int = 32
     # MLflow
     mlflow_tracking_uri: str = ""
+    mlflow_env_tracking_uri: str = ""
+    mlflow_env_registry_uri: str = ""
     model_name: str = "next-close"
     model_reload_s: float = 30.0
     # Observability
@@ -95,11 +101,48 @@ class Settings:
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     api_max_bars: int = 50000
+    api_max_bytes: int = 64 * 1024 * 1024
 
     @property
     def mlflow_uri(self) -> str:
-        """The tracking URI: the setting, else a SQLite store under ``home``."""
-        return self.mlflow_tracking_uri or f"sqlite:///{Path(self.home) / 'mlflow' / 'mlflow.db'}"
+        """The tracking URI in force; see :meth:`mlflow_sources`."""
+        return self.mlflow_sources()["tracking"][0]
+
+    @property
+    def mlflow_registry_uri(self) -> str:
+        """The model registry URI in force; see :meth:`mlflow_sources`."""
+        return self.mlflow_sources()["registry"][0]
+
+    def mlflow_sources(self) -> dict[str, tuple[str, str]]:
+        """``{"tracking": (uri, why), "registry": (uri, why)}``: which MLflow store is used and why.
+
+        ``FORECASTER_MLFLOW_TRACKING_URI`` names both; else MLflow's own ``MLFLOW_TRACKING_URI``
+        and ``MLFLOW_REGISTRY_URI`` apply, the registry following the tracking URI as in MLflow;
+        else both are a SQLite store under ``home``.
+
+        >>> s = Settings(home="/h", mlflow_env_tracking_uri="sqlite:///team.db")
+        >>> s.mlflow_sources()["registry"][1]
+        'set by MLFLOW_TRACKING_URI; neither FORECASTER_MLFLOW_TRACKING_URI nor MLFLOW_REGISTRY_URI is set'
+        >>> Settings(home="/h").mlflow_sources()["tracking"][0]
+        'sqlite:////h/mlflow/mlflow.db'
+        """
+        ours, theirs = env_name("mlflow_tracking_uri"), env_name("mlflow_env_tracking_uri")
+        registry_variable = env_name("mlflow_env_registry_uri")
+        if self.mlflow_tracking_uri:
+            both = (self.mlflow_tracking_uri, f"set by {ours}")
+            return {"tracking": both, "registry": both}
+        default = f"sqlite:///{Path(self.home) / 'mlflow' / 'mlflow.db'}"
+        if self.mlflow_env_tracking_uri:
+            tracking = (self.mlflow_env_tracking_uri, f"set by {theirs}; {ours} is not set")
+        else:
+            tracking = (default, f"the default under FORECASTER_HOME; neither {ours} nor {theirs} is set")
+        if self.mlflow_env_registry_uri:
+            registry = (self.mlflow_env_registry_uri, f"set by {registry_variable}; {ours} is not set")
+        elif self.mlflow_env_tracking_uri:
+            registry = (tracking[0], f"set by {theirs}; neither {ours} nor {registry_variable} is set")
+        else:
+            registry = tracking
+        return {"tracking": tracking, "registry": registry}
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with some fields changed (command-line options override the environment)."""
@@ -140,7 +183,12 @@ DOCS: dict[str, str] = {
     "calibration_window": "past standardized errors per ticker used for conformal calibration",
     "feature_history": "feature rows kept per ticker whatever the model, so that a newly promoted "
     "model whose lookback is at most this predicts at once instead of warming up",
-    "mlflow_tracking_uri": "MLflow tracking and registry URI (default: SQLite under home)",
+    "mlflow_tracking_uri": "MLflow tracking and registry URI; when empty, MLflow's own variables below "
+    "apply, else a SQLite store under home (`forecaster settings` says which is in force)",
+    "mlflow_env_tracking_uri": "MLflow's own tracking URI variable, used when FORECASTER_MLFLOW_TRACKING_URI "
+    "is empty",
+    "mlflow_env_registry_uri": "MLflow's own registry URI variable, used when FORECASTER_MLFLOW_TRACKING_URI "
+    "is empty (default: the tracking URI)",
     "model_name": "registered model whose `champion` alias the worker serves",
     "model_reload_s": "seconds between checks for a newly promoted champion",
     "metrics_host": "address the Prometheus endpoint binds to",
@@ -154,12 +202,18 @@ DOCS: dict[str, str] = {
     "api_host": "address `forecaster serve` (HTTP API and web page) binds to",
     "api_port": "port of `forecaster serve`",
     "api_max_bars": "most bars one POST /forecast may forecast (larger inputs get a 413)",
+    "api_max_bytes": "largest body one POST /forecast may send, and largest size a gzipped upload may "
+    "inflate to, in bytes; larger ones get a 413 as soon as they pass it (64 MiB)",
 }
 
 
 def env_name(name: str) -> str:
-    """The environment variable of a field: ``bootstrap`` -> ``FORECASTER_BOOTSTRAP``."""
-    return PREFIX + name.upper()
+    """The environment variable of a field: ``bootstrap`` -> ``FORECASTER_BOOTSTRAP``.
+
+    >>> env_name("mlflow_env_registry_uri")
+    'MLFLOW_REGISTRY_URI'
+    """
+    return ECOSYSTEM.get(name) or PREFIX + name.upper()
 
 
 def _parse(name: str, raw: str, default: Any) -> Any:

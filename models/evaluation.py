@@ -44,6 +44,10 @@ class DateSplit:
     test_end: dt.date
 
 
+class InsufficientHistory(ValueError):
+    """Too few dates or samples to train, validate and test a model: more history is needed."""
+
+
 def split_by_date(target_dates: Sequence[dt.date], *, test_start: dt.date | None = None,
                   test_days: int | None = 252, validation_fraction: float = 0.1) -> DateSplit:
     """Split the distinct target dates chronologically into train, validation and test.
@@ -61,7 +65,7 @@ def split_by_date(target_dates: Sequence[dt.date], *, test_start: dt.date | None
 
     Raises
     ------
-    ValueError
+    InsufficientHistory
         When a period would be empty.
     """
     days = np.array(sorted(set(target_dates)))
@@ -76,12 +80,13 @@ def split_by_date(target_dates: Sequence[dt.date], *, test_start: dt.date | None
     else:
         first_test = int(np.searchsorted(days, test_start))
     if first_test >= len(days):
-        raise ValueError(f"no target dates on or after the test start {test_start}")
+        raise InsufficientHistory(f"no target dates on or after the test start {test_start}")
     last_test = len(days) - 1 if test_days is None else min(first_test + test_days, len(days)) - 1
     validation = math.ceil(first_test * validation_fraction)
     train = first_test - validation
     if train < 1:
-        raise ValueError(f"only {first_test} dates before the test period: too few to train and validate")
+        raise InsufficientHistory(f"only {first_test} dates before the test period: too few to train and "
+                                  "validate")
     return DateSplit(train_end=days[train - 1], validation_start=days[train],
                      test_start=days[first_test], test_end=days[last_test])
 

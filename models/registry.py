@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 import re
 import tempfile
 from dataclasses import dataclass, field
@@ -38,19 +39,29 @@ _VERSION_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<
 
 
 def client(settings: Any) -> Any:
-    """An ``MlflowClient`` on ``settings.mlflow_uri``, also made the process's tracking URI.
+    """An ``MlflowClient`` on ``settings.mlflow_uri`` and ``settings.mlflow_registry_uri``, also made
+    the process's tracking and registry URIs (MLflow's variables count only through the settings).
 
-    A SQLite store under ``settings.home`` gets its folder created first.
+    A SQLite store gets its folder created first.
     """
     import mlflow
 
-    uri = settings.mlflow_uri
-    db = _sqlite_path(uri)
-    if db is not None:
-        db.parent.mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    return mlflow.MlflowClient(uri, registry_uri=uri)
+    tracking, registry = settings.mlflow_uri, settings.mlflow_registry_uri
+    for uri in (tracking, registry):
+        db = _sqlite_path(uri)
+        if db is not None:
+            db.parent.mkdir(parents=True, exist_ok=True)
+    # MLflow also writes them to os.environ (for its child processes): restored, so that settings
+    # loaded later in this process do not take MLflow's own writes for the user's choice.
+    saved = {name: os.environ.get(name) for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    mlflow.set_tracking_uri(tracking)
+    mlflow.set_registry_uri(registry)
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    return mlflow.MlflowClient(tracking, registry_uri=registry)
 
 
 def _sqlite_path(uri: str) -> Path | None:
@@ -60,7 +71,7 @@ def _sqlite_path(uri: str) -> Path | None:
 def _store_missing(settings: Any) -> bool:
     # Asking a SQLite URI whose file does not exist would create (and migrate) a whole store just
     # to learn that it holds no champion; the worker asks every model_reload_s.
-    db = _sqlite_path(settings.mlflow_uri)
+    db = _sqlite_path(settings.mlflow_registry_uri)
     return db is not None and not db.exists()
 
 
@@ -169,7 +180,8 @@ def _model_version(uri: str, settings: Any) -> Any:
             return mlflow_client.get_model_version_by_alias(match["name"], match["alias"])
         return mlflow_client.get_model_version(match["name"], match["version"])
     except MlflowException as exc:
-        raise ValueError(f"{uri} is not in the registry at {settings.mlflow_uri}: {exc.message}") from None
+        raise ValueError(f"{uri} is not in the registry at {settings.mlflow_registry_uri}: "
+                         f"{exc.message}") from None
 
 
 def _load_component(flavour: str, uri: str) -> Any:
@@ -336,7 +348,7 @@ def promote(settings: Any, name: str, version: str | None = None, *,
         raise ValueError(f"significance must be in (0, 1), got {significance}")
     mlflow_client = client(settings)
     if not _registered(mlflow_client, name):
-        raise ValueError(f"no registered model {name!r} at {settings.mlflow_uri}")
+        raise ValueError(f"no registered model {name!r} at {settings.mlflow_registry_uri}")
     candidate = version or _latest_version(mlflow_client, name)
     candidate_version = _model_version(f"models:/{name}/{candidate}", settings)
     try:

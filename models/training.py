@@ -40,7 +40,7 @@ import numpy as np
 
 from models.core.bar import Bar
 from models.dataset import FeatureTable, Samples, feature_table
-from models.evaluation import DateSplit, Evaluation, evaluate, figures, split_by_date
+from models.evaluation import DateSplit, Evaluation, InsufficientHistory, evaluate, figures, split_by_date
 from models.families import create
 
 #: Feature rows stored before each ticker's first test day in ``test_set.npz``: enough for a model
@@ -224,13 +224,14 @@ def train_on_table(table: FeatureTable, family: str, settings: Any, *, experimen
     model = create(family, **model_params(family, params, epochs))
     samples = table.samples(model.lookback)
     if len(samples) == 0:
-        raise ValueError(f"no complete {model.lookback}-row windows in the data: too few bars per ticker")
+        raise InsufficientHistory(f"no complete {model.lookback}-row windows in the data: too few bars per "
+                                  "ticker")
     split = split_by_date(samples.target_dates.astype(object).tolist(), test_start=test_start,
                           test_days=test_days, validation_fraction=validation_fraction)
     parts = split_samples(samples, split)
     for name, part in parts.items():
         if len(part) == 0:
-            raise ValueError(f"the {name} period of {split} holds no samples")
+            raise InsufficientHistory(f"the {name} period of {split} holds no samples")
     started = time.perf_counter()
     model.fit(parts["train"].windows, parts["train"].returns,
               parts["validation"].windows, parts["validation"].returns)

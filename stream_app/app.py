@@ -175,7 +175,7 @@ class ForecastService:
         reference = None
         if model is None:
             log.warning("no champion registered as %r in %s: serving the core's %r model",
-                        self.settings.model_name, self.settings.mlflow_uri, config.model)
+                        self.settings.model_name, self.settings.mlflow_registry_uri, config.model)
             name, served = config.model, "core"
         else:
             config = CoreConfig(**{**config.__dict__, "model": "external"})

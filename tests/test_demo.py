@@ -70,3 +70,26 @@ def test_demo_fails_fast_when_the_broker_port_is_taken(small_slice: Path, tmp_pa
         result = run_demo(tmp_path / "home", "--data", str(small_slice), "--port", port)
     assert result.returncode == 2
     assert "is in use" in result.stderr and "--port" in result.stderr
+
+
+def test_demo_streams_a_file_too_short_to_train_on_with_the_cores_model(data_dir: Path,
+                                                                         tmp_path: Path) -> None:
+    # 300 days of one stock (the case): no candidate can be trained and validated on its
+    # first 70 %, so the demo says so in one line and streams it with the core's ARIMA.
+    frame = pd.read_csv(data_dir / "bokeh-stocks.csv.gz")
+    path = tmp_path / "my.csv"
+    frame[frame["Ticker"] == "AAPL"].sort_values("Date").tail(300).to_csv(path, index=False)
+    home = tmp_path / "home"
+    result = run_demo(home, "--data", str(path), "--port", str(free_port()))
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    (line,) = [line for line in out.splitlines() if line.startswith("champion   ")]
+    assert line.startswith("champion   none: too little history to train a candidate (")
+    assert line.endswith("the worker serves the core's arima")
+    assert "predicted  300/300 (100%" in out
+    table = out[out.index("Out-of-sample days"):]
+    assert "(model arima version 2,1,0)" in table  # the core's ARIMA order, no registry version
+    (row,) = [row for row in table.splitlines() if row.startswith("AAPL ")]
+    assert int(row.split()[1]) > 0  # days scored after the ARIMA's warm-up
+    assert (home / "demo-report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "broker     stopped" in out and "worker     stopped" in out

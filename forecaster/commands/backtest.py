@@ -14,7 +14,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from forecaster.cli_options import add_csv_selection
+from forecaster.cli_options import add_csv_selection, add_format, print_summary
 from forecaster.settings import Settings
 
 POINT_METRICS = (("MAE $ (pooled)", "mae"), ("RMSE $ (pooled)", "rmse"), ("MAPE %", "mape"), ("R²", "r2"),
@@ -42,6 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--report-ticker", default=None, metavar="TICKER",
                         help="ticker drawn by --report (default: the one with most predictions)")
     add_csv_selection(parser, "read")
+    add_format(parser)
     parser.set_defaults(run=run)
 
 
@@ -77,20 +78,25 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     rejected = read.rejected_by_reason()
     for _, reason in result.rejected:
         rejected[reason] = rejected.get(reason, 0) + 1
-    tickers = len({b.ticker for b in read.bars})
-    print(f"read {read.rows_read} rows: {len(read.bars)} bars of {tickers} tickers, "
-          f"{sum(rejected.values())} rejected{_reasons(rejected)}, {read.filtered} filtered")
     name = model.name if model is not None else config.model
-    print(f"model {name}: {len(result.predictions)} predictions, {len(result.scores)} scored, "
-          f"{int(result.pooled['n'])} after warm-up (compared with naive on those days)")
-    print("\n".join(metrics_table(result.pooled, name)))
-    print(panel_line(result.panel))
+    summary: dict[str, Any] = {
+        "rows_read": read.rows_read, "bars": len(read.bars), "tickers": len({b.ticker for b in read.bars}),
+        "rejected": rejected, "filtered": read.filtered, "model": name,
+        "predictions": len(result.predictions), "scored": len(result.scores), "pooled": result.pooled,
+        "per_ticker": result.per_ticker, "panel": result.panel, "out": args.out, "report": args.report,
+    }
+    lines = [f"read {read.rows_read} rows: {summary['bars']} bars of {summary['tickers']} tickers, "
+             f"{sum(rejected.values())} rejected{_reasons(rejected)}, {read.filtered} filtered",
+             f"model {name}: {len(result.predictions)} predictions, {len(result.scores)} scored, "
+             f"{int(result.pooled['n'])} after warm-up (compared with naive on those days)",
+             *metrics_table(result.pooled, name)]
     if args.out is not None:
         write_rows(result.rows(), args.out)
-        print(f"wrote {len(result.predictions)} predictions to {args.out}")
+        lines.append(f"wrote {len(result.predictions)} predictions to {args.out}")
     if args.report is not None:
-        drawn = render(result.rows(), args.report, ticker=args.report_ticker)
-        print(f"wrote report of {drawn} to {args.report}")
+        summary["report_ticker"] = render(result.rows(), args.report, ticker=args.report_ticker)
+        lines.append(f"wrote report of {summary['report_ticker']} to {args.report}")
+    print_summary(args, "\n".join(lines), summary)
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from forecaster.cli_options import add_format, print_summary
 from forecaster.settings import Settings
 
 
@@ -23,6 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--significance", type=float, default=None, metavar="ALPHA",
                         help="also require a panel Diebold-Mariano p-value against naive below ALPHA "
                         "(losses scaled per ticker, averaged per date)")
+    add_format(parser)
     parser.set_defaults(run=run)
 
 
@@ -30,5 +32,5 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from models.registry import promote
 
     decision = promote(settings, args.name, args.version, significance=args.significance)
-    print(decision.summary())
+    print_summary(args, decision.summary(), decision)
     return 0 if decision.promoted else 1

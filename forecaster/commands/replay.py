@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import gc
-import logging
 import sys
 
-from forecaster.cli_options import add_csv_selection
+from forecaster.cli_options import add_csv_selection, add_format, print_summary
 from forecaster.settings import Settings
 
 
@@ -35,6 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="seconds to wait for the broker before giving up (default: 10)")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="progress bar on stderr (default: when stderr is a terminal)")
+    add_format(parser)
     parser.set_defaults(run=run)
 
 
@@ -44,9 +44,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from producers.readers import read_csv_bars
     from producers.replay import ReplayError, replay
 
-    if args.loglevel == "warn":
-        # kafka-python logs every failed connection attempt; the replay reports failures itself.
-        logging.getLogger("kafka").setLevel(logging.CRITICAL)
     settings = settings.replace(bootstrap=args.bootstrap)
     pacing = Pacing(rate=args.rate, speed=args.speed)
     result = read_csv_bars(args.paths, ticker=args.ticker,
@@ -60,7 +57,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         summary = replay(result, settings, topic=args.topic, pacing=pacing, progress=args.progress,
                          connect_timeout_s=args.connect_timeout, processes=args.processes)
     except ReplayError as error:
-        print("\n".join(error.summary.lines()), file=sys.stderr)
+        # What was delivered, before the one-line error: on stderr as text, on stdout as JSON.
+        print_summary(args, "\n".join(error.summary.lines()), error.summary,
+                      out=sys.stdout if args.format == "json" else sys.stderr)
         raise
-    print("\n".join(summary.lines()))
+    print_summary(args, "\n".join(summary.lines()), summary)
     return 0

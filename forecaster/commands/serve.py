@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from forecaster.settings import Settings
+from forecaster.settings import Settings, env_name
+from forecaster.startup import listen
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,16 +23,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    import logging
-
     import uvicorn
 
     from api.app import create_app
 
-    if args.loglevel == "warn":
-        # kafka-python logs every failed connection attempt; GET /health reports the broker instead.
-        logging.getLogger("kafka").setLevel(logging.CRITICAL)
     settings = settings.replace(api_host=args.host, api_port=args.port, bootstrap=args.bootstrap)
-    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port,
-                log_level="info" if args.loglevel in ("debug", "info") else "warning")
+    # Bound here, not by uvicorn, which reports a taken port in its own words with status 1.
+    sock = listen(settings.api_host, settings.api_port, what="API", setting=env_name("api_port"),
+                  option="--port")
+    config = uvicorn.Config(create_app(settings), host=settings.api_host, port=settings.api_port,
+                            log_level="info" if args.loglevel in ("debug", "info") else "warning")
+    uvicorn.Server(config).run(sockets=[sock])
     return 0

@@ -1,4 +1,8 @@
-"""``forecaster settings``: every setting, its environment variable, default and current value."""
+"""``forecaster settings``: every setting, its environment variable, default and current value.
+
+Settings that are resolved from several variables (the MLflow store) end the list with a comment
+line saying which value is in force and why.
+"""
 
 from __future__ import annotations
 
@@ -27,4 +31,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         if "password" in f.name and value:
             value = "***"
         print(f"{env_name(f.name)}={value}")
+    for store, (uri, why) in settings.mlflow_sources().items():
+        print(f"# MLflow {store} URI in force: {uri} ({why})")
     return 0

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from forecaster.cli_options import iso_date
+from forecaster.cli_options import add_format, iso_date, jsonable, print_summary
 from forecaster.settings import Settings
 from models.families import FAMILIES  # numpy only: TensorFlow loads when a network is built
 
@@ -45,6 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--epochs", type=int, default=None, help="epochs of the neural network, if any")
     parser.add_argument("--params", type=_params, default=None, metavar="JSON",
                         help="hyper-parameters overriding the family's defaults, e.g. '{\"lookback\": 10}'")
+    add_format(parser)
     parser.set_defaults(run=run)
 
 
@@ -63,7 +64,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     outcome = train(result.bars, args.model, settings, experiment=args.experiment, tickers=tickers,
                     epochs=args.epochs, params=args.params, test_start=args.test_start, test_days=test_days,
                     validation_fraction=args.validation_fraction)
-    print(outcome.summary())
-    print(f"registered {settings.model_name} version {outcome.version}; "
-          f"promote it with: forecaster promote {settings.model_name} --version {outcome.version}")
+    text = (f"{outcome.summary()}\nregistered {settings.model_name} version {outcome.version}; "
+            f"promote it with: forecaster promote {settings.model_name} --version {outcome.version}")
+    print_summary(args, text, {"model_name": settings.model_name, **jsonable(outcome)})
     return 0

@@ -38,6 +38,7 @@ from forecaster.kafka import topics
 from forecaster.kafka.broker import free_port
 from forecaster.kafka.client import aiokafka_options, faust_credentials, kafka_python_options
 from forecaster.settings import Settings
+from forecaster.startup import require_broker
 from models import registry
 from models.core.config import CoreConfig
 from stream_app.app import create_app
@@ -179,6 +180,7 @@ CLIENTS: dict[str, tuple[object, str, Callable[[Settings], object]]] = {
     "API predictions reader": (kafka, "KafkaConsumer", lambda s: LatestPredictions(s)._connect()),
     "demo namespace reset": (kafka, "KafkaAdminClient", demo.reset_namespace),
     "demo predictions reader": (kafka, "KafkaConsumer", lambda s: demo.follow_predictions(s, 1, None)),
+    "worker's start-up broker check": (kafka, "KafkaAdminClient", lambda s: require_broker(s, 1.0)),
 }
 
 
@@ -271,7 +273,8 @@ def test_a_model_in_another_store_is_not_used(monkeypatch: pytest.MonkeyPatch, t
     version = store.create_model_version(other.model_name, source=str(tmp_path / "model")).version
     store.set_registered_model_alias(other.model_name, registry.CHAMPION, version)
     assert registry.champion_version(other) == str(version)
-    # MLflow's own variables name the other store; the settings' store (never created) wins.
+    # MLflow's own variables, set after the settings were made, name the other store; the settings'
+    # store (never created) wins.
     monkeypatch.setenv("MLFLOW_TRACKING_URI", other.mlflow_uri)
     monkeypatch.setenv("MLFLOW_REGISTRY_URI", other.mlflow_uri)
     configured = Settings(home=str(tmp_path / "configured"))

@@ -26,6 +26,7 @@ def mlflow_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def store(mlflow_home: Path) -> Settings:
     """Settings on the module's MLflow store with a fresh registered model name and a short ARIMA window."""
     return settings_module.load().replace(home=str(mlflow_home), mlflow_tracking_uri="",
+                                          mlflow_env_tracking_uri="", mlflow_env_registry_uri="",
                                           model_name=f"next-close-{uuid.uuid4().hex[:8]}", window=64)
 
 

@@ -1,0 +1,109 @@
+"""Why a command cannot start, said in one line with the fix: ports taken, a broker out of reach.
+
+``forecaster.cli.main`` prints any :class:`StartupError` (and the other expected failures) as
+``forecaster COMMAND: error: ...`` with exit status 2; the checks here run before a server or a
+Faust worker starts, whose own failures would end in a traceback.
+
+>>> print(unreachable("127.0.0.1:1", "Unable to bootstrap"))  # doctest: +NORMALIZE_WHITESPACE
+cannot reach Kafka at 127.0.0.1:1 (Unable to bootstrap): start one with `forecaster kafka start`,
+or point FORECASTER_BOOTSTRAP or --bootstrap at a running broker
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+from typing import Any
+
+from forecaster.settings import Settings
+
+
+class StartupError(RuntimeError):
+    """A command cannot start; the message names the cause and the fix."""
+
+
+def unreachable(bootstrap: str, reason: Any) -> str:
+    """The line for a broker that does not answer."""
+    return (f"cannot reach Kafka at {bootstrap} ({reason}): start one with `forecaster kafka start`, "
+            "or point FORECASTER_BOOTSTRAP or --bootstrap at a running broker")
+
+
+def port_taken(what: str, host: str, port: int, setting: str, option: str) -> str:
+    """The line for a port that something else listens on."""
+    return (f"the {what} port {host}:{port} is in use (another process listens there): "
+            f"pass {option} or set {setting} to a free port")
+
+
+def listen(host: str, port: int, *, what: str, setting: str, option: str) -> socket.socket:
+    """A listening socket on ``host:port``, for a server to serve on; StartupError when taken."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do: TIME_WAIT is no obstacle
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        if exc.errno in (98, 48):  # EADDRINUSE on Linux, macOS
+            raise StartupError(port_taken(what, host, port, setting, option)) from None
+        raise StartupError(f"cannot listen on {host}:{port} for the {what} ({exc.strerror}): "
+                           f"pass {option} or set {setting}") from None
+    return sock
+
+
+def require_free_port(host: str, port: int, *, what: str, setting: str, option: str) -> None:
+    """StartupError unless ``host:port`` can be bound now (for servers that bind it themselves)."""
+    listen(host, port, what=what, setting=setting, option=option).close()
+
+
+def require_core_settings(settings: Settings) -> None:
+    """StartupError unless the forecasting core accepts the settings (ARIMA order, window, levels...).
+
+    >>> require_core_settings(Settings(interval_levels=(0.95, 0.8)))
+    Traceback (most recent call last):
+    ...
+    forecaster.startup.StartupError: a setting of the forecasting core is out of range: interval_levels ...
+    """
+    from models.core.config import CoreConfig
+
+    try:
+        CoreConfig.from_settings(settings)
+    except ValueError as exc:
+        raise StartupError(f"a setting of the forecasting core is out of range: {exc} (its variable is "
+                           "FORECASTER_ and the name upper-cased; see `forecaster settings`)") from None
+
+
+def require_broker(settings: Settings, timeout_s: float) -> None:
+    """StartupError unless the broker answers within ``timeout_s``."""
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaConnectionError, KafkaTimeoutError
+
+    from forecaster.kafka.client import kafka_python_options
+
+    try:
+        KafkaAdminClient(**kafka_python_options(settings), bootstrap_timeout_ms=int(timeout_s * 1000)).close()
+    except (KafkaTimeoutError, KafkaConnectionError) as exc:
+        reason = f"no answer within {timeout_s:g} s: {exc}"
+        raise StartupError(unreachable(settings.bootstrap, reason)) from None
+
+
+def explain(exc: BaseException, bootstrap: str | None) -> str | None:
+    """The one line for an expected failure, or None for a bug (which keeps its traceback).
+
+    Kafka clients' connection errors are recognised only when their module is loaded: a command
+    that never touched Kafka cannot have raised one, and importing them would slow every command.
+    """
+    unreachable_types = tuple(getattr(module, name) for module, name in (
+        (sys.modules.get("kafka.errors"), "KafkaTimeoutError"),
+        (sys.modules.get("kafka.errors"), "KafkaConnectionError"),
+        (sys.modules.get("aiokafka.errors"), "KafkaConnectionError"),
+    ) if module is not None)
+    if unreachable_types and isinstance(exc, unreachable_types):
+        return unreachable(bootstrap or "the configured bootstrap servers", exc)
+    mlflow_errors = sys.modules.get("mlflow.exceptions")
+    if mlflow_errors is not None and isinstance(exc, mlflow_errors.MlflowException):
+        return (f"the MLflow store cannot be used ({' '.join(str(exc).split())}): fix the URI that "
+                "`forecaster settings` shows in force (FORECASTER_MLFLOW_TRACKING_URI, else "
+                "MLFLOW_TRACKING_URI and MLFLOW_REGISTRY_URI)")
+    if isinstance(exc, ValueError | RuntimeError | OSError):
+        return str(exc)
+    return None

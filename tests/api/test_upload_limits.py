@@ -1,0 +1,168 @@
+"""FORECASTER_API_MAX_BYTES: a body is refused (413) while it arrives, a gzip upload once it inflates
+past the limit, and the server's memory stays bounded.
+
+The gzip bomb is real: about 3 MB of gzip that inflates to 1 GiB of CSV rows, made by streaming. The
+server is a real ``forecaster serve`` whose peak resident memory (``VmHWM``) is read from /proc; the
+streaming checks call the app in process and count what it pulled of a body that never ends early.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from api.app import create_app
+from forecaster.kafka.broker import free_port
+from forecaster.settings import Settings, to_environ
+
+INFLATED = 1 << 30
+ROW = b"2020-01-02,10.0,11.0,9.0,10.5,1000\n"
+MIB = 1 << 20
+
+
+@pytest.fixture(scope="module")
+def gzip_bomb(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A .csv.gz of a header and 1 GiB of (identical) rows, compressed a block at a time."""
+    path = tmp_path_factory.mktemp("bomb") / "aaa.csv.gz"
+    block = ROW * (MIB // len(ROW))
+    compressor = zlib.compressobj(9, wbits=31)  # 16 + 15: a gzip container
+    with path.open("wb") as out:
+        out.write(compressor.compress(b"date,open,high,low,close,volume\n"))
+        for _ in range(INFLATED // len(block) + 1):
+            out.write(compressor.compress(block))
+        out.write(compressor.flush())
+    assert path.stat().st_size < 8 * MIB
+    return path
+
+
+def _peak_rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM in /proc: Linux only")
+
+
+def _post_file(url: str, name: str, content: bytes) -> tuple[int, bytes]:
+    boundary = "forecaster-test-boundary"
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n"
+            "Content-Type: application/octet-stream\r\n\r\n")
+    body = head.encode() + content + f"\r\n--{boundary}--\r\n".encode()
+    request = urllib.request.Request(f"{url}/forecast", data=body, method="POST",
+                                     headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    try:
+        with urllib.request.urlopen(request, timeout=300) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+@pytest.fixture
+def server(offline_settings: Settings, tmp_path: Path) -> Iterator[tuple[str, int]]:
+    """``forecaster serve`` (no broker, empty registry) with the default limit; (base URL, PID)."""
+    settings = offline_settings.replace(api_port=free_port())
+    assert settings.api_max_bytes == 64 * MIB
+    log = tmp_path / "serve.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen([sys.executable, "-m", "forecaster.cli", "serve"],
+                                   env={**os.environ, **to_environ(settings)}, stdout=out,
+                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    url = f"http://{settings.api_host}:{settings.api_port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert process.poll() is None, log.read_text()
+            try:
+                urllib.request.urlopen(f"{url}/health", timeout=5).close()
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert time.monotonic() < deadline, f"serve did not answer in 120 s:\n{log.read_text()}"
+                time.sleep(0.2)
+        yield url, process.pid
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+
+
+def test_a_gzip_bomb_gets_a_413_and_the_server_stays_small(server: tuple[str, int], gzip_bomb: Path,
+                                                          data_dir: Path) -> None:
+    url, pid = server
+    # A real upload first, so that the peak includes what any forecast loads (the core, numpy...).
+    code, _ = _post_file(url, "601988.SH.csv", (data_dir / "601988.SH.csv").read_bytes())
+    assert code == 200
+    before = _peak_rss_kib(pid)
+    code, body = _post_file(url, gzip_bomb.name, gzip_bomb.read_bytes())
+    assert code == 413
+    assert b"aaa.csv.gz inflates to more than FORECASTER_API_MAX_BYTES (67,108,864 bytes)" in body
+    # Inflated whole, the rows alone would take 1 GiB; chunk by chunk they take a few MiB.
+    assert _peak_rss_kib(pid) - before < 64 * 1024
+
+
+class Body:
+    """An ASGI ``receive`` of a ``size``-byte body (``head``, then zeros, 1 MiB a message) that counts
+    what the app pulled of it."""
+
+    def __init__(self, head: bytes, size: int) -> None:
+        self.head, self.size, self.pulled = head, size, 0
+
+    async def receive(self) -> dict[str, Any]:
+        chunk = self.head if self.pulled == 0 else bytes(MIB)
+        self.pulled += len(chunk)
+        return {"type": "http.request", "body": chunk, "more_body": self.pulled < self.size}
+
+
+def _post_stream(settings: Settings, body: Body, content_type: str,
+                 length: int | None = None) -> tuple[int, dict[str, Any]]:
+    """POST ``body`` to the app in process, as a server hands it over: one message at a time."""
+    headers = [(b"content-type", content_type.encode())]
+    if length is not None:
+        headers.append((b"content-length", str(length).encode()))
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+             "scheme": "http", "path": "/forecast", "raw_path": b"/forecast", "query_string": b"",
+             "root_path": "", "headers": headers, "client": ("127.0.0.1", 1), "server": ("api", 80)}
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(create_app(settings)(scope, body.receive, send))
+    (start,) = [m for m in sent if m["type"] == "http.response.start"]
+    content = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return start["status"], json.loads(content)
+
+
+@pytest.mark.parametrize("kind", ["multipart", "json"])
+def test_a_body_is_refused_while_it_arrives(offline_settings: Settings, kind: str) -> None:
+    settings = offline_settings.replace(api_max_bytes=8 * MIB)
+    if kind == "multipart":
+        head = (b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.csv\"\r\n"
+                b"Content-Type: text/csv\r\n\r\ndate,open,high,low,close,volume\n")
+        content_type = "multipart/form-data; boundary=b"
+    else:
+        head, content_type = b'{"bars": [', "application/json"
+    body = Body(head, INFLATED)  # 1 GiB that no client check stops: no Content-Length
+    status, answer = _post_stream(settings, body, content_type)
+    assert status == 413
+    assert answer["detail"]["message"].startswith(
+        "the body holds more than FORECASTER_API_MAX_BYTES (8,388,608 bytes)")
+    # It stopped pulling at the first block past the limit.
+    assert 8 * MIB < body.pulled <= 9 * MIB + len(head)
+
+
+def test_a_declared_length_over_the_limit_is_refused_before_any_byte(offline_settings: Settings,
+                                                                      ) -> None:
+    body = Body(b'{"bars": [', INFLATED)
+    status, _ = _post_stream(offline_settings, body, "application/json", length=INFLATED)
+    assert status == 413 and body.pulled == 0

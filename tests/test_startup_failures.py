@@ -1,0 +1,141 @@
+"""Commands that cannot start say why and what to do in one line on stderr, with exit status 2.
+
+Each test runs the real command in a child process, as a user would, and reads its whole stderr.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from forecaster.kafka.broker import free_port
+
+CLI = [sys.executable, "-m", "forecaster.cli"]
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
+
+
+def _run(*args: str, tmp_path: Path, timeout_s: float = 120, **environ: str) -> tuple[int, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FORECASTER_", "MLFLOW_"))}
+    env.update(FORECASTER_HOME=str(tmp_path / "home"), **environ)
+    result = subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=timeout_s,
+                            check=False)
+    return result.returncode, result.stderr
+
+
+def _one_line(stderr: str) -> str:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
+def test_worker_with_its_metrics_port_taken(taken_port: int, tmp_path: Path) -> None:
+    code, err = _run("worker", "--metrics-port", str(taken_port), tmp_path=tmp_path)
+    line = _one_line(err)
+    assert code == 2
+    assert line == (f"forecaster worker: error: the metrics port 127.0.0.1:{taken_port} is in use "
+                    "(another process listens there): pass --metrics-port or set FORECASTER_METRICS_PORT "
+                    "to a free port")
+
+
+def test_serve_with_its_port_taken(taken_port: int, tmp_path: Path) -> None:
+    code, err = _run("serve", tmp_path=tmp_path, FORECASTER_API_PORT=str(taken_port))
+    line = _one_line(err)
+    assert code == 2
+    assert f"the API port 127.0.0.1:{taken_port} is in use" in line
+    assert "pass --port or set FORECASTER_API_PORT" in line
+
+
+def test_worker_without_a_broker(tmp_path: Path) -> None:
+    bootstrap = f"127.0.0.1:{free_port()}"
+    code, err = _run("worker", "--metrics-port", str(free_port()), "--connect-timeout", "1",
+                     tmp_path=tmp_path, FORECASTER_BOOTSTRAP=bootstrap)
+    line = _one_line(err)
+    assert code == 2
+    assert line.startswith(f"forecaster worker: error: cannot reach Kafka at {bootstrap} "
+                           "(no answer within 1 s")
+    assert line.endswith("start one with `forecaster kafka start`, or point FORECASTER_BOOTSTRAP or "
+                         "--bootstrap at a running broker")
+
+
+def test_topics_create_without_a_broker(tmp_path: Path) -> None:
+    bootstrap = f"127.0.0.1:{free_port()}"
+    code, err = _run("topics", "create", "--bootstrap", bootstrap, tmp_path=tmp_path)
+    line = _one_line(err)
+    assert code == 2
+    assert line.startswith(f"forecaster topics: error: cannot reach Kafka at {bootstrap}")
+    assert "forecaster kafka start" in line
+
+
+@pytest.mark.parametrize(("command", "variable", "value", "says"), [
+    (["worker"], "FORECASTER_METRICS_PORT", "ninety", "FORECASTER_METRICS_PORT='ninety' is not a valid int"),
+    (["serve"], "FORECASTER_API_PORT", "80a", "FORECASTER_API_PORT='80a' is not a valid int"),
+    (["worker"], "FORECASTER_INTERVAL_LEVELS", "0.95,0.8",
+     "a setting of the forecasting core is out of range: interval_levels must be strictly increasing and "
+     "inside (0, 1); got (0.95, 0.8) (its variable is FORECASTER_ and the name upper-cased; see "
+     "`forecaster settings`)"),
+    (["worker"], "FORECASTER_SECURITY_PROTOCOL", "TLS",
+     "FORECASTER_SECURITY_PROTOCOL='TLS' is not one of PLAINTEXT, SASL_PLAINTEXT, SASL_SSL, SSL"),
+])
+def test_a_bad_setting(tmp_path: Path, command: list[str], variable: str, value: str, says: str) -> None:
+    code, err = _run(*command, tmp_path=tmp_path, **{variable: value})
+    assert code == 2 and _one_line(err) == f"forecaster {command[0]}: error: {says}"
+
+
+def test_promote_with_a_bad_mlflow_uri(tmp_path: Path) -> None:
+    code, err = _run("promote", "next-close", tmp_path=tmp_path, MLFLOW_TRACKING_URI="foo://bar")
+    line = _one_line(err)
+    assert code == 2
+    assert line.startswith("forecaster promote: error: the MLflow store cannot be used (")
+    assert "unsupported URI 'foo://bar'" in line and line.endswith(
+        "fix the URI that `forecaster settings` shows in force (FORECASTER_MLFLOW_TRACKING_URI, else "
+        "MLFLOW_TRACKING_URI and MLFLOW_REGISTRY_URI)")
+
+
+def test_kafka_start_without_java(tmp_path: Path) -> None:
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    code, err = _run("kafka", "start", "--port", str(free_port()), tmp_path=tmp_path, PATH=str(empty))
+    assert code == 2
+    assert _one_line(err) == ("forecaster kafka: error: `java` was not found on PATH; the local Kafka broker "
+                              "needs it. Install openjdk-17-jre-headless (Debian/Ubuntu: `apt-get install "
+                              "openjdk-17-jre-headless`).")
+
+
+@pytest.mark.kafka
+@pytest.mark.parametrize(("level", "shown", "hidden"), [("info", "[INFO]", None), ("warn", None, "[INFO]")])
+def test_worker_honours_the_loglevel(kafka_bootstrap: str, tmp_path: Path, level: str, shown: str | None,
+                                     hidden: str | None) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FORECASTER_", "MLFLOW_"))}
+    env.update(FORECASTER_HOME=str(tmp_path / "home"), FORECASTER_BOOTSTRAP=kafka_bootstrap,
+               FORECASTER_APP_ID=f"loglevel-{level}-{os.getpid()}", PYTHONUNBUFFERED="1")
+    metrics_port = free_port()
+    log = tmp_path / "worker.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen([*CLI, "worker", "-l", level, "--metrics-port", str(metrics_port)],
+                                   env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        # Faust's banner says the level it runs at once the worker is up; poll for it.
+        deadline = time.monotonic() + 120
+        while f"-stderr- ({level})" not in log.read_text(errors="replace"):
+            assert process.poll() is None, log.read_text(errors="replace")
+            assert time.monotonic() < deadline, log.read_text(errors="replace")
+            time.sleep(0.2)
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+    text = log.read_text(errors="replace")
+    assert (shown is None or shown in text) and (hidden is None or hidden not in text)
