@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from models.families import FAMILIES
 from models.families import family as family_spec
 from models.families.neural import require_neural
 
@@ -225,6 +226,25 @@ def champion_version(settings: Any) -> str | None:
         return str(client(settings).get_model_version_by_alias(settings.model_name, CHAMPION).version)
     except MlflowException:
         return None
+
+
+def require_champion_extras(settings: Any) -> None:
+    """MissingExtraError when the champion's family needs an extra that is not installed.
+
+    A worker checks this before it starts, so that a Keras champion on an install without the
+    ``neural`` extra ends in one line rather than in the worker's first batch.
+    """
+    if _store_missing(settings):
+        return
+    from mlflow.exceptions import MlflowException
+
+    try:
+        version = client(settings).get_model_version_by_alias(settings.model_name, CHAMPION)
+    except MlflowException:
+        return
+    family = version.tags.get("family")
+    if family in FAMILIES and "keras" in FAMILIES[family].flavours.values():
+        require_neural(f"the champion {settings.model_name} version {version.version} ({family})")
 
 
 def load_champion(settings: Any) -> Any | None:

@@ -203,3 +203,25 @@ def test_backtest_and_an_xgboost_family_run_without_tensorflow(installed: Instal
     train = installed.run("train", str(sample), "--model", "xgboost", "--experiment", "wheel")
     assert train.returncode == 0, train.stdout + train.stderr
     assert "registered" in train.stdout
+
+
+def test_a_worker_whose_champion_is_a_keras_model_says_which_extra_to_install(
+        installed: Installed, data_dir: Path, tmp_path: Path) -> None:
+    from forecaster.settings import load
+    from models import registry
+    from models.training import train
+    from producers.readers import read_csv_bars
+
+    # The champion is trained and promoted here, where TensorFlow is installed; the wheel's has none.
+    settings = load().replace(home=str(tmp_path / "store"), mlflow_tracking_uri="", model_name="keras-one")
+    bars = read_csv_bars([data_dir / "vgi" / "vgi2.csv"], ticker="VGI").bars
+    outcome = train(bars, "bigru", settings, epochs=1, params={"lookback": 3, "units": 4}, test_days=20)
+    store = registry.client(settings)
+    store.set_registered_model_alias(settings.model_name, registry.CHAMPION, outcome.version)
+    env = {**installed.env, "FORECASTER_MLFLOW_TRACKING_URI": settings.mlflow_uri,
+           "FORECASTER_MODEL_NAME": settings.model_name}
+    worker = subprocess.run([str(installed.bin / "forecaster"), "worker"], cwd=installed.cwd, env=env,
+                            capture_output=True, text=True, timeout=300, check=False)
+    assert worker.returncode == 2
+    (line,) = worker.stderr.strip().splitlines()
+    assert "pip install 'stream-forecaster[neural]'" in line and "bigru" in line

@@ -39,6 +39,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     # Faust reports a bad core setting, a taken port or an absent broker with a traceback from its
     # crash handler (the broker after 45 s): they are checked first, to say in one line what to do.
     require_core_settings(settings)
+    from models.registry import require_champion_extras
+
+    require_champion_extras(settings)
     require_free_port(settings.metrics_host, settings.metrics_port, what="metrics",
                       setting=env_name("metrics_port"), option="--metrics-port")
     require_broker(settings, args.connect_timeout)
