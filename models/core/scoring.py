@@ -11,7 +11,7 @@ Examples
 >>> from models.core.bar import Bar
 >>> made = LastPrediction(as_of=dt.date(2024, 1, 5), log_close=float(np.log(10.0)), scale=0.02,
 ...                       predicted_close=10.0, naive_close=9.9, levels=(0.8,), lower=(9.8,), upper=(10.2,),
-...                       model="naive", model_version="1", warmup=False)
+...                       model="naive", model_version="1", warmup=False, vol_regime=None)
 >>> bar = Bar("ACME", dt.date(2024, 1, 8), 10.0, 10.5, 10.0, 10.3, 100.0)
 >>> records, log_error, standardized = score([made], [bar], np.log([10.3]), IsoDates())
 >>> {k: records[0][k] for k in ("as_of", "target_date", "error", "inside_80")}
@@ -85,5 +85,6 @@ def score(made: Sequence[LastPrediction], bars: Sequence[Bar], log_close: np.nda
             record.update(zip(inside_keys, inside[k], strict=True))
             record.update(zip(width_keys, width[k], strict=True))
             record.update(zip(winkler_keys, interval_score[k], strict=True))
-            record.update(model=p.model, model_version=p.model_version, warmup=p.warmup)
+            record.update(model=p.model, model_version=p.model_version, warmup=p.warmup,
+                          vol_regime=p.vol_regime)
     return records, log_error, standardized
