@@ -13,8 +13,8 @@ by its weight ``1 - decay ** m`` after ``m`` bars, so a young ticker is not held
 The decays, the weights (0.3 short, 0.7 long) and the range share were chosen on the S&P 500 days
 up to 2015-12-31 (``docs/models.md``). Everything uses bars up to ``t`` only.
 
-**Regime.** A prediction's volatility regime compares the ticker's trailing volatility (the standard
-deviation of its last :data:`REGIME_DAYS` log returns, up to ``t``) with the same figure on each day of
+**Regime.** A prediction's volatility regime compares the ticker's trailing volatility (the root mean
+square of its last :data:`REGIME_DAYS` log returns, up to ``t``) with the same figure on each day of
 its fitting window: below the window's lower third ``calm``, above the upper third ``volatile``, else
 ``middle``; None while the window holds fewer than :data:`REGIME_MIN_HISTORY` such days.
 
@@ -100,6 +100,10 @@ def trailing_vol_rank(windows: list[np.ndarray]) -> np.ndarray:
     """Per window of log closes (oldest first): the share of its days whose trailing volatility is at
     most the last day's, NaN while it has fewer than :data:`REGIME_MIN_HISTORY` such days.
 
+    The trailing volatility is the realised one, the root mean square of the last
+    :data:`REGIME_DAYS` log returns (no mean taken out: over a month it is noise, and leaving it
+    halves the cost per bar). Only its rank matters, so the sums of squares are compared as they are.
+
     >>> closes = np.log(np.r_[100 * np.exp(np.cumsum(np.resize([0.02, -0.02], 100))),
     ...                       np.full(30, 100.0)])  # a storm, then no move at all
     >>> trailing_vol_rank([closes, closes[:50]]).round(3).tolist()
@@ -110,28 +114,16 @@ def trailing_vol_rank(windows: list[np.ndarray]) -> np.ndarray:
     for i, window in enumerate(windows):
         by_size.setdefault(window.size, []).append(i)
     for size, rows in by_size.items():
-        days = size - REGIME_DAYS
-        if days < REGIME_MIN_HISTORY:
+        if size - REGIME_DAYS < REGIME_MIN_HISTORY:
             continue
+        # Rows are computed one by one (cumulative sums, counts), so a ticker's rank does not depend
+        # on the batch it is in.
         returns = np.diff(np.array([windows[i] for i in rows]), axis=1)
-        vol = _rolling_std(returns)
-        rank[rows] = (vol <= vol[:, -1:]).mean(axis=1)
+        running = np.cumsum(returns * returns, axis=1)
+        squares = running[:, REGIME_DAYS - 1:].copy()
+        squares[:, 1:] -= running[:, : -REGIME_DAYS]
+        rank[rows] = np.count_nonzero(squares <= squares[:, -1:], axis=1) / squares.shape[1]
     return rank
-
-
-def _rolling_std(returns: np.ndarray) -> np.ndarray:
-    """Standard deviation of each run of :data:`REGIME_DAYS` consecutive returns, per row.
-
-    From running sums (a strided view's ``std`` costs ten times more per bar); row by row, so a
-    ticker's figures do not depend on the batch it is in.
-    """
-    zero = np.zeros((len(returns), 1))
-    first = np.concatenate((zero, np.cumsum(returns, axis=1)), axis=1)
-    second = np.concatenate((zero, np.cumsum(returns * returns, axis=1)), axis=1)
-    k = REGIME_DAYS
-    mean = (first[:, k:] - first[:, :-k]) / k
-    variance = (second[:, k:] - second[:, :-k]) / k - mean * mean
-    return np.sqrt(np.maximum(variance, 0.0))
 
 
 def regimes(rank: np.ndarray) -> list[str | None]:
