@@ -37,8 +37,8 @@ import numpy as np
 
 #: Returns in the trailing volatility that decides a prediction's regime (a trading month).
 REGIME_DAYS = 21
-#: Fewest trailing volatilities (days) in the window before a regime is given.
-REGIME_MIN_HISTORY = 63
+#: Fewest trailing volatilities (days) in the window to rank against before a regime is given: a month.
+REGIME_MIN_HISTORY = 21
 #: Garman-Klass's weight of the squared open-to-close return, ``2 ln 2 - 1``.
 _GK_OC = 2.0 * math.log(2.0) - 1.0
 
