@@ -177,7 +177,8 @@ def empirical(s: Series) -> Forecast:
 def ewma_conformal(s: Series) -> Forecast:
     r = s.r
     variance = _ewma_variance(r)
-    scores = np.abs(r) / np.sqrt(variance)
+    with np.errstate(divide="ignore", invalid="ignore"):  # days without a move: scores inf or NaN
+        scores = np.abs(r) / np.sqrt(variance)
     half = {lv: np.full(r.size, np.nan) for lv in LEVELS}
     if r.size > WINDOW + 1:
         past = np.sort(np.lib.stride_tricks.sliding_window_view(scores[1:-1], WINDOW), axis=1)
@@ -189,7 +190,8 @@ def ewma_conformal(s: Series) -> Forecast:
 def aci(s: Series) -> Forecast:
     r = s.r
     sd = np.sqrt(_ewma_variance(r))
-    scores = np.abs(r) / sd
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scores = np.abs(r) / sd
     half = {lv: np.full(r.size, np.nan) for lv in LEVELS}
     for lv in LEVELS:
         alpha = 1 - lv
@@ -320,7 +322,7 @@ def variance_rows(p: Pooled) -> list[str]:
 
 def run_set(name: str, path: Path, args: argparse.Namespace) -> list[str]:
     series, _ = load(path)
-    started = time.process_time()
+    started = time.perf_counter()
     forecasts: dict[str, dict[str, Forecast]] = {
         "core (new)": core_forecasts(path, series, None),
         f"core (old, {args.old_rev})": core_forecasts(path, series, args.old_rev)}
@@ -329,8 +331,8 @@ def run_set(name: str, path: Path, args: argparse.Namespace) -> list[str]:
         for method, func in METHODS.items():
             done = pool_.map(func, [series[t] for t in names], chunksize=8)
             forecasts[method] = dict(zip(names, done, strict=True))
-        print(f"{name}: {method} done, {time.process_time() - started:.0f} s CPU", file=sys.stderr,
-              flush=True)
+            print(f"{name}: {method} done after {time.perf_counter() - started:.0f} s", file=sys.stderr,
+                  flush=True)
     periods = [(f"after {args.history} bars of history", None)]
     if name == "sp500":
         periods.append((f"after {args.history} bars of history and after {TUNED_UNTIL} (not used for tuning)",
@@ -354,13 +356,12 @@ def main() -> None:
     if not args.data.is_dir():
         raise SystemExit(f"no data folder at {args.data}: this benchmark reads the shared real data "
                          "(../shared/data beside the checkout); pass --data")
-    lines = [f"Command: `python bench/interval_bench.py {' '.join(sys.argv[1:])}`".replace("  ", " "), ""]
+    print(f"Command: `python bench/interval_bench.py {' '.join(sys.argv[1:])}`\n", flush=True)
     for name in args.sets.split(","):
         path = args.data / SETS[name]
         if not path.exists():
             raise SystemExit(f"{path} is missing: the {name} set lives in the shared data folder")
-        lines += run_set(name, path, args)
-        print("\n".join(lines), flush=True)
+        print("\n".join(run_set(name, path, args)), flush=True)
 
 
 if __name__ == "__main__":
