@@ -16,9 +16,11 @@ What happens to a bar of day ``t`` of a ticker, in order:
    keeps the previous parameters and is counted;
 4. the feature row of day ``t`` is computed (:mod:`models.core.features`);
 5. the configured model predicts the close of the next weekday, with calibrated intervals
-   (:mod:`models.core.intervals`). A model that is not ready yet (ARIMA window not full, too few
-   feature rows for an external model) gives way to the naive forecast, and the prediction says so
-   with ``warmup: true``, as it does while the intervals still lack calibration residuals.
+   (:mod:`models.core.intervals`) around it, scaled by the volatility model's forecast
+   (:mod:`models.core.volatility`), which every bar updates whatever the model. A model that is
+   not ready yet (ARIMA window not full, too few feature rows for an external model) gives way to
+   the naive forecast, and the prediction says so with ``warmup: true``, as it does while the
+   intervals still lack calibration residuals.
 
 No wall-clock time enters the records, so streaming and backtest agree exactly.
 
@@ -158,7 +160,7 @@ def step_many(states: Sequence[TickerState | None], bars: Sequence[Bar], config:
     pending = [i for i, s in enumerate(priors) if s.last_prediction is not None]
     if pending:
         at = _index(pending, n)
-        records, _, standardized = score(
+        records, standardized = score(
             [priors[i].last_prediction for i in pending], [bars[i] for i in pending],  # type: ignore[misc]
             log_close[at], iso)
         clipped = np.clip(standardized, -MAX_RESIDUAL, MAX_RESIDUAL).tolist()

@@ -106,7 +106,7 @@ def trailing_vol_rank(windows: list[np.ndarray]) -> np.ndarray:
 
     >>> closes = np.log(np.r_[100 * np.exp(np.cumsum(np.resize([0.02, -0.02], 100))),
     ...                       np.full(30, 100.0)])  # a storm, then no move at all
-    >>> trailing_vol_rank([closes, closes[:50]]).round(3).tolist()
+    >>> trailing_vol_rank([closes, closes[:40]]).round(3).tolist()
     [0.092, nan]
     """
     rank = np.full(len(windows), np.nan)
