@@ -335,8 +335,8 @@ def run_set(name: str, path: Path, args: argparse.Namespace) -> list[str]:
                   flush=True)
     periods = [(f"after {args.history} bars of history", None)]
     if name == "sp500":
-        periods.append((f"after {args.history} bars of history and after {TUNED_UNTIL} (not used for tuning)",
-                        TUNED_UNTIL))
+        periods.append((f"after {args.history} bars of history and after {TUNED_UNTIL} "
+                        "(after the tuning period)", TUNED_UNTIL))
     lines = []
     for title, after in periods:
         p = pool(series, forecasts, args.history, after)
