@@ -135,6 +135,17 @@ def forecast_error(settings: Settings) -> dashboard.Dashboard:
              *(Query(f"vector({level})", f"nominal {level}") for level in settings.interval_levels)],
             unit="percentunit").min(0).max(1),
         (None, "transparent"), *((edge, "orange") for edge in coverage_bands(settings)))
+    coverage_by_regime = _threshold_lines(
+        _timeseries(
+            "Calibration by volatility regime",
+            "Rolling share of actual closes inside each central interval, all tickers, split by the "
+            "regime each prediction was made in: the ticker's trailing 21-day volatility in the lower "
+            "(calm), middle or upper (volatile) third of its own past year. Calibrated intervals stay "
+            "near nominal in all three.",
+            [Query("forecaster_interval_coverage_by_regime", "{{regime}} {{level}}"),
+             *(Query(f"vector({level})", f"nominal {level}") for level in settings.interval_levels)],
+            unit="percentunit").min(0).max(1),
+        (None, "transparent"), *((edge, "orange") for edge in coverage_bands(settings)))
     relative_mae = _threshold_lines(
         _timeseries("Rolling relative MAE (below 1 beats naive)",
                     "Rolling MAE over the naive forecast's MAE on the same days.",
@@ -169,6 +180,7 @@ def forecast_error(settings: Settings) -> dashboard.Dashboard:
                     unit="percentunit"),
         error_heatmap,
         coverage,
+        coverage_by_regime,
         _timeseries("Calibration: interval relative width",
                     "Rolling mean interval width over the predicted close, per level.",
                     [Query(f"forecaster_interval_relative_width{{{TICKER}}}", "{{ticker}} {{level}}")],

@@ -63,6 +63,10 @@ class WorkerMetrics:
         self.interval_coverage = Gauge("forecaster_interval_coverage",
                                        "Rolling share of actual closes inside the central interval",
                                        ["level", "ticker"], registry=r)
+        self.interval_coverage_by_regime = Gauge(
+            "forecaster_interval_coverage_by_regime",
+            "Rolling share of actual closes inside the central interval, all tickers, by the volatility "
+            "regime (calm, middle, volatile) the prediction was made in", ["level", "regime"], registry=r)
         self.interval_relative_width = Gauge("forecaster_interval_relative_width",
                                              "Rolling mean interval width over the predicted close",
                                              ["level", "ticker"], registry=r)

@@ -2,8 +2,10 @@
 
 Per-ticker series exist for the first ``metrics_ticker_limit`` tickers seen; the others are pooled
 under ``ticker="other"``, and every ticker also counts in ``ticker="all"``, so the number of series
-stays bounded whatever the universe. The rolling windows live here, in memory: they are figures
-for people to watch, not state the predictions depend on, so a restart may reset them.
+stays bounded whatever the universe. Coverage is also pooled by the volatility regime each scored
+prediction was made in (its ``vol_regime``), which shows calibration in calm and in storm. The
+rolling windows live here, in memory: they are figures for people to watch, not state the
+predictions depend on, so a restart may reset them.
 """
 
 from __future__ import annotations
@@ -78,6 +80,7 @@ class ForecastMonitor:
         self.labelled: set[str] = set()
         self._children: dict[tuple[Any, str], Any] = {}
         self.groups: dict[str, RollingErrors] = {}
+        self.regimes: dict[str, RollingErrors] = {}
         self.error_detectors: dict[str, PageHinkley] = {}
         self.since_alarm: dict[str, int] = {}
         # Errors are standardized by the sigma that the widest interval implies.
@@ -159,6 +162,7 @@ class ForecastMonitor:
             close_of_day = dt.datetime.combine(latest, dt.time(23, 59, 59), dt.UTC).timestamp()
             m.event_time_lag.set(max(0.0, now - close_of_day))
         touched: set[str] = set()
+        regimes: set[str] = set()
         feature_rows = []
         predictions: Counter[str] = Counter()
         scores: Counter[str] = Counter()
@@ -188,12 +192,20 @@ class ForecastMonitor:
             everyone.add(row)
             self._group(label).add(row)
             touched.update((label, ALL))
+            regime = score.get("vol_regime")
+            if regime is not None:
+                self._regime(regime).add(row)
+                regimes.add(regime)
             self._error_drift(bar.ticker, label, score)
         for counter, metric in ((predictions, m.predictions), (scores, m.scores), (refits, m.refits)):
             for name, count in counter.items():
                 metric.labels(name).inc(count)
         for group in touched:
             self._export_group(group, results[-1][1].prediction["model"])
+        for regime in regimes:
+            means = self.regimes[regime].means()
+            for i, level in enumerate(self.levels):
+                m.interval_coverage_by_regime.labels(self.level_labels[level], regime).set(means[3 + 2 * i])
         self._input_drift(feature_rows)
 
     def observe_dead_letters(self, reasons: Iterable[str]) -> None:
@@ -216,6 +228,13 @@ class ForecastMonitor:
         if child is None:
             child = self._children[(metric, label)] = metric.labels(label)
         return child
+
+    def _regime(self, name: str) -> RollingErrors:
+        group = self.regimes.get(name)
+        if group is None:
+            group = self.regimes[name] = RollingErrors(
+                self.settings.rolling_window * POOLED_WINDOW_FACTOR, self.levels)
+        return group
 
     def _export_group(self, name: str, model: str) -> None:
         m = self.metrics

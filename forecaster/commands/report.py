@@ -30,7 +30,7 @@ ROLLING = 21
 #: Predictions drawn by default: a year of trading days, so the bands stay visible.
 LAST = 250
 _BOUND = re.compile(r"^(lower|upper)_([0-9]+(?:\.[0-9]+)?)$")
-_TEXT_FIELDS = {"ticker", "as_of", "target_date", "actual_date", "model", "model_version"}
+_TEXT_FIELDS = {"ticker", "as_of", "target_date", "actual_date", "model", "model_version", "vol_regime"}
 
 
 def register(sub: argparse._SubParsersAction) -> None:

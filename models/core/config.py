@@ -14,6 +14,10 @@ Examples
 Traceback (most recent call last):
 ...
 ValueError: model must be one of naive, arima, external; got 'lstm'
+>>> CoreConfig(vol_weights=(0.5, 0.6))
+Traceback (most recent call last):
+...
+ValueError: vol_weights must be one non-negative weight per decay, summing to 1; got (0.5, 0.6)
 >>> CoreConfig(interval_levels=(0.95, 0.8))
 Traceback (most recent call last):
 ...
@@ -22,6 +26,7 @@ ValueError: interval_levels must be strictly increasing and inside (0, 1); got (
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
@@ -48,9 +53,12 @@ class CoreConfig:
         Central prediction interval levels, strictly increasing, each in (0, 1).
     calibration_window
         Past standardized residuals per ticker used for the conformal interval quantiles.
-    vol_decay
-        Decay of the exponentially weighted averages of squared errors that scale the intervals
-        (0.94 is RiskMetrics' daily value: a half-life of about 11 bars).
+    vol_decays, vol_weights
+        Decays of the exponentially weighted means of daily variance that the volatility model
+        blends, and their weights (summing to 1): see :mod:`models.core.volatility`.
+    vol_range_weight
+        Share of the range-based estimate (overnight gap and Garman-Klass) in each day's variance
+        estimate, the rest being the squared close-to-close return.
     feature_history
         Feature rows kept per ticker whatever the model (more when an external model's lookback is
         longer), so that a model promoted while the stream runs predicts at once if its lookback
@@ -63,7 +71,9 @@ class CoreConfig:
     order: tuple[int, int, int] = (2, 1, 0)
     interval_levels: tuple[float, ...] = (0.8, 0.95)
     calibration_window: int = 250
-    vol_decay: float = 0.94
+    vol_decays: tuple[float, ...] = (0.9, 0.995)
+    vol_weights: tuple[float, ...] = (0.3, 0.7)
+    vol_range_weight: float = 0.5
     feature_history: int = 32
 
     def __post_init__(self) -> None:
@@ -87,8 +97,14 @@ class CoreConfig:
                 f"interval_levels must be strictly increasing and inside (0, 1); got {levels!r}")
         if self.calibration_window < 1:
             raise ValueError(f"calibration_window must be >= 1; got {self.calibration_window}")
-        if not 0 < self.vol_decay < 1:
-            raise ValueError(f"vol_decay must be inside (0, 1); got {self.vol_decay}")
+        if not self.vol_decays or any(not 0 < d < 1 for d in self.vol_decays):
+            raise ValueError(f"vol_decays must be inside (0, 1); got {self.vol_decays!r}")
+        if (len(self.vol_weights) != len(self.vol_decays) or any(w < 0 for w in self.vol_weights)
+                or not math.isclose(sum(self.vol_weights), 1.0)):
+            raise ValueError(f"vol_weights must be one non-negative weight per decay, summing to 1; "
+                             f"got {self.vol_weights!r}")
+        if not 0 <= self.vol_range_weight <= 1:
+            raise ValueError(f"vol_range_weight must be inside [0, 1]; got {self.vol_range_weight}")
         if self.feature_history < 1:
             raise ValueError(f"feature_history must be >= 1; got {self.feature_history}")
 

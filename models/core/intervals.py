@@ -1,10 +1,9 @@
 """Calibrated central prediction intervals: a causal scale times a conformal quantile.
 
-Each prediction of a ticker has a scale ``s`` (log units): the ARIMA forecast variance rescaled by the
-recent ratio of squared innovations to their predicted variance, or, for models without a variance
-(naive, external), an exponentially weighted mean of the ticker's recent squared errors. Dividing a
-prediction's log error by its scale gives a standardized residual, which is roughly identically
-distributed whether the market is calm or not. The interval at level ``L`` is
+Each prediction of a ticker has a scale ``s`` (log units): the volatility model's forecast of the
+next day's log-return standard deviation (:mod:`models.core.volatility`), the same whatever the
+point model. Dividing a prediction's log error by its scale gives a standardized residual, which is
+roughly identically distributed whether the market is calm or not. The interval at level ``L`` is
 ``exp(log_prediction -+ q_L * s)``, where ``q_L`` is the finite-sample conformal quantile of the
 absolute standardized residuals in the ticker's rolling calibration window: the
 ``ceil((m + 1) * L)``-th smallest of ``m``. Everything uses only past bars.
@@ -27,7 +26,6 @@ Examples
 
 from __future__ import annotations
 
-import math
 from functools import cache
 from statistics import NormalDist
 
@@ -93,16 +91,3 @@ def conformal_quantiles(abs_residuals: np.ndarray, counts: np.ndarray,
 @cache
 def _fallback(levels: tuple[float, ...]) -> np.ndarray:
     return np.array([WARMUP_WIDEN * gaussian_quantile(level) for level in levels])
-
-
-def ewma(previous: np.ndarray, value: np.ndarray, decay: float) -> np.ndarray:
-    """Exponentially weighted mean after one more value."""
-    return decay * previous + (1.0 - decay) * value
-
-
-def parkinson_variance(high: np.ndarray, low: np.ndarray) -> np.ndarray:
-    """Variance of a daily log return estimated from one day's range (Parkinson, 1980).
-
-    The first scale of a ticker, before it has any error of its own.
-    """
-    return (np.log(high) - np.log(low)) ** 2 / (4.0 * math.log(2.0))

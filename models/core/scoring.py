@@ -3,7 +3,7 @@
 A score says how far the prediction was (error, absolute percentage error), how far the naive
 forecast of the same day was, and for each interval level whether the close fell inside, the
 interval's width and its Winkler score. It also yields what the ticker's calibration learns from
-the outcome: the log error and the standardized residual (log error / the prediction's scale).
+the outcome: the standardized residual (log error / the prediction's scale).
 
 Examples
 --------
@@ -11,9 +11,9 @@ Examples
 >>> from models.core.bar import Bar
 >>> made = LastPrediction(as_of=dt.date(2024, 1, 5), log_close=float(np.log(10.0)), scale=0.02,
 ...                       predicted_close=10.0, naive_close=9.9, levels=(0.8,), lower=(9.8,), upper=(10.2,),
-...                       model="naive", model_version="1", warmup=False)
+...                       model="naive", model_version="1", warmup=False, vol_regime=None)
 >>> bar = Bar("ACME", dt.date(2024, 1, 8), 10.0, 10.5, 10.0, 10.3, 100.0)
->>> records, log_error, standardized = score([made], [bar], np.log([10.3]), IsoDates())
+>>> records, standardized = score([made], [bar], np.log([10.3]), IsoDates())
 >>> {k: records[0][k] for k in ("as_of", "target_date", "error", "inside_80")}
 {'as_of': '2024-01-05', 'target_date': '2024-01-08', 'error': 0.3000000000000007, 'inside_80': False}
 >>> round(records[0]["width_80"], 6), round(records[0]["winkler_80"], 6)  # 0.4 + 2 / 0.2 * 0.1
@@ -49,11 +49,11 @@ class IsoDates(dict[dt.date, str]):
 
 
 def score(made: Sequence[LastPrediction], bars: Sequence[Bar], log_close: np.ndarray,
-          iso: IsoDates) -> tuple[list[dict[str, Any]], np.ndarray, np.ndarray]:
+          iso: IsoDates) -> tuple[list[dict[str, Any]], np.ndarray]:
     """Score records of predictions ``made`` against the ``bars`` that followed them, batched.
 
-    ``log_close`` is the log of the bars' closes. Returns the records (``schemas/score.schema.json``),
-    the log errors and the standardized residuals, each in the order given.
+    ``log_close`` is the log of the bars' closes. Returns the records (``schemas/score.schema.json``)
+    and the standardized residuals, each in the order given.
     """
     log_error = log_close - np.array([p.log_close for p in made])
     standardized = log_error / np.array([p.scale for p in made])
@@ -85,5 +85,6 @@ def score(made: Sequence[LastPrediction], bars: Sequence[Bar], log_close: np.nda
             record.update(zip(inside_keys, inside[k], strict=True))
             record.update(zip(width_keys, width[k], strict=True))
             record.update(zip(winkler_keys, interval_score[k], strict=True))
-            record.update(model=p.model, model_version=p.model_version, warmup=p.warmup)
-    return records, log_error, standardized
+            record.update(model=p.model, model_version=p.model_version, warmup=p.warmup,
+                          vol_regime=p.vol_regime)
+    return records, standardized

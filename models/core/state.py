@@ -38,7 +38,7 @@ import numpy as np
 import orjson
 
 #: Format version of :meth:`TickerState.to_bytes`; bump it when fields change meaning.
-VERSION = 1
+VERSION = 2
 _MAGIC = b"FTS"
 _HEADER = struct.Struct("<3sBI")  # magic, version, length of the orjson part
 
@@ -61,6 +61,7 @@ class LastPrediction(NamedTuple):
     model: str
     model_version: str
     warmup: bool
+    vol_regime: str | None     # calm, middle or volatile (models.core.volatility), None before known
 
 
 @dataclass(slots=True, eq=False)
@@ -80,12 +81,9 @@ class TickerState:
         The last ``window`` log closes, oldest first: the ARIMA's fitting window.
     arima_params, arima_state, arima_cov
         ``(phi, theta, sigma2)``, the predicted ARMA state and its covariance; None before the first fit.
-    err2_ewma
-        Exponentially weighted mean of squared log errors of this ticker's predictions: the scale of
-        models without a variance of their own.
-    innovation_ratio_ewma
-        Exponentially weighted mean of squared ARIMA innovations over their predicted variance: how much
-        the current volatility differs from the fitted one.
+    variance_ewmas
+        The volatility model's exponentially weighted sums of daily variance, one per decay
+        (:mod:`models.core.volatility`; divided by their weight ``1 - decay ** bars`` when read).
     calibration
         The last standardized residuals (log error / scale) of issued predictions, oldest first.
     features, feature_rows
@@ -106,20 +104,19 @@ class TickerState:
     arima_params: np.ndarray | None
     arima_state: np.ndarray | None
     arima_cov: np.ndarray | None
-    err2_ewma: float
-    innovation_ratio_ewma: float
+    variance_ewmas: np.ndarray
     calibration: np.ndarray
     features: np.ndarray
     feature_rows: int
     last_prediction: LastPrediction | None
 
     @classmethod
-    def empty(cls, ticker: str, feature_width: int) -> TickerState:
-        """The state before a ticker's first bar: nothing seen, so nothing known (NaN)."""
+    def empty(cls, ticker: str, feature_width: int, volatility_horizons: int) -> TickerState:
+        """The state before a ticker's first bar: nothing seen, so nothing known (NaN, or sums of 0)."""
         nan = float("nan")
         return cls(ticker=ticker, last_date=None, bars=0, refits=0, failed_refits=0, since_refit=0,
                    last_close=nan, last_volume=nan, log_closes=np.empty(0), arima_params=None,
-                   arima_state=None, arima_cov=None, err2_ewma=nan, innovation_ratio_ewma=1.0,
+                   arima_state=None, arima_cov=None, variance_ewmas=np.zeros(volatility_horizons),
                    calibration=np.empty(0), features=np.empty((0, feature_width)), feature_rows=0,
                    last_prediction=None)
 
@@ -189,4 +186,5 @@ class TickerState:
 
 
 _FIELDS = tuple(f.name for f in dataclasses.fields(TickerState))
-_ARRAYS = frozenset({"log_closes", "arima_params", "arima_state", "arima_cov", "calibration", "features"})
+_ARRAYS = frozenset({"log_closes", "arima_params", "arima_state", "arima_cov", "variance_ewmas",
+                     "calibration", "features"})

@@ -16,9 +16,11 @@ What happens to a bar of day ``t`` of a ticker, in order:
    keeps the previous parameters and is counted;
 4. the feature row of day ``t`` is computed (:mod:`models.core.features`);
 5. the configured model predicts the close of the next weekday, with calibrated intervals
-   (:mod:`models.core.intervals`). A model that is not ready yet (ARIMA window not full, too few
-   feature rows for an external model) gives way to the naive forecast, and the prediction says so
-   with ``warmup: true``, as it does while the intervals still lack calibration residuals.
+   (:mod:`models.core.intervals`) around it, scaled by the volatility model's forecast
+   (:mod:`models.core.volatility`), which every bar updates whatever the model. A model that is
+   not ready yet (ARIMA window not full, too few feature rows for an external model) gives way to
+   the naive forecast, and the prediction says so with ``warmup: true``, as it does while the
+   intervals still lack calibration residuals.
 
 No wall-clock time enters the records, so streaming and backtest agree exactly.
 
@@ -55,17 +57,11 @@ from models.core.arima import Arima, ArimaFitError, kalman_update
 from models.core.bar import Bar
 from models.core.config import CoreConfig
 from models.core.features import FEATURE_NAMES, feature_rows
-from models.core.intervals import (
-    MAX_RESIDUAL,
-    MIN_SCALE,
-    conformal_quantiles,
-    ewma,
-    level_label,
-    parkinson_variance,
-)
+from models.core.intervals import MAX_RESIDUAL, MIN_SCALE, conformal_quantiles, level_label
 from models.core.model_slot import PointModel
 from models.core.scoring import IsoDates, score
 from models.core.state import LastPrediction, TickerState
+from models.core.volatility import daily_variance, forecast, regimes, trailing_vol_rank, update
 
 NAIVE_VERSION = "1"
 
@@ -150,36 +146,35 @@ def step_many(states: Sequence[TickerState | None], bars: Sequence[Bar], config:
         return []
     plan = _plan(config)
     n = len(bars)
-    decay = config.vol_decay
     close = np.array([b.close for b in bars])
     log_close = np.log(close)
+    open_ = np.array([b.open for b in bars])
     high = np.array([b.high for b in bars])
     low = np.array([b.low for b in bars])
     prev_close = np.array([s.last_close for s in priors])
 
-    # 1. Score the pending predictions; their log errors feed the error EWMA and the calibration.
+    # 1. Score the pending predictions; their standardized residuals feed the calibration.
     iso = IsoDates()
     scores: list[dict[str, Any] | None] = [None] * n
     residuals: list[float | None] = [None] * n
-    err2 = np.array([s.err2_ewma for s in priors])
     pending = [i for i, s in enumerate(priors) if s.last_prediction is not None]
     if pending:
         at = _index(pending, n)
-        records, log_error, standardized = score(
+        records, standardized = score(
             [priors[i].last_prediction for i in pending], [bars[i] for i in pending],  # type: ignore[misc]
             log_close[at], iso)
         clipped = np.clip(standardized, -MAX_RESIDUAL, MAX_RESIDUAL).tolist()
         for i, record, residual in zip(pending, records, clipped, strict=True):
             scores[i] = record
             residuals[i] = residual
-        err2[at] = ewma(err2[at], log_error * log_error, decay)
     first = np.isnan(prev_close)
-    if len(pending) < n:  # some ticker's first bar: its scale comes from the bar's own range
-        err2[first] = parkinson_variance(high[first], low[first])
+    variance_ewmas = update(np.array([s.variance_ewmas for s in priors]),
+                            daily_variance(open_, high, low, close, prev_close, config.vol_range_weight),
+                            config.vol_decays)
+    variance_ewmas.flags.writeable = False
 
     # 2. One Kalman step for every fitted ARIMA.
     arima = plan.arima
-    ratio = np.array([s.innovation_ratio_ewma for s in priors])
     arima_residual = np.zeros(n)
     fitted = [i for i, s in enumerate(priors) if s.arima_params is not None]
     filtered: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
@@ -193,7 +188,6 @@ def step_many(states: Sequence[TickerState | None], bars: Sequence[Bar], config:
             np.array([priors[i].arima_cov for i in fitted]),
             phi, selection, sigma2, arima.differenced(log_close[at], lags))
         arima_residual[at] = innovation / np.sqrt(variance)
-        ratio[at] = ewma(ratio[at], innovation * innovation / variance, decay)
         for array in (params, a, cov):
             array.flags.writeable = False
         filtered = {i: (params[j], a[j], cov[j]) for j, i in enumerate(fitted)}
@@ -216,7 +210,7 @@ def step_many(states: Sequence[TickerState | None], bars: Sequence[Bar], config:
         refits.append(outcome)
 
     # 4. The feature rows of day t.
-    rows = feature_rows(open_=np.array([b.open for b in bars]), high=high, low=low, close=close,
+    rows = feature_rows(open_=open_, high=high, low=low, close=close,
                         volume=np.array([b.volume for b in bars]), prev_close=prev_close,
                         prev_volume=np.array([s.last_volume for s in priors]), arima_residual=arima_residual)
     rows.flags.writeable = False
@@ -229,16 +223,16 @@ def step_many(states: Sequence[TickerState | None], bars: Sequence[Bar], config:
 
     # 5. Predict the next close: the configured model where ready, else naive.
     log_prediction = log_close.copy()
-    scale = np.sqrt(err2)
+    bar_counts = np.array([s.bars + 1 for s in priors])
+    scale = np.sqrt(forecast(variance_ewmas, bar_counts, config.vol_decays, config.vol_weights))
     ready = np.full(n, config.model == "naive")
     if config.model == "arima" and filtered:
         ids = sorted(filtered)
         at = _index(ids, n)
-        mean, variance = arima.forecast(
+        mean, _ = arima.forecast(
             np.array([filtered[i][1] for i in ids]), np.array([filtered[i][2] for i in ids]),
             np.array([fit_windows[i][fit_windows[i].size - arima.d:] for i in ids]))
         log_prediction[at] = mean
-        scale[at] = np.sqrt(variance * ratio[at])
         ready[at] = True
     elif config.model == "external":
         assert model is not None  # _checked guarantees it
@@ -274,19 +268,20 @@ def step_many(states: Sequence[TickerState | None], bars: Sequence[Bar], config:
         lower = np.minimum(np.exp(log_prediction[:, None] - half_width), predicted_close[:, None]).tolist()
         upper = np.maximum(np.exp(log_prediction[:, None] + half_width), predicted_close[:, None]).tolist()
     warmup = (~ready | short).tolist()
+    regime = regimes(trailing_vol_rank(fit_windows))
 
     # 7. Records and new states (plain Python values from here on).
     results = []
     name, version = _model_identity(config, model)
     levels = config.interval_levels
     targets = IsoDates(next_weekday)
-    for i, (prior, bar, log_pred, scale_i, close_i, err2_i, ratio_i, outcome) in enumerate(zip(
-            priors, bars, log_prediction.tolist(), scale.tolist(), predicted_close.tolist(), err2.tolist(),
-            ratio.tolist(), refits, strict=True)):
+    for i, (prior, bar, log_pred, scale_i, close_i, outcome) in enumerate(zip(
+            priors, bars, log_prediction.tolist(), scale.tolist(), predicted_close.tolist(), refits,
+            strict=True)):
         lp = LastPrediction(
             as_of=bar.date, log_close=log_pred, scale=scale_i, predicted_close=close_i,
             naive_close=float(bar.close), levels=levels, lower=tuple(lower[i]), upper=tuple(upper[i]),
-            model=name, model_version=version, warmup=warmup[i])
+            model=name, model_version=version, warmup=warmup[i], vol_regime=regime[i])
         params_i, a_i, cov_i = filtered.get(i, (prior.arima_params, prior.arima_state, prior.arima_cov))
         state = TickerState(
             ticker=bar.ticker, last_date=bar.date, bars=prior.bars + 1,
@@ -295,7 +290,7 @@ def step_many(states: Sequence[TickerState | None], bars: Sequence[Bar], config:
             since_refit=0 if outcome else prior.since_refit + 1,
             last_close=float(bar.close), last_volume=float(bar.volume), log_closes=fit_windows[i],
             arima_params=params_i, arima_state=a_i, arima_cov=cov_i,
-            err2_ewma=err2_i, innovation_ratio_ewma=ratio_i,
+            variance_ewmas=variance_ewmas[i],
             calibration=calibrations[i], features=buffers[i],
             feature_rows=prior.feature_rows + (prior.bars > 0), last_prediction=lp)
         prediction: dict[str, Any] = {"record_type": "prediction", "ticker": bar.ticker,
@@ -305,7 +300,8 @@ def step_many(states: Sequence[TickerState | None], bars: Sequence[Bar], config:
                                                      strict=True):
             prediction[lower_key] = low_k
             prediction[upper_key] = up_k
-        prediction.update(sigma=scale_i, model=name, model_version=version, warmup=warmup[i])
+        prediction.update(sigma=scale_i, vol_regime=regime[i], model=name, model_version=version,
+                          warmup=warmup[i])
         results.append(StepResult(state=state, prediction=prediction, score=scores[i], features=rows[i],
                                   refit=outcome))
     return results
@@ -401,7 +397,7 @@ def _checked(states: Sequence[TickerState | None], bars: Sequence[Bar], config: 
     priors = []
     for state, bar in zip(states, bars, strict=True):
         if state is None:
-            state = TickerState.empty(bar.ticker, len(FEATURE_NAMES))
+            state = TickerState.empty(bar.ticker, len(FEATURE_NAMES), len(config.vol_decays))
         elif state.ticker != bar.ticker:
             raise ValueError(f"bar of {bar.ticker!r} given with the state of {state.ticker!r}")
         elif state.last_date is not None and bar.date <= state.last_date:

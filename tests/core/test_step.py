@@ -143,7 +143,8 @@ def test_records_follow_their_schemas_and_are_plain_json(by_ticker: dict[str, li
         for record in records:
             validators[record["record_type"]].validate(record)
             assert orjson.loads(orjson.dumps(record)) == record
-            assert all(type(v) in (str, float, bool) for v in record.values())
+            assert all(type(v) in (str, float, bool) for k, v in record.items() if k != "vol_regime")
+            assert record["vol_regime"] in ("calm", "middle", "volatile", None)
     assert {"lower_97.5", "upper_97.5", "lower_50"} <= results[-1].prediction.keys()
     assert {"inside_97.5", "winkler_50"} <= results[-1].score.keys()
     p = results[-1].prediction
@@ -161,7 +162,8 @@ def test_target_date_is_the_next_weekday_and_numbers_are_floats() -> None:
     assert scored.prediction["target_date"] == "2024-03-04"
     for record in (made.prediction, scored.prediction, scored.score):
         assert all(type(v) is float for k, v in record.items() if k not in ("ticker", "as_of", "target_date",
-                   "record_type", "model", "model_version", "warmup") and not k.startswith("inside_")), record
+                   "record_type", "model", "model_version", "warmup", "vol_regime")
+                   and not k.startswith("inside_")), record
 
 
 def test_batches_refuse_what_cannot_be_applied_and_apply_nothing(by_ticker: dict[str, list[Bar]]) -> None:
