@@ -3,7 +3,7 @@
 Run from the repository root (the GARCH anchor refits ``arch`` 16 times per S&P ticker: about 15
 minutes of CPU for the 500 S&P tickers, shared among ``--jobs`` processes)::
 
-    OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/interval_bench.py [--data ../shared/data] \\
+    OPENBLAS_NUM_THREADS=1 .venv/bin/python -m bench.interval_bench \\
         [--sets sp500,601988,vgi,bokeh] [--jobs 2]
 
 Every method forecasts the interval of the next log return ``r[t+1] = log(close[t+1] / close[t])``
@@ -51,8 +51,10 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.data import sp500_file
+from forecaster import settings as settings_module
+
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
 LEVELS = (0.8, 0.95)
 SETS = {"sp500": "sp500-5yr.csv.gz", "601988": "601988.SH.csv", "vgi": "vgi", "bokeh": "bokeh-stocks.csv.gz"}
 #: The S&P 500 days after this were not used to choose the volatility model's hyper-parameters.
@@ -347,20 +349,15 @@ def run_set(name: str, path: Path, args: argparse.Namespace) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, default=DATA, help="the shared real data folder")
     parser.add_argument("--sets", default=",".join(SETS), help=f"comma-separated, of {', '.join(SETS)}")
     parser.add_argument("--history", type=int, default=504, help="bars before a scored target day")
     parser.add_argument("--old-rev", default="34f4230", help="the revision whose core is 'core (old)'")
     parser.add_argument("--jobs", type=int, default=1, help="processes for the anchors, ticker by ticker")
     args = parser.parse_args()
-    if not args.data.is_dir():
-        raise SystemExit(f"no data folder at {args.data}: this benchmark reads the shared real data "
-                         "(../shared/data beside the checkout); pass --data")
-    print(f"Command: `python bench/interval_bench.py {' '.join(sys.argv[1:])}`\n", flush=True)
+    print(f"Command: `python -m bench.interval_bench {' '.join(sys.argv[1:])}`\n", flush=True)
     for name in args.sets.split(","):
-        path = args.data / SETS[name]
-        if not path.exists():
-            raise SystemExit(f"{path} is missing: the {name} set lives in the shared data folder")
+        # All 505 S&P 500 tickers come from FORECASTER_BENCH_DATA; the small sets ship in the package.
+        path = sp500_file() if name == "sp500" else Path(settings_module.load().data_dir) / SETS[name]
         print("\n".join(run_set(name, path, args)), flush=True)
 
 
