@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint install kafka-jars clean
+.PHONY: demo test lint install kafka-jars test-floors clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,5 +33,13 @@ lint: install
 test: kafka-jars lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# The floors of pyproject.toml: the oldest versions they allow of every direct dependency (uv's
+# lowest-direct resolution) in a venv of their own, and the tests of the code those packages serve.
+test-floors: install
+	$(BIN)/uv venv -q --python $(PYTHON) .venv-floors
+	$(BIN)/uv pip install -q --python .venv-floors/bin/python --resolution lowest-direct -e '.[dev]'
+	.venv-floors/bin/python -m pytest $(PYTEST_ARGS) tests/api tests/models tests/core tests/producers \
+		tests/stream tests/test_demo.py forecaster models producers api
+
 clean:
-	rm -rf $(VENV) .forecaster .pytest_cache
+	rm -rf $(VENV) .venv-floors .forecaster .pytest_cache
