@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import importlib.metadata
+import os
 import re
 import shutil
 import subprocess
@@ -87,3 +88,20 @@ def test_runtime_requirements_resolve_to_wheels_without_tensorflow(platform: str
     pinned = {line.split("==")[0].lower() for line in lock.read_text().splitlines() if "==" in line}
     assert {"faust-streaming", "mlflow", "xgboost", "fastapi"} <= pinned
     assert not {name for name in pinned if name.startswith(("tensorflow", "keras"))}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted({name for names in PLATFORMS.values() for name in names}))
+def test_a_package_without_a_wheel_builds_without_a_compiler(name: str, tmp_path: Path) -> None:
+    """Where :data:`PLATFORMS` lets a package come from source, it must install on a machine with no C
+    compiler: its build falls back to pure Python (faust-streaming's C speedups are optional)."""
+    (requirement,) = [r for r in PROJECT["dependencies"] if _name(r) == name]
+    pip = [sys.executable, "-m", "pip"]
+    subprocess.run([*pip, "download", "--quiet", "--no-deps", "--no-binary", ":all:",
+                    "-d", str(tmp_path / "sdist"), requirement], check=True, capture_output=True, timeout=600)
+    (sdist,) = (tmp_path / "sdist").iterdir()
+    no_compiler = {**os.environ, "CC": "/bin/false", "CXX": "/bin/false"}
+    subprocess.run([*pip, "wheel", "--quiet", "--no-deps", "-w", str(tmp_path / "wheel"), str(sdist)],
+                   check=True, capture_output=True, timeout=600, env=no_compiler)
+    (wheel,) = (tmp_path / "wheel").iterdir()
+    assert wheel.name.endswith("-py3-none-any.whl")
