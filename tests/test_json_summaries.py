@@ -45,7 +45,7 @@ def test_backtest_json_holds_the_figures_the_text_prints(data_dir: Path, capsys:
     text = capsys.readouterr().out
     assert main([*command, "--format", "json"]) == 0
     summary = _one_object(capsys.readouterr().out)
-    mae = re.search(r"^MAE\s+(\d\.\d{4})\s+(\d\.\d{4})$", text, re.MULTILINE)
+    mae = re.search(r"^MAE \$ \(pooled\)\s+(\d\.\d{4})\s+(\d\.\d{4})$", text, re.MULTILINE)
     pooled = summary["pooled"]
     assert mae and (mae[1], mae[2]) == (f"{pooled['mae']:.4f}", f"{pooled['naive_mae']:.4f}")
     assert f"model arima: {summary['predictions']} predictions, {summary['scored']} scored" in text
@@ -55,7 +55,7 @@ def test_backtest_json_holds_the_figures_the_text_prints(data_dir: Path, capsys:
 def test_train_and_promote_json_match_the_mlflow_store(data_dir: Path, tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
-    frame = pd.read_csv(data_dir / "sp500-5yr.csv.gz")
+    frame = pd.read_csv(data_dir / "sp500-5yr-sample.csv.gz")
     path = tmp_path / "aph.csv"
     frame[(frame["Name"] == "APH") & (frame["date"] >= "2016-12-01")].to_csv(path, index=False)
     uri = f"sqlite:///{tmp_path / 'store.db'}"

@@ -89,7 +89,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
              f"{sum(rejected.values())} rejected{_reasons(rejected)}, {read.filtered} filtered",
              f"model {name}: {len(result.predictions)} predictions, {len(result.scores)} scored, "
              f"{int(result.pooled['n'])} after warm-up (compared with naive on those days)",
-             *metrics_table(result.pooled, name)]
+             *metrics_table(result.pooled, name), panel_line(result.panel)]
     if args.out is not None:
         write_rows(result.rows(), args.out)
         lines.append(f"wrote {len(result.predictions)} predictions to {args.out}")

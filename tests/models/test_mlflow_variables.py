@@ -19,7 +19,7 @@ VARIABLES = ("FORECASTER_MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_URI", "MLFLOW_RE
 
 @pytest.fixture(scope="module")
 def aph_csv(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    frame = pd.read_csv(data_dir / "sp500-5yr.csv.gz")
+    frame = pd.read_csv(data_dir / "sp500-5yr-sample.csv.gz")
     path = tmp_path_factory.mktemp("aph") / "aph.csv"
     frame[(frame["Name"] == "APH") & (frame["date"] >= "2016-12-01")].to_csv(path, index=False)
     return path

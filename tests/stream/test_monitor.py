@@ -21,7 +21,8 @@ def test_coverage_by_regime_is_the_rolling_share_inside_per_regime(data_dir: Pat
     config = CoreConfig.from_settings(settings, window=60, calibration_window=40)
     metrics = WorkerMetrics()
     monitor = ForecastMonitor(settings, metrics)
-    bars = read_csv_bars([data_dir / "sp500-5yr.csv.gz"], tickers=set(TICKERS)).bars[: 300 * len(TICKERS)]
+    path = data_dir / "sp500-5yr-sample.csv.gz"
+    bars = read_csv_bars([path], tickers=set(TICKERS)).bars[: 300 * len(TICKERS)]
     days: dict = {}
     for bar in bars:
         days.setdefault(bar.date, []).append(bar)
