@@ -4,6 +4,11 @@ Every query reads the worker's metric contract (``stream_app/metrics.py``). Thre
 the panels (PSI threshold, interval levels, coverage tolerance) are the defaults of
 :class:`forecaster.settings.Settings`, so the pictures agree with the alert rules and the worker.
 Panels use the template variables ``$ticker`` and ``$model``, and Grafana's ``$__rate_interval``.
+
+Every panel, variable and annotation reads the datasource chosen in the ``datasource`` variable (of
+type ``prometheus``, Grafana's ``${datasource}`` convention), so a dashboard imported into any
+Grafana asks for its Prometheus; left empty, the variable takes the default Prometheus datasource,
+which the stack's provisioning (``grafana/provisioning``) sets, so that stack opens with no click.
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ from grafana_foundation_sdk.models import prometheus as prom_model
 
 from forecaster.settings import Settings
 
-DATASOURCE = model.DataSourceRef(type_val="prometheus", uid="prometheus")
+DATASOURCE_VARIABLE = "datasource"
+DATASOURCE = model.DataSourceRef(type_val="prometheus", uid=f"${{{DATASOURCE_VARIABLE}}}")
 WORKER_JOB = "forecaster-worker"
 TICKER = 'ticker=~"$ticker"'
 MODEL = 'model=~"$model"'
@@ -90,7 +96,13 @@ def _states(title: str, description: str, query: Query, calm: str, alarmed: str)
 def _dashboard(uid: str, title: str, description: str,
                variables: Sequence[dashboard.QueryVariable]) -> dashboard.Dashboard:
     return (dashboard.Dashboard(title).uid(uid).description(description).tags(["stream-forecaster"])
-            .time("now-6h", "now").refresh("30s").timezone("browser").variables(list(variables)))
+            .time("now-6h", "now").refresh("30s").timezone("browser")
+            .variables([datasource_variable(), *variables]))
+
+
+def datasource_variable() -> dashboard.DatasourceVariable:
+    """The Prometheus the panels query; no current value, so Grafana starts on its default one."""
+    return dashboard.DatasourceVariable(DATASOURCE_VARIABLE).label("Prometheus").type("prometheus")
 
 
 def _variable(name: str, label: str, metric: str) -> dashboard.QueryVariable:
