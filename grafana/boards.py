@@ -32,6 +32,8 @@ TICKER = 'ticker=~"$ticker"'
 MODEL = 'model=~"$model"'
 LATENCY_QUANTILES = (0.5, 0.99)
 ERROR_QUANTILES = (0.5, 0.9, 0.99)
+#: Window of the pooled skill and coverage lines: the alert rules' (deploy/prometheus/rules).
+POOLED_WINDOW = "7d"
 
 
 @dataclass(frozen=True)
@@ -122,7 +124,9 @@ def _with_panels(board: dashboard.Dashboard, panels: Sequence[cogbuilder.Builder
 
 
 def ticker_variable() -> dashboard.QueryVariable:
-    return _variable("ticker", "Ticker", "forecaster_rolling_mae")
+    # The tickers with series of their own; the per-worker pools ("all", "other") would show one
+    # line per worker, so pooled figures come from counters summed over workers (POOLED_WINDOW).
+    return _variable("ticker", "Ticker", "forecaster_predicted_close")
 
 
 def model_variable() -> dashboard.QueryVariable:
@@ -141,16 +145,25 @@ def forecast_error(settings: Settings) -> dashboard.Dashboard:
     coverage = _threshold_lines(
         _timeseries(
             "Calibration: interval coverage against nominal",
-            "Rolling share of actual closes inside each central interval; the dashed lines are nominal "
-            "plus or minus FORECASTER_COVERAGE_TOLERANCE.",
+            "Rolling share of actual closes inside each central interval per ticker, and over the last "
+            "7 days of every worker; the dashed lines are nominal plus or minus "
+            "FORECASTER_COVERAGE_TOLERANCE.",
             [Query(f"forecaster_interval_coverage{{{TICKER}}}", "{{ticker}} {{level}}"),
+             Query(f"sum by (level) (increase(forecaster_interval_hits_total[{POOLED_WINDOW}])) "
+                   f"/ ignoring (level) group_left sum(increase(forecaster_scores_total[{POOLED_WINDOW}]))",
+                   f"all workers {{{{level}}}}, {POOLED_WINDOW}"),
              *(Query(f"vector({level})", f"nominal {level}") for level in settings.interval_levels)],
             unit="percentunit").min(0).max(1),
         (None, "transparent"), *((edge, "orange") for edge in coverage_bands(settings)))
     mase = _threshold_lines(
         _timeseries("Rolling MASE (below 1 beats naive)",
-                    "Rolling MAE over the naive forecast's MAE on the same days.",
-                    [Query(f"forecaster_rolling_mase{series}", "{{ticker}} {{model}}")]),
+                    "Rolling MAE over the naive forecast's MAE on the same days, per ticker and over the "
+                    "last 7 days of every worker (whether it is significantly above 1: the "
+                    "ForecasterWorseThanNaive alert).",
+                    [Query(f"forecaster_rolling_mase{series}", "{{ticker}} {{model}}"),
+                     Query(f"sum by (model) (increase(forecaster_abs_error_sum{{{MODEL}}}[{POOLED_WINDOW}])) "
+                           f"/ sum by (model) (increase(forecaster_naive_abs_error_total{{{MODEL}}}"
+                           f"[{POOLED_WINDOW}]))", f"all workers {{{{model}}}}, {POOLED_WINDOW}")]),
         (None, "green"), (1.0, "red"))
     error_heatmap = (
         heatmap.Panel().title("Absolute error distribution").datasource(DATASOURCE)
