@@ -101,6 +101,8 @@ class ForecastMonitor:
             metrics.dead_letters.labels(reason)
         for outcome in ("ok", "failed"):
             metrics.refits.labels(outcome)
+        for level in self.levels:
+            metrics.interval_hits.labels(self.level_labels[level])
 
     # -- model and reference ---------------------------------------------------------------
 
@@ -118,6 +120,9 @@ class ForecastMonitor:
         self.psi = {}
         for feature in feature_names:  # series exist from the start, at zero, not at the first alarm
             self.metrics.feature_drift_alarms.labels(feature)
+        m = self.metrics  # the skill counters too: the alerts take their increase over a window
+        for metric in (m.predictions, m.scores, m.abs_error, m.naive_abs_error, m.loss_differential_squared):
+            metric.labels(name)
         if reference:
             self.psi = {f: PSI(ref, self.settings.drift_window) for f, ref in reference.items()
                         if f in feature_names}
