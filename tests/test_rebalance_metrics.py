@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from forecaster.settings import Settings
-from producers.readers import read_csv_bars
+from producers.readers import ReadResult, read_csv_bars
 from producers.replay import replay
 from tests.deploy.observability import dashboard_queries, render_expr
 from tests.deploy.prometheus_server import PrometheusServer, running_prometheus
@@ -46,7 +46,7 @@ def test_after_a_rebalance_every_dashboard_query_has_one_series_per_ticker(
     targets = [f"{w.settings.metrics_host}:{w.settings.metrics_port}" for w in (one, two)]
     with one, running_prometheus(tmp_path / "prometheus", targets=targets) as prometheus:
         one.metrics()
-        replay(read.__class__(bars=first, dead_letters=[], rows_read=len(first), filtered=0), settings,
+        replay(ReadResult(bars=first, dead_letters=[], rows_read=len(first), filtered=0), settings,
                progress=False)
         wait_until(lambda: values(prometheus, "sum(forecaster_bars_consumed_total)") == [float(len(first))],
                    "the first worker did not handle the first half", one)
@@ -54,7 +54,7 @@ def test_after_a_rebalance_every_dashboard_query_has_one_series_per_ticker(
 
         with two:  # joining, it takes partitions, and their tickers, from the first
             two.metrics()
-            replay(read.__class__(bars=second, dead_letters=[], rows_read=len(second), filtered=0), settings,
+            replay(ReadResult(bars=second, dead_letters=[], rows_read=len(second), filtered=0), settings,
                    progress=False)
             total = float(len(read.bars))
             wait_until(lambda: values(prometheus, "sum(forecaster_bars_consumed_total)") == [total]
