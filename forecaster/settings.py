@@ -197,7 +197,8 @@ DOCS: dict[str, str] = {
     "rolling_window": "scored predictions in the rolling error metrics",
     "drift_window": "recent bars per feature compared with the training reference",
     "psi_threshold": "population stability index above which a feature counts as drifted",
-    "coverage_tolerance": "how far interval coverage may stray from its nominal level before the alert fires",
+    "coverage_tolerance": "how far interval coverage may stray from its nominal level, beyond its sampling "
+    "error, before the alert fires",
     "page_hinkley_threshold": "Page-Hinkley threshold on the standardized absolute error",
     "api_host": "address `forecaster serve` (HTTP API and web page) binds to",
     "api_port": "port of `forecaster serve`",

@@ -4,6 +4,11 @@ Every query reads the worker's metric contract (``stream_app/metrics.py``). Thre
 the panels (PSI threshold, interval levels, coverage tolerance) are the defaults of
 :class:`forecaster.settings.Settings`, so the pictures agree with the alert rules and the worker.
 Panels use the template variables ``$ticker`` and ``$model``, and Grafana's ``$__rate_interval``.
+
+Every panel, variable and annotation reads the datasource chosen in the ``datasource`` variable (of
+type ``prometheus``, Grafana's ``${datasource}`` convention), so a dashboard imported into any
+Grafana asks for its Prometheus; left empty, the variable takes the default Prometheus datasource,
+which the stack's provisioning (``grafana/provisioning``) sets, so that stack opens with no click.
 """
 
 from __future__ import annotations
@@ -20,12 +25,15 @@ from grafana_foundation_sdk.models import prometheus as prom_model
 
 from forecaster.settings import Settings
 
-DATASOURCE = model.DataSourceRef(type_val="prometheus", uid="prometheus")
+DATASOURCE_VARIABLE = "datasource"
+DATASOURCE = model.DataSourceRef(type_val="prometheus", uid=f"${{{DATASOURCE_VARIABLE}}}")
 WORKER_JOB = "forecaster-worker"
 TICKER = 'ticker=~"$ticker"'
 MODEL = 'model=~"$model"'
 LATENCY_QUANTILES = (0.5, 0.99)
 ERROR_QUANTILES = (0.5, 0.9, 0.99)
+#: Window of the pooled skill and coverage lines: the alert rules' (deploy/prometheus/rules).
+POOLED_WINDOW = "7d"
 
 
 @dataclass(frozen=True)
@@ -90,7 +98,13 @@ def _states(title: str, description: str, query: Query, calm: str, alarmed: str)
 def _dashboard(uid: str, title: str, description: str,
                variables: Sequence[dashboard.QueryVariable]) -> dashboard.Dashboard:
     return (dashboard.Dashboard(title).uid(uid).description(description).tags(["stream-forecaster"])
-            .time("now-6h", "now").refresh("30s").timezone("browser").variables(list(variables)))
+            .time("now-6h", "now").refresh("30s").timezone("browser")
+            .variables([datasource_variable(), *variables]))
+
+
+def datasource_variable() -> dashboard.DatasourceVariable:
+    """The Prometheus the panels query; no current value, so Grafana starts on its default one."""
+    return dashboard.DatasourceVariable(DATASOURCE_VARIABLE).label("Prometheus").type("prometheus")
 
 
 def _variable(name: str, label: str, metric: str) -> dashboard.QueryVariable:
@@ -110,7 +124,9 @@ def _with_panels(board: dashboard.Dashboard, panels: Sequence[cogbuilder.Builder
 
 
 def ticker_variable() -> dashboard.QueryVariable:
-    return _variable("ticker", "Ticker", "forecaster_rolling_mae")
+    # The tickers with series of their own; the per-worker pools ("all", "other") would show one
+    # line per worker, so pooled figures come from counters summed over workers (POOLED_WINDOW).
+    return _variable("ticker", "Ticker", "forecaster_predicted_close")
 
 
 def model_variable() -> dashboard.QueryVariable:
@@ -129,9 +145,13 @@ def forecast_error(settings: Settings) -> dashboard.Dashboard:
     coverage = _threshold_lines(
         _timeseries(
             "Calibration: interval coverage against nominal",
-            "Rolling share of actual closes inside each central interval; the dashed lines are nominal "
-            "plus or minus FORECASTER_COVERAGE_TOLERANCE.",
+            "Rolling share of actual closes inside each central interval per ticker, and over the last "
+            "7 days of every worker; the dashed lines are nominal plus or minus "
+            "FORECASTER_COVERAGE_TOLERANCE.",
             [Query(f"forecaster_interval_coverage{{{TICKER}}}", "{{ticker}} {{level}}"),
+             Query(f"sum by (level) (increase(forecaster_interval_hits_total[{POOLED_WINDOW}])) "
+                   f"/ ignoring (level) group_left sum(increase(forecaster_scores_total[{POOLED_WINDOW}]))",
+                   f"all workers {{{{level}}}}, {POOLED_WINDOW}"),
              *(Query(f"vector({level})", f"nominal {level}") for level in settings.interval_levels)],
             unit="percentunit").min(0).max(1),
         (None, "transparent"), *((edge, "orange") for edge in coverage_bands(settings)))
@@ -148,8 +168,13 @@ def forecast_error(settings: Settings) -> dashboard.Dashboard:
         (None, "transparent"), *((edge, "orange") for edge in coverage_bands(settings)))
     relative_mae = _threshold_lines(
         _timeseries("Rolling relative MAE (below 1 beats naive)",
-                    "Rolling MAE over the naive forecast's MAE on the same days.",
-                    [Query(f"forecaster_rolling_mase{series}", "{{ticker}} {{model}}")]),
+                    "Rolling MAE over the naive forecast's MAE on the same days, per ticker and over the "
+                    "last 7 days of every worker (whether it is significantly above 1: the "
+                    "ForecasterWorseThanNaive alert).",
+                    [Query(f"forecaster_rolling_mase{series}", "{{ticker}} {{model}}"),
+                     Query(f"sum by (model) (increase(forecaster_abs_error_sum{{{MODEL}}}[{POOLED_WINDOW}])) "
+                           f"/ sum by (model) (increase(forecaster_naive_abs_error_total{{{MODEL}}}"
+                           f"[{POOLED_WINDOW}]))", f"all workers {{{{model}}}}, {POOLED_WINDOW}")]),
         (None, "green"), (1.0, "red"))
     error_heatmap = (
         heatmap.Panel().title("Absolute error distribution").datasource(DATASOURCE)

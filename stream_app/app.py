@@ -226,6 +226,8 @@ class ForecastService:
             log.warning("bars partition %d: offsets %d to %d hold no message (transaction markers or "
                         "retention); going on from %d", partition, start, end - 1, end)
         self.metrics.redelivered.inc(admission.redelivered)
+        self.monitor.observe_partitions({ticker: m.partition for m in admission.admitted
+                                         if (ticker := _ticker(m.key)) is not None})
         self.monitor.observe_batch(output.results, time.perf_counter() - started)
         self.monitor.observe_dead_letters(letter.reason for letter in output.dead_letters)
         self.monitor.observe_delivery(m.timestamp for m in admission.admitted)
@@ -323,7 +325,12 @@ class ForecastService:
 
     async def export_consumer_lag(self) -> None:
         for partition, position, highwater in self._bars_partitions():
-            self.metrics.consumer_lag.labels(str(partition)).set(max(0, highwater - position))
+            self.monitor.observe_consumer_lag(partition, max(0, highwater - position))
+
+    def on_assignment(self, assigned: set[TP]) -> None:
+        """A rebalance gave this worker ``assigned``: stop exporting what it no longer owns."""
+        bars = self.settings.topic_bars
+        self.monitor.retain_partitions({tp.partition for tp in assigned if tp.topic == bars})
 
 
 def _position(raw: bytes | None) -> int | None:
@@ -460,6 +467,11 @@ def create_app(settings: Settings) -> faust.App:
                 await service.reload_model()
             except Exception:  # a registry hiccup must not stop the stream
                 log.exception("checking the registry for a new champion failed; keeping the current model")
+
+    @app.on_partitions_assigned.connect
+    async def drop_series_of_lost_partitions(sender: Any, assigned: set[TP], **kwargs: Any) -> None:
+        # Faust's (eager) rebalances hand every worker its whole new assignment here.
+        service.on_assignment(assigned)
 
     @app.timer(LAG_INTERVAL_S)
     async def consumer_lag() -> None:

@@ -51,6 +51,18 @@ class WorkerMetrics:
                                    ["model"], buckets=ERROR_BUCKETS, registry=r)
         self.abs_pct_error = Histogram("forecaster_abs_pct_error", "Absolute percentage error (ratio)",
                                        ["model"], buckets=PCT_BUCKETS, registry=r)
+        # Sums that Prometheus turns into windowed tests pooled over every worker: skill against
+        # naive (a Diebold-Mariano statistic with forecaster_abs_error_sum) and interval coverage.
+        self.naive_abs_error = Counter("forecaster_naive_abs_error",
+                                       "Sum of the naive forecast's absolute errors on the days each model "
+                                       "was scored", ["model"], registry=r)
+        self.loss_differential_squared = Counter(
+            "forecaster_loss_differential_squared",
+            "Sum of the squared differences between the model's and the naive absolute errors", ["model"],
+            registry=r)
+        self.interval_hits = Counter("forecaster_interval_hits",
+                                     "Scored predictions whose actual close fell inside the central interval",
+                                     ["level"], registry=r)
         self.rolling_mae = Gauge("forecaster_rolling_mae", "Rolling mean absolute error", ["ticker", "model"],
                                  registry=r)
         self.rolling_mape = Gauge("forecaster_rolling_mape", "Rolling mean absolute percentage error (ratio)",

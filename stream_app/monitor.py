@@ -6,6 +6,11 @@ stays bounded whatever the universe. Coverage is also pooled by the volatility r
 prediction was made in (its ``vol_regime``), which shows calibration in calm and in storm. The
 rolling windows live here, in memory: they are figures for people to watch, not state the
 predictions depend on, so a restart may reset them.
+
+A worker exports per-ticker and per-partition series only for the partitions it owns: after a
+rebalance, :meth:`ForecastMonitor.retain_partitions` removes the series (and forgets the rolling
+figures) of the tickers and partitions that went to another worker, so that with several workers
+each ticker has one live series, not one more frozen at its last value per former owner.
 """
 
 from __future__ import annotations
@@ -79,6 +84,10 @@ class ForecastMonitor:
                                                                      strict=True)}
         self.labelled: set[str] = set()
         self._children: dict[tuple[Any, str], Any] = {}
+        # The labelled series of each ticker label, to remove them when the ticker moves away.
+        self._series: dict[str, set[tuple[Any, tuple[str, ...]]]] = {}
+        self.partition_of: dict[str, int] = {}
+        self._lag_partitions: set[int] = set()
         self.groups: dict[str, RollingErrors] = {}
         self.regimes: dict[str, RollingErrors] = {}
         self.error_detectors: dict[str, PageHinkley] = {}
@@ -95,6 +104,8 @@ class ForecastMonitor:
             metrics.dead_letters.labels(reason)
         for outcome in ("ok", "failed"):
             metrics.refits.labels(outcome)
+        for level in self.levels:
+            metrics.interval_hits.labels(self.level_labels[level])
 
     # -- model and reference ---------------------------------------------------------------
 
@@ -112,6 +123,9 @@ class ForecastMonitor:
         self.psi = {}
         for feature in feature_names:  # series exist from the start, at zero, not at the first alarm
             self.metrics.feature_drift_alarms.labels(feature)
+        m = self.metrics  # the skill counters too: the alerts take their increase over a window
+        for metric in (m.predictions, m.scores, m.abs_error, m.naive_abs_error, m.loss_differential_squared):
+            metric.labels(name)
         if reference:
             self.psi = {f: PSI(ref, self.settings.drift_window) for f, ref in reference.items()
                         if f in feature_names}
@@ -135,8 +149,8 @@ class ForecastMonitor:
         label = ticker if len(self.labelled) < self.settings.metrics_ticker_limit else OTHER
         if label not in self.labelled:
             self.labelled.add(label)
-            self.metrics.error_drift_alarms.labels(label)
-            self.metrics.error_drift_state.labels(label).set(0.0)
+            self._labels(label, self.metrics.error_drift_alarms, label)
+            self._labels(label, self.metrics.error_drift_state, label).set(0.0)
         return label
 
     def _group(self, name: str) -> RollingErrors:
@@ -167,6 +181,9 @@ class ForecastMonitor:
         predictions: Counter[str] = Counter()
         scores: Counter[str] = Counter()
         refits: Counter[str] = Counter()
+        naive_sums: Counter[str] = Counter()
+        squared_differentials: Counter[str] = Counter()
+        hits: Counter[str] = Counter()
         for bar, result in results:
             prediction = result.prediction
             label = self.label(bar.ticker)
@@ -174,8 +191,8 @@ class ForecastMonitor:
             if result.refit is not None:
                 refits[result.refit] += 1
             if label != OTHER:
-                self._child(m.predicted_close, label).set(prediction["predicted_close"])
-                self._child(m.actual_close, label).set(bar.close)
+                self._child(m.predicted_close, label, label).set(prediction["predicted_close"])
+                self._child(m.actual_close, label, label).set(bar.close)
             if not prediction["warmup"]:
                 # Warm-up rows (ARIMA not fitted yet) would make a reference no later row resembles.
                 feature_rows.append(result.features)
@@ -187,6 +204,10 @@ class ForecastMonitor:
             self._child(m.abs_error, model).observe(abs(score["error"]))
             # Records carry percent (as the backtest prints it); metrics carry ratios (Prometheus' base unit).
             self._child(m.abs_pct_error, model).observe(score["abs_pct_error"] / 100.0)
+            naive_sums[model] += abs(score["naive_error"])
+            squared_differentials[model] += (abs(score["error"]) - abs(score["naive_error"])) ** 2
+            for level in self.levels:
+                hits[level] += score[f"inside_{level}"]
             everyone = self._group(ALL)
             row = everyone.row(score)
             everyone.add(row)
@@ -197,9 +218,13 @@ class ForecastMonitor:
                 self._regime(regime).add(row)
                 regimes.add(regime)
             self._error_drift(bar.ticker, label, score)
-        for counter, metric in ((predictions, m.predictions), (scores, m.scores), (refits, m.refits)):
+        for counter, metric in ((predictions, m.predictions), (scores, m.scores), (refits, m.refits),
+                                (naive_sums, m.naive_abs_error),
+                                (squared_differentials, m.loss_differential_squared)):
             for name, count in counter.items():
                 metric.labels(name).inc(count)
+        for level, count in hits.items():
+            m.interval_hits.labels(self.level_labels[level]).inc(count)
         for group in touched:
             self._export_group(group, results[-1][1].prediction["model"])
         for regime in regimes:
@@ -207,6 +232,31 @@ class ForecastMonitor:
             for i, level in enumerate(self.levels):
                 m.interval_coverage_by_regime.labels(self.level_labels[level], regime).set(means[3 + 2 * i])
         self._input_drift(feature_rows)
+
+    def observe_partitions(self, partition_of: Mapping[str, int]) -> None:
+        """Note the ``bars`` partition of each ticker seen (``ticker -> partition``)."""
+        self.partition_of.update(partition_of)
+
+    def observe_consumer_lag(self, partition: int, lag: int) -> None:
+        self._lag_partitions.add(partition)
+        self.metrics.consumer_lag.labels(str(partition)).set(lag)
+
+    def retain_partitions(self, owned: set[int]) -> None:
+        """After a rebalance: drop the series and rolling figures of every ticker and partition of
+        ``bars`` outside ``owned`` (their new owner exports them)."""
+        for partition in self._lag_partitions - owned:
+            self.metrics.consumer_lag.remove(str(partition))
+        self._lag_partitions &= owned
+        for ticker in [t for t, partition in self.partition_of.items() if partition not in owned]:
+            del self.partition_of[ticker]
+            self.error_detectors.pop(ticker, None)
+            self.since_alarm.pop(ticker, None)
+            if ticker in self.labelled:  # not pooled under "other": its own series go
+                self.labelled.discard(ticker)
+                self.groups.pop(ticker, None)
+                for metric, values in self._series.pop(ticker, set()):
+                    metric.remove(*values)
+                    self._children.pop((metric, values[0]), None)
 
     def observe_dead_letters(self, reasons: Iterable[str]) -> None:
         for reason in reasons:
@@ -221,12 +271,13 @@ class ForecastMonitor:
 
     # -- helpers -----------------------------------------------------------------------------
 
-    def _child(self, metric: Any, label: str) -> Any:
+    def _child(self, metric: Any, label: str, group: str | None = None) -> Any:
         """``metric.labels(label)``, looked up once: ``labels`` takes a lock and builds its key on
-        every call, several times per bar."""
+        every call, several times per bar. ``group``: the ticker label the series belongs to."""
         child = self._children.get((metric, label))
         if child is None:
-            child = self._children[(metric, label)] = metric.labels(label)
+            child = self._children[(metric, label)] = (
+                metric.labels(label) if group is None else self._labels(group, metric, label))
         return child
 
     def _regime(self, name: str) -> RollingErrors:
@@ -236,18 +287,23 @@ class ForecastMonitor:
                 self.settings.rolling_window * POOLED_WINDOW_FACTOR, self.levels)
         return group
 
+    def _labels(self, group: str, metric: Any, *values: str) -> Any:
+        """``metric.labels(*values)``, remembered as a series of the ticker label ``group``."""
+        self._series.setdefault(group, set()).add((metric, values))
+        return metric.labels(*values)
+
     def _export_group(self, name: str, model: str) -> None:
         m = self.metrics
         means = self._group(name).means()
         mae, mape, naive_mae = means[0], means[1], means[2]
-        m.rolling_mae.labels(name, model).set(mae)
-        m.rolling_mape.labels(name, model).set(mape)
-        m.rolling_naive_mae.labels(name).set(naive_mae)
-        m.rolling_mase.labels(name, model).set(mae / naive_mae if naive_mae > 0 else math.nan)
+        self._labels(name, m.rolling_mae, name, model).set(mae)
+        self._labels(name, m.rolling_mape, name, model).set(mape)
+        self._labels(name, m.rolling_naive_mae, name).set(naive_mae)
+        self._labels(name, m.rolling_mase, name, model).set(mae / naive_mae if naive_mae > 0 else math.nan)
         for i, level in enumerate(self.levels):
             label = self.level_labels[level]
-            m.interval_coverage.labels(label, name).set(means[3 + 2 * i])
-            m.interval_relative_width.labels(label, name).set(means[4 + 2 * i])
+            self._labels(name, m.interval_coverage, label, name).set(means[3 + 2 * i])
+            self._labels(name, m.interval_relative_width, label, name).set(means[4 + 2 * i])
 
     def _error_drift(self, ticker: str, label: str, score: Mapping) -> None:
         # The error is standardized by the interval's implied sigma, so one threshold fits every
@@ -260,13 +316,13 @@ class ForecastMonitor:
             detector = self.error_detectors[ticker] = PageHinkley(self.settings.page_hinkley_threshold)
         if detector.update(abs(score["error"]) / sigma):
             self.since_alarm[ticker] = 0
-            self.metrics.error_drift_alarms.labels(label).inc()
+            self._labels(label, self.metrics.error_drift_alarms, label).inc()
         elif ticker in self.since_alarm:
             self.since_alarm[ticker] += 1
         if label != OTHER:
             # The state stays up for a rolling window after an alarm, long enough to be scraped.
             recent = self.since_alarm.get(ticker, self.settings.rolling_window) < self.settings.rolling_window
-            self._child(self.metrics.error_drift_state, label).set(1.0 if recent else 0.0)
+            self._child(self.metrics.error_drift_state, label, label).set(1.0 if recent else 0.0)
 
     def _input_drift(self, rows: list[np.ndarray]) -> None:
         if not rows:

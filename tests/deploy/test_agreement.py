@@ -149,8 +149,13 @@ def test_prometheus_loads_the_rules_of_the_repository(stack: dict[str, Any]) -> 
 
 def test_the_calibration_alert_checks_every_interval_level_with_the_tolerance() -> None:
     defaults = settings_module.Settings()
-    (rule,) = [rule for rule in alert_rules() if rule["alert"] == "ForecasterIntervalMiscalibrated"]
-    clauses = re.findall(r'level="([\d.]+)"\} - ([\d.]+)\) > ([\d.]+)', rule["expr"])
-    assert sorted(float(level) for level, _, _ in clauses) == sorted(defaults.interval_levels)
-    assert all(label == nominal for label, nominal, _ in clauses)
-    assert {float(tolerance) for _, _, tolerance in clauses} == {defaults.coverage_tolerance}
+    rules = [rule for rule in alert_rules() if rule["alert"] == "ForecasterIntervalMiscalibrated"]
+    assert sorted(float(rule["labels"]["level"]) for rule in rules) == sorted(defaults.interval_levels)
+    for rule in rules:
+        level = rule["labels"]["level"]
+        (hits_level, nominal, tolerance, variance_level, complement) = re.findall(
+            r'level="([\d.]+)"\}\[7d\]\)\)\s*'
+            r'/ sum\(increase\(forecaster_scores_total\[7d\]\)\) - ([\d.]+)\s*\)'
+            r'\s*> ([\d.]+) \+ 3 \* sqrt\(([\d.]+) \* \(1 - ([\d.]+)\)', rule["expr"])[0]
+        assert hits_level == nominal == variance_level == complement == level, rule["expr"]
+        assert float(tolerance) == defaults.coverage_tolerance

@@ -24,12 +24,36 @@ def test_the_three_dashboards_and_the_calibration_panel_exist() -> None:
     assert any(title.startswith("Calibration") for title in titles["Forecast error"])
 
 
+def _datasource_refs(node: object) -> list[object]:
+    """Every ``datasource`` value anywhere in a dashboard's JSON (panels, targets, variables,
+    annotations)."""
+    if isinstance(node, dict):
+        return [ref for key, value in node.items()
+                for ref in ([value] if key == "datasource" else []) + _datasource_refs(value)]
+    if isinstance(node, list):
+        return [ref for item in node for ref in _datasource_refs(item)]
+    return []
+
+
 @pytest.mark.parametrize("uid", sorted(DASHBOARDS))
-def test_panels_query_the_provisioned_datasource(uid: str) -> None:
+def test_every_query_reads_the_datasource_variable_not_a_fixed_uid(uid: str) -> None:
+    board = DASHBOARDS[uid]
+    (variable,) = [v for v in board["templating"]["list"] if v["type"] == "datasource"]
+    assert variable["name"] == "datasource" and variable["query"] == "prometheus"
+    refs = _datasource_refs(board)
+    panels = board["panels"]
+    assert panels and all(panel["targets"] and "datasource" in panel for panel in panels)
+    assert refs and all(ref == {"type": "prometheus", "uid": "${datasource}"} for ref in refs), refs
+
+
+def test_the_provisioned_stack_opens_on_its_prometheus_without_a_choice() -> None:
+    # An empty datasource variable takes the default datasource of its type: the provisioned one.
     provisioned = yaml.safe_load((ROOT / "grafana/provisioning/datasources/prometheus.yml").read_text())
-    uids = {source["uid"] for source in provisioned["datasources"]}
-    panels = DASHBOARDS[uid]["panels"]
-    assert panels and all(panel["datasource"]["uid"] in uids and panel["targets"] for panel in panels)
+    (source,) = provisioned["datasources"]
+    assert source["type"] == "prometheus" and source["isDefault"] is True
+    for board in DASHBOARDS.values():
+        (variable,) = [v for v in board["templating"]["list"] if v["type"] == "datasource"]
+        assert "current" not in variable or not variable["current"].get("value")
 
 
 @pytest.mark.parametrize("uid", sorted(DASHBOARDS))
@@ -49,4 +73,4 @@ def test_queries_use_only_the_dashboards_own_variables(uid: str) -> None:
     exprs = [target["expr"] for panel in board["panels"] for target in panel["targets"]]
     exprs += [annotation["expr"] for annotation in board.get("annotations", {}).get("list", [])]
     used = {name for expr in exprs for name in re.findall(r"\$(\w+)", expr) if not name.startswith("__")}
-    assert used == defined
+    assert used == defined - {"datasource"}
