@@ -36,7 +36,7 @@ def series_per_key(prometheus: PrometheusServer, expr: str) -> Counter[tuple]:
 def test_after_a_rebalance_every_dashboard_query_has_one_series_per_ticker(
         data_dir: Path, kafka_settings: Settings, tmp_path: Path) -> None:
     settings = kafka_settings.replace(window=60, refit_every=10, session_timeout_s=6.0)
-    read = read_csv_bars([data_dir / "sp500-5yr.csv.gz"], tickers=TICKERS, start=dt.date(2014, 1, 1),
+    read = read_csv_bars([data_dir / "sp500-5yr-sample.csv.gz"], tickers=TICKERS, start=dt.date(2014, 1, 1),
                          end=dt.date(2014, 12, 31))
     days = sorted({bar.date for bar in read.bars})
     first = [bar for bar in read.bars if bar.date < days[len(days) // 2]]
