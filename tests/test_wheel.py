@@ -16,7 +16,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -27,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from forecaster.kafka.broker import free_port
+from tests.serving import serving
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -134,24 +134,9 @@ def server(installed: Installed) -> Iterator[str]:
     port = free_port()
     env = {**installed.env, "FORECASTER_BOOTSTRAP": f"127.0.0.1:{free_port()}"}  # no broker: forecasts only
     log = installed.cwd / f"serve-{port}.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen([str(installed.bin / "forecaster"), "serve", "--port", str(port)],
-                                   cwd=installed.cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert process.poll() is None, log.read_text()
-            try:
-                urllib.request.urlopen(f"{url}/health", timeout=5).close()
-                break
-            except (urllib.error.URLError, ConnectionError):
-                assert time.monotonic() < deadline, "forecaster serve did not answer in 120 s"
-                time.sleep(0.2)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=60)
+    with serving([str(installed.bin / "forecaster"), "serve", "--port", str(port)], f"http://127.0.0.1:{port}",
+                 log, env, cwd=installed.cwd):
+        yield f"http://127.0.0.1:{port}"
 
 
 def _post_csv(url: str, path: Path) -> dict:

@@ -9,12 +9,8 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +23,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from forecaster.kafka.broker import free_port
 from forecaster.settings import Settings, to_environ
 from tests.api.seeding import seed_predictions, streamed_records
+from tests.serving import serving
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -39,25 +36,11 @@ def server(kafka_settings: Settings, tmp_path: Path) -> Iterator[str]:
     """``forecaster serve`` on a free port; its base URL once /health answers; stopped by SIGTERM."""
     settings = kafka_settings.replace(api_port=free_port())
     log = tmp_path / "serve.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "forecaster.cli", "-l", "info", "serve"],
-                                   env={**os.environ, **to_environ(settings)}, stdout=out,
-                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     url = f"http://{settings.api_host}:{settings.api_port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, log.read_text()
-            try:
-                urllib.request.urlopen(f"{url}/health", timeout=5).close()
-                break
-            except (urllib.error.URLError, ConnectionError):
-                assert time.monotonic() < deadline, f"serve did not answer in 60 s:\n{log.read_text()}"
-                time.sleep(0.2)
+    command = [sys.executable, "-m", "forecaster.cli", "-l", "info", "serve"]
+    with serving(command, url, log, env={**os.environ, **to_environ(settings)}, timeout_s=60) as process:
         yield url
-    finally:
-        process.send_signal(signal.SIGTERM)
-        code = process.wait(timeout=30)
+    code = process.returncode
     # uvicorn shuts the app down (the lifespan stops the reader), then re-raises the signal.
     assert code == -signal.SIGTERM, f"serve ended with {code}:\n{log.read_text()}"
     assert "Application shutdown complete" in log.read_text()

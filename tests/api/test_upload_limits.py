@@ -11,10 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
-import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 import zlib
@@ -27,6 +24,7 @@ import pytest
 from api.app import create_app
 from forecaster.kafka.broker import free_port
 from forecaster.settings import Settings, to_environ
+from tests.serving import serving
 
 INFLATED = 1 << 30
 ROW = b"2020-01-02,10.0,11.0,9.0,10.5,1000\n"
@@ -75,25 +73,10 @@ def server(offline_settings: Settings, tmp_path: Path) -> Iterator[tuple[str, in
     settings = offline_settings.replace(api_port=free_port())
     assert settings.api_max_bytes == 64 * MIB
     log = tmp_path / "serve.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "forecaster.cli", "serve"],
-                                   env={**os.environ, **to_environ(settings)}, stdout=out,
-                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     url = f"http://{settings.api_host}:{settings.api_port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert process.poll() is None, log.read_text()
-            try:
-                urllib.request.urlopen(f"{url}/health", timeout=5).close()
-                break
-            except (urllib.error.URLError, ConnectionError):
-                assert time.monotonic() < deadline, f"serve did not answer in 120 s:\n{log.read_text()}"
-                time.sleep(0.2)
+    command = [sys.executable, "-m", "forecaster.cli", "serve"]
+    with serving(command, url, log, env={**os.environ, **to_environ(settings)}) as process:
         yield url, process.pid
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)
 
 
 def test_a_gzip_bomb_gets_a_413_and_the_server_stays_small(server: tuple[str, int], gzip_bomb: Path,

@@ -1,0 +1,37 @@
+"""``forecaster serve`` as a real process for the tests: started, awaited until it answers, stopped."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def serving(command: list[str], url: str, log: Path, env: dict[str, str], cwd: Path | None = None,
+            timeout_s: float = 120) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``command`` (a ``forecaster serve``) with its output in ``log``; yield the process once
+    ``GET url/health`` answers, and stop it with SIGTERM afterwards (its exit code is then in
+    ``returncode``). Fails with the log if the process ends or does not answer in ``timeout_s``."""
+    with open(log, "wb") as out:
+        process = subprocess.Popen(command, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            assert process.poll() is None, log.read_text()
+            try:
+                urllib.request.urlopen(f"{url}/health", timeout=5).close()
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert time.monotonic() < deadline, f"no answer in {timeout_s:g} s:\n{log.read_text()}"
+                time.sleep(0.2)
+        yield process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
