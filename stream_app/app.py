@@ -54,7 +54,7 @@ from forecaster.kafka.topics import TopicSpec, create_topics
 from forecaster.settings import Settings
 from models.core.config import CoreConfig
 from models.core.features import FEATURE_NAMES
-from models.core.state import TickerState
+from models.core.state import StateVersionError, TickerState
 from stream_app.drift import Reference
 from stream_app.metrics import WorkerMetrics
 from stream_app.monitor import ForecastMonitor
@@ -103,7 +103,13 @@ class StateCodec:
         known = self._known.get(ticker)
         if known is not None and known[0] == raw:
             return known[1]
-        state = TickerState.from_bytes(raw)
+        try:
+            state = TickerState.from_bytes(raw)
+        except StateVersionError as error:
+            # A state of another format (an upgrade) must not stop the worker at every restart: the
+            # ticker warms up again from its next bar, as a new ticker does.
+            log.warning("ticker %s starts afresh: %s", ticker, error)
+            return None
         self._known[ticker] = (raw, state)
         return state
 

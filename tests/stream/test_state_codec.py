@@ -35,3 +35,12 @@ def test_bytes_the_worker_did_not_write_are_decoded() -> None:
     assert recovered is not older and recovered == newer
     assert codec.decode("AAA", newer.to_bytes()) is recovered
     assert codec.decode("AAA", written) == older
+
+
+def test_a_state_of_another_format_starts_the_ticker_afresh_instead_of_stopping_the_worker(caplog) -> None:
+    state = states_of(3)[-1]
+    older_format = b"FTS\x01" + state.to_bytes()[4:]  # as a worker before the volatility model wrote
+    codec = StateCodec()
+    assert codec.decode("AAA", older_format) is None
+    assert "ticker AAA starts afresh" in caplog.text and "version 1" in caplog.text
+    assert codec.decode("AAA", state.to_bytes()) == state
