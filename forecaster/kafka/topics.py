@@ -60,9 +60,31 @@ def create_topics(settings: Settings, specs: list[TopicSpec] | None = None) -> d
                 outcome[spec.name] = "created"
             except TopicAlreadyExistsError:  # made by someone else in between
                 outcome[spec.name] = "exists"
+        _await_metadata(admin, [name for name, how in outcome.items() if how == "created"])
         return outcome
     finally:
         admin.close()
+
+
+def _await_metadata(admin: Any, names: list[str], timeout_s: float = 30.0) -> None:
+    """Return once the broker's metadata shows every topic of ``names`` with its partitions.
+
+    A topic is created before the broker's metadata lists it; a client asking in between (Faust
+    joining its group right after the worker made its changelogs) sees no partitions.
+    """
+    from kafka.errors import KafkaError
+
+    deadline = time.monotonic() + timeout_s
+    while names:
+        try:
+            if all(t["partitions"] and not t["error_code"] for t in admin.describe_topics(names)):
+                return
+        except KafkaError:  # e.g. UnknownTopicOrPartitionError while the metadata catches up
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"topics {', '.join(names)} were created but the broker's metadata did not "
+                               f"list them within {timeout_s:g} s")
+        time.sleep(0.1)
 
 
 def topic_partitions(consumer: Any, topic: str, timeout_s: float) -> list[Any]:
