@@ -139,6 +139,7 @@ class ForecastService:
         self.sender: BatchSender | None = None
         self.model_version: str | None = None
         self._start_lock: asyncio.Lock | None = None
+        self.log_level = logging.WARNING  # `forecaster worker -l` sets the level it was asked for
 
     async def ensure_started(self) -> tuple[BatchProcessor, BatchSender]:
         """Serve the metrics, load the model and start the output producer, once (at start; the
@@ -489,9 +490,9 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.task
     async def on_worker_start() -> None:
-        # `-l warn` leaves the root logger at DEBUG in Faust; records formatted and dropped there
+        # Faust leaves the root logger at DEBUG whatever its -l; records formatted and dropped there
         # cost about 10 % of the worker's CPU.
-        logging.getLogger().setLevel(logging.WARNING)
+        logging.getLogger().setLevel(service.log_level)
         # Metrics and the model are up before the first bar, so an idle worker is visible too.
         await service.ensure_started()
         # What start-up loaded (modules, Faust, the model) lives as long as the worker: out of the

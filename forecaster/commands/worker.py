@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from pathlib import Path
@@ -47,6 +48,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     require_broker(settings, args.connect_timeout)
     from stream_app.app import app
 
+    app.forecast_service.log_level = logging.getLogger().level  # type: ignore[attr-defined]  # from -l
     # --without-web: Faust's CLI turns its web server on whatever the app says; one fixed port per
     # worker would stop a second worker on the same host, and the metrics have their own endpoint.
     sys.argv = ["forecaster worker", "worker", "--loglevel", args.loglevel, "--without-web"]
