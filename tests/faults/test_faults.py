@@ -38,11 +38,13 @@ from tests.stream.records import (
     streamed_records,
     wait_for_records,
 )
-from tests.stream.worker_process import WorkerProcess
+from tests.stream.worker_process import FORECASTER_WORKER, WorkerProcess
 
 pytestmark = [pytest.mark.kafka, pytest.mark.faults, pytest.mark.slow]
 
 TICKERS = ("AAPL", "GOOG", "IBM", "MSFT")
+#: Workers log their rebalances and recoveries, which a test that waited in vain prints.
+WORKER = [*FORECASTER_WORKER, "-l", "info"]
 
 
 @pytest.fixture
@@ -80,6 +82,23 @@ def replay_in_background(read: ReadResult, settings: Settings, rate: float) -> t
     return thread, outcome
 
 
+def wait_until_streamed(settings: Settings, target: int, worker: WorkerProcess, outcome: list,
+                        timeout_s: float = 180.0) -> None:
+    """Poll until the predictions topic holds ``target`` records; a failed replay or worker fails
+    the test at once, and a timeout says how far the feed and the worker got."""
+    deadline = time.monotonic() + timeout_s
+    while (streamed := len(streamed_records(settings))) < target:
+        worker.assert_alive()
+        if outcome and isinstance(outcome[0], BaseException):
+            raise outcome[0]
+        if time.monotonic() > deadline:
+            bars_in = len(read_topic(settings, settings.topic_bars))
+            raise AssertionError(f"{streamed} of {target} records after {timeout_s:.0f} s, with {bars_in} "
+                                 f"bars on the topic and the replay {'done' if outcome else 'running'}; "
+                                 f"the worker's log ends:\n{worker.output()}")
+        time.sleep(0.1)
+
+
 def finished(thread: threading.Thread, outcome: list) -> ReplaySummary:
     thread.join(timeout=300)
     assert outcome, "the replay did not finish"
@@ -101,19 +120,15 @@ def test_worker_killed_three_times_during_a_replay_loses_nothing(bars: ReadResul
     thread, outcome = replay_in_background(bars, settings, rate=120.0)
     kills = 0
     for attempt, target in enumerate(targets):
-        with WorkerProcess(settings, tmp_path / f"worker-{attempt}.log") as worker:
+        with WorkerProcess(settings, tmp_path / f"worker-{attempt}.log", WORKER) as worker:
             # Each incarnation works before it dies: past its mark, and at least a batch's worth.
             target = max(target, len(streamed_records(settings)) + settings.batch_size // 2)
-            deadline = time.monotonic() + 180
-            while len(streamed_records(settings)) < target:
-                worker.assert_alive()
-                assert time.monotonic() < deadline, worker.output()
-                time.sleep(0.1)
+            wait_until_streamed(settings, target, worker, outcome)
             worker.stop(signal.SIGKILL)
             kills += 1
             kill_points.append(target)
     summary = finished(thread, outcome)
-    with WorkerProcess(settings, tmp_path / "worker-last.log") as worker:
+    with WorkerProcess(settings, tmp_path / "worker-last.log", WORKER) as worker:
         records = wait_for_records(settings, set(expected), worker, timeout_s=300)
     duplicated = assert_same_as_backtest(records, expected)
     assert summary.bars_sent == len(bars.bars)
@@ -129,14 +144,11 @@ def test_broker_restarted_during_a_replay_loses_nothing(bars: ReadResult, settin
     try:
         create_topics(settings)
         expected = expected_records(bars, settings)
-        with WorkerProcess(settings, tmp_path / "worker.log") as worker:
+        with WorkerProcess(settings, tmp_path / "worker.log", WORKER) as worker:
             worker.metrics()
             thread, outcome = replay_in_background(bars, settings, rate=400.0)
             # Stop the broker once part of the replay is through, and bring it back.
-            deadline = time.monotonic() + 120
-            while len(streamed_records(settings)) < 200:
-                assert time.monotonic() < deadline, worker.output()
-                time.sleep(0.1)
+            wait_until_streamed(settings, 200, worker, outcome)
             broker.stop()
             broker.start(port=port)
             summary = finished(thread, outcome)
@@ -158,7 +170,7 @@ def test_replaying_the_same_file_twice_changes_nothing(bars: ReadResult, setting
     first_pass = only_days(bars, lambda day: day < dt.date(2012, 12, 1))
     last_month = only_days(bars, lambda day: day >= dt.date(2012, 12, 1))
     expected = expected_records(bars, settings)
-    with WorkerProcess(settings, tmp_path / "worker.log") as worker:
+    with WorkerProcess(settings, tmp_path / "worker.log", WORKER) as worker:
         replay(first_pass, settings, progress=False)
         done = set(expected_records(first_pass, settings))
         before = wait_for_records(settings, done, worker)
@@ -185,7 +197,8 @@ def test_two_workers_split_the_partitions_and_the_survivor_takes_over(bars: Read
     expected = expected_records(bars, settings)
     # Workers on one host each keep their local state in a directory of their own (RocksDB locks it).
     other = settings.replace(home=str(tmp_path / "home-b"))
-    with WorkerProcess(settings, tmp_path / "a.log") as a, WorkerProcess(other, tmp_path / "b.log") as b:
+    with (WorkerProcess(settings, tmp_path / "a.log", WORKER) as a,
+          WorkerProcess(other, tmp_path / "b.log", WORKER) as b):
         a.metrics()
         b.metrics()
         replay_2011_and_wait(bars, settings, expected, a)
@@ -206,7 +219,7 @@ def test_offsets_committed_past_unhandled_bars_are_sought_back(bars: ReadResult,
     past bars the worker never handled. The worker's own positions make it seek back to them: when
     a message beyond its position comes, or, committed at the end, when none comes."""
     expected = expected_records(bars, settings)
-    with WorkerProcess(settings, tmp_path / "first.log") as worker:
+    with WorkerProcess(settings, tmp_path / "first.log", WORKER) as worker:
         replay_2011_and_wait(bars, settings, expected, worker)
         assert worker.stop(signal.SIGTERM) == 0
     year_2012 = only_days(bars, lambda day: day.year == 2012)
@@ -223,7 +236,7 @@ def test_offsets_committed_past_unhandled_bars_are_sought_back(bars: ReadResult,
                          for p, o in skipped.items()})
     finally:
         consumer.close()
-    with WorkerProcess(settings, tmp_path / "second.log") as worker:
+    with WorkerProcess(settings, tmp_path / "second.log", WORKER) as worker:
         records = wait_for_records(settings, set(expected), worker)
         metrics = worker.metrics()
     assert assert_same_as_backtest(records, expected) == 0
