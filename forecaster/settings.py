@@ -67,6 +67,7 @@ class Settings:
     ssl_keyfile: str = ""
     # Replay
     replay_processes: int = 0
+    replay_delivery_timeout_s: float = 120.0
     # Worker
     app_id: str = "stream-forecaster"
     store: str = "memory://"
@@ -168,6 +169,8 @@ DOCS: dict[str, str] = {
     "ssl_keyfile": "client private key for mutual TLS",
     "replay_processes": "producer processes of an unpaced replay; 0: one per CPU from 50,000 bars on, "
     "else one (never more than there are tickers)",
+    "replay_delivery_timeout_s": "seconds a bar may wait for the broker's acknowledgement, retries "
+    "included, before the replay reports it undelivered (Kafka's delivery.timeout.ms; at least 16)",
     "app_id": "Faust application id: consumer group and changelog topic prefix",
     "store": "Faust table store: memory:// or rocksdb:// (needs the rocksdb extra)",
     "batch_size": "most bars the worker takes from the stream at once",

@@ -20,7 +20,7 @@ from kafka.partitioner.default import DefaultPartitioner
 
 from forecaster.kafka.client import kafka_python_options
 from forecaster.kafka.partitioning import key_partition
-from forecaster.settings import Settings
+from forecaster.settings import Settings, env_name
 from models.core.bar import Bar
 
 #: Producer options on top of the connection and security settings; see docs/benchmarks.md.
@@ -31,14 +31,10 @@ PRODUCER_TUNING: dict[str, Any] = {
     "batch_size": 256 * 1024,
     "linger_ms": 20,
     "max_in_flight_requests_per_connection": 5,
-    # A record not acknowledged in this time fails its future instead of blocking the replay.
     "request_timeout_ms": 15_000,
-    "delivery_timeout_ms": 30_000,
 }
-
-#: Longest wait for outstanding records at the end: past the delivery timeout, every record's
-#: future has completed one way or the other.
-FLUSH_TIMEOUT_S = PRODUCER_TUNING["delivery_timeout_ms"] / 1000 + 5
+#: The shortest delivery timeout: a request's own timeout plus a linger (Kafka's rule).
+MIN_DELIVERY_TIMEOUT_S = 16.0
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +96,9 @@ class Publisher:
         Longest wait for the broker to answer, and for a topic's metadata or buffer space.
     linger_ms
         How long a record may wait for others to share its request (default: the tuning's 20 ms).
+
+    A record not acknowledged within ``settings.replay_delivery_timeout_s`` (retries included)
+    fails its future instead of blocking the replay; the default rides out a broker restart.
     """
 
     def __init__(self, settings: Settings, *, connect_timeout_s: float = 10.0,
@@ -108,7 +107,15 @@ class Publisher:
         self.deliveries: dict[str, Deliveries] = {}
         self._keys: dict[str, bytes] = {}  # ticker -> its encoded key, encoded once
         timeout_ms = int(connect_timeout_s * 1000)
-        tuning = PRODUCER_TUNING if linger_ms is None else {**PRODUCER_TUNING, "linger_ms": linger_ms}
+        delivery_s = settings.replay_delivery_timeout_s
+        if delivery_s < MIN_DELIVERY_TIMEOUT_S:
+            raise ValueError(f"{env_name('replay_delivery_timeout_s')}={delivery_s:g} is below the request "
+                             f"timeout; use at least {MIN_DELIVERY_TIMEOUT_S:g}")
+        # Past the delivery timeout every record's future has completed one way or the other.
+        self.flush_timeout_s = delivery_s + 5
+        tuning = {**PRODUCER_TUNING, "delivery_timeout_ms": int(delivery_s * 1000)}
+        if linger_ms is not None:
+            tuning["linger_ms"] = linger_ms
         try:
             self._producer = KafkaProducer(
                 **kafka_python_options(settings), **tuning, partitioner=KeyCachedPartitioner(),
@@ -141,18 +148,19 @@ class Publisher:
             key = self._keys[bar.ticker] = bar.ticker.encode()
         return self.send(topic, key, orjson.dumps(bar))
 
-    def flush(self, timeout_s: float = FLUSH_TIMEOUT_S) -> None:
-        """Wait until every queued record is acknowledged or has failed (raises ``KafkaError`` if not)."""
-        self._producer.flush(timeout=timeout_s)
+    def flush(self, timeout_s: float | None = None) -> None:
+        """Wait until every queued record is acknowledged or has failed (raises ``KafkaError`` if not);
+        ``timeout_s`` defaults to the delivery timeout and a margin."""
+        self._producer.flush(timeout=self.flush_timeout_s if timeout_s is None else timeout_s)
 
-    def close(self, timeout_s: float = FLUSH_TIMEOUT_S) -> None:
-        """Flush and disconnect, waiting at most ``timeout_s``; never raises.
+    def close(self, timeout_s: float | None = None) -> None:
+        """Flush and disconnect, waiting at most ``timeout_s`` (as :meth:`flush`); never raises.
 
         When kafka-python cannot complete its flush (records still unacknowledged at the timeout,
         or a batch it split after MESSAGE_TOO_LARGE), those records are simply not counted as
         delivered, which the replay reports; the producer's daemon sender thread is left to end.
         """
         try:
-            self._producer.close(timeout=timeout_s)
+            self._producer.close(timeout=self.flush_timeout_s if timeout_s is None else timeout_s)
         except KafkaError as exc:
             log.warning("the Kafka producer did not close cleanly: %s", exc)

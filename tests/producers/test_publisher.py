@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 from kafka.partitioner.default import DefaultPartitioner
 
-from producers.publisher import KeyCachedPartitioner
+from forecaster.settings import Settings
+from producers.publisher import KeyCachedPartitioner, Publisher
 
 
 class Cluster:
@@ -34,3 +36,11 @@ def test_cached_partitions_equal_the_default_ones_per_topic_and_count() -> None:
             for topic in ("bars", "bars.dlq"):
                 assert (cached.partition(topic, ticker, key, None, None, cluster)
                         == default.partition(topic, ticker, key, None, None, cluster))
+
+
+def test_a_delivery_timeout_below_the_request_timeout_is_refused_before_connecting() -> None:
+    # Nothing listens on port 9: the check comes before any connection attempt.
+    settings = Settings(bootstrap="127.0.0.1:9", replay_delivery_timeout_s=5)
+    with pytest.raises(ValueError, match=r"^FORECASTER_REPLAY_DELIVERY_TIMEOUT_S=5 is below the request "
+                                         r"timeout; use at least 16$"):
+        Publisher(settings)

@@ -21,7 +21,9 @@ def test_broker_lost_mid_replay_ends_in_an_error_that_never_over_reports(data_di
                                                                          tmp_path: Path) -> None:
     broker = LocalBroker(tmp_path / "kafka")
     port = free_port()
-    settings = Settings(bootstrap=broker.start(port=port).bootstrap, partitions=2)
+    # The shortest delivery timeout: the replay gives up on the lost broker as soon as it may.
+    settings = Settings(bootstrap=broker.start(port=port).bootstrap, partitions=2,
+                        replay_delivery_timeout_s=16)
     result = read_csv_bars([data_dir / "vgi" / "vgi2.csv"])
     waits = [0]
 
