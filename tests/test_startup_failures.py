@@ -73,7 +73,8 @@ def test_worker_without_a_broker(tmp_path: Path) -> None:
 
 def test_topics_create_without_a_broker(tmp_path: Path) -> None:
     bootstrap = f"127.0.0.1:{free_port()}"
-    code, err = _run("topics", "create", "--bootstrap", bootstrap, tmp_path=tmp_path)
+    code, err = _run("topics", "create", "--bootstrap", bootstrap, "--connect-timeout", "2",
+                     tmp_path=tmp_path)
     line = _one_line(err)
     assert code == 2
     assert line.startswith(f"forecaster topics: error: cannot reach Kafka at {bootstrap}")

@@ -17,6 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     create.add_argument("--partitions", type=int, default=None,
                         help="partition count (default: FORECASTER_PARTITIONS, 8)")
     create.add_argument("--bootstrap", default=None, help="host:port (default: FORECASTER_BOOTSTRAP)")
+    create.add_argument("--connect-timeout", type=float, default=10.0, metavar="S",
+                        help="seconds to wait for the broker before giving up (default: 10)")
     create.set_defaults(run=run_create)
 
 
@@ -24,6 +26,6 @@ def run_create(args: argparse.Namespace, settings: Settings) -> int:
     from forecaster.kafka.topics import create_topics
 
     settings = settings.replace(partitions=args.partitions, bootstrap=args.bootstrap)
-    for name, outcome in create_topics(settings).items():
+    for name, outcome in create_topics(settings, connect_timeout_s=args.connect_timeout).items():
         print(f"{name}: {outcome}")
     return 0

@@ -33,18 +33,22 @@ def app_topics(settings: Settings) -> list[TopicSpec]:
     ]
 
 
-def create_topics(settings: Settings, specs: list[TopicSpec] | None = None) -> dict[str, str]:
+def create_topics(settings: Settings, specs: list[TopicSpec] | None = None, *,
+                  connect_timeout_s: float = 30.0) -> dict[str, str]:
     """Create the topics that do not exist yet; returns ``{name: "created" | "exists"}``.
 
     An existing topic with fewer partitions than asked is reported, not changed: growing the
     partition count moves tickers between partitions, which a running system must not do silently.
+    A broker that does not answer within ``connect_timeout_s`` raises kafka-python's
+    ``KafkaTimeoutError``.
     """
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
     specs = app_topics(settings) if specs is None else specs
-    admin = KafkaAdminClient(**kafka_python_options(settings))
+    admin = KafkaAdminClient(**kafka_python_options(settings),
+                             bootstrap_timeout_ms=int(connect_timeout_s * 1000))
     try:
         existing = set(admin.list_topics())
         outcome: dict[str, str] = {}
