@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 PYTEST_ARGS ?=
+# Test processes of `make test` (pytest-xdist); each starts its own Kafka broker.
+TEST_WORKERS ?= 2
 
 .PHONY: demo test lint install kafka-jars test-floors clean
 
@@ -31,7 +33,7 @@ lint: install
 
 # pytest exits 5 when it collected no test: make treats that as the failure it is.
 test: kafka-jars lint
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 # The floors of pyproject.toml: the oldest versions they allow of every direct dependency (uv's
 # lowest-direct resolution) in a venv of their own, and the tests of the code those packages serve.
