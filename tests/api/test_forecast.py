@@ -125,7 +125,7 @@ def test_json_bars_are_validated_like_messages(client: TestClient, data_dir: Pat
     ("dax.csv", b"Datum,Schluss\n2024-01-05,10\n", "cannot tell which columns"),
     ("cut.csv.gz", gzip.compress(b"date,open,high,low,close,volume,Name\n")[:20], "cannot be decompressed"),
     ("photo.csv", bytes(range(256)) * 8, "cannot tell which columns"),
-])
+], ids=["empty", "blank", "header only", "foreign columns", "cut gzip", "binary"])
 def test_unreadable_uploads_are_422_with_the_reason(client: TestClient, name: str, data: bytes,
                                                      says: str) -> None:
     response = client.post("/forecast", files={"file": (name, data)})
