@@ -97,6 +97,7 @@ class WorkerProcess:
 
 Key = tuple[str, str, str]
 
+
 def bokeh_slice(data_dir: Path, tickers: tuple[str, ...]) -> ReadResult:
     """``tickers`` over 2011-2012 of the bokeh sample: about 500 bars each."""
     return read_csv_bars([data_dir / "bokeh-stocks.csv.gz"], tickers=tickers,
@@ -116,8 +117,8 @@ def expected_records(result: ReadResult, settings: Settings) -> dict[Key, dict]:
 
 def as_read(bars: Iterable[Bar]) -> ReadResult:
     """``bars`` as a read of their own, ready to replay."""
-    bars = list(bars)
-    return ReadResult(bars=bars, dead_letters=[], rows_read=len(bars), filtered=0)
+    listed = list(bars)
+    return ReadResult(bars=listed, dead_letters=[], rows_read=len(listed), filtered=0)
 
 
 def only_days(result: ReadResult, keep: Callable[[dt.date], bool]) -> ReadResult:
