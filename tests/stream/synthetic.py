@@ -12,7 +12,8 @@ CONFIG = CoreConfig(model="arima", window=40, refit_every=5)
 
 def bars_of(ticker: str, n: int, start: float) -> list[Bar]:
     """``n`` weekday bars of ``ticker`` from 2020-01-06, starting at ``start``, moving by at most 1 %."""
-    day, bars, close = dt.date(2020, 1, 6), [], start
+    day, close = dt.date(2020, 1, 6), start
+    bars: list[Bar] = []
     while len(bars) < n:
         if day.weekday() < 5:
             close *= 1.0 + 0.01 * ((len(bars) * 7919 % 13) - 6) / 6
