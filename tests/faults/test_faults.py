@@ -103,7 +103,7 @@ def finished(thread: threading.Thread, outcome: list) -> ReplaySummary:
 
 
 def test_worker_killed_three_times_during_a_replay_loses_nothing(bars: ReadResult, worker_settings: Settings,
-                                                                  tmp_path: Path) -> None:
+                                                                 tmp_path: Path) -> None:
     seed = int(os.environ.get("FORECASTER_FAULT_SEED", time.time_ns() % 1_000_000))
     print(f"FORECASTER_FAULT_SEED={seed}")
     rng = random.Random(seed)
@@ -161,7 +161,7 @@ def test_broker_restarted_during_a_replay_loses_nothing(bars: ReadResult, worker
 
 
 def test_replaying_the_same_file_twice_changes_nothing(bars: ReadResult, worker_settings: Settings,
-                                                        tmp_path: Path) -> None:
+                                                       tmp_path: Path) -> None:
     first_pass = only_days(bars, lambda day: day < dt.date(2012, 12, 1))
     last_month = only_days(bars, lambda day: day >= dt.date(2012, 12, 1))
     expected = expected_records(bars, worker_settings)
@@ -187,8 +187,8 @@ def test_replaying_the_same_file_twice_changes_nothing(bars: ReadResult, worker_
 
 
 def test_two_workers_split_the_partitions_and_the_survivor_takes_over(bars: ReadResult,
-                                                                         worker_settings: Settings,
-                                                                         tmp_path: Path) -> None:
+                                                                      worker_settings: Settings,
+                                                                      tmp_path: Path) -> None:
     expected = expected_records(bars, worker_settings)
     # Workers on one host each keep their local state in a directory of their own (RocksDB locks it).
     other = worker_settings.replace(home=str(tmp_path / "home-b"))

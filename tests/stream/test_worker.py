@@ -89,7 +89,7 @@ def test_stream_equals_backtest_record_for_record(bars: ReadResult, worker_setti
 
 
 def test_poison_messages_and_repeated_bars_are_dead_lettered(worker_settings: Settings, tmp_path: Path,
-                                                               bars: ReadResult) -> None:
+                                                             bars: ReadResult) -> None:
     first = [b for b in bars.bars if b.ticker == "IBM"][:5]
     good = [orjson.dumps(b.to_dict()) for b in first]
     nan_bar = {**first[0].to_dict(), "date": "2013-01-02", "close": "NaN"}
