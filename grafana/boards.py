@@ -121,6 +121,7 @@ def _with_panels(board: dashboard.Dashboard, panels: Sequence[cogbuilder.Builder
                  ) -> dashboard.Dashboard:
     # Stable ids, so regenerating gives the same JSON and Grafana keeps panel links.
     for panel_id, panel in enumerate(panels, start=1):
+        # Every panel builder has id(); the SDK's Builder base, their common type, does not declare it.
         board.with_panel(panel.id(panel_id))  # type: ignore[attr-defined]
     return board
 
