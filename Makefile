@@ -28,8 +28,10 @@ kafka-jars: install
 demo: kafka-jars
 	$(BIN)/forecaster demo $(DEMO_ARGS)
 
+# mypy checks the packages named in pyproject.toml's [tool.mypy].
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 # pytest exits 5 when it collected no test: make treats that as the failure it is.
 test: kafka-jars lint

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import gc
 import logging
+from collections.abc import Iterable
 from pathlib import Path
+from typing import cast
 
 import faust
 
@@ -32,6 +34,13 @@ last_bar = app.Table("last_bar", key_type=bytes, value_type=bytes, partitions=se
                      extra_topic_configs=CHANGELOG_CONFIG)
 
 
+
+def _keyed(events: Iterable[faust.EventT]) -> list[tuple[bytes, bytes, faust.EventT]]:
+    """``(key, value, event)`` of the messages with both: every bar (the worker dead-letters others)."""
+    return [(key, value, e) for e in events
+            if (key := e.message.key) is not None and (value := e.message.value) is not None]
+
+
 @app.agent(bars)
 async def echo(stream: faust.StreamT) -> None:
     producer = output_producer(aiokafka_options(settings), None, app.conf.producer_request_timeout)
@@ -39,10 +48,13 @@ async def echo(stream: faust.StreamT) -> None:
     sender = BatchSender(producer)
     tables = TableAccess(stream)
     try:
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_timeout_s):
-            await sender.send([(settings.topic_predictions, e.message.key, e.message.value) for e in events])
-            for key, event in {e.message.key: e for e in events}.items():
-                tables.set(last_bar, key, event.message.value, event)
+        # Faust types an agent's stream as StreamT, which lacks take_events; it passes a Stream.
+        batches = cast(faust.Stream, stream).take_events(settings.batch_size, within=settings.batch_timeout_s)
+        async for events in batches:
+            keyed = _keyed(events)
+            await sender.send([(settings.topic_predictions, key, value) for key, value, _ in keyed])
+            for key, (value, event) in {key: (value, e) for key, value, e in keyed}.items():
+                tables.set(last_bar, key, value, event)
     finally:
         await producer.stop()
 

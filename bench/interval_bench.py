@@ -129,8 +129,9 @@ def core_forecasts(path: Path, series: dict[str, Series], rev: str | None) -> di
         subprocess.run([sys.executable, "-c", _CORE_SCRIPT, str(path), str(out)], check=True, env=env,
                        cwd=tmp)
         data = dict(np.load(out))
+    variances = {t: np.full(s.r.size, np.nan) for t, s in series.items()}
     forecasts = {t: Forecast({lv: np.full(s.r.size, np.nan) for lv in LEVELS},
-                             {lv: np.full(s.r.size, np.nan) for lv in LEVELS}, np.full(s.r.size, np.nan))
+                             {lv: np.full(s.r.size, np.nan) for lv in LEVELS}, variances[t])
                  for t, s in series.items()}
     index = {t: {d: j for j, d in enumerate(s.dates[:-1])} for t, s in series.items()}
     for k, (ticker, as_of) in enumerate(zip(data["ticker"].tolist(), data["as_of"].tolist(), strict=True)):
@@ -138,7 +139,7 @@ def core_forecasts(path: Path, series: dict[str, Series], rev: str | None) -> di
         if j is None:
             continue
         f, base = forecasts[ticker], series[ticker].log_close[j]
-        f.variance[j] = data["sigma"][k] ** 2
+        variances[ticker][j] = data["sigma"][k] ** 2
         for lv in LEVELS:
             label = f"{lv * 100:g}"
             f.lower[lv][j] = math.log(data[f"lower_{label}"][k]) - base
@@ -335,7 +336,7 @@ def run_set(name: str, path: Path, args: argparse.Namespace) -> list[str]:
             forecasts[method] = dict(zip(names, done, strict=True))
             print(f"{name}: {method} done after {time.perf_counter() - started:.0f} s", file=sys.stderr,
                   flush=True)
-    periods = [(f"after {args.history} bars of history", None)]
+    periods: list[tuple[str, str | None]] = [(f"after {args.history} bars of history", None)]
     if name == "sp500":
         periods.append((f"after {args.history} bars of history and after {TUNED_UNTIL} "
                         "(after the tuning period)", TUNED_UNTIL))

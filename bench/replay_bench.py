@@ -23,7 +23,9 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 import orjson
 
@@ -37,6 +39,7 @@ from producers.readers import read_csv_bars
 from producers.replay import replay
 
 Records = list[tuple[bytes, bytes]]
+T = TypeVar("T")
 
 
 def _cpu() -> float:
@@ -46,7 +49,7 @@ def _cpu() -> float:
     return time.process_time() + children.ru_utime + children.ru_stime
 
 
-def _timed(label: str, count: int, run: Callable[[], object]) -> tuple[dict[str, float | str], object]:
+def _timed(label: str, count: int, run: Callable[[], T]) -> tuple[dict[str, float | str], T]:
     """Run once; wall-clock rate, and CPU time per record, which is steadier than wall time on a
     shared machine."""
     wall, cpu = time.perf_counter(), _cpu()
@@ -141,8 +144,8 @@ def main() -> None:
                 (None, f"producers.replay, {os.cpu_count() or 1} processes (default)")]
         for processes, label in runs:
             topics = settings.replace(topic_bars=f"bench-bars-{processes}-{run_id}")
-            replayed, summary = _timed(
-                label, count, lambda t=topics, p=processes: replay(result, t, progress=False, processes=p))
+            replayed, summary = _timed(label, count,
+                                       partial(replay, result, topics, progress=False, processes=processes))
             if not (summary.accounted and summary.bars_sent == count):
                 raise RuntimeError(f"the replay lost rows: {summary}")
             results.append(replayed)
@@ -154,8 +157,7 @@ def main() -> None:
         for label, loop in loops:
             topic = f"bench-{loop.__name__}-{run_id}"
             create_topics(settings, [TopicSpec(topic, args.partitions, 1, {})])
-            results.append(_timed(label, count,
-                                  lambda loop=loop, topic=topic: loop(settings, topic, records))[0])
+            results.append(_timed(label, count, partial(loop, settings, topic, records))[0])
         if args.json:
             args.json.write_text(json.dumps(results, indent=2))
     finally:

@@ -141,7 +141,7 @@ def rate_until(count: Callable[[], int], target: int, processes: list[subprocess
         now = time.monotonic()
         if first_at is None and n > start_after:
             first_at, first_n, first_cpu = now, n, cpu_seconds(pids)
-        if n >= target:
+        if n >= target and first_at is not None:
             events = max(n - first_n, 1)
             return Throughput(events / max(now - first_at, 1e-9),
                               (cpu_seconds(pids) - first_cpu) / events * 1e6)
@@ -196,6 +196,13 @@ def run_faust_agent(settings: Settings, result: ReadResult, logs: Path, module: 
         process.wait(timeout=120)
 
 
+def _rate(done: int, started: float | None) -> float:
+    """Messages per second since the first of them came at ``started`` (None: none came)."""
+    if started is None:
+        raise RuntimeError("no message came")
+    return done / (time.monotonic() - started)
+
+
 async def aiokafka_loop(settings: Settings, n: int) -> float:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
@@ -217,7 +224,7 @@ async def aiokafka_loop(settings: Settings, n: int) -> float:
                            for m in messages]
                 await asyncio.gather(*futures)
                 done += len(messages)
-        return done / (time.monotonic() - started)
+        return _rate(done, started)
     finally:
         await consumer.stop()
         await producer.stop()
@@ -242,7 +249,7 @@ def confluent_loop(settings: Settings, n: int) -> float:
                 done += 1
             producer.poll(0)
         producer.flush()
-        return done / (time.monotonic() - started)
+        return _rate(done, started)
     finally:
         consumer.close()
 

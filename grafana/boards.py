@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from grafana_foundation_sdk.builders import common as common_builders
 from grafana_foundation_sdk.builders import dashboard, heatmap, prometheus, stat, statetimeline, timeseries
 from grafana_foundation_sdk.cog import builder as cogbuilder
+from grafana_foundation_sdk.cog import variants as cogvariants
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
 from grafana_foundation_sdk.models import prometheus as prom_model
@@ -44,8 +45,9 @@ class Query:
     legend: str = ""
 
 
-def _targets(queries: Sequence[Query], instant: bool = False) -> list[prometheus.Dataquery]:
-    targets = []
+def _targets(queries: Sequence[Query],
+             instant: bool = False) -> list[cogbuilder.Builder[cogvariants.Dataquery]]:
+    targets: list[cogbuilder.Builder[cogvariants.Dataquery]] = []
     for index, query in enumerate(queries):
         ref_id = chr(ord("A") + index)
         target = prometheus.Dataquery().expr(query.expr).legend_format(query.legend).ref_id(ref_id)
@@ -119,6 +121,7 @@ def _with_panels(board: dashboard.Dashboard, panels: Sequence[cogbuilder.Builder
                  ) -> dashboard.Dashboard:
     # Stable ids, so regenerating gives the same JSON and Grafana keeps panel links.
     for panel_id, panel in enumerate(panels, start=1):
+        # Every panel builder has id(); the SDK's Builder base, their common type, does not declare it.
         board.with_panel(panel.id(panel_id))  # type: ignore[attr-defined]
     return board
 

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from models.core.bar import Bar
+from models.core.config import CoreConfig
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,7 @@ class FeatureTable:
                        feature_names=tuple(data["feature_names"].tolist()))
 
 
-def feature_table(bars: Iterable[Bar], config: object) -> FeatureTable:
+def feature_table(bars: Iterable[Bar], config: CoreConfig) -> FeatureTable:
     """Run the core's ``step`` over each ticker's bars in date order; collect each day's features.
 
     Parameters

@@ -18,6 +18,7 @@ Examples
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import math
 from collections.abc import Mapping, Sequence
@@ -68,7 +69,7 @@ def split_by_date(target_dates: Sequence[dt.date], *, test_start: dt.date | None
     InsufficientHistory
         When a period would be empty.
     """
-    days = np.array(sorted(set(target_dates)))
+    days = sorted(set(target_dates))
     if test_days is not None and test_days < 1:
         raise ValueError(f"test_days must be positive, got {test_days}")
     if not 0 < validation_fraction < 1:
@@ -78,7 +79,7 @@ def split_by_date(target_dates: Sequence[dt.date], *, test_start: dt.date | None
             raise ValueError("give test_start or test_days")
         first_test = len(days) - test_days
     else:
-        first_test = int(np.searchsorted(days, test_start))
+        first_test = bisect.bisect_left(days, test_start)
     if first_test >= len(days):
         raise InsufficientHistory(f"no target dates on or after the test start {test_start}")
     last_test = len(days) - 1 if test_days is None else min(first_test + test_days, len(days)) - 1
@@ -424,7 +425,8 @@ def figures(evaluation: Evaluation, title: str) -> dict[str, object]:
     errors, ax = plt.subplots(figsize=(6, 4))
     model_pct = 100 * (evaluation.predicted_closes / evaluation.actual_closes - 1)
     naive_pct = 100 * (evaluation.naive_closes / evaluation.actual_closes - 1)
-    bins = np.linspace(*np.percentile(np.r_[model_pct, naive_pct], [0.5, 99.5]), 50)
+    edges = np.percentile(np.r_[model_pct, naive_pct], [0.5, 99.5])
+    bins = np.linspace(edges[0], edges[1], 50).tolist()  # matplotlib types its bins as a sequence
     ax.hist(naive_pct, bins=bins, alpha=0.5, label="naive")
     ax.hist(model_pct, bins=bins, alpha=0.5, label="model")
     ax.set(xlabel="error, % of the actual close", ylabel="days", title=f"{title}: error distribution")

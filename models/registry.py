@@ -96,6 +96,7 @@ def _signature(flavour: str, component: Any) -> Any:
     from mlflow.models import ModelSignature
     from mlflow.types.schema import Schema, TensorSpec
 
+    dtype: np.dtype
     if flavour == "keras":
         shape, dtype = (-1, *component.input_shape[1:]), np.dtype("float32")
     else:

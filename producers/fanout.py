@@ -105,7 +105,7 @@ def send_shares(groups: Sequence[Sequence[Bar]], settings: Settings, topic: str,
             running.difference_update(wait(list(running), timeout=POLL_S))
     except KeyboardInterrupt:
         for process in processes:  # they may not have had the terminal's Ctrl-C
-            if process.is_alive():
+            if process.pid is not None and process.is_alive():
                 os.kill(process.pid, signal.SIGINT)
         for process in processes:
             process.join()

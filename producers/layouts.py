@@ -162,7 +162,8 @@ def detect_layout(header: Sequence[str], *, file_name: str, ticker: str | None =
     found = {field: _find(header, field, columns.get(field), file_name) for field in SYNONYMS}
     if found["date"] is None and header and normalise(header[0]) in UNNAMED_INDEX:
         found["date"] = 0  # pandas writes a DatetimeIndex as an unnamed first column
-    missing = [field for field in REQUIRED if found[field] is None]
+    required = {field: position for field in REQUIRED if (position := found[field]) is not None}
+    missing = [field for field in REQUIRED if field not in required]
     if missing:
         shown = ", ".join(repr(h) if not h.strip() else h for h in header) or "none"
         raise LayoutError(
@@ -174,6 +175,4 @@ def detect_layout(header: Sequence[str], *, file_name: str, ticker: str | None =
     constant = None if ticker_column is not None else (ticker or ticker_from_file_name(file_name))
     if constant == "":
         raise LayoutError(f"{file_name}: no ticker column and no ticker; pass --ticker")
-    return Layout(date=found["date"], open=found["open"], high=found["high"], low=found["low"],
-                  close=found["close"], volume=found["volume"], adj_close=found["adj_close"],
-                  ticker_column=ticker_column, ticker=constant)
+    return Layout(**required, adj_close=found["adj_close"], ticker_column=ticker_column, ticker=constant)

@@ -138,7 +138,7 @@ def _read_rows(reader: Iterator[list[str]], lines: list[str], label: str, layout
     bars, check = result.bars, checker.check
     end = reader.line_num  # type: ignore[attr-defined]  # where the header ended
     for row in reader:
-        start, end = end + 1, reader.line_num  # type: ignore[attr-defined]
+        start, end = end + 1, reader.line_num  # type: ignore[attr-defined]  # csv's reader has it
         if not row:
             continue
         result.rows_read += 1

@@ -151,6 +151,8 @@ def replay(result: ReadResult, settings: Settings, *, topic: str | None = None, 
                           linger_ms=None if pacing.unpaced else PACED_LINGER_MS)
     letter_futures: list[tuple[str, Any]] = []
     outcomes: list[ShareOutcome] | None = None  # of the producer processes, when there are several
+    problem: str | None
+    cause: BaseException | None
     started = clock()
     try:
         create_topics(settings, _topics(settings, topic))

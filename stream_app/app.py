@@ -41,7 +41,7 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import faust
 import orjson
@@ -216,7 +216,7 @@ class ForecastService:
         output = processor.process(admission.admitted, states)
         produced_at = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
         predictions, dlq = self.settings.topic_predictions, self.settings.topic_dlq
-        records = [(predictions, ticker.encode(), orjson.dumps(record))
+        records: list[tuple[str, bytes | None, bytes]] = [(predictions, ticker.encode(), orjson.dumps(record))
                    for ticker, record in prediction_records(output, {"produced_at": produced_at})]
         records += [(dlq, _dead_letter_key(letter.raw), orjson.dumps(letter.to_dict()))
                     for letter in output.dead_letters]
@@ -456,7 +456,9 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.agent(bars_topic, name="forecast")
     async def forecast(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_timeout_s):
+        # Faust types an agent's stream as StreamT, which lacks take_events; it passes a Stream.
+        batches = cast(faust.Stream, stream).take_events(settings.batch_size, within=settings.batch_timeout_s)
+        async for events in batches:
             try:
                 await service.handle(list(events), stream)
             except Exception:
@@ -475,7 +477,8 @@ def create_app(settings: Settings) -> faust.App:
             except Exception:  # a registry hiccup must not stop the stream
                 log.exception("checking the registry for a new champion failed; keeping the current model")
 
-    @app.on_partitions_assigned.connect
+    # mode types a handler as taking any number of positional arguments; this signal sends one.
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def drop_series_of_lost_partitions(sender: Any, assigned: set[TP], **kwargs: Any) -> None:
         # Faust's (eager) rebalances hand every worker its whole new assignment here.
         service.on_assignment(assigned)

@@ -1,9 +1,10 @@
-"""Shared fixtures: one real Kafka broker per test session, and per-test topic names.
+"""Shared fixtures: one real Kafka broker per test session, per-test topic names, and a worker's settings.
 
 The broker is a real Apache Kafka 3.9 (``forecaster.kafka.broker.LocalBroker``) on a free port
 in a temporary folder, started once; set ``FORECASTER_BOOTSTRAP`` to run the suite against a
 broker that already runs instead. Every test that asks for ``kafka_settings`` gets topics of its
-own (random suffix), so tests never see each other's messages.
+own (random suffix), so tests never see each other's messages; ``worker_settings`` adds to those the
+settings of the stream and fault suites' workers, once per table store.
 """
 
 from __future__ import annotations
@@ -75,3 +76,17 @@ def kafka_settings(kafka_bootstrap: str, tmp_path: Path) -> Settings:
     )
     create_topics(settings)
     return settings
+
+
+#: The worker's table stores: Faust's memory store (the default) and RocksDB (the rocksdb extra),
+#: whose reads, unlike the memory store's, go to the partition of the event they are made under.
+STORES = [pytest.param("memory://", id="memory"), pytest.param("rocksdb://", id="rocksdb")]
+
+
+@pytest.fixture(params=STORES)
+def worker_settings(kafka_settings: Settings, request: pytest.FixtureRequest) -> Settings:
+    """``kafka_settings`` for a worker of the stream and fault suites, on each table store: a short
+    window and refit interval keep warm-up short, so most records come from the ARIMA, and batches
+    of 100 leave several commits between the fault suite's kill points."""
+    return kafka_settings.replace(window=60, refit_every=10, batch_size=100, model="arima",
+                                  store=request.param)

@@ -1,7 +1,7 @@
 """The shipped alert rules on a real worker scraped by a real Prometheus: silent on a healthy replay,
 firing on the faults they are for, injected for real.
 
-The feed is real daily returns resampled day by day (``resampled_bars`` of test_observability).
+The feed is real daily returns resampled day by day (``resampled_bars`` of tests/observed.py).
 Prometheus loads ``deploy/prometheus/rules`` with every expression as shipped and only the ``for:``
 durations shortened to :data:`FOR` (a replay takes seconds, not hours); promtool's scenarios
 (deploy/prometheus/tests) check the real durations.
@@ -12,9 +12,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import signal
-import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -26,12 +25,11 @@ from kafka import KafkaProducer
 from forecaster.kafka.client import kafka_python_options
 from forecaster.settings import Settings
 from models.core.bar import Bar
-from producers.readers import ReadResult
 from producers.replay import replay
 from tests.deploy.observability import RULES_DIR
-from tests.deploy.prometheus_server import PrometheusServer, running_prometheus
-from tests.stream.worker_process import WorkerProcess
-from tests.test_observability import TICKERS, replay_and_wait, resampled_bars, values
+from tests.deploy.prometheus_server import PrometheusServer
+from tests.observed import TICKERS, replay_and_wait, resampled_bars, scraped_worker
+from tests.worker import WorkerProcess, as_read, wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -61,14 +59,11 @@ def shortened_rules(path: Path) -> Path:
 @contextmanager
 def watched(settings: Settings, tmp_path: Path) -> Iterator[tuple[WorkerProcess, PrometheusServer]]:
     rules = shortened_rules(tmp_path / "rules.yml")
-    with WorkerProcess(settings, tmp_path / "worker.log") as worker:
-        worker.metrics()
-        target = f"{worker.settings.metrics_host}:{worker.settings.metrics_port}"
-        with running_prometheus(tmp_path / "prometheus", targets=[target], rule_files=[rules]) as prometheus:
-            # Counters scraped at zero before the feed: an increase() counts from its first sample.
-            poll(lambda: bool(values(prometheus, "forecaster_scores_total")), "no scrape of the worker",
-                 worker)
-            yield worker, prometheus
+    with scraped_worker(settings, tmp_path, [rules]) as (worker, prometheus):
+        # Counters scraped at zero before the feed: an increase() counts from its first sample.
+        wait_until(lambda: bool(prometheus.values("forecaster_scores_total")), "no scrape of the worker",
+                   worker, timeout_s=ALERT_TIMEOUT_S)
+        yield worker, prometheus
 
 
 def firing(prometheus: PrometheusServer) -> dict[str, list[dict[str, str]]]:
@@ -80,19 +75,9 @@ def firing(prometheus: PrometheusServer) -> dict[str, list[dict[str, str]]]:
     return found
 
 
-def poll(condition: Callable[[], bool], what: str, worker: WorkerProcess | None,
-         timeout_s: float = ALERT_TIMEOUT_S) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if worker is not None:
-            worker.assert_alive()
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} after {timeout_s} s\n{worker.output() if worker else ''}")
-        time.sleep(0.5)
-
-
 def wait_firing(prometheus: PrometheusServer, name: str, worker: WorkerProcess | None) -> list[dict]:
-    poll(lambda: name in firing(prometheus), f"{name} is not firing (firing: {firing(prometheus)})", worker)
+    wait_until(lambda: name in firing(prometheus), f"{name} is not firing (firing: {firing(prometheus)})",
+               worker, timeout_s=ALERT_TIMEOUT_S)
     return firing(prometheus)[name]
 
 
@@ -103,19 +88,16 @@ def evaluated_since(prometheus: PrometheusServer, since: float) -> bool:
     return bool(stamps) and min(stamps) > since
 
 
-def feed(bars: list[Bar]) -> ReadResult:
-    return ReadResult(bars=bars, dead_letters=[], rows_read=len(bars), filtered=0)
-
-
 def test_a_healthy_replay_fires_no_alert(data_dir: Path, settings: Settings, tmp_path: Path) -> None:
     with watched(settings, tmp_path) as (worker, prometheus):
         replay_and_wait(resampled_bars(data_dir, shift=False), settings, worker, prometheus)
-        (now,) = values(prometheus, "vector(time())")
+        (now,) = prometheus.values("vector(time())")
         # Whatever held after the last bar has had its `for:` to turn into a firing alert.
-        poll(lambda: evaluated_since(prometheus, now + FOR_S + 2), "rules not evaluated", worker)
+        wait_until(lambda: evaluated_since(prometheus, now + FOR_S + 2), "rules not evaluated", worker,
+                   timeout_s=ALERT_TIMEOUT_S)
         assert firing(prometheus) == {}
-        assert values(prometheus, 'count_over_time(ALERTS{alertstate="firing"}[1h])') == []
-        assert values(prometheus, "sum(increase(forecaster_scores_total[1h]))")[0] > 1500
+        assert prometheus.values('count_over_time(ALERTS{alertstate="firing"}[1h])') == []
+        assert prometheus.values("sum(increase(forecaster_scores_total[1h]))")[0] > 1500
 
 
 def test_a_volatility_jump_fires_feature_drift(data_dir: Path, settings: Settings, tmp_path: Path) -> None:
@@ -210,6 +192,6 @@ def test_a_killed_worker_fires_worker_down(data_dir: Path, settings: Settings, t
         replay_and_wait(bars[:half], settings, worker, prometheus)
         assert "ForecasterWorkerDown" not in firing(prometheus)
         worker.stop(signal.SIGKILL)
-        replay(feed(bars[half:]), settings, progress=False)  # the feed goes on
+        replay(as_read(bars[half:]), settings, progress=False)  # the feed goes on
         (down,) = wait_firing(prometheus, "ForecasterWorkerDown", None)
         assert down["instance"] == f"{worker.settings.metrics_host}:{worker.settings.metrics_port}"

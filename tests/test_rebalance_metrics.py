@@ -10,12 +10,11 @@ from pathlib import Path
 import pytest
 
 from forecaster.settings import Settings
-from producers.readers import ReadResult, read_csv_bars
+from producers.readers import read_csv_bars
 from producers.replay import replay
 from tests.deploy.observability import dashboard_queries, render_expr
 from tests.deploy.prometheus_server import PrometheusServer, running_prometheus
-from tests.stream.worker_process import WorkerProcess
-from tests.test_observability import values, wait_until
+from tests.worker import WorkerProcess, as_read, wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -46,22 +45,20 @@ def test_after_a_rebalance_every_dashboard_query_has_one_series_per_ticker(
     targets = [f"{w.settings.metrics_host}:{w.settings.metrics_port}" for w in (one, two)]
     with one, running_prometheus(tmp_path / "prometheus", targets=targets) as prometheus:
         one.metrics()
-        replay(ReadResult(bars=first, dead_letters=[], rows_read=len(first), filtered=0), settings,
-               progress=False)
-        wait_until(lambda: values(prometheus, "sum(forecaster_bars_consumed_total)") == [float(len(first))],
+        replay(as_read(first), settings, progress=False)
+        wait_until(lambda: prometheus.values("sum(forecaster_bars_consumed_total)") == [float(len(first))],
                    "the first worker did not handle the first half", one)
-        assert len(values(prometheus, "forecaster_predicted_close")) == len(TICKERS)
+        assert len(prometheus.values("forecaster_predicted_close")) == len(TICKERS)
 
         with two:  # joining, it takes partitions, and their tickers, from the first
             two.metrics()
-            replay(ReadResult(bars=second, dead_letters=[], rows_read=len(second), filtered=0), settings,
-                   progress=False)
+            replay(as_read(second), settings, progress=False)
             total = float(len(read.bars))
-            wait_until(lambda: values(prometheus, "sum(forecaster_bars_consumed_total)") == [total]
-                       and len(values(prometheus, "count by (instance) (forecaster_predicted_close)")) == 2,
+            wait_until(lambda: prometheus.values("sum(forecaster_bars_consumed_total)") == [total]
+                       and len(prometheus.values("count by (instance) (forecaster_predicted_close)")) == 2,
                        "the two workers did not share the second half", two)
             # A scrape after the last batch of each: every worker's series are the settled ones.
-            wait_until(lambda: len(values(prometheus, "forecaster_predicted_close")) == len(TICKERS),
+            wait_until(lambda: len(prometheus.values("forecaster_predicted_close")) == len(TICKERS),
                        "a ticker has a series on both workers or on none", two)
 
             everyone = "|".join(TICKERS)  # Grafana's "All" for the ticker variable
@@ -69,5 +66,5 @@ def test_after_a_rebalance_every_dashboard_query_has_one_series_per_ticker(
                 rendered = render_expr(expr, ticker=everyone)
                 repeated = {key: n for key, n in series_per_key(prometheus, rendered).items() if n > 1}
                 assert repeated == {}, f"{board} / {panel}: {rendered}"
-            lags = values(prometheus, "count by (partition) (forecaster_consumer_lag)")
+            lags = prometheus.values("count by (partition) (forecaster_consumer_lag)")
             assert lags and set(lags) == {1.0}, "each partition's lag comes from one worker"

@@ -250,12 +250,12 @@ def step_many(states: Sequence[TickerState | None], bars: Sequence[Bar], config:
     # 6. Calibrated intervals from the ticker's standardized residuals, this bar's included.
     keep_residuals = config.calibration_window - 1
     calibrations = []
-    for i, prior in enumerate(priors):
-        if residuals[i] is None:
+    for prior, residual in zip(priors, residuals, strict=True):
+        if residual is None:
             calibrations.append(prior.calibration)
         else:
-            calibration = np.concatenate((prior.calibration[-keep_residuals:] if keep_residuals else [],
-                                          [residuals[i]]))
+            calibration = np.concatenate((prior.calibration[-keep_residuals:] if keep_residuals
+                                          else prior.calibration[:0], [residual]))
             calibration.flags.writeable = False
             calibrations.append(calibration)
     quantiles, short = conformal_quantiles(_padded_abs(calibrations, config.calibration_window),

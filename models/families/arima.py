@@ -58,18 +58,18 @@ class ArimaModel:
     """
 
     def __init__(self, order: tuple[int, int, int] | list[int] = (2, 1, 0), lookback: int = 252) -> None:
-        order = tuple(int(k) for k in order)
-        if len(order) != 3 or order[1] != 1:
-            raise ValueError(f"ArimaModel needs d == 1 (it fits the window's log-returns); got order {order}")
-        p, _, q = order
+        pdq = tuple(int(k) for k in order)
+        if len(pdq) != 3 or pdq[1] != 1:
+            raise ValueError(f"ArimaModel needs d == 1 (it fits the window's log-returns); got order {pdq}")
+        p, d, q = pdq
         minimum = 1 + max(p, q) + 20 * (p + q + 1)
         if lookback < minimum:
-            raise ValueError(f"lookback {lookback} is too short for order {order}; need >= {minimum}")
+            raise ValueError(f"lookback {lookback} is too short for order {pdq}; need >= {minimum}")
         self.name = "arima"
         self.version = ""  # the registry version, set when loaded from MLflow
-        self.arima = Arima(order)
+        self.arima = Arima((p, d, q))
         self.lookback = int(lookback)
-        self.params: dict[str, Any] = {"order": list(order), "lookback": self.lookback}
+        self.params: dict[str, Any] = {"order": [p, d, q], "lookback": self.lookback}
 
     def fit(self, windows: np.ndarray, targets: np.ndarray,
             val_windows: np.ndarray, val_targets: np.ndarray) -> ArimaModel:

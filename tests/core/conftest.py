@@ -8,17 +8,7 @@ import pytest
 
 from models.core.bar import Bar
 from producers.readers import read_csv_bars
-
-# Every 8th ticker (alphabetically) of the 470 S&P 500 tickers that have all 1,259 days of
-# the S&P 500 file (sp500-5yr-sample.csv.gz carries them): a spread of sectors, chosen by rule rather
-# than by result.
-SP500_SAMPLE = (
-    "A", "ADBE", "AES", "AKAM", "AME", "ANTM", "ARNC", "AZO", "BF.B", "BXP", "CBOE", "CHD", "CMA", "COF",
-    "CSCO", "CXO", "DIS", "DRE", "ECL", "EQIX", "EW", "FBHS", "FL", "GE", "GPN", "HBAN", "HII", "HSIC",
-    "INCY", "IT", "JPM", "KMX", "LEG", "LNT", "MAA", "MCO", "MMC", "MRO", "NBL", "NKE", "NUE", "PBCT",
-    "PFG", "PM", "PSA", "RE", "RMD", "SBUX", "SLG", "SRE", "SYMC", "TJX", "TSN", "UHS", "UTX", "VRSK",
-    "WEC", "WYN", "XRX",
-)
+from tests.core.helpers import SP500_SAMPLE
 
 
 @pytest.fixture(scope="session")

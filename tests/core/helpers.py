@@ -1,13 +1,41 @@
-"""Small drivers shared by the core's tests."""
+"""Small drivers, a deterministic external model and the S&P 500 sample shared by the core's tests."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+import numpy as np
+
 from models.core.bar import Bar
 from models.core.config import CoreConfig
+from models.core.features import FEATURE_NAMES
 from models.core.model_slot import PointModel
 from models.core.step import StepResult, step
+
+# Every 8th ticker (alphabetically) of the 470 S&P 500 tickers that have all 1,259 days of
+# the S&P 500 file (sp500-5yr-sample.csv.gz carries them): a spread of sectors, chosen by rule rather
+# than by result.
+SP500_SAMPLE = (
+    "A", "ADBE", "AES", "AKAM", "AME", "ANTM", "ARNC", "AZO", "BF.B", "BXP", "CBOE", "CHD", "CMA", "COF",
+    "CSCO", "CXO", "DIS", "DRE", "ECL", "EQIX", "EW", "FBHS", "FL", "GE", "GPN", "HBAN", "HII", "HSIC",
+    "INCY", "IT", "JPM", "KMX", "LEG", "LNT", "MAA", "MCO", "MMC", "MRO", "NBL", "NKE", "NUE", "PBCT",
+    "PFG", "PM", "PSA", "RE", "RMD", "SBUX", "SLG", "SRE", "SYMC", "TJX", "TSN", "UHS", "UTX", "VRSK",
+    "WEC", "WYN", "XRX",
+)
+
+
+class Reversal:
+    """A deterministic external model: tomorrow undoes a tenth of today's return."""
+
+    name, version, lookback = "reversal", "7", 3
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def predict_returns(self, windows: np.ndarray) -> np.ndarray:
+        assert windows.shape[1:] == (self.lookback, len(FEATURE_NAMES)) and windows.dtype == np.float64
+        self.calls.append(len(windows))
+        return -0.1 * windows[:, -1, FEATURE_NAMES.index("log_return")]
 
 
 def run(bars: Iterable[Bar], config: CoreConfig, model: PointModel | None = None) -> list[StepResult]:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from forecaster.cli import main
+from tests.core.helpers import Reversal
 
 
 def test_backtest_reproduces_the_reference_naive_figures_and_writes_rows_and_report(
@@ -62,7 +63,6 @@ def test_backtest_serves_a_registered_model_by_uri(data_dir: Path, tmp_path: Pat
                                                     monkeypatch: pytest.MonkeyPatch,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     from models import registry
-    from tests.core.test_step import Reversal
 
     asked = []
     monkeypatch.setattr(registry, "load_model", lambda uri, settings: asked.append(uri) or Reversal())

@@ -10,8 +10,7 @@ import pytest
 from models.core.bar import Bar
 from models.core.config import CoreConfig
 from models.core.features import FEATURE_NAMES
-from tests.core.helpers import run
-from tests.core.test_step import Reversal
+from tests.core.helpers import Reversal, run
 
 CONFIG = dict(window=60, refit_every=10, calibration_window=50)
 

@@ -14,7 +14,7 @@ from models.core.bar import Bar
 from models.core.config import CoreConfig
 from models.core.intervals import conformal_quantiles, rank_table
 from producers.readers import read_csv_bars
-from tests.core.conftest import SP500_SAMPLE
+from tests.core.helpers import SP500_SAMPLE
 
 LEVELS = {"80": 0.80, "95": 0.95}
 

@@ -14,27 +14,12 @@ import pytest
 
 from models.core.bar import Bar
 from models.core.config import CoreConfig
-from models.core.features import FEATURE_NAMES
 from models.core.state import TickerState
 from models.core.step import OutOfOrderBar, StepResult, step, step_many
-from tests.core.helpers import run
+from tests.core.helpers import Reversal, run
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 SMALL = dict(window=60, refit_every=10, calibration_window=50)
-
-
-class Reversal:
-    """A deterministic external model: tomorrow undoes a tenth of today's return."""
-
-    name, version, lookback = "reversal", "7", 3
-
-    def __init__(self) -> None:
-        self.calls: list[int] = []
-
-    def predict_returns(self, windows: np.ndarray) -> np.ndarray:
-        assert windows.shape[1:] == (self.lookback, len(FEATURE_NAMES)) and windows.dtype == np.float64
-        self.calls.append(len(windows))
-        return -0.1 * windows[:, -1, FEATURE_NAMES.index("log_return")]
 
 
 def _batched(bars: list[Bar], config: CoreConfig, model: Reversal | None,

@@ -56,6 +56,12 @@ class PrometheusServer:
         """An instant query: ``{"status": "success", "data": ...}`` or ``{"status": "error", ...}``."""
         return self.api("query", query=expr)
 
+    def values(self, expr: str) -> list[float]:
+        """The sample values of an instant query that must succeed (an empty list: no series)."""
+        answer = self.query(expr)
+        assert answer["status"] == "success", (expr, answer)
+        return [float(sample["value"][1]) for sample in answer["data"]["result"]]
+
 
 def _ready(url: str) -> bool:
     try:

@@ -27,8 +27,9 @@ from producers.pacing import Pacing
 from producers.readers import ReadResult
 from producers.replay import ReplaySummary, replay
 from tests.kafka_helpers import read_topic
-from tests.stream.records import (
-    STORES,
+from tests.worker import (
+    FORECASTER_WORKER,
+    WorkerProcess,
     assert_same_as_backtest,
     bokeh_slice,
     expected_records,
@@ -37,8 +38,8 @@ from tests.stream.records import (
     replay_2011_and_wait,
     streamed_records,
     wait_for_records,
+    wait_until,
 )
-from tests.stream.worker_process import FORECASTER_WORKER, WorkerProcess
 
 pytestmark = [pytest.mark.kafka, pytest.mark.faults, pytest.mark.slow]
 
@@ -50,12 +51,6 @@ WORKER = [*FORECASTER_WORKER, "-l", "info"]
 @pytest.fixture
 def bars(data_dir: Path) -> ReadResult:
     return bokeh_slice(data_dir, TICKERS)
-
-
-@pytest.fixture(params=STORES)
-def settings(kafka_settings: Settings, request: pytest.FixtureRequest) -> Settings:
-    return kafka_settings.replace(window=60, refit_every=10, batch_size=100, model="arima",
-                                  store=request.param)
 
 
 def figures(name: str, bars_in: int, records: list[dict], expected: dict, **extra: object) -> None:
@@ -107,55 +102,55 @@ def finished(thread: threading.Thread, outcome: list) -> ReplaySummary:
     return outcome[0]
 
 
-def test_worker_killed_three_times_during_a_replay_loses_nothing(bars: ReadResult, settings: Settings,
-                                                                  tmp_path: Path) -> None:
+def test_worker_killed_three_times_during_a_replay_loses_nothing(bars: ReadResult, worker_settings: Settings,
+                                                                 tmp_path: Path) -> None:
     seed = int(os.environ.get("FORECASTER_FAULT_SEED", time.time_ns() % 1_000_000))
     print(f"FORECASTER_FAULT_SEED={seed}")
     rng = random.Random(seed)
-    expected = expected_records(bars, settings)
+    expected = expected_records(bars, worker_settings)
     # Kill points: three random progress marks (records emitted) spread over the replay, which is
     # paced so that it usually lasts longer than three worker restarts (about 35 s).
     kill_points = []
     targets = sorted(rng.sample(range(len(expected) // 10, len(expected) * 8 // 10), 3))
-    thread, outcome = replay_in_background(bars, settings, rate=60.0)
+    thread, outcome = replay_in_background(bars, worker_settings, rate=60.0)
     kills = 0
     for attempt, target in enumerate(targets):
-        with WorkerProcess(settings, tmp_path / f"worker-{attempt}.log", WORKER) as worker:
+        with WorkerProcess(worker_settings, tmp_path / f"worker-{attempt}.log", WORKER) as worker:
             # Each incarnation works before it dies: past its mark, and at least a batch's worth,
             # unless its predecessors already emitted every record (a slow restart on a busy machine).
-            target = max(target, len(streamed_records(settings)) + settings.batch_size // 2)
+            target = max(target, len(streamed_records(worker_settings)) + worker_settings.batch_size // 2)
             target = min(target, len(expected))
-            wait_until_streamed(settings, target, worker, outcome)
+            wait_until_streamed(worker_settings, target, worker, outcome)
             worker.stop(signal.SIGKILL)
             kills += 1
             kill_points.append(target)
     summary = finished(thread, outcome)
-    with WorkerProcess(settings, tmp_path / "worker-last.log", WORKER) as worker:
-        records = wait_for_records(settings, set(expected), worker, timeout_s=300)
+    with WorkerProcess(worker_settings, tmp_path / "worker-last.log", WORKER) as worker:
+        records = wait_for_records(worker_settings, set(expected), worker, timeout_s=300)
     duplicated = assert_same_as_backtest(records, expected)
     assert summary.bars_sent == len(bars.bars)
     figures("kill -9 x3", len(bars.bars), records, expected, kills=kills, seed=seed,
             kill_points=kill_points, repeated_records=duplicated)
 
 
-def test_broker_restarted_during_a_replay_loses_nothing(bars: ReadResult, settings: Settings,
+def test_broker_restarted_during_a_replay_loses_nothing(bars: ReadResult, worker_settings: Settings,
                                                         tmp_path: Path) -> None:
     broker = LocalBroker(tmp_path / "kafka")
     port = free_port()
-    settings = settings.replace(bootstrap=broker.start(port=port).bootstrap)
+    worker_settings = worker_settings.replace(bootstrap=broker.start(port=port).bootstrap)
     try:
-        create_topics(settings)
-        expected = expected_records(bars, settings)
-        with WorkerProcess(settings, tmp_path / "worker.log", WORKER) as worker:
+        create_topics(worker_settings)
+        expected = expected_records(bars, worker_settings)
+        with WorkerProcess(worker_settings, tmp_path / "worker.log", WORKER) as worker:
             worker.metrics()
-            thread, outcome = replay_in_background(bars, settings, rate=400.0)
+            thread, outcome = replay_in_background(bars, worker_settings, rate=400.0)
             # Stop the broker once part of the replay is through, and bring it back.
-            wait_until_streamed(settings, 200, worker, outcome)
+            wait_until_streamed(worker_settings, 200, worker, outcome)
             broker.stop()
             broker.start(port=port)
             summary = finished(thread, outcome)
-            records = wait_for_records(settings, set(expected), worker, timeout_s=300)
-            letters = read_topic(settings, settings.topic_dlq)
+            records = wait_for_records(worker_settings, set(expected), worker, timeout_s=300)
+            letters = read_topic(worker_settings, worker_settings.topic_dlq)
             metrics = worker.metrics()
     finally:
         broker.stop()
@@ -167,25 +162,24 @@ def test_broker_restarted_during_a_replay_loses_nothing(bars: ReadResult, settin
             redelivered_bars_skipped=_metric(metrics, "forecaster_redelivered_total"))
 
 
-def test_replaying_the_same_file_twice_changes_nothing(bars: ReadResult, settings: Settings,
-                                                        tmp_path: Path) -> None:
+def test_replaying_the_same_file_twice_changes_nothing(bars: ReadResult, worker_settings: Settings,
+                                                       tmp_path: Path) -> None:
     first_pass = only_days(bars, lambda day: day < dt.date(2012, 12, 1))
     last_month = only_days(bars, lambda day: day >= dt.date(2012, 12, 1))
-    expected = expected_records(bars, settings)
-    with WorkerProcess(settings, tmp_path / "worker.log", WORKER) as worker:
-        replay(first_pass, settings, progress=False)
-        done = set(expected_records(first_pass, settings))
-        before = wait_for_records(settings, done, worker)
-        again = replay(first_pass, settings, progress=False)
+    expected = expected_records(bars, worker_settings)
+    with WorkerProcess(worker_settings, tmp_path / "worker.log", WORKER) as worker:
+        replay(first_pass, worker_settings, progress=False)
+        done = set(expected_records(first_pass, worker_settings))
+        before = wait_for_records(worker_settings, done, worker)
+        again = replay(first_pass, worker_settings, progress=False)
         # Every repeated bar ends as a dead letter of the worker; poll for all of them.
-        deadline = time.monotonic() + 180
-        while len(letters := read_topic(settings, settings.topic_dlq)) < again.bars_sent:
-            assert time.monotonic() < deadline, worker.output()
-            time.sleep(0.5)
-        assert streamed_records(settings) == before, "the second pass emitted records"
+        wait_until(lambda: len(read_topic(worker_settings, worker_settings.topic_dlq)) >= again.bars_sent,
+                   f"fewer than {again.bars_sent} dead letters", worker)
+        letters = read_topic(worker_settings, worker_settings.topic_dlq)
+        assert streamed_records(worker_settings) == before, "the second pass emitted records"
         # The state is untouched: the month after continues exactly as an uninterrupted run.
-        replay(last_month, settings, progress=False)
-        records = wait_for_records(settings, set(expected), worker)
+        replay(last_month, worker_settings, progress=False)
+        records = wait_for_records(worker_settings, set(expected), worker)
     assert assert_same_as_backtest(records, expected) == 0
     reasons = [value["reason"] for *_, value in letters]
     assert len(reasons) == again.bars_sent == len(first_pass.bars)
@@ -194,52 +188,53 @@ def test_replaying_the_same_file_twice_changes_nothing(bars: ReadResult, setting
             repeated_bars_refused=len(reasons))
 
 
-def test_two_workers_split_the_partitions_and_the_survivor_takes_over(bars: ReadResult, settings: Settings,
-                                                                         tmp_path: Path) -> None:
-    expected = expected_records(bars, settings)
+def test_two_workers_split_the_partitions_and_the_survivor_takes_over(bars: ReadResult,
+                                                                      worker_settings: Settings,
+                                                                      tmp_path: Path) -> None:
+    expected = expected_records(bars, worker_settings)
     # Workers on one host each keep their local state in a directory of their own (RocksDB locks it).
-    other = settings.replace(home=str(tmp_path / "home-b"))
-    with (WorkerProcess(settings, tmp_path / "a.log", WORKER) as a,
+    other = worker_settings.replace(home=str(tmp_path / "home-b"))
+    with (WorkerProcess(worker_settings, tmp_path / "a.log", WORKER) as a,
           WorkerProcess(other, tmp_path / "b.log", WORKER) as b):
         a.metrics()
         b.metrics()
-        replay_2011_and_wait(bars, settings, expected, a)
+        replay_2011_and_wait(bars, worker_settings, expected, a)
         consumed = [_metric(w.metrics(), "forecaster_bars_consumed_total") for w in (a, b)]
         assert all(c > 0 for c in consumed), f"both workers take part: {consumed}"
         b.stop(signal.SIGKILL)
-        replay(only_days(bars, lambda day: day.year == 2012), settings, progress=False)
-        records = wait_for_records(settings, set(expected), a)
+        replay(only_days(bars, lambda day: day.year == 2012), worker_settings, progress=False)
+        records = wait_for_records(worker_settings, set(expected), a)
     duplicated = assert_same_as_backtest(records, expected)
     figures("two workers, one killed", len(bars.bars), records, expected, repeated_records=duplicated,
             bars_consumed_before_the_kill=consumed)
 
 
 @pytest.mark.parametrize("before_the_end", [100, 0], ids=["mid-partition", "at-the-end"])
-def test_offsets_committed_past_unhandled_bars_are_sought_back(bars: ReadResult, settings: Settings,
+def test_offsets_committed_past_unhandled_bars_are_sought_back(bars: ReadResult, worker_settings: Settings,
                                                                tmp_path: Path, before_the_end: int) -> None:
     """What a Faust race on rebalances did (docs/reliability.md): the group's committed offsets moved
     past bars the worker never handled. The worker's own positions make it seek back to them: when
     a message beyond its position comes, or, committed at the end, when none comes."""
-    expected = expected_records(bars, settings)
-    with WorkerProcess(settings, tmp_path / "first.log", WORKER) as worker:
-        replay_2011_and_wait(bars, settings, expected, worker)
+    expected = expected_records(bars, worker_settings)
+    with WorkerProcess(worker_settings, tmp_path / "first.log", WORKER) as worker:
+        replay_2011_and_wait(bars, worker_settings, expected, worker)
         assert worker.stop(signal.SIGTERM) == 0
     year_2012 = only_days(bars, lambda day: day.year == 2012)
-    replay(year_2012, settings, progress=False)
+    replay(year_2012, worker_settings, progress=False)
     # The worker is stopped: commit, for its group, an offset in 2012 (or the end) in every partition.
     ends = {}
-    for partition, offset, *_ in read_topic(settings, settings.topic_bars):
+    for partition, offset, *_ in read_topic(worker_settings, worker_settings.topic_bars):
         ends[partition] = max(ends.get(partition, 0), offset + 1)
     skipped = {partition: end - before_the_end for partition, end in ends.items()}
-    consumer = KafkaConsumer(**kafka_python_options(settings), group_id=settings.app_id,
+    consumer = KafkaConsumer(**kafka_python_options(worker_settings), group_id=worker_settings.app_id,
                              enable_auto_commit=False)
     try:
-        consumer.commit({TopicPartition(settings.topic_bars, p): OffsetAndMetadata(o, "", -1)
+        consumer.commit({TopicPartition(worker_settings.topic_bars, p): OffsetAndMetadata(o, "", -1)
                          for p, o in skipped.items()})
     finally:
         consumer.close()
-    with WorkerProcess(settings, tmp_path / "second.log", WORKER) as worker:
-        records = wait_for_records(settings, set(expected), worker)
+    with WorkerProcess(worker_settings, tmp_path / "second.log", WORKER) as worker:
+        records = wait_for_records(worker_settings, set(expected), worker)
         metrics = worker.metrics()
     assert assert_same_as_backtest(records, expected) == 0
     assert _metric(metrics, "forecaster_offset_rewinds_total") >= 1

@@ -4,27 +4,14 @@ message ends as a result or a dead letter with its reason."""
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 
 import orjson
 import pytest
 
 from models.core.bar import Bar
-from models.core.config import CoreConfig
 from models.core.step import step
 from stream_app.processor import BatchProcessor, InMessage, prediction_records
-
-CONFIG = CoreConfig(model="arima", window=40, refit_every=5)
-
-
-def bars_of(ticker: str, n: int, start: float) -> list[Bar]:
-    day, bars, close = dt.date(2020, 1, 6), [], start
-    while len(bars) < n:
-        if day.weekday() < 5:
-            close *= 1.0 + 0.01 * ((len(bars) * 7919 % 13) - 6) / 6
-            bars.append(Bar(ticker, day, close, close * 1.01, close * 0.99, close, 1000 + len(bars)))
-        day += dt.timedelta(days=1)
-    return bars
+from tests.stream.synthetic import CONFIG, bars_of
 
 
 def messages(bars: list[Bar], first_offset: int = 0) -> list[InMessage]:

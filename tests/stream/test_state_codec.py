@@ -5,7 +5,7 @@ from __future__ import annotations
 from models.core.state import TickerState
 from models.core.step import step
 from stream_app.app import StateCodec
-from tests.stream.test_processor import CONFIG, bars_of
+from tests.stream.synthetic import CONFIG, bars_of
 
 
 def states_of(n: int) -> list[TickerState]:

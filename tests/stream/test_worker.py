@@ -7,7 +7,6 @@ import asyncio
 import datetime as dt
 import signal
 import sys
-import time
 from pathlib import Path
 
 import orjson
@@ -24,8 +23,9 @@ from producers.readers import ReadResult
 from producers.replay import replay
 from stream_app.app import create_app
 from tests.kafka_helpers import read_topic, wait_for_count
-from tests.stream.records import (
-    STORES,
+from tests.worker import (
+    FORECASTER_WORKER,
+    WorkerProcess,
     assert_same_as_backtest,
     bokeh_slice,
     expected_records,
@@ -34,8 +34,8 @@ from tests.stream.records import (
     replay_2011_and_wait,
     streamed_records,
     wait_for_records,
+    wait_until,
 )
-from tests.stream.worker_process import FORECASTER_WORKER, WorkerProcess
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -47,43 +47,39 @@ def bars(data_dir: Path) -> ReadResult:
     return bokeh_slice(data_dir, TICKERS)
 
 
-@pytest.fixture(params=STORES)
-def settings(kafka_settings: Settings, request: pytest.FixtureRequest) -> Settings:
-    # A short window and refit interval keep warm-up short, so most records come from the ARIMA.
-    return kafka_settings.replace(window=60, refit_every=10, batch_size=200, model="arima",
-                                  store=request.param)
-
-
-def test_stream_equals_backtest_record_for_record(bars: ReadResult, settings: Settings,
+def test_stream_equals_backtest_record_for_record(bars: ReadResult, worker_settings: Settings,
                                                   tmp_path: Path) -> None:
-    summary = replay(bars, settings, progress=False)
+    summary = replay(bars, worker_settings, progress=False)
     assert summary.bars_sent == len(bars.bars) > 1000
-    expected = expected_records(bars, settings)
-    with WorkerProcess(settings, tmp_path / "worker.log") as worker:
-        records = wait_for_records(settings, set(expected), worker)
+    expected = expected_records(bars, worker_settings)
+    with WorkerProcess(worker_settings, tmp_path / "worker.log") as worker:
+        records = wait_for_records(worker_settings, set(expected), worker)
         metrics = worker.metrics()
     assert assert_same_as_backtest(records, expected) == 0
     # No leader topic: an idle partition among the worker's fetches held back its bars (1.5 s).
-    admin = KafkaAdminClient(**kafka_python_options(settings))
+    admin = KafkaAdminClient(**kafka_python_options(worker_settings))
     try:
-        assert [t for t in admin.list_topics() if t.startswith(settings.app_id) and "leader" in t] == []
+        leaders = [t for t in admin.list_topics() if t.startswith(worker_settings.app_id) and "leader" in t]
+        assert leaders == []
     finally:
         admin.close()
     assert f"forecaster_bars_consumed_total {float(len(bars.bars))}" in metrics
     # Each ticker's state went to the changelog partition of its own bars partition, where the
     # worker that owns the ticker after a rebalance looks for it (batches mix partitions).
-    bar_partition = {key: partition for partition, _, key, _ in read_topic(settings, settings.topic_bars)}
-    changelog = read_topic(settings, f"{settings.app_id}-ticker_state-changelog")
+    bars_topic = read_topic(worker_settings, worker_settings.topic_bars)
+    bar_partition = {key: partition for partition, _, key, _ in bars_topic}
+    changelog = read_topic(worker_settings, f"{worker_settings.app_id}-ticker_state-changelog")
     assert {key for _, _, key, _ in changelog} == set(TICKERS)
     assert all(partition == bar_partition[key] for partition, _, key, _ in changelog)
     # Each partition's position (the offset after its last handled bar) went to its own partition
     # too, and the latest one is the end of the partition: every bar handled, none skipped.
     ends: dict[int, int] = {}
-    for partition, offset, *_ in read_topic(settings, settings.topic_bars):
+    for partition, offset, *_ in bars_topic:
         ends[partition] = max(ends.get(partition, 0), offset + 1)
     positions = {}
-    for partition, _, key, value in read_topic(settings, f"{settings.app_id}-source_positions-changelog"):
-        assert key == f"{settings.topic_bars}/{partition}"
+    for partition, _, key, value in read_topic(worker_settings,
+                                               f"{worker_settings.app_id}-source_positions-changelog"):
+        assert key == f"{worker_settings.topic_bars}/{partition}"
         positions[partition] = value
     assert positions == ends
     # Predictions of a ticker come out in date order.
@@ -92,8 +88,8 @@ def test_stream_equals_backtest_record_for_record(bars: ReadResult, settings: Se
         assert dates == sorted(dates)
 
 
-def test_poison_messages_and_repeated_bars_are_dead_lettered(settings: Settings, tmp_path: Path,
-                                                               bars: ReadResult) -> None:
+def test_poison_messages_and_repeated_bars_are_dead_lettered(worker_settings: Settings, tmp_path: Path,
+                                                             bars: ReadResult) -> None:
     first = [b for b in bars.bars if b.ticker == "IBM"][:5]
     good = [orjson.dumps(b.to_dict()) for b in first]
     nan_bar = {**first[0].to_dict(), "date": "2013-01-02", "close": "NaN"}
@@ -107,31 +103,31 @@ def test_poison_messages_and_repeated_bars_are_dead_lettered(settings: Settings,
     # NUL escaped as \\u0000): its dead letter must still fit, or the worker could only stop on it,
     # again at each restart.
     oversized = b"\x00" * 900_000
-    admin = KafkaAdminClient(**kafka_python_options(settings))
+    admin = KafkaAdminClient(**kafka_python_options(worker_settings))
     try:
-        admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, settings.topic_dlq,
+        admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, worker_settings.topic_dlq,
                                             configs={"max.message.bytes": str(1024 * 1024 + 12)})])
     finally:
         admin.close()
-    producer = KafkaProducer(**kafka_python_options(settings), acks="all")
+    producer = KafkaProducer(**kafka_python_options(worker_settings), acks="all")
     for value in [*good, *poison.values(), oversized, good[2], good[4]]:
-        producer.send(settings.topic_bars, key=b"IBM", value=value)
+        producer.send(worker_settings.topic_bars, key=b"IBM", value=value)
     after = {**first[4].to_dict(), "date": "2013-01-07"}
-    producer.send(settings.topic_bars, key=b"IBM", value=orjson.dumps(after))
+    producer.send(worker_settings.topic_bars, key=b"IBM", value=orjson.dumps(after))
     # A key that is not UTF-8, on a bar whose ticker is what it decodes to with replacement.
     not_utf8 = {**first[0].to_dict(), "ticker": "\ufffd"}
-    producer.send(settings.topic_bars, key=b"\xff", value=orjson.dumps(not_utf8))
+    producer.send(worker_settings.topic_bars, key=b"\xff", value=orjson.dumps(not_utf8))
     producer.flush()
     producer.close()
     expected_reasons = sorted([*poison, "not_json", "out_of_order", "duplicate", "bad_ticker"])
-    with WorkerProcess(settings, tmp_path / "worker.log") as worker:
-        records = wait_for_records(settings, {("prediction", "IBM", "2013-01-07")}, worker)
-        wait_for_count(settings, settings.topic_dlq, len(expected_reasons))
-        letters = [value for *_, value in read_topic(settings, settings.topic_dlq)]
+    with WorkerProcess(worker_settings, tmp_path / "worker.log") as worker:
+        records = wait_for_records(worker_settings, {("prediction", "IBM", "2013-01-07")}, worker)
+        wait_for_count(worker_settings, worker_settings.topic_dlq, len(expected_reasons))
+        letters = [value for *_, value in read_topic(worker_settings, worker_settings.topic_dlq)]
         worker.assert_alive()
     reasons = sorted(letter["reason"] for letter in letters)
     assert reasons == expected_reasons
-    assert all(letter["source"].startswith(f"{settings.topic_bars}/") for letter in letters)
+    assert all(letter["source"].startswith(f"{worker_settings.topic_bars}/") for letter in letters)
     short, cut = sorted((letter for letter in letters if letter["reason"] == "not_json"),
                         key=lambda letter: len(letter["raw"]))
     assert short["raw"] == "this is not json"
@@ -140,34 +136,32 @@ def test_poison_messages_and_repeated_bars_are_dead_lettered(settings: Settings,
     assert [r["as_of"] for r in predictions] == [b.date.isoformat() for b in first] + ["2013-01-07"]
 
 
-def test_a_worker_stopped_by_sigterm_resumes_without_loss(bars: ReadResult, settings: Settings,
+def test_a_worker_stopped_by_sigterm_resumes_without_loss(bars: ReadResult, worker_settings: Settings,
                                                           tmp_path: Path) -> None:
-    replay(bars, settings, progress=False)
-    expected = expected_records(bars, settings)
+    replay(bars, worker_settings, progress=False)
+    expected = expected_records(bars, worker_settings)
     some = {k for k in expected if k[1] == "AAPL"} | {k for k in expected if k[1] == "MSFT"}
-    with WorkerProcess(settings, tmp_path / "first.log") as first:
+    with WorkerProcess(worker_settings, tmp_path / "first.log") as first:
         # Wait for a part of the work, then stop the worker in the middle of the rest.
-        deadline = time.monotonic() + 180
-        while len({record_key(r) for r in streamed_records(settings)} & some) < len(some) // 4:
-            first.assert_alive()
-            assert time.monotonic() < deadline, first.output()
-            time.sleep(0.2)
+        def a_quarter_done() -> bool:
+            return len({record_key(r) for r in streamed_records(worker_settings)} & some) >= len(some) // 4
+
+        wait_until(a_quarter_done, "a quarter of AAPL's and MSFT's records did not come", first)
         assert first.stop(signal.SIGTERM) == 0, "a clean stop on SIGTERM"
-    with WorkerProcess(settings, tmp_path / "second.log") as second:
-        records = wait_for_records(settings, set(expected), second)
+    with WorkerProcess(worker_settings, tmp_path / "second.log") as second:
+        records = wait_for_records(worker_settings, set(expected), second)
     assert_same_as_backtest(records, expected)
 
 
-
-
-def test_a_worker_moved_to_another_bars_topic_reads_it_from_its_start(bars: ReadResult, settings: Settings,
+def test_a_worker_moved_to_another_bars_topic_reads_it_from_its_start(bars: ReadResult,
+                                                                      worker_settings: Settings,
                                                                       tmp_path: Path) -> None:
     # Same application id, so the same tables: the handled offsets of the first topic must not be
     # taken for those of the second, whose first messages would then be skipped as handled.
-    expected = expected_records(bars, settings)
-    with WorkerProcess(settings, tmp_path / "first.log") as worker:
-        replay_2011_and_wait(bars, settings, expected, worker)
-    moved = settings.replace(topic_bars=f"{settings.topic_bars}-next")
+    expected = expected_records(bars, worker_settings)
+    with WorkerProcess(worker_settings, tmp_path / "first.log") as worker:
+        replay_2011_and_wait(bars, worker_settings, expected, worker)
+    moved = worker_settings.replace(topic_bars=f"{worker_settings.topic_bars}-next")
     create_topics(moved)
     replay(only_days(bars, lambda day: day.year == 2012), moved, progress=False)
     with WorkerProcess(moved, tmp_path / "second.log") as worker:
