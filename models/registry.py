@@ -258,7 +258,7 @@ def load_reference(settings: Any) -> dict[str, dict[str, list[float]]] | None:
     """The champion's training-feature reference: ``{feature: {"edges": [...], "proportions": [...]}}``.
 
     None when there is no champion or its run logged no ``reference.json`` (see
-    :func:`models.training.feature_reference`); the format is ``stream_app.drift.Reference.to_dict``.
+    :func:`models.training.feature_reference`); the format is ``models.drift.Reference.to_dict``.
     """
     from mlflow.exceptions import MlflowException
 

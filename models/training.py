@@ -40,6 +40,7 @@ import numpy as np
 
 from models.core.bar import Bar
 from models.dataset import FeatureTable, Samples, feature_table
+from models.drift import Reference
 from models.evaluation import DateSplit, Evaluation, InsufficientHistory, evaluate, figures, split_by_date
 from models.families import create
 
@@ -128,11 +129,9 @@ def model_params(family: str, params: dict[str, Any] | None, epochs: int | None)
 def feature_reference(rows: np.ndarray, names: Sequence[str], bins: int = REFERENCE_BINS) -> dict[str, Any]:
     """Each feature's training distribution as the drift monitor reads it (quantile edges, proportions).
 
-    Built with ``stream_app.drift.Reference.from_sample``, the class the monitor compares against,
+    Built with :meth:`models.drift.Reference.from_sample`, the class the monitor compares against,
     so that the two agree on what a bin is.
     """
-    from stream_app.drift import Reference
-
     return {name: Reference.from_sample(rows[:, i], bins=bins).to_dict() for i, name in enumerate(names)}
 
 
