@@ -9,7 +9,7 @@ import orjson
 from api.champion import ModelChoice
 from api.inputs import InputError
 from models.core.bar import BarError
-from producers.deadletter import DeadLetter
+from models.core.deadletter import DeadLetter
 from producers.readers import ReadResult
 
 
