@@ -15,7 +15,9 @@ import socket
 import sys
 from typing import Any
 
+from forecaster.kafka.client import kafka_python_options
 from forecaster.settings import Settings
+from models.core.config import CoreConfig
 
 
 class StartupError(RuntimeError):
@@ -63,7 +65,6 @@ def require_core_settings(settings: Settings) -> None:
     ...
     forecaster.startup.StartupError: a setting of the forecasting core is out of range: interval_levels ...
     """
-    from models.core.config import CoreConfig
 
     try:
         CoreConfig.from_settings(settings)
@@ -77,7 +78,6 @@ def require_broker(settings: Settings, timeout_s: float) -> None:
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaConnectionError, KafkaTimeoutError
 
-    from forecaster.kafka.client import kafka_python_options
 
     try:
         KafkaAdminClient(**kafka_python_options(settings), bootstrap_timeout_ms=int(timeout_s * 1000)).close()

@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from models.core.bar import Bar
+from models.core.features import FEATURE_NAMES
+from models.core.step import step
 
 
 @dataclass(frozen=True)
@@ -129,8 +131,6 @@ def feature_table(bars: Iterable[Bar], config: object) -> FeatureTable:
     config
         A :class:`~models.core.config.CoreConfig` (its ARIMA makes the ``arima_residual`` column).
     """
-    from models.core.features import FEATURE_NAMES
-    from models.core.step import step
 
     by_ticker: dict[str, list[Bar]] = {}
     for bar in bars:

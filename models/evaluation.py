@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from models.core import metrics
+
 if TYPE_CHECKING:
     from models.dataset import Samples
 
@@ -222,7 +224,6 @@ def point_metrics(actual: np.ndarray, predicted: np.ndarray, naive: np.ndarray) 
     >>> m["mae"], m["mse"]
     (0.5, 0.25)
     """
-    from models.core import metrics
 
     rmse = metrics.rmse(actual, predicted)
     return {
@@ -337,7 +338,6 @@ _NO_TEST = DieboldMariano(statistic=math.nan, p_value=math.nan)
 
 def _ticker_score(ticker: str, actual: np.ndarray, predicted: np.ndarray, naive: np.ndarray,
                   scale: float) -> TickerScore:
-    from models.core import metrics
 
     return TickerScore(
         ticker=ticker, n=len(actual), mae=metrics.mae(actual, predicted),
@@ -348,7 +348,6 @@ def _ticker_score(ticker: str, actual: np.ndarray, predicted: np.ndarray, naive:
 
 
 def _panel(scores: list[TickerScore], dm: DieboldMariano) -> PanelScore:
-    from models.core import metrics
 
     ratios = np.array([s.relative_mae for s in scores])
     scaled = [s for s in scores if np.isfinite(s.mase)]

@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from models.dataset import FeatureTable
+from models.evaluation import evaluate
 from models.families import FAMILIES
 from models.families import family as family_spec
 from models.families.neural import require_neural
@@ -321,7 +323,6 @@ def _latest_version(mlflow_client: Any, name: str) -> str:
 def _scored_on_same_days(models: dict[str, Any], table: Any, first: Any, last: Any,
                          scales: dict[str, float]) -> dict[str, Any]:
     """Evaluate each model (and naive) on the test samples that every one of them can predict."""
-    from models.evaluation import evaluate
 
     samples = {who: table.samples(model.lookback).between(first, last) for who, model in models.items()}
     keys = {who: [f"{t}|{d}" for t, d in zip(s.tickers, s.dates, strict=True)] for who, s in samples.items()}
@@ -362,7 +363,6 @@ def promote(settings: Any, name: str, version: str | None = None, *,
     """
     from mlflow.exceptions import MlflowException
 
-    from models.dataset import FeatureTable
 
     if significance is not None and not 0 < significance < 1:
         raise ValueError(f"significance must be in (0, 1), got {significance}")

@@ -38,7 +38,10 @@ from typing import Any
 
 import numpy as np
 
+from models import registry
 from models.core.bar import Bar
+from models.core.config import CoreConfig
+from models.core.metrics import naive_scale
 from models.dataset import FeatureTable, Samples, feature_table
 from models.drift import Reference
 from models.evaluation import DateSplit, Evaluation, InsufficientHistory, evaluate, figures, split_by_date
@@ -171,7 +174,6 @@ def train(bars: Sequence[Bar], family: str, settings: Any, *, experiment: str = 
         The date split; see :func:`models.evaluation.split_by_date` (default: the last 252 target
         days are the test window).
     """
-    from models.core.config import CoreConfig
 
     table = feature_table(select_bars(bars, tickers), CoreConfig.from_settings(settings, model="arima"))
     return train_on_table(table, family, settings, experiment=experiment, epochs=epochs, params=params,
@@ -191,7 +193,6 @@ def naive_scales(table: FeatureTable, train_end: dt.date) -> dict[str, float]:
     >>> naive_scales(table, dt.date(2024, 1, 3))
     {'A': 1.0, 'B': 1.0}
     """
-    from models.core.metrics import naive_scale
 
     scales = {}
     for ticker in dict.fromkeys(table.tickers.tolist()):
@@ -218,7 +219,6 @@ def train_on_table(table: FeatureTable, family: str, settings: Any, *, experimen
     """Fit ``family`` on the table's training period, evaluate on its test period, log and register."""
     import mlflow
 
-    from models import registry
 
     model = create(family, **model_params(family, params, epochs))
     samples = table.samples(model.lookback)
