@@ -26,8 +26,10 @@ kafka-jars: install
 demo: kafka-jars
 	$(BIN)/forecaster demo $(DEMO_ARGS)
 
+# lint-imports: the layers of docs/architecture.md point down ([tool.importlinter] in pyproject.toml).
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 # pytest exits 5 when it collected no test: make treats that as the failure it is.
 test: kafka-jars lint
@@ -42,4 +44,4 @@ test-floors: install
 		tests/stream tests/test_demo.py forecaster models producers api
 
 clean:
-	rm -rf $(VENV) .venv-floors .forecaster .pytest_cache
+	rm -rf $(VENV) .venv-floors .forecaster .pytest_cache .import_linter_cache
