@@ -38,6 +38,8 @@ from models.evaluation import InsufficientHistory
 from producers.readers import read_csv_bars
 from producers.replay import replay
 
+# kafka-python (slow to import) loads inside the functions that talk to the broker.
+
 DEMO_APP_ID = "forecaster-demo"
 DEMO_TOPICS = {"topic_bars": "demo.bars", "topic_dlq": "demo.bars.dlq",
                "topic_predictions": "demo.predictions"}

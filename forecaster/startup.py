@@ -19,6 +19,9 @@ from forecaster.kafka.client import kafka_python_options
 from forecaster.settings import Settings
 from models.core.config import CoreConfig
 
+# kafka-python (slow to import) loads only in the broker check: `forecaster.cli` imports
+# this module for every command.
+
 
 class StartupError(RuntimeError):
     """A command cannot start; the message names the cause and the fix."""

@@ -31,6 +31,8 @@ from models.core import metrics
 if TYPE_CHECKING:
     from models.dataset import Samples
 
+# SciPy and matplotlib (slow to import) load inside the tests and the figures that use them.
+
 
 @dataclass(frozen=True)
 class DateSplit:

@@ -35,6 +35,10 @@ from models.families import FAMILIES
 from models.families import family as family_spec
 from models.families.neural import require_neural
 
+# MLflow, XGBoost and Keras (slow to import) load inside the functions that use them, not with the
+# worker and the API, which import this module (champion_version answers without MLflow when no
+# store exists).
+
 CHAMPION = "champion"
 log = logging.getLogger(__name__)
 

@@ -47,6 +47,8 @@ from models.drift import Reference
 from models.evaluation import DateSplit, Evaluation, InsufficientHistory, evaluate, figures, split_by_date
 from models.families import create
 
+# MLflow and matplotlib (slow to import) load inside the functions that log and draw.
+
 #: Feature rows stored before each ticker's first test day in ``test_set.npz``: enough for a model
 #: of up to this many + 1 rows of lookback (the ARIMA family's default is 252) to be scored there.
 TEST_HISTORY = 255
