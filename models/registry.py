@@ -5,7 +5,8 @@ is the family's ``"model"`` component, logged with ``mlflow.keras`` or ``mlflow.
 tensor signature; a second component (the attention network of ``attention_xgboost``) is a logged
 model of the same run whose URI is the version's ``component.<name>`` tag. The version's tags
 ``family``, ``params`` and ``feature_names`` say how to rebuild the model, so loading never goes
-through the pyfunc wrapper (about ten times slower than calling Keras directly).
+through the pyfunc wrapper (much slower than calling Keras directly: docs/benchmarks.md, "Figures
+behind comments").
 
 The ``arima`` family has no native model: the core runs its own incremental ARIMA and exposes the
 forecast as a feature, so its version's source is a JSON of the ARIMA settings it was evaluated with.
