@@ -59,7 +59,6 @@ class ChampionSlot:
 
     def current(self) -> Any | None:
         """The champion after one registry query (a reload when the alias moved), or None."""
-
         with self._lock:
             try:
                 version = registry.champion_version(self.settings)
@@ -91,7 +90,6 @@ def resolve(requested: str, settings: Settings, champion: ChampionSlot) -> Model
     UnknownModel
         ``requested`` is none of the choices, or names a version the registry does not hold.
     """
-
     if requested == "champion":
         model = champion.current()
         if model is None:
@@ -115,7 +113,6 @@ def resolve(requested: str, settings: Settings, champion: ChampionSlot) -> Model
 
 def describe(settings: Settings) -> dict[str, Any]:
     """``GET /models``: the registered model's champion with its test metrics, or what serves instead."""
-
     champion = registry.champion_version(settings)
     described: dict[str, Any] = {"name": settings.model_name, "registry": settings.mlflow_registry_uri,
                                  "champion": None, "serving": f"the core's {settings.model} model"}

@@ -30,7 +30,6 @@ def run(result: ReadResult, choice: ModelChoice) -> dict[str, Any]:
         No bar to forecast: the input had no rows, or validation rejected every one (they are in
         the error's ``dead_letters``).
     """
-
     dead_letters = [letter.to_dict() for letter in result.dead_letters]
     if not result.bars:
         message = ("the input holds no rows" if not result.rows_read else

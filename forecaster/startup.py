@@ -68,7 +68,6 @@ def require_core_settings(settings: Settings) -> None:
     ...
     forecaster.startup.StartupError: a setting of the forecasting core is out of range: interval_levels ...
     """
-
     try:
         CoreConfig.from_settings(settings)
     except ValueError as exc:
@@ -80,7 +79,6 @@ def require_broker(settings: Settings, timeout_s: float) -> None:
     """StartupError unless the broker answers within ``timeout_s``."""
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaConnectionError, KafkaTimeoutError
-
 
     try:
         KafkaAdminClient(**kafka_python_options(settings), bootstrap_timeout_ms=int(timeout_s * 1000)).close()

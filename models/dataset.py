@@ -131,7 +131,6 @@ def feature_table(bars: Iterable[Bar], config: object) -> FeatureTable:
     config
         A :class:`~models.core.config.CoreConfig` (its ARIMA makes the ``arima_residual`` column).
     """
-
     by_ticker: dict[str, list[Bar]] = {}
     for bar in bars:
         by_ticker.setdefault(bar.ticker, []).append(bar)

@@ -226,7 +226,6 @@ def point_metrics(actual: np.ndarray, predicted: np.ndarray, naive: np.ndarray) 
     >>> m["mae"], m["mse"]
     (0.5, 0.25)
     """
-
     rmse = metrics.rmse(actual, predicted)
     return {
         "mae": metrics.mae(actual, predicted),
@@ -340,7 +339,6 @@ _NO_TEST = DieboldMariano(statistic=math.nan, p_value=math.nan)
 
 def _ticker_score(ticker: str, actual: np.ndarray, predicted: np.ndarray, naive: np.ndarray,
                   scale: float) -> TickerScore:
-
     return TickerScore(
         ticker=ticker, n=len(actual), mae=metrics.mae(actual, predicted),
         naive_mae=metrics.mae(actual, naive),
@@ -350,7 +348,6 @@ def _ticker_score(ticker: str, actual: np.ndarray, predicted: np.ndarray, naive:
 
 
 def _panel(scores: list[TickerScore], dm: DieboldMariano) -> PanelScore:
-
     ratios = np.array([s.relative_mae for s in scores])
     scaled = [s for s in scores if np.isfinite(s.mase)]
     tested = [s.dm for s in scores if s.dm.p_value < TICKER_ALPHA]

@@ -328,7 +328,6 @@ def _latest_version(mlflow_client: Any, name: str) -> str:
 def _scored_on_same_days(models: dict[str, Any], table: Any, first: Any, last: Any,
                          scales: dict[str, float]) -> dict[str, Any]:
     """Evaluate each model (and naive) on the test samples that every one of them can predict."""
-
     samples = {who: table.samples(model.lookback).between(first, last) for who, model in models.items()}
     keys = {who: [f"{t}|{d}" for t, d in zip(s.tickers, s.dates, strict=True)] for who, s in samples.items()}
     common = set.intersection(*(set(k) for k in keys.values()))
@@ -367,7 +366,6 @@ def promote(settings: Any, name: str, version: str | None = None, *,
     changes and the decision says why.
     """
     from mlflow.exceptions import MlflowException
-
 
     if significance is not None and not 0 < significance < 1:
         raise ValueError(f"significance must be in (0, 1), got {significance}")

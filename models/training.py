@@ -176,7 +176,6 @@ def train(bars: Sequence[Bar], family: str, settings: Any, *, experiment: str = 
         The date split; see :func:`models.evaluation.split_by_date` (default: the last 252 target
         days are the test window).
     """
-
     table = feature_table(select_bars(bars, tickers), CoreConfig.from_settings(settings, model="arima"))
     return train_on_table(table, family, settings, experiment=experiment, epochs=epochs, params=params,
                           test_start=test_start, test_days=test_days, validation_fraction=validation_fraction)
@@ -195,7 +194,6 @@ def naive_scales(table: FeatureTable, train_end: dt.date) -> dict[str, float]:
     >>> naive_scales(table, dt.date(2024, 1, 3))
     {'A': 1.0, 'B': 1.0}
     """
-
     scales = {}
     for ticker in dict.fromkeys(table.tickers.tolist()):
         rows = np.flatnonzero(table.tickers == ticker)
@@ -220,7 +218,6 @@ def train_on_table(table: FeatureTable, family: str, settings: Any, *, experimen
                    validation_fraction: float = 0.1) -> TrainOutcome:
     """Fit ``family`` on the table's training period, evaluate on its test period, log and register."""
     import mlflow
-
 
     model = create(family, **model_params(family, params, epochs))
     samples = table.samples(model.lookback)
