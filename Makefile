@@ -28,10 +28,12 @@ kafka-jars: install
 demo: kafka-jars
 	$(BIN)/forecaster demo $(DEMO_ARGS)
 
-# mypy checks the packages named in pyproject.toml's [tool.mypy].
+# mypy checks the packages named in pyproject.toml's [tool.mypy]; lint-imports keeps the layers of
+# docs/architecture.md pointing down ([tool.importlinter] in pyproject.toml).
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # pytest exits 5 when it collected no test: make treats that as the failure it is.
 test: kafka-jars lint
@@ -46,4 +48,4 @@ test-floors: install
 		tests/stream tests/test_demo.py forecaster models producers api
 
 clean:
-	rm -rf $(VENV) .venv-floors .forecaster .pytest_cache
+	rm -rf $(VENV) .venv-floors .forecaster .pytest_cache .import_linter_cache

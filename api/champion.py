@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from forecaster.settings import Settings
+from models import registry
 from models.core.config import CoreConfig
 
 log = logging.getLogger(__name__)
@@ -58,8 +59,6 @@ class ChampionSlot:
 
     def current(self) -> Any | None:
         """The champion after one registry query (a reload when the alias moved), or None."""
-        from models import registry
-
         with self._lock:
             try:
                 version = registry.champion_version(self.settings)
@@ -91,8 +90,6 @@ def resolve(requested: str, settings: Settings, champion: ChampionSlot) -> Model
     UnknownModel
         ``requested`` is none of the choices, or names a version the registry does not hold.
     """
-    from models import registry
-
     if requested == "champion":
         model = champion.current()
         if model is None:
@@ -116,8 +113,6 @@ def resolve(requested: str, settings: Settings, champion: ChampionSlot) -> Model
 
 def describe(settings: Settings) -> dict[str, Any]:
     """``GET /models``: the registered model's champion with its test metrics, or what serves instead."""
-    from models import registry
-
     champion = registry.champion_version(settings)
     described: dict[str, Any] = {"name": settings.model_name, "registry": settings.mlflow_registry_uri,
                                  "champion": None, "serving": f"the core's {settings.model} model"}

@@ -8,8 +8,9 @@ import orjson
 
 from api.champion import ModelChoice
 from api.inputs import InputError
+from models.backtest import run_backtest
 from models.core.bar import BarError
-from producers.deadletter import DeadLetter
+from models.core.deadletter import DeadLetter
 from producers.readers import ReadResult
 
 
@@ -29,8 +30,6 @@ def run(result: ReadResult, choice: ModelChoice) -> dict[str, Any]:
         No bar to forecast: the input had no rows, or validation rejected every one (they are in
         the error's ``dead_letters``).
     """
-    from models.backtest import run_backtest
-
     dead_letters = [letter.to_dict() for letter in result.dead_letters]
     if not result.bars:
         message = ("the input holds no rows" if not result.rows_read else

@@ -32,7 +32,7 @@ from pathlib import Path, PureWindowsPath
 from typing import Any, BinaryIO
 
 from models.core.bar import Bar, BarError
-from producers.deadletter import DeadLetter
+from models.core.deadletter import DeadLetter
 from producers.readers import LayoutError, ReadResult, read_csv_bars
 
 

@@ -32,6 +32,8 @@ import orjson
 from forecaster.kafka.client import kafka_python_options
 from forecaster.settings import Settings
 
+# kafka-python (slow to import) loads inside the functions that consume, not with the module.
+
 log = logging.getLogger(__name__)
 
 RECORD_TYPES = ("prediction", "score")

@@ -21,6 +21,8 @@ from typing import Any, TextIO
 
 import numpy as np
 
+# orjson loads only when a summary is printed as JSON: `forecaster --help` imports this module.
+
 
 def iso_date(text: str) -> dt.date:
     try:

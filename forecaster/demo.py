@@ -28,7 +28,17 @@ import orjson
 
 from forecaster.kafka.broker import BrokerError, LocalBroker, port_is_free
 from forecaster.kafka.client import kafka_python_options
+from forecaster.kafka.topics import create_topics
+from forecaster.report import panel_line, render
 from forecaster.settings import Settings, to_environ
+from models import registry, training
+from models.backtest import prediction_rows
+from models.core import metrics
+from models.evaluation import InsufficientHistory
+from producers.readers import read_csv_bars
+from producers.replay import replay
+
+# kafka-python (slow to import) loads inside the functions that talk to the broker.
 
 DEMO_APP_ID = "forecaster-demo"
 DEMO_TOPICS = {"topic_bars": "demo.bars", "topic_dlq": "demo.bars.dlq",
@@ -83,8 +93,6 @@ def broker_for(settings: Settings, port: int) -> Iterator[Settings]:
 def reset_namespace(settings: Settings) -> None:
     """Delete the demo's topics, changelogs and consumer group, then create its topics afresh."""
     from kafka import KafkaAdminClient
-
-    from forecaster.kafka.topics import create_topics
 
     admin = KafkaAdminClient(**kafka_python_options(settings))
     try:
@@ -227,9 +235,6 @@ def follow_predictions(settings: Settings, expected: int, worker: WorkerHandle) 
 def per_ticker_table(scores: Sequence[dict], since: dt.date) -> list[str]:
     """Predictions made and error against naive, per ticker, on the days from ``since``; the last line
     pools the tickers scale-free (geometric mean of the relative MAEs, tickers that beat naive)."""
-    from forecaster.commands.backtest import panel_line
-    from models.core import metrics
-
     rows = [f"{'ticker':<8}{'scored':>8}{'MAE $':>10}{'naive MAE':>11}{'rel. MAE':>9}{'dir. acc.':>10}"
             f"{'cover 95':>10}"]
     ratios = {}
@@ -258,8 +263,6 @@ def prepare_champion(bars: Sequence, settings: Settings, *, quick: bool, test_st
     The model is trained on the days before ``test_start`` only, and the table of the demo reports
     the days from ``test_start``, so no figure the demo prints is in-sample.
     """
-    from models import registry, training
-
     version = registry.champion_version(settings)
     if version is not None:
         say(f"champion   {settings.model_name} version {version} (prepared by an earlier run)")
@@ -268,8 +271,6 @@ def prepare_champion(bars: Sequence, settings: Settings, *, quick: bool, test_st
         say(f"champion   none: an earlier run's candidate was refused; the worker serves the core's "
             f"{settings.model}")
         return
-    from models.evaluation import InsufficientHistory
-
     family = "arima" if quick else "xgboost"
     say(f"training   {family} on the days before {test_start} (MLflow {settings.mlflow_uri})")
     try:
@@ -288,9 +289,6 @@ def prepare_champion(bars: Sequence, settings: Settings, *, quick: bool, test_st
 def run_demo(settings: Settings, *, data: Sequence[Path], tickers: Sequence[str] | None, quick: bool,
              port: int, report: Path) -> None:
     """The whole demo; see the module docstring. Raises :class:`DemoError` with what to do."""
-    from producers.readers import read_csv_bars
-    from producers.replay import replay
-
     settings = demo_settings(settings)
     read = read_csv_bars(list(data), tickers=tickers)
     if not read.bars:
@@ -319,10 +317,8 @@ def run_demo(settings: Settings, *, data: Sequence[Path], tickers: Sequence[str]
     if len(table) == 1:
         say(f"(no day scored after the warm-up: the file is shorter than the model needs, e.g. "
             f"FORECASTER_WINDOW={settings.window} bars for the ARIMA)")
-    from forecaster.commands.report import write_report
-
     report.parent.mkdir(parents=True, exist_ok=True)
-    drawn = write_report(predictions, scores, report)
+    drawn = render(prediction_rows(predictions, scores), report)
     say(f"\nreport     {report} ({drawn})")
     say(f"metrics    {worker_metrics} (served while the worker ran)")
     say(f"MLflow     {settings.mlflow_uri}")

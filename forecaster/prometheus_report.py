@@ -15,6 +15,8 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from forecaster.report import html_page
+
 Series = dict[str, list[tuple[dt.datetime, float]]]
 
 
@@ -54,9 +56,8 @@ def busiest_ticker(url: str, minutes: float, step_s: float) -> str:
 def render_prometheus(url: str, path: Path, *, ticker: str | None, minutes: float, psi_threshold: float,
                       step_s: float = 5.0) -> str:
     """Draw the panels to ``path`` (.png, or .html with the picture inside); returns the ticker."""
+    # matplotlib loads here, when a picture is drawn, not with the module (half a second of start-up).
     from matplotlib.figure import Figure
-
-    from forecaster.commands.report import html_page
 
     if path.suffix.lower() not in (".png", ".html"):
         raise ValueError(f"report file must end in .png or .html; got {path}")

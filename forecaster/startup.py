@@ -15,7 +15,12 @@ import socket
 import sys
 from typing import Any
 
+from forecaster.kafka.client import kafka_python_options
 from forecaster.settings import Settings
+from models.core.config import CoreConfig
+
+# kafka-python (slow to import) loads only in the broker check: `forecaster.cli` imports
+# this module for every command.
 
 
 class StartupError(RuntimeError):
@@ -63,8 +68,6 @@ def require_core_settings(settings: Settings) -> None:
     ...
     forecaster.startup.StartupError: a setting of the forecasting core is out of range: interval_levels ...
     """
-    from models.core.config import CoreConfig
-
     try:
         CoreConfig.from_settings(settings)
     except ValueError as exc:
@@ -76,8 +79,6 @@ def require_broker(settings: Settings, timeout_s: float) -> None:
     """StartupError unless the broker answers within ``timeout_s``."""
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaConnectionError, KafkaTimeoutError
-
-    from forecaster.kafka.client import kafka_python_options
 
     try:
         KafkaAdminClient(**kafka_python_options(settings), bootstrap_timeout_ms=int(timeout_s * 1000)).close()

@@ -29,6 +29,8 @@ import numpy as np
 
 from models.core.bar import Bar
 from models.core.config import CoreConfig
+from models.core.features import FEATURE_NAMES
+from models.core.step import step
 
 
 @dataclass(frozen=True)
@@ -130,9 +132,6 @@ def feature_table(bars: Iterable[Bar], config: CoreConfig) -> FeatureTable:
     config
         A :class:`~models.core.config.CoreConfig` (its ARIMA makes the ``arima_residual`` column).
     """
-    from models.core.features import FEATURE_NAMES
-    from models.core.step import step
-
     by_ticker: dict[str, list[Bar]] = {}
     for bar in bars:
         by_ticker.setdefault(bar.ticker, []).append(bar)

@@ -27,8 +27,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from models.core import metrics
+
 if TYPE_CHECKING:
     from models.dataset import Samples
+
+# SciPy and matplotlib (slow to import) load inside the tests and the figures that use them.
 
 
 @dataclass(frozen=True)
@@ -223,8 +227,6 @@ def point_metrics(actual: np.ndarray, predicted: np.ndarray, naive: np.ndarray) 
     >>> m["mae"], m["mse"]
     (0.5, 0.25)
     """
-    from models.core import metrics
-
     rmse = metrics.rmse(actual, predicted)
     return {
         "mae": metrics.mae(actual, predicted),
@@ -338,8 +340,6 @@ _NO_TEST = DieboldMariano(statistic=math.nan, p_value=math.nan)
 
 def _ticker_score(ticker: str, actual: np.ndarray, predicted: np.ndarray, naive: np.ndarray,
                   scale: float) -> TickerScore:
-    from models.core import metrics
-
     return TickerScore(
         ticker=ticker, n=len(actual), mae=metrics.mae(actual, predicted),
         naive_mae=metrics.mae(actual, naive),
@@ -349,8 +349,6 @@ def _ticker_score(ticker: str, actual: np.ndarray, predicted: np.ndarray, naive:
 
 
 def _panel(scores: list[TickerScore], dm: DieboldMariano) -> PanelScore:
-    from models.core import metrics
-
     ratios = np.array([s.relative_mae for s in scores])
     scaled = [s for s in scores if np.isfinite(s.mase)]
     tested = [s.dm for s in scores if s.dm.p_value < TICKER_ALPHA]

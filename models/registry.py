@@ -5,7 +5,8 @@ is the family's ``"model"`` component, logged with ``mlflow.keras`` or ``mlflow.
 tensor signature; a second component (the attention network of ``attention_xgboost``) is a logged
 model of the same run whose URI is the version's ``component.<name>`` tag. The version's tags
 ``family``, ``params`` and ``feature_names`` say how to rebuild the model, so loading never goes
-through the pyfunc wrapper (about ten times slower than calling Keras directly).
+through the pyfunc wrapper (much slower than calling Keras directly: docs/benchmarks.md, "Figures
+behind comments").
 
 The ``arima`` family has no native model: the core runs its own incremental ARIMA and exposes the
 forecast as a feature, so its version's source is a JSON of the ARIMA settings it was evaluated with.
@@ -29,9 +30,15 @@ from typing import Any
 
 import numpy as np
 
+from models.dataset import FeatureTable
+from models.evaluation import evaluate
 from models.families import FAMILIES
 from models.families import family as family_spec
 from models.families.neural import require_neural
+
+# MLflow, XGBoost and Keras (slow to import) load inside the functions that use them, not with the
+# worker and the API, which import this module (champion_version answers without MLflow when no
+# store exists).
 
 CHAMPION = "champion"
 log = logging.getLogger(__name__)
@@ -259,7 +266,7 @@ def load_reference(settings: Any) -> dict[str, dict[str, list[float]]] | None:
     """The champion's training-feature reference: ``{feature: {"edges": [...], "proportions": [...]}}``.
 
     None when there is no champion or its run logged no ``reference.json`` (see
-    :func:`models.training.feature_reference`); the format is ``stream_app.drift.Reference.to_dict``.
+    :func:`models.training.feature_reference`); the format is ``models.drift.Reference.to_dict``.
     """
     from mlflow.exceptions import MlflowException
 
@@ -322,8 +329,6 @@ def _latest_version(mlflow_client: Any, name: str) -> str:
 def _scored_on_same_days(models: dict[str, Any], table: Any, first: Any, last: Any,
                          scales: dict[str, float]) -> dict[str, Any]:
     """Evaluate each model (and naive) on the test samples that every one of them can predict."""
-    from models.evaluation import evaluate
-
     samples = {who: table.samples(model.lookback).between(first, last) for who, model in models.items()}
     keys = {who: [f"{t}|{d}" for t, d in zip(s.tickers, s.dates, strict=True)] for who, s in samples.items()}
     common = set.intersection(*(set(k) for k in keys.values()))
@@ -362,8 +367,6 @@ def promote(settings: Any, name: str, version: str | None = None, *,
     changes and the decision says why.
     """
     from mlflow.exceptions import MlflowException
-
-    from models.dataset import FeatureTable
 
     if significance is not None and not 0 < significance < 1:
         raise ValueError(f"significance must be in (0, 1), got {significance}")

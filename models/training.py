@@ -38,10 +38,16 @@ from typing import Any
 
 import numpy as np
 
+from models import registry
 from models.core.bar import Bar
+from models.core.config import CoreConfig
+from models.core.metrics import naive_scale
 from models.dataset import FeatureTable, Samples, feature_table
+from models.drift import Reference
 from models.evaluation import DateSplit, Evaluation, InsufficientHistory, evaluate, figures, split_by_date
 from models.families import create
+
+# MLflow and matplotlib (slow to import) load inside the functions that log and draw.
 
 #: Feature rows stored before each ticker's first test day in ``test_set.npz``: enough for a model
 #: of up to this many + 1 rows of lookback (the ARIMA family's default is 252) to be scored there.
@@ -128,11 +134,9 @@ def model_params(family: str, params: dict[str, Any] | None, epochs: int | None)
 def feature_reference(rows: np.ndarray, names: Sequence[str], bins: int = REFERENCE_BINS) -> dict[str, Any]:
     """Each feature's training distribution as the drift monitor reads it (quantile edges, proportions).
 
-    Built with ``stream_app.drift.Reference.from_sample``, the class the monitor compares against,
+    Built with :meth:`models.drift.Reference.from_sample`, the class the monitor compares against,
     so that the two agree on what a bin is.
     """
-    from stream_app.drift import Reference
-
     return {name: Reference.from_sample(rows[:, i], bins=bins).to_dict() for i, name in enumerate(names)}
 
 
@@ -172,8 +176,6 @@ def train(bars: Sequence[Bar], family: str, settings: Any, *, experiment: str = 
         The date split; see :func:`models.evaluation.split_by_date` (default: the last 252 target
         days are the test window).
     """
-    from models.core.config import CoreConfig
-
     table = feature_table(select_bars(bars, tickers), CoreConfig.from_settings(settings, model="arima"))
     return train_on_table(table, family, settings, experiment=experiment, epochs=epochs, params=params,
                           test_start=test_start, test_days=test_days, validation_fraction=validation_fraction)
@@ -192,8 +194,6 @@ def naive_scales(table: FeatureTable, train_end: dt.date) -> dict[str, float]:
     >>> naive_scales(table, dt.date(2024, 1, 3))
     {'A': 1.0, 'B': 1.0}
     """
-    from models.core.metrics import naive_scale
-
     scales = {}
     for ticker in dict.fromkeys(table.tickers.tolist()):
         rows = np.flatnonzero(table.tickers == ticker)
@@ -218,8 +218,6 @@ def train_on_table(table: FeatureTable, family: str, settings: Any, *, experimen
                    validation_fraction: float = 0.1) -> TrainOutcome:
     """Fit ``family`` on the table's training period, evaluate on its test period, log and register."""
     import mlflow
-
-    from models import registry
 
     model = create(family, **model_params(family, params, epochs))
     samples = table.samples(model.lookback)

@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from models.core.bar import Bar, BarError
+from models.core.deadletter import DeadLetter
 from producers.dates import is_day_first
-from producers.deadletter import DeadLetter
 from producers.layouts import Layout, LayoutError, detect_layout
 from producers.validation import RowChecker
 

@@ -55,7 +55,7 @@ from forecaster.settings import Settings
 from models.core.config import CoreConfig
 from models.core.features import FEATURE_NAMES
 from models.core.state import StateVersionError, TickerState
-from stream_app.drift import Reference
+from models.drift import Reference
 from stream_app.metrics import WorkerMetrics
 from stream_app.monitor import ForecastMonitor
 from stream_app.positions import PositionGuard, StallWatch

@@ -27,7 +27,7 @@ import numpy as np
 from forecaster.settings import Settings
 from models.core.bar import REASONS, Bar
 from models.core.step import StepResult
-from stream_app.drift import PSI, PageHinkley, Reference
+from models.drift import PSI, PageHinkley, Reference
 from stream_app.metrics import WorkerMetrics
 
 ALL = "all"

@@ -28,10 +28,10 @@ import orjson
 
 from models.core.bar import Bar, BarError
 from models.core.config import CoreConfig
+from models.core.deadletter import DeadLetter
 from models.core.model_slot import PointModel
 from models.core.state import TickerState
 from models.core.step import StepResult, step_many
-from producers.deadletter import DeadLetter
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import argparse
 import csv
-import math
 from pathlib import Path
 from typing import Any
 
 from forecaster.cli_options import add_csv_selection, add_format, print_summary
+from forecaster.report import metrics_table, panel_line, render
 from forecaster.settings import Settings
-
-POINT_METRICS = (("MAE $ (pooled)", "mae"), ("RMSE $ (pooled)", "rmse"), ("MAPE %", "mape"), ("R²", "r2"),
-                 ("relative MAE (pooled)", "relative_mae"), ("directional accuracy", "directional_accuracy"))
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -47,7 +44,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from forecaster.commands.report import render
     from models.backtest import run_backtest
     from models.core.config import CoreConfig
     from producers.layouts import parse_columns
@@ -102,35 +98,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 def _reasons(counts: dict[str, int]) -> str:
     return f" ({', '.join(f'{reason} {n}' for reason, n in counts.items())})" if counts else ""
-
-
-def _number(value: float) -> str:
-    return "n/a" if math.isnan(value) else f"{value:.4f}"
-
-
-def metrics_table(pooled: dict[str, float], name: str) -> list[str]:
-    """The printed comparison: one line per metric, the model's column then naive's."""
-    lines = [f"{'':<24}{name:>12}{'naive':>12}"]
-    for label, key in POINT_METRICS:
-        naive = pooled.get("naive_" + key, float("nan"))
-        lines.append(f"{label:<24}{_number(pooled[key]):>12}{_number(naive):>12}")
-    levels = [key[len("coverage_"):] for key in pooled if key.startswith("coverage_")]
-    for level in levels:
-        lines.append(f"{f'{level} % interval':<24}coverage {_number(pooled[f'coverage_{level}'])}  "
-                     f"mean width {_number(pooled[f'mean_width_{level}'])}  "
-                     f"Winkler {_number(pooled[f'winkler_{level}'])}")
-    return lines
-
-
-def panel_line(panel: dict[str, float]) -> str:
-    """The scale-free verdict over tickers.
-
-    >>> panel_line({"tickers": 10.0, "tickers_beating_naive": 3.0, "relative_mae": 1.0123})
-    'relative MAE over 10 tickers (geometric mean) 1.0123; MAE below naive on 3 of 10 tickers'
-    """
-    tickers = int(panel["tickers"])
-    return (f"relative MAE over {tickers} tickers (geometric mean) {_number(panel['relative_mae'])}; "
-            f"MAE below naive on {int(panel['tickers_beating_naive'])} of {tickers} tickers")
 
 
 def write_rows(rows: list[dict[str, Any]], path: Path) -> None:

@@ -49,9 +49,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     result = read_csv_bars(args.paths, ticker=args.ticker,
                            columns=parse_columns(args.columns) if args.columns else None,
                            tickers=args.tickers, start=args.start, end=args.end)
-    # The read stays in memory until the replay ends: out of the collector's full passes, which
-    # take 100 ms and more over the S&P 500 file's bars and would stall a paced feed each time
-    # (and dirty every page that producer processes share with this one after their fork).
+    # The read stays in memory until the replay ends: out of the collector's full passes, which are
+    # long over a big file's bars and would stall a paced feed each time (docs/benchmarks.md,
+    # "Figures behind comments"), and would dirty every page producer processes share after their fork.
     gc.freeze()
     try:
         summary = replay(result, settings, topic=args.topic, pacing=pacing, progress=args.progress,

@@ -29,6 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
+# kafka-python (slow to import) loads only where a client is made: `forecaster kafka`
+# and the broker fixture of the tests import this module without one.
+
 KAFKA_VERSION = "3.9.2"
 #: The pom, the KRaft configuration template and the logging configuration, shipped in the package.
 RESOURCES = Path(__file__).resolve().parent / "resources"

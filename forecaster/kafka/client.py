@@ -22,6 +22,8 @@ from typing import Any
 
 from forecaster.settings import Settings
 
+# Faust loads only where its credentials are made: the kafka-python users of this module need none.
+
 PROTOCOLS = {"PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"}
 
 

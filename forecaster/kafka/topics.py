@@ -9,6 +9,8 @@ from typing import Any
 from forecaster.kafka.client import kafka_python_options
 from forecaster.settings import Settings
 
+# kafka-python (slow to import) loads inside the functions that talk to the broker.
+
 
 @dataclass(frozen=True)
 class TopicSpec:

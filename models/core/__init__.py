@@ -1,6 +1,7 @@
 """The per-bar forecasting core: plain Python and numpy, shared by the stream worker and the backtest.
 
 - :mod:`~models.core.bar`: the validated daily bar.
+- :mod:`~models.core.deadletter`: :class:`~models.core.deadletter.DeadLetter`, a rejected row or message.
 - :mod:`~models.core.config`: :class:`~models.core.config.CoreConfig`, what the core is told.
 - :mod:`~models.core.step`: :func:`~models.core.step.step` and :func:`~models.core.step.step_many`,
   one bar of one or many tickers; :func:`~models.core.step.refit` on demand.

@@ -34,7 +34,7 @@ import numpy as np
 
 from models.core.arima import Arima, ArimaFitError
 from models.core.features import FEATURE_NAMES
-from models.families.boosted import day_t_booster_params, fit_booster
+from models.families.booster import day_t_booster_params, fit_booster
 
 _RETURN_COLUMN = FEATURE_NAMES.index("log_return")
 
@@ -114,7 +114,7 @@ class ArimaResidualModel:
     arima
         Parameters of the :class:`ArimaModel` stage (``order``, ``lookback``).
     booster
-        Parameters of the XGBoost stage (keys of :data:`models.families.boosted.DEFAULTS` but
+        Parameters of the XGBoost stage (keys of :data:`models.families.booster.DEFAULTS` but
         ``lookback``: it reads day t only).
     """
 

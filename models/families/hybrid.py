@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from models.families.boosted import day_t_booster_params, fit_booster
+from models.families.booster import day_t_booster_params, fit_booster
 from models.families.neural import KerasWindowModel
 
 #: Blocks of the training windows for the network's out-of-fold forecasts (each block costs a fit).
@@ -40,7 +40,7 @@ class AttentionXGBoost:
     attention
         Parameters of the :class:`~models.families.neural.KerasWindowModel` stage.
     booster
-        Parameters of the XGBoost stage (keys of :data:`models.families.boosted.DEFAULTS`).
+        Parameters of the XGBoost stage (keys of :data:`models.families.booster.DEFAULTS`).
     """
 
     def __init__(self, attention: dict[str, Any] | None = None,

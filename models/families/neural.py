@@ -189,8 +189,8 @@ class KerasWindowModel:
             raise RuntimeError(f"{self.name} is not fitted")
         if windows.ndim != 3 or windows.shape[1] != self.lookback:
             raise ValueError(f"expected windows [n, {self.lookback}, features], got shape {windows.shape}")
-        # The compiled graph, called once: an eager model(x) call costs ~45 ms here whatever the
-        # batch, predict() adds a batching loop, MLflow's pyfunc wrapper more; this costs ~1 ms.
+        # The compiled graph, called once: an eager call or predict() costs about a hundred times
+        # more per batch (docs/benchmarks.md, "Figures behind comments").
         predicted = self.network.predict_on_batch(windows.astype("float32"))
         return np.asarray(predicted, dtype="float64").reshape(-1)
 

@@ -15,7 +15,7 @@ from forecaster.kafka.broker import free_port
 from forecaster.kafka.topics import TopicSpec, create_topics
 from forecaster.settings import Settings
 from models.core.bar import REASONS
-from producers.deadletter import RAW_LIMIT, DeadLetter
+from models.core.deadletter import RAW_LIMIT, DeadLetter
 from producers.pacing import Pacing
 from producers.publisher import BrokerUnreachable
 from producers.readers import read_csv_bars

@@ -18,7 +18,7 @@ from forecaster.kafka.broker import free_port
 from forecaster.kafka.client import kafka_python_options
 from forecaster.kafka.topics import create_topics
 from forecaster.settings import Settings
-from producers.deadletter import RAW_LIMIT
+from models.core.deadletter import RAW_LIMIT
 from producers.readers import ReadResult
 from producers.replay import replay
 from stream_app.app import create_app

@@ -2,7 +2,10 @@
 
 A dead letter is the same record whichever side rejects: the replay producer (a CSV row, whose
 ``source`` is ``file:line``) or the stream worker (a poison message, whose ``source`` is
-``topic/partition/offset``). It is published as JSON following ``schemas/dead_letter.schema.json``.
+``topic/partition/offset``), and the API reports the rows of an upload it rejects with it. It is
+published as JSON following ``schemas/dead_letter.schema.json``. It lives in the core, beside the
+bar and its rejection reasons (:mod:`models.core.bar`), because every one of those sides may import
+the core and none may import another.
 
 Examples
 --------

@@ -8,7 +8,7 @@ from collections import deque
 import numpy as np
 import pytest
 
-from stream_app.drift import PSI, PageHinkley, Reference
+from models.drift import PSI, PageHinkley, Reference
 
 
 def test_batched_psi_window_matches_a_plain_sliding_window() -> None:

@@ -1,7 +1,9 @@
 """Online drift detectors: input drift by PSI against a reference, error drift by Page-Hinkley.
 
 Both are small, pure and incremental, in the style of River's drift detectors: ``update`` one value
-at a time, read the score or the ``drift_detected`` flag.
+at a time, read the score or the ``drift_detected`` flag. The :class:`Reference` is a contract between
+training, which logs one per feature (:func:`models.training.feature_reference`), and the worker's
+monitor (:mod:`stream_app.monitor`), which compares the stream against it: it lives here, below both.
 
 Examples
 --------
