@@ -90,9 +90,11 @@ class StepResult:
     state
         The ticker's new state (the input state is unchanged).
     prediction
-        Record of ``schemas/prediction.schema.json`` for the next weekday.
+        The prediction for the next weekday: the JSON encoding (``to_dict``) of a
+        :class:`~models.core.records.Prediction`, built directly as a dict because it is cheaper.
     score
-        Record of ``schemas/score.schema.json`` scoring the previous prediction, None on the first bar.
+        The score of the previous prediction, encoded as a :class:`~models.core.records.Score`; None
+        on the first bar.
     features
         The feature row of this bar's day, ``len(FEATURE_NAMES)`` floats.
     refit
@@ -400,7 +402,7 @@ def _new_states(priors: list[TickerState], bars: Sequence[Bar], made: list[LastP
 
 def _prediction_records(bars: Sequence[Bar], made: list[LastPrediction], plan: _Plan,
                         iso: IsoDates) -> list[dict[str, Any]]:
-    """The prediction records (``schemas/prediction.schema.json``) of the predictions ``made``."""
+    """The records of the predictions ``made``: :class:`~models.core.records.Prediction` encodings."""
     targets = IsoDates(next_weekday)
     records = []
     for bar, lp in zip(bars, made, strict=True):
