@@ -41,28 +41,12 @@ import datetime as dt
 import types
 import typing
 from dataclasses import dataclass, field
-from functools import cache
 from typing import Any, ClassVar, TypeVar
 
 #: Suffix of a per-level field: the level in percent (``level_label``: 0.8 -> 80, 0.975 -> 97.5).
 LEVEL_PATTERN = "[0-9]+(\\.[0-9]+)?"
 
 R = TypeVar("R")
-
-
-def _per_level(prefix: str) -> Any:
-    """A tuple field written as one JSON field per level, ``prefix_LABEL``."""
-    return field(metadata={"per_level": prefix})
-
-
-def _labels() -> Any:
-    """The level labels that name the per-level fields; not a JSON field itself."""
-    return field(metadata={"labels": True})
-
-
-def _absent_when_none() -> Any:
-    """An optional field that the record leaves out rather than writing null."""
-    return field(default=None, metadata={"absent_when_none": True})
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,15 +75,15 @@ class Prediction:
     as_of: dt.date
     target_date: dt.date
     predicted_close: float
-    level_labels: tuple[str, ...] = _labels()
-    lower: tuple[float, ...] = _per_level("lower")
-    upper: tuple[float, ...] = _per_level("upper")
+    level_labels: tuple[str, ...] = field(metadata={"labels": True})  # names the per-level fields
+    lower: tuple[float, ...] = field(metadata={"per_level": "lower"})
+    upper: tuple[float, ...] = field(metadata={"per_level": "upper"})
     sigma: float
     vol_regime: str | None
     model: str
     model_version: str
     warmup: bool
-    produced_at: str | None = _absent_when_none()
+    produced_at: str | None = field(default=None, metadata={"absent_when_none": True})
 
     def to_dict(self) -> dict[str, Any]:
         """The record as JSON-ready values, in the field order the core writes (bounds level by level)."""
@@ -146,15 +130,15 @@ class Score:
     abs_pct_error: float
     naive_close: float
     naive_error: float
-    level_labels: tuple[str, ...] = _labels()
-    inside: tuple[bool, ...] = _per_level("inside")
-    width: tuple[float, ...] = _per_level("width")
-    winkler: tuple[float, ...] = _per_level("winkler")
+    level_labels: tuple[str, ...] = field(metadata={"labels": True})  # names the per-level fields
+    inside: tuple[bool, ...] = field(metadata={"per_level": "inside"})
+    width: tuple[float, ...] = field(metadata={"per_level": "width"})
+    winkler: tuple[float, ...] = field(metadata={"per_level": "winkler"})
     model: str
     model_version: str
     warmup: bool
     vol_regime: str | None
-    produced_at: str | None = _absent_when_none()
+    produced_at: str | None = field(default=None, metadata={"absent_when_none": True})
 
     def to_dict(self) -> dict[str, Any]:
         """The record as JSON-ready values, in the field order the core writes (per-level fields by kind)."""
@@ -187,7 +171,7 @@ def from_dict(cls: type[R], record: dict[str, Any]) -> R:
     kind = getattr(cls, "RECORD_TYPE", cls.__name__)
     if record.get("record_type") != kind:
         raise ValueError(f"{kind} record has record_type {record.get('record_type')!r}")
-    hints = _hints(cls)
+    hints = typing.get_type_hints(cls)
     per_level = {f.name: f.metadata["per_level"] for f in dataclasses.fields(cls)  # type: ignore[arg-type]
                  if "per_level" in f.metadata}
     first_prefix = next(iter(per_level.values())) + "_"
@@ -233,10 +217,6 @@ def _typed(kind: str, name: str, value: Any, hint: Any) -> Any:
     raise ValueError(f"{kind} field {name}: expected {wanted}, got {type(value).__name__} {value!r}")
 
 
-@cache
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
 
 _JSON_TYPES: dict[Any, dict[str, Any]] = {
     str: {"type": "string"},
@@ -256,7 +236,7 @@ def json_schema(cls: type) -> dict[str, Any]:
     >>> schema["required"], schema["properties"]["adj_close"]
     (['ticker', 'date', 'open', 'high', 'low', 'close', 'volume'], {'type': ['number', 'null']})
     """
-    hints = _hints(cls)
+    hints = typing.get_type_hints(cls)
     properties: dict[str, Any] = {}
     patterns: dict[str, Any] = {}
     required: list[str] = []

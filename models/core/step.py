@@ -67,6 +67,8 @@ from models.core.state import LastPrediction, TickerState
 from models.core.volatility import daily_variance, forecast, regimes, trailing_vol_rank, update
 
 NAIVE_VERSION = "1"
+#: A fitted ARIMA's parameters, filter state and its covariance.
+_Filtered = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 class OutOfOrderBar(ValueError):
@@ -227,7 +229,7 @@ def _update_volatility(priors: list[TickerState], prices: _Prices, config: CoreC
 
 
 def _kalman_step(priors: list[TickerState], log_close: np.ndarray,
-                 arima: Arima) -> tuple[dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]], np.ndarray]:
+                 arima: Arima) -> tuple[dict[int, _Filtered], np.ndarray]:
     """One Kalman step for every fitted ARIMA: ``{row: (params, state, cov)}`` after this close, and
     the standardized innovations (0 where no ARIMA is fitted yet)."""
     n = len(priors)
@@ -249,13 +251,13 @@ def _kalman_step(priors: list[TickerState], log_close: np.ndarray,
 
 
 def _extend_windows(priors: list[TickerState], log_close: np.ndarray, config: CoreConfig, arima: Arima
-                    ) -> tuple[list[np.ndarray], list[str | None], dict[int, tuple[np.ndarray, ...]]]:
+                    ) -> tuple[list[np.ndarray], list[str | None], dict[int, _Filtered]]:
     """Each ticker's fitting window with this log close, the refit outcome (``"ok"``, ``"failed"``
     or None when none was due) and the successful refits by row (per ticker: a refit is a small
     regression)."""
     windows: list[np.ndarray] = []
     refits: list[str | None] = []
-    fits: dict[int, tuple[np.ndarray, ...]] = {}
+    fits: dict[int, _Filtered] = {}
     keep_closes = config.window - 1
     for i, prior in enumerate(priors):
         window = np.concatenate((prior.log_closes[-keep_closes:], log_close[i : i + 1]))
@@ -294,7 +296,7 @@ def _feature_history(config: CoreConfig, model: PointModel | None) -> int:
     return max(model.lookback if model is not None else 0, config.feature_history)
 
 
-def _point_forecast(log_close: np.ndarray, filtered: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]],
+def _point_forecast(log_close: np.ndarray, filtered: dict[int, _Filtered],
                     fit_windows: list[np.ndarray], buffers: list[np.ndarray], config: CoreConfig,
                     arima: Arima, model: PointModel | None) -> tuple[np.ndarray, np.ndarray]:
     """The predicted next log close of each ticker and whether the configured model made it (where
@@ -381,7 +383,7 @@ def _made(bars: Sequence[Bar], log_prediction: np.ndarray, scale: np.ndarray, pr
 
 def _new_states(priors: list[TickerState], bars: Sequence[Bar], made: list[LastPrediction],
                 refits: list[str | None], fit_windows: list[np.ndarray],
-                filtered: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]], variance_ewmas: np.ndarray,
+                filtered: dict[int, _Filtered], variance_ewmas: np.ndarray,
                 calibrations: list[np.ndarray], buffers: list[np.ndarray]) -> list[TickerState]:
     """Each ticker's state after this bar, holding the prediction it made."""
     states = []
@@ -442,7 +444,7 @@ def refit(state: TickerState, config: CoreConfig) -> tuple[TickerState, str]:
     return replace(state, **changes), "failed" if fit is None else "ok"
 
 
-def _fit(arima: Arima, window: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+def _fit(arima: Arima, window: np.ndarray) -> _Filtered | None:
     """Parameters and end-of-window filter state, or None when the fit is unusable."""
     try:
         params = arima.fit(window)

@@ -13,7 +13,7 @@ from models.core.config import CoreConfig
 from models.core.records import Prediction, Score, from_dict
 
 
-def _assert_typed_encoding(cls: type, record: dict[str, Any]) -> None:
+def _assert_typed_encoding(cls: type[Prediction] | type[Score], record: dict[str, Any]) -> None:
     encoded = from_dict(cls, record).to_dict()
     assert encoded == record
     assert list(encoded) == list(record)  # the field order consumers and the stream tests see
