@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import orjson
 import pytest
 
 from models.backtest import run_backtest
@@ -17,6 +18,7 @@ def _assert_typed_encoding(cls: type[Prediction] | type[Score], record: dict[str
     encoded = from_dict(cls, record).to_dict()
     assert encoded == record
     assert list(encoded) == list(record)  # the field order consumers and the stream tests see
+    assert orjson.dumps(encoded) == orjson.dumps(record)  # so the same bytes on the topic
 
 
 @pytest.mark.parametrize("config", [
