@@ -159,10 +159,11 @@ def step_many(states: Sequence[TickerState | None], bars: Sequence[Bar], config:
     variance_ewmas = _update_volatility(priors, prices, config)
     filtered, arima_residual = _kalman_step(priors, prices.log_close, plan.arima)
     fit_windows, refits, fits = _extend_windows(priors, prices.log_close, config, plan.arima)
-    filtered.update(fits)
+    filtered.update(fits)  # a refit's end-of-window state replaces the Kalman-stepped one
     rows, buffers = _extend_features(priors, prices, arima_residual, _feature_history(config, model))
     log_prediction, ready = _point_forecast(prices.log_close, filtered, fit_windows, buffers, config,
                                             plan.arima, model)
+    # Naive predicts the close itself: exp(log(close)) could differ from it in the last bit.
     predicted_close = np.where(ready & (config.model != "naive"), np.exp(log_prediction), prices.close)
     scale = _scale(variance_ewmas, priors, config)
     calibrations = _extend_calibrations(priors, residuals, config.calibration_window)
