@@ -77,8 +77,9 @@ class CoreConfig:
         0.5, "share of the range-based estimate (overnight gap and Garman-Klass) in each day's variance "
         "estimate, the rest being the squared close-to-close return")
     feature_history: int = _field(
-        32, "feature rows kept per ticker whatever the model, so that a newly promoted model whose "
-        "lookback is at most this predicts at once instead of warming up", "feature_history")
+        32, "feature rows kept per ticker whatever the model (more when an external model's lookback is "
+        "longer), so that a newly promoted model whose lookback is at most this predicts at once instead of "
+        "warming up", "feature_history")
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
