@@ -1,17 +1,25 @@
 """The JSON bodies of the API, as pydantic models: what the OpenAPI docs show and the app returns.
 
-Prediction and score records stay plain objects: they are the worker's records
-(``schemas/prediction.schema.json``, ``schemas/score.schema.json``), whose interval fields follow
-``FORECASTER_INTERVAL_LEVELS`` (``lower_80``, ``upper_95``, ...).
+Prediction, score and dead-letter records stay plain objects, as the worker and the core write them
+(two records per forecast bar: validating each into a class would cost more than the forecast), but
+the OpenAPI document shows each with the JSON Schema of its typed class
+(:func:`models.core.records.json_schema`), the one source of their fields. Their per-level fields
+follow ``FORECASTER_INTERVAL_LEVELS`` (``lower_80``, ``upper_95``, ...).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, WithJsonSchema
+
+from models.core.deadletter import DeadLetter
+from models.core.records import Prediction, Score, json_schema
 
 Record = dict[str, Any]
+PredictionRecord = Annotated[Record, WithJsonSchema(json_schema(Prediction))]
+ScoreRecord = Annotated[Record, WithJsonSchema(json_schema(Score))]
+DeadLetterRecord = Annotated[Record, WithJsonSchema(json_schema(DeadLetter))]
 
 
 class ForecastBars(BaseModel):
@@ -24,17 +32,6 @@ class ForecastBars(BaseModel):
         examples=[[{"ticker": "ACME", "date": "2024-01-05", "open": 10.0, "high": 10.4, "low": 9.8,
                     "close": 10.2, "volume": 1000}]],
     )
-
-
-class DeadLetterOut(BaseModel):
-    """A rejected row: why (``reason``, ``detail``) and where (``source``: ``file:line`` or ``bars[i]``)."""
-
-    reason: str
-    detail: str
-    raw: str
-    source: str
-    at: str
-    ticker: str | None = None
 
 
 class ModelUsed(BaseModel):
@@ -66,9 +63,10 @@ class ForecastOut(BaseModel):
     filtered: int = Field(description="rows of tickers that ?tickers= did not select")
     bars: int
     tickers: list[str]
-    dead_letters: list[DeadLetterOut]
-    predictions: list[Record] = Field(description="one prediction per bar: the next weekday's close")
-    scores: list[Record] = Field(description="each prediction whose target day is in the input, scored")
+    dead_letters: list[DeadLetterRecord] = Field(description="rejected rows, with reason and source")
+    predictions: list[PredictionRecord] = Field(
+        description="one prediction per bar: the next weekday's close")
+    scores: list[ScoreRecord] = Field(description="each prediction whose target day is in the input, scored")
     metrics: Metrics
 
 
@@ -76,8 +74,8 @@ class LatestOut(BaseModel):
     """A ticker's latest prediction and latest score read from the predictions topic."""
 
     ticker: str
-    prediction: Record | None
-    score: Record | None
+    prediction: PredictionRecord | None
+    score: ScoreRecord | None
 
 
 class LatestListOut(BaseModel):

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from models.core.config import SETTINGS as CORE_SETTINGS
+
 PREFIX = "FORECASTER_"
 #: Settings read from another tool's own variable, so that users of that tool need not learn ours.
 ECOSYSTEM = {"mlflow_env_tracking_uri": "MLFLOW_TRACKING_URI",
@@ -43,6 +45,12 @@ SAMPLE_DATA_DIR = Path(__file__).resolve().parent / "data"
 
 def _default_data_dir() -> str:
     return str(SAMPLE_DATA_DIR)
+
+
+def _core(name: str) -> Any:
+    """The setting ``name`` of the forecasting core, with the default and doc that CoreConfig declares."""
+    spec = CORE_SETTINGS[name]
+    return field(default=spec.default, metadata={"doc": spec.metadata["doc"]})
 
 
 @dataclass(frozen=True)
@@ -75,14 +83,14 @@ class Settings:
     batch_timeout_s: float = 0.2
     session_timeout_s: float = 10.0
     worker_compression: str = "none"
-    # Forecasting core
-    model: str = "arima"
-    window: int = 252
-    refit_every: int = 21
-    arima_order: tuple[int, int, int] = (2, 1, 0)
-    interval_levels: tuple[float, ...] = (0.8, 0.95)
-    calibration_window: int = 250
-    feature_history: int = 32
+    # Forecasting core: defaults and docs are CoreConfig's (models/core/config.py), the one source
+    model: str = _core("model")
+    window: int = _core("window")
+    refit_every: int = _core("refit_every")
+    arima_order: tuple[int, int, int] = _core("arima_order")
+    interval_levels: tuple[float, ...] = _core("interval_levels")
+    calibration_window: int = _core("calibration_window")
+    feature_history: int = _core("feature_history")
     # MLflow
     mlflow_tracking_uri: str = ""
     mlflow_env_tracking_uri: str = ""
@@ -178,14 +186,8 @@ DOCS: dict[str, str] = {
     "session_timeout_s": "seconds without a heartbeat before a worker's partitions go to the others",
     "worker_compression": "compression of the worker's records and changelog: none, gzip, snappy, lz4 "
     "or zstd (none: its states are floats that lz4 shrinks 1.5x for 13 % of the worker's throughput)",
-    "model": "model when no champion is registered: naive or arima",
-    "window": "bars per ticker kept for fitting (rolling window)",
-    "refit_every": "bars between ARIMA refits per ticker",
-    "arima_order": "ARIMA order p,d,q",
-    "interval_levels": "central prediction interval levels, comma separated",
-    "calibration_window": "past standardized errors per ticker used for conformal calibration",
-    "feature_history": "feature rows kept per ticker whatever the model, so that a newly promoted "
-    "model whose lookback is at most this predicts at once instead of warming up",
+    # The forecasting core's settings are documented beside their defaults, in CoreConfig.
+    **{f.name: f.metadata["doc"] for f in dataclasses.fields(Settings) if "doc" in f.metadata},
     "mlflow_tracking_uri": "MLflow tracking and registry URI; when empty, MLflow's own variables below "
     "apply, else a SQLite store under home (`forecaster settings` says which is in force)",
     "mlflow_env_tracking_uri": "MLflow's own tracking URI variable, used when FORECASTER_MLFLOW_TRACKING_URI "

@@ -10,6 +10,8 @@
 - :mod:`~models.core.features`: :data:`~models.core.features.FEATURE_NAMES` and the causal rows.
 - :mod:`~models.core.intervals`: scale and conformal quantiles of the prediction intervals.
 - :mod:`~models.core.scoring`: score records of predictions against the next close.
+- :mod:`~models.core.records`: :class:`~models.core.records.Prediction` and
+  :class:`~models.core.records.Score`, the typed records, and the JSON Schema structure of a record.
 - :mod:`~models.core.metrics`: point and interval metrics as numpy functions.
 - :mod:`~models.core.model_slot`: :class:`~models.core.model_slot.PointModel`, the slot for other models.
 

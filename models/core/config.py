@@ -31,54 +31,55 @@ ValueError: calibration_window 10 is too small for the 0.95 interval; need >= 19
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import Field, dataclass, field, fields
 from itertools import pairwise
 from typing import Any
 
 MODELS = ("naive", "arima", "external")
 
 
+def _field(default: Any, doc: str, setting: str | None = None) -> Any:
+    """A field with its doc; ``setting`` names the :class:`~forecaster.settings.Settings` field (and so the
+    ``FORECASTER_`` variable) it is read from, when it is one."""
+    metadata = {"doc": doc} if setting is None else {"doc": doc, "setting": setting}
+    return field(default=default, metadata=metadata)
+
+
 @dataclass(frozen=True)
 class CoreConfig:
-    """Configuration of the per-bar core.
+    """Configuration of the per-bar core: the one source of its defaults.
 
-    Parameters
-    ----------
-    model
-        ``"naive"`` (tomorrow's close = today's), ``"arima"`` (incremental ARIMA one-step forecast) or
-        ``"external"`` (an injected :class:`~models.core.model_slot.PointModel`).
-    window
-        Log closes per ticker kept for fitting the ARIMA; until it is full the core is in warm-up.
-    refit_every
-        Bars between ARIMA refits of a ticker (a failed refit is retried after as many bars).
-    order
-        ARIMA order ``(p, d, q)``, modelled on log closes.
-    interval_levels
-        Central prediction interval levels, strictly increasing, each in (0, 1).
-    calibration_window
-        Past standardized residuals per ticker used for the conformal interval quantiles.
-    vol_decays, vol_weights
-        Decays of the exponentially weighted means of daily variance that the volatility model
-        blends, and their weights (summing to 1): see :mod:`models.core.volatility`.
-    vol_range_weight
-        Share of the range-based estimate (overnight gap and Garman-Klass) in each day's variance
-        estimate, the rest being the squared close-to-close return.
-    feature_history
-        Feature rows kept per ticker whatever the model (more when an external model's lookback is
-        longer), so that a model promoted while the stream runs predicts at once if its lookback
-        fits, instead of warming up.
+    Each field's doc is its ``metadata["doc"]``, next to it below; the fields with a ``setting`` are
+    also system settings (:class:`~forecaster.settings.Settings` takes their defaults and docs from
+    here, and ``forecaster settings`` and the README show them).
     """
 
-    model: str = "arima"
-    window: int = 252
-    refit_every: int = 21
-    order: tuple[int, int, int] = (2, 1, 0)
-    interval_levels: tuple[float, ...] = (0.8, 0.95)
-    calibration_window: int = 250
-    vol_decays: tuple[float, ...] = (0.9, 0.995)
-    vol_weights: tuple[float, ...] = (0.3, 0.7)
-    vol_range_weight: float = 0.5
-    feature_history: int = 32
+    model: str = _field(
+        "arima", "model served while no champion is registered: naive (tomorrow's close is today's) or arima "
+        "(incremental ARIMA one-step forecast); a champion runs as external (an injected PointModel)",
+        "model")
+    window: int = _field(252, "log closes per ticker kept for fitting the ARIMA (rolling window); until it "
+                         "is full the ARIMA warms up", "window")
+    refit_every: int = _field(21, "bars between ARIMA refits per ticker (a failed refit is retried after as "
+                              "many bars)", "refit_every")
+    order: tuple[int, int, int] = _field((2, 1, 0), "ARIMA order p,d,q, modelled on log closes",
+                                         "arima_order")
+    interval_levels: tuple[float, ...] = _field(
+        (0.8, 0.95), "central prediction interval levels, comma separated, strictly increasing, each in "
+        "(0, 1)", "interval_levels")
+    calibration_window: int = _field(250, "past standardized errors per ticker used for conformal "
+                                     "calibration", "calibration_window")
+    vol_decays: tuple[float, ...] = _field(
+        (0.9, 0.995), "decays of the exponentially weighted means of daily variance that the volatility "
+        "model blends (models.core.volatility)")
+    vol_weights: tuple[float, ...] = _field((0.3, 0.7), "weights of the vol_decays means, summing to 1")
+    vol_range_weight: float = _field(
+        0.5, "share of the range-based estimate (overnight gap and Garman-Klass) in each day's variance "
+        "estimate, the rest being the squared close-to-close return")
+    feature_history: int = _field(
+        32, "feature rows kept per ticker whatever the model (more when an external model's lookback is "
+        "longer), so that a newly promoted model whose lookback is at most this predicts at once instead of "
+        "warming up", "feature_history")
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
@@ -123,14 +124,14 @@ class CoreConfig:
         >>> CoreConfig.from_settings(load({"FORECASTER_ARIMA_ORDER": "1,1,0"}), model="naive").order
         (1, 1, 0)
         """
-        values: dict[str, Any] = {
-            "model": settings.model,
-            "window": settings.window,
-            "refit_every": settings.refit_every,
-            "order": tuple(settings.arima_order),
-            "interval_levels": tuple(settings.interval_levels),
-            "calibration_window": settings.calibration_window,
-            "feature_history": settings.feature_history,
-        }
+        values: dict[str, Any] = {}
+        for name, spec in SETTINGS.items():
+            value = getattr(settings, name)
+            values[spec.name] = tuple(value) if isinstance(spec.default, tuple) else value
         values.update(overrides)
         return cls(**values)
+
+
+#: The fields of :class:`CoreConfig` that are system settings, by their settings name.
+SETTINGS: dict[str, Field[Any]] = {f.metadata["setting"]: f for f in fields(CoreConfig)
+                                   if "setting" in f.metadata}

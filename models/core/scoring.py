@@ -52,8 +52,8 @@ def score(made: Sequence[LastPrediction], bars: Sequence[Bar], log_close: np.nda
           iso: IsoDates) -> tuple[list[dict[str, Any]], np.ndarray]:
     """Score records of predictions ``made`` against the ``bars`` that followed them, batched.
 
-    ``log_close`` is the log of the bars' closes. Returns the records (``schemas/score.schema.json``)
-    and the standardized residuals, each in the order given.
+    ``log_close`` is the log of the bars' closes. Returns the records (encodings of
+    :class:`~models.core.records.Score`) and the standardized residuals, each in the order given.
     """
     log_error = log_close - np.array([p.log_close for p in made])
     standardized = log_error / np.array([p.scale for p in made])

@@ -5,22 +5,25 @@ a batch of tickers (one bar each), vectorised with numpy. :func:`step` *is* a ba
 batched operation is element-wise (or per ticker), so the two give identical records whatever the
 batch composition: the stream worker's batches and the backtest's days produce the same numbers.
 
-What happens to a bar of day ``t`` of a ticker, in order:
+What happens to a bar of day ``t`` of a ticker, in order (the function of each phase in brackets):
 
 1. the prediction made at the previous bar is scored against this close (error, naive error, whether
    the close fell inside each interval, width, Winkler score), and its standardized residual joins the
-   ticker's calibration window;
-2. the ARIMA, once fitted, takes one Kalman step: its innovation at ``t`` and the forecast for ``t + 1``;
+   ticker's calibration window (``_score_pending``, ``_extend_calibrations``);
+2. the ARIMA, once fitted, takes one Kalman step: its innovation at ``t`` and the forecast for
+   ``t + 1`` (``_kalman_step``);
 3. the log close joins the fitting window; when the window is full and a refit is due (every
    ``refit_every`` bars) the ARIMA is refitted on it (see :mod:`models.core.arima`); a failed fit
-   keeps the previous parameters and is counted;
-4. the feature row of day ``t`` is computed (:mod:`models.core.features`);
-5. the configured model predicts the close of the next weekday, with calibrated intervals
-   (:mod:`models.core.intervals`) around it, scaled by the volatility model's forecast
-   (:mod:`models.core.volatility`), which every bar updates whatever the model. A model that is
-   not ready yet (ARIMA window not full, too few feature rows for an external model) gives way to
-   the naive forecast, and the prediction says so with ``warmup: true``, as it does while the
-   intervals still lack calibration residuals.
+   keeps the previous parameters and is counted (``_extend_windows``);
+4. the feature row of day ``t`` is computed (:mod:`models.core.features`, ``_extend_features``);
+5. the configured model predicts the close of the next weekday (``_point_forecast``), with calibrated
+   intervals (:mod:`models.core.intervals`, ``_intervals``) around it, scaled by the volatility
+   model's forecast (:mod:`models.core.volatility`, ``_update_volatility`` and ``_scale``), which
+   every bar updates whatever the model. A model that is not ready yet (ARIMA window not full, too
+   few feature rows for an external model) gives way to the naive forecast, and the prediction says
+   so with ``warmup: true``, as it does while the intervals still lack calibration residuals;
+6. the prediction is kept in the ticker's new state until the next bar scores it, and written as a
+   record (``_made``, ``_new_states``, ``_prediction_records``).
 
 No wall-clock time enters the records, so streaming and backtest agree exactly.
 
@@ -64,6 +67,8 @@ from models.core.state import LastPrediction, TickerState
 from models.core.volatility import daily_variance, forecast, regimes, trailing_vol_rank, update
 
 NAIVE_VERSION = "1"
+#: A fitted ARIMA's parameters, filter state and its covariance.
+_Filtered = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 class OutOfOrderBar(ValueError):
@@ -87,9 +92,11 @@ class StepResult:
     state
         The ticker's new state (the input state is unchanged).
     prediction
-        Record of ``schemas/prediction.schema.json`` for the next weekday.
+        The prediction for the next weekday: the JSON encoding (``to_dict``) of a
+        :class:`~models.core.records.Prediction`, built directly as a dict because it is cheaper.
     score
-        Record of ``schemas/score.schema.json`` scoring the previous prediction, None on the first bar.
+        The score of the previous prediction, encoded as a :class:`~models.core.records.Score`; None
+        on the first bar.
     features
         The feature row of this bar's day, ``len(FEATURE_NAMES)`` floats.
     refit
@@ -131,6 +138,7 @@ def step_many(states: Sequence[TickerState | None], bars: Sequence[Bar], config:
               model: PointModel | None = None) -> list[StepResult]:
     """Apply one bar to each of many tickers at once; ``results[i]`` equals ``step(states[i], bars[i])``.
 
+    Each line is one phase of the module docstring's list, batched over the tickers;
     ``model.predict_returns`` is called at most once, with the windows of all ready tickers.
 
     Raises
@@ -145,86 +153,157 @@ def step_many(states: Sequence[TickerState | None], bars: Sequence[Bar], config:
     if not priors:
         return []
     plan = _plan(config)
-    n = len(bars)
-    close = np.array([b.close for b in bars])
-    log_close = np.log(close)
-    open_ = np.array([b.open for b in bars])
-    high = np.array([b.high for b in bars])
-    low = np.array([b.low for b in bars])
-    prev_close = np.array([s.last_close for s in priors])
-
-    # 1. Score the pending predictions; their standardized residuals feed the calibration.
+    prices = _Prices.of(bars, priors)
     iso = IsoDates()
+    scores, residuals = _score_pending(priors, bars, prices.log_close, iso)
+    variance_ewmas = _update_volatility(priors, prices, config)
+    filtered, arima_residual = _kalman_step(priors, prices.log_close, plan.arima)
+    fit_windows, refits, fits = _extend_windows(priors, prices.log_close, config, plan.arima)
+    filtered.update(fits)  # a refit's end-of-window state replaces the Kalman-stepped one
+    rows, buffers = _extend_features(priors, prices, arima_residual, _feature_history(config, model))
+    log_prediction, ready = _point_forecast(prices.log_close, filtered, fit_windows, buffers, config,
+                                            plan.arima, model)
+    # Naive predicts the close itself: exp(log(close)) could differ from it in the last bit.
+    predicted_close = np.where(ready & (config.model != "naive"), np.exp(log_prediction), prices.close)
+    scale = _scale(variance_ewmas, priors, config)
+    calibrations = _extend_calibrations(priors, residuals, config.calibration_window)
+    lower, upper, short = _intervals(log_prediction, predicted_close, scale, calibrations, config)
+    regime = regimes(trailing_vol_rank(fit_windows))
+    made = _made(bars, log_prediction, scale, predicted_close, lower, upper, ~ready | short, regime,
+                 config, model)
+    new_states = _new_states(priors, bars, made, refits, fit_windows, filtered, variance_ewmas,
+                             calibrations, buffers)
+    return [StepResult(state=state, prediction=prediction, score=score_i, features=row, refit=outcome)
+            for state, prediction, score_i, row, outcome
+            in zip(new_states, _prediction_records(bars, made, plan, iso), scores, rows, refits, strict=True)]
+
+
+@dataclass(frozen=True, slots=True)
+class _Prices:
+    """The batch's bars as arrays, with each ticker's previous close and volume (NaN on a first bar)."""
+
+    open_: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    log_close: np.ndarray
+    volume: np.ndarray
+    prev_close: np.ndarray
+    prev_volume: np.ndarray
+
+    @classmethod
+    def of(cls, bars: Sequence[Bar], priors: list[TickerState]) -> _Prices:
+        close = np.array([b.close for b in bars])
+        return cls(open_=np.array([b.open for b in bars]), high=np.array([b.high for b in bars]),
+                   low=np.array([b.low for b in bars]), close=close, log_close=np.log(close),
+                   volume=np.array([b.volume for b in bars]),
+                   prev_close=np.array([s.last_close for s in priors]),
+                   prev_volume=np.array([s.last_volume for s in priors]))
+
+
+def _score_pending(priors: list[TickerState], bars: Sequence[Bar], log_close: np.ndarray,
+                   iso: IsoDates) -> tuple[list[dict[str, Any] | None], list[float | None]]:
+    """Score each ticker's pending prediction against this close: the score records (None where
+    nothing was pending) and the clipped standardized residuals that join the calibration."""
+    n = len(bars)
     scores: list[dict[str, Any] | None] = [None] * n
     residuals: list[float | None] = [None] * n
     pending = [i for i, s in enumerate(priors) if s.last_prediction is not None]
     if pending:
-        at = _index(pending, n)
         records, standardized = score(
             [priors[i].last_prediction for i in pending], [bars[i] for i in pending],  # type: ignore[misc]
-            log_close[at], iso)
+            log_close[_index(pending, n)], iso)
         clipped = np.clip(standardized, -MAX_RESIDUAL, MAX_RESIDUAL).tolist()
         for i, record, residual in zip(pending, records, clipped, strict=True):
             scores[i] = record
             residuals[i] = residual
-    first = np.isnan(prev_close)
-    variance_ewmas = update(np.array([s.variance_ewmas for s in priors]),
-                            daily_variance(open_, high, low, close, prev_close, config.vol_range_weight),
-                            config.vol_decays)
-    variance_ewmas.flags.writeable = False
+    return scores, residuals
 
-    # 2. One Kalman step for every fitted ARIMA.
-    arima = plan.arima
+
+def _update_volatility(priors: list[TickerState], prices: _Prices, config: CoreConfig) -> np.ndarray:
+    """The volatility model's weighted sums of daily variance after this bar, whatever the model."""
+    variance = daily_variance(prices.open_, prices.high, prices.low, prices.close, prices.prev_close,
+                              config.vol_range_weight)
+    variance_ewmas = update(np.array([s.variance_ewmas for s in priors]), variance, config.vol_decays)
+    variance_ewmas.flags.writeable = False
+    return variance_ewmas
+
+
+def _kalman_step(priors: list[TickerState], log_close: np.ndarray,
+                 arima: Arima) -> tuple[dict[int, _Filtered], np.ndarray]:
+    """One Kalman step for every fitted ARIMA: ``{row: (params, state, cov)}`` after this close, and
+    the standardized innovations (0 where no ARIMA is fitted yet)."""
+    n = len(priors)
     arima_residual = np.zeros(n)
     fitted = [i for i, s in enumerate(priors) if s.arima_params is not None]
-    filtered: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-    if fitted:
-        at = _index(fitted, n)
-        params = np.array([priors[i].arima_params for i in fitted])
-        lags = np.array([priors[i].log_closes[len(priors[i].log_closes) - arima.d:] for i in fitted])
-        phi, selection, sigma2 = arima.system(params)
-        a, cov, innovation, variance = kalman_update(
-            np.array([priors[i].arima_state for i in fitted]),
-            np.array([priors[i].arima_cov for i in fitted]),
-            phi, selection, sigma2, arima.differenced(log_close[at], lags))
-        arima_residual[at] = innovation / np.sqrt(variance)
-        for array in (params, a, cov):
-            array.flags.writeable = False
-        filtered = {i: (params[j], a[j], cov[j]) for j, i in enumerate(fitted)}
+    if not fitted:
+        return {}, arima_residual
+    at = _index(fitted, n)
+    params = np.array([priors[i].arima_params for i in fitted])
+    lags = np.array([priors[i].log_closes[len(priors[i].log_closes) - arima.d:] for i in fitted])
+    phi, selection, sigma2 = arima.system(params)
+    a, cov, innovation, variance = kalman_update(
+        np.array([priors[i].arima_state for i in fitted]), np.array([priors[i].arima_cov for i in fitted]),
+        phi, selection, sigma2, arima.differenced(log_close[at], lags))
+    arima_residual[at] = innovation / np.sqrt(variance)
+    for array in (params, a, cov):
+        array.flags.writeable = False
+    return {i: (params[j], a[j], cov[j]) for j, i in enumerate(fitted)}, arima_residual
 
-    # 3. Window, counters and refits (per ticker: a refit is a small regression).
-    fit_windows: list[np.ndarray] = []
+
+def _extend_windows(priors: list[TickerState], log_close: np.ndarray, config: CoreConfig, arima: Arima
+                    ) -> tuple[list[np.ndarray], list[str | None], dict[int, _Filtered]]:
+    """Each ticker's fitting window with this log close, the refit outcome (``"ok"``, ``"failed"``
+    or None when none was due) and the successful refits by row (per ticker: a refit is a small
+    regression)."""
+    windows: list[np.ndarray] = []
     refits: list[str | None] = []
+    fits: dict[int, _Filtered] = {}
     keep_closes = config.window - 1
     for i, prior in enumerate(priors):
         window = np.concatenate((prior.log_closes[-keep_closes:], log_close[i : i + 1]))
         window.flags.writeable = False
-        fit_windows.append(window)
+        windows.append(window)
         outcome = None
         if window.size == config.window and (prior.since_refit + 1 >= config.refit_every
                                              or prior.refits + prior.failed_refits == 0):
             fit = _fit(arima, window)
             if fit is not None:
-                filtered[i] = fit
+                fits[i] = fit
             outcome = "failed" if fit is None else "ok"
         refits.append(outcome)
+    return windows, refits, fits
 
-    # 4. The feature rows of day t.
-    rows = feature_rows(open_=open_, high=high, low=low, close=close,
-                        volume=np.array([b.volume for b in bars]), prev_close=prev_close,
-                        prev_volume=np.array([s.last_volume for s in priors]), arima_residual=arima_residual)
+
+def _extend_features(priors: list[TickerState], prices: _Prices, arima_residual: np.ndarray,
+                     keep: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The feature rows of day ``t``, and each ticker's last ``keep`` rows with this one (a first
+    bar's row, whose changes are NaN, is not kept)."""
+    rows = feature_rows(open_=prices.open_, high=prices.high, low=prices.low, close=prices.close,
+                        volume=prices.volume, prev_close=prices.prev_close, prev_volume=prices.prev_volume,
+                        arima_residual=arima_residual)
     rows.flags.writeable = False
-    keep = max(model.lookback if model is not None else 0, config.feature_history)
+    first = np.isnan(prices.prev_close)
     buffers = [prior.features if first[i]
                else np.concatenate((prior.features[max(len(prior.features) - keep + 1, 0):], rows[i : i + 1]))
                for i, prior in enumerate(priors)]
     for buffer in buffers:
         buffer.flags.writeable = False
+    return rows, buffers
 
-    # 5. Predict the next close: the configured model where ready, else naive.
+
+def _feature_history(config: CoreConfig, model: PointModel | None) -> int:
+    """Feature rows each ticker keeps: enough for the model's lookback and for ``feature_history``."""
+    return max(model.lookback if model is not None else 0, config.feature_history)
+
+
+def _point_forecast(log_close: np.ndarray, filtered: dict[int, _Filtered],
+                    fit_windows: list[np.ndarray], buffers: list[np.ndarray], config: CoreConfig,
+                    arima: Arima, model: PointModel | None) -> tuple[np.ndarray, np.ndarray]:
+    """The predicted next log close of each ticker and whether the configured model made it (where
+    it is not ready the prediction is naive's: today's log close)."""
+    n = len(log_close)
     log_prediction = log_close.copy()
-    bar_counts = np.array([s.bars + 1 for s in priors])
-    scale = np.sqrt(forecast(variance_ewmas, bar_counts, config.vol_decays, config.vol_weights))
     ready = np.full(n, config.model == "naive")
     if config.model == "arima" and filtered:
         ids = sorted(filtered)
@@ -244,11 +323,20 @@ def step_many(states: Sequence[TickerState | None], bars: Sequence[Bar], config:
             ids_arr = np.array(ids)[usable]
             log_prediction[ids_arr] = log_close[ids_arr] + returns[usable]
             ready[ids_arr] = True
-    scale = np.maximum(scale, MIN_SCALE)
-    predicted_close = np.where(ready & (config.model != "naive"), np.exp(log_prediction), close)
+    return log_prediction, ready
 
-    # 6. Calibrated intervals from the ticker's standardized residuals, this bar's included.
-    keep_residuals = config.calibration_window - 1
+
+def _scale(variance_ewmas: np.ndarray, priors: list[TickerState], config: CoreConfig) -> np.ndarray:
+    """The volatility model's forecast of the next log return's standard deviation, floored."""
+    bar_counts = np.array([s.bars + 1 for s in priors])
+    variance = forecast(variance_ewmas, bar_counts, config.vol_decays, config.vol_weights)
+    return np.maximum(np.sqrt(variance), MIN_SCALE)
+
+
+def _extend_calibrations(priors: list[TickerState], residuals: list[float | None],
+                         width: int) -> list[np.ndarray]:
+    """Each ticker's last ``width`` standardized residuals, this bar's included when it scored one."""
+    keep_residuals = width - 1
     calibrations = []
     for prior, residual in zip(priors, residuals, strict=True):
         if residual is None:
@@ -258,6 +346,14 @@ def step_many(states: Sequence[TickerState | None], bars: Sequence[Bar], config:
                                           else prior.calibration[:0], [residual]))
             calibration.flags.writeable = False
             calibrations.append(calibration)
+    return calibrations
+
+
+def _intervals(log_prediction: np.ndarray, predicted_close: np.ndarray, scale: np.ndarray,
+               calibrations: list[np.ndarray], config: CoreConfig
+               ) -> tuple[list[list[float]], list[list[float]], np.ndarray]:
+    """Calibrated interval bounds ``[n][level]`` around each prediction, and which tickers' calibration
+    is still short (their intervals are the wider Gaussian fallback)."""
     quantiles, short = conformal_quantiles(_padded_abs(calibrations, config.calibration_window),
                                            np.array([c.size for c in calibrations]), config.interval_levels)
     half_width = quantiles * scale[:, None]
@@ -267,23 +363,34 @@ def step_many(states: Sequence[TickerState | None], bars: Sequence[Bar], config:
     with np.errstate(over="ignore"):
         lower = np.minimum(np.exp(log_prediction[:, None] - half_width), predicted_close[:, None]).tolist()
         upper = np.maximum(np.exp(log_prediction[:, None] + half_width), predicted_close[:, None]).tolist()
-    warmup = (~ready | short).tolist()
-    regime = regimes(trailing_vol_rank(fit_windows))
+    return lower, upper, short
 
-    # 7. Records and new states (plain Python values from here on).
-    results = []
+
+def _made(bars: Sequence[Bar], log_prediction: np.ndarray, scale: np.ndarray, predicted_close: np.ndarray,
+          lower: list[list[float]], upper: list[list[float]], warmup: np.ndarray, regime: list[str | None],
+          config: CoreConfig, model: PointModel | None) -> list[LastPrediction]:
+    """The prediction each ticker makes at this bar, as its state keeps it until the next bar scores it
+    (plain Python values from here on)."""
     name, version = _model_identity(config, model)
     levels = config.interval_levels
-    targets = IsoDates(next_weekday)
-    for i, (prior, bar, log_pred, scale_i, close_i, outcome) in enumerate(zip(
-            priors, bars, log_prediction.tolist(), scale.tolist(), predicted_close.tolist(), refits,
-            strict=True)):
-        lp = LastPrediction(
-            as_of=bar.date, log_close=log_pred, scale=scale_i, predicted_close=close_i,
-            naive_close=float(bar.close), levels=levels, lower=tuple(lower[i]), upper=tuple(upper[i]),
-            model=name, model_version=version, warmup=warmup[i], vol_regime=regime[i])
+    return [LastPrediction(as_of=bar.date, log_close=log_pred, scale=scale_i, predicted_close=close_i,
+                           naive_close=float(bar.close), levels=levels, lower=tuple(lower_i),
+                           upper=tuple(upper_i), model=name, model_version=version, warmup=warmup_i,
+                           vol_regime=regime_i)
+            for bar, log_pred, scale_i, close_i, lower_i, upper_i, warmup_i, regime_i in zip(
+                bars, log_prediction.tolist(), scale.tolist(), predicted_close.tolist(), lower, upper,
+                warmup.tolist(), regime, strict=True)]
+
+
+def _new_states(priors: list[TickerState], bars: Sequence[Bar], made: list[LastPrediction],
+                refits: list[str | None], fit_windows: list[np.ndarray],
+                filtered: dict[int, _Filtered], variance_ewmas: np.ndarray,
+                calibrations: list[np.ndarray], buffers: list[np.ndarray]) -> list[TickerState]:
+    """Each ticker's state after this bar, holding the prediction it made."""
+    states = []
+    for i, (prior, bar, lp, outcome) in enumerate(zip(priors, bars, made, refits, strict=True)):
         params_i, a_i, cov_i = filtered.get(i, (prior.arima_params, prior.arima_state, prior.arima_cov))
-        state = TickerState(
+        states.append(TickerState(
             ticker=bar.ticker, last_date=bar.date, bars=prior.bars + 1,
             refits=prior.refits + (outcome == "ok"),
             failed_refits=prior.failed_refits + (outcome == "failed"),
@@ -292,19 +399,27 @@ def step_many(states: Sequence[TickerState | None], bars: Sequence[Bar], config:
             arima_params=params_i, arima_state=a_i, arima_cov=cov_i,
             variance_ewmas=variance_ewmas[i],
             calibration=calibrations[i], features=buffers[i],
-            feature_rows=prior.feature_rows + (prior.bars > 0), last_prediction=lp)
+            feature_rows=prior.feature_rows + (prior.bars > 0), last_prediction=lp))
+    return states
+
+
+def _prediction_records(bars: Sequence[Bar], made: list[LastPrediction], plan: _Plan,
+                        iso: IsoDates) -> list[dict[str, Any]]:
+    """The records of the predictions ``made``: :class:`~models.core.records.Prediction` encodings."""
+    targets = IsoDates(next_weekday)
+    records = []
+    for bar, lp in zip(bars, made, strict=True):
         prediction: dict[str, Any] = {"record_type": "prediction", "ticker": bar.ticker,
                                       "as_of": iso[bar.date], "target_date": targets[bar.date],
-                                      "predicted_close": close_i}
-        for lower_key, upper_key, low_k, up_k in zip(plan.lower_keys, plan.upper_keys, lower[i], upper[i],
+                                      "predicted_close": lp.predicted_close}
+        for lower_key, upper_key, low_k, up_k in zip(plan.lower_keys, plan.upper_keys, lp.lower, lp.upper,
                                                      strict=True):
             prediction[lower_key] = low_k
             prediction[upper_key] = up_k
-        prediction.update(sigma=scale_i, vol_regime=regime[i], model=name, model_version=version,
-                          warmup=warmup[i])
-        results.append(StepResult(state=state, prediction=prediction, score=scores[i], features=rows[i],
-                                  refit=outcome))
-    return results
+        prediction.update(sigma=lp.scale, vol_regime=lp.vol_regime, model=lp.model,
+                          model_version=lp.model_version, warmup=lp.warmup)
+        records.append(prediction)
+    return records
 
 
 def refit(state: TickerState, config: CoreConfig) -> tuple[TickerState, str]:
@@ -330,7 +445,7 @@ def refit(state: TickerState, config: CoreConfig) -> tuple[TickerState, str]:
     return replace(state, **changes), "failed" if fit is None else "ok"
 
 
-def _fit(arima: Arima, window: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+def _fit(arima: Arima, window: np.ndarray) -> _Filtered | None:
     """Parameters and end-of-window filter state, or None when the fit is unusable."""
     try:
         params = arima.fit(window)

@@ -1,0 +1,33 @@
+"""The core's defaults have one source, CoreConfig, which the system settings read theirs from."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from forecaster.settings import DOCS, Settings, env_name, load, table
+from models.core.config import SETTINGS, CoreConfig
+
+
+def test_settings_take_the_core_defaults_and_docs_from_core_config() -> None:
+    defaults = {f.name: f.default for f in dataclasses.fields(Settings)}
+    for name, spec in SETTINGS.items():
+        assert defaults[name] == spec.default, name
+        assert DOCS[name] == spec.metadata["doc"], name
+    assert CoreConfig.from_settings(Settings()) == CoreConfig()
+
+
+def test_core_settings_keep_their_variable_names_and_reach_the_core() -> None:
+    assert sorted(env_name(name) for name in SETTINGS) == [
+        "FORECASTER_ARIMA_ORDER", "FORECASTER_CALIBRATION_WINDOW", "FORECASTER_FEATURE_HISTORY",
+        "FORECASTER_INTERVAL_LEVELS", "FORECASTER_MODEL", "FORECASTER_REFIT_EVERY", "FORECASTER_WINDOW"]
+    settings = load({"FORECASTER_ARIMA_ORDER": "1,1,1", "FORECASTER_WINDOW": "100",
+                     "FORECASTER_INTERVAL_LEVELS": "0.5,0.9", "FORECASTER_MODEL": "naive"})
+    config = CoreConfig.from_settings(settings)
+    assert (config.order, config.window, config.interval_levels, config.model) == (
+        (1, 1, 1), 100, (0.5, 0.9), "naive")
+
+
+def test_every_core_field_is_documented_and_settings_show_the_core_docs() -> None:
+    assert all(f.metadata.get("doc") for f in dataclasses.fields(CoreConfig))
+    shown = {variable: (default, doc) for variable, default, doc in table()}
+    assert shown["FORECASTER_ARIMA_ORDER"] == ("2,1,0", SETTINGS["arima_order"].metadata["doc"])
