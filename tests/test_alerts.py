@@ -293,7 +293,6 @@ def test_outputs_refused_by_the_broker_fire_stalled_and_lag_growing(data_dir: Pa
     expected = expected_records(feed(bars), settings)
     first = LocalBroker(tmp_path / "kafka-1")
     second = JoiningBroker(tmp_path / "kafka-2", first)
-    second_port = free_port()
     try:
         settings = settings.replace(bootstrap=first.start(port=free_port()).bootstrap)
         # The worker's own topics (changelogs, group offsets) live on the first broker only: the
@@ -301,7 +300,7 @@ def test_outputs_refused_by_the_broker_fire_stalled_and_lag_growing(data_dir: Pa
         create_topics(settings)
         with watched(settings, tmp_path) as (worker, prometheus):
             replay_and_wait(bars[:before], settings, worker, prometheus)
-            second.start(port=second_port)
+            second.start(port=free_port())  # any free port: on each start it registers its address anew
             replicate(settings, settings.topic_predictions, brokers=[1, 2], min_insync=2)
             poll(lambda: in_sync_replicas(settings, settings.topic_predictions) == {(1, 2)},
                  "the second broker is not in sync", worker)
@@ -316,7 +315,7 @@ def test_outputs_refused_by_the_broker_fire_stalled_and_lag_growing(data_dir: Pa
             assert len(read_topic(settings, settings.topic_predictions)) == delivered
             assert "NotEnoughReplicas" in worker.output()  # the refusal, retried: what holds the batch
 
-            second.start(port=second_port)
+            second.start(port=free_port())
             finished(thread, outcome)
             records = wait_for_records(settings, set(expected), worker)
             poll(lambda: not {"ForecasterStalled", "ForecasterLagGrowing"} & firing(prometheus).keys(),
