@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 import signal
+import subprocess
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,16 +22,29 @@ from pathlib import Path
 import orjson
 import pytest
 import yaml
-from kafka import KafkaProducer
+from kafka import KafkaAdminClient, KafkaProducer, TopicPartition
+from kafka.admin import ConfigResource, ConfigResourceType
 
+from forecaster.kafka.broker import LocalBroker, free_port
 from forecaster.kafka.client import kafka_python_options
+from forecaster.kafka.topics import create_topics
 from forecaster.settings import Settings
 from models.core.bar import Bar
 from producers.replay import replay
 from tests.deploy.observability import RULES_DIR
 from tests.deploy.prometheus_server import PrometheusServer
+from tests.kafka_helpers import read_topic
 from tests.observed import TICKERS, replay_and_wait, resampled_bars, scraped_worker
-from tests.worker import WorkerProcess, as_read, wait_until
+from tests.worker import (
+    WorkerProcess,
+    as_read,
+    assert_same_as_backtest,
+    expected_records,
+    finished,
+    replay_in_background,
+    wait_for_records,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -195,3 +210,106 @@ def test_a_killed_worker_fires_worker_down(data_dir: Path, settings: Settings, t
         replay(as_read(bars[half:]), settings, progress=False)  # the feed goes on
         (down,) = wait_firing(prometheus, "ForecasterWorkerDown", None)
         assert down["instance"] == f"{worker.settings.metrics_host}:{worker.settings.metrics_port}"
+
+
+class JoiningBroker(LocalBroker):
+    """A broker-only node ``node_id`` in the KRaft cluster of ``first`` (its controller): the second
+    replica that ``min.insync.replicas=2`` needs to mean anything. Kafka caps the setting at a
+    topic's replica count, so on a single broker it never refuses a write."""
+
+    def __init__(self, data_dir: Path, first: LocalBroker, node_id: int = 2) -> None:
+        super().__init__(data_dir)
+        self.first = first
+        self.node_id = node_id
+
+    def _write_config(self, port: int, controller_port: int) -> None:
+        # The first node's configuration, as a broker of its own; the controller stays the first's.
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        config = self.first.config_file.read_text()
+        for key, value in {"process.roles": "broker", "node.id": str(self.node_id),
+                           "listeners": f"PLAINTEXT://127.0.0.1:{port}",
+                           "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
+                           "log.dirs": str(self.log_dir)}.items():
+            config, found = re.subn(rf"^{re.escape(key)}=.*$", f"{key}={value}", config, flags=re.M)
+            assert found == 1, f"{key} is not set once in {self.first.config_file}"
+        self.config_file.write_text(config)
+
+    def _format(self, java: str, libs: Path) -> None:
+        meta = (self.first.log_dir / "meta.properties").read_text()
+        cluster_id = re.search(r"^cluster\.id=(.+)$", meta, flags=re.M)
+        assert cluster_id, meta
+        result = subprocess.run(
+            [java, *self._jvm_options(), "-cp", f"{libs}/*", "kafka.tools.StorageTool", "format",
+             f"--cluster-id={cluster_id[1]}", f"--config={self.config_file}"],
+            capture_output=True, text=True, check=False,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def in_sync_replicas(settings: Settings, topic: str) -> set[tuple[int, ...]]:
+    """The sets of in-sync replicas (broker ids) that the partitions of ``topic`` have."""
+    admin = KafkaAdminClient(**kafka_python_options(settings))
+    try:
+        (described,) = admin.describe_topics([topic])
+    finally:
+        admin.close()
+    return {tuple(sorted(p["isr_nodes"])) for p in described["partitions"]}
+
+
+def replicate(settings: Settings, topic: str, brokers: list[int], min_insync: int) -> None:
+    """Give every partition of ``topic`` the replicas ``brokers`` (the first leads) and require
+    ``min_insync`` of them in sync for a write with acks from all replicas."""
+    admin = KafkaAdminClient(**kafka_python_options(settings))
+    try:
+        admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic,
+                                            configs={"min.insync.replicas": str(min_insync)})])
+        partitions = range(len(admin.describe_topics([topic])[0]["partitions"]))
+        refused = {tp: error for tp, error in admin.alter_partition_reassignments(
+            {TopicPartition(topic, p): brokers for p in partitions}).items() if error is not None}
+        assert not refused, refused
+    finally:
+        admin.close()
+
+
+def test_outputs_refused_by_the_broker_fire_stalled_and_lag_growing(data_dir: Path, settings: Settings,
+                                                                    tmp_path: Path) -> None:
+    # The predictions topic gets a second replica on a second broker and needs both in sync
+    # (min.insync.replicas=2); that broker stops. The worker's outputs (acks from all replicas)
+    # are refused with NOT_ENOUGH_REPLICAS, which is retriable: its batch waits, alive and scraped,
+    # while the feed goes on. The broker comes back: the batch goes through and the worker catches up.
+    bars = resampled_bars(data_dir, shift=False)
+    before = 100 * len(TICKERS)  # past the ARIMA window: predictions flow before the fault
+    expected = expected_records(as_read(bars), settings)
+    first = LocalBroker(tmp_path / "kafka-1")
+    second = JoiningBroker(tmp_path / "kafka-2", first)
+    try:
+        settings = settings.replace(bootstrap=first.start(port=free_port()).bootstrap)
+        # The worker's own topics (changelogs, group offsets) live on the first broker only: the
+        # second joins once they exist, and only the predictions topic is replicated to it.
+        create_topics(settings)
+        with watched(settings, tmp_path) as (worker, prometheus):
+            replay_and_wait(bars[:before], settings, worker, prometheus)
+            second.start(port=free_port())  # any free port: on each start it registers its address anew
+            replicate(settings, settings.topic_predictions, brokers=[1, 2], min_insync=2)
+            wait_until(lambda: in_sync_replicas(settings, settings.topic_predictions) == {(1, 2)},
+                       "the second broker is not in sync", worker)
+            second.stop()
+            wait_until(lambda: in_sync_replicas(settings, settings.topic_predictions) == {(1,)},
+                       "the second broker is still in sync after its stop", worker)
+            delivered = len(read_topic(settings, settings.topic_predictions))
+
+            thread, outcome = replay_in_background(as_read(bars[before:]), settings, rate=20.0)
+            wait_firing(prometheus, "ForecasterLagGrowing", worker)
+            wait_firing(prometheus, "ForecasterStalled", worker)
+            assert len(read_topic(settings, settings.topic_predictions)) == delivered
+            assert "NotEnoughReplicas" in worker.output()  # the refusal, retried: what holds the batch
+
+            second.start(port=free_port())
+            finished(thread, outcome)
+            records = wait_for_records(settings, set(expected), worker)
+            wait_until(lambda: not {"ForecasterStalled", "ForecasterLagGrowing"} & firing(prometheus).keys(),
+                       "ForecasterStalled or ForecasterLagGrowing still fires", worker)
+    finally:
+        second.stop()
+        first.stop()
+    assert assert_same_as_backtest(records, expected) == 0

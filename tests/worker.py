@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections import Counter
@@ -20,8 +21,9 @@ from forecaster.settings import Settings, to_environ
 from models.backtest import run_backtest
 from models.core.bar import Bar
 from models.core.config import CoreConfig
+from producers.pacing import Pacing
 from producers.readers import ReadResult, read_csv_bars
-from producers.replay import replay
+from producers.replay import ReplaySummary, replay
 from tests.kafka_helpers import read_topic
 
 FORECASTER_WORKER = [sys.executable, "-m", "forecaster.cli", "worker"]
@@ -194,3 +196,26 @@ def replay_2011_and_wait(bars: ReadResult, settings: Settings, expected: dict[Ke
     """Replay the first year of a :func:`bokeh_slice` and wait for the worker's predictions of it."""
     replay(only_days(bars, lambda day: day.year == 2011), settings, progress=False)
     wait_for_records(settings, {k for k in expected if k[0] == "prediction" and k[2] < "2012"}, worker)
+
+
+def replay_in_background(read: ReadResult, settings: Settings, rate: float) -> tuple[threading.Thread, list]:
+    """A paced replay in a thread; the list receives its summary (or the exception it raised)."""
+    outcome: list[ReplaySummary | BaseException] = []
+
+    def run() -> None:
+        try:
+            outcome.append(replay(read, settings, pacing=Pacing(rate=rate), progress=False))
+        except BaseException as exc:  # handed to the test, which fails with it
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+def finished(thread: threading.Thread, outcome: list) -> ReplaySummary:
+    thread.join(timeout=300)
+    assert outcome, "the replay did not finish"
+    if isinstance(outcome[0], BaseException):
+        raise outcome[0]
+    return outcome[0]

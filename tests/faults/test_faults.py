@@ -11,7 +11,6 @@ import datetime as dt
 import os
 import random
 import signal
-import threading
 import time
 from pathlib import Path
 
@@ -23,9 +22,8 @@ from forecaster.kafka.broker import LocalBroker, free_port
 from forecaster.kafka.client import kafka_python_options
 from forecaster.kafka.topics import create_topics
 from forecaster.settings import Settings
-from producers.pacing import Pacing
 from producers.readers import ReadResult
-from producers.replay import ReplaySummary, replay
+from producers.replay import replay
 from tests.kafka_helpers import read_topic
 from tests.worker import (
     FORECASTER_WORKER,
@@ -33,9 +31,11 @@ from tests.worker import (
     assert_same_as_backtest,
     bokeh_slice,
     expected_records,
+    finished,
     only_days,
     record_key,
     replay_2011_and_wait,
+    replay_in_background,
     streamed_records,
     wait_for_records,
     wait_until,
@@ -62,21 +62,6 @@ def figures(name: str, bars_in: int, records: list[dict], expected: dict, **extr
         "lost": len(wanted - unique), "duplicated": len(predictions) - len(unique), **extra}).decode())
 
 
-def replay_in_background(read: ReadResult, settings: Settings, rate: float) -> tuple[threading.Thread, list]:
-    """A paced replay in a thread; the list receives its summary (or the exception it raised)."""
-    outcome: list[ReplaySummary | BaseException] = []
-
-    def run() -> None:
-        try:
-            outcome.append(replay(read, settings, pacing=Pacing(rate=rate), progress=False))
-        except BaseException as exc:  # handed to the test, which fails with it
-            outcome.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread, outcome
-
-
 def wait_until_streamed(settings: Settings, target: int, worker: WorkerProcess, outcome: list,
                         timeout_s: float = 180.0) -> None:
     """Poll until the predictions topic holds ``target`` records; a failed replay or worker fails
@@ -92,14 +77,6 @@ def wait_until_streamed(settings: Settings, target: int, worker: WorkerProcess, 
                                  f"bars on the topic and the replay {'done' if outcome else 'running'}; "
                                  f"the worker's log ends:\n{worker.output()}")
         time.sleep(0.1)
-
-
-def finished(thread: threading.Thread, outcome: list) -> ReplaySummary:
-    thread.join(timeout=300)
-    assert outcome, "the replay did not finish"
-    if isinstance(outcome[0], BaseException):
-        raise outcome[0]
-    return outcome[0]
 
 
 def test_worker_killed_three_times_during_a_replay_loses_nothing(bars: ReadResult, worker_settings: Settings,
