@@ -19,9 +19,9 @@ import faust
 
 from forecaster.kafka.client import aiokafka_options
 from forecaster.settings import load
-from stream_app.app import CHANGELOG_CONFIG, ForecasterApp, app_options
+from stream_app.app import CHANGELOG_CONFIG, app_options
+from stream_app.faust_adapter import ForecasterApp, TableAccess
 from stream_app.sender import BatchSender, output_producer
-from stream_app.table_access import TableAccess
 
 settings = load()
 datadir = Path(settings.home) / "pattern-agent"
