@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 import faust
@@ -59,14 +59,17 @@ class PositionKeeper:
         Where redeliveries and seeks are counted.
     patience_s
         How long a partition may stall before it is sought back (:class:`StallWatch`).
+    clock
+        Monotonic seconds, for the stall watch; injectable for tests.
     """
 
     def __init__(self, table: Any, topic: str, consumer: Consumer, metrics: WorkerMetrics,
-                 patience_s: float = STALL_PATIENCE_S) -> None:
+                 patience_s: float = STALL_PATIENCE_S, clock: Callable[[], float] = time.monotonic) -> None:
         self.table = table
         self.topic = topic
         self.consumer = consumer
         self.metrics = metrics
+        self.clock = clock
         self.guard = PositionGuard()
         self.stall_watch = StallWatch(patience_s)
         self._generation: int | None = None  # the consumer group generation last seen
@@ -148,7 +151,7 @@ class PositionKeeper:
         if busy:
             self.stall_watch.hold()
             return
-        now = time.monotonic()
+        now = self.clock()
         for partition, position, highwater in self.progress():
             if self.stall_watch.stalled(partition, position, highwater, now):
                 log.warning("bars partition %d: no progress at offset %d with %d offsets after it; "
