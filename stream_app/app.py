@@ -48,7 +48,7 @@ import gc
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import faust
 from faust.types import TP
@@ -196,7 +196,8 @@ def create_app(settings: Settings, log_level: int = logging.WARNING) -> Forecast
     app.after_stop = startup.stop  # Faust's stop drains the agent's batches first: they need the producer
 
     @app.agent(bars_topic, name="forecast")
-    async def forecast(stream: faust.StreamT) -> None:
+    async def forecast(agent_stream: faust.StreamT) -> None:
+        stream = cast(faust.Stream, agent_stream)  # what agents get; StreamT declares no take_events
         tables = TableAccess(stream)
         async for events in stream.take_events(settings.batch_size, within=settings.batch_timeout_s):
             try:
@@ -214,7 +215,7 @@ def create_app(settings: Settings, log_level: int = logging.WARNING) -> Forecast
     async def reload_champion() -> None:
         await model.check_for_new_champion()
 
-    @app.on_partitions_assigned.connect
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # its type misses the assignment Faust sends
     async def drop_series_of_lost_partitions(sender: Any, assigned: set[TP], **kwargs: Any) -> None:
         # Faust's (eager) rebalances hand every worker its whole new assignment here: stop exporting
         # what it no longer owns.

@@ -13,12 +13,11 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
-import faust
 import orjson
 
 from forecaster.settings import Settings
 from models.core.state import StateVersionError, TickerState
-from stream_app.faust_adapter import TableAccess, in_messages
+from stream_app.faust_adapter import Event, TableAccess, in_messages
 from stream_app.monitor import ForecastMonitor
 from stream_app.position_keeper import PositionKeeper
 from stream_app.processor import BatchOutput, BatchProcessor, prediction_records
@@ -92,7 +91,7 @@ class BatchHandler:
         self.codec = StateCodec()
         self.busy = False  # a batch is in hand (the stall watch holds still meanwhile)
 
-    async def handle(self, events: Sequence[faust.EventT], tables: TableAccess, processor: BatchProcessor,
+    async def handle(self, events: Sequence[Event], tables: TableAccess, processor: BatchProcessor,
                      sender: Sender) -> None:
         """Handle one batch; returns once its outputs are delivered and its states written."""
         self.keeper.note_generation()
@@ -104,7 +103,8 @@ class BatchHandler:
         last_of_partition = {e.message.partition: e for e in events}
         admission = self.keeper.admit(messages, tables, last_of_partition)
         states = {ticker: self.codec.decode(ticker, tables.get(self.states, key, event))
-                  for key, event in last_event.items() if (ticker := _ticker(key)) is not None}
+                  for key, event in last_event.items()
+                  if key is not None and (ticker := _ticker(key)) is not None}
         output = processor.process(admission.admitted, states)
         await sender.send(self._records(output))
         for ticker, state in output.states.items():

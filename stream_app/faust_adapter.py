@@ -31,7 +31,7 @@ import logging
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
 import faust
 from aiokafka.errors import IllegalStateError
@@ -81,7 +81,41 @@ class ForecasterApp(faust.App):
                         "leaving them to Faust", exc)
 
 
-def in_messages(events: Iterable[faust.EventT]) -> list[InMessage]:
+class Message(Protocol):
+    """What the worker reads of a consumed message (``faust.types.Message``)."""
+
+    @property
+    def key(self) -> bytes | None: ...
+
+    @property
+    def value(self) -> bytes | None: ...
+
+    @property
+    def partition(self) -> int: ...
+
+    @property
+    def offset(self) -> int: ...
+
+    @property
+    def timestamp(self) -> float | None: ...
+
+
+class Event(Protocol):
+    """An agent's event (``faust.EventT``), as far as the worker reads it."""
+
+    @property
+    def message(self) -> Message: ...
+
+
+class Stream(Protocol):
+    """The agent's stream (``faust.Stream``) as its stores read it: the current event."""
+
+    current_event: Any
+
+    def _set_current_event(self, event: Any = None) -> None: ...
+
+
+def in_messages(events: Iterable[Event]) -> list[InMessage]:
     """What the batch processor needs of each of an agent's events, in order."""
     return [InMessage(e.message.key, e.message.value, e.message.partition, e.message.offset,
                       e.message.timestamp) for e in events]
@@ -96,27 +130,27 @@ class TableAccess:
         The agent's stream (the one whose current event Faust's stores look at).
     """
 
-    def __init__(self, stream: faust.StreamT) -> None:
+    def __init__(self, stream: Stream) -> None:
         self.stream = stream
 
-    def get(self, table: Any, key: bytes, event: faust.EventT) -> Any:
+    def get(self, table: Any, key: bytes, event: Event) -> Any:
         """``table.get(key)``, looked up in the partition of ``event``, one of the key's own."""
         with self._under(event):
             return table.get(key)
 
-    def set(self, table: Any, key: bytes, value: Any, event: faust.EventT) -> None:
+    def set(self, table: Any, key: bytes, value: Any, event: Event) -> None:
         """``table[key] = value``, written to the partition of ``event``, one of the key's own."""
         with self._under(event):
             table[key] = value
 
     @contextmanager
-    def _under(self, event: faust.EventT) -> Iterator[None]:
+    def _under(self, event: Event) -> Iterator[None]:
         previous = self.stream.current_event
-        self.stream._set_current_event(event)  # type: ignore[attr-defined]
+        self.stream._set_current_event(event)
         try:
             yield
         finally:
-            self.stream._set_current_event(previous)  # type: ignore[attr-defined]
+            self.stream._set_current_event(previous)
 
 
 class BarsConsumer:

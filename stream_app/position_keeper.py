@@ -13,9 +13,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
-import faust
-
-from stream_app.faust_adapter import TableAccess
+from stream_app.faust_adapter import Event, TableAccess
 from stream_app.metrics import WorkerMetrics
 from stream_app.positions import Admission, M, PositionGuard, StallWatch
 
@@ -97,14 +95,14 @@ class PositionKeeper:
             self.stall_watch.reset()
 
     def admit(self, messages: Sequence[M], tables: TableAccess,
-              last_of_partition: Mapping[int, faust.EventT]) -> Admission[M]:
+              last_of_partition: Mapping[int, Event]) -> Admission[M]:
         """What of a batch to handle, against the positions read under each partition's last event."""
         positions = {partition: _position(tables.get(self.table, self.key(partition), event))
                      for partition, event in last_of_partition.items()}
         return self.guard.admit(messages, positions)
 
     def write(self, admission: Admission[Any], tables: TableAccess,
-              last_of_partition: Mapping[int, faust.EventT]) -> None:
+              last_of_partition: Mapping[int, Event]) -> None:
         """Write the new positions, each under its partition's last event."""
         for partition, position in admission.positions.items():
             tables.set(self.table, self.key(partition), str(position).encode(), last_of_partition[partition])

@@ -84,9 +84,12 @@ def worker(tmp_path: Path) -> Worker:
                   BatchProcessor(CoreConfig(model="naive"), topic=bars, clock=lambda: "now"))
 
 
+def bar_record(ticker: str, day: int, close: float = 10.0) -> dict:
+    return Bar(ticker, DAY + dt.timedelta(days=day), close, close, close, close, 1000.0).to_dict()
+
+
 def bar_event(ticker: str, day: int, partition: int, offset: int, close: float = 10.0) -> FakeEvent:
-    bar = Bar(ticker, DAY + dt.timedelta(days=day), close, close, close, close, 1000.0)
-    return event(ticker.encode(), orjson.dumps(bar.to_dict()), partition, offset)
+    return event(ticker.encode(), orjson.dumps(bar_record(ticker, day, close)), partition, offset)
 
 
 def kinds(records: list[Record]) -> list[tuple[str, bytes | None, str, str]]:
@@ -151,7 +154,7 @@ def test_a_batch_whose_delivery_fails_writes_nothing_and_comes_again_whole(worke
 
 
 def test_a_poison_message_is_dead_lettered_and_the_batch_goes_on(worker: Worker) -> None:
-    negative = orjson.dumps({**orjson.loads(bar_event("AAA", 1, 0, 0).message.value), "close": -1.0})
+    negative = orjson.dumps({**bar_record("AAA", 1), "close": -1.0})
     sent = worker.handle(worker.handler(), [event(b"AAA", b"{not json", 0, 0), event(b"AAA", negative, 0, 1),
                                             bar_event("BBB", 0, 1, 0)])
     dlq, predictions = worker.settings.topic_dlq, worker.settings.topic_predictions
