@@ -47,6 +47,7 @@ import asyncio
 import gc
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -177,6 +178,18 @@ def app_options(settings: Settings) -> dict[str, Any]:
     )
 
 
+@dataclass(frozen=True)
+class WorkerParts:
+    """The worker's parts, as :func:`create_app` wires them."""
+
+    metrics: WorkerMetrics
+    monitor: ForecastMonitor
+    model: ModelHolder
+    keeper: PositionKeeper
+    handler: BatchHandler
+    startup: Startup
+
+
 def create_app(settings: Settings, log_level: int = logging.WARNING) -> ForecasterApp:
     """The Faust app for ``settings``, logging at ``log_level``; nothing connects until a worker starts."""
     datadir = Path(settings.home) / "worker"
@@ -191,9 +204,17 @@ def create_app(settings: Settings, log_level: int = logging.WARNING) -> Forecast
     monitor = ForecastMonitor(settings, metrics)
     model = ModelHolder(settings, monitor)
     keeper = PositionKeeper(positions, settings.topic_bars, BarsConsumer(app, settings.topic_bars), metrics)
-    handler = BatchHandler(settings, states, keeper, monitor)
-    startup = Startup(settings, metrics, model, app.conf.producer_request_timeout)
-    app.after_stop = startup.stop  # Faust's stop drains the agent's batches first: they need the producer
+    parts = WorkerParts(metrics, monitor, model, keeper, BatchHandler(settings, states, keeper, monitor),
+                        Startup(settings, metrics, model, app.conf.producer_request_timeout))
+    app.after_stop = parts.startup.stop  # Faust's stop drains the agent's batches first: they need it
+    _run_parts(app, bars_topic, settings, parts, log_level)
+    datadir.mkdir(parents=True, exist_ok=True)  # Faust does not create a missing parent
+    return app
+
+
+def _run_parts(app: ForecasterApp, bars_topic: faust.TopicT, settings: Settings, parts: WorkerParts,
+               log_level: int) -> None:
+    """The agent, timers, signal handler and start-up task that call the parts."""
 
     @app.agent(bars_topic, name="forecast")
     async def forecast(agent_stream: faust.StreamT) -> None:
@@ -201,8 +222,8 @@ def create_app(settings: Settings, log_level: int = logging.WARNING) -> Forecast
         tables = TableAccess(stream)
         async for events in stream.take_events(settings.batch_size, within=settings.batch_timeout_s):
             try:
-                processor, sender = await startup.ensure()
-                await handler.handle(list(events), tables, processor, sender)
+                processor, sender = await parts.startup.ensure()
+                await parts.handler.handle(list(events), tables, processor, sender)
             except Exception:
                 # Poison never gets here (it is dead-lettered); this is a bug or a lost broker. Leave
                 # before Faust acks the batch, so that it is processed again after the restart.
@@ -213,23 +234,23 @@ def create_app(settings: Settings, log_level: int = logging.WARNING) -> Forecast
 
     @app.timer(settings.model_reload_s)
     async def reload_champion() -> None:
-        await model.check_for_new_champion()
+        await parts.model.check_for_new_champion()
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # its type misses the assignment Faust sends
     async def drop_series_of_lost_partitions(sender: Any, assigned: set[TP], **kwargs: Any) -> None:
         # Faust's (eager) rebalances hand every worker its whole new assignment here: stop exporting
         # what it no longer owns.
-        monitor.retain_partitions({tp.partition for tp in assigned if tp.topic == settings.topic_bars})
+        parts.monitor.retain_partitions({tp.partition for tp in assigned if tp.topic == settings.topic_bars})
 
     @app.timer(LAG_INTERVAL_S)
     async def consumer_lag() -> None:
-        for partition, lag in keeper.lags():
-            monitor.observe_consumer_lag(partition, lag)
+        for partition, lag in parts.keeper.lags():
+            parts.monitor.observe_consumer_lag(partition, lag)
 
     @app.timer(STALL_CHECK_S)
     async def stalled_partitions() -> None:
-        if model.processor is not None:  # started
-            await keeper.seek_stalled(busy=handler.busy)
+        if parts.model.processor is not None:  # started
+            await parts.keeper.seek_stalled(busy=parts.handler.busy)
 
     @app.task
     async def on_worker_start() -> None:
@@ -237,14 +258,11 @@ def create_app(settings: Settings, log_level: int = logging.WARNING) -> Forecast
         # cost about 10 % of the worker's CPU.
         logging.getLogger().setLevel(log_level)
         # Metrics and the model are up before the first bar, so an idle worker is visible too.
-        await startup.ensure()
+        await parts.startup.ensure()
         # What start-up loaded (modules, Faust, the model) lives as long as the worker: out of the
         # collector's full passes, which took 60-90 ms each, every few seconds, with it in them
         # (the latency tail, docs/benchmarks.md); with it frozen they take about 3 ms.
         gc.freeze()
-
-    datadir.mkdir(parents=True, exist_ok=True)  # Faust does not create a missing parent
-    return app
 
 
 def __getattr__(name: str) -> Any:
