@@ -21,9 +21,9 @@ import faust
 
 from forecaster.kafka.client import aiokafka_options
 from forecaster.settings import load
-from stream_app.app import CHANGELOG_CONFIG, ForecasterApp, app_options
+from stream_app.app import CHANGELOG_CONFIG, app_options
+from stream_app.faust_adapter import ForecasterApp, TableAccess
 from stream_app.sender import BatchSender, output_producer
-from stream_app.table_access import TableAccess
 
 settings = load()
 datadir = Path(settings.home) / "pattern-agent"
@@ -46,10 +46,11 @@ async def echo(stream: faust.StreamT) -> None:
     producer = output_producer(aiokafka_options(settings), None, app.conf.producer_request_timeout)
     await producer.start()
     sender = BatchSender(producer)
-    tables = TableAccess(stream)
+    # Faust types an agent's stream as StreamT, which lacks take_events; it passes a Stream.
+    real_stream = cast(faust.Stream, stream)
+    tables = TableAccess(real_stream)
     try:
-        # Faust types an agent's stream as StreamT, which lacks take_events; it passes a Stream.
-        batches = cast(faust.Stream, stream).take_events(settings.batch_size, within=settings.batch_timeout_s)
+        batches = real_stream.take_events(settings.batch_size, within=settings.batch_timeout_s)
         async for events in batches:
             keyed = _keyed(events)
             await sender.send([(settings.topic_predictions, key, value) for key, value, _ in keyed])

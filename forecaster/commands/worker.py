@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import sys
 from pathlib import Path
 
 from forecaster.settings import Settings, env_name
@@ -29,14 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    # The app module reads the environment (so that `faust -A stream_app.app` works alike); the
-    # options are handed to it that way.
-    overrides = {"home": str(args.workdir.resolve()) if args.workdir else None,
-                 "metrics_port": args.metrics_port, "bootstrap": args.bootstrap}
-    for name, value in overrides.items():
-        if value is not None:
-            os.environ[env_name(name)] = str(value)
-    settings = settings.replace(**overrides)
+    settings = settings.replace(home=str(args.workdir.resolve()) if args.workdir else None,
+                                metrics_port=args.metrics_port, bootstrap=args.bootstrap)
     # Faust reports a bad core setting, a taken port or an absent broker with a traceback from its
     # crash handler (the broker after 45 s): they are checked first, to say in one line what to do.
     require_core_settings(settings)
@@ -46,11 +38,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     require_free_port(settings.metrics_host, settings.metrics_port, what="metrics",
                       setting=env_name("metrics_port"), option="--metrics-port")
     require_broker(settings, args.connect_timeout)
-    from stream_app.app import app
+    from stream_app.app import create_app
+    from stream_app.faust_adapter import run_worker
 
-    app.forecast_service.log_level = logging.getLogger().level  # type: ignore[attr-defined]  # from -l
-    # --without-web: Faust's CLI turns its web server on whatever the app says; one fixed port per
-    # worker would stop a second worker on the same host, and the metrics have their own endpoint.
-    sys.argv = ["forecaster worker", "worker", "--loglevel", args.loglevel, "--without-web"]
-    app.main()
-    return 0
+    run_worker(create_app(settings, log_level=logging.getLogger().level), args.loglevel)  # -l's level

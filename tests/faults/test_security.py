@@ -41,8 +41,10 @@ from forecaster.settings import Settings
 from forecaster.startup import require_broker
 from models import registry
 from models.core.config import CoreConfig
-from stream_app.app import create_app
+from stream_app.app import Startup, create_app
 from stream_app.metrics import WorkerMetrics
+from stream_app.model_holder import ModelHolder
+from stream_app.monitor import ForecastMonitor
 from stream_app.processor import BatchProcessor
 
 pytestmark = pytest.mark.faults
@@ -237,16 +239,18 @@ def test_the_worker_serves_metrics_at_the_settings_address(monkeypatch: pytest.M
     port = free_port()
     settings = Settings(home=str(tmp_path), metrics_host="127.0.0.2", metrics_port=port,
                         bootstrap=kafka_bootstrap)  # the worker starts its output producer too
-    service = create_app(settings).forecast_service  # type: ignore[attr-defined]
+    metrics = WorkerMetrics()
+    model = ModelHolder(settings, ForecastMonitor(settings, metrics))
+    startup = Startup(settings, metrics, model, request_timeout_s=30.0)
 
     async def no_registry() -> None:  # the model is not what this test is about
-        service.processor = BatchProcessor(CoreConfig(model="naive"))
+        model.processor = BatchProcessor(CoreConfig(model="naive"))
 
     async def start_and_stop() -> None:
-        await service.ensure_started()
-        await service.stop()
+        await startup.ensure()
+        await startup.stop()
 
-    monkeypatch.setattr(service, "reload_model", no_registry)
+    monkeypatch.setattr(model, "reload", no_registry)
     asyncio.run(start_and_stop())
     assert _answers("127.0.0.2", port) and not _answers("127.0.0.1", port)
 

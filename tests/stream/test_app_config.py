@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import argparse
+import os
 from pathlib import Path
 
 import pytest
 
+from forecaster.kafka.broker import free_port
 from forecaster.settings import Settings
+from models import registry
+from stream_app import faust_adapter
 from stream_app.app import create_app
+from stream_app.faust_adapter import ForecasterApp
 
 
 @pytest.mark.parametrize(("setting", "expected"), [("none", None), ("lz4", "lz4"), ("zstd", "zstd")])
@@ -20,3 +26,25 @@ def test_the_worker_compresses_its_records_as_configured(tmp_path: Path, setting
 def test_an_unknown_compression_is_refused_with_the_choices(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"FORECASTER_WORKER_COMPRESSION='brotli' is not one of none, gzip"):
         create_app(Settings(home=str(tmp_path), worker_compression="brotli"))
+
+
+def test_forecaster_worker_hands_its_options_to_the_app_not_to_the_environment(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from forecaster.commands import worker
+
+    ran: list[tuple[ForecasterApp, str]] = []
+    monkeypatch.setattr(worker, "require_broker", lambda settings, timeout_s: None)
+    monkeypatch.setattr(registry, "require_champion_extras", lambda settings: None)
+    monkeypatch.setattr(faust_adapter, "run_worker", lambda app, loglevel: ran.append((app, loglevel)))
+    environ = dict(os.environ)
+    port = free_port()
+    args = argparse.Namespace(workdir=tmp_path / "workdir", metrics_port=port, bootstrap="kafka-1:9092",
+                              connect_timeout=1.0, loglevel="info")
+    worker.run(args, Settings(home=str(tmp_path / "home")))
+    [(app, loglevel)] = ran
+    settings = app.forecaster_settings
+    assert (settings.home, settings.metrics_port, settings.bootstrap) == (str(tmp_path / "workdir"), port,
+                                                                         "kafka-1:9092")
+    assert [str(url) for url in app.conf.broker] == ["kafka://kafka-1:9092"] and loglevel == "info"
+    assert (tmp_path / "workdir" / "worker").is_dir() and not (tmp_path / "home").exists()
+    assert dict(os.environ) == environ

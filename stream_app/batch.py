@@ -1,0 +1,150 @@
+"""One batch of the agent's events: admitted, processed, sent, then written (in that order).
+
+:class:`BatchHandler` runs steps 2 to 5 of the flow that :mod:`stream_app.app` narrates: the
+position keeper admits the batch, the processor computes its outputs, the sender delivers them, and
+only then are the states and positions written, each under an event of its own partition.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
+
+import orjson
+
+from forecaster.settings import Settings
+from models.core.state import StateVersionError, TickerState
+from stream_app.faust_adapter import Event, TableAccess, in_messages
+from stream_app.monitor import ForecastMonitor
+from stream_app.position_keeper import PositionKeeper
+from stream_app.processor import BatchOutput, BatchProcessor, prediction_records
+
+log = logging.getLogger(__name__)
+
+
+class StateCodec:
+    """Ticker states to and from the table's bytes, each state decoded once.
+
+    The worker writes the states' bytes itself (:meth:`encode`) and keeps the state each came from:
+    while the table holds those bytes, the state is that one. Bytes it did not write (recovered
+    from the changelog) are decoded. A state decoded in every batch cost 4 % of the worker's
+    thread under load; RocksDB hands back a new copy at every read, hence equality, not identity.
+    """
+
+    def __init__(self) -> None:
+        self._known: dict[str, tuple[bytes, TickerState]] = {}
+
+    def decode(self, ticker: str, raw: bytes | None) -> TickerState | None:
+        """The state behind ``raw``, ``ticker``'s bytes in the table (None: no state yet)."""
+        if raw is None:
+            return None
+        known = self._known.get(ticker)
+        if known is not None and known[0] == raw:
+            return known[1]
+        try:
+            state = TickerState.from_bytes(raw)
+        except StateVersionError as error:
+            # A state of another format (an upgrade) must not stop the worker at every restart: the
+            # ticker warms up again from its next bar, as a new ticker does.
+            log.warning("ticker %s starts afresh: %s", ticker, error)
+            return None
+        self._known[ticker] = (raw, state)
+        return state
+
+    def encode(self, ticker: str, state: TickerState) -> bytes:
+        """The bytes to write for ``ticker``'s new state, remembered with it."""
+        raw = state.to_bytes()
+        self._known[ticker] = (raw, state)
+        return raw
+
+
+class Sender(Protocol):
+    """What the handler needs of the sender (:class:`stream_app.sender.BatchSender`)."""
+
+    async def send(self, records: Iterable[tuple[str, bytes | None, bytes]]) -> None: ...
+
+
+class BatchHandler:
+    """Handles the agent's batches: admit, process, send, write.
+
+    Parameters
+    ----------
+    settings
+        The worker's settings (its topics).
+    states
+        The table of ticker states: the ticker's bytes -> the state's bytes.
+    keeper
+        The positions of the source partitions.
+    monitor
+        Where each batch's results are observed.
+    """
+
+    def __init__(self, settings: Settings, states: Any, keeper: PositionKeeper,
+                 monitor: ForecastMonitor) -> None:
+        self.settings = settings
+        self.states = states
+        self.keeper = keeper
+        self.monitor = monitor
+        self.codec = StateCodec()
+        self.busy = False  # a batch is in hand (the stall watch holds still meanwhile)
+
+    async def handle(self, events: Sequence[Event], tables: TableAccess, processor: BatchProcessor,
+                     sender: Sender) -> None:
+        """Handle one batch; returns once its outputs are delivered and its states written."""
+        self.keeper.note_generation()
+        self.busy = True
+        started = time.perf_counter()
+        messages = in_messages(events)
+        # Each key read and written under its own last event: see stream_app.faust_adapter.
+        last_event = {e.message.key: e for e in events}
+        last_of_partition = {e.message.partition: e for e in events}
+        admission = self.keeper.admit(messages, tables, last_of_partition)
+        states = {ticker: self.codec.decode(ticker, tables.get(self.states, key, event))
+                  for key, event in last_event.items()
+                  if key is not None and (ticker := _ticker(key)) is not None}
+        output = processor.process(admission.admitted, states)
+        await sender.send(self._records(output))
+        for ticker, state in output.states.items():
+            key = ticker.encode()
+            tables.set(self.states, key, self.codec.encode(ticker, state), last_event[key])
+        self.keeper.write(admission, tables, last_of_partition)
+        await self.keeper.follow_up(admission)
+        self.monitor.observe_partitions({ticker: m.partition for m in admission.admitted
+                                         if (ticker := _ticker(m.key)) is not None})
+        self.monitor.observe_batch(output.results, time.perf_counter() - started)
+        self.monitor.observe_dead_letters(letter.reason for letter in output.dead_letters)
+        self.monitor.observe_delivery(m.timestamp for m in admission.admitted)
+        self.busy = False
+
+    def _records(self, output: BatchOutput) -> list[tuple[str, bytes | None, bytes]]:
+        """``(topic, key, value)`` of a batch's scores and predictions, then its dead letters."""
+        produced_at = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+        predictions, dlq = self.settings.topic_predictions, self.settings.topic_dlq
+        records: list[tuple[str, bytes | None, bytes]] = [
+            (predictions, ticker.encode(), orjson.dumps(record))
+            for ticker, record in prediction_records(output, {"produced_at": produced_at})]
+        records += [(dlq, _dead_letter_key(letter.raw), orjson.dumps(letter.to_dict()))
+                    for letter in output.dead_letters]
+        return records
+
+
+def _ticker(key: bytes | None) -> str | None:
+    # The ticker whose state a message's key names; a bar is applied only under its ticker's
+    # exact bytes (stream_app.processor.decode_bar), so a key that is not UTF-8 names none.
+    try:
+        return key.decode() if key is not None else None
+    except UnicodeDecodeError:
+        return None
+
+
+def _dead_letter_key(raw: str) -> bytes | None:
+    # Dead letters are keyed by ticker when the raw message names one, so that a ticker's rejects
+    # stay in order; otherwise they spread over partitions.
+    try:
+        ticker = orjson.loads(raw).get("ticker")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    return ticker.encode() if isinstance(ticker, str) and ticker else None

@@ -1,0 +1,218 @@
+"""Every use the worker makes of Faust beyond its documented API, in one place.
+
+Checked against faust-streaming 0.15.3 (the 0.15.x line, ``faust-streaming>=0.15.3,<0.16``) with
+aiokafka 0.14.0 (``aiokafka>=0.14,<0.15``), the pins in pyproject.toml; ``tests/stream/
+test_faust_adapter.py`` checks each part against fakes, the real-broker tests against Faust itself.
+What is used, and why:
+
+* ``Stream.current_event`` / ``Stream._set_current_event`` (:class:`TableAccess`): Faust's stores
+  take a key's partition from the stream's current event: the memory store sends a write to that
+  partition of the changelog, the RocksDB store reads and writes that partition's database. In an
+  agent the current event is the last one the stream yielded; after ``take_events`` that is the
+  batch's last event, whatever the key. Writes of other keys would then land in a changelog
+  partition (and database) where recovery never looks for them, and RocksDB would find nothing for
+  keys of other partitions: every such ticker would start over with no state. Faust has no public
+  way to say which event an access belongs to, so the current event is set for each access and the
+  previous one put back after it (``take_events``' drainer reads it for the next batch). An access
+  has no await, so nothing else runs while the event is borrowed.
+* ``App.consumer`` (``assignment()``, ``highwater()``, ``seek_wait()``), ``App.rebalancing`` and
+  ``App.consumer_generation_id`` (:class:`BarsConsumer`): what the position keeper needs to seek
+  partitions back (:mod:`stream_app.position_keeper`).
+* ``App.on_first_start`` / ``App.on_stop`` and the tables' ``changelog_topic``
+  (:class:`ForecasterApp`): the changelog topics made before the consumer joins, the output
+  producer stopped after the agent's last batch.
+* ``App.main()`` reading ``sys.argv`` (:func:`run_worker`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any, NoReturn, Protocol
+
+import faust
+from aiokafka.errors import IllegalStateError
+from faust.types import TP
+
+from forecaster.kafka.topics import TopicSpec, create_topics
+from forecaster.settings import Settings
+from stream_app.processor import InMessage
+
+log = logging.getLogger(__name__)
+
+
+class ForecasterApp(faust.App):
+    """Faust's app, with its tables' changelog topics made before its consumer joins the group.
+
+    Faust creates a missing changelog topic while its consumer joins; when the metadata of the join
+    misses the new topic, Faust takes it for a topic of 0 partitions and the table's first write
+    fails with ``PartitionsMismatch`` (seen on a fresh broker in ``make demo``). ``after_stop``, when
+    set, runs once Faust has stopped the app (its stop drains the agent's batches first).
+    """
+
+    def __init__(self, settings: Settings, **options: Any) -> None:
+        super().__init__(settings.app_id, **options)
+        self.forecaster_settings = settings
+        self.after_stop: Callable[[], Awaitable[None]] | None = None
+
+    def changelog_topics(self) -> list[TopicSpec]:
+        """The tables' changelog topics as Faust declares them (compacted: a table holds no window)."""
+        replication = self.forecaster_settings.replication_factor
+        topics = [table.changelog_topic for table in self.tables.values()]
+        return [TopicSpec(topic.get_topic_name(), topic.partitions, replication,
+                          {"cleanup.policy": "compact", **(topic.config or {})}) for topic in topics]
+
+    async def on_stop(self) -> None:
+        await super().on_stop()
+        if self.after_stop is not None:
+            await self.after_stop()
+
+    async def on_first_start(self) -> None:
+        await super().on_first_start()
+        from kafka.errors import KafkaError
+
+        try:
+            await asyncio.to_thread(create_topics, self.forecaster_settings, self.changelog_topics())
+        except KafkaError as exc:  # e.g. no right to list topics: Faust still tries on its own
+            log.warning("could not make the changelog topics before joining the group (%s); "
+                        "leaving them to Faust", exc)
+
+
+class Message(Protocol):
+    """What the worker reads of a consumed message (``faust.types.Message``)."""
+
+    @property
+    def key(self) -> bytes | None: ...
+
+    @property
+    def value(self) -> bytes | None: ...
+
+    @property
+    def partition(self) -> int: ...
+
+    @property
+    def offset(self) -> int: ...
+
+    @property
+    def timestamp(self) -> float | None: ...
+
+
+class Event(Protocol):
+    """An agent's event (``faust.EventT``), as far as the worker reads it."""
+
+    @property
+    def message(self) -> Message: ...
+
+
+class Stream(Protocol):
+    """The agent's stream (``faust.Stream``) as its stores read it: the current event."""
+
+    current_event: Any
+
+    def _set_current_event(self, event: Any = None) -> None: ...
+
+
+def in_messages(events: Iterable[Event]) -> list[InMessage]:
+    """What the batch processor needs of each of an agent's events, in order."""
+    return [InMessage(e.message.key, e.message.value, e.message.partition, e.message.offset,
+                      e.message.timestamp) for e in events]
+
+
+class TableAccess:
+    """Reads and writes of Faust tables on behalf of the events of one stream.
+
+    Parameters
+    ----------
+    stream
+        The agent's stream (the one whose current event Faust's stores look at).
+    """
+
+    def __init__(self, stream: Stream) -> None:
+        self.stream = stream
+
+    def get(self, table: Any, key: bytes, event: Event) -> Any:
+        """``table.get(key)``, looked up in the partition of ``event``, one of the key's own."""
+        with self._under(event):
+            return table.get(key)
+
+    def set(self, table: Any, key: bytes, value: Any, event: Event) -> None:
+        """``table[key] = value``, written to the partition of ``event``, one of the key's own."""
+        with self._under(event):
+            table[key] = value
+
+    @contextmanager
+    def _under(self, event: Event) -> Iterator[None]:
+        previous = self.stream.current_event
+        self.stream._set_current_event(event)
+        try:
+            yield
+        finally:
+            self.stream._set_current_event(previous)
+
+
+class BarsConsumer:
+    """The app's consumer as seen from one topic: its partitions, how far they go, seeks.
+
+    Parameters
+    ----------
+    app
+        The Faust app (its consumer exists once the worker runs).
+    topic
+        The topic whose partitions are meant (``bars``).
+    """
+
+    def __init__(self, app: faust.App, topic: str) -> None:
+        self.app = app
+        self.topic = topic
+
+    @property
+    def rebalancing(self) -> bool:
+        """Whether a rebalance is under way (Faust then seeks the partitions it assigns itself)."""
+        return bool(self.app.rebalancing)
+
+    @property
+    def generation(self) -> int | None:
+        """The consumer group generation last joined (every rebalance makes a new one)."""
+        return self.app.consumer_generation_id
+
+    def assigned(self) -> list[int]:
+        """The topic's partitions assigned to this worker."""
+        return [tp.partition for tp in self.app.consumer.assignment() if tp.topic == self.topic]
+
+    def highwater(self, partition: int) -> int | None:
+        """The partition's high water mark (None before its first fetch, or once revoked)."""
+        try:
+            return self.app.consumer.highwater(TP(self.topic, partition))
+        except (AssertionError, IllegalStateError):
+            # aiokafka asserts the partition is assigned, and the assignment lives in the
+            # consumer's thread: it can be revoked between assigned() and this call.
+            return None
+
+    async def seek(self, partition: int, offset: int) -> bool:
+        """Seek ``partition`` to ``offset``; False when it is no longer assigned."""
+        consumer = self.app.consumer
+        tp = TP(self.topic, partition)
+        if tp not in consumer.assignment():
+            return False
+        # In the consumer's own thread (Faust's plain seek() changes aiokafka's state from this one).
+        try:
+            await consumer.seek_wait({tp: offset})
+        except IllegalStateError:  # revoked meanwhile
+            return False
+        return True
+
+
+def run_worker(app: faust.App, loglevel: str) -> NoReturn:
+    """Run Faust's ``worker`` command on ``app`` in this process, as ``faust -A ... worker`` would.
+
+    ``App.main()`` is Faust's way to run its command line on an app object, and it takes the
+    command's options from ``sys.argv`` only: they are put there, for this process, which ends with
+    the worker. ``--without-web``: Faust's CLI turns its web server on whatever the app says; one
+    fixed port per worker would stop a second worker on the same host, and the metrics have their
+    own endpoint.
+    """
+    sys.argv = ["forecaster worker", "worker", "--loglevel", loglevel, "--without-web"]
+    app.main()

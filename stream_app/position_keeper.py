@@ -1,0 +1,180 @@
+"""The worker's per-partition positions: read and written with each batch, and enforced by seeks.
+
+:mod:`stream_app.positions` decides, from the positions, what a batch may handle and where the
+consumer skipped; :class:`PositionKeeper` keeps the positions in their table and acts on those
+decisions on the consumer: it seeks a partition back when the consumer skipped offsets (a rewind),
+and when a partition sits behind its high water mark without moving (a stall).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Protocol
+
+from stream_app.faust_adapter import Event, TableAccess
+from stream_app.metrics import WorkerMetrics
+from stream_app.positions import Admission, M, PositionGuard, StallWatch
+
+log = logging.getLogger(__name__)
+
+#: How long an assigned partition may sit below its high water mark without moving before it is
+#: sought back to its position, and how often that is checked. A healthy worker moves every
+#: partition with messages within a batch timeout; a false alarm costs a seek and some redeliveries.
+STALL_PATIENCE_S = 5.0
+STALL_CHECK_S = 1.0
+
+
+class Consumer(Protocol):
+    """What the keeper needs of the consumer (:class:`stream_app.faust_adapter.BarsConsumer`)."""
+
+    @property
+    def rebalancing(self) -> bool: ...
+
+    @property
+    def generation(self) -> int | None: ...
+
+    def assigned(self) -> list[int]: ...
+
+    def highwater(self, partition: int) -> int | None: ...
+
+    async def seek(self, partition: int, offset: int) -> bool: ...
+
+
+class PositionKeeper:
+    """The positions of one source topic's partitions, in a table, and the seeks that enforce them.
+
+    Parameters
+    ----------
+    table
+        The positions table: ``b"topic/partition"`` -> the offset after the last handled message.
+    topic
+        The source topic (``bars``).
+    consumer
+        The consumer of ``topic``.
+    metrics
+        Where redeliveries and seeks are counted.
+    patience_s
+        How long a partition may stall before it is sought back (:class:`StallWatch`).
+    clock
+        Monotonic seconds, for the stall watch; injectable for tests.
+    """
+
+    def __init__(self, table: Any, topic: str, consumer: Consumer, metrics: WorkerMetrics,
+                 patience_s: float = STALL_PATIENCE_S, clock: Callable[[], float] = time.monotonic) -> None:
+        self.table = table
+        self.topic = topic
+        self.consumer = consumer
+        self.metrics = metrics
+        self.clock = clock
+        self.guard = PositionGuard()
+        self.stall_watch = StallWatch(patience_s)
+        self._generation: int | None = None  # the consumer group generation last seen
+
+    def key(self, partition: int) -> bytes:
+        """The table's key of a partition's position."""
+        # With the topic: a worker pointed at another bars topic must not take its offsets for
+        # those of the old one (it would skip the new topic's first messages as handled).
+        return f"{self.topic}/{partition}".encode()
+
+    def position(self, partition: int) -> int | None:
+        """The offset after the last handled message of a partition (None: none yet).
+
+        For the timers, outside any event (the stores then look in every partition).
+        """
+        return _position(self.table.get(self.key(partition)))
+
+    def note_generation(self) -> None:
+        """Forget what no longer holds after a rebalance: it seeks every partition to the committed
+        offsets, so what the guard learnt from its rewinds, and how long partitions sat still, go."""
+        generation = self.consumer.generation
+        if generation != self._generation:
+            self._generation = generation
+            self.guard.forget()
+            self.stall_watch.reset()
+
+    def admit(self, messages: Sequence[M], tables: TableAccess,
+              last_of_partition: Mapping[int, Event]) -> Admission[M]:
+        """What of a batch to handle, against the positions read under each partition's last event."""
+        positions = {partition: _position(tables.get(self.table, self.key(partition), event))
+                     for partition, event in last_of_partition.items()}
+        return self.guard.admit(messages, positions)
+
+    def write(self, admission: Admission[Any], tables: TableAccess,
+              last_of_partition: Mapping[int, Event]) -> None:
+        """Write the new positions, each under its partition's last event."""
+        for partition, position in admission.positions.items():
+            tables.set(self.table, self.key(partition), str(position).encode(), last_of_partition[partition])
+
+    async def follow_up(self, admission: Admission[Any]) -> None:
+        """After a batch is written: seek back where the consumer skipped, report passed gaps."""
+        for partition, (position, offset) in admission.rewinds.items():
+            await self.rewind(partition, position, offset)
+        for partition, start, end in admission.passed_gaps:
+            log.warning("bars partition %d: offsets %d to %d hold no message (transaction markers or "
+                        "retention); going on from %d", partition, start, end - 1, end)
+        self.metrics.redelivered.inc(admission.redelivered)
+
+    async def rewind(self, partition: int, position: int, offset: int) -> None:
+        """Seek a partition back to its position: the consumer skipped from there to ``offset``."""
+        if self.consumer.rebalancing:
+            # Faust waits for the agent's events to be acked before it revokes partitions, and
+            # seeks them itself when it assigns them: no seek now. Unless the rebalance brings them
+            # back, the stall watch seeks once it is over.
+            log.warning("bars partition %d: the consumer skipped offsets %d to %d during a rebalance; "
+                        "leaving them to the stall watch", partition, position, offset - 1)
+            self.stall_watch.suspect(partition, position)
+            return
+        # Messages fetched before the seek keep coming for a while, each batch of them another
+        # rewind to the same position: one warning for them all.
+        if self.guard.rewinding(partition) != position:
+            log.warning("bars partition %d: the consumer skipped offsets %d to %d; seeking back to %d",
+                        partition, position, offset - 1, position)
+        if await self._seek(partition, position):
+            self.guard.rewound(partition, position, offset)
+
+    async def seek_stalled(self, busy: bool) -> None:
+        """Seek back the partitions that sit below their high water mark without moving.
+
+        Nothing comes to the guard from a partition the consumer was sought past its last message
+        (a rebalance seeking to offsets committed at its end), so no skip is ever seen there. Only
+        an idle agent counts (``busy``: a batch is in hand): a batch that takes long (outputs
+        waiting for a broker that is down) holds every partition still, and seeking then would
+        only cause redeliveries.
+        """
+        if self.consumer.rebalancing:
+            return
+        self.note_generation()
+        if busy:
+            self.stall_watch.hold()
+            return
+        now = self.clock()
+        for partition, position, highwater in self.progress():
+            if self.stall_watch.stalled(partition, position, highwater, now):
+                log.warning("bars partition %d: no progress at offset %d with %d offsets after it; "
+                            "seeking back to it", partition, position, highwater - position)
+                await self._seek(partition, position)
+
+    def progress(self) -> Iterator[tuple[int, int, int]]:
+        """``(partition, position, high water mark)`` of each assigned partition that has both."""
+        for partition in self.consumer.assigned():
+            position = self.position(partition)
+            highwater = self.consumer.highwater(partition)
+            if position is not None and highwater is not None:
+                yield partition, position, highwater
+
+    def lags(self) -> Iterator[tuple[int, int]]:
+        """``(partition, messages not yet handled)`` of each assigned partition, as far as known."""
+        for partition, position, highwater in self.progress():
+            yield partition, max(0, highwater - position)
+
+    async def _seek(self, partition: int, position: int) -> bool:
+        if not await self.consumer.seek(partition, position):
+            return False  # no longer assigned: its next owner starts from the position
+        self.metrics.rewinds.inc()
+        return True
+
+
+def _position(raw: bytes | None) -> int | None:
+    return int(raw) if raw is not None else None

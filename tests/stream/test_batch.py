@@ -1,0 +1,179 @@
+"""The batch handler (admit -> process -> send -> write) without a broker: a fake sender, fake
+tables and a fake consumer around the worker's real parts."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+import pytest
+from faust.types import TP
+
+from forecaster.settings import Settings
+from models.core.bar import Bar
+from models.core.config import CoreConfig
+from models.core.state import TickerState
+from stream_app.batch import BatchHandler
+from stream_app.faust_adapter import BarsConsumer, TableAccess
+from stream_app.metrics import WorkerMetrics
+from stream_app.monitor import ForecastMonitor
+from stream_app.position_keeper import PositionKeeper
+from stream_app.processor import BatchProcessor
+from tests.stream.fake_faust import FakeApp, FakeConsumer, FakeEvent, FakeStream, FakeTable, event
+
+Record = tuple[str, bytes | None, bytes]
+DAY = dt.date(2024, 1, 2)
+
+
+class FakeSender:
+    """Keeps what it is given; ``fail`` makes the delivery fail (the broker gone for too long)."""
+
+    def __init__(self, writes_seen: FakeTable) -> None:
+        self.batches: list[list[Record]] = []
+        self.states = writes_seen
+        self.writes_before_delivery: list[int] = []
+        self.fail = False
+
+    async def send(self, records: Iterable[Record]) -> None:
+        self.writes_before_delivery.append(len(self.states.writes))
+        if self.fail:
+            raise ConnectionError("delivery failed")
+        self.batches.append(list(records))
+
+
+@dataclass
+class Worker:
+    """A handler wired as the app wires it, over fakes of Faust."""
+
+    settings: Settings
+    stream: FakeStream
+    states: FakeTable
+    positions: FakeTable
+    consumer: FakeConsumer
+    metrics: WorkerMetrics
+    sender: FakeSender
+    processor: BatchProcessor
+
+    def handler(self) -> BatchHandler:
+        """A handler as a (re)started worker has it: nothing in memory, the tables as they are."""
+        keeper = PositionKeeper(self.positions, self.settings.topic_bars,
+                                BarsConsumer(FakeApp(self.consumer), self.settings.topic_bars),  # type: ignore[arg-type]
+                                self.metrics)
+        return BatchHandler(self.settings, self.states, keeper, ForecastMonitor(self.settings, self.metrics))
+
+    def handle(self, handler: BatchHandler, events: list[FakeEvent]) -> list[Record]:
+        """Run one batch as the agent does after take_events (the stream's current event: the last)."""
+        self.stream.current_event = events[-1]
+        asyncio.run(handler.handle(events, TableAccess(self.stream), self.processor,  # type: ignore[arg-type]
+                                   self.sender))
+        return self.sender.batches[-1]
+
+
+@pytest.fixture
+def worker(tmp_path: Path) -> Worker:
+    settings = Settings(home=str(tmp_path))
+    stream = FakeStream()
+    states = FakeTable(stream)
+    bars = settings.topic_bars
+    return Worker(settings, stream, states, FakeTable(stream),
+                  FakeConsumer({TP(bars, 0): 100, TP(bars, 1): 100}), WorkerMetrics(), FakeSender(states),
+                  BatchProcessor(CoreConfig(model="naive"), topic=bars, clock=lambda: "now"))
+
+
+def bar_record(ticker: str, day: int, close: float = 10.0) -> dict:
+    return Bar(ticker, DAY + dt.timedelta(days=day), close, close, close, close, 1000.0).to_dict()
+
+
+def bar_event(ticker: str, day: int, partition: int, offset: int, close: float = 10.0) -> FakeEvent:
+    return event(ticker.encode(), orjson.dumps(bar_record(ticker, day, close)), partition, offset)
+
+
+def kinds(records: list[Record]) -> list[tuple[str, bytes | None, str, str]]:
+    """``(topic, key, record_type or reason, as_of or source)`` of each record sent."""
+    out = []
+    for topic, key, value in records:
+        record = orjson.loads(value)
+        out.append((topic, key, record.get("record_type", record.get("reason")),
+                    record.get("as_of", record.get("source"))))
+    return out
+
+
+def test_a_batch_is_sent_then_its_states_and_positions_written(worker: Worker) -> None:
+    handler = worker.handler()
+    sent = worker.handle(handler, [bar_event("AAA", 0, 0, 0), bar_event("BBB", 0, 1, 0),
+                                   bar_event("AAA", 1, 0, 1, close=11.0)])
+    predictions = worker.settings.topic_predictions
+    # In rounds (each ticker's k-th bar together); a bar's score before its own prediction.
+    assert kinds(sent) == [(predictions, b"AAA", "prediction", "2024-01-02"),
+                           (predictions, b"BBB", "prediction", "2024-01-02"),
+                           (predictions, b"AAA", "score", "2024-01-02"),
+                           (predictions, b"AAA", "prediction", "2024-01-03")]
+    assert all("produced_at" in orjson.loads(value) for _, _, value in sent)
+    assert worker.sender.writes_before_delivery == [0]  # nothing written before the outputs are out
+    assert TickerState.from_bytes(worker.states[b"AAA"]).last_date == DAY + dt.timedelta(days=1)
+    assert TickerState.from_bytes(worker.states[b"BBB"]).last_date == DAY
+    assert worker.positions == {b"bars/0": b"2", b"bars/1": b"1"}
+
+
+def test_states_and_positions_are_read_and_written_under_their_own_partitions_event(worker: Worker) -> None:
+    # After take_events the stream's current event is the batch's last (BBB's, partition 1): a
+    # store left to it would put AAA's state and partition 0's position in partition 1.
+    first, last = bar_event("AAA", 0, 0, 0), bar_event("BBB", 0, 1, 0)
+    worker.handle(worker.handler(), [first, last])
+    assert worker.states.reads == [(b"AAA", 0), (b"BBB", 1)]
+    assert worker.states.writes == [(b"AAA", 0), (b"BBB", 1)]
+    assert worker.positions.reads == [(b"bars/0", 0), (b"bars/1", 1)]
+    assert worker.positions.writes == [(b"bars/0", 0), (b"bars/1", 1)]
+    assert worker.stream.current_event is last
+
+
+def test_a_redelivered_bar_is_skipped_even_by_a_restarted_worker(worker: Worker) -> None:
+    worker.handle(worker.handler(), [bar_event("AAA", 0, 0, 0), bar_event("AAA", 1, 0, 1)])
+    restarted = worker.handler()  # a crash after the writes: the bars come again from offset 1
+    sent = worker.handle(restarted, [bar_event("AAA", 1, 0, 1), bar_event("AAA", 2, 0, 2)])
+    assert [as_of for _, _, kind, as_of in kinds(sent) if kind == "prediction"] == ["2024-01-04"]
+    assert worker.metrics.redelivered._value.get() == 1
+    assert worker.positions[b"bars/0"] == b"3"
+    assert TickerState.from_bytes(worker.states[b"AAA"]).last_date == DAY + dt.timedelta(days=2)
+
+
+def test_a_batch_whose_delivery_fails_writes_nothing_and_comes_again_whole(worker: Worker) -> None:
+    batch = [bar_event("AAA", 0, 0, 0), bar_event("BBB", 0, 1, 0)]
+    worker.sender.fail = True
+    with pytest.raises(ConnectionError):
+        worker.handle(worker.handler(), batch)
+    assert worker.states == {} and worker.positions == {}
+    worker.sender.fail = False
+    sent = worker.handle(worker.handler(), batch)  # after the restart
+    assert [(key, kind) for _, key, kind, _ in kinds(sent)] == [(b"AAA", "prediction"),
+                                                                 (b"BBB", "prediction")]
+
+
+def test_a_poison_message_is_dead_lettered_and_the_batch_goes_on(worker: Worker) -> None:
+    negative = orjson.dumps({**bar_record("AAA", 1), "close": -1.0})
+    sent = worker.handle(worker.handler(), [event(b"AAA", b"{not json", 0, 0), event(b"AAA", negative, 0, 1),
+                                            bar_event("BBB", 0, 1, 0)])
+    dlq, predictions = worker.settings.topic_dlq, worker.settings.topic_predictions
+    kind = kinds(sent)
+    assert kind[0] == (predictions, b"BBB", "prediction", "2024-01-02")
+    # Keyed by the ticker the raw message names, when it names one (a ticker's rejects in order).
+    assert kind[1][:2] == (dlq, None) and kind[1][3] == "bars/0/0"
+    assert kind[2][:2] == (dlq, b"AAA") and kind[2][3] == "bars/0/1"
+    assert kind[1][2] == "not_json"
+    # Handled, not retried: the position moves past the poison, no state is made of it.
+    assert worker.positions == {b"bars/0": b"2", b"bars/1": b"1"}
+    assert b"AAA" not in worker.states
+
+
+def test_offsets_skipped_by_the_consumer_are_not_handled_but_sought_back(worker: Worker) -> None:
+    worker.handle(worker.handler(), [bar_event("AAA", 0, 0, 0)])
+    handler = worker.handler()
+    sent = worker.handle(handler, [bar_event("AAA", 2, 0, 2), bar_event("BBB", 0, 1, 0)])
+    assert [key for _, key, _ in sent] == [b"BBB"]  # partition 0 waits for offset 1
+    assert worker.consumer.seeks == [{TP("bars", 0): 1}]
+    assert worker.positions[b"bars/0"] == b"1" and worker.metrics.rewinds._value.get() == 1
+    assert handler.busy is False

@@ -1,0 +1,125 @@
+"""The Faust adapter against fakes of Faust's stream, tables, consumer and app (no broker), and the
+stream's current event against Faust's own Stream, whose private setter the adapter relies on."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import faust
+import pytest
+from faust.streams import current_event
+from faust.types import TP
+
+from forecaster.settings import Settings
+from stream_app.app import create_app
+from stream_app.faust_adapter import BarsConsumer, TableAccess, in_messages, run_worker
+from stream_app.processor import InMessage
+from tests.stream.fake_faust import FakeApp, FakeConsumer, FakeStream, FakeTable, event
+
+A0, B1 = event(b"AAA", b"a", 0, 10, 1.5), event(b"BBB", b"b", 1, 20)
+
+
+def test_a_write_goes_to_the_partition_of_the_event_given_not_the_streams_last() -> None:
+    stream = FakeStream(current=B1)  # after take_events: the batch's last event
+    table = FakeTable(stream)
+    tables = TableAccess(stream)
+    tables.set(table, b"AAA", b"state", A0)
+    assert tables.get(table, b"AAA", A0) == b"state"
+    assert table.writes == [(b"AAA", 0)] and table.reads == [(b"AAA", 0)]
+    assert stream.current_event is B1  # put back: take_events' drainer reads it for the next batch
+
+
+def test_the_streams_event_is_put_back_when_the_access_fails() -> None:
+    class Refusing(FakeTable):
+        def __setitem__(self, key: bytes, value: object) -> None:
+            raise KeyError(key)
+
+    stream = FakeStream(current=B1)
+    with pytest.raises(KeyError):
+        TableAccess(stream).set(Refusing(stream), b"AAA", b"state", A0)
+    assert stream.current_event is B1
+
+
+def test_fausts_stores_see_the_event_given_on_fausts_own_stream(tmp_path: Path) -> None:
+    # Faust's stores take the partition from faust.streams.current_event(), which only the
+    # stream's private _set_current_event sets along with Stream.current_event.
+    app = faust.App("adapter-test", datadir=str(tmp_path))
+    stream = app.stream(app.topic("bars"))
+    stream._set_current_event(B1)  # type: ignore[attr-defined]
+    seen = []
+
+    class Store(dict):
+        def __setitem__(self, key: bytes, value: object) -> None:
+            seen.append(current_event())
+
+    TableAccess(stream).set(Store(), b"AAA", b"state", A0)  # type: ignore[arg-type]
+    assert seen == [A0]
+    assert stream.current_event is B1 and current_event() is B1
+
+
+def test_events_become_the_processors_messages() -> None:
+    assert in_messages([A0, B1]) == [InMessage(b"AAA", b"a", 0, 10, 1.5),
+                                     InMessage(b"BBB", b"b", 1, 20, None)]
+
+
+def consumer_of(**highwaters: int | None) -> FakeConsumer:
+    """``bars0=5`` -> partition 0 of ``bars`` assigned, its high water mark 5."""
+    return FakeConsumer({TP(name[:-1], int(name[-1])): hw for name, hw in highwaters.items()})
+
+
+def test_the_consumer_tells_the_topics_partitions_and_their_high_water_marks() -> None:
+    consumer = BarsConsumer(FakeApp(consumer_of(bars0=5, bars1=None, other2=9)), "bars")  # type: ignore[arg-type]
+    assert sorted(consumer.assigned()) == [0, 1]
+    assert consumer.highwater(0) == 5
+    assert consumer.highwater(1) is None  # not fetched yet
+    assert consumer.highwater(3) is None  # revoked since assigned() was asked
+
+
+def test_a_seek_is_made_in_the_consumers_thread_only_on_partitions_still_assigned() -> None:
+    fake = consumer_of(bars0=5)
+    consumer = BarsConsumer(FakeApp(fake), "bars")  # type: ignore[arg-type]
+    assert asyncio.run(consumer.seek(0, 3)) is True
+    assert fake.seeks == [{TP("bars", 0): 3}]
+    assert asyncio.run(consumer.seek(1, 3)) is False  # not assigned: its next owner starts there
+    fake.revoke_on_seek = True
+    assert asyncio.run(consumer.seek(0, 3)) is False
+    assert fake.seeks == [{TP("bars", 0): 3}]
+
+
+def test_the_consumer_tells_rebalances_and_generations() -> None:
+    app = FakeApp(consumer_of(), rebalancing=True, consumer_generation_id=7)
+    consumer = BarsConsumer(app, "bars")  # type: ignore[arg-type]
+    assert consumer.rebalancing is True and consumer.generation == 7
+
+
+def test_the_app_declares_its_changelog_topics_compacted(tmp_path: Path) -> None:
+    settings = Settings(home=str(tmp_path), app_id="adapter-test", partitions=3, replication_factor=1)
+    specs = {spec.name: spec for spec in create_app(settings).changelog_topics()}
+    assert sorted(specs) == ["adapter-test-source_positions-changelog", "adapter-test-ticker_state-changelog"]
+    for spec in specs.values():
+        assert spec.partitions == 3 and spec.configs["cleanup.policy"] == "compact"
+        assert spec.configs["segment.bytes"] == str(1024 * 1024)  # the worker's CHANGELOG_CONFIG
+
+
+def test_the_worker_runs_fausts_worker_command_on_the_app(monkeypatch: pytest.MonkeyPatch,
+                                                          tmp_path: Path) -> None:
+    app = create_app(Settings(home=str(tmp_path)))
+    argv: list[list[str]] = []
+    monkeypatch.setattr(sys, "argv", ["forecaster", "worker"])
+    monkeypatch.setattr(app, "main", lambda: argv.append(list(sys.argv)))
+    run_worker(app, "info")
+    assert argv == [["forecaster worker", "worker", "--loglevel", "info", "--without-web"]]
+
+
+def test_the_app_runs_its_after_stop_when_it_stops(tmp_path: Path) -> None:
+    app = create_app(Settings(home=str(tmp_path)))
+    stopped: list[str] = []
+
+    async def after_stop() -> None:
+        stopped.append("output producer")
+
+    app.after_stop = after_stop
+    asyncio.run(app.on_stop())
+    assert stopped == ["output producer"]
