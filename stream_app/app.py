@@ -73,9 +73,8 @@ POSITIONS_TABLE_NAME = "source_positions"
 EXIT_BATCH_FAILED = 70  # EX_SOFTWARE
 #: The changelog holds one state per ticker per batch (kilobytes each); only the latest counts.
 #: Compaction cleans closed segments only, so small, time-bounded segments keep what a restarted
-#: worker must read close to one state per ticker instead of every state ever written: after
-#: 100,000 bars of 483 tickers, 1 MiB segments made the restart 5.5 s where 16 MiB took 13.5 s
-#: (docs/benchmarks.md). 1 MiB is the smallest size Kafka 4 accepts.
+#: worker must read close to one state per ticker (restart times in docs/benchmarks.md, "Stream
+#: worker"). 1 MiB is the smallest size Kafka 4 accepts.
 CHANGELOG_CONFIG = {"segment.bytes": str(1024 * 1024), "segment.ms": str(10 * 60 * 1000),
                     "min.cleanable.dirty.ratio": "0.1"}
 LAG_INTERVAL_S = 5.0
@@ -260,8 +259,8 @@ def _run_parts(app: ForecasterApp, bars_topic: faust.TopicT, settings: Settings,
         # Metrics and the model are up before the first bar, so an idle worker is visible too.
         await parts.startup.ensure()
         # What start-up loaded (modules, Faust, the model) lives as long as the worker: out of the
-        # collector's full passes, which took 60-90 ms each, every few seconds, with it in them
-        # (the latency tail, docs/benchmarks.md); with it frozen they take about 3 ms.
+        # collector's full passes, which it made long enough to show in the latency tail
+        # (docs/benchmarks.md).
         gc.freeze()
 
 
