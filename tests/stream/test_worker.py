@@ -216,3 +216,13 @@ def test_the_changelog_topics_exist_before_the_worker_joins_its_group(kafka_sett
     for name in names:
         assert configs["topic"][name]["cleanup.policy"]["value"] == "compact"
         assert configs["topic"][name]["segment.bytes"]["value"] == str(1024 * 1024)
+
+
+def test_the_worker_keeps_logging_at_the_level_asked_for_after_start(kafka_settings: Settings,
+                                                                      tmp_path: Path) -> None:
+    worker = WorkerProcess(kafka_settings, tmp_path / "worker.log", [*FORECASTER_WORKER, "-l", "info"])
+    with worker:
+        worker.metrics()  # served by the start-up task, once it has set the log level
+        assert worker.stop() == 0
+    # Faust's INFO lines of the shutdown come after the start-up task; at -l warn there are none.
+    assert "[INFO] [^Worker]: Stopping" in worker.output()
