@@ -6,6 +6,7 @@ import asyncio
 import logging
 
 from forecaster.settings import Settings
+from models import registry
 from models.core.config import CoreConfig
 from models.core.features import FEATURE_NAMES
 from models.drift import Reference
@@ -34,8 +35,6 @@ class ModelHolder:
 
     async def reload(self) -> None:
         """Serve the registry's champion; keep serving the current model when it is unchanged."""
-        from models import registry
-
         version = await asyncio.to_thread(registry.champion_version, self.settings)
         if self.processor is not None and version == self.version:
             return
