@@ -13,7 +13,7 @@ import threading
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from forecaster.kafka.broker import free_port
@@ -152,8 +152,9 @@ def wait_until(condition: Callable[[], object], what: str, worker: WorkerProcess
 
 
 def wait_for_records(settings: Settings, keys: set[Key], worker: WorkerProcess,
-                     timeout_s: float = 180.0) -> list[dict]:
-    """Poll the predictions topic until every expected record is there."""
+                     timeout_s: float = 180.0, others: Sequence[WorkerProcess] = ()) -> list[dict]:
+    """Poll the predictions topic until every expected record is there. ``worker`` must stay alive;
+    ``others`` (workers of the same group) are described with it if the wait fails."""
     deadline = time.monotonic() + timeout_s
     while True:
         worker.assert_alive()
@@ -162,23 +163,33 @@ def wait_for_records(settings: Settings, keys: set[Key], worker: WorkerProcess,
         if not missing:
             return records
         if time.monotonic() > deadline:
-            raise AssertionError(diagnosis(settings, missing, worker))
+            raise AssertionError(diagnosis(settings, missing, [worker, *others]))
         time.sleep(0.5)
 
 
-def diagnosis(settings: Settings, missing: set[Key], worker: WorkerProcess) -> str:
+def diagnosis(settings: Settings, missing: set[Key], workers: Sequence[WorkerProcess]) -> str:
     """What a test that waited in vain needs to tell slowness from loss: which records are missing
-    per ticker, what the worker refused, how far it got, and its log."""
+    per ticker, what the worker refused, and how far each worker got, with its log."""
     per_ticker = Counter(ticker for _, ticker, _ in missing)
     first = {t: min(day for _, ticker, day in missing if ticker == t) for t in per_ticker}
     refused = Counter(value["reason"] for *_, value in read_topic(settings, settings.topic_dlq))
+    report = [f"{len(missing)} records missing: {dict(per_ticker)}, first missing day {first}; "
+              f"dead letters {dict(refused)}"]
+    for worker in workers:
+        report.append(f"--- worker logging to {worker.log.name}: {_progress(worker)}\n{worker.output()}")
+    return "\n".join(report)
+
+
+def _progress(worker: WorkerProcess) -> str:
+    """The worker's consumed and lag metrics, or why they are unavailable."""
+    if worker.process is None or worker.process.poll() is not None:
+        return f"exited with {worker.process.returncode if worker.process else None}"
     try:
-        consumed = [line for line in worker.metrics(timeout_s=5).splitlines()
-                    if line.startswith(("forecaster_bars_consumed_total", "forecaster_consumer_lag{"))]
+        lines = worker.metrics(timeout_s=5).splitlines()
     except OSError as error:
-        consumed = [f"unavailable: {error}"]
-    return (f"{len(missing)} records missing: {dict(per_ticker)}, first missing day {first}; "
-            f"dead letters {dict(refused)}; worker metrics {consumed}\n{worker.output()}")
+        return f"metrics unavailable: {error}"
+    return str([line for line in lines
+                if line.startswith(("forecaster_bars_consumed_total", "forecaster_consumer_lag{"))])
 
 
 def assert_same_as_backtest(records: list[dict], expected: dict[Key, dict]) -> int:
@@ -192,10 +203,11 @@ def assert_same_as_backtest(records: list[dict], expected: dict[Key, dict]) -> i
 
 
 def replay_2011_and_wait(bars: ReadResult, settings: Settings, expected: dict[Key, dict],
-                         worker: WorkerProcess) -> None:
+                         worker: WorkerProcess, others: Sequence[WorkerProcess] = ()) -> None:
     """Replay the first year of a :func:`bokeh_slice` and wait for the worker's predictions of it."""
     replay(only_days(bars, lambda day: day.year == 2011), settings, progress=False)
-    wait_for_records(settings, {k for k in expected if k[0] == "prediction" and k[2] < "2012"}, worker)
+    wait_for_records(settings, {k for k in expected if k[0] == "prediction" and k[2] < "2012"}, worker,
+                     others=others)
 
 
 def replay_in_background(read: ReadResult, settings: Settings, rate: float) -> tuple[threading.Thread, list]:
