@@ -243,7 +243,7 @@ def _run_parts(app: ForecasterApp, bars_topic: faust.TopicT, settings: Settings,
 
     @app.timer(LAG_INTERVAL_S)
     async def consumer_lag() -> None:
-        for partition, lag in parts.keeper.lags():
+        for partition, lag in await parts.keeper.lags():
             parts.monitor.observe_consumer_lag(partition, lag)
 
     @app.timer(STALL_CHECK_S)

@@ -101,7 +101,7 @@ class BatchHandler:
         # Each key read and written under its own last event: see stream_app.faust_adapter.
         last_event = {e.message.key: e for e in events}
         last_of_partition = {e.message.partition: e for e in events}
-        admission = self.keeper.admit(messages, tables, last_of_partition)
+        admission = await self.keeper.admit(messages, tables, last_of_partition)
         states = {ticker: self.codec.decode(ticker, tables.get(self.states, key, event))
                   for key, event in last_event.items()
                   if key is not None and (ticker := _ticker(key)) is not None}

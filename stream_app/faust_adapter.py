@@ -15,7 +15,8 @@ What is used, and why:
   way to say which event an access belongs to, so the current event is set for each access and the
   previous one put back after it (``take_events``' drainer reads it for the next batch). An access
   has no await, so nothing else runs while the event is borrowed.
-* ``App.consumer`` (``assignment()``, ``highwater()``, ``seek_wait()``), ``App.rebalancing`` and
+* ``App.consumer`` (``assignment()``, ``highwater()``, ``earliest_offsets()``, ``highwaters()``,
+  ``seek_wait()``), ``App.rebalancing`` and
   ``App.consumer_generation_id`` (:class:`BarsConsumer`): what the position keeper needs to seek
   partitions back (:mod:`stream_app.position_keeper`).
 * ``App.on_first_start`` / ``App.on_stop`` and the tables' ``changelog_topic``
@@ -34,7 +35,8 @@ from contextlib import contextmanager
 from typing import Any, NoReturn, Protocol
 
 import faust
-from aiokafka.errors import IllegalStateError
+from aiokafka.errors import IllegalStateError, KafkaError
+from faust.exceptions import ConsumerNotStarted
 from faust.types import TP
 
 from forecaster.kafka.topics import TopicSpec, create_topics
@@ -189,6 +191,26 @@ class BarsConsumer:
         except (AssertionError, IllegalStateError):
             # aiokafka asserts the partition is assigned, and the assignment lives in the
             # consumer's thread: it can be revoked between assigned() and this call.
+            return None
+
+    async def first_offset(self, partition: int) -> int | None:
+        """The partition's first offset on the broker (its log start); None when the broker does not
+        tell (unreachable, or the consumer not started or stopping)."""
+        tp = TP(self.topic, partition)
+        try:
+            return (await self.app.consumer.earliest_offsets(tp)).get(tp)
+        except (KafkaError, ConsumerNotStarted) as error:
+            log.debug("no first offset of bars partition %d: %r", partition, error)
+            return None
+
+    async def end_offset(self, partition: int) -> int | None:
+        """The partition's high water mark asked of the broker, for a partition not fetched yet (see
+        :meth:`highwater`); None when the broker does not tell."""
+        tp = TP(self.topic, partition)
+        try:
+            return (await self.app.consumer.highwaters(tp)).get(tp)
+        except (KafkaError, ConsumerNotStarted) as error:
+            log.debug("no end offset of bars partition %d: %r", partition, error)
             return None
 
     async def seek(self, partition: int, offset: int) -> bool:

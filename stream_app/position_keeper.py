@@ -4,13 +4,17 @@
 consumer skipped; :class:`PositionKeeper` keeps the positions in their table and acts on those
 decisions on the consumer: it seeks a partition back when the consumer skipped offsets (a rewind),
 and when a partition sits behind its high water mark without moving (a stall).
+
+A partition the worker never handled is positioned at its first offset on the broker: the worker's
+consumer starts a new group there (``earliest``), and Faust's rebalances can lose or commit past a
+partition's first messages as well as any others (docs/reliability.md).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from stream_app.faust_adapter import Event, TableAccess
@@ -38,6 +42,10 @@ class Consumer(Protocol):
     def assigned(self) -> list[int]: ...
 
     def highwater(self, partition: int) -> int | None: ...
+
+    async def first_offset(self, partition: int) -> int | None: ...
+
+    async def end_offset(self, partition: int) -> int | None: ...
 
     async def seek(self, partition: int, offset: int) -> bool: ...
 
@@ -71,6 +79,7 @@ class PositionKeeper:
         self.guard = PositionGuard()
         self.stall_watch = StallWatch(patience_s)
         self._generation: int | None = None  # the consumer group generation last seen
+        self._first_offsets: dict[int, int] = {}  # of the partitions never handled, as the broker told
 
     def key(self, partition: int) -> bytes:
         """The table's key of a partition's position."""
@@ -78,12 +87,23 @@ class PositionKeeper:
         # those of the old one (it would skip the new topic's first messages as handled).
         return f"{self.topic}/{partition}".encode()
 
-    def position(self, partition: int) -> int | None:
-        """The offset after the last handled message of a partition (None: none yet).
+    async def position(self, partition: int) -> int | None:
+        """The offset after the last handled message of a partition, or its first offset if none was
+        handled (None: the broker did not tell it).
 
         For the timers, outside any event (the stores then look in every partition).
         """
-        return _position(self.table.get(self.key(partition)))
+        return await self._or_first(partition, _position(self.table.get(self.key(partition))))
+
+    async def _or_first(self, partition: int, position: int | None) -> int | None:
+        if position is not None:
+            return position
+        if partition not in self._first_offsets:
+            first = await self.consumer.first_offset(partition)
+            if first is None:
+                return None
+            self._first_offsets[partition] = first
+        return self._first_offsets[partition]
 
     def note_generation(self) -> None:
         """Forget what no longer holds after a rebalance: it seeks every partition to the committed
@@ -93,12 +113,16 @@ class PositionKeeper:
             self._generation = generation
             self.guard.forget()
             self.stall_watch.reset()
+            self._first_offsets.clear()  # retention may have moved them meanwhile
 
-    def admit(self, messages: Sequence[M], tables: TableAccess,
-              last_of_partition: Mapping[int, Event]) -> Admission[M]:
+    async def admit(self, messages: Sequence[M], tables: TableAccess,
+                    last_of_partition: Mapping[int, Event]) -> Admission[M]:
         """What of a batch to handle, against the positions read under each partition's last event."""
         positions = {partition: _position(tables.get(self.table, self.key(partition), event))
                      for partition, event in last_of_partition.items()}
+        if None in positions.values():  # a partition's first batch: asks the broker once
+            positions = {partition: await self._or_first(partition, position)
+                         for partition, position in positions.items()}
         return self.guard.admit(messages, positions)
 
     def write(self, admission: Admission[Any], tables: TableAccess,
@@ -150,24 +174,32 @@ class PositionKeeper:
             self.stall_watch.hold()
             return
         now = self.clock()
-        for partition, position, highwater in self.progress():
+        for partition, position, highwater in await self.progress():
             if self.stall_watch.stalled(partition, position, highwater, now):
                 log.warning("bars partition %d: no progress at offset %d with %d offsets after it; "
                             "seeking back to it", partition, position, highwater - position)
                 await self._seek(partition, position)
 
-    def progress(self) -> Iterator[tuple[int, int, int]]:
-        """``(partition, position, high water mark)`` of each assigned partition that has both."""
-        for partition in self.consumer.assigned():
-            position = self.position(partition)
-            highwater = self.consumer.highwater(partition)
-            if position is not None and highwater is not None:
-                yield partition, position, highwater
+    async def progress(self) -> list[tuple[int, int, int]]:
+        """``(partition, position, high water mark)`` of each assigned partition, as far as known.
 
-    def lags(self) -> Iterator[tuple[int, int]]:
+        The high water mark comes with each fetch; a partition not fetched yet (or whose fetches
+        stopped) has it asked of the broker.
+        """
+        known = []
+        for partition in self.consumer.assigned():
+            position = await self.position(partition)
+            highwater = self.consumer.highwater(partition)
+            if highwater is None:
+                highwater = await self.consumer.end_offset(partition)
+            if position is not None and highwater is not None:
+                known.append((partition, position, highwater))
+        return known
+
+    async def lags(self) -> list[tuple[int, int]]:
         """``(partition, messages not yet handled)`` of each assigned partition, as far as known."""
-        for partition, position, highwater in self.progress():
-            yield partition, max(0, highwater - position)
+        return [(partition, max(0, highwater - position))
+                for partition, position, highwater in await self.progress()]
 
     async def _seek(self, partition: int, position: int) -> bool:
         if not await self.consumer.seek(partition, position):

@@ -175,30 +175,34 @@ def test_two_workers_split_the_partitions_and_the_survivor_takes_over(bars: Read
           WorkerProcess(other, tmp_path / "b.log", WORKER) as b):
         a.metrics()
         b.metrics()
-        replay_2011_and_wait(bars, worker_settings, expected, a)
+        replay_2011_and_wait(bars, worker_settings, expected, a, others=[b])
         consumed = [_metric(w.metrics(), "forecaster_bars_consumed_total") for w in (a, b)]
         assert all(c > 0 for c in consumed), f"both workers take part: {consumed}"
         b.stop(signal.SIGKILL)
         replay(only_days(bars, lambda day: day.year == 2012), worker_settings, progress=False)
-        records = wait_for_records(worker_settings, set(expected), a)
+        records = wait_for_records(worker_settings, set(expected), a, others=[b])
     duplicated = assert_same_as_backtest(records, expected)
     figures("two workers, one killed", len(bars.bars), records, expected, repeated_records=duplicated,
             bars_consumed_before_the_kill=consumed)
 
 
-@pytest.mark.parametrize("before_the_end", [100, 0], ids=["mid-partition", "at-the-end"])
+@pytest.mark.parametrize(("handled_first", "before_the_end"), [(True, 100), (True, 0), (False, 0)],
+                         ids=["mid-partition", "at-the-end", "never-handled"])
 def test_offsets_committed_past_unhandled_bars_are_sought_back(bars: ReadResult, worker_settings: Settings,
-                                                               tmp_path: Path, before_the_end: int) -> None:
+                                                               tmp_path: Path, handled_first: bool,
+                                                               before_the_end: int) -> None:
     """What a Faust race on rebalances did (docs/reliability.md): the group's committed offsets moved
     past bars the worker never handled. The worker's own positions make it seek back to them: when
-    a message beyond its position comes, or, committed at the end, when none comes."""
+    a message beyond its position comes, or, committed at the end, when none comes; a partition it
+    never handled, back to its first offset."""
     expected = expected_records(bars, worker_settings)
-    with WorkerProcess(worker_settings, tmp_path / "first.log", WORKER) as worker:
-        replay_2011_and_wait(bars, worker_settings, expected, worker)
-        assert worker.stop(signal.SIGTERM) == 0
-    year_2012 = only_days(bars, lambda day: day.year == 2012)
-    replay(year_2012, worker_settings, progress=False)
-    # The worker is stopped: commit, for its group, an offset in 2012 (or the end) in every partition.
+    if handled_first:
+        with WorkerProcess(worker_settings, tmp_path / "first.log", WORKER) as worker:
+            replay_2011_and_wait(bars, worker_settings, expected, worker)
+            assert worker.stop(signal.SIGTERM) == 0
+    unhandled = only_days(bars, lambda day: day.year == 2012 or not handled_first)
+    replay(unhandled, worker_settings, progress=False)
+    # No worker runs: commit, for its group, an offset short of the end (or the end) in every partition.
     ends = {}
     for partition, offset, *_ in read_topic(worker_settings, worker_settings.topic_bars):
         ends[partition] = max(ends.get(partition, 0), offset + 1)
@@ -216,7 +220,7 @@ def test_offsets_committed_past_unhandled_bars_are_sought_back(bars: ReadResult,
     assert assert_same_as_backtest(records, expected) == 0
     assert _metric(metrics, "forecaster_offset_rewinds_total") >= 1
     figures("offsets committed past unhandled bars", len(bars.bars), records, expected,
-            bars_committed_unhandled=len(year_2012.bars) - before_the_end * len(skipped))
+            bars_committed_unhandled=len(unhandled.bars) - before_the_end * len(skipped))
 
 
 def _metric(metrics: str, name: str) -> float:

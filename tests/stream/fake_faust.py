@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka.errors import IllegalStateError
+from aiokafka.errors import IllegalStateError, KafkaTimeoutError
 from faust.types import TP
 
 
@@ -74,18 +74,33 @@ class FakeTable(dict):
 
 @dataclass
 class FakeConsumer:
-    """Faust's consumer: ``highwaters`` maps each assigned partition to its high water mark."""
+    """Faust's consumer: ``fetched`` maps each assigned partition to its high water mark as its last
+    fetch saw it (None: not fetched yet). On the broker each partition runs from ``first`` (0 unless
+    given) to ``ends``; ``broker_down`` makes the broker's answers time out."""
 
-    highwaters: dict[TP, int | None]
+    fetched: dict[TP, int | None]
+    first: dict[TP, int] = field(default_factory=dict)
+    ends: dict[TP, int] = field(default_factory=dict)
+    broker_down: bool = False
     revoke_on_seek: bool = False  # the partition goes to another worker while the seek is made
     seeks: list[dict[TP, int]] = field(default_factory=list)
 
     def assignment(self) -> set[TP]:
-        return set(self.highwaters)
+        return set(self.fetched)
 
     def highwater(self, tp: TP) -> int | None:
-        assert tp in self.highwaters, "aiokafka asserts the partition is assigned"
-        return self.highwaters[tp]
+        assert tp in self.fetched, "aiokafka asserts the partition is assigned"
+        return self.fetched[tp]
+
+    async def earliest_offsets(self, *tps: TP) -> dict[TP, int]:
+        if self.broker_down:
+            raise KafkaTimeoutError()
+        return {tp: self.first.get(tp, 0) for tp in tps}
+
+    async def highwaters(self, *tps: TP) -> dict[TP, int]:
+        if self.broker_down:
+            raise KafkaTimeoutError()
+        return {tp: self.ends[tp] for tp in tps if tp in self.ends}
 
     async def seek_wait(self, offsets: dict[TP, int]) -> None:
         if self.revoke_on_seek:

@@ -177,3 +177,20 @@ def test_offsets_skipped_by_the_consumer_are_not_handled_but_sought_back(worker:
     assert worker.consumer.seeks == [{TP("bars", 0): 1}]
     assert worker.positions[b"bars/0"] == b"1" and worker.metrics.rewinds._value.get() == 1
     assert handler.busy is False
+
+
+def test_a_partitions_first_offsets_skipped_before_any_was_handled_are_sought_back(worker: Worker) -> None:
+    # No position yet: the partition starts at its first offset on the broker (0), not at the first
+    # message the consumer happens to hand over.
+    handler = worker.handler()
+    sent = worker.handle(handler, [bar_event("AAA", 3, 0, 3), bar_event("BBB", 0, 1, 0)])
+    assert [key for _, key, _ in sent] == [b"BBB"]
+    assert worker.consumer.seeks == [{TP("bars", 0): 0}]
+    assert b"bars/0" not in worker.positions
+
+
+def test_without_the_brokers_first_offset_the_first_message_met_starts_the_partition(worker: Worker) -> None:
+    worker.consumer.broker_down = True  # the sends go elsewhere (a fake sender): only the lookup fails
+    sent = worker.handle(worker.handler(), [bar_event("AAA", 3, 0, 3)])
+    assert [key for _, key, _ in sent] == [b"AAA"] and worker.consumer.seeks == []
+    assert worker.positions[b"bars/0"] == b"4"

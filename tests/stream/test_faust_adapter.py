@@ -64,9 +64,9 @@ def test_events_become_the_processors_messages() -> None:
                                      InMessage(b"BBB", b"b", 1, 20, None)]
 
 
-def consumer_of(**highwaters: int | None) -> FakeConsumer:
+def consumer_of(**fetched: int | None) -> FakeConsumer:
     """``bars0=5`` -> partition 0 of ``bars`` assigned, its high water mark 5."""
-    return FakeConsumer({TP(name[:-1], int(name[-1])): hw for name, hw in highwaters.items()})
+    return FakeConsumer({TP(name[:-1], int(name[-1])): hw for name, hw in fetched.items()})
 
 
 def test_the_consumer_tells_the_topics_partitions_and_their_high_water_marks() -> None:
@@ -75,6 +75,17 @@ def test_the_consumer_tells_the_topics_partitions_and_their_high_water_marks() -
     assert consumer.highwater(0) == 5
     assert consumer.highwater(1) is None  # not fetched yet
     assert consumer.highwater(3) is None  # revoked since assigned() was asked
+
+
+def test_the_consumer_asks_the_broker_for_a_partitions_first_and_end_offsets() -> None:
+    fake = consumer_of(bars0=None)
+    fake.first, fake.ends = {TP("bars", 0): 7}, {TP("bars", 0): 12}
+    consumer = BarsConsumer(FakeApp(fake), "bars")  # type: ignore[arg-type]
+    assert asyncio.run(consumer.first_offset(0)) == 7
+    assert asyncio.run(consumer.end_offset(0)) == 12
+    fake.broker_down = True  # not an error of the worker's: None, as for an offset not known yet
+    assert asyncio.run(consumer.first_offset(0)) is None
+    assert asyncio.run(consumer.end_offset(0)) is None
 
 
 def test_a_seek_is_made_in_the_consumers_thread_only_on_partitions_still_assigned() -> None:

@@ -24,8 +24,10 @@ class Clock:
 
 @pytest.fixture
 def app() -> FakeApp:
-    # Partition 0 handled up to 5 of 8, partition 1 caught up at 3, partition 2 never handled.
-    return FakeApp(FakeConsumer({TP("bars", 0): 8, TP("bars", 1): 3, TP("bars", 2): 4}))
+    # Partition 0 handled up to 5 of 8, partition 1 caught up at 3, partition 2 never handled and
+    # empty from offset 4 (retention removed its first messages).
+    return FakeApp(FakeConsumer({TP("bars", 0): 8, TP("bars", 1): 3, TP("bars", 2): 4},
+                                first={TP("bars", 2): 4}))
 
 
 def keeper_of(app: FakeApp, clock: Clock | None = None) -> PositionKeeper:
@@ -40,7 +42,27 @@ def rewinds(keeper: PositionKeeper) -> float:
 
 
 def test_the_lag_is_what_lies_between_the_position_and_the_high_water_mark(app: FakeApp) -> None:
-    assert sorted(keeper_of(app).lags()) == [(0, 3), (1, 0)]  # partition 2: no position yet
+    assert sorted(asyncio.run(keeper_of(app).lags())) == [(0, 3), (1, 0), (2, 0)]
+
+
+def test_a_partition_never_handled_is_positioned_at_its_first_offset_on_the_broker(app: FakeApp) -> None:
+    app.consumer.fetched[TP("bars", 3)] = 9
+    app.consumer.first[TP("bars", 3)] = 2
+    assert asyncio.run(keeper_of(app).position(3)) == 2
+    assert (3, 7) in asyncio.run(keeper_of(app).lags())
+
+
+def test_a_partition_not_fetched_yet_has_its_high_water_mark_asked_of_the_broker(app: FakeApp) -> None:
+    app.consumer.fetched[TP("bars", 0)] = None
+    app.consumer.ends[TP("bars", 0)] = 10
+    assert (0, 5) in asyncio.run(keeper_of(app).lags())
+
+
+def test_what_the_broker_does_not_tell_is_left_out_of_the_lags(app: FakeApp) -> None:
+    app.consumer.fetched[TP("bars", 0)] = None  # and no answer for it: not reported rather than 0
+    assert sorted(asyncio.run(keeper_of(app).lags())) == [(1, 0), (2, 0)]
+    app.consumer.broker_down = True
+    assert sorted(asyncio.run(keeper_of(app).lags())) == [(1, 0)]  # partition 2: no first offset
 
 
 def test_a_partition_that_stalls_behind_its_high_water_mark_is_sought_back(app: FakeApp) -> None:
@@ -50,6 +72,19 @@ def test_a_partition_that_stalls_behind_its_high_water_mark_is_sought_back(app: 
     clock.now = 5.0
     asyncio.run(keeper.seek_stalled(busy=False))
     assert app.consumer.seeks == [{TP("bars", 0): 5}] and rewinds(keeper) == 1
+
+
+def test_a_partition_never_handled_and_sought_past_its_messages_is_sought_back_to_its_first(
+        app: FakeApp) -> None:
+    # What a rebalance left in CI: a partition no worker had handled, its consumer at the end of it
+    # (its fetches at the high water mark), nothing ever coming to the agent.
+    clock = Clock()
+    app.consumer.fetched[TP("bars", 3)] = 6
+    keeper = keeper_of(app, clock)
+    asyncio.run(keeper.seek_stalled(busy=False))
+    clock.now = 5.0
+    asyncio.run(keeper.seek_stalled(busy=False))
+    assert app.consumer.seeks == [{TP("bars", 0): 5}, {TP("bars", 3): 0}]
 
 
 def test_no_partition_counts_as_stalled_while_a_batch_is_in_hand(app: FakeApp) -> None:
