@@ -15,7 +15,7 @@ Measures, on the full S&P 500 file (``bench/data.py``; event-time order, keyed b
 5. recovery: restart of the worker with every ticker's state in its changelog (489 tickers in the
    default 250,000 bars), to its first prediction.
 
-Usage: ``python -m bench.worker_bench [--bars 250000] [--only RUN...] [--workers N]``; settings such
+Usage: ``python -m bench.worker_bench [--bars 250000] [--only RUN...] [--processes N...]``; settings such
 as ``FORECASTER_BATCH_TIMEOUT_S`` or ``FORECASTER_WORKER_COMPRESSION`` in the environment reach every
 worker. Results go into docs/benchmarks.md by hand, with the machine. Every run uses fresh topics.
 """
@@ -87,15 +87,17 @@ def start(command: list[str], settings: Settings, log: Path) -> subprocess.Popen
 
 
 def metric(settings: Settings, name: str) -> float:
+    """A metric's value summed over its series (a pool's processes each have one)."""
     url = f"http://{settings.metrics_host}:{settings.metrics_port}/metrics"
+    total = 0.0
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
             for line in response.read().decode().splitlines():
-                if line.startswith(name + " "):
-                    return float(line.split()[1])
+                if line.startswith((name + " ", name + "{")):
+                    total += float(line.rsplit(" ", 1)[1])
     except OSError:
         pass
-    return 0.0
+    return total
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,6 +124,11 @@ def cpu_seconds(pids: list[int]) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def with_children(pid: int) -> list[int]:
+    """``pid`` and the processes its main thread started (a worker pool's; Linux ``/proc``)."""
+    return [pid, *map(int, Path(f"/proc/{pid}/task/{pid}/children").read_text().split())]
+
+
 def rate_until(count: Callable[[], int], target: int, processes: list[subprocess.Popen[bytes]],
                timeout_s: float, poll_s: float = 0.1, start_after: int = 0) -> Throughput:
     """Events/s from the first poll past ``start_after`` events to ``target``, polling ``count()``
@@ -132,7 +139,7 @@ def rate_until(count: Callable[[], int], target: int, processes: list[subprocess
     """
     first_at = None
     deadline = time.monotonic() + timeout_s
-    pids = [process.pid for process in processes]
+    pids: list[int] = []
     while True:
         for process in processes:
             if process.poll() is not None:
@@ -140,6 +147,7 @@ def rate_until(count: Callable[[], int], target: int, processes: list[subprocess
         n = count()
         now = time.monotonic()
         if first_at is None and n > start_after:
+            pids = [pid for process in processes for pid in with_children(process.pid)]
             first_at, first_n, first_cpu = now, n, cpu_seconds(pids)
         if n >= target and first_at is not None:
             events = max(n - first_n, 1)
@@ -160,23 +168,19 @@ def warm_up_length(bars: list[Bar], days: int) -> int:
 
 
 def run_worker(settings: Settings, result: ReadResult, logs: Path, warm: int,
-               workers: int = 1) -> tuple[Throughput, Settings]:
-    """Bars/s of ``workers`` worker processes in one group (each its own home and metrics port),
-    over the bars after the first ``warm``."""
-    settings = fresh(settings, "worker")
+               processes: int = 1) -> tuple[Throughput, Settings]:
+    """Bars/s of ``forecaster worker --processes N`` (its CPU: the pool's and its processes'), over
+    the bars after the first ``warm``."""
+    settings = fresh(settings, f"worker{processes}")
     replay(result, settings, progress=False)
-    group = [settings] + [settings.replace(home=f"{settings.home}-{i}", metrics_port=free_port())
-                          for i in range(1, workers)]
-    processes = [start([sys.executable, "-m", "forecaster.cli", "worker"], member, logs / f"worker-{i}.log")
-                 for i, member in enumerate(group)]
+    process = start([sys.executable, "-m", "forecaster.cli", "worker", "--processes", str(processes)],
+                    settings, logs / f"worker-x{processes}.log")
     try:
-        rate = rate_until(lambda: int(sum(metric(m, "forecaster_bars_consumed_total") for m in group)),
-                          len(result.bars), processes, 1800, THROUGHPUT_POLL_S, warm)
+        rate = rate_until(lambda: int(metric(settings, "forecaster_bars_consumed_total")),
+                          len(result.bars), [process], 1800, THROUGHPUT_POLL_S, warm)
     finally:
-        for process in processes:
-            process.send_signal(signal.SIGTERM)
-        for process in processes:
-            process.wait(timeout=120)
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=120)
     return rate, settings
 
 
@@ -355,7 +359,8 @@ def main() -> None:
                         help="the CSV to replay (default: the full S&P 500 file, see bench/data.py)")
     parser.add_argument("--only", nargs="+", choices=RUNS, default=list(RUNS),
                         help="runs to make (recovery restarts the worker of the worker run)")
-    parser.add_argument("--workers", type=int, default=1, help="worker processes in the worker run's group")
+    parser.add_argument("--processes", type=int, nargs="+", default=[1], metavar="N",
+                        help="worker runs to make, one per N: `forecaster worker --processes N`")
     args = parser.parse_args()
     logs = Path(tempfile.mkdtemp(prefix="worker-bench-"))
     broker = None
@@ -378,9 +383,10 @@ def main() -> None:
             print(f"rates over the bars after the first {warm:,} (the core's {settings.window}-day "
                   "window full, ARIMA fitted)")
         if "worker" in args.only or "recovery" in args.only:
-            worker_rate, worker_settings = run_worker(settings, result, logs, warm, args.workers)
-            label = f"forecaster worker x{args.workers} (ARIMA core, table, metrics)"
-            print(f"{label:<46} {worker_rate}")
+            for processes in args.processes:
+                worker_rate, worker_settings = run_worker(settings, result, logs, warm, processes)
+                label = f"forecaster worker --processes {processes} (ARIMA, table, metrics)"
+                print(f"{label:<46} {worker_rate}")
         if "naive" in args.only:
             naive_rate = run_faust_agent(settings, result, logs, "bench.naive_faust_agent", warm)
             print(f"naive Faust agent (await send + table write)   {naive_rate}")

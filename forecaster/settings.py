@@ -83,6 +83,8 @@ class Settings:
     batch_timeout_s: float = 0.2
     session_timeout_s: float = 10.0
     worker_compression: str = "none"
+    worker_processes: int = 1
+    worker_datadir: str = ""
     # Forecasting core: defaults and docs are CoreConfig's (models/core/config.py), the one source
     model: str = _core("model")
     window: int = _core("window")
@@ -186,6 +188,10 @@ DOCS: dict[str, str] = {
     "session_timeout_s": "seconds without a heartbeat before a worker's partitions go to the others",
     "worker_compression": "compression of the worker's records and changelog: none, gzip, snappy, lz4 "
     "or zstd (none: its states are floats that lz4 shrinks 1.5x for 13 % of the worker's throughput)",
+    "worker_processes": "worker processes `forecaster worker` runs on this host, one consumer group, one "
+    "metrics endpoint; 0: one per CPU",
+    "worker_datadir": "the worker's local state (Faust's files, RocksDB tables); empty: `worker` under "
+    "home (`worker/process-N` for each of several processes)",
     # The forecasting core's settings are documented beside their defaults, in CoreConfig.
     **{f.name: f.metadata["doc"] for f in dataclasses.fields(Settings) if "doc" in f.metadata},
     "mlflow_tracking_uri": "MLflow tracking and registry URI; when empty, MLflow's own variables below "

@@ -51,6 +51,19 @@ def test_worker_with_its_metrics_port_taken(taken_port: int, tmp_path: Path) -> 
                     "to a free port")
 
 
+def test_worker_pool_with_its_metrics_port_taken(taken_port: int, tmp_path: Path) -> None:
+    code, err = _run("worker", "--processes", "2", "--metrics-port", str(taken_port), tmp_path=tmp_path)
+    assert code == 2
+    assert f"the metrics port 127.0.0.1:{taken_port} is in use" in _one_line(err)
+
+
+def test_worker_with_a_negative_number_of_processes(tmp_path: Path) -> None:
+    code, err = _run("worker", tmp_path=tmp_path, FORECASTER_WORKER_PROCESSES="-2")
+    assert code == 2
+    assert _one_line(err) == ("forecaster worker: error: worker processes must be 0 (one per CPU) or more, "
+                              "got -2: pass --processes or set FORECASTER_WORKER_PROCESSES")
+
+
 def test_serve_with_its_port_taken(taken_port: int, tmp_path: Path) -> None:
     code, err = _run("serve", tmp_path=tmp_path, FORECASTER_API_PORT=str(taken_port))
     line = _one_line(err)
