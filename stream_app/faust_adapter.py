@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, NoReturn, Protocol
 
@@ -196,21 +196,20 @@ class BarsConsumer:
     async def first_offset(self, partition: int) -> int | None:
         """The partition's first offset on the broker (its log start); None when the broker does not
         tell (unreachable, or the consumer not started or stopping)."""
-        tp = TP(self.topic, partition)
-        try:
-            return (await self.app.consumer.earliest_offsets(tp)).get(tp)
-        except (KafkaError, ConsumerNotStarted) as error:
-            log.debug("no first offset of bars partition %d: %r", partition, error)
-            return None
+        return await self._ask_broker(partition, self.app.consumer.earliest_offsets, "first")
 
     async def end_offset(self, partition: int) -> int | None:
         """The partition's high water mark asked of the broker, for a partition not fetched yet (see
         :meth:`highwater`); None when the broker does not tell."""
+        return await self._ask_broker(partition, self.app.consumer.highwaters, "end")
+
+    async def _ask_broker(self, partition: int, ask: Callable[[TP], Awaitable[Mapping[TP, int]]],
+                          what: str) -> int | None:
         tp = TP(self.topic, partition)
         try:
-            return (await self.app.consumer.highwaters(tp)).get(tp)
+            return (await ask(tp)).get(tp)
         except (KafkaError, ConsumerNotStarted) as error:
-            log.debug("no end offset of bars partition %d: %r", partition, error)
+            log.debug("no %s offset of bars partition %d: %r", what, partition, error)
             return None
 
     async def seek(self, partition: int, offset: int) -> bool:
