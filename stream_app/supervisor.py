@@ -103,18 +103,16 @@ class _Process:
         return str(self.index)
 
 
+#: One process of a pool: ``forecaster worker``, its settings from the environment.
+WORKER_COMMAND = [sys.executable, "-m", "forecaster.cli", "worker", "--supervised"]
+
+
 class WorkerPool:
-    """``processes`` worker processes for ``settings``, logging at ``loglevel`` (``forecaster -l``).
+    """``processes`` worker processes for ``settings``, logging at ``loglevel`` (``forecaster -l``)."""
 
-    ``command`` starts one worker process (``forecaster worker`` by default); it gets its settings
-    from the environment.
-    """
-
-    def __init__(self, settings: Settings, processes: int, loglevel: str,
-                 command: list[str] | None = None) -> None:
+    def __init__(self, settings: Settings, processes: int, loglevel: str) -> None:
         self.settings = settings
         self.loglevel = loglevel
-        self.command = command or [sys.executable, "-m", "forecaster.cli", "worker", "--supervised"]
         self.places = [_Process(i) for i in range(processes)]
         self.metrics = PoolMetrics(processes)
         self._stop = threading.Event()
@@ -150,8 +148,8 @@ class WorkerPool:
     def _start(self, place: _Process) -> None:
         port = free_port()
         env = {**os.environ, **to_environ(self._settings_of(place, port))}
-        place.process = subprocess.Popen([*self.command, "-l", self.loglevel], env=env, stdin=subprocess.PIPE,
-                                         start_new_session=True)
+        place.process = subprocess.Popen([*WORKER_COMMAND, "-l", self.loglevel], env=env,
+                                         stdin=subprocess.PIPE, start_new_session=True)
         place.metrics_url = f"http://127.0.0.1:{port}/metrics"
         place.started = time.monotonic()
         log.info("worker process %s started (pid %d)", place.name, place.process.pid)

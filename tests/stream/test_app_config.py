@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 from pathlib import Path
 
 import pytest
 
+from forecaster.cli import build_parser
 from forecaster.kafka.broker import free_port
 from forecaster.settings import Settings
 from models import registry
@@ -38,8 +38,9 @@ def test_forecaster_worker_hands_its_options_to_the_app_not_to_the_environment(
     monkeypatch.setattr(faust_adapter, "run_worker", lambda app, loglevel: ran.append((app, loglevel)))
     environ = dict(os.environ)
     port = free_port()
-    args = argparse.Namespace(workdir=tmp_path / "workdir", metrics_port=port, bootstrap="kafka-1:9092",
-                              connect_timeout=1.0, loglevel="info")
+    args = build_parser().parse_args(["worker", "--workdir", str(tmp_path / "workdir"),
+                                      "--metrics-port", str(port), "--bootstrap", "kafka-1:9092",
+                                      "--connect-timeout", "1", "-l", "info"])
     worker.run(args, Settings(home=str(tmp_path / "home")))
     [(app, loglevel)] = ran
     settings = app.forecaster_settings
