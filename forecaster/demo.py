@@ -163,7 +163,7 @@ def worker_for(settings: Settings) -> Iterator[WorkerHandle]:
 
     if not port_is_free(settings.metrics_port, settings.metrics_host):
         raise DemoError(f"the metrics port {settings.metrics_port} is in use: set FORECASTER_METRICS_PORT")
-    shutil.rmtree(Path(settings.home) / "worker", ignore_errors=True)  # local table copies of the last run
+    shutil.rmtree(settings.worker_dir, ignore_errors=True)  # local table copies of the last run
     log = Path(settings.home) / "logs" / "demo-worker.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "wb") as out:

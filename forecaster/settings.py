@@ -115,6 +115,11 @@ class Settings:
     api_max_bytes: int = 64 * 1024 * 1024
 
     @property
+    def worker_dir(self) -> Path:
+        """The worker's local state directory: ``worker_datadir``, else ``worker`` under ``home``."""
+        return Path(self.worker_datadir or Path(self.home) / "worker")
+
+    @property
     def mlflow_uri(self) -> str:
         """The tracking URI in force; see :meth:`mlflow_sources`."""
         return self.mlflow_sources()["tracking"][0]

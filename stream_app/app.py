@@ -48,7 +48,6 @@ import gc
 import logging
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, cast
 
 import faust
@@ -191,7 +190,7 @@ class WorkerParts:
 
 def create_app(settings: Settings, log_level: int = logging.WARNING) -> ForecasterApp:
     """The Faust app for ``settings``, logging at ``log_level``; nothing connects until a worker starts."""
-    datadir = Path(settings.worker_datadir or Path(settings.home) / "worker")
+    datadir = settings.worker_dir
     app = ForecasterApp(settings, datadir=str(datadir), **app_options(settings))
     bars_topic = app.topic(settings.topic_bars, key_type=bytes, value_type=bytes,
                            partitions=settings.partitions)

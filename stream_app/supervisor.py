@@ -25,7 +25,6 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from socket import socket
 from types import FrameType
 
@@ -141,9 +140,8 @@ class WorkerPool:
         self._stop.set()
 
     def _settings_of(self, place: _Process, metrics_port: int) -> Settings:
-        datadir = Path(self.settings.worker_datadir or Path(self.settings.home) / "worker")
         return self.settings.replace(worker_processes=1, metrics_host="127.0.0.1", metrics_port=metrics_port,
-                                     worker_datadir=str(datadir / f"process-{place.index}"))
+                                     worker_datadir=str(self.settings.worker_dir / f"process-{place.index}"))
 
     def _start(self, place: _Process) -> None:
         port = free_port()
