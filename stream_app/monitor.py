@@ -18,8 +18,8 @@ from __future__ import annotations
 import datetime as dt
 import math
 import time
-from collections import Counter, deque
-from collections.abc import Iterable, Mapping
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -37,40 +37,46 @@ POOLED_WINDOW_FACTOR = 10
 
 
 class RollingErrors:
-    """Rolling sums of one group's scored predictions (one ticker, "other" or "all").
+    """The last ``window`` rows of figures of one group's scored predictions (one ticker, "other",
+    "all" or a regime), in a ring buffer; a batch's rows go in at once.
 
-    Plain Python floats: a row has a handful of numbers, where numpy's per-call overhead would cost
-    more than the arithmetic.
+    Means are taken over the buffer when exported, not kept as running sums, so no rounding
+    accumulates however long the worker runs.
     """
 
     def __init__(self, window: int, levels: Iterable[str]) -> None:
         self.window = window
-        self.levels = tuple(levels)
-        self.rows: deque[list[float]] = deque()
         # abs error, abs pct error, naive abs error, then (inside, relative width) per level
-        self.sums = [0.0] * (3 + 2 * len(self.levels))
-        self._level_keys = [(f"inside_{level}", f"width_{level}") for level in self.levels]
+        self.rows = np.zeros((window, 3 + 2 * len(tuple(levels))))
+        self.filled = 0
+        self._next = 0  # the row the next score overwrites
 
-    def row(self, score: Mapping) -> list[float]:
-        """A score's row of figures, the same for every group it is added to."""
-        row = [abs(score["error"]), score["abs_pct_error"] / 100.0, abs(score["naive_error"])]
-        predicted = score["predicted_close"]
-        for inside, width in self._level_keys:
-            row += [float(score[inside]), score[width] / predicted]
-        return row
-
-    def add(self, row: list[float]) -> None:
-        sums = self.sums
-        if len(self.rows) == self.window:
-            for i, value in enumerate(self.rows.popleft()):
-                sums[i] -= value
-        self.rows.append(row)
-        for i, value in enumerate(row):
-            sums[i] += value
+    def add(self, rows: np.ndarray) -> None:
+        """Append ``rows`` (oldest first), dropping the oldest beyond the window."""
+        rows = rows[len(rows) - self.window:] if len(rows) > self.window else rows
+        end = self._next + len(rows)
+        if end <= self.window:
+            self.rows[self._next:end] = rows
+        else:
+            split = self.window - self._next
+            self.rows[self._next:] = rows[:split]
+            self.rows[: end - self.window] = rows[split:]
+        self._next = end % self.window
+        self.filled = min(self.window, self.filled + len(rows))
 
     def means(self) -> list[float]:
-        n = max(len(self.rows), 1)
-        return [total / n for total in self.sums]
+        if not self.filled:
+            return [0.0] * self.rows.shape[1]
+        return self.rows[: self.filled].mean(axis=0).tolist()
+
+
+def score_row(score: Mapping, level_keys: Sequence[tuple[str, str]]) -> list[float]:
+    """A score's row of :class:`RollingErrors` figures (``level_keys``: ``(inside_L, width_L)``)."""
+    row = [abs(score["error"]), score["abs_pct_error"] / 100.0, abs(score["naive_error"])]
+    predicted = score["predicted_close"]
+    for inside, width in level_keys:
+        row += [float(score[inside]), score[width] / predicted]
+    return row
 
 
 class ForecastMonitor:
@@ -80,6 +86,7 @@ class ForecastMonitor:
         self.settings = settings
         self.metrics = metrics
         self.levels = tuple(f"{round(level * 100)}" for level in settings.interval_levels)
+        self._level_keys = [(f"inside_{level}", f"width_{level}") for level in self.levels]
         self.level_labels = {name: str(level) for name, level in zip(self.levels, settings.interval_levels,
                                                                      strict=True)}
         self.labelled: set[str] = set()
@@ -168,22 +175,19 @@ class ForecastMonitor:
         now = time.time()
         if results:
             m.bars_consumed.inc(len(results))
-            per_bar = seconds / len(results)
-            for _ in results:
-                m.processing.observe(per_bar)
+            m.processing.observe_many(np.full(len(results), seconds / len(results)))
             m.last_bar_timestamp.set(now)
             latest = max(bar.date for bar, _ in results)
             close_of_day = dt.datetime.combine(latest, dt.time(23, 59, 59), dt.UTC).timestamp()
             m.event_time_lag.set(max(0.0, now - close_of_day))
-        touched: set[str] = set()
-        regimes: set[str] = set()
         feature_rows = []
         predictions: Counter[str] = Counter()
-        scores: Counter[str] = Counter()
         refits: Counter[str] = Counter()
-        naive_sums: Counter[str] = Counter()
-        squared_differentials: Counter[str] = Counter()
-        hits: Counter[str] = Counter()
+        # Per scored prediction, in order: its row of figures, model, ticker label and regime.
+        rows: list[list[float]] = []
+        models: list[str] = []
+        labels: list[str] = []
+        regimes: list[str | None] = []
         for bar, result in results:
             prediction = result.prediction
             label = self.label(bar.ticker)
@@ -199,39 +203,49 @@ class ForecastMonitor:
             score = result.score
             if score is None:
                 continue
-            model = score["model"]
-            scores[model] += 1
-            self._child(m.abs_error, model).observe(abs(score["error"]))
-            # Records carry percent (as the backtest prints it); metrics carry ratios (Prometheus' base unit).
-            self._child(m.abs_pct_error, model).observe(score["abs_pct_error"] / 100.0)
-            naive_sums[model] += abs(score["naive_error"])
-            squared_differentials[model] += (abs(score["error"]) - abs(score["naive_error"])) ** 2
-            for level in self.levels:
-                hits[level] += score[f"inside_{level}"]
-            everyone = self._group(ALL)
-            row = everyone.row(score)
-            everyone.add(row)
-            self._group(label).add(row)
-            touched.update((label, ALL))
-            regime = score.get("vol_regime")
-            if regime is not None:
-                self._regime(regime).add(row)
-                regimes.add(regime)
+            rows.append(score_row(score, self._level_keys))
+            models.append(score["model"])
+            labels.append(label)
+            regimes.append(score.get("vol_regime"))
             self._error_drift(bar.ticker, label, score)
-        for counter, metric in ((predictions, m.predictions), (scores, m.scores), (refits, m.refits),
-                                (naive_sums, m.naive_abs_error),
-                                (squared_differentials, m.loss_differential_squared)):
+        for counter, metric in ((predictions, m.predictions), (refits, m.refits)):
             for name, count in counter.items():
                 metric.labels(name).inc(count)
-        for level, count in hits.items():
-            m.interval_hits.labels(self.level_labels[level]).inc(count)
-        for group in touched:
-            self._export_group(group, results[-1][1].prediction["model"])
-        for regime in regimes:
-            means = self.regimes[regime].means()
+        if rows:
+            self._observe_scores(np.array(rows), models, labels, regimes, results[-1][1].prediction["model"])
+        self._input_drift(feature_rows)
+
+    def _observe_scores(self, rows: np.ndarray, models: list[str], labels: list[str],
+                        regimes: list[str | None], model: str) -> None:
+        """The skill counters, error histograms and rolling figures of a batch's scores (``rows``,
+        :func:`score_row` of each; ``model``: the one now serving, whose series the rolling
+        figures update)."""
+        m = self.metrics
+        abs_error, abs_pct_error, naive_abs_error = rows[:, 0], rows[:, 1], rows[:, 2]
+        for name, mine in _positions(models).items():
+            m.scores.labels(name).inc(len(mine))
+            # Records carry percent (as the backtest prints it); metrics carry ratios (Prometheus' base unit).
+            self._child(m.abs_error, name).observe_many(abs_error[mine])
+            self._child(m.abs_pct_error, name).observe_many(abs_pct_error[mine])
+            m.naive_abs_error.labels(name).inc(float(naive_abs_error[mine].sum()))
+            m.loss_differential_squared.labels(name).inc(
+                float(((abs_error[mine] - naive_abs_error[mine]) ** 2).sum()))
+        inside = rows[:, 3::2]
+        for i, level in enumerate(self.levels):
+            m.interval_hits.labels(self.level_labels[level]).inc(int(inside[:, i].sum()))
+        self._group(ALL).add(rows)
+        self._export_group(ALL, model)
+        for label, mine in _positions(labels).items():
+            self._group(label).add(rows[mine])
+            self._export_group(label, model)
+        for regime, mine in _positions(regimes).items():
+            if regime is None:
+                continue
+            group = self._regime(regime)
+            group.add(rows[mine])
+            means = group.means()
             for i, level in enumerate(self.levels):
                 m.interval_coverage_by_regime.labels(self.level_labels[level], regime).set(means[3 + 2 * i])
-        self._input_drift(feature_rows)
 
     def observe_partitions(self, partition_of: Mapping[str, int]) -> None:
         """Note the ``bars`` partition of each ticker seen (``ticker -> partition``)."""
@@ -265,9 +279,8 @@ class ForecastMonitor:
     def observe_delivery(self, bar_timestamps: Iterable[float | None]) -> None:
         """Bar-to-prediction latency: from each bar's Kafka timestamp to its prediction's delivery."""
         now = time.time()
-        for ts in bar_timestamps:
-            if ts:
-                self.metrics.bar_to_prediction.observe(max(0.0, now - ts))
+        latencies = np.array([now - ts for ts in bar_timestamps if ts])
+        self.metrics.bar_to_prediction.observe_many(np.maximum(latencies, 0.0))
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -348,6 +361,14 @@ class ForecastMonitor:
             if drifted and not self.drifted.get(name, False):
                 m.feature_drift_alarms.labels(name).inc()
             self.drifted[name] = drifted
+
+
+def _positions(keys: list[Any]) -> dict[Any, list[int]]:
+    """The positions of each distinct key in ``keys``, keys in order of first appearance."""
+    positions: dict[Any, list[int]] = {}
+    for i, key in enumerate(keys):
+        positions.setdefault(key, []).append(i)
+    return positions
 
 
 def _normal_quantile(level: float) -> float:

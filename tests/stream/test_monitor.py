@@ -1,16 +1,20 @@
-"""The worker's metrics from real core results: conditional coverage by volatility regime."""
+"""The worker's metrics from real core results: rolling figures per group, coverage by volatility regime,
+and histograms fed a batch at once."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry
 
 from forecaster.settings import load
 from models.core.config import CoreConfig
 from models.core.step import step_many
 from producers.readers import read_csv_bars
-from stream_app.metrics import WorkerMetrics
+from stream_app.metrics import LATENCY_BUCKETS, BatchHistogram, WorkerMetrics
 from stream_app.monitor import POOLED_WINDOW_FACTOR, ForecastMonitor
 
 TICKERS = ("AAPL", "GE", "JPM", "XOM")
@@ -48,3 +52,76 @@ def test_coverage_by_regime_is_the_rolling_share_inside_per_regime(data_dir: Pat
     assert len(seen) > 1  # the regimes' coverages are their own, not one pooled figure
     assert metrics.registry.get_sample_value("forecaster_interval_coverage_by_regime",
                                              {"level": "0.8", "regime": "None"}) is None
+
+
+def test_rolling_figures_are_the_means_of_each_groups_last_window_of_scores(data_dir: Path) -> None:
+    # Batches of 1 to 70 days: some fill less than a window, some wrap it, some are larger than it.
+    settings = load({"FORECASTER_ROLLING_WINDOW": "20", "FORECASTER_MODEL": "naive",
+                     "FORECASTER_METRICS_TICKER_LIMIT": "2"})
+    config = CoreConfig.from_settings(settings, window=60, calibration_window=40)
+    metrics = WorkerMetrics()
+    monitor = ForecastMonitor(settings, metrics)
+    bars = read_csv_bars([data_dir / "sp500-5yr-sample.csv.gz"], tickers=set(TICKERS)).bars
+    days: dict = {}
+    for bar in bars[: 400 * len(TICKERS)]:
+        days.setdefault(bar.date, []).append(bar)
+    ordered = list(days.values())
+    states: dict = {}
+    scores: list[tuple[str, dict]] = []
+    start = 0
+    for size in [1, 7, 70, 3, 20, 21, 1, 50] * 10:
+        batch_days, start = ordered[start: start + size], start + size
+        if not batch_days:
+            break
+        results = []
+        for day in batch_days:
+            stepped = step_many([states.get(b.ticker) for b in day], day, config)
+            for bar, result in zip(day, stepped, strict=True):
+                states[bar.ticker] = result.state
+                results.append((bar, result))
+                scores += [(bar.ticker, result.score)] if result.score else []
+        monitor.observe_batch(results, 0.001)
+
+    labelled = sorted(monitor.labelled - {"other"})
+    assert len(labelled) == 2
+    groups = {ticker: [s for t, s in scores if t == ticker][-20:] for ticker in labelled}
+    groups["other"] = [s for t, s in scores if t not in labelled][-20 * POOLED_WINDOW_FACTOR:]
+    groups["all"] = [s for _, s in scores][-20 * POOLED_WINDOW_FACTOR:]
+    for group, mine in groups.items():
+        sample = {"ticker": group, "model": "naive"}
+        assert metrics.registry.get_sample_value("forecaster_rolling_mae", sample) == pytest.approx(
+            np.mean([abs(s["error"]) for s in mine]), rel=1e-12)
+        assert metrics.registry.get_sample_value(
+            "forecaster_interval_relative_width", {"ticker": group, "level": "0.8"}) == pytest.approx(
+            np.mean([s["width_80"] / s["predicted_close"] for s in mine]), rel=1e-12)
+    everyone = [s for _, s in scores]
+    count = metrics.registry.get_sample_value("forecaster_abs_error_count", {"model": "naive"})
+    assert count == len(everyone)
+    assert metrics.registry.get_sample_value("forecaster_interval_hits_total", {"level": "0.95"}) == sum(
+        s["inside_95"] for s in everyone)
+    assert metrics.registry.get_sample_value("forecaster_naive_abs_error_total", {"model": "naive"}) == (
+        pytest.approx(sum(abs(s["naive_error"]) for s in everyone), rel=1e-12))
+
+
+@pytest.mark.parametrize("values", [
+    [0.0005, 0.001, 0.0007, 3.0, 10.0, 11.0, -1.0],  # on a bound, between, past the last, negative
+    [math.inf, 0.2],
+    [math.nan, 0.2],
+    [],
+])
+def test_a_batch_histogram_counts_a_batch_as_observe_counts_it_value_by_value(values: list[float]) -> None:
+    registry = CollectorRegistry()
+    one_by_one = BatchHistogram("one", "", buckets=LATENCY_BUCKETS, registry=registry)
+    batched = BatchHistogram("batched", "", buckets=LATENCY_BUCKETS, registry=registry)
+    for value in values:
+        one_by_one.observe(value)
+    batched.observe_many(values)
+
+    def samples(name: str) -> list[tuple[str, dict, float]]:
+        return [(s.name.removeprefix(name), s.labels, s.value) for family in registry.collect()
+                if family.name == name for s in family.samples if not s.name.endswith("_created")]
+
+    expected, got = samples("one"), samples("batched")
+    assert [(n, labels) for n, labels, _ in got] == [(n, labels) for n, labels, _ in expected]
+    for (_, _, want), (_, _, value) in zip(expected, got, strict=True):
+        assert value == pytest.approx(want, rel=1e-12, nan_ok=True)
