@@ -38,7 +38,7 @@ import numpy as np
 import orjson
 
 #: Format version of :meth:`TickerState.to_bytes`; bump it when fields change meaning.
-VERSION = 2
+VERSION = 3
 _MAGIC = b"FTS"
 _HEADER = struct.Struct("<3sBI")  # magic, version, length of the orjson part
 
@@ -84,8 +84,10 @@ class TickerState:
     variance_ewmas
         The volatility model's exponentially weighted sums of daily variance, one per decay
         (:mod:`models.core.volatility`; divided by their weight ``1 - decay ** bars`` when read).
-    calibration
-        The last standardized residuals (log error / scale) of issued predictions, oldest first.
+    quantiles, residuals
+        The tracked quantile of the absolute standardized residual (log error / scale) per interval
+        level (:mod:`models.core.intervals`; empty before the first prediction), and how many
+        predictions were scored.
     features, feature_rows
         The last feature rows (as many as the model's lookback) and how many rows were ever made.
     last_prediction
@@ -105,7 +107,8 @@ class TickerState:
     arima_state: np.ndarray | None
     arima_cov: np.ndarray | None
     variance_ewmas: np.ndarray
-    calibration: np.ndarray
+    quantiles: np.ndarray
+    residuals: int
     features: np.ndarray
     feature_rows: int
     last_prediction: LastPrediction | None
@@ -117,7 +120,7 @@ class TickerState:
         return cls(ticker=ticker, last_date=None, bars=0, refits=0, failed_refits=0, since_refit=0,
                    last_close=nan, last_volume=nan, log_closes=np.empty(0), arima_params=None,
                    arima_state=None, arima_cov=None, variance_ewmas=np.zeros(volatility_horizons),
-                   calibration=np.empty(0), features=np.empty((0, feature_width)), feature_rows=0,
+                   quantiles=np.empty(0), residuals=0, features=np.empty((0, feature_width)), feature_rows=0,
                    last_prediction=None)
 
     def __eq__(self, other: object) -> bool:
@@ -187,4 +190,4 @@ class TickerState:
 
 _FIELDS = tuple(f.name for f in dataclasses.fields(TickerState))
 _ARRAYS = frozenset({"log_closes", "arima_params", "arima_state", "arima_cov", "variance_ewmas",
-                     "calibration", "features"})
+                     "quantiles", "features"})
