@@ -13,7 +13,7 @@ at the close of ``t`` from bars up to ``t`` only, on the same ticker-days:
   volatility model of :mod:`models.core.volatility`, per-ticker tracked conformal quantiles);
 - ``core (old, REV)``: the same at each ``--old-rev`` (34f4230: the single EWMA(0.94) scale and a
   250-residual conformal window; e72eee1: the volatility model with that window), extracted with
-  ``git archive`` and run in a subprocess;
+  ``git archive`` (its ``models`` and ``producers``, which read the bars) and run in a subprocess;
 - ``empirical``: the rolling 252-day empirical quantiles of the ticker's past returns;
 - ``EWMA x conformal``: RiskMetrics' EWMA(0.94) scale times the conformal quantile of the last 250
   standardized returns (the core's rank rule);
@@ -120,7 +120,7 @@ def core_forecasts(path: Path, series: dict[str, Series], rev: str | None) -> di
     with tempfile.TemporaryDirectory() as tmp:
         paths = [str(ROOT)]
         if rev is not None:
-            archive = subprocess.run(["git", "archive", rev, "models"], cwd=ROOT, check=True,
+            archive = subprocess.run(["git", "archive", rev, "models", "producers"], cwd=ROOT, check=True,
                                      capture_output=True).stdout
             with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
                 tar.extractall(tmp, filter="data")
