@@ -4,15 +4,14 @@ Run from the repository root (the GARCH anchor refits ``arch`` 16 times per S&P 
 minutes of CPU for the 500 S&P tickers, shared among ``--jobs`` processes)::
 
     OPENBLAS_NUM_THREADS=1 .venv/bin/python -m bench.interval_bench \\
-        [--sets sp500,601988,vgi,bokeh] [--jobs 2] [--old-rev 34f4230 e72eee1]
+        [--sets sp500,601988,vgi,bokeh] [--jobs 2]
 
 Every method forecasts the interval of the next log return ``r[t+1] = log(close[t+1] / close[t])``
 at the close of ``t`` from bars up to ``t`` only, on the same ticker-days:
 
 - ``core (new)``: ``forecaster backtest --model arima`` as this checkout runs it (ARIMA centre, the
-  volatility model of :mod:`models.core.volatility`, per-ticker tracked conformal quantiles);
-- ``core (old, REV)``: the same at each ``--old-rev`` (34f4230: the single EWMA(0.94) scale and a
-  250-residual conformal window; e72eee1: the volatility model with that window), extracted with
+  volatility model of :mod:`models.core.volatility`, per-ticker conformal quantiles);
+- ``core (old)``: the same at ``--old-rev`` (the single EWMA(0.94) scale), extracted with
   ``git archive`` (its ``models`` and ``producers``, which read the bars) and run in a subprocess;
 - ``empirical``: the rolling 252-day empirical quantiles of the ticker's past returns;
 - ``EWMA x conformal``: RiskMetrics' EWMA(0.94) scale times the conformal quantile of the last 250
@@ -329,7 +328,7 @@ def run_set(name: str, path: Path, args: argparse.Namespace) -> list[str]:
     started = time.perf_counter()
     forecasts: dict[str, dict[str, Forecast]] = {
         "core (new)": core_forecasts(path, series, None),
-        **{f"core (old, {rev})": core_forecasts(path, series, rev) for rev in args.old_rev}}
+        f"core (old, {args.old_rev})": core_forecasts(path, series, args.old_rev)}
     names = sorted(series)
     with ProcessPoolExecutor(args.jobs) as pool_:
         for method, func in METHODS.items():
@@ -353,8 +352,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sets", default=",".join(SETS), help=f"comma-separated, of {', '.join(SETS)}")
     parser.add_argument("--history", type=int, default=504, help="bars before a scored target day")
-    parser.add_argument("--old-rev", nargs="+", default=["34f4230", "e72eee1"],
-                        help="revisions whose cores are 'core (old, REV)'")
+    parser.add_argument("--old-rev", default="34f4230", help="the revision whose core is 'core (old)'")
     parser.add_argument("--jobs", type=int, default=1, help="processes for the anchors, ticker by ticker")
     args = parser.parse_args()
     print(f"Command: `python -m bench.interval_bench {' '.join(sys.argv[1:])}`\n", flush=True)

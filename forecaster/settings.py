@@ -91,7 +91,7 @@ class Settings:
     refit_every: int = _core("refit_every")
     arima_order: tuple[int, int, int] = _core("arima_order")
     interval_levels: tuple[float, ...] = _core("interval_levels")
-    calibration_step: float = _core("calibration_step")
+    calibration_window: int = _core("calibration_window")
     feature_history: int = _core("feature_history")
     # MLflow
     mlflow_tracking_uri: str = ""
@@ -224,14 +224,6 @@ DOCS: dict[str, str] = {
 }
 
 
-#: Variables that earlier releases read and this one does not: setting one is a mistake to report,
-#: not to ignore, since the behaviour it asked for is gone.
-RETIRED = {
-    "FORECASTER_CALIBRATION_WINDOW": "the intervals track their quantiles now instead of keeping a window "
-                                     "of residuals; FORECASTER_CALIBRATION_STEP sets how fast",
-}
-
-
 def env_name(name: str) -> str:
     """The environment variable of a field: ``bootstrap`` -> ``FORECASTER_BOOTSTRAP``.
 
@@ -263,9 +255,6 @@ def _parse(name: str, raw: str, default: Any) -> Any:
 def load(environ: Mapping[str, str] | None = None) -> Settings:
     """Build the settings from ``environ`` (default: the process environment)."""
     environ = os.environ if environ is None else environ
-    for name, why in RETIRED.items():
-        if environ.get(name):
-            raise ValueError(f"{name} is no longer read ({why}); unset it")
     defaults = Settings()
     values = {}
     for f in dataclasses.fields(Settings):

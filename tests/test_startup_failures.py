@@ -101,9 +101,6 @@ def test_topics_create_without_a_broker(tmp_path: Path) -> None:
      "a setting of the forecasting core is out of range: interval_levels must be strictly increasing and "
      "inside (0, 1); got (0.95, 0.8) (its variable is FORECASTER_ and the name upper-cased; see "
      "`forecaster settings`)"),
-    (["worker"], "FORECASTER_CALIBRATION_WINDOW", "250",
-     "FORECASTER_CALIBRATION_WINDOW is no longer read (the intervals track their quantiles now instead of "
-     "keeping a window of residuals; FORECASTER_CALIBRATION_STEP sets how fast); unset it"),
     (["worker"], "FORECASTER_SECURITY_PROTOCOL", "TLS",
      "FORECASTER_SECURITY_PROTOCOL='TLS' is not one of PLAINTEXT, SASL_PLAINTEXT, SASL_SSL, SSL"),
 ])

@@ -8,8 +8,7 @@
 - :mod:`~models.core.state`: :class:`~models.core.state.TickerState`, a ticker's versioned memory.
 - :mod:`~models.core.arima`: incremental ARIMA (cheap refit, one Kalman step per bar).
 - :mod:`~models.core.features`: :data:`~models.core.features.FEATURE_NAMES` and the causal rows.
-- :mod:`~models.core.volatility`: the volatility model that scales the intervals, and the regime.
-- :mod:`~models.core.intervals`: the tracked conformal quantiles of the prediction intervals.
+- :mod:`~models.core.intervals`: scale and conformal quantiles of the prediction intervals.
 - :mod:`~models.core.scoring`: score records of predictions against the next close.
 - :mod:`~models.core.records`: :class:`~models.core.records.Prediction` and
   :class:`~models.core.records.Score`, the typed records, and the JSON Schema structure of a record.

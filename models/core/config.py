@@ -22,10 +22,10 @@ ValueError: vol_weights must be one non-negative weight per decay, summing to 1;
 Traceback (most recent call last):
 ...
 ValueError: interval_levels must be strictly increasing and inside (0, 1); got (0.95, 0.8)
->>> CoreConfig(calibration_step=0)
+>>> CoreConfig(calibration_window=10)
 Traceback (most recent call last):
 ...
-ValueError: calibration_step must be inside (0, 1]; got 0
+ValueError: calibration_window 10 is too small for the 0.95 interval; need >= 19
 """
 
 from __future__ import annotations
@@ -67,10 +67,8 @@ class CoreConfig:
     interval_levels: tuple[float, ...] = _field(
         (0.8, 0.95), "central prediction interval levels, comma separated, strictly increasing, each in "
         "(0, 1)", "interval_levels")
-    calibration_step: float = _field(
-        0.02, "step of each ticker's tracked interval quantiles (models.core.intervals), in standardized "
-        "residuals: up by step x level when a close falls outside, down by step x (1 - level) inside",
-        "calibration_step")
+    calibration_window: int = _field(250, "past standardized errors per ticker used for conformal "
+                                     "calibration", "calibration_window")
     vol_decays: tuple[float, ...] = _field(
         (0.9, 0.995), "decays of the exponentially weighted means of daily variance that the volatility "
         "model blends (models.core.volatility)")
@@ -102,8 +100,11 @@ class CoreConfig:
         if not levels or any(not 0 < lv < 1 for lv in levels) or any(a >= b for a, b in pairwise(levels)):
             raise ValueError(
                 f"interval_levels must be strictly increasing and inside (0, 1); got {levels!r}")
-        if not 0 < self.calibration_step <= 1:
-            raise ValueError(f"calibration_step must be inside (0, 1]; got {self.calibration_step}")
+        # A conformal quantile at level L needs rank ceil((n + 1) L) <= n of n residuals: n >= L / (1 - L).
+        needed = math.ceil(round(levels[-1] / (1 - levels[-1]), 9))
+        if self.calibration_window < needed:
+            raise ValueError(f"calibration_window {self.calibration_window} is too small for the "
+                             f"{levels[-1]:g} interval; need >= {needed}")
         if not self.vol_decays or any(not 0 < d < 1 for d in self.vol_decays):
             raise ValueError(f"vol_decays must be inside (0, 1); got {self.vol_decays!r}")
         if (len(self.vol_weights) != len(self.vol_decays) or any(w < 0 for w in self.vol_weights)

@@ -38,7 +38,7 @@ import numpy as np
 import orjson
 
 #: Format version of :meth:`TickerState.to_bytes`; bump it when fields change meaning.
-VERSION = 3
+VERSION = 2
 _MAGIC = b"FTS"
 _HEADER = struct.Struct("<3sBI")  # magic, version, length of the orjson part
 
@@ -84,10 +84,8 @@ class TickerState:
     variance_ewmas
         The volatility model's exponentially weighted sums of daily variance, one per decay
         (:mod:`models.core.volatility`; divided by their weight ``1 - decay ** bars`` when read).
-    quantiles, residuals
-        The tracked quantile of the absolute standardized residual (log error / scale) per interval
-        level (:mod:`models.core.intervals`; empty before the first prediction), and how many
-        predictions were scored.
+    calibration
+        The last standardized residuals (log error / scale) of issued predictions, oldest first.
     features, feature_rows
         The last feature rows (as many as the model's lookback) and how many rows were ever made.
     last_prediction
@@ -107,8 +105,7 @@ class TickerState:
     arima_state: np.ndarray | None
     arima_cov: np.ndarray | None
     variance_ewmas: np.ndarray
-    quantiles: np.ndarray
-    residuals: int
+    calibration: np.ndarray
     features: np.ndarray
     feature_rows: int
     last_prediction: LastPrediction | None
@@ -120,7 +117,7 @@ class TickerState:
         return cls(ticker=ticker, last_date=None, bars=0, refits=0, failed_refits=0, since_refit=0,
                    last_close=nan, last_volume=nan, log_closes=np.empty(0), arima_params=None,
                    arima_state=None, arima_cov=None, variance_ewmas=np.zeros(volatility_horizons),
-                   quantiles=np.empty(0), residuals=0, features=np.empty((0, feature_width)), feature_rows=0,
+                   calibration=np.empty(0), features=np.empty((0, feature_width)), feature_rows=0,
                    last_prediction=None)
 
     def __eq__(self, other: object) -> bool:
@@ -190,4 +187,4 @@ class TickerState:
 
 _FIELDS = tuple(f.name for f in dataclasses.fields(TickerState))
 _ARRAYS = frozenset({"log_closes", "arima_params", "arima_state", "arima_cov", "variance_ewmas",
-                     "quantiles", "features"})
+                     "calibration", "features"})

@@ -8,8 +8,8 @@ batch composition: the stream worker's batches and the backtest's days produce t
 What happens to a bar of day ``t`` of a ticker, in order (the function of each phase in brackets):
 
 1. the prediction made at the previous bar is scored against this close (error, naive error, whether
-   the close fell inside each interval, width, Winkler score), and its standardized residual moves the
-   ticker's tracked interval quantiles (``_score_pending``, ``_track_calibration``);
+   the close fell inside each interval, width, Winkler score), and its standardized residual joins the
+   ticker's calibration window (``_score_pending``, ``_extend_calibrations``);
 2. the ARIMA, once fitted, takes one Kalman step: its innovation at ``t`` and the forecast for
    ``t + 1`` (``_kalman_step``);
 3. the log close joins the fitting window; when the window is full and a refit is due (every
@@ -21,7 +21,7 @@ What happens to a bar of day ``t`` of a ticker, in order (the function of each p
    model's forecast (:mod:`models.core.volatility`, ``_update_volatility`` and ``_scale``), which
    every bar updates whatever the model. A model that is not ready yet (ARIMA window not full, too
    few feature rows for an external model) gives way to the naive forecast, and the prediction says
-   so with ``warmup: true``, as it does while the intervals have too few scored residuals;
+   so with ``warmup: true``, as it does while the intervals still lack calibration residuals;
 6. the prediction is kept in the ticker's new state until the next bar scores it, and written as a
    record (``_made``, ``_new_states``, ``_prediction_records``).
 
@@ -60,14 +60,7 @@ from models.core.arima import Arima, ArimaFitError, kalman_update
 from models.core.bar import Bar
 from models.core.config import CoreConfig
 from models.core.features import FEATURE_NAMES, feature_rows
-from models.core.intervals import (
-    MAX_RESIDUAL,
-    MIN_SCALE,
-    initial_quantiles,
-    interval_quantiles,
-    level_label,
-    track_quantiles,
-)
+from models.core.intervals import MAX_RESIDUAL, MIN_SCALE, conformal_quantiles, level_label
 from models.core.model_slot import PointModel
 from models.core.scoring import IsoDates, score
 from models.core.state import LastPrediction, TickerState
@@ -173,14 +166,13 @@ def step_many(states: Sequence[TickerState | None], bars: Sequence[Bar], config:
     # Naive predicts the close itself: exp(log(close)) could differ from it in the last bit.
     predicted_close = np.where(ready & (config.model != "naive"), np.exp(log_prediction), prices.close)
     scale = _scale(variance_ewmas, priors, config)
-    quantiles, residual_counts = _track_calibration(priors, residuals, config)
-    lower, upper, short = _intervals(log_prediction, predicted_close, scale, quantiles, residual_counts,
-                                     config)
+    calibrations = _extend_calibrations(priors, residuals, config.calibration_window)
+    lower, upper, short = _intervals(log_prediction, predicted_close, scale, calibrations, config)
     regime = regimes(trailing_vol_rank(fit_windows))
     made = _made(bars, log_prediction, scale, predicted_close, lower, upper, ~ready | short, regime,
                  config, model)
     new_states = _new_states(priors, bars, made, refits, fit_windows, filtered, variance_ewmas,
-                             quantiles, residual_counts, buffers)
+                             calibrations, buffers)
     return [StepResult(state=state, prediction=prediction, score=score_i, features=row, refit=outcome)
             for state, prediction, score_i, row, outcome
             in zip(new_states, _prediction_records(bars, made, plan, iso), scores, rows, refits, strict=True)]
@@ -212,7 +204,7 @@ class _Prices:
 def _score_pending(priors: list[TickerState], bars: Sequence[Bar], log_close: np.ndarray,
                    iso: IsoDates) -> tuple[list[dict[str, Any] | None], list[float | None]]:
     """Score each ticker's pending prediction against this close: the score records (None where
-    nothing was pending) and the clipped standardized residuals that calibrate the intervals."""
+    nothing was pending) and the clipped standardized residuals that join the calibration."""
     n = len(bars)
     scores: list[dict[str, Any] | None] = [None] * n
     residuals: list[float | None] = [None] * n
@@ -341,28 +333,30 @@ def _scale(variance_ewmas: np.ndarray, priors: list[TickerState], config: CoreCo
     return np.maximum(np.sqrt(variance), MIN_SCALE)
 
 
-def _track_calibration(priors: list[TickerState], residuals: list[float | None],
-                       config: CoreConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Each ticker's interval quantiles ``[n, levels]`` moved by this bar's residual (where it scored
-    one), and its count of scored residuals ``[n]``."""
-    levels = config.interval_levels
-    start = initial_quantiles(1, levels)[0]
-    # A ticker's first prediction, or one made under other levels, starts from the Gaussian quantiles.
-    prior = np.array([p.quantiles if p.quantiles.size == len(levels) else start for p in priors])
-    absolute = np.abs(np.array([np.nan if r is None else r for r in residuals]))
-    counts = np.array([p.residuals + (r is not None) for p, r in zip(priors, residuals, strict=True)])
-    quantiles = track_quantiles(prior, absolute, levels, config.calibration_step)
-    quantiles.flags.writeable = False
-    return quantiles, counts
+def _extend_calibrations(priors: list[TickerState], residuals: list[float | None],
+                         width: int) -> list[np.ndarray]:
+    """Each ticker's last ``width`` standardized residuals, this bar's included when it scored one."""
+    keep_residuals = width - 1
+    calibrations = []
+    for prior, residual in zip(priors, residuals, strict=True):
+        if residual is None:
+            calibrations.append(prior.calibration)
+        else:
+            calibration = np.concatenate((prior.calibration[-keep_residuals:] if keep_residuals
+                                          else prior.calibration[:0], [residual]))
+            calibration.flags.writeable = False
+            calibrations.append(calibration)
+    return calibrations
 
 
 def _intervals(log_prediction: np.ndarray, predicted_close: np.ndarray, scale: np.ndarray,
-               quantiles: np.ndarray, residual_counts: np.ndarray, config: CoreConfig
+               calibrations: list[np.ndarray], config: CoreConfig
                ) -> tuple[list[list[float]], list[list[float]], np.ndarray]:
-    """Calibrated interval bounds ``[n][level]`` around each prediction, and which tickers have too few
-    scored residuals yet (their intervals are at least the widened Gaussian ones)."""
-    used, short = interval_quantiles(quantiles, residual_counts, config.interval_levels)
-    half_width = used * scale[:, None]
+    """Calibrated interval bounds ``[n][level]`` around each prediction, and which tickers' calibration
+    is still short (their intervals are the wider Gaussian fallback)."""
+    quantiles, short = conformal_quantiles(_padded_abs(calibrations, config.calibration_window),
+                                           np.array([c.size for c in calibrations]), config.interval_levels)
+    half_width = quantiles * scale[:, None]
     # The min/max only matter at the scale floor, where exp() rounding could put a bound a hair
     # on the wrong side of the predicted close. An upper bound past the float range (closes near
     # 1e300) is infinite, an unbounded interval, written as null: no warning for it.
@@ -390,11 +384,10 @@ def _made(bars: Sequence[Bar], log_prediction: np.ndarray, scale: np.ndarray, pr
 
 def _new_states(priors: list[TickerState], bars: Sequence[Bar], made: list[LastPrediction],
                 refits: list[str | None], fit_windows: list[np.ndarray],
-                filtered: dict[int, _Filtered], variance_ewmas: np.ndarray, quantiles: np.ndarray,
-                residual_counts: np.ndarray, buffers: list[np.ndarray]) -> list[TickerState]:
+                filtered: dict[int, _Filtered], variance_ewmas: np.ndarray,
+                calibrations: list[np.ndarray], buffers: list[np.ndarray]) -> list[TickerState]:
     """Each ticker's state after this bar, holding the prediction it made."""
     states = []
-    counts = residual_counts.tolist()
     for i, (prior, bar, lp, outcome) in enumerate(zip(priors, bars, made, refits, strict=True)):
         params_i, a_i, cov_i = filtered.get(i, (prior.arima_params, prior.arima_state, prior.arima_cov))
         states.append(TickerState(
@@ -405,7 +398,7 @@ def _new_states(priors: list[TickerState], bars: Sequence[Bar], made: list[LastP
             last_close=float(bar.close), last_volume=float(bar.volume), log_closes=fit_windows[i],
             arima_params=params_i, arima_state=a_i, arima_cov=cov_i,
             variance_ewmas=variance_ewmas[i],
-            quantiles=quantiles[i], residuals=counts[i], features=buffers[i],
+            calibration=calibrations[i], features=buffers[i],
             feature_rows=prior.feature_rows + (prior.bars > 0), last_prediction=lp))
     return states
 
@@ -462,6 +455,16 @@ def _fit(arima: Arima, window: np.ndarray) -> _Filtered | None:
     for array in (params, a, cov):
         array.flags.writeable = False
     return params, a, cov
+
+
+def _padded_abs(calibrations: list[np.ndarray], width: int) -> np.ndarray:
+    """``[n, width]`` absolute residuals, each row padded with ``inf`` after its own residuals."""
+    if all(c.size == width for c in calibrations):
+        return np.abs(np.array(calibrations))
+    padded = np.full((len(calibrations), width), np.inf)
+    for i, calibration in enumerate(calibrations):
+        padded[i, : calibration.size] = np.abs(calibration)
+    return padded
 
 
 @dataclass(frozen=True)

@@ -12,13 +12,7 @@ import pytest
 from models.backtest import run_backtest
 from models.core.bar import Bar
 from models.core.config import CoreConfig
-from models.core.intervals import (
-    WARMUP_WIDEN,
-    initial_quantiles,
-    interval_quantiles,
-    track_quantiles,
-    warmup_residuals,
-)
+from models.core.intervals import conformal_quantiles, rank_table
 from producers.readers import read_csv_bars
 from tests.core.helpers import SP500_SAMPLE
 
@@ -28,7 +22,7 @@ LEVELS = {"80": 0.80, "95": 0.95}
 @pytest.fixture(scope="module")
 def last_year_scores(sp500_bars: list[Bar]) -> list[dict]:
     """Scores of the ARIMA's predictions over the last year of the sample (2017-02-08 on), after a
-    year of warm-up: the window fills and the quantiles are tracked for a year when the year starts."""
+    year of warm-up: the window fills and the calibration window is full when the year starts."""
     sample = set(SP500_SAMPLE)
     bars = [b for b in sp500_bars if b.ticker in sample and b.date >= dt.date(2016, 2, 8)]
     result = run_backtest(bars, CoreConfig(model="arima"))
@@ -86,8 +80,8 @@ def test_a_process_with_known_variance_gets_the_textbook_interval(model: str, ar
         half_width = np.log([p[f"upper_{label}"] / p["predicted_close"] for p in predictions])
         lower_half = np.log([p["predicted_close"] / p[f"lower_{label}"] for p in predictions])
         np.testing.assert_allclose(half_width, lower_half, rtol=1e-9)  # symmetric in log price
-        # The textbook z * sigma, widened a little by the noise of a scale that must follow volatility
-        # (the tracked quantile makes up for it).
+        # The textbook z * sigma, widened a little by the finite-sample conformal rank and by the
+        # noise of a scale that must follow volatility.
         assert 1.0 < half_width.mean() / (z * sigma) < 1.08, label
         assert result.pooled[f"coverage_{label}"] == pytest.approx(level, abs=0.01), label
     if model == "arima":
@@ -95,46 +89,18 @@ def test_a_process_with_known_variance_gets_the_textbook_interval(model: str, ar
         assert phi == pytest.approx(ar, abs=0.05) and np.sqrt(sigma2) == pytest.approx(sigma, rel=0.05)
 
 
-@pytest.mark.parametrize("level", [0.8, 0.95])
-def test_the_share_outside_is_one_minus_the_level_whatever_the_residuals(level: float) -> None:
-    # Fat tails whose scale jumps tenfold, then halves: no fixed quantile covers nominally, the tracked one
-    # does, to within (q_T - q_0) / (step * T).
-    rng = np.random.default_rng(3)
-    scale = np.repeat([1.0, 10.0, 0.5, 1.0], 2500)
-    residuals = np.minimum(np.abs(rng.standard_t(3, scale.size)) * scale, 10.0)
-    step, levels = 0.05, (level,)
-    q = start = initial_quantiles(1, levels)
-    outside = 0
-    for r in residuals:
-        outside += r > q[0, 0]
-        q = track_quantiles(q, np.array([r]), levels, step)
-    share = outside / residuals.size
-    assert share - (1 - level) == pytest.approx((q[0, 0] - start[0, 0]) / (step * residuals.size), abs=1e-9)
-    assert share == pytest.approx(1 - level, abs=0.005)
+def test_conformal_rank_is_exact_where_floating_point_is_not() -> None:
+    assert np.ceil((99 + 1) * 0.55) == 56  # 55.00000000000001
+    assert rank_table(100, (0.55,))[99, 0] == 55
 
 
-def test_a_quantile_moves_only_when_a_residual_was_scored_and_never_below_zero() -> None:
-    q = np.array([[0.001, 1.0], [1.0, 2.0]])
-    moved = track_quantiles(q, np.array([0.0, np.nan]), (0.8, 0.95), step=0.1)
-    assert moved[0, 0] == 0.0 and moved[0, 1] == pytest.approx(1.0 - 0.1 * 0.05)
-    assert moved[1].tolist() == [1.0, 2.0]
-
-
-def test_too_few_residuals_widen_to_the_gaussian_quantile_and_flag_warm_up() -> None:
-    levels = (0.5, 0.9)
-    assert warmup_residuals(levels) == 9
-    tracked = np.array([[0.3, 5.0], [0.3, 0.5], [0.3, 0.5]])
-    used, short = interval_quantiles(tracked, np.array([3, 3, 9]), levels)
-    assert short.tolist() == [True, True, False]
-    widened = [WARMUP_WIDEN * NormalDist().inv_cdf(0.5 + level / 2) for level in levels]
-    assert used[0].tolist() == pytest.approx([widened[0], 5.0])
-    assert used[1].tolist() == pytest.approx(widened)
-    assert used[2].tolist() == [0.3, 0.5]  # calibrated: the tracked quantiles as they are
-
-
-def test_a_higher_level_is_never_narrower_than_a_lower_one() -> None:
-    used, _ = interval_quantiles(np.array([[8.0, 5.0]]), np.array([100]), (0.5, 0.95))
-    assert used.tolist() == [[8.0, 8.0]]
+def test_too_few_residuals_fall_back_to_a_widened_gaussian_quantile() -> None:
+    residuals = np.full((2, 5), np.inf)
+    residuals[0, :5] = [0.1, 0.2, 0.3, 0.4, 0.5]
+    quantiles, short = conformal_quantiles(residuals, np.array([5, 0]), (0.5, 0.9))
+    assert short.tolist() == [True, True]
+    assert quantiles[0, 0] == 0.3  # rank ceil(6 * 0.5) = 3 of 5 residuals
+    assert quantiles[0, 1] == quantiles[1, 1] > NormalDist().inv_cdf(0.95)  # rank 6 > 5: fallback
 
 
 def test_spells_without_trades_leave_the_intervals_finite(data_dir: Path) -> None:
@@ -147,3 +113,10 @@ def test_spells_without_trades_leave_the_intervals_finite(data_dir: Path) -> Non
         assert p["upper_95"] < 2 * p["predicted_close"], p
     for ticker in ("TEL", "VTC"):
         assert result.per_ticker[ticker]["coverage_95"] == pytest.approx(0.95, abs=0.03)
+
+
+def test_a_level_in_warm_up_is_never_narrower_than_a_lower_calibrated_one() -> None:
+    residuals = np.full((1, 10), np.inf)
+    residuals[0, :4] = [6.0, 7.0, 8.0, 9.0]  # a wild start: calibrated 50 % is 8, 95 % falls back
+    quantiles, short = conformal_quantiles(residuals, np.array([4]), (0.5, 0.95))
+    assert short[0] and quantiles[0, 0] == 8.0 and quantiles[0, 1] == 9.0

@@ -14,7 +14,7 @@ from models.core.state import VERSION, StateVersionError, TickerState
 from models.core.step import OutOfOrderBar, StepResult, step
 from tests.core.helpers import run
 
-CONFIG = CoreConfig(model="arima", window=60, refit_every=10)
+CONFIG = CoreConfig(model="arima", window=60, refit_every=10, calibration_window=50)
 
 
 def _results(bars: list[Bar]) -> list[StepResult]:
