@@ -69,15 +69,15 @@ class WorkerMetrics:
                                           "Page-Hinkley alarms on the standardized absolute error",
                                           ["ticker"], registry=r)
         self.processing = BatchHistogram("forecaster_processing_seconds", "Processing time per bar",
-                                    buckets=LATENCY_BUCKETS, registry=r)
+                                         buckets=LATENCY_BUCKETS, registry=r)
         self.bar_to_prediction = BatchHistogram(
             "forecaster_bar_to_prediction_seconds",
             "From the bar's Kafka timestamp to its prediction being delivered", buckets=LATENCY_BUCKETS,
             registry=r)
         self.abs_error = BatchHistogram("forecaster_abs_error", "Absolute error of scored predictions",
-                                   ["model"], buckets=ERROR_BUCKETS, registry=r)
+                                        ["model"], buckets=ERROR_BUCKETS, registry=r)
         self.abs_pct_error = BatchHistogram("forecaster_abs_pct_error", "Absolute percentage error (ratio)",
-                                       ["model"], buckets=PCT_BUCKETS, registry=r)
+                                            ["model"], buckets=PCT_BUCKETS, registry=r)
         # Sums that Prometheus turns into windowed tests pooled over every worker: skill against
         # naive (a Diebold-Mariano statistic with forecaster_abs_error_sum) and interval coverage.
         self.naive_abs_error = Counter("forecaster_naive_abs_error",
