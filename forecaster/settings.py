@@ -91,7 +91,8 @@ class Settings:
     refit_every: int = _core("refit_every")
     arima_order: tuple[int, int, int] = _core("arima_order")
     interval_levels: tuple[float, ...] = _core("interval_levels")
-    calibration_window: int = _core("calibration_window")
+    interval_centre: str = _core("interval_centre")
+    calibration_decay: float = _core("calibration_decay")
     feature_history: int = _core("feature_history")
     # MLflow
     mlflow_tracking_uri: str = ""

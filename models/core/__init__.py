@@ -8,7 +8,7 @@
 - :mod:`~models.core.state`: :class:`~models.core.state.TickerState`, a ticker's versioned memory.
 - :mod:`~models.core.arima`: incremental ARIMA (cheap refit, one Kalman step per bar).
 - :mod:`~models.core.features`: :data:`~models.core.features.FEATURE_NAMES` and the causal rows.
-- :mod:`~models.core.intervals`: scale and conformal quantiles of the prediction intervals.
+- :mod:`~models.core.intervals`: the calibration of the prediction intervals (level, shape, offsets).
 - :mod:`~models.core.scoring`: score records of predictions against the next close.
 - :mod:`~models.core.records`: :class:`~models.core.records.Prediction` and
   :class:`~models.core.records.Score`, the typed records, and the JSON Schema structure of a record.

@@ -22,10 +22,10 @@ ValueError: vol_weights must be one non-negative weight per decay, summing to 1;
 Traceback (most recent call last):
 ...
 ValueError: interval_levels must be strictly increasing and inside (0, 1); got (0.95, 0.8)
->>> CoreConfig(calibration_window=10)
+>>> CoreConfig(interval_centre="mean")
 Traceback (most recent call last):
 ...
-ValueError: calibration_window 10 is too small for the 0.95 interval; need >= 19
+ValueError: interval_centre must be one of naive, model; got 'mean'
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from itertools import pairwise
 from typing import Any
 
 MODELS = ("naive", "arima", "external")
+CENTRES = ("naive", "model")
 
 
 def _field(default: Any, doc: str, setting: str | None = None) -> Any:
@@ -67,8 +68,19 @@ class CoreConfig:
     interval_levels: tuple[float, ...] = _field(
         (0.8, 0.95), "central prediction interval levels, comma separated, strictly increasing, each in "
         "(0, 1)", "interval_levels")
-    calibration_window: int = _field(250, "past standardized errors per ticker used for conformal "
-                                     "calibration", "calibration_window")
+    interval_centre: str = _field(
+        "naive", "centre of the prediction intervals: naive (the last close, which no model beats at one "
+        "day ahead: the sharper intervals, docs/models.md) or model (the model's predicted close)",
+        "interval_centre")
+    calibration_decay: float = _field(
+        0.995, "decay of the exponentially weighted mean of each ticker's non-zero absolute standardized "
+        "errors, the level its interval multipliers scale (models.core.intervals)", "calibration_decay")
+    calibration_rate: float = _field(
+        0.005, "step per score of the online conformal offset of each ticker's interval multipliers (0: "
+        "the shape's multipliers as they are)")
+    interval_df: float = _field(
+        5.0, "degrees of freedom of the Student-t shape of the standardized errors that the interval "
+        "multipliers take, before each ticker's offsets")
     vol_decays: tuple[float, ...] = _field(
         (0.9, 0.995), "decays of the exponentially weighted means of daily variance that the volatility "
         "model blends (models.core.volatility)")
@@ -100,11 +112,15 @@ class CoreConfig:
         if not levels or any(not 0 < lv < 1 for lv in levels) or any(a >= b for a, b in pairwise(levels)):
             raise ValueError(
                 f"interval_levels must be strictly increasing and inside (0, 1); got {levels!r}")
-        # A conformal quantile at level L needs rank ceil((n + 1) L) <= n of n residuals: n >= L / (1 - L).
-        needed = math.ceil(round(levels[-1] / (1 - levels[-1]), 9))
-        if self.calibration_window < needed:
-            raise ValueError(f"calibration_window {self.calibration_window} is too small for the "
-                             f"{levels[-1]:g} interval; need >= {needed}")
+        if self.interval_centre not in CENTRES:
+            raise ValueError(f"interval_centre must be one of {', '.join(CENTRES)}; "
+                             f"got {self.interval_centre!r}")
+        if not 0 < self.calibration_decay < 1:
+            raise ValueError(f"calibration_decay must be inside (0, 1); got {self.calibration_decay}")
+        if self.calibration_rate < 0:
+            raise ValueError(f"calibration_rate must be >= 0; got {self.calibration_rate}")
+        if not self.interval_df > 1:  # E|T| is finite from 1 degree of freedom on
+            raise ValueError(f"interval_df must be > 1; got {self.interval_df}")
         if not self.vol_decays or any(not 0 < d < 1 for d in self.vol_decays):
             raise ValueError(f"vol_decays must be inside (0, 1); got {self.vol_decays!r}")
         if (len(self.vol_weights) != len(self.vol_decays) or any(w < 0 for w in self.vol_weights)

@@ -2,8 +2,9 @@
 
 The stream worker fills it with the registry's champion (``models.registry.load_model``); tests fill
 it with a few lines of numpy. The core calls :meth:`PointModel.predict_returns` once per batch with
-the feature windows of every ticker that has ``lookback`` feature rows, and puts the same conformal
-intervals around its predictions as around the naive forecast's.
+the feature windows of every ticker that has ``lookback`` feature rows, and puts the same calibrated
+intervals around the last close (or, with ``interval_centre="model"``, around its predictions) as it
+does for the naive forecast.
 
 Examples
 --------

@@ -9,7 +9,7 @@ Examples
 --------
 >>> import datetime as dt
 >>> from models.core.bar import Bar
->>> made = LastPrediction(as_of=dt.date(2024, 1, 5), log_close=float(np.log(10.0)), scale=0.02,
+>>> made = LastPrediction(as_of=dt.date(2024, 1, 5), log_centre=float(np.log(10.0)), scale=0.02,
 ...                       predicted_close=10.0, naive_close=9.9, levels=(0.8,), lower=(9.8,), upper=(10.2,),
 ...                       model="naive", model_version="1", warmup=False, vol_regime=None)
 >>> bar = Bar("ACME", dt.date(2024, 1, 8), 10.0, 10.5, 10.0, 10.3, 100.0)
@@ -55,7 +55,7 @@ def score(made: Sequence[LastPrediction], bars: Sequence[Bar], log_close: np.nda
     ``log_close`` is the log of the bars' closes. Returns the records (encodings of
     :class:`~models.core.records.Score`) and the standardized residuals, each in the order given.
     """
-    log_error = log_close - np.array([p.log_close for p in made])
+    log_error = log_close - np.array([p.log_centre for p in made])
     standardized = log_error / np.array([p.scale for p in made])
     records: list[dict[str, Any]] = [{} for _ in made]
     # Group by the levels the predictions were made with (one group unless the levels setting changed).

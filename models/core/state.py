@@ -38,7 +38,7 @@ import numpy as np
 import orjson
 
 #: Format version of :meth:`TickerState.to_bytes`; bump it when fields change meaning.
-VERSION = 2
+VERSION = 3
 _MAGIC = b"FTS"
 _HEADER = struct.Struct("<3sBI")  # magic, version, length of the orjson part
 
@@ -51,7 +51,7 @@ class LastPrediction(NamedTuple):
     """The prediction the ticker is waiting to score against its next bar (a tuple: cheap to make)."""
 
     as_of: dt.date
-    log_close: float           # predicted log close (the centre of the intervals)
+    log_centre: float          # log of the intervals' centre (the last close, or the prediction)
     scale: float               # the one-step standard deviation (log units) the intervals used
     predicted_close: float
     naive_close: float         # the close of ``as_of``: the naive forecast of the same day
@@ -84,8 +84,11 @@ class TickerState:
     variance_ewmas
         The volatility model's exponentially weighted sums of daily variance, one per decay
         (:mod:`models.core.volatility`; divided by their weight ``1 - decay ** bars`` when read).
-    calibration
-        The last standardized residuals (log error / scale) of issued predictions, oldest first.
+    residual_sum, residual_weight, zero_weight, residuals, interval_offsets
+        The intervals' calibration (:class:`~models.core.intervals.Calibration`): the weighted sum
+        of past non-zero absolute standardized residuals (log error / scale) and of their weights,
+        the weight of the zero ones, how many there were, and each level's online conformal offset
+        (empty before the first bar).
     features, feature_rows
         The last feature rows (as many as the model's lookback) and how many rows were ever made.
     last_prediction
@@ -105,7 +108,11 @@ class TickerState:
     arima_state: np.ndarray | None
     arima_cov: np.ndarray | None
     variance_ewmas: np.ndarray
-    calibration: np.ndarray
+    residual_sum: float
+    residual_weight: float
+    zero_weight: float
+    residuals: int
+    interval_offsets: np.ndarray
     features: np.ndarray
     feature_rows: int
     last_prediction: LastPrediction | None
@@ -117,7 +124,8 @@ class TickerState:
         return cls(ticker=ticker, last_date=None, bars=0, refits=0, failed_refits=0, since_refit=0,
                    last_close=nan, last_volume=nan, log_closes=np.empty(0), arima_params=None,
                    arima_state=None, arima_cov=None, variance_ewmas=np.zeros(volatility_horizons),
-                   calibration=np.empty(0), features=np.empty((0, feature_width)), feature_rows=0,
+                   residual_sum=0.0, residual_weight=0.0, zero_weight=0.0, residuals=0,
+                   interval_offsets=np.empty(0), features=np.empty((0, feature_width)), feature_rows=0,
                    last_prediction=None)
 
     def __eq__(self, other: object) -> bool:
@@ -187,4 +195,4 @@ class TickerState:
 
 _FIELDS = tuple(f.name for f in dataclasses.fields(TickerState))
 _ARRAYS = frozenset({"log_closes", "arima_params", "arima_state", "arima_cov", "variance_ewmas",
-                     "calibration", "features"})
+                     "interval_offsets", "features"})

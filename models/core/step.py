@@ -8,8 +8,8 @@ batch composition: the stream worker's batches and the backtest's days produce t
 What happens to a bar of day ``t`` of a ticker, in order (the function of each phase in brackets):
 
 1. the prediction made at the previous bar is scored against this close (error, naive error, whether
-   the close fell inside each interval, width, Winkler score), and its standardized residual joins the
-   ticker's calibration window (``_score_pending``, ``_extend_calibrations``);
+   the close fell inside each interval, width, Winkler score), and its standardized residual updates
+   the ticker's interval calibration (``_score_pending``, ``_calibrate``);
 2. the ARIMA, once fitted, takes one Kalman step: its innovation at ``t`` and the forecast for
    ``t + 1`` (``_kalman_step``);
 3. the log close joins the fitting window; when the window is full and a refit is due (every
@@ -17,7 +17,8 @@ What happens to a bar of day ``t`` of a ticker, in order (the function of each p
    keeps the previous parameters and is counted (``_extend_windows``);
 4. the feature row of day ``t`` is computed (:mod:`models.core.features`, ``_extend_features``);
 5. the configured model predicts the close of the next weekday (``_point_forecast``), with calibrated
-   intervals (:mod:`models.core.intervals`, ``_intervals``) around it, scaled by the volatility
+   intervals (:mod:`models.core.intervals`, ``_intervals``) around the last close (or around the
+   prediction, with ``interval_centre="model"``), scaled by the volatility
    model's forecast (:mod:`models.core.volatility`, ``_update_volatility`` and ``_scale``), which
    every bar updates whatever the model. A model that is not ready yet (ARIMA window not full, too
    few feature rows for an external model) gives way to the naive forecast, and the prediction says
@@ -60,7 +61,7 @@ from models.core.arima import Arima, ArimaFitError, kalman_update
 from models.core.bar import Bar
 from models.core.config import CoreConfig
 from models.core.features import FEATURE_NAMES, feature_rows
-from models.core.intervals import MAX_RESIDUAL, MIN_SCALE, conformal_quantiles, level_label
+from models.core.intervals import MAX_RESIDUAL, MIN_SCALE, Calibration, level_label
 from models.core.model_slot import PointModel
 from models.core.scoring import IsoDates, score
 from models.core.state import LastPrediction, TickerState
@@ -166,13 +167,16 @@ def step_many(states: Sequence[TickerState | None], bars: Sequence[Bar], config:
     # Naive predicts the close itself: exp(log(close)) could differ from it in the last bit.
     predicted_close = np.where(ready & (config.model != "naive"), np.exp(log_prediction), prices.close)
     scale = _scale(variance_ewmas, priors, config)
-    calibrations = _extend_calibrations(priors, residuals, config.calibration_window)
-    lower, upper, short = _intervals(log_prediction, predicted_close, scale, calibrations, config)
+    calibration = _calibrate(priors, residuals, config)
+    on_model = config.interval_centre == "model"
+    log_centre = log_prediction if on_model else prices.log_close
+    lower, upper, short = _intervals(log_centre, predicted_close if on_model else prices.close, scale,
+                                     calibration, config)
     regime = regimes(trailing_vol_rank(fit_windows))
-    made = _made(bars, log_prediction, scale, predicted_close, lower, upper, ~ready | short, regime,
+    made = _made(bars, log_centre, scale, predicted_close, lower, upper, ~ready | short, regime,
                  config, model)
     new_states = _new_states(priors, bars, made, refits, fit_windows, filtered, variance_ewmas,
-                             calibrations, buffers)
+                             calibration, buffers)
     return [StepResult(state=state, prediction=prediction, score=score_i, features=row, refit=outcome)
             for state, prediction, score_i, row, outcome
             in zip(new_states, _prediction_records(bars, made, plan, iso), scores, rows, refits, strict=True)]
@@ -333,61 +337,64 @@ def _scale(variance_ewmas: np.ndarray, priors: list[TickerState], config: CoreCo
     return np.maximum(np.sqrt(variance), MIN_SCALE)
 
 
-def _extend_calibrations(priors: list[TickerState], residuals: list[float | None],
-                         width: int) -> list[np.ndarray]:
-    """Each ticker's last ``width`` standardized residuals, this bar's included when it scored one."""
-    keep_residuals = width - 1
-    calibrations = []
-    for prior, residual in zip(priors, residuals, strict=True):
-        if residual is None:
-            calibrations.append(prior.calibration)
-        else:
-            calibration = np.concatenate((prior.calibration[-keep_residuals:] if keep_residuals
-                                          else prior.calibration[:0], [residual]))
-            calibration.flags.writeable = False
-            calibrations.append(calibration)
-    return calibrations
+def _calibrate(priors: list[TickerState], residuals: list[float | None], config: CoreConfig) -> Calibration:
+    """Each ticker's interval calibration after this bar's standardized residual, when it scored one."""
+    levels = config.interval_levels
+    none = np.zeros(len(levels))
+    prior = Calibration(
+        sums=np.array([s.residual_sum for s in priors]),
+        weights=np.array([s.residual_weight for s in priors]),
+        zeros=np.array([s.zero_weight for s in priors]), counts=np.array([s.residuals for s in priors]),
+        # A ticker without offsets for these levels (its first bar, or levels reconfigured) starts at 0.
+        offsets=np.array([s.interval_offsets if s.interval_offsets.size == none.size else none
+                          for s in priors]))
+    abs_residuals = np.abs(np.array([np.nan if r is None else r for r in residuals]))
+    return prior.update(abs_residuals, config.calibration_decay, config.calibration_rate, levels,
+                        config.interval_df)
 
 
-def _intervals(log_prediction: np.ndarray, predicted_close: np.ndarray, scale: np.ndarray,
-               calibrations: list[np.ndarray], config: CoreConfig
+def _intervals(log_centre: np.ndarray, centre_close: np.ndarray, scale: np.ndarray,
+               calibration: Calibration, config: CoreConfig
                ) -> tuple[list[list[float]], list[list[float]], np.ndarray]:
-    """Calibrated interval bounds ``[n][level]`` around each prediction, and which tickers' calibration
-    is still short (their intervals are the wider Gaussian fallback)."""
-    quantiles, short = conformal_quantiles(_padded_abs(calibrations, config.calibration_window),
-                                           np.array([c.size for c in calibrations]), config.interval_levels)
+    """Calibrated interval bounds ``[n][level]`` around each centre (``centre_close``, in logs
+    ``log_centre``), and which tickers are still warming up (their intervals are the wider
+    Gaussian fallback)."""
+    quantiles, short = calibration.quantiles(config.interval_levels, config.interval_df)
     half_width = quantiles * scale[:, None]
     # The min/max only matter at the scale floor, where exp() rounding could put a bound a hair
-    # on the wrong side of the predicted close. An upper bound past the float range (closes near
+    # on the wrong side of the centre. An upper bound past the float range (closes near
     # 1e300) is infinite, an unbounded interval, written as null: no warning for it.
     with np.errstate(over="ignore"):
-        lower = np.minimum(np.exp(log_prediction[:, None] - half_width), predicted_close[:, None]).tolist()
-        upper = np.maximum(np.exp(log_prediction[:, None] + half_width), predicted_close[:, None]).tolist()
+        lower = np.minimum(np.exp(log_centre[:, None] - half_width), centre_close[:, None]).tolist()
+        upper = np.maximum(np.exp(log_centre[:, None] + half_width), centre_close[:, None]).tolist()
     return lower, upper, short
 
 
-def _made(bars: Sequence[Bar], log_prediction: np.ndarray, scale: np.ndarray, predicted_close: np.ndarray,
+def _made(bars: Sequence[Bar], log_centre: np.ndarray, scale: np.ndarray, predicted_close: np.ndarray,
           lower: list[list[float]], upper: list[list[float]], warmup: np.ndarray, regime: list[str | None],
           config: CoreConfig, model: PointModel | None) -> list[LastPrediction]:
     """The prediction each ticker makes at this bar, as its state keeps it until the next bar scores it
     (plain Python values from here on)."""
     name, version = _model_identity(config, model)
     levels = config.interval_levels
-    return [LastPrediction(as_of=bar.date, log_close=log_pred, scale=scale_i, predicted_close=close_i,
+    return [LastPrediction(as_of=bar.date, log_centre=centre_i, scale=scale_i, predicted_close=close_i,
                            naive_close=float(bar.close), levels=levels, lower=tuple(lower_i),
                            upper=tuple(upper_i), model=name, model_version=version, warmup=warmup_i,
                            vol_regime=regime_i)
-            for bar, log_pred, scale_i, close_i, lower_i, upper_i, warmup_i, regime_i in zip(
-                bars, log_prediction.tolist(), scale.tolist(), predicted_close.tolist(), lower, upper,
+            for bar, centre_i, scale_i, close_i, lower_i, upper_i, warmup_i, regime_i in zip(
+                bars, log_centre.tolist(), scale.tolist(), predicted_close.tolist(), lower, upper,
                 warmup.tolist(), regime, strict=True)]
 
 
 def _new_states(priors: list[TickerState], bars: Sequence[Bar], made: list[LastPrediction],
                 refits: list[str | None], fit_windows: list[np.ndarray],
                 filtered: dict[int, _Filtered], variance_ewmas: np.ndarray,
-                calibrations: list[np.ndarray], buffers: list[np.ndarray]) -> list[TickerState]:
+                calibration: Calibration, buffers: list[np.ndarray]) -> list[TickerState]:
     """Each ticker's state after this bar, holding the prediction it made."""
     states = []
+    sums, weights = calibration.sums.tolist(), calibration.weights.tolist()
+    zeros, counts, offsets = calibration.zeros.tolist(), calibration.counts.tolist(), calibration.offsets
+    offsets.flags.writeable = False
     for i, (prior, bar, lp, outcome) in enumerate(zip(priors, bars, made, refits, strict=True)):
         params_i, a_i, cov_i = filtered.get(i, (prior.arima_params, prior.arima_state, prior.arima_cov))
         states.append(TickerState(
@@ -398,7 +405,8 @@ def _new_states(priors: list[TickerState], bars: Sequence[Bar], made: list[LastP
             last_close=float(bar.close), last_volume=float(bar.volume), log_closes=fit_windows[i],
             arima_params=params_i, arima_state=a_i, arima_cov=cov_i,
             variance_ewmas=variance_ewmas[i],
-            calibration=calibrations[i], features=buffers[i],
+            residual_sum=sums[i], residual_weight=weights[i], zero_weight=zeros[i], residuals=counts[i],
+            interval_offsets=offsets[i], features=buffers[i],
             feature_rows=prior.feature_rows + (prior.bars > 0), last_prediction=lp))
     return states
 
@@ -455,16 +463,6 @@ def _fit(arima: Arima, window: np.ndarray) -> _Filtered | None:
     for array in (params, a, cov):
         array.flags.writeable = False
     return params, a, cov
-
-
-def _padded_abs(calibrations: list[np.ndarray], width: int) -> np.ndarray:
-    """``[n, width]`` absolute residuals, each row padded with ``inf`` after its own residuals."""
-    if all(c.size == width for c in calibrations):
-        return np.abs(np.array(calibrations))
-    padded = np.full((len(calibrations), width), np.inf)
-    for i, calibration in enumerate(calibrations):
-        padded[i, : calibration.size] = np.abs(calibration)
-    return padded
 
 
 @dataclass(frozen=True)

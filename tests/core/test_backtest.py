@@ -12,7 +12,7 @@ from models.core.metrics import summarize
 from tests.core.helpers import run
 
 TICKERS = ("AAPL", "JPM", "GE", "NKE")
-CONFIG = CoreConfig(model="arima", window=60, refit_every=10, calibration_window=50)
+CONFIG = CoreConfig(model="arima", window=60, refit_every=10)
 
 
 def test_backtest_records_equal_single_steps(sp500_bars: list[Bar], by_ticker: dict[str, list[Bar]]) -> None:

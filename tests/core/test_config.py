@@ -18,8 +18,9 @@ def test_settings_take_the_core_defaults_and_docs_from_core_config() -> None:
 
 def test_core_settings_keep_their_variable_names_and_reach_the_core() -> None:
     assert sorted(env_name(name) for name in SETTINGS) == [
-        "FORECASTER_ARIMA_ORDER", "FORECASTER_CALIBRATION_WINDOW", "FORECASTER_FEATURE_HISTORY",
-        "FORECASTER_INTERVAL_LEVELS", "FORECASTER_MODEL", "FORECASTER_REFIT_EVERY", "FORECASTER_WINDOW"]
+        "FORECASTER_ARIMA_ORDER", "FORECASTER_CALIBRATION_DECAY", "FORECASTER_FEATURE_HISTORY",
+        "FORECASTER_INTERVAL_CENTRE", "FORECASTER_INTERVAL_LEVELS", "FORECASTER_MODEL",
+        "FORECASTER_REFIT_EVERY", "FORECASTER_WINDOW"]
     settings = load({"FORECASTER_ARIMA_ORDER": "1,1,1", "FORECASTER_WINDOW": "100",
                      "FORECASTER_INTERVAL_LEVELS": "0.5,0.9", "FORECASTER_MODEL": "naive"})
     config = CoreConfig.from_settings(settings)

@@ -12,7 +12,7 @@ from models.core.config import CoreConfig
 from models.core.features import FEATURE_NAMES
 from tests.core.helpers import Reversal, run
 
-CONFIG = dict(window=60, refit_every=10, calibration_window=50)
+CONFIG = dict(window=60, refit_every=10)
 
 
 def _changed(bar: Bar) -> Bar:

@@ -22,7 +22,7 @@ def _assert_typed_encoding(cls: type[Prediction] | type[Score], record: dict[str
 
 
 @pytest.mark.parametrize("config", [
-    CoreConfig(model="arima", window=60, refit_every=10, calibration_window=50,
+    CoreConfig(model="arima", window=60, refit_every=10,
                interval_levels=(0.5, 0.8, 0.975)),
     CoreConfig(model="naive"),
 ], ids=["arima-three-levels", "naive"])

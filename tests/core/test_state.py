@@ -14,7 +14,7 @@ from models.core.state import VERSION, StateVersionError, TickerState
 from models.core.step import OutOfOrderBar, StepResult, step
 from tests.core.helpers import run
 
-CONFIG = CoreConfig(model="arima", window=60, refit_every=10, calibration_window=50)
+CONFIG = CoreConfig(model="arima", window=60, refit_every=10)
 
 
 def _results(bars: list[Bar]) -> list[StepResult]:
@@ -42,8 +42,8 @@ def test_a_restored_state_continues_exactly_like_the_original(by_ticker: dict[st
 
 def test_default_state_is_compact(by_ticker: dict[str, list[Bar]]) -> None:
     state = run(by_ticker["JPM"][:300], CoreConfig())[-1].state
-    # 252 log closes, 250 residuals and 32 feature rows as raw float64, and under a kilobyte more.
-    assert len(state.to_bytes()) < (252 + 250 + 32 * len(FEATURE_NAMES)) * 8 + 1024
+    # 252 log closes and 32 feature rows as raw float64, and under a kilobyte more.
+    assert len(state.to_bytes()) < (252 + 32 * len(FEATURE_NAMES)) * 8 + 1024
 
 
 def test_other_versions_and_foreign_bytes_are_refused(by_ticker: dict[str, list[Bar]]) -> None:

@@ -19,7 +19,7 @@ from models.core.step import OutOfOrderBar, StepResult, step, step_many
 from tests.core.helpers import Reversal, run
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
-SMALL = dict(window=60, refit_every=10, calibration_window=50)
+SMALL = dict(window=60, refit_every=10)
 
 
 def _batched(bars: list[Bar], config: CoreConfig, model: Reversal | None,

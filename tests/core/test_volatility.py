@@ -21,7 +21,7 @@ from models.core.volatility import (
 )
 from tests.core.helpers import run
 
-CONFIG = CoreConfig(model="arima", window=100, refit_every=10, calibration_window=60)
+CONFIG = CoreConfig(model="arima", window=100, refit_every=10)
 TICKERS = ("AAPL", "GE", "JPM", "NKE")
 
 

@@ -22,7 +22,7 @@ TICKERS = ("AAPL", "GE", "JPM", "XOM")
 
 def test_coverage_by_regime_is_the_rolling_share_inside_per_regime(data_dir: Path) -> None:
     settings = load({"FORECASTER_ROLLING_WINDOW": "20", "FORECASTER_MODEL": "naive"})
-    config = CoreConfig.from_settings(settings, window=60, calibration_window=40)
+    config = CoreConfig.from_settings(settings, window=60)
     metrics = WorkerMetrics()
     monitor = ForecastMonitor(settings, metrics)
     path = data_dir / "sp500-5yr-sample.csv.gz"
@@ -58,7 +58,7 @@ def test_rolling_figures_are_the_means_of_each_groups_last_window_of_scores(data
     # Batches of 1 to 70 days: some fill less than a window, some wrap it, some are larger than it.
     settings = load({"FORECASTER_ROLLING_WINDOW": "20", "FORECASTER_MODEL": "naive",
                      "FORECASTER_METRICS_TICKER_LIMIT": "2"})
-    config = CoreConfig.from_settings(settings, window=60, calibration_window=40)
+    config = CoreConfig.from_settings(settings, window=60)
     metrics = WorkerMetrics()
     monitor = ForecastMonitor(settings, metrics)
     bars = read_csv_bars([data_dir / "sp500-5yr-sample.csv.gz"], tickers=set(TICKERS)).bars
