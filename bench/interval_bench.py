@@ -9,9 +9,11 @@ minutes of CPU for the 500 S&P tickers, shared among ``--jobs`` processes)::
 Every method forecasts the interval of the next log return ``r[t+1] = log(close[t+1] / close[t])``
 at the close of ``t`` from bars up to ``t`` only, on the same ticker-days:
 
-- ``core (new)``: ``forecaster backtest --model arima`` as this checkout runs it (ARIMA centre, the
-  volatility model of :mod:`models.core.volatility`, per-ticker conformal quantiles);
-- ``core (old)``: the same at ``--old-rev`` (the single EWMA(0.94) scale), extracted with
+- ``core (new)``: ``forecaster backtest --model arima`` as this checkout runs it (its default
+  interval centre, the volatility model of :mod:`models.core.volatility`, the calibration of
+  :mod:`models.core.intervals`);
+- ``core (old)``: the same at ``--old-rev`` (34f4230: the single EWMA(0.94) scale; a977328: the
+  volatility model with the conformal quantiles of 250 residuals around the ARIMA), extracted with
   ``git archive`` (its ``models`` and ``producers``, which read the bars) and run in a subprocess;
 - ``empirical``: the rolling 252-day empirical quantiles of the ticker's past returns;
 - ``EWMA x conformal``: RiskMetrics' EWMA(0.94) scale times the conformal quantile of the last 250
@@ -22,7 +24,7 @@ at the close of ``t`` from bars up to ``t`` only, on the same ticker-days:
 - ``GARCH(1,1)-t``: ``arch``'s GARCH(1,1) with Student-t innovations and zero mean, refitted every 63
   days on all past returns (at least 252), filtered with fixed parameters in between.
 
-All but the core are centred on naive (a zero return). Scored days: those with at least
+The anchors are centred on naive (a zero return), as the core is by default. Scored days: those with at least
 ``--history`` (504) bars before them, so every method is past its warm-up; on the S&P 500 also those
 after 2015-12-31, the days the volatility model's hyper-parameters were not chosen on. Per level:
 coverage overall and per volatility tercile (the standard deviation of the last 21 log returns up to
@@ -306,7 +308,7 @@ def interval_rows(p: Pooled) -> list[str]:
             p5, p95 = np.percentile(per_ticker, [5, 95]) if len(tickers) > 1 else (per_ticker[0],) * 2
             out.append(f"| {name} | {lv:.0%} | {inside.mean():.1%} | "
                        + " | ".join(f"{c:.1%}" for c in terciles)
-                       + f" | {worst:.1f} pts | {(hi - lo).mean() * 1e4:.0f} | {score:.0f} | "
+                       + f" | {worst:.1f} pts | {(hi - lo).mean() * 1e4:.0f} | {score:.1f} | "
                        f"{p5:.1%}-{p95:.1%} |")
     return out
 
