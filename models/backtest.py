@@ -16,12 +16,13 @@ Examples
 >>> from models.core.config import CoreConfig
 >>> day = dt.date(2024, 1, 1)
 >>> bars = [Bar("ACME", day + dt.timedelta(days=k), c, c, c, c, 100.0)
-...         for k, c in enumerate([10.0, 10.5, 10.2, 10.4, 10.1])]
->>> result = run_backtest(bars + bars[-1:], CoreConfig(model="naive", interval_levels=(0.5,)))
+...         for k, c in enumerate([10.0, 10.5] * 12)]
+>>> result = run_backtest(bars + bars[-1:], CoreConfig(model="naive"))
 >>> len(result.predictions), len(result.scores), [reason for _, reason in result.rejected]
-(5, 4, ['out_of_order'])
->>> result.pooled["n"], round(result.pooled["mae"], 4), result.pooled["relative_mae"]  # first: warm-up
-(3.0, 0.2667, 1.0)
+(24, 23, ['out_of_order'])
+>>> # The first 20 predictions are warm-up ones: the intervals need 20 residuals (models.core.intervals).
+>>> result.pooled["n"], round(result.pooled["mae"], 4), result.pooled["relative_mae"]
+(3.0, 0.5, 1.0)
 >>> result.panel
 {'tickers': 1.0, 'tickers_beating_naive': 0.0, 'relative_mae': 1.0}
 """
