@@ -61,7 +61,7 @@ from models.core.arima import Arima, ArimaFitError, kalman_update
 from models.core.bar import Bar
 from models.core.config import CoreConfig
 from models.core.features import FEATURE_NAMES, feature_rows
-from models.core.intervals import MAX_RESIDUAL, MIN_SCALE, Calibration, level_label
+from models.core.intervals import MIN_SCALE, Calibration, level_label
 from models.core.model_slot import PointModel
 from models.core.scoring import IsoDates, score
 from models.core.state import LastPrediction, TickerState
@@ -156,7 +156,7 @@ def step_many(states: Sequence[TickerState | None], bars: Sequence[Bar], config:
     plan = _plan(config)
     prices = _Prices.of(bars, priors)
     iso = IsoDates()
-    scores, residuals = _score_pending(priors, bars, prices.log_close, iso)
+    scores, abs_residuals = _score_pending(priors, bars, prices.log_close, iso)
     variance_ewmas = _update_volatility(priors, prices, config)
     filtered, arima_residual = _kalman_step(priors, prices.log_close, plan.arima)
     fit_windows, refits, fits = _extend_windows(priors, prices.log_close, config, plan.arima)
@@ -167,7 +167,7 @@ def step_many(states: Sequence[TickerState | None], bars: Sequence[Bar], config:
     # Naive predicts the close itself: exp(log(close)) could differ from it in the last bit.
     predicted_close = np.where(ready & (config.model != "naive"), np.exp(log_prediction), prices.close)
     scale = _scale(variance_ewmas, priors, config)
-    calibration = _calibrate(priors, residuals, config)
+    calibration = _calibrate(priors, abs_residuals, config)
     on_model = config.interval_centre == "model"
     log_centre = log_prediction if on_model else prices.log_close
     lower, upper, short = _intervals(log_centre, predicted_close if on_model else prices.close, scale,
@@ -206,22 +206,22 @@ class _Prices:
 
 
 def _score_pending(priors: list[TickerState], bars: Sequence[Bar], log_close: np.ndarray,
-                   iso: IsoDates) -> tuple[list[dict[str, Any] | None], list[float | None]]:
+                   iso: IsoDates) -> tuple[list[dict[str, Any] | None], np.ndarray]:
     """Score each ticker's pending prediction against this close: the score records (None where
-    nothing was pending) and the clipped standardized residuals that join the calibration."""
+    nothing was pending) and the absolute standardized residuals (NaN there) that the calibration
+    takes."""
     n = len(bars)
     scores: list[dict[str, Any] | None] = [None] * n
-    residuals: list[float | None] = [None] * n
+    abs_residuals = np.full(n, np.nan)
     pending = [i for i, s in enumerate(priors) if s.last_prediction is not None]
     if pending:
         records, standardized = score(
             [priors[i].last_prediction for i in pending], [bars[i] for i in pending],  # type: ignore[misc]
             log_close[_index(pending, n)], iso)
-        clipped = np.clip(standardized, -MAX_RESIDUAL, MAX_RESIDUAL).tolist()
-        for i, record, residual in zip(pending, records, clipped, strict=True):
+        abs_residuals[pending] = np.abs(standardized)
+        for i, record in zip(pending, records, strict=True):
             scores[i] = record
-            residuals[i] = residual
-    return scores, residuals
+    return scores, abs_residuals
 
 
 def _update_volatility(priors: list[TickerState], prices: _Prices, config: CoreConfig) -> np.ndarray:
@@ -337,7 +337,7 @@ def _scale(variance_ewmas: np.ndarray, priors: list[TickerState], config: CoreCo
     return np.maximum(np.sqrt(variance), MIN_SCALE)
 
 
-def _calibrate(priors: list[TickerState], residuals: list[float | None], config: CoreConfig) -> Calibration:
+def _calibrate(priors: list[TickerState], abs_residuals: np.ndarray, config: CoreConfig) -> Calibration:
     """Each ticker's interval calibration after this bar's standardized residual, when it scored one."""
     levels = config.interval_levels
     none = np.zeros(len(levels))
@@ -348,7 +348,6 @@ def _calibrate(priors: list[TickerState], residuals: list[float | None], config:
         # A ticker without offsets for these levels (its first bar, or levels reconfigured) starts at 0.
         offsets=np.array([s.interval_offsets if s.interval_offsets.size == none.size else none
                           for s in priors]))
-    abs_residuals = np.abs(np.array([np.nan if r is None else r for r in residuals]))
     return prior.update(abs_residuals, config.calibration_decay, config.calibration_rate, levels,
                         config.interval_df)
 
