@@ -55,9 +55,8 @@ from producers.readers import ReadResult, read_csv_bars
 from producers.replay import replay
 
 RUNS = ("worker", "naive", "pattern", "ceilings", "latency", "recovery")
-#: Polling interval of the throughput runs. A scrape of the worker's metrics (483 tickers' series)
-#: costs it about 10 ms of CPU under its GIL: every 0.1 s, that was a tenth of the worker in a
-#: py-spy profile, where Prometheus scrapes every 15 s.
+#: Polling interval of the throughput runs: each poll asks the broker for the output topic's end
+#: offsets (the contenders' own processes are not asked anything).
 THROUGHPUT_POLL_S = 0.5
 LATENCY_PACED_BARS = 20_000
 
@@ -84,6 +83,32 @@ def start(command: list[str], settings: Settings, log: Path) -> subprocess.Popen
     with open(log, "ab") as out:
         return subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL)
+
+
+class WorkerOutputs:
+    """How many of ``bars`` (in replay order) a worker has handled, told from its output topic.
+
+    The worker writes a prediction for every bar and, from a ticker's second bar on, the score of
+    its previous prediction before it: after the first ``k`` bars, ``2 k`` records less the tickers
+    met so far. Counted on the broker, as the Faust agents' outputs are: scraping the worker's
+    metrics every 0.5 s to count its bars cost it about 5 % of its CPU (docs/benchmarks.md), which
+    the agents never paid.
+    """
+
+    def __init__(self, settings: Settings, bars: list[Bar]) -> None:
+        self.settings = settings
+        seen: set[str] = set()
+        self.records: list[int] = []  # records after each prefix of the bars
+        total = 0
+        for bar in bars:
+            total += 2 if bar.ticker in seen else 1
+            seen.add(bar.ticker)
+            self.records.append(total)
+
+    def bars(self) -> int:
+        """Bars whose records are all in the output topic now."""
+        written = end_offsets_total(self.settings, self.settings.topic_predictions)
+        return bisect.bisect_right(self.records, written)
 
 
 def metric(settings: Settings, name: str) -> float:
@@ -176,8 +201,8 @@ def run_worker(settings: Settings, result: ReadResult, logs: Path, warm: int,
     process = start([sys.executable, "-m", "forecaster.cli", "worker", "--processes", str(processes)],
                     settings, logs / f"worker-x{processes}.log")
     try:
-        rate = rate_until(lambda: int(metric(settings, "forecaster_bars_consumed_total")),
-                          len(result.bars), [process], 1800, THROUGHPUT_POLL_S, warm)
+        rate = rate_until(WorkerOutputs(settings, result.bars).bars, len(result.bars), [process], 1800,
+                          THROUGHPUT_POLL_S, warm)
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=120)
@@ -290,9 +315,7 @@ def run_latency(settings: Settings, result: ReadResult, logs: Path, warm_bars: i
                          "use more --bars")
     process = start([sys.executable, "-m", "forecaster.cli", "worker"], settings, logs / "latency.log")
 
-    def consumed() -> int:
-        return int(metric(settings, "forecaster_bars_consumed_total"))
-
+    consumed = WorkerOutputs(settings, warm + paced).bars
     try:
         replay(ReadResult(bars=warm, dead_letters=[], rows_read=len(warm), filtered=0), settings,
                progress=False)
