@@ -61,6 +61,11 @@ class BarError(ValueError):
 
 
 def _number(name: str, value: Any) -> float:
+    if type(value) is float or type(value) is int:  # a JSON number (bool is not): the common case
+        number = float(value)
+        if number - number == 0.0:  # finite: inf - inf and NaN - NaN are NaN
+            return number
+        raise BarError("not_finite", f"{name} is {value!r}")
     if value is None or value == "":
         raise BarError("missing_field", f"{name} is empty")
     if isinstance(value, bool):
@@ -76,11 +81,7 @@ def _number(name: str, value: Any) -> float:
 
 def parse_date(value: Any) -> dt.date:
     """An ISO date (``YYYY-MM-DD``, optionally with a time part) as a :class:`datetime.date`."""
-    if isinstance(value, dt.datetime):
-        day = value.date()
-    elif isinstance(value, dt.date):
-        day = value
-    elif isinstance(value, str) and value.strip():
+    if isinstance(value, str) and value.strip():
         text = value.strip()
         try:
             # A time part must be a valid one after "T" or a space: "2013-02-081" is a typo, not 2013-02-08.
@@ -89,6 +90,10 @@ def parse_date(value: Any) -> dt.date:
             day = dt.datetime.fromisoformat(text).date() if len(text) > 10 else dt.date.fromisoformat(text)
         except ValueError:
             raise BarError("bad_date", f"date {value!r} is not YYYY-MM-DD") from None
+    elif isinstance(value, dt.datetime):
+        day = value.date()
+    elif isinstance(value, dt.date):
+        day = value
     elif value is None or value == "":
         raise BarError("missing_field", "date is empty")
     else:
@@ -131,9 +136,9 @@ class Bar:
     def __post_init__(self) -> None:
         if not isinstance(self.ticker, str) or not self.ticker.strip() or len(self.ticker) > 32:
             raise BarError("bad_ticker", f"ticker {self.ticker!r}")
-        for name in PRICE_FIELDS:
-            if getattr(self, name) <= 0:
-                raise BarError("non_positive_price", f"{name} {getattr(self, name)!r} <= 0")
+        if self.open <= 0 or self.high <= 0 or self.low <= 0 or self.close <= 0:
+            name = next(name for name in PRICE_FIELDS if getattr(self, name) <= 0)
+            raise BarError("non_positive_price", f"{name} {getattr(self, name)!r} <= 0")
         if self.high < max(self.open, self.close):
             raise BarError(
                 "high_below_open_close",
@@ -155,7 +160,8 @@ class Bar:
         if not isinstance(record, Mapping):
             raise BarError("not_json", f"expected an object, got {type(record).__name__}")
         for name in REQUIRED_FIELDS:
-            if record.get(name) is None or record.get(name) == "":
+            value = record.get(name)
+            if value is None or value == "":
                 raise BarError("missing_field", f"{name} is missing")
         ticker = record["ticker"]
         if not isinstance(ticker, str):
