@@ -142,18 +142,16 @@ class TickerState:
 
     def to_bytes(self) -> bytes:
         """Compact bytes for a state store; :meth:`from_bytes` reads them back exactly."""
-        header: dict[str, Any] = {}
+        # The worker writes a state per ticker per batch: one pass over each kind of field.
+        header: dict[str, Any] = {name: getattr(self, name) for name in _SCALARS}
         blobs = []
-        for name in _FIELDS:
+        for name in _ARRAY_ORDER:
             value = getattr(self, name)
-            if name in _ARRAYS:
-                header[name] = None if value is None else list(value.shape)
-                if value is not None:
-                    blobs.append(np.ascontiguousarray(value, dtype="<f8").tobytes())
-            elif name == "last_prediction" and value is not None:
-                header[name] = value._asdict()
-            else:
-                header[name] = value
+            header[name] = None if value is None else value.shape
+            if value is not None:
+                blobs.append(value.astype("<f8", copy=False).tobytes())
+        prediction = self.last_prediction
+        header["last_prediction"] = None if prediction is None else prediction._asdict()
         meta = orjson.dumps(header)
         return _HEADER.pack(_MAGIC, VERSION, len(meta)) + meta + b"".join(blobs)
 
@@ -196,3 +194,5 @@ class TickerState:
 _FIELDS = tuple(f.name for f in dataclasses.fields(TickerState))
 _ARRAYS = frozenset({"log_closes", "arima_params", "arima_state", "arima_cov", "variance_ewmas",
                      "interval_offsets", "features"})
+_ARRAY_ORDER = tuple(name for name in _FIELDS if name in _ARRAYS)  # the order of the raw arrays
+_SCALARS = tuple(name for name in _FIELDS if name not in _ARRAYS and name != "last_prediction")
