@@ -92,7 +92,7 @@ class ForecastMonitor:
         self.labelled: set[str] = set()
         self._children: dict[tuple[Any, str], Any] = {}
         # The labelled series of each ticker label, to remove them when the ticker moves away.
-        self._series: dict[str, set[tuple[Any, tuple[str, ...]]]] = {}
+        self._series: dict[str, dict[tuple[Any, tuple[str, ...]], Any]] = {}
         self.partition_of: dict[str, int] = {}
         self._lag_partitions: set[int] = set()
         self.groups: dict[str, RollingErrors] = {}
@@ -195,8 +195,8 @@ class ForecastMonitor:
             if result.refit is not None:
                 refits[result.refit] += 1
             if label != OTHER:
-                self._child(m.predicted_close, label, label).set(prediction["predicted_close"])
-                self._child(m.actual_close, label, label).set(bar.close)
+                self._labels(label, m.predicted_close, label).set(prediction["predicted_close"])
+                self._labels(label, m.actual_close, label).set(bar.close)
             if not prediction["warmup"]:
                 # Warm-up rows (ARIMA not fitted yet) would make a reference no later row resembles.
                 feature_rows.append(result.features)
@@ -268,9 +268,8 @@ class ForecastMonitor:
             if ticker in self.labelled:  # not pooled under "other": its own series go
                 self.labelled.discard(ticker)
                 self.groups.pop(ticker, None)
-                for metric, values in self._series.pop(ticker, set()):
+                for metric, values in self._series.pop(ticker, {}):
                     metric.remove(*values)
-                    self._children.pop((metric, values[0]), None)
 
     def observe_dead_letters(self, reasons: Iterable[str]) -> None:
         for reason in reasons:
@@ -284,13 +283,12 @@ class ForecastMonitor:
 
     # -- helpers -----------------------------------------------------------------------------
 
-    def _child(self, metric: Any, label: str, group: str | None = None) -> Any:
+    def _child(self, metric: Any, label: str) -> Any:
         """``metric.labels(label)``, looked up once: ``labels`` takes a lock and builds its key on
-        every call, several times per bar. ``group``: the ticker label the series belongs to."""
+        every call, several times per bar."""
         child = self._children.get((metric, label))
         if child is None:
-            child = self._children[(metric, label)] = (
-                metric.labels(label) if group is None else self._labels(group, metric, label))
+            child = self._children[(metric, label)] = metric.labels(label)
         return child
 
     def _regime(self, name: str) -> RollingErrors:
@@ -301,9 +299,13 @@ class ForecastMonitor:
         return group
 
     def _labels(self, group: str, metric: Any, *values: str) -> Any:
-        """``metric.labels(*values)``, remembered as a series of the ticker label ``group``."""
-        self._series.setdefault(group, set()).add((metric, values))
-        return metric.labels(*values)
+        """``metric.labels(*values)``, looked up once (see :meth:`_child`) and remembered as a series
+        of the ticker label ``group``."""
+        series = self._series.setdefault(group, {})
+        child = series.get((metric, values))
+        if child is None:
+            child = series[(metric, values)] = metric.labels(*values)
+        return child
 
     def _export_group(self, name: str, model: str) -> None:
         m = self.metrics
@@ -321,7 +323,7 @@ class ForecastMonitor:
     def _error_drift(self, ticker: str, label: str, score: Mapping) -> None:
         # The error is standardized by the interval's implied sigma, so one threshold fits every
         # ticker and price level: a calm ticker's errors are about |N(0,1)|.
-        sigma = score[f"width_{self.levels[-1]}"] * self._sigma_per_width
+        sigma = score[self._level_keys[-1][1]] * self._sigma_per_width
         if sigma <= 0:
             return
         detector = self.error_detectors.get(ticker)
@@ -335,7 +337,7 @@ class ForecastMonitor:
         if label != OTHER:
             # The state stays up for a rolling window after an alarm, long enough to be scraped.
             recent = self.since_alarm.get(ticker, self.settings.rolling_window) < self.settings.rolling_window
-            self._child(self.metrics.error_drift_state, label, label).set(1.0 if recent else 0.0)
+            self._labels(label, self.metrics.error_drift_state, label).set(1.0 if recent else 0.0)
 
     def _input_drift(self, rows: list[np.ndarray]) -> None:
         if not rows:
