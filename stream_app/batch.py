@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 import orjson
@@ -66,6 +66,9 @@ class Sender(Protocol):
 
     async def send(self, records: Iterable[tuple[str, bytes | None, bytes]]) -> None: ...
 
+    async def send_placed(self, records: Iterable[tuple[str, int, bytes | None, bytes]]
+                          ) -> dict[tuple[str, int], int]: ...
+
 
 class BatchHandler:
     """Handles the agent's batches: admit, process, send, write.
@@ -107,9 +110,7 @@ class BatchHandler:
                   if key is not None and (ticker := _ticker(key)) is not None}
         output = processor.process(admission.admitted, states)
         await sender.send(self._records(output))
-        for ticker, state in output.states.items():
-            key = ticker.encode()
-            tables.set(self.states, key, self.codec.encode(ticker, state), last_event[key])
+        await self._write_states(output.states, tables, last_event, sender)
         self.keeper.write(admission, tables, last_of_partition)
         await self.keeper.follow_up(admission)
         self.monitor.observe_partitions({ticker: m.partition for m in admission.admitted
@@ -118,6 +119,22 @@ class BatchHandler:
         self.monitor.observe_dead_letters(letter.reason for letter in output.dead_letters)
         self.monitor.observe_delivery(m.timestamp for m in admission.admitted)
         self.busy = False
+
+    async def _write_states(self, states: Mapping[str, TickerState], tables: TableAccess,
+                            last_event: Mapping[bytes | None, Event], sender: Sender) -> None:
+        """Each new state into the table's store, and to its changelog, to the partition Faust would
+        write it to (its key's last event's): on the worker's own producer, one record batch per
+        partition, delivered before this returns (see :mod:`stream_app.faust_adapter`)."""
+        changelog = self.states.changelog_topic.get_topic_name()
+        records = []
+        for ticker, state in states.items():
+            key = ticker.encode()
+            event = last_event[key]
+            raw = self.codec.encode(ticker, state)
+            tables.put(self.states, key, raw, event)
+            records.append((changelog, event.message.partition, key, raw))
+        offsets = await sender.send_placed(records)
+        tables.persisted(self.states, {partition: offset for (_, partition), offset in offsets.items()})
 
     def _records(self, output: BatchOutput) -> list[tuple[str, bytes | None, bytes]]:
         """``(topic, key, value)`` of a batch's scores and predictions, then its dead letters."""

@@ -9,9 +9,11 @@ them (:func:`~forecaster.kafka.partitioning.key_partition`, as every other produ
 ticker's records stay in one partition in order, each score before the prediction that follows it;
 records without a key go to a random partition.
 
-The producer is separate from Faust's, which keeps writing the tables' changelogs: the worker awaits
-the delivery of a batch's outputs before it writes the states, so Faust's commit (after flushing its
-own producer) never covers a bar whose outputs are not in Kafka.
+The producer is separate from Faust's, which keeps writing the positions table's changelog. The
+worker awaits the delivery of a batch's outputs before it sends the states' changelog records on
+this producer (:meth:`BatchSender.send_placed`), and their delivery before it writes the
+positions, so Faust's commit (after flushing its own producer) never covers a bar whose outputs or
+state are not in Kafka.
 """
 
 from __future__ import annotations
@@ -48,22 +50,36 @@ class BatchSender:
         a batch cannot be delivered (its retries exhausted).
         """
         counts: dict[str, int] = {}  # partitions per topic, now (they can be added to while we run)
-        builders: dict[tuple[str, int], list[Any]] = {}
+        placed = []
         for topic, key, value in records:
             if topic not in counts:
                 counts[topic] = len(await self.producer.partitions_for(topic))
             partition = random.randrange(counts[topic]) if key is None else key_partition(key, counts[topic])
+            placed.append((topic, partition, key, value))
+        await self.send_placed(placed)
+
+    async def send_placed(self, records: Iterable[tuple[str, int, bytes | None, bytes]]
+                          ) -> dict[tuple[str, int], int]:
+        """Send ``(topic, partition, key, value)`` records to the partitions given, as :meth:`send`
+        does; returns the offset of the last record of each ``(topic, partition)``."""
+        builders: dict[tuple[str, int], list[Any]] = {}
+        for topic, partition, key, value in records:
             chain = builders.setdefault((topic, partition), [self.producer.create_batch()])
             if chain[-1].append(timestamp=None, key=key, value=value) is None:
                 # Full: the record starts the next batch (an empty one takes a record of any size;
                 # the broker judges it against its message.max.bytes).
                 chain.append(self.producer.create_batch())
                 chain[-1].append(timestamp=None, key=key, value=value)
-        deliveries = []
+        deliveries, counts = [], []
         for (topic, partition), chain in builders.items():
             for builder in chain:
                 deliveries.append(await self.producer.send_batch(builder, topic, partition=partition))
-        await asyncio.gather(*deliveries)
+                counts.append(builder.record_count())
+        last: dict[tuple[str, int], int] = {}
+        for metadata, count in zip(await asyncio.gather(*deliveries), counts, strict=True):
+            # A batch's delivery tells its first offset; a partition's later batches come after.
+            last[(metadata.topic, metadata.partition)] = metadata.offset + count - 1
+        return last
 
 
 def output_producer(options: dict[str, Any], compression: str | None,

@@ -49,15 +49,33 @@ class FakeStream:
         self.current_event = event
 
 
+@dataclass(frozen=True)
+class FakeChangelog:
+    name: str
+
+    def get_topic_name(self) -> str:
+        return self.name
+
+
 class FakeTable(dict):
     """A table that records the partition each access was made under, as Faust's stores take it:
-    from the stream's current event (None: outside any event)."""
+    from the stream's current event (None: outside any event). It is its own store (``data``), and
+    keeps the changelog offsets it was told are persisted."""
 
-    def __init__(self, stream: FakeStream) -> None:
+    def __init__(self, stream: FakeStream, name: str = "table") -> None:
         super().__init__()
         self.stream = stream
+        self.changelog_topic = FakeChangelog(f"app-{name}-changelog")
         self.reads: list[tuple[bytes, int | None]] = []
         self.writes: list[tuple[bytes, int | None]] = []
+        self.persisted: dict[TP, int] = {}
+
+    @property
+    def data(self) -> FakeTable:
+        return self
+
+    def set_persisted_offset(self, tp: TP, offset: int) -> None:
+        self.persisted[tp] = offset
 
     def _partition(self) -> int | None:
         current = self.stream.current_event

@@ -34,15 +34,28 @@ class FakeSender:
 
     def __init__(self, writes_seen: FakeTable) -> None:
         self.batches: list[list[Record]] = []
+        self.placed: list[list[tuple[str, int, bytes | None, bytes]]] = []  # the states' changelog
         self.states = writes_seen
         self.writes_before_delivery: list[int] = []
         self.fail = False
+        self.offsets: dict[tuple[str, int], int] = {}  # the last offset given, per topic partition
 
     async def send(self, records: Iterable[Record]) -> None:
         self.writes_before_delivery.append(len(self.states.writes))
         if self.fail:
             raise ConnectionError("delivery failed")
         self.batches.append(list(records))
+
+    async def send_placed(self, records: Iterable[tuple[str, int, bytes | None, bytes]]
+                          ) -> dict[tuple[str, int], int]:
+        if self.fail:
+            raise ConnectionError("delivery failed")
+        self.placed.append(list(records))
+        last = {}
+        for topic, partition, _, _ in self.placed[-1]:
+            place = (topic, partition)
+            last[place] = self.offsets[place] = self.offsets.get(place, -1) + 1
+        return last
 
 
 @dataclass
@@ -77,9 +90,9 @@ class Worker:
 def worker(tmp_path: Path) -> Worker:
     settings = Settings(home=str(tmp_path))
     stream = FakeStream()
-    states = FakeTable(stream)
+    states = FakeTable(stream, "states")
     bars = settings.topic_bars
-    return Worker(settings, stream, states, FakeTable(stream),
+    return Worker(settings, stream, states, FakeTable(stream, "positions"),
                   FakeConsumer({TP(bars, 0): 100, TP(bars, 1): 100}), WorkerMetrics(), FakeSender(states),
                   BatchProcessor(CoreConfig(model="naive"), topic=bars, clock=lambda: "now"))
 
@@ -129,6 +142,33 @@ def test_states_and_positions_are_read_and_written_under_their_own_partitions_ev
     assert worker.positions.reads == [(b"bars/0", 0), (b"bars/1", 1)]
     assert worker.positions.writes == [(b"bars/0", 0), (b"bars/1", 1)]
     assert worker.stream.current_event is last
+
+
+def test_the_states_changelog_records_go_to_their_events_partitions_before_the_positions(
+        worker: Worker) -> None:
+    # The worker sends the states' changelog itself (one record batch per partition): each to the
+    # partition Faust would have used, after the outputs, and delivered before any position.
+    worker.handle(worker.handler(), [bar_event("AAA", 0, 0, 0), bar_event("BBB", 0, 1, 0),
+                                     bar_event("AAA", 1, 0, 1)])
+    changelog = worker.states.changelog_topic.get_topic_name()
+    assert [(topic, partition, key) for topic, partition, key, _ in worker.sender.placed[0]] == [
+        (changelog, 0, b"AAA"), (changelog, 1, b"BBB")]
+    assert [value for *_, value in worker.sender.placed[0]] == [worker.states[b"AAA"], worker.states[b"BBB"]]
+    assert worker.states.persisted == {TP(changelog, 0): 0, TP(changelog, 1): 0}
+    assert worker.positions == {b"bars/0": b"2", b"bars/1": b"1"}
+
+
+def test_no_position_moves_when_the_states_changelog_is_not_delivered(worker: Worker) -> None:
+    handler = worker.handler()
+    sender = worker.sender
+
+    async def fail_placed(records: Iterable[tuple[str, int, bytes | None, bytes]]) -> dict:
+        raise ConnectionError("delivery failed")
+
+    sender.send_placed = fail_placed  # type: ignore[method-assign]
+    with pytest.raises(ConnectionError):
+        worker.handle(handler, [bar_event("AAA", 0, 0, 0)])
+    assert worker.positions == {}
 
 
 def test_a_redelivered_bar_is_skipped_even_by_a_restarted_worker(worker: Worker) -> None:

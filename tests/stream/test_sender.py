@@ -65,3 +65,24 @@ def test_every_codec_the_worker_offers_is_read_back_by_kafka_python(kafka_settin
     send(kafka_settings, records, compression_type(name))
     got = read_topic(kafka_settings, topic)
     assert sorted(value["n"] for *_, value in got) == list(range(50))
+
+
+def test_records_placed_on_given_partitions_arrive_there_and_their_last_offsets_are_told(
+        kafka_settings: Settings) -> None:
+    # The states' changelog goes to the partition of each key's source event, whatever its key hashes to.
+    topic = kafka_settings.topic_predictions  # 4 partitions
+    records = [(topic, 3, b"AAPL", b"a0"), (topic, 3, b"MSFT", b"m0"), (topic, 0, b"AAPL", b"a1")]
+
+    async def run() -> dict[tuple[str, int], int]:
+        producer = output_producer(aiokafka_options(kafka_settings), None, 60.0)
+        await producer.start()
+        try:
+            return await BatchSender(producer).send_placed(records)
+        finally:
+            await producer.stop()
+
+    last = asyncio.run(run())
+    got = read_topic(kafka_settings, topic)
+    assert sorted((partition, offset, value) for partition, offset, _, value in got) == [
+        (0, 0, b"a1"), (3, 0, b"a0"), (3, 1, b"m0")]
+    assert last == {(topic, 3): 1, (topic, 0): 0}
