@@ -26,6 +26,7 @@ from api.champion import ChampionSlot, UnknownModel, describe, resolve
 from api.inputs import InputError, read_json_bars, read_upload, too_large
 from api.latest import LatestPredictions
 from api.schemas import ForecastBars, ForecastOut, HealthOut, LatestListOut, LatestOut, ModelsOut
+from forecaster.redaction import redact
 from forecaster.settings import Settings
 from producers.layouts import parse_columns
 from producers.readers import ReadResult
@@ -143,8 +144,8 @@ def create_app(settings: Settings) -> FastAPI:
             return describe(settings)
         except Exception as error:  # any failure of the registry (MLflow) is reported, not a 500
             raise HTTPException(503, detail={
-                "message": f"the model registry at {settings.mlflow_registry_uri} cannot be read: "
-                f"{type(error).__name__}: {error}"}) from None
+                "message": redact(f"the model registry at {settings.mlflow_registry_uri} cannot be read: "
+                                  f"{type(error).__name__}: {error}")}) from None
 
     return app
 

@@ -7,7 +7,8 @@ is registered. A request may choose another: ``naive``, ``arima``, a version num
 
 Examples
 --------
->>> from forecaster.settings import Settings
+>>> from forecaster.redaction import redact
+from forecaster.settings import Settings
 >>> choice = resolve("naive", Settings(), ChampionSlot(Settings()))
 >>> choice.config.model, choice.model, choice.requested
 ('naive', None, 'naive')
@@ -25,6 +26,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from forecaster.redaction import redact
 from forecaster.settings import Settings
 from models import registry
 from models.core.config import CoreConfig
@@ -67,7 +69,7 @@ class ChampionSlot:
                     self._version, self._error = version, None
                     log.info("champion of %s: version %s", self.settings.model_name, version)
             except Exception as error:  # a broken registry must not stop the app serving forecasts
-                self._error = f"{type(error).__name__}: {error}"
+                self._error = redact(f"{type(error).__name__}: {error}")
                 log.warning("cannot load the champion: %s", self._error)
             return self._model
 
@@ -107,14 +109,15 @@ def resolve(requested: str, settings: Settings, champion: ChampionSlot) -> Model
     try:
         model = registry.load_model(uri, settings)
     except ValueError as error:
-        raise UnknownModel(str(error)) from None
+        raise UnknownModel(redact(str(error))) from None
     return ModelChoice(CoreConfig.from_settings(settings, model="external"), model, requested)
 
 
 def describe(settings: Settings) -> dict[str, Any]:
     """``GET /models``: the registered model's champion with its test metrics, or what serves instead."""
     champion = registry.champion_version(settings)
-    described: dict[str, Any] = {"name": settings.model_name, "registry": settings.mlflow_registry_uri,
+    described: dict[str, Any] = {"name": settings.model_name,
+                                 "registry": redact(settings.mlflow_registry_uri),
                                  "champion": None, "serving": f"the core's {settings.model} model"}
     if champion is None:
         return described

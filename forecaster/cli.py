@@ -13,9 +13,11 @@ import importlib.metadata
 import logging
 import pkgutil
 import sys
+import traceback
 
 from forecaster import commands
 from forecaster import settings as settings_module
+from forecaster.redaction import redact, redact_logs
 from forecaster.startup import explain
 
 
@@ -62,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = {"warn": logging.WARNING}.get(args.loglevel, getattr(logging, args.loglevel.upper()))
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    redact_logs()
     if args.loglevel == "warn":
         # kafka-python logs every failed connection attempt; the commands say what failed in one
         # line (GET /health reports the broker). -l info shows the attempts.
@@ -79,9 +82,11 @@ def main(argv: list[str] | None = None) -> int:
         bootstrap = getattr(args, "bootstrap", None) or (settings.bootstrap if settings else None)
         message = explain(exc, bootstrap)
         if message is None:
-            raise
+            # A bug: its traceback, with the credentials of any URI in it (MLflow quotes its own) hidden.
+            print(redact(traceback.format_exc()), end="", file=sys.stderr)
+            return 1
         logging.getLogger("forecaster").debug("failed", exc_info=True)
-        print(f"forecaster {args.command}: error: {message}", file=sys.stderr)
+        print(f"forecaster {args.command}: error: {redact(message)}", file=sys.stderr)
         return 2
 
 

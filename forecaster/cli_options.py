@@ -21,6 +21,8 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from forecaster.redaction import redact
+
 # orjson loads only when a summary is printed as JSON: `forecaster --help` imports this module.
 
 
@@ -57,11 +59,13 @@ def add_format(parser: argparse.ArgumentParser) -> None:
 
 
 def print_summary(args: argparse.Namespace, text: str, summary: Any, out: TextIO | None = None) -> None:
-    """Print ``text``, or with ``--format json`` the JSON of ``summary`` (see :func:`jsonable`)."""
+    """Print ``text``, or with ``--format json`` the JSON of ``summary`` (see :func:`jsonable`); the
+    credentials of any URI in it are hidden."""
     import orjson
 
     out = out or sys.stdout
-    print(orjson.dumps(jsonable(summary)).decode() if args.format == "json" else text, file=out, flush=True)
+    shown = orjson.dumps(jsonable(summary)).decode() if args.format == "json" else text
+    print(redact(shown), file=out, flush=True)
 
 
 #: What :func:`jsonable` leaves out: per-sample arrays and live objects (a fitted model) are data,

@@ -29,6 +29,7 @@ import orjson
 from forecaster.kafka.broker import BrokerError, LocalBroker, port_is_free
 from forecaster.kafka.client import kafka_python_options
 from forecaster.kafka.topics import create_topics
+from forecaster.redaction import redact
 from forecaster.report import panel_line, render
 from forecaster.settings import Settings, to_environ
 from models import registry, training
@@ -54,7 +55,8 @@ class DemoError(RuntimeError):
 
 
 def say(text: str) -> None:
-    print(text, flush=True)
+    """One line of the demo's output, with the credentials of any URI in it hidden."""
+    print(redact(text), flush=True)
 
 
 def demo_settings(settings: Settings) -> Settings:

@@ -9,7 +9,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
+from forecaster.redaction import SHOWN, redact
 from forecaster.settings import Settings, env_name, table
+
+#: Settings whose whole value is a secret; the user information of any URI is hidden as well.
+SECRET_WORDS = ("password", "token")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,9 +32,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     for f in dataclasses.fields(settings):
         value = getattr(settings, f.name)
-        if "password" in f.name and value:
-            value = "***"
-        print(f"{env_name(f.name)}={value}")
+        secret = any(word in f.name for word in SECRET_WORDS) and value
+        print(f"{env_name(f.name)}={SHOWN if secret else redact(str(value))}")
     for store, (uri, why) in settings.mlflow_sources().items():
-        print(f"# MLflow {store} URI in force: {uri} ({why})")
+        print(f"# MLflow {store} URI in force: {redact(uri)} ({why})")
     return 0
