@@ -8,7 +8,6 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
-import yaml
 
 from forecaster import settings as settings_module
 from tests.deploy import k8s
@@ -28,8 +27,7 @@ def test_manifest_is_a_valid_kubernetes_object(manifest: dict[str, Any]) -> None
 
 
 def test_kustomization_lists_every_manifest() -> None:
-    kustomization = yaml.safe_load((K8S_DIR / "kustomization.yaml").read_text())
-    assert sorted(kustomization["resources"]) == sorted(
+    assert sorted(k8s.kustomization()["resources"]) == sorted(
         p.name for p in K8S_DIR.glob("*.yaml") if p.name != "kustomization.yaml")
 
 
@@ -65,11 +63,9 @@ def test_every_variable_is_a_setting() -> None:
 
 # -- images ------------------------------------------------------------------------------------------
 
-def test_every_rendered_container_runs_the_project_version() -> None:
+def test_every_container_runs_the_project_version_not_latest() -> None:
     version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
-    images = {c["image"] for doc in k8s.rendered() if doc["kind"] == "Deployment"
-              for c in doc["spec"]["template"]["spec"]["containers"]}
-    assert images == {f"stream-forecaster:{version}"}
+    assert set(k8s.deployed_images().values()) == {f"stream-forecaster:{version}"}
 
 
 # -- pod security ------------------------------------------------------------------------------------
