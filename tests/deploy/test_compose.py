@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import re
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from forecaster.settings import Settings
-from tests.deploy.compose import COMPOSE_FILE, ENV_EXAMPLE, compose_config, resolved_stack
+from tests.deploy.compose import COMPOSE_FILE, ENV_EXAMPLE, MLFLOW_UI_FILE, compose_config, resolved_stack
+from tests.deploy.observability import ROOT
 
 ONE_SHOT = {"topics", "trainer", "replay"}
 LONG_RUNNING = {"kafka", "mlflow", "worker", "api", "prometheus", "grafana"}
@@ -71,14 +73,76 @@ def test_state_lives_in_named_volumes(stack: dict[str, Any]) -> None:
 
 def test_every_compose_variable_is_documented_in_env_example() -> None:
     # `$${NAME}` is the container shell's variable, not one Compose interpolates.
-    used = set(re.findall(r"(?<!\$)\$\{(\w+)", COMPOSE_FILE.read_text()))
+    used = {name for path in (COMPOSE_FILE, MLFLOW_UI_FILE)
+            for name in re.findall(r"(?<!\$)\$\{(\w+)", path.read_text())}
     documented = set(re.findall(r"^(\w+)=", ENV_EXAMPLE.read_text(), flags=re.MULTILINE))
     assert used == documented
 
 
 def test_env_example_holds_no_secret() -> None:
     values = dict(re.findall(r"^(\w+)=(.*)$", ENV_EXAMPLE.read_text(), flags=re.MULTILINE))
-    assert values["GRAFANA_ADMIN_PASSWORD"] == ""
+    assert values["GRAFANA_ADMIN_PASSWORD"] == values["FORECASTER_API_TOKEN"] == ""
+
+
+# -- network exposure --------------------------------------------------------------------------------
+
+def _host_addresses(stack: dict[str, Any]) -> dict[str, list[str | None]]:
+    """The host address of every published port, by service (None: every interface)."""
+    return {name: [port.get("host_ip") for port in spec["ports"]]
+            for name, spec in stack["services"].items() if spec.get("ports")}
+
+
+def test_every_published_port_is_on_loopback_by_default(stack: dict[str, Any]) -> None:
+    assert _host_addresses(stack) == {"kafka": ["127.0.0.1"], "api": ["127.0.0.1"],
+                                      "prometheus": ["127.0.0.1"], "grafana": ["127.0.0.1"]}
+
+
+def test_the_bind_address_opens_only_the_services_that_ask_for_credentials() -> None:
+    # Grafana has its login and the API its token; Prometheus and the PLAINTEXT Kafka have neither.
+    opened = resolved_stack(FORECASTER_BIND_ADDRESS="192.0.2.10")
+    assert _host_addresses(opened) == {"kafka": ["127.0.0.1"], "api": ["192.0.2.10"],
+                                       "prometheus": ["127.0.0.1"], "grafana": ["192.0.2.10"]}
+
+
+def test_mlflow_is_reached_on_the_compose_network_only(stack: dict[str, Any]) -> None:
+    mlflow = stack["services"]["mlflow"]
+    assert "ports" not in mlflow and mlflow["expose"] == ["5000"]
+    assert {stack["services"][name]["environment"]["FORECASTER_MLFLOW_TRACKING_URI"]
+            for name in ("trainer", "worker", "api")} == {"http://mlflow:5000"}
+
+
+def test_the_mlflow_ui_override_publishes_it_on_loopback_whatever_the_bind_address() -> None:
+    stack = resolved_stack(MLFLOW_UI_FILE, FORECASTER_BIND_ADDRESS="0.0.0.0", MLFLOW_PORT="5555")
+    (port,) = stack["services"]["mlflow"]["ports"]
+    assert (port["host_ip"], port["published"], port["target"]) == ("127.0.0.1", "5555", 5000)
+
+
+def test_the_api_gets_its_access_settings_from_the_environment(stack: dict[str, Any]) -> None:
+    default = stack["services"]["api"]["environment"]
+    assert (default["FORECASTER_API_TOKEN"], default["FORECASTER_API_TRUSTED_HOSTS"]) == ("", "")
+    api = resolved_stack(FORECASTER_API_TOKEN="token-from-env",
+                         FORECASTER_API_TRUSTED_HOSTS="forecast.example.com")["services"]["api"]
+    assert api["environment"]["FORECASTER_API_TOKEN"] == "token-from-env"
+    assert api["environment"]["FORECASTER_API_TRUSTED_HOSTS"] == "forecast.example.com"
+
+
+# -- images ------------------------------------------------------------------------------------------
+
+PINNED_IMAGE = re.compile(r"^[\w./-]+:(?P<tag>\w[\w.-]*)$")
+
+
+def test_every_image_has_a_version_tag(stack: dict[str, Any]) -> None:
+    tags = {name: PINNED_IMAGE.match(spec["image"]) for name, spec in stack["services"].items()}
+    assert {name: spec["image"] for name, spec in stack["services"].items()
+            if (tag := tags[name]) is None or tag["tag"] == "latest"} == {}
+
+
+def test_the_app_image_is_tagged_with_the_project_version() -> None:
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    # Once from .env.example, once from the compose file's own default (an empty variable).
+    for stack in (resolved_stack(), resolved_stack(FORECASTER_IMAGE="")):
+        assert {spec["image"] for name, spec in stack["services"].items()
+                if "build" in spec} == {f"stream-forecaster:{version}"}
 
 
 def test_trainer_and_replay_read_the_sample_data_folder_read_only(stack: dict[str, Any]) -> None:

@@ -11,7 +11,7 @@ import tomllib
 from pathlib import Path
 
 from forecaster import settings as settings_module
-from tests.deploy.k8s import manifests
+from tests.deploy.k8s import API, WORKER, pod_spec
 from tests.deploy.observability import ROOT
 
 DOCKERFILE = ROOT / "Dockerfile"
@@ -84,8 +84,8 @@ def test_the_build_context_leaves_out_environments_and_state() -> None:
 def test_the_image_runs_as_the_non_root_user_kubernetes_expects() -> None:
     (user,) = [args for name, args in _last_stage() if name == "USER"]
     uid, gid = map(int, user.split(":"))
-    pod = manifests()["Deployment"]["spec"]["template"]["spec"]["securityContext"]
-    assert uid != 0 and (uid, gid) == (pod["runAsUser"], pod["runAsGroup"])
+    pods = [pod_spec(name)["securityContext"] for name in (WORKER, API)]
+    assert uid != 0 and {(pod["runAsUser"], pod["runAsGroup"]) for pod in pods} == {(uid, gid)}
 
 
 def test_the_image_exposes_the_metrics_and_api_ports_of_the_settings() -> None:

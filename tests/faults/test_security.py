@@ -314,8 +314,10 @@ AWS_KEY = re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b")
 SECRET_SETTING = re.compile(
     r"""^\s*["']?[-\w.]*(password|passwd|secret|token|api_?key|access_?key)[-\w.]*["']?\s*[:=]\s*(?P<value>.*)$""",
     re.IGNORECASE)
-#: Values that are not a secret: empty, a reference to the environment, or a secret store reference.
-NOT_A_SECRET = re.compile(r"""^(|""|''|null|~|\$\{[^}]+\}|\$\(.+\)|\$\w+|secretKeyRef:?)\s*(#.*)?$""")
+#: Values that are not a secret: empty, a reference to the environment, a secret store reference, or a
+#: boolean (a switch such as Kubernetes' ``automountServiceAccountToken: false``).
+NOT_A_SECRET = re.compile(
+    r"""^(|""|''|null|~|true|false|\$\{[^}]+\}|\$\(.+\)|\$\w+|secretKeyRef:?)\s*(#.*)?$""", re.IGNORECASE)
 CONFIG_FILE = re.compile(r"(\.(ya?ml|toml|ini|cfg|conf|properties|json|env\w*)|Dockerfile|\.env(\..+)?)$")
 
 
