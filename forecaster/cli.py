@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         # Expected failures (bad input or settings, missing Java, a port taken, an unreachable
         # broker) end with one clear line, not a traceback; -l debug shows the traceback too.
         bootstrap = getattr(args, "bootstrap", None) or (settings.bootstrap if settings else None)
-        message = explain(exc, bootstrap)
+        message = explain(exc, bootstrap, settings)
         if message is None:
             raise
         logging.getLogger("forecaster").debug("failed", exc_info=True)
