@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -266,6 +267,39 @@ class BrokerSecurity:
             "ssl.client.auth=none",
             "",
         ])
+
+
+def self_signed_keystore(folder: Path) -> tuple[Path, str, Path]:
+    """A PKCS12 keystore in ``folder`` with a self-signed certificate for 127.0.0.1 and localhost, made
+    by the JDK's ``keytool`` once and kept: ``(keystore, its password, the certificate as PEM)``.
+
+    The certificate is its own CA: clients trust it through ``ssl_cafile``. For a local broker; a
+    shared one gets its certificate from the organisation's CA.
+    """
+    keystore, password_file, cafile = folder / "broker.p12", folder / "keystore.password", folder / "ca.pem"
+    if keystore.exists() and password_file.exists() and cafile.exists():
+        return keystore, password_file.read_text().strip(), cafile
+    keytool = _require("keytool", "openjdk-17-jre-headless")
+    folder.mkdir(parents=True, exist_ok=True)
+    folder.chmod(0o700)
+    password = secrets.token_urlsafe(24)
+    for path in (keystore, cafile):
+        path.unlink(missing_ok=True)
+    for command in (
+        [keytool, "-genkeypair", "-alias", "broker", "-keyalg", "EC", "-groupname", "secp256r1",
+         "-dname", "CN=localhost", "-ext", "SAN=ip:127.0.0.1,dns:localhost", "-validity", "3650",
+         "-storetype", "PKCS12", "-keystore", str(keystore), "-storepass:env", "KEYTOOL_STOREPASS"],
+        [keytool, "-exportcert", "-rfc", "-alias", "broker", "-keystore", str(keystore),
+         "-storepass:env", "KEYTOOL_STOREPASS", "-file", str(cafile)],
+    ):
+        result = subprocess.run(command, capture_output=True, text=True, check=False,
+                                env={**os.environ, "KEYTOOL_STOREPASS": password})
+        if result.returncode != 0:
+            raise BrokerError(f"keytool could not make the broker's certificate in {folder}:\n"
+                              f"{result.stdout}{result.stderr}")
+    password_file.write_text(password + "\n")
+    password_file.chmod(0o600)
+    return keystore, password, cafile
 
 
 @dataclass

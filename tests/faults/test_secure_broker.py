@@ -182,3 +182,35 @@ def test_the_port_takes_no_client_without_tls_and_a_login(secure_broker: tuple[B
     assert result.returncode == 2
     line = _one_line(result.stderr)
     assert line.startswith(f"forecaster topics: error: cannot reach Kafka at {info.bootstrap}")
+
+
+def test_kafka_start_sasl_ssl_starts_a_broker_that_requires_the_login(tmp_path: Path) -> None:
+    user = Settings(home=str(tmp_path / "home"), sasl_username="app", sasl_password=secrets.token_urlsafe(16))
+    data, port = tmp_path / "kafka", free_port()
+    try:
+        started = _forecaster("kafka", "start", "--sasl-ssl", "--port", str(port), "--data-dir", str(data),
+                              settings=user)
+        assert started.returncode == 0, started.stderr
+        assert started.stdout.strip() == f"127.0.0.1:{port}"
+        cafile = data / "tls" / "ca.pem"
+        assert (f"FORECASTER_SECURITY_PROTOCOL=SASL_SSL, FORECASTER_SASL_MECHANISM=SCRAM-SHA-512, "
+                f"FORECASTER_SSL_CAFILE={cafile} and log in as 'app'") in started.stderr
+        client = user.replace(bootstrap=f"127.0.0.1:{port}", security_protocol="SASL_SSL",
+                              sasl_mechanism="SCRAM-SHA-512", ssl_cafile=str(cafile))
+        created = _forecaster("topics", "create", settings=client)
+        assert created.returncode == 0, created.stderr
+        status = _forecaster("kafka", "status", "--data-dir", str(data), settings=client)
+        assert status.returncode == 0 and status.stdout.startswith(f"running: 127.0.0.1:{port}")
+        anonymous = _forecaster("kafka", "status", "--data-dir", str(data), settings=Settings(home=user.home))
+        assert anonymous.returncode == 1 and anonymous.stdout.startswith("not answering")
+    finally:
+        LocalBroker(data).stop()
+
+
+def test_kafka_start_sasl_ssl_without_a_user_says_which_settings(tmp_path: Path) -> None:
+    result = _forecaster("kafka", "start", "--sasl-ssl", "--port", str(free_port()), "--data-dir",
+                         str(tmp_path / "kafka"), settings=Settings(home=str(tmp_path / "home")))
+    assert result.returncode == 2
+    assert _one_line(result.stderr) == (
+        "forecaster kafka: error: --sasl-ssl needs the user that the broker creates and clients log in as: "
+        "set FORECASTER_SASL_USERNAME and FORECASTER_SASL_PASSWORD")
