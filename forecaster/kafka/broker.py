@@ -330,6 +330,8 @@ class LocalBroker:
         self.info_file = self.data_dir / "broker.json"
         self.config_file = self.data_dir / "server.properties"
         self.output_file = self.data_dir / "logs" / "broker.out"
+        #: The SCRAM users (names and mechanism, no passwords) created when the storage was formatted.
+        self.users_file = self.data_dir / "scram-users.json"
 
     # -- inspection ------------------------------------------------------------------------
 
@@ -372,6 +374,8 @@ class LocalBroker:
             )
         libs = resolve_jars()
         controller_port = free_port()
+        if (self.log_dir / "meta.properties").exists():
+            self._check_users(security)
         self._write_config(port, controller_port, security)
         if not (self.log_dir / "meta.properties").exists():
             self._format(java, libs, security)
@@ -455,6 +459,27 @@ class LocalBroker:
         )
         if result.returncode != 0:
             raise BrokerError(f"formatting {self.log_dir} failed:\n{result.stdout}{result.stderr}")
+        users = sorted(security.users) if security else []
+        self.users_file.write_text(json.dumps({"mechanism": security.mechanism if security else None,
+                                               "users": users}))
+
+    def _check_users(self, security: BrokerSecurity | None) -> None:
+        """BrokerError when ``security`` names a user the formatted storage does not have: SCRAM users
+        are created by the format, so the broker would refuse every login."""
+        if security is None:
+            return
+        try:
+            formatted = json.loads(self.users_file.read_text())
+        except (OSError, ValueError):
+            formatted = {"mechanism": None, "users": []}
+        missing = [name for name in security.users
+                   if name not in formatted["users"] or formatted["mechanism"] != security.mechanism]
+        if missing:
+            raise BrokerError(
+                f"the broker data in {self.data_dir} has no {security.mechanism} user {missing[0]!r} (SCRAM "
+                "users are created when a data folder is first used): start the secured broker with a new "
+                "--data-dir, or stop it and remove this one"
+            )
 
     @staticmethod
     def _tail(path: Path, lines: int = 20) -> str:

@@ -187,22 +187,36 @@ def test_the_port_takes_no_client_without_tls_and_a_login(secure_broker: tuple[B
 def test_kafka_start_sasl_ssl_starts_a_broker_that_requires_the_login(tmp_path: Path) -> None:
     user = Settings(home=str(tmp_path / "home"), sasl_username="app", sasl_password=secrets.token_urlsafe(16))
     data, port = tmp_path / "kafka", free_port()
+    start = ["kafka", "start", "--sasl-ssl", "--port", str(port), "--data-dir", str(data)]
+    cafile = data / "tls" / "ca.pem"
+    client = user.replace(bootstrap=f"127.0.0.1:{port}", security_protocol="SASL_SSL",
+                          sasl_mechanism="SCRAM-SHA-512", ssl_cafile=str(cafile))
     try:
-        started = _forecaster("kafka", "start", "--sasl-ssl", "--port", str(port), "--data-dir", str(data),
-                              settings=user)
+        started = _forecaster(*start, settings=user)
         assert started.returncode == 0, started.stderr
         assert started.stdout.strip() == f"127.0.0.1:{port}"
-        cafile = data / "tls" / "ca.pem"
         assert (f"FORECASTER_SECURITY_PROTOCOL=SASL_SSL, FORECASTER_SASL_MECHANISM=SCRAM-SHA-512, "
                 f"FORECASTER_SSL_CAFILE={cafile} and log in as 'app'") in started.stderr
-        client = user.replace(bootstrap=f"127.0.0.1:{port}", security_protocol="SASL_SSL",
-                              sasl_mechanism="SCRAM-SHA-512", ssl_cafile=str(cafile))
         created = _forecaster("topics", "create", settings=client)
         assert created.returncode == 0, created.stderr
         status = _forecaster("kafka", "status", "--data-dir", str(data), settings=client)
         assert status.returncode == 0 and status.stdout.startswith(f"running: 127.0.0.1:{port}")
         anonymous = _forecaster("kafka", "status", "--data-dir", str(data), settings=Settings(home=user.home))
         assert anonymous.returncode == 1 and anonymous.stdout.startswith("not answering")
+
+        assert LocalBroker(data).stop()
+        # The users were made with the data folder: another one cannot be added by starting again...
+        other = _forecaster(*start, settings=user.replace(sasl_username="other"))
+        assert other.returncode == 2
+        assert _one_line(other.stderr) == (
+            f"forecaster kafka: error: the broker data in {data} has no SCRAM-SHA-512 user 'other' "
+            "(SCRAM users are created when a data folder is first used): start the secured broker with a "
+            "new --data-dir, or stop it and remove this one")
+        # ...and a restart keeps the user, the certificate and the topics.
+        again = _forecaster(*start, settings=user)
+        assert again.returncode == 0, again.stderr
+        listed = _forecaster("topics", "create", settings=client)
+        assert listed.returncode == 0 and f"{client.topic_bars}: exists" in listed.stdout, listed.stderr
     finally:
         LocalBroker(data).stop()
 
