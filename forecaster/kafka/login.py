@@ -49,6 +49,6 @@ def refused_login(settings: Settings, timeout_s: float = 10.0) -> str | None:
         names = [env_name(name) for name in ("sasl_username", "sasl_password", "sasl_mechanism")]
         return (f"Kafka at {server} refused the SASL login of user {settings.sasl_username!r} ({refusal}): "
                 f"fix {names[0]} and {names[1]} (or {names[2]})")
-    except (KafkaError, OSError, ValueError, TimeoutError):
-        return None
+    except (KafkaError, OSError, ValueError, TimeoutError, RuntimeError):
+        return None  # RuntimeError also: asyncio.run called inside a running event loop
     return None
