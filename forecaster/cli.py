@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         # Expected failures (bad input or settings, missing Java, a port taken, an unreachable
         # broker) end with one clear line, not a traceback; -l debug shows the traceback too.
         bootstrap = getattr(args, "bootstrap", None) or (settings.bootstrap if settings else None)
-        message = explain(exc, bootstrap)
+        message = explain(exc, bootstrap, settings)
         if message is None:
             # A bug: its traceback, with the credentials of any URI in it (MLflow quotes its own) hidden.
             print(redact(traceback.format_exc()), end="", file=sys.stderr)

@@ -16,6 +16,7 @@ import sys
 from typing import Any
 
 from forecaster.kafka.client import kafka_python_options
+from forecaster.kafka.login import refused_login
 from forecaster.settings import Settings
 from models.core.config import CoreConfig
 
@@ -84,20 +85,28 @@ def require_broker(settings: Settings, timeout_s: float) -> None:
         KafkaAdminClient(**kafka_python_options(settings), bootstrap_timeout_ms=int(timeout_s * 1000)).close()
     except (KafkaTimeoutError, KafkaConnectionError) as exc:
         reason = f"no answer within {timeout_s:g} s: {exc}"
-        raise StartupError(unreachable(settings.bootstrap, reason)) from None
+        raise StartupError(refused_login(settings) or unreachable(settings.bootstrap, reason)) from None
 
 
-def explain(exc: BaseException, bootstrap: str | None) -> str | None:
+def explain(exc: BaseException, bootstrap: str | None, settings: Settings | None = None) -> str | None:
     """The one line for an expected failure, or None for a bug (which keeps its traceback).
 
     Kafka clients' connection errors are recognised only when their module is loaded: a command
     that never touched Kafka cannot have raised one, and importing them would slow every command.
+    With ``settings`` that log in with SASL, a broker out of reach is asked whether it refused the
+    login (kafka-python reports a refusal as a broker it cannot reach; see forecaster.kafka.login).
     """
     unreachable_types = tuple(getattr(module, name) for module, name in (
         (sys.modules.get("kafka.errors"), "KafkaTimeoutError"),
         (sys.modules.get("kafka.errors"), "KafkaConnectionError"),
         (sys.modules.get("aiokafka.errors"), "KafkaConnectionError"),
     ) if module is not None)
+    publisher = sys.modules.get("producers.publisher")  # the replay's own "cannot reach" error
+    out_of_reach = unreachable_types + ((publisher.BrokerUnreachable,) if publisher is not None else ())
+    if settings is not None and out_of_reach and isinstance(exc, out_of_reach):
+        refused = refused_login(settings.replace(bootstrap=bootstrap))
+        if refused:
+            return refused
     if unreachable_types and isinstance(exc, unreachable_types):
         return unreachable(bootstrap or "the configured bootstrap servers", exc)
     mlflow_errors = sys.modules.get("mlflow.exceptions")
@@ -108,3 +117,4 @@ def explain(exc: BaseException, bootstrap: str | None) -> str | None:
     if isinstance(exc, ValueError | RuntimeError | OSError):
         return str(exc)
     return None
+

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from forecaster.settings import Settings
+from forecaster.settings import Settings, env_name
 
 
 def default_data_dir(settings: Settings) -> Path:
@@ -23,6 +24,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     start.add_argument("--port", type=int, default=9092, help="client port (default: 9092)")
     start.add_argument("--data-dir", type=Path, default=None,
                        help="broker state; kept across restarts (default: $FORECASTER_HOME/kafka)")
+    start.add_argument("--sasl-ssl", action="store_true",
+                       help="require TLS and a SCRAM login on the client port: the user is "
+                       "FORECASTER_SASL_USERNAME with FORECASTER_SASL_PASSWORD (mechanism: "
+                       "FORECASTER_SASL_MECHANISM, default SCRAM-SHA-512), created when the data folder is "
+                       "first formatted; the self-signed certificate that clients trust "
+                       "(FORECASTER_SSL_CAFILE) is DATA_DIR/tls/ca.pem")
     start.set_defaults(run=run_start)
     for name, helptext, func in (("stop", "stop the broker cleanly", run_stop),
                                  ("status", "tell whether the broker runs and answers", run_status)):
@@ -33,11 +40,25 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_start(args: argparse.Namespace, settings: Settings) -> int:
-    from forecaster.kafka.broker import LocalBroker
+    from forecaster.kafka.broker import BrokerSecurity, LocalBroker, self_signed_keystore
 
     broker = LocalBroker(args.data_dir or default_data_dir(settings))
-    info = broker.start(port=args.port)
+    security = None
+    if args.sasl_ssl:
+        if not (settings.sasl_username and settings.sasl_password):
+            raise ValueError("--sasl-ssl needs the user that the broker creates and clients log in as: "
+                             f"set {env_name('sasl_username')} and {env_name('sasl_password')}")
+        keystore, password, cafile = self_signed_keystore(broker.data_dir / "tls")
+        users = {settings.sasl_username: settings.sasl_password}
+        security = BrokerSecurity(keystore, password, cafile, users,
+                                  mechanism=settings.sasl_mechanism or "SCRAM-SHA-512")
+    info = broker.start(port=args.port, security=security)
     print(info.bootstrap)
+    if security is not None:
+        print(f"requires SASL_SSL: clients set {env_name('security_protocol')}=SASL_SSL, "
+              f"{env_name('sasl_mechanism')}={security.mechanism}, "
+              f"{env_name('ssl_cafile')}={security.cafile} and log in as {settings.sasl_username!r}",
+              file=sys.stderr)
     return 0
 
 
@@ -51,13 +72,17 @@ def run_stop(args: argparse.Namespace, settings: Settings) -> int:
 
 def run_status(args: argparse.Namespace, settings: Settings) -> int:
     from forecaster.kafka.broker import LocalBroker, broker_answers
+    from forecaster.kafka.client import kafka_python_options
 
     broker = LocalBroker(args.data_dir or default_data_dir(settings))
     info = broker.info()
     if info is None or not broker.running():
         print(f"not running ({broker.data_dir})")
         return 1
-    answers = broker_answers(info.bootstrap)
+    # A broker that requires SASL_SSL answers clients that log in: the security settings' user.
+    options = kafka_python_options(settings.replace(bootstrap=info.bootstrap))
+    options.pop("bootstrap_servers")
+    answers = broker_answers(info.bootstrap, options=options)
     print(f"{'running' if answers else 'not answering'}: {info.bootstrap} "
           f"(PID {info.pid}, data {info.data_dir})")
     return 0 if answers else 1

@@ -3,7 +3,8 @@
 The jars come from Maven Central through ``resources/pom.xml`` (package data) into a cache folder
 (:func:`resolve_jars`); the broker runs as a background JVM whose PID and bootstrap address are
 recorded in its data folder, so ``forecaster kafka status`` and ``stop`` find it from any shell.
-Starting again on the same data folder keeps every topic and message.
+Starting again on the same data folder keeps every topic and message. Started with a
+:class:`BrokerSecurity`, its client port requires TLS and a SCRAM login (SASL_SSL).
 
 Examples
 --------
@@ -17,17 +18,19 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
+from typing import Any
 
 # kafka-python (slow to import) loads only where a client is made: `forecaster kafka`
 # and the broker fixture of the tests import this module without one.
@@ -133,8 +136,8 @@ def quiet_kafka_logs() -> Iterator[None]:
         kafka_log.setLevel(level)
 
 
-def broker_answers(bootstrap: str, timeout_s: float = 5.0) -> bool:
-    """True when the broker answers a metadata request."""
+def broker_answers(bootstrap: str, timeout_s: float = 5.0, options: Mapping[str, Any] | None = None) -> bool:
+    """True when the broker answers a metadata request; ``options``: kafka-python's security options."""
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
@@ -142,7 +145,7 @@ def broker_answers(bootstrap: str, timeout_s: float = 5.0) -> bool:
         try:
             admin = KafkaAdminClient(
                 bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000),
-                bootstrap_timeout_ms=int(timeout_s * 1000),
+                bootstrap_timeout_ms=int(timeout_s * 1000), **(options or {}),
             )
         except (KafkaError, OSError, ValueError):
             return False
@@ -170,6 +173,135 @@ def _pid_alive(pid: int) -> bool:
         return True
 
 
+#: The SASL mechanisms a secured local broker offers; its users get credentials for one of them.
+SCRAM_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")
+#: Characters that Kafka's ``--add-scram`` syntax (``MECH=[name=N,password=P]``) cannot carry unquoted.
+_SCRAM_RESERVED = ',[]="\\'
+
+
+@dataclass(frozen=True)
+class BrokerSecurity:
+    """A client listener that requires TLS and a SCRAM login (``SASL_SSL``), with its users.
+
+    The broker's own (inter-broker) traffic goes through the same listener, logged in as the first
+    user, so no port of the broker but the controller's (loopback, no client API) takes a client
+    that did not log in.
+
+    Parameters
+    ----------
+    keystore
+        PKCS12 file with the broker's private key and certificate chain; the certificate must name
+        the address clients use (``127.0.0.1``: an IP subject alternative name).
+    keystore_password
+        Password of ``keystore`` (and of the key in it).
+    cafile
+        PEM certificate of the CA that signed the broker's certificate: what clients are given as
+        ``ssl_cafile``, and what the broker trusts when it connects to itself.
+    users
+        User name -> password. SCRAM credentials are created when the data folder is first formatted;
+        a broker started again on the same folder keeps the users it had.
+    mechanism
+        ``SCRAM-SHA-512`` or ``SCRAM-SHA-256``.
+
+    Examples
+    --------
+    >>> s = BrokerSecurity(Path("ks.p12"), "pw", Path("ca.pem"), {"admin": "s3cret"})
+    >>> s.scram_arguments()
+    ['--add-scram', 'SCRAM-SHA-512=[name=admin,password=s3cret]']
+    >>> "s3cret" in repr(s)
+    False
+    >>> BrokerSecurity(Path("ks.p12"), "pw", Path("ca.pem"), {"a,b": "x"})
+    Traceback (most recent call last):
+    ...
+    ValueError: SCRAM user names and passwords cannot hold spaces or any of ,[]="\\ (user 'a,b')
+    """
+
+    keystore: Path
+    keystore_password: str = field(repr=False)
+    cafile: Path
+    users: Mapping[str, str] = field(repr=False)
+    mechanism: str = "SCRAM-SHA-512"
+
+    def __post_init__(self) -> None:
+        if self.mechanism not in SCRAM_MECHANISMS:
+            raise ValueError(f"the broker's SASL mechanism must be one of {', '.join(SCRAM_MECHANISMS)}, "
+                             f"not {self.mechanism!r}")
+        if not self.users:
+            raise ValueError("a broker that requires SASL needs at least one user")
+        for name, password in self.users.items():
+            if not name or not password or any(c.isspace() or c in _SCRAM_RESERVED for c in name + password):
+                raise ValueError("SCRAM user names and passwords cannot hold spaces or any of "
+                                 f"{_SCRAM_RESERVED} (user {name!r})")
+
+    @property
+    def admin(self) -> str:
+        """The first user: the broker's own login, and the one its readiness check uses."""
+        return next(iter(self.users))
+
+    def scram_arguments(self) -> list[str]:
+        """The ``kafka-storage format`` arguments that create the users' SCRAM credentials."""
+        return [arg for name, password in self.users.items()
+                for arg in ("--add-scram", f"{self.mechanism}=[name={name},password={password}]")]
+
+    def client_options(self) -> dict[str, Any]:
+        """kafka-python's options for the first user (how the broker checks that it answers)."""
+        return {"security_protocol": "SASL_SSL", "sasl_mechanism": self.mechanism,
+                "sasl_plain_username": self.admin, "sasl_plain_password": self.users[self.admin],
+                "ssl_cafile": str(self.cafile)}
+
+    def server_properties(self) -> str:
+        """The lines of ``server.properties`` for the SASL_SSL listener."""
+        login = ("org.apache.kafka.common.security.scram.ScramLoginModule required "
+                 f'username="{self.admin}" password="{self.users[self.admin]}";')
+        return "\n".join([
+            "# SASL_SSL: TLS with the broker's keystore, then a SCRAM login (BrokerSecurity).",
+            f"sasl.enabled.mechanisms={self.mechanism}",
+            f"sasl.mechanism.inter.broker.protocol={self.mechanism}",
+            f"listener.name.sasl_ssl.{self.mechanism.lower()}.sasl.jaas.config={login}",
+            "ssl.keystore.type=PKCS12",
+            f"ssl.keystore.location={self.keystore}",
+            f"ssl.keystore.password={self.keystore_password}",
+            f"ssl.key.password={self.keystore_password}",
+            "ssl.truststore.type=PEM",
+            f"ssl.truststore.location={self.cafile}",
+            "ssl.client.auth=none",
+            "",
+        ])
+
+
+def self_signed_keystore(folder: Path) -> tuple[Path, str, Path]:
+    """A PKCS12 keystore in ``folder`` with a self-signed certificate for 127.0.0.1 and localhost, made
+    by the JDK's ``keytool`` once and kept: ``(keystore, its password, the certificate as PEM)``.
+
+    The certificate is its own CA: clients trust it through ``ssl_cafile``. For a local broker; a
+    shared one gets its certificate from the organisation's CA.
+    """
+    keystore, password_file, cafile = folder / "broker.p12", folder / "keystore.password", folder / "ca.pem"
+    if keystore.exists() and password_file.exists() and cafile.exists():
+        return keystore, password_file.read_text().strip(), cafile
+    keytool = _require("keytool", "openjdk-17-jre-headless")
+    folder.mkdir(parents=True, exist_ok=True)
+    folder.chmod(0o700)
+    password = secrets.token_urlsafe(24)
+    for path in (keystore, cafile):
+        path.unlink(missing_ok=True)
+    for command in (
+        [keytool, "-genkeypair", "-alias", "broker", "-keyalg", "EC", "-groupname", "secp256r1",
+         "-dname", "CN=localhost", "-ext", "SAN=ip:127.0.0.1,dns:localhost", "-validity", "3650",
+         "-storetype", "PKCS12", "-keystore", str(keystore), "-storepass:env", "KEYTOOL_STOREPASS"],
+        [keytool, "-exportcert", "-rfc", "-alias", "broker", "-keystore", str(keystore),
+         "-storepass:env", "KEYTOOL_STOREPASS", "-file", str(cafile)],
+    ):
+        result = subprocess.run(command, capture_output=True, text=True, check=False,
+                                env={**os.environ, "KEYTOOL_STOREPASS": password})
+        if result.returncode != 0:
+            raise BrokerError(f"keytool could not make the broker's certificate in {folder}:\n"
+                              f"{result.stdout}{result.stderr}")
+    password_file.write_text(password + "\n")
+    password_file.chmod(0o600)
+    return keystore, password, cafile
+
+
 @dataclass
 class BrokerInfo:
     pid: int
@@ -177,6 +309,8 @@ class BrokerInfo:
     port: int
     controller_port: int
     data_dir: str
+    #: The client listener's protocol: PLAINTEXT, or SASL_SSL for a broker started with a BrokerSecurity.
+    security_protocol: str = "PLAINTEXT"
 
 
 class LocalBroker:
@@ -196,6 +330,8 @@ class LocalBroker:
         self.info_file = self.data_dir / "broker.json"
         self.config_file = self.data_dir / "server.properties"
         self.output_file = self.data_dir / "logs" / "broker.out"
+        #: The SCRAM users (names and mechanism, no passwords) created when the storage was formatted.
+        self.users_file = self.data_dir / "scram-users.json"
 
     # -- inspection ------------------------------------------------------------------------
 
@@ -213,8 +349,13 @@ class LocalBroker:
 
     # -- control ---------------------------------------------------------------------------
 
-    def start(self, port: int = 9092, timeout_s: float = START_TIMEOUT_S) -> BrokerInfo:
-        """Start the broker in the background and wait until it answers; idempotent."""
+    def start(self, port: int = 9092, timeout_s: float = START_TIMEOUT_S,
+              security: BrokerSecurity | None = None) -> BrokerInfo:
+        """Start the broker in the background and wait until it answers; idempotent.
+
+        With ``security``, the client port requires TLS and a SCRAM login (SASL_SSL), and the
+        broker counts as answering once its first user can log in.
+        """
         info = self.info()
         if info is not None and _pid_alive(info.pid):
             if info.port != port:
@@ -233,9 +374,11 @@ class LocalBroker:
             )
         libs = resolve_jars()
         controller_port = free_port()
-        self._write_config(port, controller_port)
+        if (self.log_dir / "meta.properties").exists():
+            self._check_users(security)
+        self._write_config(port, controller_port, security)
         if not (self.log_dir / "meta.properties").exists():
-            self._format(java, libs)
+            self._format(java, libs, security)
         self.output_file.parent.mkdir(parents=True, exist_ok=True)
         with open(self.output_file, "ab") as out:
             process = subprocess.Popen(
@@ -243,7 +386,8 @@ class LocalBroker:
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True,  # outlives the CLI and is not hit by its Ctrl-C
             )
-        info = BrokerInfo(process.pid, f"127.0.0.1:{port}", port, controller_port, str(self.data_dir))
+        info = BrokerInfo(process.pid, f"127.0.0.1:{port}", port, controller_port, str(self.data_dir),
+                          "PLAINTEXT" if security is None else "SASL_SSL")
         self.pid_file.write_text(f"{process.pid}\n")
         self.info_file.write_text(json.dumps(info.__dict__))
         deadline = time.monotonic() + timeout_s
@@ -254,7 +398,8 @@ class LocalBroker:
                     f"see {self.output_file} and {self.data_dir / 'logs' / 'server.log'}:\n"
                     + self._tail(self.output_file)
                 )
-            if broker_answers(info.bootstrap, timeout_s=2.0):
+            if broker_answers(info.bootstrap, timeout_s=2.0,
+                              options=None if security is None else security.client_options()):
                 return info
             time.sleep(0.25)
         self.stop()
@@ -280,15 +425,19 @@ class LocalBroker:
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def _write_config(self, port: int, controller_port: int) -> None:
+    def _write_config(self, port: int, controller_port: int, security: BrokerSecurity | None) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         template = Template((RESOURCES / "server.properties").read_text())
+        name = "PLAINTEXT" if security is None else "SASL_SSL"
         self.config_file.write_text(
             template.substitute(
-                port=port, controller_port=controller_port, advertised_host="127.0.0.1",
-                log_dir=self.log_dir,
+                listeners=f"{name}://127.0.0.1:{port}", advertised_listeners=f"{name}://127.0.0.1:{port}",
+                inter_broker_listener=name, controller_port=controller_port, log_dir=self.log_dir,
+                security="" if security is None else security.server_properties(),
             )
         )
+        # The file holds the keystore's and the first user's passwords when the broker is secured.
+        self.config_file.chmod(0o600)
 
     def _jvm_options(self) -> list[str]:
         heap = os.environ.get("FORECASTER_KAFKA_HEAP", "512m")
@@ -299,16 +448,38 @@ class LocalBroker:
             f"-Dkafka.logs.dir={self.data_dir / 'logs'}",
         ]
 
-    def _format(self, java: str, libs: Path) -> None:
+    def _format(self, java: str, libs: Path, security: BrokerSecurity | None) -> None:
         cluster_id = _kafka_uuid()
         result = subprocess.run(
             [java, *self._jvm_options(), "-cp", f"{libs}/*", "kafka.tools.StorageTool", "format",
              # `=`: a random id may start with "-", which would read as an option.
-             f"--cluster-id={cluster_id}", f"--config={self.config_file}"],
+             f"--cluster-id={cluster_id}", f"--config={self.config_file}",
+             *(security.scram_arguments() if security else [])],
             capture_output=True, text=True, check=False,
         )
         if result.returncode != 0:
             raise BrokerError(f"formatting {self.log_dir} failed:\n{result.stdout}{result.stderr}")
+        users = sorted(security.users) if security else []
+        self.users_file.write_text(json.dumps({"mechanism": security.mechanism if security else None,
+                                               "users": users}))
+
+    def _check_users(self, security: BrokerSecurity | None) -> None:
+        """BrokerError when ``security`` names a user the formatted storage does not have: SCRAM users
+        are created by the format, so the broker would refuse every login."""
+        if security is None:
+            return
+        try:
+            formatted = json.loads(self.users_file.read_text())
+        except (OSError, ValueError):
+            formatted = {"mechanism": None, "users": []}
+        missing = [name for name in security.users
+                   if name not in formatted["users"] or formatted["mechanism"] != security.mechanism]
+        if missing:
+            raise BrokerError(
+                f"the broker data in {self.data_dir} has no {security.mechanism} user {missing[0]!r} (SCRAM "
+                "users are created when a data folder is first used): start the secured broker with a new "
+                "--data-dir, or stop it and remove this one"
+            )
 
     @staticmethod
     def _tail(path: Path, lines: int = 20) -> str:
