@@ -273,6 +273,12 @@ class ForecastMonitor:
                 for metric, values in self._series.pop(ticker, {}):
                     metric.remove(*values)
 
+    def observe_registry(self, answered: bool) -> None:
+        """The model registry answered a query, or did not (unreachable, unreadable)."""
+        self.metrics.registry_up.set(1.0 if answered else 0.0)
+        if not answered:
+            self.metrics.registry_errors.inc()
+
     def observe_quarantined(self, kind: str, count: int = 1) -> None:
         """``count`` stored records of ``kind`` (one of :data:`~stream_app.metrics.QUARANTINE_KINDS`)
         could not be decoded and were quarantined."""
