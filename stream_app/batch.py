@@ -132,6 +132,9 @@ class BatchHandler:
         self.monitor.observe_batch(output.results, time.perf_counter() - started)
         self.monitor.observe_dead_letters(letter.reason for letter in output.dead_letters)
         self.monitor.observe_delivery(m.timestamp for m in admission.admitted)
+        # From a partition's first batch on, not only at the lag timer's next tick.
+        for partition, lag in self.keeper.lags_after(admission):
+            self.monitor.observe_consumer_lag(partition, lag)
         self.busy = False
 
     def _quarantined_states(self, last_event: Mapping[bytes | None, Event]) -> list[DeadLetter]:

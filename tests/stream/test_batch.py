@@ -306,3 +306,11 @@ def test_a_position_that_does_not_decode_is_quarantined_and_its_partition_read_f
     assert worker.positions[b"bars/0"] == b"3"
     assert quarantined(worker.metrics, "position") == 1
 
+
+def test_the_consumer_lag_is_exported_from_a_partitions_first_batch(worker: Worker) -> None:
+    worker.consumer.fetched[TP("bars", 1)] = None  # not fetched yet: left to the lag timer
+    worker.handle(worker.handler(), [bar_event("AAA", 0, 0, 0), bar_event("AAA", 1, 0, 1),
+                                     bar_event("BBB", 0, 1, 0)])
+    lag = worker.metrics.registry.get_sample_value
+    assert lag("forecaster_consumer_lag", {"partition": "0"}) == 98  # high water mark 100, position 2
+    assert lag("forecaster_consumer_lag", {"partition": "1"}) is None
