@@ -50,7 +50,12 @@ class ModelChoice:
 
 
 class ChampionSlot:
-    """The loaded champion, replaced when ``settings.model_name@champion`` names another version."""
+    """The loaded champion, replaced when ``settings.model_name@champion`` names another version.
+
+    A registry that does not answer (:class:`~models.registry.RegistryUnavailable`) is not one
+    without a champion: the slot keeps what it has loaded, and :meth:`status` says the registry is
+    unreachable (``/health`` is then ``degraded``) until it answers again.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -58,30 +63,49 @@ class ChampionSlot:
         self._model: Any | None = None
         self._version: str | None = None
         self._error: str | None = None
+        self._registry: str | None = None  # "reachable" or "unreachable" as of the last query
 
     def current(self) -> Any | None:
         """The champion after one registry query (a reload when the alias moved), or None."""
         with self._lock:
             try:
                 version = registry.champion_version(self.settings)
+                self._answered()
                 if version != self._version:
                     self._model = registry.load_champion(self.settings) if version else None
-                    self._version, self._error = version, None
+                    self._version = version
                     log.info("champion of %s: version %s", self.settings.model_name, version)
+                self._error = None
+            except registry.RegistryUnavailable as error:
+                if self._registry != "unreachable":  # once per outage, not per request
+                    log.warning("%s; keeping %s", error, self._serving(self._model))
+                self._registry = "unreachable"
+                self._error = f"registry unreachable: {error}"
             except Exception as error:  # a broken registry must not stop the app serving forecasts
                 self._error = redact(f"{type(error).__name__}: {error}")
                 log.warning("cannot load the champion: %s", self._error)
             return self._model
 
+    def _answered(self) -> None:
+        if self._registry == "unreachable":
+            log.warning("the model registry answers again")
+        self._registry = "reachable"
+
+    def _serving(self, model: Any | None) -> str:
+        if model is not None:
+            return f"{model.name} version {model.version}"
+        why = "the registry does not answer" if self._registry == "unreachable" else "no champion registered"
+        return f"the core's {self.settings.model} model ({why})"
+
     def status(self) -> dict[str, Any]:
-        """What /health shows: whether a champion is loaded, which, and the fallback otherwise."""
+        """What /health shows: whether a champion is loaded, which, and the fallback otherwise, and
+        whether the registry answered its last query (``registry``: reachable, unreachable, or None
+        before the first)."""
         with self._lock:
             model = self._model
             loaded = {"loaded": model is not None, "name": self.settings.model_name,
-                      "version": self._version, "error": self._error}
-        serving = (f"{model.name} version {model.version}" if model is not None
-                   else f"the core's {self.settings.model} model (no champion registered)")
-        return {**loaded, "serving": serving}
+                      "version": self._version, "error": self._error, "registry": self._registry}
+        return {**loaded, "serving": self._serving(model)}
 
 
 def resolve(requested: str, settings: Settings, champion: ChampionSlot) -> ModelChoice:

@@ -265,6 +265,9 @@ def operations(settings: Settings) -> dashboard.Dashboard:
               Query("sum(increase(forecaster_dead_letters_total[1h])) or vector(0)")),
         _stat("Failed refits, last hour", "ARIMA refits that failed (the previous fit is kept).",
               Query('sum(increase(forecaster_refits_total{outcome="failed"}[1h])) or vector(0)')),
+        _stat("Workers reaching the registry", "Workers whose last query of the model registry was "
+              "answered, of those up; one that is not keeps serving the model it has.",
+              Query("sum(forecaster_registry_up)")),
         _timeseries("Throughput", "Bars consumed, predictions emitted and predictions scored per second.",
                     [Query("sum(rate(forecaster_bars_consumed_total[$__rate_interval]))", "bars consumed"),
                      Query(f"sum by (model) (rate(forecaster_predictions_total{{{MODEL}}}"
@@ -293,6 +296,13 @@ def operations(settings: Settings) -> dashboard.Dashboard:
                     [Query("sum(increase(forecaster_redelivered_total[$__rate_interval]))", "redelivered"),
                      Query("sum(increase(forecaster_offset_rewinds_total[$__rate_interval]))",
                            "offset rewinds")]),
+        _timeseries("Quarantines and registry errors", "Stored states and positions that could not be "
+                    "decoded (dead-lettered with their bytes; the ticker starts afresh, the partition is "
+                    "read again from its start), and failed queries of the model registry.",
+                    [Query("sum by (kind) (increase(forecaster_quarantined_total[$__rate_interval]))",
+                           "{{kind}} quarantined"),
+                     Query("sum(increase(forecaster_registry_errors_total[$__rate_interval]))",
+                           "registry errors")]),
     ])
 
 

@@ -14,6 +14,12 @@ forecast as a feature, so its version's source is a JSON of the ARIMA settings i
 The worker serves ``models:/<model_name>@champion``: :func:`load_champion` at start,
 :func:`champion_version` on every reload check (a single registry query), and :func:`promote` (the
 ``forecaster promote`` command) is the only code that moves the alias.
+
+"No champion" and "no answer" are told apart: :func:`champion_version` returns None when the
+registry says the model or its alias does not exist, and raises :class:`RegistryUnavailable` when
+the registry cannot be reached or read, so that a caller keeps the champion it has instead of
+swapping it for the fallback. How long MLflow's HTTP client tries before it gives up is MLflow's
+own ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` and ``MLFLOW_HTTP_REQUEST_TIMEOUT`` (docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -42,6 +48,42 @@ from models.families.neural import require_neural
 
 CHAMPION = "champion"
 log = logging.getLogger(__name__)
+#: MLflow's error codes for a model or alias that does not exist: an answer, "no champion".
+_ABSENT = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"})
+
+
+class RegistryUnavailable(Exception):
+    """The model registry could not be reached or read (not: it holds no champion).
+
+    The message names the cause (the exception's type, MLflow's error code, the innermost system
+    error) and never the registry's address, which may carry credentials.
+    """
+
+    @classmethod
+    def of(cls, error: BaseException) -> RegistryUnavailable:
+        """The unavailability that ``error``, raised by a registry query, means.
+
+        >>> try:
+        ...     try:
+        ...         raise ConnectionRefusedError(111, "Connection refused")
+        ...     except OSError:
+        ...         raise RuntimeError("API request to http://user:secret@host/ failed")
+        ... except RuntimeError as error:
+        ...     print(RegistryUnavailable.of(error))  # doctest: +NORMALIZE_WHITESPACE
+        the model registry did not answer: RuntimeError, caused by ConnectionRefusedError:
+        [Errno 111] Connection refused
+        """
+        code = getattr(error, "error_code", None)
+        said = f"{type(error).__name__}" + (f" ({code})" if code else "")
+        root, seen = error, {id(error)}
+        while (inner := root.__cause__ or root.__context__) is not None and id(inner) not in seen:
+            root = inner
+            seen.add(id(inner))
+        if root is not error:
+            said += f", caused by {type(root).__name__}"
+            if isinstance(root, OSError) and root.strerror:  # the system's words hold no address
+                said += f": [Errno {root.errno}] {root.strerror}"
+        return cls(f"the model registry did not answer: {said}")
 
 _VERSION_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+))$")
 
@@ -225,15 +267,27 @@ def load_model(uri: str, settings: Any) -> Any:
 
 
 def champion_version(settings: Any) -> str | None:
-    """The version that ``settings.model_name@champion`` names, or None; one registry query."""
+    """The version that ``settings.model_name@champion`` names, or None; one registry query.
+
+    Raises
+    ------
+    RegistryUnavailable
+        The registry did not answer (unreachable, timed out, a server error, an unreadable store):
+        whether there is a champion is not known.
+    """
     if _store_missing(settings):
         return None  # before importing MLflow: seconds of a worker's start when there is no store
     from mlflow.exceptions import MlflowException
+    from sqlalchemy.exc import SQLAlchemyError
 
     try:
         return str(client(settings).get_model_version_by_alias(settings.model_name, CHAMPION).version)
-    except MlflowException:
-        return None
+    except MlflowException as error:
+        if error.error_code in _ABSENT:
+            return None
+        raise RegistryUnavailable.of(error) from error
+    except (OSError, SQLAlchemyError) as error:  # raised underneath MLflow: the network, a SQL store
+        raise RegistryUnavailable.of(error) from error
 
 
 def require_champion_extras(settings: Any) -> None:

@@ -245,6 +245,8 @@ def _run_parts(app: ForecasterApp, bars_topic: faust.TopicT, settings: Settings,
 
     @app.timer(LAG_INTERVAL_S)
     async def consumer_lag() -> None:
+        # Each batch exports the lag of the partitions it moved (BatchHandler.handle); this covers
+        # the partitions no batch moves (idle, or stalled) and a high water mark that grew since.
         for partition, lag in await parts.keeper.lags():
             parts.monitor.observe_consumer_lag(partition, lag)
 

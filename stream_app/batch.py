@@ -16,7 +16,8 @@ from typing import Any, Protocol
 import orjson
 
 from forecaster.settings import Settings
-from models.core.state import StateVersionError, TickerState
+from models.core.deadletter import DeadLetter
+from models.core.state import StateDecodeError, TickerState
 from stream_app.faust_adapter import Event, TableAccess, in_messages
 from stream_app.monitor import ForecastMonitor
 from stream_app.position_keeper import PositionKeeper
@@ -32,13 +33,22 @@ class StateCodec:
     while the table holds those bytes, the state is that one. Bytes it did not write (recovered
     from the changelog) are decoded. A state decoded in every batch cost 4 % of the worker's
     thread under load; RocksDB hands back a new copy at every read, hence equality, not identity.
+
+    Bytes that do not decode (:class:`~models.core.state.StateDecodeError`: another format
+    version, cut short, garbage) are quarantined: the ticker starts afresh, as a new ticker does,
+    and the bytes wait in :attr:`quarantined` for the handler to dead-letter them, once per distinct
+    bytes. Refusing them instead would stop the worker on the same changelog record at every restart.
     """
 
     def __init__(self) -> None:
         self._known: dict[str, tuple[bytes, TickerState]] = {}
+        self._refused: dict[str, bytes] = {}  # per ticker, the last bytes quarantined
+        #: ``(ticker, raw, error)`` of each state quarantined since the handler last took them.
+        self.quarantined: list[tuple[str, bytes, StateDecodeError]] = []
 
     def decode(self, ticker: str, raw: bytes | None) -> TickerState | None:
-        """The state behind ``raw``, ``ticker``'s bytes in the table (None: no state yet)."""
+        """The state behind ``raw``, ``ticker``'s bytes in the table (None: no state yet, or none
+        that decodes)."""
         if raw is None:
             return None
         known = self._known.get(ticker)
@@ -46,10 +56,12 @@ class StateCodec:
             return known[1]
         try:
             state = TickerState.from_bytes(raw)
-        except StateVersionError as error:
-            # A state of another format (an upgrade) must not stop the worker at every restart: the
-            # ticker warms up again from its next bar, as a new ticker does.
-            log.warning("ticker %s starts afresh: %s", ticker, error)
+        except StateDecodeError as error:
+            if self._refused.get(ticker) != raw:
+                self._refused[ticker] = bytes(raw)
+                log.warning("ticker %s starts afresh: its stored state (%d bytes) is quarantined: %s",
+                            ticker, len(raw), error)
+                self.quarantined.append((ticker, bytes(raw), error))
             return None
         self._known[ticker] = (raw, state)
         return state
@@ -58,6 +70,7 @@ class StateCodec:
         """The bytes to write for ``ticker``'s new state, remembered with it."""
         raw = state.to_bytes()
         self._known[ticker] = (raw, state)
+        self._refused.pop(ticker, None)
         return raw
 
 
@@ -109,6 +122,7 @@ class BatchHandler:
                   for key, event in last_event.items()
                   if key is not None and (ticker := _ticker(key)) is not None}
         output = processor.process(admission.admitted, states)
+        output.dead_letters += self._quarantined_states(last_event) + self.keeper.take_quarantined()
         await sender.send(self._records(output))
         await self._write_states(output.states, tables, last_event, sender)
         self.keeper.write(admission, tables, last_of_partition)
@@ -118,7 +132,22 @@ class BatchHandler:
         self.monitor.observe_batch(output.results, time.perf_counter() - started)
         self.monitor.observe_dead_letters(letter.reason for letter in output.dead_letters)
         self.monitor.observe_delivery(m.timestamp for m in admission.admitted)
+        # From a partition's first batch on, not only at the lag timer's next tick.
+        for partition, lag in self.keeper.lags_after(admission):
+            self.monitor.observe_consumer_lag(partition, lag)
         self.busy = False
+
+    def _quarantined_states(self, last_event: Mapping[bytes | None, Event]) -> list[DeadLetter]:
+        """The dead letters of the states the codec quarantined in this batch, counted."""
+        changelog = self.states.changelog_topic.get_topic_name()
+        letters = [DeadLetter.quarantined(
+            "corrupt_state", error, raw, ticker=ticker, then="the ticker starts afresh from its next bar",
+            source=f"{changelog}/{last_event[ticker.encode()].message.partition}")
+            for ticker, raw, error in self.codec.quarantined]
+        self.codec.quarantined.clear()
+        if letters:
+            self.monitor.observe_quarantined("state", len(letters))
+        return letters
 
     async def _write_states(self, states: Mapping[str, TickerState], tables: TableAccess,
                             last_event: Mapping[bytes | None, Event], sender: Sender) -> None:
@@ -143,7 +172,8 @@ class BatchHandler:
         records: list[tuple[str, bytes | None, bytes]] = [
             (predictions, ticker.encode(), orjson.dumps(record))
             for ticker, record in prediction_records(output, {"produced_at": produced_at})]
-        records += [(dlq, _dead_letter_key(letter.raw), orjson.dumps(letter.to_dict()))
+        records += [(dlq, letter.ticker.encode() if letter.ticker else _dead_letter_key(letter.raw),
+                     orjson.dumps(letter.to_dict()))
                     for letter in output.dead_letters]
         return records
 

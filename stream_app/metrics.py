@@ -42,6 +42,10 @@ class BatchHistogram(Histogram):
                 self._buckets[i].inc(count)
 
 
+#: The kinds of stored records the worker quarantines (``forecaster_quarantined_total{kind}``).
+QUARANTINE_KINDS = ("state", "position")
+
+
 class WorkerMetrics:
     """Every metric the worker exports, registered in ``self.registry``."""
 
@@ -126,6 +130,15 @@ class WorkerMetrics:
                                     "Wall clock minus the end of the latest bar's trading day", registry=r)
         self.consumer_lag = Gauge("forecaster_consumer_lag", "Messages behind the end of the bars topic",
                                   ["partition"], registry=r)
+        self.quarantined = Counter("forecaster_quarantined",
+                                   "Stored records that could not be decoded, dead-lettered with their bytes "
+                                   "and started afresh, by kind (state: a ticker's, position: a bars "
+                                   "partition's)", ["kind"], registry=r)
+        self.registry_up = Gauge("forecaster_registry_up",
+                                 "1 while the model registry answered its last query, 0 while it does not "
+                                 "(the worker keeps serving the model it has)", registry=r)
+        self.registry_errors = Counter("forecaster_registry_errors",
+                                       "Registry queries that failed (unreachable or unreadable)", registry=r)
         self.last_bar_timestamp = Gauge("forecaster_last_bar_timestamp_seconds",
                                         "Unix time when the last bar was processed", registry=r)
 

@@ -1,4 +1,12 @@
-"""The model the worker serves: the registry's champion, or the core's own when none is registered."""
+"""The model the worker serves: the registry's champion, or the core's own when none is registered.
+
+A registry that does not answer (:class:`~models.registry.RegistryUnavailable`) is not a registry
+without a champion: the worker keeps serving the model it has, says so once per outage in its log
+and in ``forecaster_registry_up`` (0) and ``forecaster_registry_errors_total``, and goes on asking
+at every reload check. A worker that starts while the registry does not answer serves the core's
+own model until the registry answers, then the champion: waiting would hold every bar back for as
+long as the outage lasts.
+"""
 
 from __future__ import annotations
 
@@ -32,28 +40,59 @@ class ModelHolder:
         self.monitor = monitor
         self.processor: BatchProcessor | None = None  # None until the first load
         self.version: str | None = None  # the champion's version served (None: the core's model)
+        self.registry_answers: bool | None = None  # as of the last query (None: not asked yet)
 
     async def reload(self) -> None:
-        """Serve the registry's champion; keep serving the current model when it is unchanged."""
-        version = await asyncio.to_thread(registry.champion_version, self.settings)
-        if self.processor is not None and version == self.version:
-            return
+        """Serve the registry's champion; keep serving the current model when it is unchanged, or
+        when the registry does not answer."""
         config = CoreConfig.from_settings(self.settings)
-        model = await asyncio.to_thread(registry.load_champion, self.settings) if version else None
+        try:
+            version = await asyncio.to_thread(registry.champion_version, self.settings)
+            if self.processor is not None and version == self.version:
+                self._answered()
+                return
+            model = await asyncio.to_thread(registry.load_champion, self.settings) if version else None
+            raw_reference = None
+            if model is not None:
+                raw_reference = await asyncio.to_thread(registry.load_reference, self.settings)
+        except registry.RegistryUnavailable as error:
+            self._unanswered(error)
+            if self.processor is not None:
+                return
+            version, model, raw_reference = None, None, None
+        else:
+            self._answered()
+            if model is None:
+                log.warning("no champion registered as %r in %s: serving the core's %r model",
+                            self.settings.model_name, self.settings.mlflow_registry_uri, config.model)
         reference = None
         if model is None:
-            log.warning("no champion registered as %r in %s: serving the core's %r model",
-                        self.settings.model_name, self.settings.mlflow_registry_uri, config.model)
             name, served = config.model, "core"
         else:
             config = CoreConfig(**{**config.__dict__, "model": "external"})
-            raw_reference = await asyncio.to_thread(registry.load_reference, self.settings) or {}
-            reference = {name: Reference.from_dict(data) for name, data in raw_reference.items()}
+            reference = {name: Reference.from_dict(data) for name, data in (raw_reference or {}).items()}
             name, served = model.name, model.version
             log.warning("serving champion %s version %s", name, served)
         self.processor = BatchProcessor(config, model, topic=self.settings.topic_bars)
         self.version = version
         self.monitor.set_model(name, served, reference, FEATURE_NAMES)
+
+    def _answered(self) -> None:
+        if self.registry_answers is False:
+            log.warning("the model registry answers again")
+        self.registry_answers = True
+        self.monitor.observe_registry(answered=True)
+
+    def _unanswered(self, error: registry.RegistryUnavailable) -> None:
+        if self.registry_answers is not False:  # once per outage, not at every check
+            if self.processor is None:
+                serving = f"serving the core's {self.settings.model!r} model until it answers"
+            else:
+                kept = f"champion version {self.version}" if self.version else "the core's model"
+                serving = f"keeping {kept}"
+            log.warning("%s; %s (asked again every %g s)", error, serving, self.settings.model_reload_s)
+        self.registry_answers = False
+        self.monitor.observe_registry(answered=False)
 
     async def check_for_new_champion(self) -> None:
         """Reload if the champion changed (once a model is served); a failure keeps the current one."""

@@ -28,7 +28,7 @@ from forecaster.settings import Settings
 from models.core.bar import REASONS, Bar
 from models.core.step import StepResult
 from models.drift import PSI, PageHinkley, Reference
-from stream_app.metrics import WorkerMetrics
+from stream_app.metrics import QUARANTINE_KINDS, WorkerMetrics
 
 ALL = "all"
 OTHER = "other"
@@ -111,6 +111,8 @@ class ForecastMonitor:
             metrics.dead_letters.labels(reason)
         for outcome in ("ok", "failed"):
             metrics.refits.labels(outcome)
+        for kind in QUARANTINE_KINDS:
+            metrics.quarantined.labels(kind)
         for level in self.levels:
             metrics.interval_hits.labels(self.level_labels[level])
 
@@ -270,6 +272,17 @@ class ForecastMonitor:
                 self.groups.pop(ticker, None)
                 for metric, values in self._series.pop(ticker, {}):
                     metric.remove(*values)
+
+    def observe_registry(self, answered: bool) -> None:
+        """The model registry answered a query, or did not (unreachable, unreadable)."""
+        self.metrics.registry_up.set(1.0 if answered else 0.0)
+        if not answered:
+            self.metrics.registry_errors.inc()
+
+    def observe_quarantined(self, kind: str, count: int = 1) -> None:
+        """``count`` stored records of ``kind`` (one of :data:`~stream_app.metrics.QUARANTINE_KINDS`)
+        could not be decoded and were quarantined."""
+        self.metrics.quarantined.labels(kind).inc(count)
 
     def observe_dead_letters(self, reasons: Iterable[str]) -> None:
         for reason in reasons:

@@ -8,6 +8,13 @@ and when a partition sits behind its high water mark without moving (a stall).
 A partition the worker never handled is positioned at its first offset on the broker: the worker's
 consumer starts a new group there (``earliest``), and Faust's rebalances can lose or commit past a
 partition's first messages as well as any others (docs/reliability.md).
+
+A stored position that does not decode (:class:`~stream_app.positions.PositionDecodeError`) is
+quarantined: dead-lettered with its bytes (:meth:`PositionKeeper.take_quarantined`), counted, and
+the partition is treated as never handled, so it is read again from its first offset. That is the
+choice that loses no bar: the offsets the consumer committed may be past bars never handled (see
+above), while a bar met again is refused by its ticker's state (``duplicate``, ``out_of_order``)
+and never applied twice. It costs a re-read of the partition and one dead letter per bar met again.
 """
 
 from __future__ import annotations
@@ -17,9 +24,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
+from models.core.deadletter import DeadLetter
 from stream_app.faust_adapter import Event, TableAccess
 from stream_app.metrics import WorkerMetrics
-from stream_app.positions import Admission, M, PositionGuard, StallWatch
+from stream_app.positions import Admission, M, PositionDecodeError, PositionGuard, StallWatch, decode_position
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +88,8 @@ class PositionKeeper:
         self.stall_watch = StallWatch(patience_s)
         self._generation: int | None = None  # the consumer group generation last seen
         self._first_offsets: dict[int, int] = {}  # of the partitions never handled, as the broker told
+        self._refused: dict[int, bytes] = {}  # per partition, the last position bytes quarantined
+        self._quarantined: list[DeadLetter] = []
 
     def key(self, partition: int) -> bytes:
         """The table's key of a partition's position."""
@@ -93,7 +103,7 @@ class PositionKeeper:
 
         For the timers, outside any event (the stores then look in every partition).
         """
-        return await self._or_first(partition, _position(self.table.get(self.key(partition))))
+        return await self._or_first(partition, self._decode(partition, self.table.get(self.key(partition))))
 
     async def _or_first(self, partition: int, position: int | None) -> int | None:
         if position is not None:
@@ -118,7 +128,7 @@ class PositionKeeper:
     async def admit(self, messages: Sequence[M], tables: TableAccess,
                     last_of_partition: Mapping[int, Event]) -> Admission[M]:
         """What of a batch to handle, against the positions read under each partition's last event."""
-        positions = {partition: _position(tables.get(self.table, self.key(partition), event))
+        positions = {partition: self._decode(partition, tables.get(self.table, self.key(partition), event))
                      for partition, event in last_of_partition.items()}
         if None in positions.values():  # a partition's first batch: asks the broker once
             positions = {partition: await self._or_first(partition, position)
@@ -130,6 +140,41 @@ class PositionKeeper:
         """Write the new positions, each under its partition's last event."""
         for partition, position in admission.positions.items():
             tables.set(self.table, self.key(partition), str(position).encode(), last_of_partition[partition])
+
+    def lags_after(self, admission: Admission[Any]) -> list[tuple[int, int]]:
+        """``(partition, messages not yet handled)`` of each partition a batch moved, from the high
+        water mark of its last fetch (partitions whose mark is not known are left to :meth:`lags`)."""
+        lags = []
+        for partition, position in admission.positions.items():
+            highwater = self.consumer.highwater(partition)
+            if highwater is not None:
+                lags.append((partition, max(0, highwater - position)))
+        return lags
+
+    def take_quarantined(self) -> list[DeadLetter]:
+        """The dead letters of the positions quarantined since the last call (the handler sends them
+        with its batch's outputs)."""
+        letters, self._quarantined = self._quarantined, []
+        return letters
+
+    def _decode(self, partition: int, raw: bytes | None) -> int | None:
+        """The position in ``raw``, or None (as if never handled) when it does not decode, which is
+        quarantined once per distinct bytes."""
+        try:
+            return decode_position(raw)
+        except PositionDecodeError as error:
+            assert raw is not None
+            if self._refused.get(partition) != raw:
+                self._refused[partition] = bytes(raw)
+                log.warning("bars partition %d: its stored position (%d bytes) is quarantined and the "
+                            "partition read again from its first offset: %s", partition, len(raw), error)
+                self.metrics.quarantined.labels("position").inc()
+                source = f"{self.table.changelog_topic.get_topic_name()}/{partition}"
+                self._quarantined.append(DeadLetter.quarantined(
+                    "corrupt_position", error, bytes(raw), source=source,
+                    then=f"partition {partition} of {self.topic} is read again from its first offset "
+                    "(bars met again are refused by their tickers' states)"))
+            return None
 
     async def follow_up(self, admission: Admission[Any]) -> None:
         """After a batch is written: seek back where the consumer skipped, report passed gaps."""
@@ -207,6 +252,3 @@ class PositionKeeper:
         self.metrics.rewinds.inc()
         return True
 
-
-def _position(raw: bytes | None) -> int | None:
-    return int(raw) if raw is not None else None

@@ -32,6 +32,44 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
+from models.core.state import StateDecodeError
+
+#: The longest position record read: an offset is at most 19 digits (a signed 64-bit integer).
+_MAX_DIGITS = 19
+
+
+class PositionDecodeError(StateDecodeError):
+    """A stored position that is not an offset (the ASCII digits of a non-negative integer)."""
+
+
+def decode_position(raw: bytes | None) -> int | None:
+    """The offset a position record holds, None for no record.
+
+    Raises
+    ------
+    PositionDecodeError
+        ``raw`` is not the ASCII digits of a non-negative offset (cut short to nothing, garbage).
+
+    Examples
+    --------
+    >>> decode_position(b"1234"), decode_position(None)
+    (1234, None)
+    >>> decode_position(b"\\x00\\xff12")
+    Traceback (most recent call last):
+    ...
+    stream_app.positions.PositionDecodeError: a position is the ASCII digits of an offset, not b'\\x00\\xff12'
+    """
+    if raw is None:
+        return None
+    if not isinstance(raw, bytes | bytearray | memoryview):
+        raise PositionDecodeError(f"a position is bytes, not {type(raw).__name__}")
+    raw = bytes(raw)
+    # int() alone would take " 7", "+7", "7_0" and non-ASCII digits: none of them written here.
+    if not raw.isdigit() or len(raw) > _MAX_DIGITS:
+        shown = raw if len(raw) <= 40 else raw[:40] + b"..."
+        raise PositionDecodeError(f"a position is the ASCII digits of an offset, not {shown!r}")
+    return int(raw)
+
 
 class HasOffset(Protocol):
     @property

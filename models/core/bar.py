@@ -41,6 +41,10 @@ REASONS: dict[str, str] = {
     "duplicate": "a bar of the same ticker and date was already accepted",
     "out_of_order": "the bar is dated on or before the last bar applied for its ticker",
     "unreadable_file": "the file could not be read or its layout was not recognised",
+    "corrupt_state": "the worker's stored state of a ticker could not be decoded (raw: its bytes, "
+                     "base64); the ticker started afresh",
+    "corrupt_position": "the worker's stored position of a bars partition could not be decoded (raw: "
+                        "its bytes, base64); the partition was read again from its first offset",
 }
 
 PRICE_FIELDS = ("open", "high", "low", "close")

@@ -21,6 +21,7 @@ Examples
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -50,10 +51,12 @@ class DeadLetter:
     detail
         A sentence for people: what exactly was wrong.
     raw
-        The original row text, or the message bytes decoded with ``errors="replace"``; its first
-        :data:`RAW_LIMIT` characters when longer (``detail`` then says so).
+        The original row text, or the message bytes decoded with ``errors="replace"`` (a stored
+        record quarantined by the worker: its bytes in base64); its first :data:`RAW_LIMIT`
+        characters when longer (``detail`` then says so).
     source
-        ``file:line`` for a CSV row, ``topic/partition/offset`` for a message.
+        ``file:line`` for a CSV row, ``topic/partition/offset`` for a message, ``changelog/partition``
+        for a quarantined stored record.
     at
         When it was rejected (ISO 8601, UTC).
     ticker
@@ -83,6 +86,22 @@ class DeadLetter:
         text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
         return cls(reason=error.reason, detail=error.detail, raw=text, source=source,
                    at=at or now_iso(), ticker=ticker or None)
+
+    @classmethod
+    def quarantined(cls, reason: str, error: Exception, raw: bytes, *, source: str, then: str,
+                    ticker: str | None = None) -> DeadLetter:
+        """The dead letter of a stored record the worker could not decode (``corrupt_state``,
+        ``corrupt_position``): its bytes in base64 (a state is binary), why, where it was stored
+        (``changelog/partition``) and, in ``then``, what the worker does instead.
+
+        >>> letter = DeadLetter.quarantined("corrupt_position", ValueError("not an offset"), b"\\xff7",
+        ...                                 source="app-source_positions-changelog/3",
+        ...                                 then="partition 3 is read again from its first offset")
+        >>> letter.raw, base64.b64decode(letter.raw), letter.detail
+        ('/zc=', b'\\xff7', 'not an offset; partition 3 is read again from its first offset')
+        """
+        return cls(reason=reason, detail=f"{error}; {then}", raw=base64.b64encode(raw).decode(),
+                   source=source, ticker=ticker)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form of ``schemas/dead_letter.schema.json``."""

@@ -6,8 +6,9 @@ step. :func:`~models.core.step.step` never changes a state it is given; it retur
 arrays it makes are read-only so that nobody else changes them either.
 
 The byte form is a fixed header (magic, :data:`VERSION`), an orjson object with the scalars, and the
-arrays as raw little-endian float64. A state written by another format version is refused with a
-clear :class:`StateVersionError` rather than misread.
+arrays as raw little-endian float64. Bytes that are no state of this format are refused with a
+:class:`StateDecodeError` that says what is wrong, never misread: a state of another format version
+(:class:`StateVersionError`), bytes cut short, or garbage.
 
 Examples
 --------
@@ -23,6 +24,10 @@ True
 Traceback (most recent call last):
 ...
 models.core.state.StateVersionError: ticker state format version 9 is not supported ...
+>>> TickerState.from_bytes(state.to_bytes()[:-8])  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+models.core.state.StateDecodeError: ticker state cut short: ... bytes, its array ... needs ...
 """
 
 from __future__ import annotations
@@ -43,7 +48,12 @@ _MAGIC = b"FTS"
 _HEADER = struct.Struct("<3sBI")  # magic, version, length of the orjson part
 
 
-class StateVersionError(ValueError):
+class StateDecodeError(ValueError):
+    """Stored bytes that cannot be read back as what they should hold (a ticker's state; the worker's
+    partition positions raise a subclass of their own): cut short, garbage, or another format."""
+
+
+class StateVersionError(StateDecodeError):
     """Bytes written by a different (or no) ticker-state format."""
 
 
@@ -163,7 +173,11 @@ class TickerState:
         ------
         StateVersionError
             The bytes are not a ticker state, or one of another format version.
+        StateDecodeError
+            The bytes are a ticker state's of this version, but cut short or corrupted.
         """
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise StateDecodeError(f"a ticker state is bytes, not {type(data).__name__}")
         if len(data) < _HEADER.size or data[:3] != _MAGIC:
             raise StateVersionError("these bytes are not a ticker state (bad magic)")
         _, version, meta_size = _HEADER.unpack_from(data)
@@ -171,16 +185,39 @@ class TickerState:
             raise StateVersionError(
                 f"ticker state format version {version} is not supported (this code reads version "
                 f"{VERSION}); rebuild the state by replaying the ticker's bars")
-        header = orjson.loads(data[_HEADER.size : _HEADER.size + meta_size])
-        offset = _HEADER.size + meta_size
+        try:
+            return cls._decode(data, meta_size)
+        except StateDecodeError:
+            raise
+        except (ValueError, TypeError, KeyError, AttributeError) as error:
+            # orjson's JSONDecodeError is a ValueError; a wrong shape or field type surfaces as one
+            # of the others. Any of them means bytes this code did not write.
+            raise StateDecodeError(f"ticker state corrupted: {type(error).__name__}: {error}") from error
+
+    @classmethod
+    def _decode(cls, data: bytes, meta_size: int) -> TickerState:
+        end = _HEADER.size + meta_size
+        if end > len(data):
+            raise StateDecodeError(f"ticker state cut short: {len(data)} bytes, its header announces "
+                                   f"{meta_size} bytes of fields after the {_HEADER.size} of the header")
+        header = orjson.loads(data[_HEADER.size : end])
+        if not isinstance(header, dict) or header.keys() != _KEYS:
+            raise StateDecodeError("ticker state corrupted: its fields are not those of a ticker state")
+        offset = end
         values = {}
         for name in _FIELDS:  # the worker decodes a state per ticker per batch: no numpy on shapes
             value = header[name]
             if name in _ARRAYS and value is not None:
                 count = math.prod(value)
+                if offset + 8 * count > len(data):
+                    raise StateDecodeError(
+                        f"ticker state cut short: {len(data)} bytes, its array {name} needs "
+                        f"{offset + 8 * count}")
                 value = np.frombuffer(data, dtype="<f8", count=count, offset=offset).reshape(value)
                 offset += 8 * count
             values[name] = value
+        if offset != len(data):
+            raise StateDecodeError(f"ticker state corrupted: {len(data) - offset} bytes after its last array")
         if values["last_date"] is not None:
             values["last_date"] = dt.date.fromisoformat(values["last_date"])
         if values["last_prediction"] is not None:
@@ -190,9 +227,9 @@ class TickerState:
             values["last_prediction"] = LastPrediction(**lp)
         return cls(**values)
 
-
 _FIELDS = tuple(f.name for f in dataclasses.fields(TickerState))
 _ARRAYS = frozenset({"log_closes", "arima_params", "arima_state", "arima_cov", "variance_ewmas",
                      "interval_offsets", "features"})
 _ARRAY_ORDER = tuple(name for name in _FIELDS if name in _ARRAYS)  # the order of the raw arrays
 _SCALARS = tuple(name for name in _FIELDS if name not in _ARRAYS and name != "last_prediction")
+_KEYS = frozenset(_FIELDS)  # the orjson part's keys: every field, the arrays by their shapes

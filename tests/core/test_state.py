@@ -10,7 +10,7 @@ import pytest
 from models.core.bar import Bar
 from models.core.config import CoreConfig
 from models.core.features import FEATURE_NAMES
-from models.core.state import VERSION, StateVersionError, TickerState
+from models.core.state import VERSION, StateDecodeError, StateVersionError, TickerState
 from models.core.step import OutOfOrderBar, StepResult, step
 from tests.core.helpers import run
 
@@ -68,3 +68,29 @@ def test_step_leaves_its_input_state_untouched(by_ticker: dict[str, list[Bar]]) 
     with pytest.raises(ValueError, match="read-only"):
         before.log_closes[0] = 0.0
     assert not np.shares_memory(results[71].state.log_closes, before.log_closes)
+
+
+def test_truncated_garbage_and_wrong_type_bytes_are_refused_as_undecodable(
+        by_ticker: dict[str, list[Bar]]) -> None:
+    data = _results(by_ticker["JPM"][:40])[-1].state.to_bytes()
+    assert issubclass(StateVersionError, StateDecodeError)  # one family: the worker quarantines it
+    for cut in (len(data) - 1, len(data) - 8, 12, 8, 3, 0):
+        with pytest.raises(StateDecodeError, match=r"cut short|not a ticker state"):
+            TickerState.from_bytes(data[:cut])
+    with pytest.raises(StateDecodeError, match="after its last array"):
+        TickerState.from_bytes(data + b"\x00" * 8)
+    header = struct.Struct("<3sBI")
+    garbage_fields = b"\x8f{not json"
+    with pytest.raises(StateDecodeError, match="corrupted: JSONDecodeError"):
+        TickerState.from_bytes(header.pack(b"FTS", VERSION, len(garbage_fields)) + garbage_fields)
+    wrong_fields = b'{"ticker": "JPM"}'
+    with pytest.raises(StateDecodeError, match="not those of a ticker state"):
+        TickerState.from_bytes(header.pack(b"FTS", VERSION, len(wrong_fields)) + wrong_fields)
+    with pytest.raises(StateDecodeError, match="bytes, not str"):
+        TickerState.from_bytes("FTS")  # type: ignore[arg-type]
+    rng = np.random.default_rng(7)
+    for _ in range(200):  # random bytes behind a valid header never decode, never raise anything else
+        noise = rng.bytes(int(rng.integers(0, 300)))
+        size = int(rng.integers(0, 400))
+        with pytest.raises(StateDecodeError):
+            TickerState.from_bytes(header.pack(b"FTS", VERSION, size) + noise)

@@ -19,7 +19,8 @@ from tests.deploy.observability import annotation_queries, dashboard_queries, re
 from tests.deploy.prometheus_server import PrometheusServer, running_prometheus
 
 LABEL_VALUES = {"ticker": "AAPL", "model": "arima", "level": "0.8", "feature": "log_return",
-                "reason": "invalid_row", "outcome": "failed", "partition": "0", "regime": "calm"}
+                "reason": "invalid_row", "outcome": "failed", "partition": "0", "regime": "calm",
+                "kind": "state"}
 SCRAPE_TIMEOUT_S = 30.0
 
 

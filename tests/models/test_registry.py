@@ -191,3 +191,16 @@ def test_the_core_serving_a_loaded_model_predicts_what_training_scored(aph_bars,
     assert {s["model_version"] for s in scores} == {outcome.version}
     predicted = np.array([s["predicted_close"] for s in scores])
     np.testing.assert_allclose(predicted, outcome.evaluation.predicted_closes, rtol=1e-12)
+
+
+def test_an_unreadable_store_is_no_answer_not_no_champion(store, tmp_path) -> None:
+    # A SQLite file that is not a database: whether a champion exists is not known, and the
+    # caller is told so (it keeps the champion it has) rather than given "no champion".
+    home = tmp_path / "broken"
+    (home / "mlflow").mkdir(parents=True)
+    (home / "mlflow" / "mlflow.db").write_bytes(b"\x00not a database\xff" * 300)
+    broken = store.replace(home=str(home))
+    with pytest.raises(registry.RegistryUnavailable, match="did not answer: DatabaseError") as raised:
+        registry.champion_version(broken)
+    assert str(home) not in str(raised.value)
+    assert registry.champion_version(store) is None  # a store that answers, without the model

@@ -4,6 +4,7 @@ tables and a fake consumer around the worker's real parts."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -234,3 +235,82 @@ def test_without_the_brokers_first_offset_the_first_message_met_starts_the_parti
     sent = worker.handle(worker.handler(), [bar_event("AAA", 3, 0, 3)])
     assert [key for _, key, _ in sent] == [b"AAA"] and worker.consumer.seeks == []
     assert worker.positions[b"bars/0"] == b"4"
+
+
+def quarantined(metrics: WorkerMetrics, kind: str) -> float | None:
+    return metrics.registry.get_sample_value("forecaster_quarantined_total", {"kind": kind})
+
+
+@pytest.mark.parametrize("stored", [pytest.param("truncated", id="truncated"),
+                                    pytest.param(b"\x00\xffgarbage\x9c", id="garbage")])
+def test_a_state_that_does_not_decode_is_quarantined_and_the_ticker_starts_afresh(
+        worker: Worker, stored: str | bytes) -> None:
+    worker.handle(worker.handler(), [bar_event("AAA", 0, 0, 0), bar_event("AAA", 1, 0, 1)])
+    raw = worker.states[b"AAA"][:-5] if stored == "truncated" else stored
+    assert isinstance(raw, bytes)
+    worker.states[b"AAA"] = raw  # as recovered from a corrupted changelog record
+    restarted = worker.handler()  # the same record comes back at every restart: never a crash loop
+    sent = worker.handle(restarted, [bar_event("AAA", 5, 0, 2), bar_event("AAA", 6, 0, 3)])
+    dlq = worker.settings.topic_dlq
+    letters = [orjson.loads(value) for topic, _, value in sent if topic == dlq]
+    assert [(letter["reason"], letter["ticker"], letter["source"]) for letter in letters] == [
+        ("corrupt_state", "AAA", "app-states-changelog/0")]
+    assert base64.b64decode(letters[0]["raw"]) == raw and "starts afresh" in letters[0]["detail"]
+    assert [key for topic, key, _ in sent if topic == dlq] == [b"AAA"]
+    # Afresh: the first prediction of the new state is a warm-up one with nothing to score.
+    predictions = [orjson.loads(value) for topic, _, value in sent if topic != dlq]
+    assert [(p["record_type"], p["as_of"]) for p in predictions] == [
+        ("prediction", "2024-01-07"), ("score", "2024-01-07"), ("prediction", "2024-01-08")]
+    assert TickerState.from_bytes(worker.states[b"AAA"]).bars == 2
+    assert quarantined(worker.metrics, "state") == 1 and quarantined(worker.metrics, "position") == 0
+    assert worker.metrics.registry.get_sample_value("forecaster_dead_letters_total",
+                                                    {"reason": "corrupt_state"}) == 1
+
+
+def test_a_state_quarantined_is_dead_lettered_once_while_its_bytes_stay(worker: Worker) -> None:
+    worker.states[b"AAA"] = b"FTS\x03\xff\xff\xff\x7f"  # the header announces more than there is
+    handler = worker.handler()
+    # Batches that apply no bar of AAA (poison here) leave its stored bytes as they are.
+    first = worker.handle(handler, [event(b"AAA", b"{not json", 0, 0)])
+    assert [kind for _, _, kind, _ in kinds(first)] == ["not_json", "corrupt_state"]
+    again = worker.handle(handler, [event(b"AAA", b"{not json either", 0, 1)])
+    assert [kind for _, _, kind, _ in kinds(again)] == ["not_json"]
+    fresh = worker.handle(handler, [bar_event("AAA", 0, 0, 2)])
+    assert [kind for _, _, kind, _ in kinds(fresh)] == ["prediction"]
+    assert TickerState.from_bytes(worker.states[b"AAA"]).bars == 1
+    assert quarantined(worker.metrics, "state") == 1
+
+
+@pytest.mark.parametrize("stored", [pytest.param(b"", id="truncated"),
+                                    pytest.param(b"\x8b\x00garbage", id="garbage")])
+def test_a_position_that_does_not_decode_is_quarantined_and_its_partition_read_from_its_start(
+        worker: Worker, stored: bytes) -> None:
+    worker.handle(worker.handler(), [bar_event("AAA", 0, 0, 0), bar_event("AAA", 1, 0, 1)])
+    worker.positions[b"bars/0"] = stored
+    restarted = worker.handler()
+    # The consumer resumes at offset 2 (its committed offset): without a position the partition
+    # starts at its first offset on the broker, so it is sought back there, nothing skipped.
+    sent = worker.handle(restarted, [bar_event("AAA", 2, 0, 2)])
+    dlq = worker.settings.topic_dlq
+    assert [(topic, key) for topic, key, _ in sent] == [(dlq, None)]
+    letter = orjson.loads(sent[0][2])
+    assert (letter["reason"], letter["source"]) == ("corrupt_position", "app-positions-changelog/0")
+    assert base64.b64decode(letter["raw"]) == stored and "first offset" in letter["detail"]
+    assert worker.consumer.seeks == [{TP("bars", 0): 0}]
+    assert quarantined(worker.metrics, "position") == 1
+    # Read again from offset 0: the bars handled before are refused by the state, none applied twice,
+    # and the next one is handled; the position is whole again.
+    sent = worker.handle(restarted, [bar_event("AAA", 0, 0, 0), bar_event("AAA", 1, 0, 1),
+                                     bar_event("AAA", 2, 0, 2)])
+    assert [kind for _, _, kind, _ in kinds(sent)] == ["score", "prediction", "out_of_order", "duplicate"]
+    assert worker.positions[b"bars/0"] == b"3"
+    assert quarantined(worker.metrics, "position") == 1
+
+
+def test_the_consumer_lag_is_exported_from_a_partitions_first_batch(worker: Worker) -> None:
+    worker.consumer.fetched[TP("bars", 1)] = None  # not fetched yet: left to the lag timer
+    worker.handle(worker.handler(), [bar_event("AAA", 0, 0, 0), bar_event("AAA", 1, 0, 1),
+                                     bar_event("BBB", 0, 1, 0)])
+    lag = worker.metrics.registry.get_sample_value
+    assert lag("forecaster_consumer_lag", {"partition": "0"}) == 98  # high water mark 100, position 2
+    assert lag("forecaster_consumer_lag", {"partition": "1"}) is None

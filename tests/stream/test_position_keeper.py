@@ -132,3 +132,16 @@ def test_a_partition_revoked_before_its_seek_is_left_to_its_next_owner(app: Fake
     asyncio.run(keeper.follow_up(Admission(rewinds={0: (5, 7)}, redelivered=2)))
     assert rewinds(keeper) == 0 and keeper.guard.rewinding(0) is None
     assert keeper.metrics.redelivered._value.get() == 2
+
+
+def test_a_position_that_does_not_decode_is_quarantined_once_by_the_timers_too(app: FakeApp) -> None:
+    keeper = keeper_of(app)
+    keeper.table[b"bars/0"] = b"5\x00"  # garbage after the digits
+    # As if never handled: from the first offset (0) to the high water mark (8); no error in the timer.
+    assert (0, 8) in asyncio.run(keeper.lags())
+    assert (0, 8) in asyncio.run(keeper.lags())
+    letters = keeper.take_quarantined()
+    assert [(letter.reason, letter.source, letter.raw) for letter in letters] == [
+        ("corrupt_position", "app-table-changelog/0", "NQA=")]
+    assert keeper.take_quarantined() == []
+    assert keeper.metrics.registry.get_sample_value("forecaster_quarantined_total", {"kind": "position"}) == 1
