@@ -58,6 +58,7 @@ from faust.types import TP
 
 from forecaster import settings as settings_module
 from forecaster.kafka.client import aiokafka_options, bootstrap_list, faust_credentials
+from forecaster.redaction import redact_logs
 from forecaster.settings import Settings
 from stream_app.batch import BatchHandler
 from stream_app.faust_adapter import BarsConsumer, ForecasterApp, TableAccess
@@ -273,5 +274,6 @@ def __getattr__(name: str) -> Any:
     # that importing this module (forecaster worker, the tests) builds nothing.
     if name != "app":
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    redact_logs()  # as `forecaster worker` does: Faust's CLI is the process's only entry here
     app = globals()["app"] = create_app(settings_module.load())
     return app

@@ -2,7 +2,8 @@
 
 The MLflow URI here names a registry that does not answer, so every path that reports a registry
 failure runs, and MLflow's own error messages (which quote the URI they were given) are among what
-is checked. Each command runs as a real process with ``-l debug``, tracebacks included.
+is checked; the worker reaches a real MLflow server through such a URI. Each command runs as a real
+process with ``-l debug``, tracebacks included.
 """
 
 from __future__ import annotations
@@ -21,7 +22,11 @@ import pytest
 
 from forecaster.kafka.broker import free_port
 from forecaster.redaction import redact, redact_logs
+from forecaster.settings import Settings
+from models import registry
+from tests.mlflow_server import MlflowServer
 from tests.serving import serving
+from tests.worker import FORECASTER_WORKER, WorkerProcess, wait_until
 
 USER, PASSWORD = "alice", "pw-4f1c-secret"
 SASL_PASSWORD = "sasl-7d2e-secret"
@@ -88,6 +93,23 @@ def test_the_api_hides_the_credentials_in_answers_and_log(environ: dict[str, str
         _shows_no_secret(answer)
     assert any("***@127.0.0.1" in answer for answer in answers), answers
     _shows_no_secret(log.read_text())
+
+
+@pytest.mark.kafka
+def test_the_worker_log_hides_the_credentials(kafka_settings: Settings, tmp_path: Path) -> None:
+    """The worker names its registry in its log when no champion is registered there: the log shows
+    the URI of a real MLflow server without the user information it was reached with."""
+    store = kafka_settings.replace(home=str(tmp_path / "store"))
+    registry.client(store)  # an empty store: the server answers, with no champion
+    with MlflowServer(store, tmp_path / "mlflow.log") as server:
+        uri = server.uri.replace("http://", f"http://{USER}:{PASSWORD}@")
+        settings = kafka_settings.replace(mlflow_env_tracking_uri=uri)
+        with WorkerProcess(settings, tmp_path / "worker.log", [*FORECASTER_WORKER, "-l", "debug"]) as worker:
+            wait_until(lambda: "no champion registered" in worker.output(), "no registry line", worker)
+            worker.stop()
+    shown = worker.log.read_text(errors="replace")
+    _shows_no_secret(shown)
+    assert f"http://***@127.0.0.1:{server.port}" in shown
 
 
 @pytest.fixture
