@@ -30,6 +30,7 @@ from typing import Any
 import orjson
 
 from forecaster.kafka.client import kafka_python_options
+from forecaster.kafka.login import refused_login
 from forecaster.settings import Settings
 
 # kafka-python (slow to import) loads inside the functions that consume, not with the module.
@@ -145,7 +146,9 @@ class LatestPredictions:
                     next_check = time.monotonic() + self._check_every_s
             except KafkaError as error:
                 name, text = type(error).__name__, str(error)
-                self._set_status(False, text if text.startswith(name) else f"{name}: {text}")
+                # kafka-python reports a refused SASL login as a broker it cannot reach.
+                refused = refused_login(self.settings) if consumer is None else None
+                self._set_status(False, refused or (text if text.startswith(name) else f"{name}: {text}"))
                 if consumer is not None:
                     consumer.close()
                     consumer = None

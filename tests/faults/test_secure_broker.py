@@ -170,6 +170,22 @@ def test_a_wrong_password_is_one_line_naming_the_settings(secure_settings: Setti
     assert secure_settings.sasl_password not in result.stderr + result.stdout
 
 
+def test_the_api_reader_says_the_login_was_refused(secure_settings: Settings) -> None:
+    wrong = secure_settings.replace(sasl_password=secrets.token_urlsafe(16))
+    latest = LatestPredictions(wrong, retry_s=0.5)
+    latest.start()
+    try:
+        deadline = time.monotonic() + 90
+        while "refused the SASL login" not in latest.status()["detail"]:
+            assert time.monotonic() < deadline, latest.status()
+            time.sleep(0.2)
+        status = latest.status()
+    finally:
+        latest.stop()
+    assert status["reachable"] is False
+    assert wrong.sasl_password not in str(status)
+
+
 def test_the_port_takes_no_client_without_tls_and_a_login(secure_broker: tuple[BrokerInfo, BrokerSecurity],
                                                          secure_settings: Settings) -> None:
     info, security = secure_broker
