@@ -28,7 +28,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     for f in dataclasses.fields(settings):
         value = getattr(settings, f.name)
-        if "password" in f.name and value:
+        if ("password" in f.name or f.name.endswith("token")) and value:  # secrets are never shown
             value = "***"
         print(f"{env_name(f.name)}={value}")
     for store, (uri, why) in settings.mlflow_sources().items():

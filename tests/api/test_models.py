@@ -39,7 +39,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory, vgi: list[Bar]) -> Settin
 
 @pytest.fixture(scope="module")
 def client(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings)) as test_client:
+    with TestClient(create_app(settings), base_url="http://localhost") as test_client:
         yield test_client
 
 
