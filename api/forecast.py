@@ -27,7 +27,7 @@ RAW_SHOWN = 500
 
 
 def dead_letters(result: ReadResult) -> dict[str, Any]:
-    """The answer's dead letters: the ones ``result`` kept (raw text cut and printable), and counts.
+    """The answer's dead letters: the ones ``result`` kept (their text cut and printable), and counts.
 
     >>> from models.core.bar import BarError
     >>> result = ReadResult(keep=1)
@@ -40,8 +40,8 @@ def dead_letters(result: ReadResult) -> dict[str, Any]:
     (2, {'bad_date': 2})
     """
     return {
-        "dead_letters": [{**letter.to_dict(), "raw": printable(letter.raw, RAW_SHOWN),
-                          "detail": printable(letter.detail, RAW_SHOWN)} for letter in result.dead_letters],
+        "dead_letters": [{key: printable(value, RAW_SHOWN) if isinstance(value, str) else value
+                          for key, value in letter.to_dict().items()} for letter in result.dead_letters],
         "dead_letters_total": result.dead_letters_total,
         "dead_letters_by_reason": result.rejected_by_reason(),
     }

@@ -216,7 +216,7 @@ def _json_bars(body: bytes | bytearray) -> Iterator[Any]:
     """The elements of ``body``'s ``bars`` array, parsed one at a time; :class:`_JsonShape` when the
     body is not ``{"bars": [...]}`` with at least one element of at most :data:`MAX_BAR_BYTES`."""
     at = _expect(body, 0, b"{", [], "the body is not a JSON object")
-    key = _KEY.match(body, at)
+    key = _KEY.match(body, at, at + MAX_BAR_BYTES)
     if key is None:
         raise _JsonShape(["bars"], "field required")
     if orjson.loads(key[0]) != "bars":
@@ -226,34 +226,38 @@ def _json_bars(body: bytes | bytearray) -> Iterator[Any]:
     at = _expect(body, at, b"[", ["bars"], "bars is not an array")
     index = 0
     while True:
-        at = _SPACE.match(body, at).end()  # type: ignore[union-attr]  # matches the empty string
+        at = _skip(body, at)
         if at == len(body):
             raise _JsonShape([], "the body ends early")
         if index == 0 and body[at:at + 1] == b"]":
             raise _JsonShape(["bars"], "bars holds no bar; send at least one")
-        element = (_FLAT_OBJECT if body[at:at + 1] == b"{" else _SCALAR).match(body, at)
+        # Matched within MAX_BAR_BYTES: the parsing thread holds the GIL for a bounded time.
+        element = (_FLAT_OBJECT if body[at:at + 1] == b"{" else _SCALAR).match(body, at, at + MAX_BAR_BYTES)
         if element is None:
             raise _JsonShape(["bars", index], "not a bar: an element is an object of fields (no nested "
-                             "arrays or objects) or a scalar")
-        if element.end() - at > MAX_BAR_BYTES:
-            raise _JsonShape(["bars", index], f"more than {MAX_BAR_BYTES:,} bytes for one bar")
+                             f"arrays or objects) or a scalar, of at most {MAX_BAR_BYTES:,} bytes")
         try:
             yield orjson.loads(element[0])
         except orjson.JSONDecodeError as exc:
             raise _JsonShape(["bars", index], f"not JSON: {exc}") from None
         index += 1
-        at = _SPACE.match(body, element.end()).end()  # type: ignore[union-attr]
+        at = _skip(body, element.end())
         if body[at:at + 1] == b"]":
             break
         at = _expect(body, at, b",", ["bars", index], "a , or ] after a bar")
     at = _expect(body, at + 1, b"}", [], "bars is the only field read; the body ends after it")
-    if _SPACE.match(body, at).end() != len(body):  # type: ignore[union-attr]
+    if _skip(body, at) != len(body):
         raise _JsonShape([], "text after the JSON object")
+
+
+def _skip(body: bytes | bytearray, at: int) -> int:
+    """The position after the blanks at ``at``, at most :data:`MAX_BAR_BYTES` of them."""
+    return _SPACE.match(body, at, at + MAX_BAR_BYTES).end()  # type: ignore[union-attr]  # matches ""
 
 
 def _expect(body: bytes | bytearray, at: int, token: bytes, loc: list[str | int], msg: str) -> int:
     """The position after ``token``, the next thing in ``body`` after blanks, else :class:`_JsonShape`."""
-    at = _SPACE.match(body, at).end()  # type: ignore[union-attr]
+    at = _skip(body, at)
     if body[at:at + 1] != token:
         raise _JsonShape(loc if at < len(body) else [], msg if at < len(body) else "the body ends early")
     return at + 1

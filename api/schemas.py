@@ -65,7 +65,7 @@ class ForecastOut(BaseModel):
     tickers: list[str]
     dead_letters: list[DeadLetterRecord] = Field(
         description="the first FORECASTER_API_MAX_DEAD_LETTERS rejected rows, with reason and source; "
-        "raw and detail cut to 500 characters, control characters escaped")
+        "each text cut to 500 characters, control characters escaped")
     dead_letters_total: int = Field(description="rejected rows, listed or not")
     dead_letters_by_reason: dict[str, int] = Field(
         description="rejected rows per reason, most frequent first")
