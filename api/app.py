@@ -22,7 +22,7 @@ from starlette.datastructures import UploadFile
 from starlette.requests import ClientDisconnect
 
 from api import forecast
-from api.champion import ChampionSlot, UnknownModel, describe, resolve
+from api.champion import ChampionSlot, UnknownModel, Versions, describe, resolve
 from api.guard import Guard, refused
 from api.inputs import InputError, read_json_body, read_upload, too_large
 from api.latest import LatestPredictions
@@ -49,6 +49,7 @@ FORECAST_BODY = {
 def create_app(settings: Settings) -> FastAPI:
     """The app for ``settings``; its lifespan starts and stops the reader of the predictions topic."""
     champion = ChampionSlot(settings)
+    versions = Versions(settings)
     latest = LatestPredictions(settings)
 
     @asynccontextmanager
@@ -111,7 +112,7 @@ def create_app(settings: Settings) -> FastAPI:
             limited = _limited(request, settings.api_max_bytes, settings.api_body_timeout_s)
             result = await _read_request(limited, ticker, columns, tickers, settings)
             forecast.check_size(result, settings.api_max_bars)
-            choice = await run_in_threadpool(resolve, model, settings, champion)
+            choice = await run_in_threadpool(resolve, model, settings, champion, versions)
             return await run_in_threadpool(forecast.run, result, choice)
         except InputError as error:
             refused(error.status, error.detail["message"][:200], request.scope)

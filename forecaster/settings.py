@@ -124,6 +124,7 @@ class Settings:
     api_rate_per_s: float = 10.0
     api_rate_burst: int = 40
     api_token: str = ""
+    api_model_cache: int = 4
 
     @property
     def worker_dir(self) -> Path:
@@ -248,6 +249,7 @@ DOCS: dict[str, str] = {
     "api_rate_burst": "requests a client address may send at once before api_rate_per_s applies",
     "api_token": "when set, every request but /health, / and /static/* must send `Authorization: Bearer "
     "TOKEN` (a 401 otherwise); never commit it",
+    "api_model_cache": "registry versions kept loaded for ?model=N (the least recently used is dropped)",
 }
 
 

@@ -181,6 +181,19 @@ def test_without_a_broker_forecasts_are_served_and_health_says_so(client: TestCl
     assert models["champion"] is None and models["serving"] == "the core's arima model"
 
 
+def test_reads_never_create_the_registry_store(offline_settings: Settings, tmp_path: Path) -> None:
+    settings = offline_settings.replace(home=str(tmp_path))
+    bars = {"bars": [{"ticker": "A", "date": "2024-01-05", "open": 1, "high": 1, "low": 1, "close": 1,
+                      "volume": 1}]}
+    with TestClient(create_app(settings), base_url="http://localhost") as fresh:
+        assert fresh.get("/models").json()["champion"] is None
+        for model in ("3", "models:/other/1"):
+            answer = fresh.post("/forecast", params={"model": model}, json=bars)
+            assert answer.status_code == 404
+            assert "no model is registered" in answer.json()["detail"]["message"]
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_openapi_documents_both_request_bodies(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     body = spec["paths"]["/forecast"]["post"]["requestBody"]["content"]
