@@ -92,7 +92,7 @@ class Guard:
         path = scope["path"]
         host = _host_name(headers.get(b"host", b"").decode("latin-1"))
         if "*" not in self.hosts and host not in self.hosts:
-            return await self.refuse(scope, send, 400, f"Host {printable(host, 60)!r} is not trusted")
+            return await self.refuse(scope, send, 400, f"Host '{printable(host, 60)}' is not trusted")
         if self.limiter is not None and path != "/health":
             client = (scope.get("client") or ("?",))[0]
             wait = self.limiter.wait(client)
