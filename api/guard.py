@@ -3,7 +3,9 @@
 :class:`Guard` is an ASGI middleware that refuses, in this order,
 
 1. a ``Host`` header that is not one of ``FORECASTER_API_TRUSTED_HOSTS`` (400): a page of another
-   site that rebinds its DNS name to 127.0.0.1 must not reach the API with the user's browser;
+   site that rebinds its DNS name to 127.0.0.1 must not reach the API with the user's browser. Not
+   ``/health``, which says only whether the service is up, and which an orchestrator's probe asks
+   with whatever address it found (a pod's IP);
 2. a client address past its token bucket (429 with ``Retry-After``), except ``/health``;
 3. a request without ``Authorization: Bearer <FORECASTER_API_TOKEN>`` when the token is set (401
    with ``WWW-Authenticate: Bearer``), except ``/health``, ``/`` and ``/static/*``, which the page
@@ -90,10 +92,12 @@ class Guard:
             return await self.app(scope, receive, send)
         headers = dict(scope["headers"])
         path = scope["path"]
+        if path == "/health":
+            return await self.app(scope, receive, send)
         host = _host_name(headers.get(b"host", b"").decode("latin-1"))
         if "*" not in self.hosts and host not in self.hosts:
             return await self.refuse(scope, send, 400, f"Host '{printable(host, 60)}' is not trusted")
-        if self.limiter is not None and path != "/health":
+        if self.limiter is not None:
             client = (scope.get("client") or ("?",))[0]
             wait = self.limiter.wait(client)
             if wait > 0:

@@ -243,7 +243,7 @@ DOCS: dict[str, str] = {
     "api_body_timeout_s": "seconds a request's body may pause between two pieces; it gets a 408 then",
     "api_keep_alive_s": "seconds an idle kept-alive connection stays open",
     "api_trusted_hosts": "Host header values the API answers (against DNS rebinding), with api_host; "
-    "* answers any",
+    "* answers any; /health answers any, for orchestrators' probes",
     "api_rate_per_s": "requests per second a client address may send on average (all but /health); "
     "past api_rate_burst it gets a 429 with Retry-After; 0: no limit",
     "api_rate_burst": "requests a client address may send at once before api_rate_per_s applies",
