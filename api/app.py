@@ -166,19 +166,11 @@ def create_app(settings: Settings) -> FastAPI:
 
 
 async def _body(request: Request) -> bytearray:
-    """The body in one buffer, not pieces joined at the end (twice the body at once); sized once
-    from Content-Length when there is one (``_limited`` has checked it), else grown."""
-    declared = request.headers.get("content-length", "")
-    if not declared.isdigit():
-        grown = bytearray()
-        async for piece in request.stream():
-            grown += piece
-        return grown
-    body, at = bytearray(int(declared)), 0
+    """The body in one buffer, not pieces joined at the end (twice the body at once). It grows with
+    what arrives: sized from Content-Length, a slow client would hold the whole limit at once."""
+    body = bytearray()
     async for piece in request.stream():
-        body[at:at + len(piece)] = piece
-        at += len(piece)
-    del body[at:]  # a body shorter than declared (h11 refuses one longer)
+        body += piece
     return body
 
 
