@@ -8,22 +8,24 @@ serves ``POST /forecast`` and says in ``GET /health`` what is missing.
 
 from __future__ import annotations
 
+import asyncio
+import traceback
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Annotated, Any
 
-import orjson
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
+from starlette.requests import ClientDisconnect
 
 from api import forecast
-from api.champion import ChampionSlot, UnknownModel, describe, resolve
-from api.inputs import InputError, read_json_bars, read_upload, too_large
+from api.champion import ChampionSlot, UnknownModel, Versions, describe, resolve
+from api.guard import Guard, refused
+from api.inputs import InputError, read_json_body, read_upload, too_large
 from api.latest import LatestPredictions
 from api.schemas import ForecastBars, ForecastOut, HealthOut, LatestListOut, LatestOut, ModelsOut
 from forecaster.redaction import redact
@@ -49,6 +51,7 @@ FORECAST_BODY = {
 def create_app(settings: Settings) -> FastAPI:
     """The app for ``settings``; its lifespan starts and stops the reader of the predictions topic."""
     champion = ChampionSlot(settings)
+    versions = Versions(settings)
     latest = LatestPredictions(settings)
 
     @asynccontextmanager
@@ -70,6 +73,9 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+    app.add_middleware(Guard, hosts=(*settings.api_trusted_hosts, settings.api_host),
+                       token=settings.api_token, rate_per_s=settings.api_rate_per_s,
+                       burst=settings.api_rate_burst)
 
     @app.get("/", include_in_schema=False)
     def page() -> HTMLResponse:
@@ -77,8 +83,10 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.post(
         "/forecast", response_model=ForecastOut, openapi_extra={"requestBody": FORECAST_BODY},
-        responses={413: {"description": "more bars than FORECASTER_API_MAX_BARS, or a body (or a gzipped "
-                                        "upload inflated) larger than FORECASTER_API_MAX_BYTES"},
+        responses={408: {"description": "a body that paused longer than FORECASTER_API_BODY_TIMEOUT_S"},
+                   413: {"description": "more bars than FORECASTER_API_MAX_BARS, more rows than "
+                                        "FORECASTER_API_MAX_ROWS, or a body (or a gzipped upload inflated) "
+                                        "larger than FORECASTER_API_MAX_BYTES"},
                    415: {"description": "neither a multipart upload nor JSON"},
                    422: {"description": "input that cannot be read: the reason, and the rows when "
                                         "every one was rejected"}},
@@ -98,19 +106,27 @@ def create_app(settings: Settings) -> FastAPI:
         """Forecast every bar of an uploaded history and score the forecasts against naive.
 
         Send a CSV file as the multipart field `file`, or JSON `{"bars": [...]}`. Rows that
-        validation rejects come back in `dead_letters` with reason and source; input that cannot
-        be read at all gets a 422 that says why.
+        validation rejects come back in `dead_letters` (the first ones) with reason and source, and
+        are counted in `dead_letters_by_reason`; input that cannot be read at all gets a 4xx that
+        says why.
         """
         try:
-            result = await _read_request(_limited(request, settings.api_max_bytes), ticker, columns, tickers,
-                                         settings.api_max_bytes)
+            limited = _limited(request, settings.api_max_bytes, settings.api_body_timeout_s)
+            result = await _read_request(limited, ticker, columns, tickers, settings)
             forecast.check_size(result, settings.api_max_bars)
-            choice = await run_in_threadpool(resolve, model, settings, champion)
+            choice = await run_in_threadpool(resolve, model, settings, champion, versions)
             return await run_in_threadpool(forecast.run, result, choice)
         except InputError as error:
+            refused(error.status, error.detail["message"][:200], request.scope)
+            # Its traceback holds the frames that read the body, in a reference cycle: cleared, the
+            # body is freed now rather than at the next garbage collection.
+            traceback.clear_frames(error.__traceback__)
             raise HTTPException(error.status, detail=error.detail) from None
         except UnknownModel as error:
             raise HTTPException(404, detail={"message": str(error)}) from None
+        except ClientDisconnect:  # nobody is left to answer: one line, not a traceback
+            refused(400, "the client disconnected before its body was sent", request.scope)
+            raise HTTPException(400, detail={"message": "the client disconnected"}) from None
 
     @app.get("/predictions", response_model=LatestListOut)
     def get_predictions() -> Any:
@@ -150,9 +166,19 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
-def _limited(request: Request, limit: int) -> Request:
+async def _body(request: Request) -> bytearray:
+    """The body in one buffer, not pieces joined at the end (twice the body at once). It grows with
+    what arrives: sized from Content-Length, a slow client would hold the whole limit at once."""
+    body = bytearray()
+    async for piece in request.stream():
+        body += piece
+    return body
+
+
+def _limited(request: Request, limit: int, timeout_s: float) -> Request:
     """``request`` whose body raises a 413 :class:`InputError` as soon as more than ``limit`` bytes
-    arrived (or its Content-Length says they will), before the rest is received."""
+    arrived (or its Content-Length says they will), before the rest is received, and a 408 when the
+    next piece of it takes over ``timeout_s`` seconds."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise too_large("the body holds", limit)
@@ -160,7 +186,12 @@ def _limited(request: Request, limit: int) -> Request:
 
     async def receive() -> Any:
         nonlocal received
-        message = await request.receive()
+        try:
+            async with asyncio.timeout(timeout_s):
+                message = await request.receive()
+        except TimeoutError:
+            raise InputError(f"the body paused more than FORECASTER_API_BODY_TIMEOUT_S ({timeout_s:g} s)",
+                             status=408) from None
         if message["type"] == "http.request":
             received += len(message.get("body", b""))
             if received > limit:
@@ -171,7 +202,7 @@ def _limited(request: Request, limit: int) -> Request:
 
 
 async def _read_request(request: Request, ticker: str | None, columns: str | None,
-                        tickers: str | None, limit: int) -> ReadResult:
+                        tickers: str | None, settings: Settings) -> ReadResult:
     """The bars and dead letters of the request body, whichever form it takes."""
     try:
         mapping = parse_columns(columns) if columns else None
@@ -186,15 +217,14 @@ async def _read_request(request: Request, ticker: str | None, columns: str | Non
             if not isinstance(upload, UploadFile):
                 raise InputError("the multipart body has no file field named 'file'")
             await upload.seek(0)
-            return await run_in_threadpool(read_upload, upload.filename, upload.file, limit=limit,
-                                           ticker=ticker, columns=mapping, tickers=selected)
+            return await run_in_threadpool(read_upload, upload.filename, upload.file,
+                                           limit=settings.api_max_bytes, ticker=ticker, columns=mapping,
+                                           tickers=selected, max_rows=settings.api_max_rows,
+                                           keep=settings.api_max_dead_letters)
     if kind == "application/json":
-        try:
-            body = ForecastBars.model_validate_json(await request.body())
-        except ValidationError as error:
-            errors = orjson.loads(error.json(include_url=False, include_input=False))
-            raise InputError("the JSON body is not {\"bars\": [...]} with at least one bar",
-                             errors=errors) from None
-        return read_json_bars(body.bars, tickers=selected)
+        body = await _body(request)
+        # Parsed off the event loop: /health answers while a big body is read.
+        return await run_in_threadpool(read_json_body, body, tickers=selected, max_rows=settings.api_max_rows,
+                                       keep=settings.api_max_dead_letters)
     raise InputError(f"Content-Type {kind or 'none'!r}: send multipart/form-data with a CSV file in 'file' "
                      "or application/json with {\"bars\": [...]}", status=415)

@@ -3,26 +3,36 @@
 The app serves what the stream worker serves: ``models:/<model_name>@champion`` through
 :func:`models.registry.load_champion`, and the core's own model (``settings.model``) while no champion
 is registered. A request may choose another: ``naive``, ``arima``, a version number of
-``settings.model_name`` or a ``models:/NAME/VERSION`` URI.
+``settings.model_name`` or a ``models:/NAME/VERSION`` URI. A version is loaded once and kept
+(:class:`Versions`, the ``FORECASTER_API_MODEL_CACHE`` most recently used), and only when the
+registry holds it: a read never creates the registry's store.
 
 Examples
 --------
->>> from forecaster.redaction import redact
-from forecaster.settings import Settings
->>> choice = resolve("naive", Settings(), ChampionSlot(Settings()))
+>>> import tempfile
+>>> from forecaster.settings import Settings
+>>> settings = Settings(home=tempfile.mkdtemp())
+>>> choice = resolve("naive", settings, ChampionSlot(settings), Versions(settings))
 >>> choice.config.model, choice.model, choice.requested
 ('naive', None, 'naive')
->>> resolve("lstm", Settings(), ChampionSlot(Settings()))
+>>> resolve("lstm", settings, ChampionSlot(settings), Versions(settings))
 Traceback (most recent call last):
 ...
 api.champion.UnknownModel: model 'lstm' is not champion, naive, arima, a version number of next-close \
 or models:/NAME/VERSION
+>>> resolve("3", settings, ChampionSlot(settings), Versions(settings))
+Traceback (most recent call last):
+...
+api.champion.UnknownModel: models:/next-close/3: no model is registered (the registry at sqlite:///... \
+does not exist)
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +44,7 @@ from models.core.config import CoreConfig
 log = logging.getLogger(__name__)
 
 CORE_MODELS = ("naive", "arima")
+_VERSION = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+)$")
 
 
 class UnknownModel(ValueError):
@@ -108,7 +119,38 @@ class ChampionSlot:
         return {**loaded, "serving": self._serving(model)}
 
 
-def resolve(requested: str, settings: Settings, champion: ChampionSlot) -> ModelChoice:
+class Versions:
+    """Registry versions loaded for ``?model=``: each loaded once, the ``settings.api_model_cache``
+    most recently used kept."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._loaded: OrderedDict[str, Any] = OrderedDict()
+
+    def get(self, uri: str) -> Any:
+        """The model of ``models:/NAME/VERSION``; :class:`UnknownModel` when the registry lacks it."""
+        if _VERSION.match(uri) is None:
+            raise UnknownModel(f"{uri}: expected models:/NAME/VERSION (a version number, not an alias)")
+        # One load at a time: a second request for a version being loaded waits and finds it kept.
+        with self._lock:
+            if uri in self._loaded:
+                self._loaded.move_to_end(uri)
+                return self._loaded[uri]
+            if registry.store_missing(self.settings):
+                raise UnknownModel(f"{uri}: no model is registered (the registry at "
+                                   f"{redact(self.settings.mlflow_registry_uri)} does not exist)")
+            try:
+                model = registry.load_model(uri, self.settings)
+            except ValueError as error:
+                raise UnknownModel(redact(str(error))) from None
+            self._loaded[uri] = model
+            while len(self._loaded) > max(1, self.settings.api_model_cache):
+                self._loaded.popitem(last=False)
+            return model
+
+
+def resolve(requested: str, settings: Settings, champion: ChampionSlot, versions: Versions) -> ModelChoice:
     """The model of a forecast request's ``model`` parameter.
 
     Raises
@@ -130,11 +172,7 @@ def resolve(requested: str, settings: Settings, champion: ChampionSlot) -> Model
     else:
         raise UnknownModel(f"model {requested!r} is not champion, {', '.join(CORE_MODELS)}, a version "
                            f"number of {settings.model_name} or models:/NAME/VERSION")
-    try:
-        model = registry.load_model(uri, settings)
-    except ValueError as error:
-        raise UnknownModel(redact(str(error))) from None
-    return ModelChoice(CoreConfig.from_settings(settings, model="external"), model, requested)
+    return ModelChoice(CoreConfig.from_settings(settings, model="external"), versions.get(uri), requested)
 
 
 def describe(settings: Settings) -> dict[str, Any]:

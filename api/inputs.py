@@ -4,17 +4,13 @@ A CSV upload goes through :func:`producers.readers.read_csv_bars`, the reader of
 and ``forecaster backtest``, from a temporary file that keeps the upload's name (a single-ticker file
 takes its ticker from it). A gzipped upload is inflated into that file first, chunk by chunk, and
 refused (413) once it passes the size limit: the reader would inflate it whole in memory.
-JSON bars go through :meth:`models.core.bar.Bar.from_dict`, the stream
-worker's validation of a message. Either way a row that validation rejects becomes a dead letter
-with its reason and source, and a request whose input cannot be read at all raises
+JSON bars go through :meth:`models.core.bar.Bar.from_dict`, the stream worker's validation of a
+message, one at a time (:func:`read_json_body`). Either way a row that validation rejects becomes
+a dead letter with its reason and source, and a request whose input cannot be read at all raises
 :class:`InputError`, which the app answers with a 4xx.
 
 Examples
 --------
->>> bar = {"ticker": "ACME", "date": "2024-01-05", "open": 10, "high": 11, "low": 9, "close": 10, "volume": 9}
->>> result = read_json_bars([bar, bar, {**bar, "date": "2024-01-08", "high": 9}])
->>> [b.source for b in result.bars], [(d.reason, d.source) for d in result.dead_letters]
-(['bars[0]'], [('duplicate', 'bars[1]'), ('high_below_open_close', 'bars[2]')])
 >>> upload_name("../../etc/passwd"), upload_name(r"C:\\data\\aapl.csv"), upload_name("..")
 ('passwd', 'aapl.csv', 'upload.csv')
 """
@@ -22,18 +18,20 @@ Examples
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 import shutil
 import tempfile
 import zlib
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path, PureWindowsPath
 from typing import Any, BinaryIO
 
+import orjson
+
+from api.guard import printable
 from models.core.bar import Bar, BarError
 from models.core.deadletter import DeadLetter
-from producers.readers import LayoutError, ReadResult, read_csv_bars
+from producers.readers import LayoutError, ReadResult, TooManyRows, read_csv_bars
 
 
 class InputError(ValueError):
@@ -49,8 +47,8 @@ class InputError(ValueError):
 
     @property
     def detail(self) -> dict[str, Any]:
-        """The answer's ``detail``: the message and the details."""
-        return {"message": str(self), **self.details}
+        """The answer's ``detail``: the message (printable, at most 1,000 characters) and the details."""
+        return {"message": printable(str(self), 1000), **self.details}
 
 
 def upload_name(name: str | None) -> str:
@@ -71,12 +69,13 @@ def too_large(what: str, limit: int) -> InputError:
 
 
 def read_upload(name: str | None, source: BinaryIO, *, limit: int, ticker: str | None = None,
-                columns: Mapping[str, str] | None = None,
-                tickers: Collection[str] | None = None) -> ReadResult:
+                columns: Mapping[str, str] | None = None, tickers: Collection[str] | None = None,
+                max_rows: int | None = None, keep: int | None = None) -> ReadResult:
     """The bars and dead letters of an uploaded CSV file (plain or gzipped); ``tickers`` selects.
 
     ``source`` is read in chunks; a gzipped file (also one gzipped twice) is refused with a 413 once
-    its inflated size passes ``limit`` bytes.
+    its inflated size passes ``limit`` bytes, and a file of more than ``max_rows`` rows at the next
+    one. The first ``keep`` dead letters are kept, all are counted.
     """
     file_name = upload_name(name)
     with tempfile.TemporaryDirectory(prefix="forecaster-upload-") as folder:
@@ -90,9 +89,13 @@ def read_upload(name: str | None, source: BinaryIO, *, limit: int, ticker: str |
         if not _has_text(path):
             raise InputError(f"{file_name}: the file is empty")
         try:
-            return read_csv_bars([path], ticker=ticker, columns=columns, tickers=tickers)
+            return read_csv_bars([path], ticker=ticker, columns=columns, tickers=tickers, max_rows=max_rows,
+                                 keep_dead_letters=keep)
         except LayoutError as error:  # bytes that are not CSV
             raise InputError(str(error)) from None
+        except TooManyRows as error:
+            raise InputError(f"{error} (FORECASTER_API_MAX_ROWS): send a shorter history",
+                             status=413) from None
 
 
 def _inflate(path: Path, scratch: Path, limit: int, label: str) -> bytes:
@@ -147,30 +150,133 @@ def _has_text(path: Path) -> bool:
     return False
 
 
-def read_json_bars(records: Sequence[Any], *, tickers: Collection[str] | None = None) -> ReadResult:
-    """The bars and dead letters of JSON bar objects; ``bars[i]`` is the source of the i-th.
+_SPACE = re.compile(rb"[ \t\n\r]*+")
+_STRING = rb'"(?:[^"\\]++|\\.)*+"'
+# A bar is an object of scalars: an element is matched (possessively, so in linear time and without
+# a backtracking stack) before it is parsed, so no element can unfold into a deep or wide object graph.
+_FLAT_OBJECT = re.compile(rb'\{(?:[^{}\[\]"]++|' + _STRING + rb")*+\}")
+_SCALAR = re.compile(_STRING + rb'|[^ \t\n\r,\[\]{}"]++')
+_KEY = re.compile(_STRING)
+#: Bytes one JSON bar may take: a bar has eight short fields.
+MAX_BAR_BYTES = 64 * 1024
 
-    With ``tickers``, objects of other tickers are counted as filtered, as the CSV reader does.
+
+class _JsonShape(Exception):
+    """Where and why a JSON body is not ``{"bars": [...]}``."""
+
+    def __init__(self, loc: list[str | int], msg: str) -> None:
+        super().__init__(msg)
+        self.loc, self.msg = loc, msg
+
+
+def read_json_body(body: bytes | bytearray, *, tickers: Collection[str] | None = None,
+                   max_rows: int | None = None, keep: int | None = None) -> ReadResult:
+    """The bars and dead letters of a JSON body ``{"bars": [...]}``; ``bars[i]`` is the source of the i-th.
+
+    The body is read one element at a time, each parsed on its own and dropped once validated, so
+    what the read holds beyond the body is its bars and ``keep`` dead letters. With ``tickers``,
+    objects of other tickers are counted as filtered, as the CSV reader does.
+
+    Raises
+    ------
+    InputError
+        A body that is not ``{"bars": [...]}`` with at least one element (422, with the location),
+        or more than ``max_rows`` elements (413).
+
+    Examples
+    --------
+    >>> bar = b'{"ticker": "ACME", "date": "2024-01-05", "open": 10, "high": 11, "low": 9, "close": 10, '
+    >>> bar += b'"volume": 9}'
+    >>> result = read_json_body(b'{"bars": [' + bar + b", " + bar + b", 7]}")
+    >>> [b.source for b in result.bars], [(d.reason, d.source) for d in result.dead_letters]
+    (['bars[0]'], [('duplicate', 'bars[1]'), ('not_json', 'bars[2]')])
+    >>> read_json_body(b'{"bars": [[{}]]}')
+    Traceback (most recent call last):
+    ...
+    api.inputs.InputError: the JSON body is not {"bars": [...]} with at least one bar
     """
-    result = ReadResult(rows_read=len(records))
+    result = ReadResult(keep=keep)
     accepted: dict[tuple[str, dt.date], str] = {}
     selected = None if tickers is None else set(tickers)
-    for index, record in enumerate(records):
-        source = f"bars[{index}]"
-        if selected is not None and isinstance(record, Mapping) and record.get("ticker") not in selected:
-            result.filtered += 1
-            continue
-        try:
-            bar = Bar.from_dict({**record, "source": source} if isinstance(record, Mapping) else record)
-            first = accepted.setdefault((bar.ticker, bar.date), source)
-            if first != source:
-                raise BarError("duplicate", f"{bar.ticker} {bar.date} was already given as {first}")
-        except BarError as error:
-            ticker = record.get("ticker") if isinstance(record, Mapping) else None
-            result.dead_letters.append(DeadLetter.rejected(
-                error, raw=json.dumps(record), source=source,
-                ticker=ticker.strip() if isinstance(ticker, str) else None))
-            continue
-        result.bars.append(bar)
+    try:
+        for index, record in enumerate(_json_bars(body)):
+            if max_rows is not None and index >= max_rows:
+                raise InputError(f"bars[{index}]: the body holds more than FORECASTER_API_MAX_ROWS "
+                                 f"({max_rows:,}) bars; send a shorter history", status=413)
+            result.rows_read += 1
+            _add_record(result, accepted, selected, record, f"bars[{index}]")
+    except _JsonShape as error:
+        raise InputError("the JSON body is not {\"bars\": [...]} with at least one bar",
+                         errors=[{"loc": error.loc, "msg": error.msg}]) from None
     result.bars.sort(key=lambda bar: (bar.date, bar.ticker))
     return result
+
+
+def _json_bars(body: bytes | bytearray) -> Iterator[Any]:
+    """The elements of ``body``'s ``bars`` array, parsed one at a time; :class:`_JsonShape` when the
+    body is not ``{"bars": [...]}`` with at least one element of at most :data:`MAX_BAR_BYTES`."""
+    at = _expect(body, 0, b"{", [], "the body is not a JSON object")
+    key = _KEY.match(body, at, at + MAX_BAR_BYTES)
+    if key is None:
+        raise _JsonShape(["bars"], "field required")
+    if orjson.loads(key[0]) != "bars":
+        raise _JsonShape(["bars"], f"field required; found {printable(orjson.loads(key[0]), 40)!r} first, "
+                         "and bars is the only field read")
+    at = _expect(body, key.end(), b":", [], "a field name without a value")
+    at = _expect(body, at, b"[", ["bars"], "bars is not an array")
+    index = 0
+    while True:
+        at = _skip(body, at)
+        if at == len(body):
+            raise _JsonShape([], "the body ends early")
+        if index == 0 and body[at:at + 1] == b"]":
+            raise _JsonShape(["bars"], "bars holds no bar; send at least one")
+        # Matched within MAX_BAR_BYTES: the parsing thread holds the GIL for a bounded time.
+        element = (_FLAT_OBJECT if body[at:at + 1] == b"{" else _SCALAR).match(body, at, at + MAX_BAR_BYTES)
+        if element is None:
+            raise _JsonShape(["bars", index], "not a bar: an element is an object of fields (no nested "
+                             f"arrays or objects) or a scalar, of at most {MAX_BAR_BYTES:,} bytes")
+        try:
+            yield orjson.loads(element[0])
+        except orjson.JSONDecodeError as exc:
+            raise _JsonShape(["bars", index], f"not JSON: {exc}") from None
+        index += 1
+        at = _skip(body, element.end())
+        if body[at:at + 1] == b"]":
+            break
+        at = _expect(body, at, b",", ["bars", index], "a , or ] after a bar")
+    at = _expect(body, at + 1, b"}", [], "bars is the only field read; the body ends after it")
+    if _skip(body, at) != len(body):
+        raise _JsonShape([], "text after the JSON object")
+
+
+def _skip(body: bytes | bytearray, at: int) -> int:
+    """The position after the blanks at ``at``, at most :data:`MAX_BAR_BYTES` of them."""
+    return _SPACE.match(body, at, at + MAX_BAR_BYTES).end()  # type: ignore[union-attr]  # matches ""
+
+
+def _expect(body: bytes | bytearray, at: int, token: bytes, loc: list[str | int], msg: str) -> int:
+    """The position after ``token``, the next thing in ``body`` after blanks, else :class:`_JsonShape`."""
+    at = _skip(body, at)
+    if body[at:at + 1] != token:
+        raise _JsonShape(loc if at < len(body) else [], msg if at < len(body) else "the body ends early")
+    return at + 1
+
+
+def _add_record(result: ReadResult, accepted: dict[tuple[str, dt.date], str], selected: set[str] | None,
+                record: Any, source: str) -> None:
+    """Validate one JSON bar into ``result``: a bar, a dead letter or a filtered row."""
+    if selected is not None and isinstance(record, Mapping) and record.get("ticker") not in selected:
+        result.filtered += 1
+        return
+    try:
+        bar = Bar.from_dict({**record, "source": source} if isinstance(record, Mapping) else record)
+        first = accepted.setdefault((bar.ticker, bar.date), source)
+        if first != source:
+            raise BarError("duplicate", f"{bar.ticker} {bar.date} was already given as {first}")
+    except BarError as error:
+        ticker = record.get("ticker") if isinstance(record, Mapping) else None
+        result.reject(DeadLetter.rejected(error, raw=orjson.dumps(record), source=source,
+                                          ticker=ticker.strip() if isinstance(ticker, str) else None))
+        return
+    result.bars.append(bar)

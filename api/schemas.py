@@ -59,11 +59,16 @@ class ForecastOut(BaseModel):
     """The core's walk-forward predictions over the uploaded history, scored against naive."""
 
     model: ModelUsed
-    rows_read: int = Field(description="rows in the input; rows_read == bars + dead letters + filtered")
+    rows_read: int = Field(description="rows in the input; rows_read == bars + dead_letters_total + filtered")
     filtered: int = Field(description="rows of tickers that ?tickers= did not select")
     bars: int
     tickers: list[str]
-    dead_letters: list[DeadLetterRecord] = Field(description="rejected rows, with reason and source")
+    dead_letters: list[DeadLetterRecord] = Field(
+        description="the first FORECASTER_API_MAX_DEAD_LETTERS rejected rows, with reason and source; "
+        "each text cut to 500 characters, control characters escaped")
+    dead_letters_total: int = Field(description="rejected rows, listed or not")
+    dead_letters_by_reason: dict[str, int] = Field(
+        description="rejected rows per reason, most frequent first")
     predictions: list[PredictionRecord] = Field(
         description="one prediction per bar: the next weekday's close")
     scores: list[ScoreRecord] = Field(description="each prediction whose target day is in the input, scored")

@@ -114,6 +114,17 @@ class Settings:
     api_port: int = 8000
     api_max_bars: int = 50000
     api_max_bytes: int = 64 * 1024 * 1024
+    api_max_rows: int = 100_000
+    api_max_dead_letters: int = 100
+    api_concurrency: int = 64
+    api_header_timeout_s: float = 10.0
+    api_body_timeout_s: float = 30.0
+    api_keep_alive_s: int = 5
+    api_trusted_hosts: tuple[str, ...] = ("localhost", "127.0.0.1", "::1")
+    api_rate_per_s: float = 10.0
+    api_rate_burst: int = 40
+    api_token: str = ""
+    api_model_cache: int = 4
 
     @property
     def worker_dir(self) -> Path:
@@ -222,6 +233,23 @@ DOCS: dict[str, str] = {
     "api_max_bars": "most bars one POST /forecast may forecast (larger inputs get a 413)",
     "api_max_bytes": "largest body one POST /forecast may send, and largest size a gzipped upload may "
     "inflate to, in bytes; larger ones get a 413 as soon as they pass it (64 MiB)",
+    "api_max_rows": "most rows (CSV rows or JSON bars, rejected and filtered ones included) one POST "
+    "/forecast may read; the read stops with a 413 at the next one",
+    "api_max_dead_letters": "rejected rows an answer lists (the first ones); dead_letters_total and "
+    "dead_letters_by_reason count them all",
+    "api_concurrency": "connections and requests `forecaster serve` holds at once; a request past it gets "
+    "a 503",
+    "api_header_timeout_s": "seconds a request's headers may take to arrive; the connection is closed then",
+    "api_body_timeout_s": "seconds a request's body may pause between two pieces; it gets a 408 then",
+    "api_keep_alive_s": "seconds an idle kept-alive connection stays open",
+    "api_trusted_hosts": "Host header values the API answers (against DNS rebinding), with api_host; "
+    "* answers any; /health answers any, for orchestrators' probes",
+    "api_rate_per_s": "requests per second a client address may send on average (all but /health); "
+    "past api_rate_burst it gets a 429 with Retry-After; 0: no limit",
+    "api_rate_burst": "requests a client address may send at once before api_rate_per_s applies",
+    "api_token": "when set, every request but /health, / and /static/* must send `Authorization: Bearer "
+    "TOKEN` (a 401 otherwise); never commit it",
+    "api_model_cache": "registry versions kept loaded for ?model=N (the least recently used is dropped)",
 }
 
 

@@ -125,6 +125,12 @@ def _store_missing(settings: Any) -> bool:
     return db is not None and not db.exists()
 
 
+def store_missing(settings: Any) -> bool:
+    """Whether the registry is a SQLite store whose file does not exist yet: any MLflow call on it
+    would create one, so a reader (the API) answers "nothing registered" instead."""
+    return _store_missing(settings)
+
+
 def experiment_id(settings: Any, name: str) -> str:
     """The id of experiment ``name``, created if needed.
 

@@ -27,10 +27,12 @@ import csv
 import datetime as dt
 import gzip
 import io
+import itertools
 import zlib
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO, BinaryIO, cast
 
 from models.core.bar import Bar, BarError
 from models.core.deadletter import DeadLetter
@@ -38,27 +40,51 @@ from producers.dates import is_day_first
 from producers.layouts import Layout, LayoutError, detect_layout
 from producers.validation import RowChecker
 
-__all__ = ["LayoutError", "ReadResult", "csv_files", "read_csv_bars"]
+__all__ = ["LayoutError", "ReadResult", "TooManyRows", "csv_files", "read_csv_bars"]
 
 SUFFIXES = (".csv", ".csv.gz")
 DELIMITERS = (",", ";", "\t")
+#: Columns a header may have, and characters a line may have: a bar needs eight fields of a few
+#: characters, and a read holds one line (and one row) at a time, so these bound its memory.
+MAX_COLUMNS = 1000
+MAX_LINE = 1 << 20
+#: Bytes decoded at a time while the encoding is told.
+CHUNK = 1 << 20
+
+
+class TooManyRows(ValueError):
+    """A read stopped at its row limit (``max_rows``): the input holds more rows than it may."""
 
 
 @dataclass
 class ReadResult:
-    """What a read produced; ``rows_read == len(bars) + len(dead_letters) + filtered`` always."""
+    """What a read produced; ``rows_read == len(bars) + dead_letters_total + filtered`` always.
+
+    ``dead_letters`` holds every dead letter, or its first ``keep`` when ``keep`` is set;
+    ``rejected`` counts them all by reason either way.
+    """
 
     bars: list[Bar] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     rows_read: int = 0
     filtered: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    keep: int | None = None
+
+    def reject(self, letter: DeadLetter) -> None:
+        """Count ``letter`` and keep it unless ``keep`` letters are kept already."""
+        self.rejected[letter.reason] = self.rejected.get(letter.reason, 0) + 1
+        if self.keep is None or len(self.dead_letters) < self.keep:
+            self.dead_letters.append(letter)
+
+    @property
+    def dead_letters_total(self) -> int:
+        """Dead letters of the read, kept or not."""
+        return sum(self.rejected.values())
 
     def rejected_by_reason(self) -> dict[str, int]:
         """Dead-letter counts per reason, most frequent first."""
-        counts: dict[str, int] = {}
-        for letter in self.dead_letters:
-            counts[letter.reason] = counts.get(letter.reason, 0) + 1
-        return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+        return dict(sorted(self.rejected.items(), key=lambda item: (-item[1], item[0])))
 
 
 def csv_files(paths: Sequence[str | Path]) -> Iterator[tuple[Path, str]]:
@@ -81,23 +107,67 @@ def csv_files(paths: Sequence[str | Path]) -> Iterator[tuple[Path, str]]:
             raise FileNotFoundError(f"{path} does not exist")
 
 
-def _text(path: Path, label: str) -> str:
-    data = path.read_bytes()
-    if data[:2] == b"\x1f\x8b":  # gzip's magic number, whatever the file is called
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError, zlib.error) as exc:  # cut short or corrupt (BadGzipFile is an OSError)
-            raise LayoutError(f"{label}: starts like gzip but cannot be decompressed ({exc})") from exc
-    if data[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):  # Excel's "Unicode text" export
-        try:
-            return data.decode("utf-16")
-        except UnicodeDecodeError as exc:
-            raise LayoutError(f"{label}: has a UTF-16 byte-order mark but is not UTF-16 ({exc})") from exc
+def _binary(path: Path) -> BinaryIO:
+    with path.open("rb") as handle:
+        gzipped = handle.read(2) == b"\x1f\x8b"  # gzip's magic number, whatever the file is called
+    return cast(BinaryIO, gzip.open(path, "rb")) if gzipped else path.open("rb")
+
+
+def _encoding(path: Path, label: str) -> str:
+    """The encoding of the file's text, told by decoding it once, a chunk at a time."""
     try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        # Older Windows exports are Latin-1/cp1252; latin-1 decodes any byte, losing no row.
-        return data.decode("latin-1")
+        with _binary(path) as source:
+            chunk = source.read(CHUNK)
+            # Excel's "Unicode text" export has a UTF-16 byte-order mark.
+            encoding = "utf-16" if chunk[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE) else "utf-8-sig"
+            decoder = codecs.getincrementaldecoder(encoding)()
+            try:
+                while chunk:
+                    decoder.decode(chunk)
+                    chunk = source.read(CHUNK)
+                decoder.decode(b"", final=True)
+            except UnicodeDecodeError as exc:
+                if encoding == "utf-16":
+                    raise LayoutError(f"{label}: has a UTF-16 byte-order mark but is not UTF-16 "
+                                      f"({exc})") from exc
+                # Older Windows exports are Latin-1/cp1252; latin-1 decodes any byte, losing no row.
+                return "latin-1"
+    except (OSError, EOFError, zlib.error) as exc:  # cut short or corrupt (BadGzipFile is an OSError)
+        raise LayoutError(f"{label}: starts like gzip but cannot be decompressed ({exc})") from exc
+    return encoding
+
+
+class _Lines:
+    """The lines of a text stream for :func:`csv.reader`, refused past :data:`MAX_LINE` characters,
+    keeping those of the row being read so that a dead letter carries its text as in the file."""
+
+    def __init__(self, stream: IO[str], label: str) -> None:
+        self.stream, self.label, self.number, self.taken = stream, label, 0, list[str]()
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        line = self.stream.readline(MAX_LINE + 1)
+        if not line:
+            raise StopIteration
+        self.number += 1
+        if len(line) > MAX_LINE:
+            raise LayoutError(f"{self.label}:{self.number}: a line of more than {MAX_LINE:,} characters "
+                              "is not a row of bars")
+        self.taken.append(line)
+        return line
+
+    def row_text(self) -> str:
+        """The text of the lines taken since the last call, without the final line break."""
+        text = "".join(self.taken).rstrip("\r\n")
+        self.taken.clear()
+        return text
+
+
+def _open_text(path: Path, encoding: str) -> IO[str]:
+    # newline="": the csv module sees line breaks inside quoted fields as they are in the file.
+    return io.TextIOWrapper(_binary(path), encoding=encoding, newline="")
 
 
 def _delimiter(header_line: str) -> str:
@@ -105,33 +175,43 @@ def _delimiter(header_line: str) -> str:
 
 
 def _read_file(path: Path, label: str, result: ReadResult, checker: RowChecker, *, ticker: str | None,
-               columns: Mapping[str, str] | None) -> None:
-    # Lines are kept so a rejected row's dead letter carries its text exactly as in the file, even
-    # when a quoted field spans lines; line_num tells where each row ends.
-    lines = io.StringIO(_text(path, label), newline="").readlines()
-    if not lines or not lines[0].strip():
-        raise LayoutError(f"{label}: the file is empty or starts with a blank line; it needs a header row")
-    delimiter = _delimiter(lines[0])
-    reader = csv.reader(lines, delimiter=delimiter)
-    try:
-        layout = detect_layout(next(reader), file_name=label, ticker=ticker, columns=columns)
-        checker.day_first = _day_first(lines[reader.line_num:], delimiter, layout.date)
-        _read_rows(reader, lines, label, layout, result, checker)
-    except csv.Error as exc:  # e.g. a field over the csv module's size limit: the file is not a table
-        raise LayoutError(f"{label}:{reader.line_num}: cannot be read as CSV: {exc}") from exc
+               columns: Mapping[str, str] | None, max_rows: int | None) -> None:
+    encoding = _encoding(path, label)
+    with _open_text(path, encoding) as stream:
+        lines = _Lines(stream, label)
+        first = next(lines, "")
+        if not first.strip():
+            raise LayoutError(f"{label}: the file is empty or starts with a blank line; it needs a header "
+                              "row")
+        delimiter = _delimiter(first)
+        reader = csv.reader(itertools.chain([first], lines), delimiter=delimiter)
+        try:
+            header = next(reader)
+            if len(header) > MAX_COLUMNS:
+                raise LayoutError(f"{label}: the header has {len(header):,} columns, more than "
+                                  f"{MAX_COLUMNS:,}")
+            layout = detect_layout(header, file_name=label, ticker=ticker, columns=columns)
+            lines.row_text()
+            with _open_text(path, encoding) as again:  # a second reader for the dates, when needed
+                rows = csv.reader(_Lines(again, label), delimiter=delimiter)
+                next(rows)
+                checker.day_first = _day_first(rows, layout.date)
+            _read_rows(reader, lines, label, layout, result, checker, max_rows)
+        except csv.Error as exc:  # e.g. a field over the csv module's size limit: the file is not a table
+            raise LayoutError(f"{label}:{reader.line_num}: cannot be read as CSV: {exc}") from exc
 
 
-def _day_first(rows: list[str], delimiter: str, column: int) -> bool:
+def _day_first(rows: Iterator[list[str]], column: int) -> bool:
     """Whether the slash dates of a file's data ``rows`` are day-first. Only files whose first date
-    has a slash are read twice for it (ISO and ``YYYYMMDD`` files, the big ones, are not)."""
-    first = next((row for row in csv.reader(rows, delimiter=delimiter) if row), None)
+    has a slash are read to the end for it (ISO and ``YYYYMMDD`` files, the big ones, are not)."""
+    first = next((row for row in rows if row), None)
     if first is None or len(first) <= column or "/" not in first[column]:
         return False
-    return is_day_first(row[column] for row in csv.reader(rows, delimiter=delimiter) if len(row) > column)
+    return is_day_first(itertools.chain([first[column]], (row[column] for row in rows if len(row) > column)))
 
 
-def _read_rows(reader: Iterator[list[str]], lines: list[str], label: str, layout: Layout,
-               result: ReadResult, checker: RowChecker) -> None:
+def _read_rows(reader: Iterator[list[str]], lines: _Lines, label: str, layout: Layout,
+               result: ReadResult, checker: RowChecker, max_rows: int | None) -> None:
     d, o, h, lo, c, v = layout.date, layout.open, layout.high, layout.low, layout.close, layout.volume
     adj, tc, width = layout.adj_close, layout.ticker_column, layout.width
     constant_ticker = layout.ticker or ""
@@ -139,9 +219,12 @@ def _read_rows(reader: Iterator[list[str]], lines: list[str], label: str, layout
     end = reader.line_num  # type: ignore[attr-defined]  # where the header ended
     for row in reader:
         start, end = end + 1, reader.line_num  # type: ignore[attr-defined]  # csv's reader has it
+        raw = lines.row_text()
         if not row:
             continue
         result.rows_read += 1
+        if max_rows is not None and result.rows_read > max_rows:
+            raise TooManyRows(f"{label}:{start}: more than {max_rows:,} rows")
         if len(row) < width:
             row = row + [""] * (width - len(row))  # a short row: its missing cells are empty fields
         ticker = constant_ticker if tc is None else row[tc]
@@ -150,9 +233,7 @@ def _read_rows(reader: Iterator[list[str]], lines: list[str], label: str, layout
             bar = check(ticker, row[d], row[o], row[h], row[lo], row[c], row[v],
                         "" if adj is None else row[adj], source)
         except BarError as error:
-            raw = "".join(lines[start - 1:end]).rstrip("\r\n")
-            result.dead_letters.append(DeadLetter.rejected(error, raw=raw, source=source,
-                                                           ticker=ticker.strip() or None))
+            result.reject(DeadLetter.rejected(error, raw=raw, source=source, ticker=ticker.strip() or None))
             continue
         if bar is None:
             result.filtered += 1
@@ -162,7 +243,8 @@ def _read_rows(reader: Iterator[list[str]], lines: list[str], label: str, layout
 
 def read_csv_bars(paths: Sequence[str | Path], *, ticker: str | None = None,
                   columns: Mapping[str, str] | None = None, tickers: Collection[str] | None = None,
-                  start: dt.date | None = None, end: dt.date | None = None) -> ReadResult:
+                  start: dt.date | None = None, end: dt.date | None = None, max_rows: int | None = None,
+                  keep_dead_letters: int | None = None) -> ReadResult:
     """Read, validate and de-duplicate the bars of CSV files and folders of them.
 
     Parameters
@@ -176,11 +258,22 @@ def read_csv_bars(paths: Sequence[str | Path], *, ticker: str | None = None,
         ``field -> column name`` choices that win over detection (see :mod:`producers.layouts`).
     tickers, start, end
         Selection: rows of other tickers or outside ``start..end`` are counted in ``filtered``.
+    max_rows
+        Rows the read may hold (blank lines are not rows): one more raises :class:`TooManyRows`.
+    keep_dead_letters
+        Dead letters kept in ``dead_letters`` (the rest are only counted); default: all.
+
+    The files are read a line at a time; what a read holds beyond its bars and kept dead letters is
+    one row, and a line has at most :data:`MAX_LINE` characters.
 
     Raises
     ------
     LayoutError
-        A file whose columns cannot be mapped; nothing is returned, so nothing half-read is sent.
+        A file whose columns cannot be mapped, that is not CSV or has a header of more than
+        :data:`MAX_COLUMNS` columns or a line longer than :data:`MAX_LINE`; nothing is returned, so
+        nothing half-read is sent.
+    TooManyRows
+        More than ``max_rows`` rows.
     FileNotFoundError
         A path that does not exist or a directory without CSV files.
     """
@@ -189,9 +282,9 @@ def read_csv_bars(paths: Sequence[str | Path], *, ticker: str | None = None,
     if not paths:
         raise ValueError("no input files given")
     checker = RowChecker(tickers=tickers, start=start, end=end)
-    result = ReadResult()
+    result = ReadResult(keep=keep_dead_letters)
     for path, label in csv_files(paths):
-        _read_file(path, label, result, checker, ticker=ticker, columns=columns)
+        _read_file(path, label, result, checker, ticker=ticker, columns=columns, max_rows=max_rows)
     result.bars.sort(key=_event_time)
     return result
 

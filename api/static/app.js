@@ -6,6 +6,19 @@ const SVG = "http://www.w3.org/2000/svg";
 const $ = (selector) => document.querySelector(selector);
 let forecast = null;
 
+// FORECASTER_API_TOKEN, when the server is started with one: typed once, kept for this tab only
+// (sessionStorage), sent as a bearer token with every request but /health.
+const TOKEN_KEY = "forecaster-api-token";
+
+function authorized(options = {}) {
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  return token ? { ...options, headers: { ...options.headers, Authorization: `Bearer ${token}` } } : options;
+}
+
+function refusal(response) {
+  return response.status === 401 ? "the API asks for a token: type it in the API token field" : null;
+}
+
 function element(tag, attributes = {}, text = "") {
   const node = document.createElementNS(SVG, tag);
   for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, value);
@@ -143,7 +156,7 @@ function showForecast(answer) {
   const model = answer.model;
   const panel = answer.metrics.panel;
   $("#summary").textContent = `${answer.bars} bars of ${answer.tickers.length} ticker(s) from ` +
-    `${answer.rows_read} rows, ${answer.dead_letters.length} rejected, ${answer.filtered} of other ` +
+    `${answer.rows_read} rows, ${answer.dead_letters_total} rejected, ${answer.filtered} of other ` +
     `tickers; model ${model.name} ` +
     `${model.version} (asked for ${model.requested}); ${answer.scores.length} scored predictions; ` +
     `relative MAE over ${panel.tickers} ticker(s) (geometric mean) ${number(panel.relative_mae)}, ` +
@@ -153,7 +166,9 @@ function showForecast(answer) {
   series.replaceChildren(...answer.tickers.map((t) => new Option(t, t)));
   $("#ticker-choice").hidden = answer.tickers.length < 2;
   showSeries(answer.tickers[0]);
-  $("#rejected-count").textContent = String(answer.dead_letters.length);
+  const listed = answer.dead_letters.length;
+  $("#rejected-count").textContent = listed < answer.dead_letters_total ?
+    `${answer.dead_letters_total} (the first ${listed} listed)` : String(listed);
   const body = $("#rejected tbody");
   body.replaceChildren();
   for (const letter of answer.dead_letters) {
@@ -186,9 +201,9 @@ async function submit(event) {
   status.textContent = `Forecasting ${file.name}…`;
   $("#submit").disabled = true;
   try {
-    const response = await fetch(`/forecast?${query}`, { method: "POST", body });
+    const response = await fetch(`/forecast?${query}`, authorized({ method: "POST", body }));
     const answer = await response.json().catch(() => null);
-    if (!response.ok) throw new Error(describeError(response.status, answer));
+    if (!response.ok) throw new Error(refusal(response) || describeError(response.status, answer));
     status.textContent = `Forecast of ${file.name} done.`;
     showForecast(answer);
   } catch (error) {
@@ -201,7 +216,10 @@ async function submit(event) {
 
 async function refreshLive() {
   try {
-    const answer = await (await fetch("/predictions")).json();
+    const response = await fetch("/predictions", authorized());
+    const denied = refusal(response);
+    if (denied) throw new Error(denied);
+    const answer = await response.json();
     const reader = answer.reader;
     $("#reader").textContent = `${reader.topic}: ${reader.records_read} records read` +
       (reader.reachable ? "" : ` (broker: ${reader.detail})`);
@@ -240,6 +258,11 @@ async function refreshHealth() {
   }
 }
 
+$("#token").value = sessionStorage.getItem(TOKEN_KEY) || "";
+$("#token").addEventListener("change", (event) => {
+  sessionStorage.setItem(TOKEN_KEY, event.target.value.trim());
+  refreshLive();
+});
 $("#upload").addEventListener("submit", submit);
 $("#series").addEventListener("change", (event) => showSeries(event.target.value));
 refreshLive();

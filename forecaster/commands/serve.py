@@ -26,12 +26,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from api.app import create_app
+    from api.server import config
 
     settings = settings.replace(api_host=args.host, api_port=args.port, bootstrap=args.bootstrap)
     # Bound here, not by uvicorn, which reports a taken port in its own words with status 1.
     sock = listen(settings.api_host, settings.api_port, what="API", setting=env_name("api_port"),
                   option="--port")
-    config = uvicorn.Config(create_app(settings), host=settings.api_host, port=settings.api_port,
-                            log_level="info" if args.loglevel in ("debug", "info") else "warning")
-    uvicorn.Server(config).run(sockets=[sock])
+    log_level = "info" if args.loglevel in ("debug", "info") else "warning"
+    uvicorn.Server(config(create_app(settings), settings, log_level)).run(sockets=[sock])
     return 0

@@ -24,7 +24,7 @@ from producers.readers import read_csv_bars
 @pytest.fixture(scope="module")
 def client(offline_settings: Settings) -> Iterator[TestClient]:
     """One app for the module: requests do not change its state."""
-    with TestClient(create_app(offline_settings)) as test_client:
+    with TestClient(create_app(offline_settings), base_url="http://localhost") as test_client:
         yield test_client
 
 
@@ -34,7 +34,8 @@ def upload(client: TestClient, path: Path, data: bytes | None = None, **query: s
 
 
 def assert_accounted(answer: dict[str, Any]) -> None:
-    assert answer["rows_read"] == answer["bars"] + len(answer["dead_letters"]) + answer["filtered"]
+    assert answer["rows_read"] == answer["bars"] + answer["dead_letters_total"] + answer["filtered"]
+    assert len(answer["dead_letters"]) == min(answer["dead_letters_total"], 100)
     assert len(answer["predictions"]) == answer["bars"]
 
 
@@ -178,6 +179,19 @@ def test_without_a_broker_forecasts_are_served_and_health_says_so(client: TestCl
     assert "no champion" in health["model"]["serving"]
     models = client.get("/models").json()
     assert models["champion"] is None and models["serving"] == "the core's arima model"
+
+
+def test_reads_never_create_the_registry_store(offline_settings: Settings, tmp_path: Path) -> None:
+    settings = offline_settings.replace(home=str(tmp_path))
+    bars = {"bars": [{"ticker": "A", "date": "2024-01-05", "open": 1, "high": 1, "low": 1, "close": 1,
+                      "volume": 1}]}
+    with TestClient(create_app(settings), base_url="http://localhost") as fresh:
+        assert fresh.get("/models").json()["champion"] is None
+        for model in ("3", "models:/other/1"):
+            answer = fresh.post("/forecast", params={"model": model}, json=bars)
+            assert answer.status_code == 404
+            assert "no model is registered" in answer.json()["detail"]["message"]
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_openapi_documents_both_request_bodies(client: TestClient) -> None:

@@ -39,7 +39,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory, vgi: list[Bar]) -> Settin
 
 @pytest.fixture(scope="module")
 def client(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings)) as test_client:
+    with TestClient(create_app(settings), base_url="http://localhost") as test_client:
         yield test_client
 
 
@@ -86,3 +86,22 @@ def test_a_champion_alias_removed_falls_back_to_the_core_model(client: TestClien
         assert client.get("/models").json()["champion"] is None
     finally:
         mlflow_client.set_registered_model_alias(settings.model_name, registry.CHAMPION, "1")
+
+
+def test_a_version_is_loaded_once_and_only_by_its_number(settings: Settings, vgi: list[Bar],
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    loads: list[str] = []
+    load_model = registry.load_model
+
+    def counted(uri: str, settings: Settings) -> Any:
+        loads.append(uri)
+        return load_model(uri, settings)
+
+    monkeypatch.setattr(registry, "load_model", counted)
+    with TestClient(create_app(settings), base_url="http://localhost") as fresh:
+        for model in ("1", "models:/next-close/1", "1"):
+            assert forecast(fresh, vgi[:60], model).status_code == 200
+        alias = forecast(fresh, vgi[:60], "models:/next-close@champion")
+        assert alias.status_code == 404 and "not an alias" in alias.json()["detail"]["message"]
+    # The champion slot loads its own (models:/next-close@champion) once at start.
+    assert [uri for uri in loads if "@" not in uri] == ["models:/next-close/1"]

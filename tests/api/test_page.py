@@ -12,12 +12,14 @@ import signal
 import sys
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
 from forecaster.kafka.broker import free_port
@@ -29,12 +31,17 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver")
+TOKEN = "page-token-value"
+# The page redraws the live table every few seconds: read it in one script call, never element by
+# element (an element found before a redraw is gone after it).
+READ_LIVE = ("return [...document.querySelectorAll('#live tbody tr')]"
+             ".map(r => [r.dataset.ticker, [...r.cells].map(c => c.textContent)])")
 
 
-@pytest.fixture
-def server(kafka_settings: Settings, tmp_path: Path) -> Iterator[str]:
+@contextmanager
+def _serve(settings: Settings, tmp_path: Path) -> Iterator[str]:
     """``forecaster serve`` on a free port; its base URL once /health answers; stopped by SIGTERM."""
-    settings = kafka_settings.replace(api_port=free_port())
+    settings = settings.replace(api_port=free_port())
     log = tmp_path / "serve.log"
     url = f"http://{settings.api_host}:{settings.api_port}"
     command = [sys.executable, "-m", "forecaster.cli", "-l", "info", "serve"]
@@ -44,6 +51,20 @@ def server(kafka_settings: Settings, tmp_path: Path) -> Iterator[str]:
     # uvicorn shuts the app down (the lifespan stops the reader), then re-raises the signal.
     assert code == -signal.SIGTERM, f"serve ended with {code}:\n{log.read_text()}"
     assert "Application shutdown complete" in log.read_text()
+    assert TOKEN not in log.read_text()
+
+
+@pytest.fixture
+def server(kafka_settings: Settings, tmp_path: Path) -> Iterator[str]:
+    with _serve(kafka_settings, tmp_path) as url:
+        yield url
+
+
+@pytest.fixture
+def token_server(kafka_settings: Settings, tmp_path: Path) -> Iterator[str]:
+    """The server of a FORECASTER_API_TOKEN."""
+    with _serve(kafka_settings.replace(api_token=TOKEN), tmp_path) as url:
+        yield url
 
 
 @pytest.fixture
@@ -87,15 +108,26 @@ def test_upload_charts_the_forecast_and_the_live_table_fills(
     summary = browser.find_element(By.ID, "summary").text
     assert "3681 bars of 1 ticker(s)" in summary and "relative MAE over 1 ticker(s)" in summary
 
-    # The page redraws the live table every few seconds: read it in one script call, never
-    # element by element (an element found before a redraw is gone after it).
-    read_live = ("return [...document.querySelectorAll('#live tbody tr')]"
-                 ".map(r => [r.dataset.ticker, [...r.cells].map(c => c.textContent)])")
-    wait.until(lambda b: len(b.execute_script(read_live)) == 4)
-    rows = browser.execute_script(read_live)
+    wait.until(lambda b: len(b.execute_script(READ_LIVE)) == 4)
+    rows = browser.execute_script(READ_LIVE)
     assert [ticker for ticker, _ in rows] == ["ABC", "TEL", "VGI", "VTC"]
     last_vgi = [r for r in records if r["ticker"] == "VGI" and r["record_type"] == "prediction"][-1]
     cells = rows[2][1]
     assert cells[1:3] == [last_vgi["as_of"], last_vgi["target_date"]]
     assert cells[3] == f"{last_vgi['predicted_close']:.4f}"
     wait.until(lambda b: b.find_element(By.ID, "health").text.startswith("ok"))
+
+
+def test_with_a_token_the_page_asks_for_it_once_and_then_works(
+        token_server: str, browser: webdriver.Chrome, kafka_settings: Settings, data_dir: Path) -> None:
+    seed_predictions(kafka_settings, streamed_records(data_dir))
+    browser.get(token_server)
+    wait = WebDriverWait(browser, 60, poll_frequency=0.2)
+    wait.until(lambda b: "asks for a token" in b.find_element(By.ID, "reader").text)
+    browser.find_element(By.ID, "token").send_keys(TOKEN, Keys.TAB)  # leaving the field commits it
+    wait.until(lambda b: len(b.execute_script(READ_LIVE)) == 4)
+    assert browser.execute_script("return sessionStorage.getItem('forecaster-api-token')") == TOKEN
+    browser.find_element(By.ID, "file").send_keys(str(data_dir / "vgi" / "vgi2.csv"))
+    browser.find_element(By.ID, "submit").click()
+    wait.until(lambda b: b.find_element(By.ID, "chart").get_attribute("data-points"))
+    assert browser.find_element(By.ID, "chart").get_attribute("data-points") == "854"

@@ -39,7 +39,7 @@ def reader_threads() -> list[threading.Thread]:
 def test_latest_record_per_ticker_from_the_topic(kafka_settings: Settings, data_dir: Path) -> None:
     records = streamed_records(data_dir)
     seed_predictions(kafka_settings, records, extra=[b"not json", b'{"record_type": "prediction"}'])
-    with TestClient(create_app(kafka_settings)) as client:
+    with TestClient(create_app(kafka_settings), base_url="http://localhost") as client:
         sent = len(records) + 2
         answer = poll(lambda: client.get("/predictions").json(),
                       lambda a: a["reader"]["records_read"] + a["reader"]["records_skipped"] == sent)
@@ -65,7 +65,7 @@ def test_latest_record_per_ticker_from_the_topic(kafka_settings: Settings, data_
 
 def test_a_missing_topic_is_reported_and_not_created(kafka_settings: Settings) -> None:
     settings = kafka_settings.replace(topic_predictions=f"{kafka_settings.topic_predictions}-missing")
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), base_url="http://localhost") as client:
         health = poll(lambda: client.get("/health").json(), lambda h: h["broker"]["reachable"])
         assert health["broker"]["detail"] == f"the topic {settings.topic_predictions} does not exist yet"
         assert client.get("/predictions").json()["predictions"] == []
@@ -81,7 +81,7 @@ def test_records_written_while_the_app_runs_replace_older_ones(kafka_settings: S
     records = [r for r in streamed_records(data_dir) if r["ticker"] == "VGI"]
     predictions = [r for r in records if r["record_type"] == "prediction"]
     seed_predictions(kafka_settings, predictions[:-1])
-    with TestClient(create_app(kafka_settings)) as client:
+    with TestClient(create_app(kafka_settings), base_url="http://localhost") as client:
         def latest_as_of() -> Any:
             response = client.get("/predictions/VGI")
             return response.json()["prediction"]["as_of"] if response.status_code == 200 else None

@@ -109,7 +109,7 @@ class Body:
 def _post_stream(settings: Settings, body: Body, content_type: str,
                  length: int | None = None) -> tuple[int, dict[str, Any]]:
     """POST ``body`` to the app in process, as a server hands it over: one message at a time."""
-    headers = [(b"content-type", content_type.encode())]
+    headers = [(b"host", b"localhost"), (b"content-type", content_type.encode())]
     if length is not None:
         headers.append((b"content-length", str(length).encode()))
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from models.core.bar import Bar
-from producers.readers import LayoutError, ReadResult, read_csv_bars
+from producers.readers import MAX_COLUMNS, MAX_LINE, LayoutError, ReadResult, TooManyRows, read_csv_bars
 
 HEADER = "date,open,high,low,close,volume,Name\n"
 GOOD = "2013-02-08,15.07,15.12,14.63,14.75,8407500,AAL"
@@ -202,3 +202,29 @@ def test_missing_paths_are_named(tmp_path: Path) -> None:
     (tmp_path / "dir").mkdir()
     with pytest.raises(FileNotFoundError, match=r"holds no \.csv"):
         read_csv_bars([tmp_path / "dir"])
+
+
+def test_a_row_limit_stops_the_read_at_the_first_row_past_it(tmp_path: Path) -> None:
+    path = _write(tmp_path / "aal.csv", HEADER + "\n".join([GOOD.replace("-08", "-07"), "\n", GOOD, "x,y"]))
+    assert read_csv_bars(path, max_rows=3).rows_read == 3  # the blank line is not a row
+    with pytest.raises(TooManyRows, match=r"^aal.csv:6: more than 2 rows$"):
+        read_csv_bars(path, max_rows=2)
+
+
+def test_kept_dead_letters_are_the_first_ones_and_all_are_counted(tmp_path: Path) -> None:
+    rows = [GOOD.replace("14.63", "16"), GOOD.replace("8407500", "-1"), GOOD.replace("14.63", "16"), GOOD]
+    result = read_csv_bars(_write(tmp_path / "aal.csv", HEADER + "\n".join(rows)), keep_dead_letters=1)
+    assert [d.source for d in result.dead_letters] == ["aal.csv:2"]
+    assert result.rejected_by_reason() == {"low_above_open_close": 2, "negative_volume": 1}
+    assert result.rows_read == len(result.bars) + result.dead_letters_total + result.filtered == 4
+
+
+@pytest.mark.parametrize(("text", "says"), [
+    ("," * MAX_COLUMNS + "\n" + GOOD, f"aal.csv: the header has {MAX_COLUMNS + 1:,} columns, more than "),
+    (HEADER + "1" * (MAX_LINE + 1), f"aal.csv:2: a line of more than {MAX_LINE:,} characters"),
+], ids=["wide header", "long line"])
+def test_a_wide_header_or_a_long_line_is_refused_without_reading_on(tmp_path: Path, text: str,
+                                                                    says: str) -> None:
+    with pytest.raises(LayoutError) as error:
+        read_csv_bars(_write(tmp_path / "aal.csv", text))
+    assert str(error.value).startswith(says) and len(str(error.value)) < 200

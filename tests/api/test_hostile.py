@@ -1,0 +1,226 @@
+"""Hostile input against a real ``forecaster serve``: every probe of issue #30, answered in a few
+kilobytes, the server's peak memory under a fixed budget, and /health answering meanwhile.
+
+The server runs with the default limits (FORECASTER_API_MAX_BYTES 64 MiB, FORECASTER_API_MAX_ROWS
+100,000). Its peak resident memory (``VmHWM``) is read from /proc and reset before each probe
+(``clear_refs``), so each probe's own peak is measured. No assertion is about time: /health is asked
+again and again while the probes run, and what is asserted is that it answered while a probe was in
+flight; the latencies are printed for docs/reliability.md.
+"""
+
+from __future__ import annotations
+
+import gzip
+import http.client
+import os
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from forecaster.kafka.broker import free_port
+from forecaster.settings import Settings, to_environ
+from tests.serving import serving
+
+pytestmark = pytest.mark.slow
+
+MIB = 1 << 20
+#: Peak resident memory a probe may cost the server, baseline included (a forecast's imports
+#: take about 150 MiB).
+BUDGET_KIB = 300 * 1024
+BAR = b'{"ticker":"ACME","date":"2024-01-05","open":10,"high":11,"low":9,"close":10,"volume":9}'
+
+
+@dataclass(frozen=True)
+class Probe:
+    name: str
+    content_type: str
+    body: Callable[[], bytes]
+    status: int
+    says: bytes
+
+
+def _multipart(name: str, content: bytes) -> bytes:
+    return (f"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n"
+            "Content-Type: application/octet-stream\r\n\r\n").encode() + content + b"\r\n--b--\r\n"
+
+
+def _invalid_rows() -> bytes:
+    """1e6 rows whose volume is negative, gzipped: the issue's 2.4 MB probe."""
+    rows = b"2020-01-02,10,11,9,10,-1,ACME\n" * 1_000_000
+    return _multipart("rows.csv.gz", gzip.compress(b"date,open,high,low,close,volume,Name\n" + rows, 6))
+
+
+PROBES = [
+    Probe("1e6 invalid CSV rows, gzipped", "multipart/form-data; boundary=b", _invalid_rows, 413,
+          b"more than 100,000 rows"),
+    Probe("4 MB JSON {\"bars\": [0, ...]}", "application/json",
+          lambda: b'{"bars": [' + b"0," * (2 * MIB - 1) + b"0]}", 413, b"more than FORECASTER_API_MAX_ROWS"),
+    Probe("15 MB JSON [{}, ...]", "application/json", lambda: b"[" + b"{}," * (5 * MIB - 1) + b"{}]", 422,
+          b"the body is not a JSON object"),
+    Probe("15 MB JSON {\"bars\": [{}, ...]}", "application/json",
+          lambda: b'{"bars": [' + b"{}," * (5 * MIB - 1) + b"{}]}", 413,
+          b"more than FORECASTER_API_MAX_ROWS"),
+    Probe("60 MB JSON of valid bars", "application/json",
+          lambda: b'{"bars": [' + b",".join([BAR] * (60 * MIB // len(BAR))) + b"]}", 413,
+          b"more than FORECASTER_API_MAX_ROWS"),
+    Probe("60 MB JSON of one nested bar", "application/json",
+          lambda: b'{"bars": [' + b"[" * (60 * MIB) + b"]}", 422, b"no nested arrays"),
+    Probe("1M-column CSV header", "multipart/form-data; boundary=b",
+          lambda: _multipart("wide.csv", b"c," * 1_000_000 + b"c\n1\n"), 422, b"is not a row of bars"),
+    Probe("1,001-column header of 1 KiB names", "multipart/form-data; boundary=b",
+          lambda: _multipart("wide.csv", b",".join([b"\x1b[31m" + b"n" * 1000] * 1001) + b"\n1\n"), 422,
+          b"more than 1,000"),
+    Probe("1,000-column header of 1 KiB names", "multipart/form-data; boundary=b",
+          lambda: _multipart("wide.csv", b",".join([b"\x1b[31m" + b"n" * 1000] * 1000) + b"\n1\n"), 422,
+          b"\\\\x1b[31mnnn"),
+    Probe("ANSI and control bytes in rows", "multipart/form-data; boundary=b",
+          lambda: _multipart("ansi.csv", b"date,open,high,low,close,volume,Name\n"
+                             + b"\x1b[2J\x1b]0;owned\x07,1,1,1,1,1,\x1b[31mX\r\n" * 1000), 422,
+          b"\\\\x1b[2J"),
+    Probe("64 MiB + 1 body, no Content-Length", "application/json",
+          lambda: b'{"bars": [' + b" " * (64 * MIB), 413, b"more than FORECASTER_API_MAX_BYTES"),
+]
+
+
+def _peak_rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM in /proc: Linux only")
+
+
+def _reset_peak(pid: int) -> None:
+    Path(f"/proc/{pid}/clear_refs").write_text("5")  # VmHWM back to the current RSS
+
+
+def _post(host: str, port: int, probe: Probe) -> tuple[int, bytes]:
+    body = probe.body()
+    connection = http.client.HTTPConnection(host, port, timeout=300)
+    try:
+        if probe.name.endswith("no Content-Length"):
+            connection.putrequest("POST", "/forecast")
+            connection.putheader("Content-Type", probe.content_type)
+            connection.putheader("Transfer-Encoding", "chunked")
+            connection.endheaders()
+            try:
+                for at in range(0, len(body), MIB):
+                    piece = body[at:at + MIB]
+                    connection.send(b"%x\r\n%s\r\n" % (len(piece), piece))
+                connection.send(b"0\r\n\r\n")
+            except OSError:  # the server answered and closed before the end: the answer is read below
+                pass
+        else:
+            connection.request("POST", "/forecast", body=body, headers={"Content-Type": probe.content_type})
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Iterator[tuple[str, int, int, Path]]:
+    """``forecaster serve`` with the default limits, no broker, an empty registry; its one real
+    forecast done, so that the baseline holds what any forecast loads. (host, port, PID, log)."""
+    home = tmp_path_factory.mktemp("home")
+    settings = Settings(home=str(home), bootstrap=f"127.0.0.1:{free_port()}", api_port=free_port(),
+                        api_rate_per_s=0, api_header_timeout_s=2, api_body_timeout_s=2)
+    log = home / "serve.log"
+    url = f"http://{settings.api_host}:{settings.api_port}"
+    command = [sys.executable, "-m", "forecaster.cli", "serve"]
+    with serving(command, url, log, env={**os.environ, **to_environ(settings)}) as process:
+        content = (data_dir / "601988.SH.csv").read_bytes()
+        probe = Probe("real", "multipart/form-data; boundary=b", lambda: _multipart("601988.SH.csv", content),
+                      200, b"")
+        assert _post(settings.api_host, settings.api_port, probe)[0] == 200
+        yield settings.api_host, settings.api_port, process.pid, log
+
+
+def test_every_probe_gets_a_small_answer_within_the_memory_budget_and_health_answers(
+        server: tuple[str, int, int, Path]) -> None:
+    host, port, pid, _ = server
+    results: dict[str, tuple[int, bytes, int]] = {}
+    in_flight = threading.Event()
+    done = threading.Event()
+
+    def send_probes() -> None:
+        try:
+            for probe in PROBES:
+                _reset_peak(pid)
+                in_flight.set()
+                status, answer = _post(host, port, probe)
+                in_flight.clear()
+                results[probe.name] = (status, answer, _peak_rss_kib(pid))
+        finally:
+            in_flight.clear()
+            done.set()
+
+    sender = threading.Thread(target=send_probes)
+    sender.start()
+    answered_in_flight: list[float] = []
+    while not done.is_set():
+        flying = in_flight.is_set()
+        started = time.perf_counter()
+        connection = http.client.HTTPConnection(host, port, timeout=60)
+        connection.request("GET", "/health")
+        assert connection.getresponse().status == 200
+        connection.close()
+        if flying and in_flight.is_set():  # asked and answered while one probe was in flight
+            answered_in_flight.append(time.perf_counter() - started)
+        done.wait(0.05)
+    sender.join()
+    for name, (status, answer, peak) in results.items():
+        print(f"| {name} | {status}, {len(answer):,} B | {peak / 1024:.0f} MiB |")
+    print(f"/health while a probe was in flight: {len(answered_in_flight)} answers, "
+          f"median {sorted(answered_in_flight)[len(answered_in_flight) // 2] * 1000:.0f} ms, "
+          f"max {max(answered_in_flight) * 1000:.0f} ms")
+    assert len(results) == len(PROBES)
+    for probe in PROBES:
+        status, answer, peak = results[probe.name]
+        assert (status, probe.says in answer) == (probe.status, True), (probe.name, answer[:300])
+        assert len(answer) < 64 * 1024 and b"\x1b" not in answer and b"\\u001b" not in answer, probe.name
+        assert peak < BUDGET_KIB, (probe.name, peak)
+    assert answered_in_flight
+
+
+def test_idle_and_slow_connections_are_closed_and_health_still_answers(
+        server: tuple[str, int, int, Path]) -> None:
+    host, port, _, log = server
+    sockets = [socket.create_connection((host, port)) for _ in range(50)]
+    for index, sock in enumerate(sockets[:25]):  # half send part of their headers, the rest nothing
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow-%d: " % index)
+    for sock in sockets:
+        sock.settimeout(60)
+        assert sock.recv(1024) == b""  # closed by the server, once the header timeout passed
+        sock.close()
+    connection = http.client.HTTPConnection(host, port, timeout=60)
+    connection.request("GET", "/health")
+    assert connection.getresponse().status == 200
+    lines = [line for line in log.read_text().splitlines() if "request headers not complete" in line]
+    assert len(lines) >= 50
+
+
+def test_a_stalled_body_gets_a_408_and_an_aborted_upload_one_line(server: tuple[str, int, int, Path]) -> None:
+    host, port, _, log = server
+    head = (b"POST /forecast HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 1000\r\n\r\n{\"bars\": [")
+    with socket.create_connection((host, port)) as sock:
+        sock.sendall(head)
+        sock.settimeout(60)
+        assert sock.recv(1024).startswith(b"HTTP/1.1 408 ")
+    upload = (b"POST /forecast HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+              b"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 100000\r\n\r\n"
+              + _multipart("a.csv", b"date,close\n")[:60])
+    with socket.create_connection((host, port)) as sock:
+        sock.sendall(upload)
+    deadline = time.monotonic() + 60
+    while "the client disconnected" not in log.read_text():
+        assert time.monotonic() < deadline, log.read_text()[-2000:]
+        time.sleep(0.1)
+    text = log.read_text()
+    assert text.count("the client disconnected") == 1 and "Traceback" not in text
