@@ -53,6 +53,8 @@ def create_app(settings: Settings) -> FastAPI:
     champion = ChampionSlot(settings)
     versions = Versions(settings)
     latest = LatestPredictions(settings)
+    # Each forecast holds its body and bars: a cap on how many run at once is what bounds the memory.
+    forecasts = asyncio.Semaphore(max(1, settings.api_forecasts))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -89,7 +91,9 @@ def create_app(settings: Settings) -> FastAPI:
                                         "larger than FORECASTER_API_MAX_BYTES"},
                    415: {"description": "neither a multipart upload nor JSON"},
                    422: {"description": "input that cannot be read: the reason, and the rows when "
-                                        "every one was rejected"}},
+                                        "every one was rejected"},
+                   503: {"description": "FORECASTER_API_FORECASTS forecasts are running; retry after the "
+                                        "Retry-After seconds"}},
     )
     async def post_forecast(
         request: Request,
@@ -110,6 +114,16 @@ def create_app(settings: Settings) -> FastAPI:
         are counted in `dead_letters_by_reason`; input that cannot be read at all gets a 4xx that
         says why.
         """
+        if forecasts.locked():
+            refused(503, "every forecast slot is taken", request.scope)
+            raise HTTPException(503, detail={"message": f"{settings.api_forecasts} forecasts are running "
+                                             "(FORECASTER_API_FORECASTS): retry shortly"},
+                                headers={"Retry-After": "1"})
+        async with forecasts:
+            return await _forecast(request, model, ticker, columns, tickers)
+
+    async def _forecast(request: Request, model: str, ticker: str | None, columns: str | None,
+                        tickers: str | None) -> Any:
         try:
             limited = _limited(request, settings.api_max_bytes, settings.api_body_timeout_s)
             result = await _read_request(limited, ticker, columns, tickers, settings)

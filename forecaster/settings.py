@@ -117,6 +117,7 @@ class Settings:
     api_max_rows: int = 100_000
     api_max_dead_letters: int = 100
     api_concurrency: int = 64
+    api_forecasts: int = 2
     api_header_timeout_s: float = 10.0
     api_body_timeout_s: float = 30.0
     api_keep_alive_s: int = 5
@@ -239,6 +240,9 @@ DOCS: dict[str, str] = {
     "dead_letters_by_reason count them all",
     "api_concurrency": "connections and requests `forecaster serve` holds at once; a request past it gets "
     "a 503",
+    "api_forecasts": "POST /forecast requests read and run at once (each holds up to api_max_bytes and "
+    "its bars); one past them gets a 503 with Retry-After, so the server's memory is bounded by this "
+    "many requests",
     "api_header_timeout_s": "seconds a request's headers may take to arrive; the connection is closed then",
     "api_body_timeout_s": "seconds a request's body may pause between two pieces; it gets a 408 then",
     "api_keep_alive_s": "seconds an idle kept-alive connection stays open",

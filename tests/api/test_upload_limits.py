@@ -106,9 +106,10 @@ class Body:
         return {"type": "http.request", "body": chunk, "more_body": self.pulled < self.size}
 
 
-def _post_stream(settings: Settings, body: Body, content_type: str,
-                 length: int | None = None) -> tuple[int, dict[str, Any]]:
-    """POST ``body`` to the app in process, as a server hands it over: one message at a time."""
+async def _asgi_post(app: Any, receive: Any, content_type: str,
+                     length: int | None = None) -> tuple[int, dict[str, str], bytes]:
+    """POST /forecast to ``app`` in process, its body from ``receive`` as a server hands it over (one
+    message at a time): the answer's status, headers and body."""
     headers = [(b"host", b"localhost"), (b"content-type", content_type.encode())]
     if length is not None:
         headers.append((b"content-length", str(length).encode()))
@@ -120,10 +121,17 @@ def _post_stream(settings: Settings, body: Body, content_type: str,
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    asyncio.run(create_app(settings)(scope, body.receive, send))
+    await app(scope, receive, send)
     (start,) = [m for m in sent if m["type"] == "http.response.start"]
     content = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
-    return start["status"], json.loads(content)
+    return start["status"], {k.decode(): v.decode() for k, v in start["headers"]}, content
+
+
+def _post_stream(settings: Settings, body: Body, content_type: str,
+                 length: int | None = None) -> tuple[int, dict[str, Any]]:
+    """POST ``body`` to the app in process."""
+    status, _, content = asyncio.run(_asgi_post(create_app(settings), body.receive, content_type, length))
+    return status, json.loads(content)
 
 
 @pytest.mark.parametrize("kind", ["multipart", "json"])
@@ -149,3 +157,34 @@ def test_a_declared_length_over_the_limit_is_refused_before_any_byte(offline_set
     body = Body(b'{"bars": [', INFLATED)
     status, _ = _post_stream(offline_settings, body, "application/json", length=INFLATED)
     assert status == 413 and body.pulled == 0
+
+
+def test_forecasts_past_the_slots_get_a_503_and_the_slots_come_back(offline_settings: Settings) -> None:
+    app = create_app(offline_settings.replace(api_forecasts=2))
+    bar = {"ticker": "ACME", "date": "2024-01-05", "open": 10, "high": 11, "low": 9, "close": 10, "volume": 9}
+
+    async def whole_body() -> dict[str, Any]:
+        return {"type": "http.request", "body": json.dumps({"bars": [bar]}).encode(), "more_body": False}
+
+    async def scenario() -> list[tuple[int, dict[str, str], bytes]]:
+        arrived = asyncio.Event()
+        waiting = 0
+
+        async def body_still_arriving() -> dict[str, Any]:  # holds its slot until the event
+            nonlocal waiting
+            waiting += 1
+            await arrived.wait()
+            return await whole_body()
+
+        held = [asyncio.create_task(_asgi_post(app, body_still_arriving, "application/json"))
+                for _ in range(2)]
+        while waiting < 2:  # both requests are in their slots, reading their bodies
+            await asyncio.sleep(0)
+        refused = await _asgi_post(app, whole_body, "application/json")
+        arrived.set()
+        return [refused, *await asyncio.gather(*held), await _asgi_post(app, whole_body, "application/json")]
+
+    refused, first, second, after = asyncio.run(scenario())
+    assert (refused[0], refused[1]["retry-after"]) == (503, "1")
+    assert b"FORECASTER_API_FORECASTS" in refused[2]
+    assert (first[0], second[0], after[0]) == (200, 200, 200)
