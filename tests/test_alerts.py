@@ -25,7 +25,7 @@ import yaml
 from kafka import KafkaAdminClient, KafkaProducer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType
 
-from forecaster.kafka.broker import LocalBroker, free_port
+from forecaster.kafka.broker import BrokerSecurity, LocalBroker, free_port
 from forecaster.kafka.client import kafka_python_options
 from forecaster.kafka.topics import create_topics
 from forecaster.settings import Settings
@@ -222,7 +222,8 @@ class JoiningBroker(LocalBroker):
         self.first = first
         self.node_id = node_id
 
-    def _write_config(self, port: int, controller_port: int) -> None:
+    def _write_config(self, port: int, controller_port: int, security: BrokerSecurity | None) -> None:
+        assert security is None, "the joining node copies the first's PLAINTEXT configuration"
         # The first node's configuration, as a broker of its own; the controller stays the first's.
         self.data_dir.mkdir(parents=True, exist_ok=True)
         config = self.first.config_file.read_text()
@@ -234,7 +235,7 @@ class JoiningBroker(LocalBroker):
             assert found == 1, f"{key} is not set once in {self.first.config_file}"
         self.config_file.write_text(config)
 
-    def _format(self, java: str, libs: Path) -> None:
+    def _format(self, java: str, libs: Path, security: BrokerSecurity | None) -> None:
         meta = (self.first.log_dir / "meta.properties").read_text()
         cluster_id = re.search(r"^cluster\.id=(.+)$", meta, flags=re.M)
         assert cluster_id, meta
