@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 _ABSENT = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"})
 
 
-class RegistryUnavailable(Exception):
+class RegistryUnavailable(RuntimeError):
     """The model registry could not be reached or read (not: it holds no champion).
 
     The message names the cause (the exception's type, MLflow's error code, the innermost system
@@ -283,11 +283,18 @@ def champion_version(settings: Any) -> str | None:
     """
     if _store_missing(settings):
         return None  # before importing MLflow: seconds of a worker's start when there is no store
+    version = _champion_of(settings, settings.model_name)
+    return None if version is None else str(version.version)
+
+
+def _champion_of(settings: Any, name: str) -> Any | None:
+    """The ``ModelVersion`` that ``name@champion`` names, None when no version holds the alias, and
+    :class:`RegistryUnavailable` when the registry does not say (opening a SQL store may fail too)."""
     from mlflow.exceptions import MlflowException
     from sqlalchemy.exc import SQLAlchemyError
 
     try:
-        return str(client(settings).get_model_version_by_alias(settings.model_name, CHAMPION).version)
+        return client(settings).get_model_version_by_alias(name, CHAMPION)
     except MlflowException as error:
         if error.error_code in _ABSENT:
             return None
@@ -300,15 +307,16 @@ def require_champion_extras(settings: Any) -> None:
     """MissingExtraError when the champion's family needs an extra that is not installed.
 
     A worker checks this before it starts, so that a Keras champion on an install without the
-    ``neural`` extra ends in one line rather than in the worker's first batch.
+    ``neural`` extra ends in one line rather than in the worker's first batch. While the registry
+    does not answer there is nothing to check: the worker starts, and says so when it asks again.
     """
     if _store_missing(settings):
         return
-    from mlflow.exceptions import MlflowException
-
     try:
-        version = client(settings).get_model_version_by_alias(settings.model_name, CHAMPION)
-    except MlflowException:
+        version = _champion_of(settings, settings.model_name)
+    except RegistryUnavailable:
+        return
+    if version is None:
         return
     family = version.tags.get("family")
     if family in FAMILIES and "keras" in FAMILIES[family].flavours.values():
@@ -435,10 +443,9 @@ def promote(settings: Any, name: str, version: str | None = None, *,
         raise ValueError(f"no registered model {name!r} at {settings.mlflow_registry_uri}")
     candidate = version or _latest_version(mlflow_client, name)
     candidate_version = _model_version(f"models:/{name}/{candidate}", settings)
-    try:
-        champion = str(mlflow_client.get_model_version_by_alias(name, CHAMPION).version)
-    except MlflowException:
-        champion = None
+    # A registry that does not answer here is no reason to compare the candidate with naive alone.
+    current = _champion_of(settings, name)
+    champion = None if current is None else str(current.version)
     rule = ("candidate relative MAE (geometric mean over tickers of MAE / naive MAE) < 1"
             + (" and < the champion's" if champion else "")
             + (f" and panel Diebold-Mariano p-value vs naive < {significance}" if significance else "")

@@ -204,3 +204,22 @@ def test_an_unreadable_store_is_no_answer_not_no_champion(store, tmp_path) -> No
         registry.champion_version(broken)
     assert str(home) not in str(raised.value)
     assert registry.champion_version(store) is None  # a store that answers, without the model
+
+
+def test_a_registry_failing_during_a_promotion_moves_nothing(aph_bars, store, monkeypatch) -> None:
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    champion = _train_arima(aph_bars, store, [2, 1, 0])
+    assert registry.promote(store, store.model_name).promoted
+    # Better than naive, worse than the champion: compared with naive alone, it would be promoted.
+    candidate = _train_arima(aph_bars, store, [1, 1, 0])
+
+    def unavailable(self, name, alias):
+        raise MlflowException("API request failed with status 503")
+
+    monkeypatch.setattr(MlflowClient, "get_model_version_by_alias", unavailable)
+    with pytest.raises(registry.RegistryUnavailable, match="did not answer: MlflowException"):
+        registry.promote(store, store.model_name, candidate.version)
+    monkeypatch.undo()
+    assert registry.champion_version(store) == champion.version
