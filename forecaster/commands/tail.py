@@ -29,6 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--idle-timeout", type=float, default=None,
                         help="stop after this many seconds without a new record")
     parser.add_argument("--bootstrap", default=None, help="host:port (default: FORECASTER_BOOTSTRAP)")
+    parser.add_argument("--connect-timeout", type=float, default=10.0, metavar="S",
+                        help="seconds to wait for the broker before giving up (default: 10)")
     parser.set_defaults(run=run)
 
 
@@ -54,6 +56,7 @@ def run(args: argparse.Namespace, settings: Settings, out: TextIO = sys.stdout) 
         group_id=f"forecaster-tail-{uuid.uuid4().hex[:8]}",  # a viewer never moves anyone's offsets
         enable_auto_commit=False,
         auto_offset_reset="earliest" if args.from_beginning else "latest",
+        bootstrap_timeout_ms=int(args.connect_timeout * 1000),
     )
     wanted = set(args.ticker) if args.ticker else None
     shown = 0

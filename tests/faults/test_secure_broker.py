@@ -153,6 +153,7 @@ def test_replay_worker_tail_and_api_over_sasl_ssl(secure_settings: Settings, dat
 @pytest.mark.parametrize("command", [
     pytest.param(["replay", "SAMPLE", *SAMPLE, "--connect-timeout", "3"], id="replay"),
     pytest.param(["worker", "--connect-timeout", "3"], id="worker"),
+    pytest.param(["tail", "--connect-timeout", "3"], id="tail"),
 ])
 def test_a_wrong_password_is_one_line_naming_the_settings(secure_settings: Settings, data_dir: Path,
                                                           command: list[str]) -> None:

@@ -52,7 +52,7 @@ def records(data_dir: Path, kafka_settings: Settings) -> list[dict[str, Any]]:
 def run_tail(settings: Settings, **options: Any) -> list[str]:
     # The idle timeout only bounds a failing run; a passing one stops at max_records.
     defaults = {"bootstrap": None, "from_beginning": True, "ticker": None, "format": "json",
-                "max_records": None, "idle_timeout": 30.0}
+                "max_records": None, "idle_timeout": 30.0, "connect_timeout": 10.0}
     args = argparse.Namespace(**{**defaults, **options})
     out = io.StringIO()
     assert tail.run(args, settings, out=out) == 0
