@@ -51,7 +51,7 @@ def test_a_registry_outage_keeps_the_champion_and_health_says_so(
     settings = store.replace(mlflow_tracking_uri=server.uri)
     champion = {"name": "arima", "version": "1", "requested": "champion"}
     bars = vgi[:120]
-    with server, TestClient(create_app(settings)) as client:
+    with server, TestClient(create_app(settings), base_url="http://localhost") as client:
         assert forecast_model(client, bars) == champion
         health = health_once_the_broker_answers(client)
         model = health["model"]
