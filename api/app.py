@@ -210,6 +210,9 @@ def _limited(request: Request, limit: int, timeout_s: float) -> Request:
             received += len(message.get("body", b""))
             if received > limit:
                 raise too_large("the body holds", limit)
+            # A body the server holds already comes back without a pause, and Starlette parses a
+            # multipart form on the event loop: each piece lets other requests (/health) in first.
+            await asyncio.sleep(0)
         return message
 
     return Request(request.scope, receive)
