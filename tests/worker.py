@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -136,6 +137,14 @@ def streamed_records(settings: Settings) -> list[dict]:
         value.pop("produced_at")
         records.append(value)
     return records
+
+
+def metric(page: str, name: str, **labels: str) -> float | None:
+    """The value of one series on a /metrics page (None: not exported)."""
+    wanted = ",".join(f'{key}="{value}"' for key, value in labels.items())
+    series = f"{name}{{{wanted}}}" if labels else name
+    match = re.search(rf"^{re.escape(series)} (\S+)$", page, re.MULTILINE)
+    return float(match[1]) if match else None
 
 
 def wait_until(condition: Callable[[], object], what: str, worker: WorkerProcess | None,

@@ -32,6 +32,7 @@ from tests.worker import (
     bokeh_slice,
     expected_records,
     finished,
+    metric,
     only_days,
     record_key,
     replay_2011_and_wait,
@@ -136,7 +137,7 @@ def test_broker_restarted_during_a_replay_loses_nothing(bars: ReadResult, worker
     # Bars the worker saw again after the restart were skipped as handled: no dead letter either.
     assert letters == []
     figures("broker restart", len(bars.bars), records, expected, repeated_records=duplicated,
-            redelivered_bars_skipped=_metric(metrics, "forecaster_redelivered_total"))
+            redelivered_bars_skipped=(metric(metrics, "forecaster_redelivered_total") or 0.0))
 
 
 def test_replaying_the_same_file_twice_changes_nothing(bars: ReadResult, worker_settings: Settings,
@@ -176,7 +177,7 @@ def test_two_workers_split_the_partitions_and_the_survivor_takes_over(bars: Read
         a.metrics()
         b.metrics()
         replay_2011_and_wait(bars, worker_settings, expected, a, others=[b])
-        consumed = [_metric(w.metrics(), "forecaster_bars_consumed_total") for w in (a, b)]
+        consumed = [metric(w.metrics(), "forecaster_bars_consumed_total") or 0.0 for w in (a, b)]
         assert all(c > 0 for c in consumed), f"both workers take part: {consumed}"
         b.stop(signal.SIGKILL)
         replay(only_days(bars, lambda day: day.year == 2012), worker_settings, progress=False)
@@ -218,15 +219,8 @@ def test_offsets_committed_past_unhandled_bars_are_sought_back(bars: ReadResult,
         records = wait_for_records(worker_settings, set(expected), worker)
         metrics = worker.metrics()
     assert assert_same_as_backtest(records, expected) == 0
-    assert _metric(metrics, "forecaster_offset_rewinds_total") >= 1
+    assert (metric(metrics, "forecaster_offset_rewinds_total") or 0.0) >= 1
     figures("offsets committed past unhandled bars", len(bars.bars), records, expected,
             bars_committed_unhandled=len(unhandled.bars) - before_the_end * len(skipped))
-
-
-def _metric(metrics: str, name: str) -> float:
-    for line in metrics.splitlines():
-        if line.startswith(f"{name} "):
-            return float(line.split()[1])
-    return 0.0
 
 

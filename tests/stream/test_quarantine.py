@@ -5,7 +5,6 @@ stream goes on from a fresh state; the consumer lag is exported once a replay is
 from __future__ import annotations
 
 import base64
-import re
 import signal
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from tests.worker import (
     assert_same_as_backtest,
     bokeh_slice,
     expected_records,
+    metric,
     only_days,
     replay_2011_and_wait,
     wait_for_records,
@@ -32,14 +32,6 @@ from tests.worker import (
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 TICKERS = ("AAPL", "IBM", "MSFT")
-
-
-def metric(page: str, name: str, **labels: str) -> float | None:
-    """The value of one series on a /metrics page (None: not exported)."""
-    wanted = ",".join(f'{key}="{value}"' for key, value in labels.items())
-    series = f"{name}{{{wanted}}}" if labels else name
-    match = re.search(rf"^{re.escape(series)} (\S+)$", page, re.MULTILINE)
-    return float(match[1]) if match else None
 
 
 def test_corrupted_state_and_position_are_quarantined_and_the_stream_goes_on(
