@@ -72,7 +72,7 @@ PATTERN_OWN_CHANGELOG = "pattern, table changelog on its own producer"
 THROUGHPUT_POLL_S = 0.5
 LATENCY_PACED_BARS = 20_000
 #: Bars replayed by default: the rates are taken over the 79,004 after the first 120,996 (252 days),
-#: and three rounds of the worker and both patterns stay near ten minutes on two cores
+#: and three rounds of the worker and both patterns take under ten minutes on two cores
 #: (docs/benchmarks.md, "Stream worker").
 DEFAULT_BARS = 200_000
 
