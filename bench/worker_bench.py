@@ -2,22 +2,30 @@
 
 Measures, on the full S&P 500 file (``bench/data.py``; event-time order, keyed by ticker):
 
-1. sustained bars/s of one ``forecaster worker`` (ARIMA core, its table, metrics), read off its own
-   Prometheus counter over the bars after the core's window (252 days) has filled: before that
-   no ARIMA is fitted and the core only makes naive forecasts, a cheaper worker than the one that
-   runs for years;
+1. sustained bars/s of one ``forecaster worker`` (ARIMA core, its table, metrics), read off its
+   output topic over the bars after the core's window (252 days) has filled: before that no ARIMA
+   is fitted and the core only makes naive forecasts, a cheaper worker than the one that runs for
+   years;
 2. the baseline: a naive Faust agent (one awaited ``topic.send`` and one table write per event);
 3. the ceilings: the worker's Faust pattern with no model (``bench/faust_pattern_agent.py``: what
-   Faust and Kafka cost the worker), and plain aiokafka and confluent-kafka consume-produce loops
-   (no Faust, no state, no model);
+   Faust and Kafka cost the worker; the fixed reference, its table written through Faust), the
+   same pattern with its table's changelog sent the worker's way, on its own producer
+   (``bench/faust_pattern_own_changelog.py``: the like-for-like reference), and plain aiokafka and
+   confluent-kafka consume-produce loops (no Faust, no state, no model);
 4. bar-to-prediction latency percentiles at a paced 1,000 bars/s, after an unpaced warm-up that
    fills every ticker's window (Kafka timestamps of bar and prediction);
-5. recovery: restart of the worker with every ticker's state in its changelog (489 tickers in the
-   default 250,000 bars), to its first prediction.
+5. recovery: restart of the worker with every ticker's state in its changelog (488 tickers in the
+   default 200,000 bars), to its first prediction.
 
-Usage: ``python -m bench.worker_bench [--bars 250000] [--only RUN...] [--processes N...]``; settings such
-as ``FORECASTER_BATCH_TIMEOUT_S`` or ``FORECASTER_WORKER_COMPRESSION`` in the environment reach every
-worker. Results go into docs/benchmarks.md by hand, with the machine. Every run uses fresh topics.
+The worker and the two patterns run ``--pairs`` rounds (default 3), interleaved: in the order above
+in odd rounds, reversed in even ones, every run on fresh topics. Each run prints one line with its
+bars/s and "us CPU/bar" (the CPU of the processes under test per bar), each round the worker's
+CPU per bar over each pattern's, and the end each contender's median and each ratio's median and
+spread: one run's ratio moves by 1.5x on a shared machine.
+
+Usage: ``python -m bench.worker_bench [--bars 200000] [--only RUN...] [--pairs 3] [--processes N...]``;
+settings such as ``FORECASTER_BATCH_TIMEOUT_S`` or ``FORECASTER_WORKER_COMPRESSION`` in the
+environment reach every worker. Results go into docs/benchmarks.md by hand, with the machine.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ import asyncio
 import bisect
 import dataclasses
 import datetime as dt
+import functools
 import gc
 import os
 import platform
@@ -54,11 +63,18 @@ from producers.pacing import Pacing
 from producers.readers import ReadResult, read_csv_bars
 from producers.replay import replay
 
-RUNS = ("worker", "naive", "pattern", "ceilings", "latency", "recovery")
+RUNS = ("worker", "naive", "pattern", "pattern-own-changelog", "ceilings", "latency", "recovery")
+#: The labels of the patterns' lines.
+PATTERN = "worker pattern without model (Faust ceiling)"
+PATTERN_OWN_CHANGELOG = "pattern, table changelog on its own producer"
 #: Polling interval of the throughput runs: each poll asks the broker for the output topic's end
 #: offsets (the contenders' own processes are not asked anything).
 THROUGHPUT_POLL_S = 0.5
 LATENCY_PACED_BARS = 20_000
+#: Bars replayed by default: the rates are taken over the 79,004 after the first 120,996 (252 days),
+#: and three rounds of the worker and both patterns take under ten minutes on two cores
+#: (docs/benchmarks.md, "Stream worker").
+DEFAULT_BARS = 200_000
 
 
 def fresh(settings: Settings, name: str) -> Settings:
@@ -209,9 +225,10 @@ def run_worker(settings: Settings, result: ReadResult, logs: Path, warm: int,
     return rate, settings
 
 
-def run_faust_agent(settings: Settings, result: ReadResult, logs: Path, module: str, warm: int) -> Throughput:
+def run_faust_agent(settings: Settings, result: ReadResult, logs: Path, module: str,
+                    warm: int) -> tuple[Throughput, Settings]:
     """Bars/s of ``faust -A module worker``, an agent with one output per bar to ``predictions``,
-    over the same bars as the worker's."""
+    over the same bars as the worker's; and the run's settings (its fresh topics)."""
     name = module.rsplit(".", 1)[-1]
     settings = fresh(settings, name)
     replay(result, settings, progress=False)
@@ -219,7 +236,7 @@ def run_faust_agent(settings: Settings, result: ReadResult, logs: Path, module: 
                     settings, logs / f"{name}.log")
     try:
         return rate_until(lambda: end_offsets_total(settings, settings.topic_predictions),
-                          len(result.bars), [process], 1800, THROUGHPUT_POLL_S, warm)
+                          len(result.bars), [process], 1800, THROUGHPUT_POLL_S, warm), settings
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=120)
@@ -373,18 +390,81 @@ def run_recovery(settings: Settings, result: ReadResult, logs: Path) -> tuple[in
         process.wait(timeout=120)
 
 
+@dataclasses.dataclass(frozen=True)
+class Contender:
+    """One contender of the interleaved rounds: its short name, its line's label, how to run it once."""
+
+    name: str
+    label: str
+    run: Callable[[], tuple[Throughput, Settings]]
+
+    @property
+    def is_worker(self) -> bool:
+        return self.name.startswith("worker")
+
+
+def rounds(contenders: list[Contender], n: int) -> tuple[dict[Contender, list[Throughput]], Settings | None]:
+    """Run ``contenders`` ``n`` times interleaved, each time on fresh topics, in the order given in
+    odd rounds and in reverse in even ones (a drift of the machine over the rounds then weighs on
+    both sides alike); print each run's line as it ends and each round's ratios. Returns each
+    contender's rates in round order, and the settings of the last worker run (None: none ran)."""
+    rates: dict[Contender, list[Throughput]] = {contender: [] for contender in contenders}
+    worker_settings = None
+    for index in range(n):
+        order = contenders if index % 2 == 0 else contenders[::-1]
+        if n > 1:
+            print(f"round {index + 1} of {n}: " + ", ".join(contender.name for contender in order))
+        for contender in order:
+            rate, settings = contender.run()
+            if contender.is_worker:
+                worker_settings = settings
+            rates[contender].append(rate)
+            print(f"{contender.label:<46} {rate}")
+        for worker, reference in ratio_pairs(contenders):
+            print(f"  {worker.name} / {reference.name}: "
+                  f"{rates[worker][-1].cpu_us / rates[reference][-1].cpu_us:.2f}x the CPU per bar")
+    return rates, worker_settings
+
+
+def ratio_pairs(contenders: list[Contender]) -> list[tuple[Contender, Contender]]:
+    """``(worker, pattern)`` of each ratio to print: every worker against every pattern."""
+    return [(worker, reference) for worker in contenders if worker.is_worker
+            for reference in contenders if not reference.is_worker]
+
+
+def summary(rates: dict[Contender, list[Throughput]]) -> list[str]:
+    """Each contender's median CPU per bar over the rounds, and each ratio's values, median and
+    spread (min-max)."""
+    lines = []
+    for contender, runs in rates.items():
+        cpu = [rate.cpu_us for rate in runs]
+        lines.append(f"{contender.name}: median {statistics.median(cpu):,.0f} us of CPU per bar "
+                     f"({min(cpu):,.0f}-{max(cpu):,.0f} over {len(cpu)} runs)")
+    for worker, reference in ratio_pairs(list(rates)):
+        ratios = [w.cpu_us / r.cpu_us for w, r in zip(rates[worker], rates[reference], strict=True)]
+        each = ", ".join(f"{ratio:.2f}" for ratio in ratios)
+        lines.append(f"{worker.name} / {reference.name}: {each}; median {statistics.median(ratios):.2f}x, "
+                     f"spread {min(ratios):.2f}-{max(ratios):.2f}x")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bars", type=int, default=250_000,
+    parser.add_argument("--bars", type=int, default=DEFAULT_BARS,
                         help="bars of the S&P 500 file to use (the rates are taken after the core's "
-                             "window has filled: about 122,000 bars with the default 252 days)")
+                             "window has filled: the first 120,996 bars with the default 252 days)")
     parser.add_argument("--data", type=Path, default=None,
                         help="the CSV to replay (default: the full S&P 500 file, see bench/data.py)")
     parser.add_argument("--only", nargs="+", choices=RUNS, default=list(RUNS),
                         help="runs to make (recovery restarts the worker of the worker run)")
     parser.add_argument("--processes", type=int, nargs="+", default=[1], metavar="N",
                         help="worker runs to make, one per N: `forecaster worker --processes N`")
+    parser.add_argument("--pairs", type=int, default=3, metavar="N",
+                        help="rounds of the worker and pattern runs chosen, interleaved, order "
+                             "alternating (1: each once)")
     args = parser.parse_args()
+    if args.pairs < 1:
+        parser.error("--pairs must be at least 1")
     logs = Path(tempfile.mkdtemp(prefix="worker-bench-"))
     broker = None
     settings = load().replace(home=str(logs / "home"), partitions=8)
@@ -401,21 +481,31 @@ def main() -> None:
               f"Python {platform.python_version()}; {len(result.bars):,} bars of "
               f"{len({b.ticker for b in result.bars})} tickers; logs in {logs}")
         warm = 0
-        if {"worker", "naive", "pattern", "latency"} & set(args.only):
+        if {"worker", "naive", "pattern", "pattern-own-changelog", "latency"} & set(args.only):
             warm = warm_up_length(result.bars, settings.window)
             print(f"rates over the bars after the first {warm:,} (the core's {settings.window}-day "
                   "window full, ARIMA fitted)")
+        contenders = []
         if "worker" in args.only or "recovery" in args.only:
             for processes in args.processes:
-                worker_rate, worker_settings = run_worker(settings, result, logs, warm, processes)
-                label = f"forecaster worker --processes {processes} (ARIMA, table, metrics)"
-                print(f"{label:<46} {worker_rate}")
+                contenders.append(Contender(
+                    "worker" if args.processes == [1] else f"worker-x{processes}",
+                    f"forecaster worker --processes {processes} (ARIMA, table, metrics)",
+                    functools.partial(run_worker, settings, result, logs, warm, processes)))
+        for run, label, module in (("pattern", PATTERN, "bench.faust_pattern_agent"),
+                                   ("pattern-own-changelog", PATTERN_OWN_CHANGELOG,
+                                    "bench.faust_pattern_own_changelog")):
+            if run in args.only:
+                contenders.append(Contender(run, label, functools.partial(run_faust_agent, settings, result,
+                                                                     logs, module, warm)))
+        # The worker of a recovery run alone runs once: the recovery needs its changelog, no rate.
+        paired = {"worker", "pattern", "pattern-own-changelog"} & set(args.only)
+        rates, worker_settings = rounds(contenders, args.pairs if paired else 1)
+        if args.pairs > 1 and paired:
+            print(*summary(rates), sep="\n")
         if "naive" in args.only:
-            naive_rate = run_faust_agent(settings, result, logs, "bench.naive_faust_agent", warm)
+            naive_rate, _ = run_faust_agent(settings, result, logs, "bench.naive_faust_agent", warm)
             print(f"naive Faust agent (await send + table write)   {naive_rate}")
-        if "pattern" in args.only:
-            pattern_rate = run_faust_agent(settings, result, logs, "bench.faust_pattern_agent", warm)
-            print(f"{'worker pattern without model (Faust ceiling)':<46} {pattern_rate}")
         if "ceilings" in args.only:
             for name, rate in run_ceilings(settings, result).items():
                 print(f"{name:<46} {rate:>10,.0f} bars/s")
@@ -423,7 +513,7 @@ def main() -> None:
             latency = run_latency(settings, result, logs, warm)
             print("bar-to-prediction latency at 1,000 bars/s  "
                   + ", ".join(f"{name} {value * 1000:.0f} ms" for name, value in latency.items()))
-        if "recovery" in args.only:
+        if "recovery" in args.only and worker_settings is not None:
             tickers, seconds = run_recovery(worker_settings, result, logs)
             print(f"restart with {tickers} tickers' state to the first prediction {seconds:.1f} s")
     finally:
