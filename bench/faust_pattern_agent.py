@@ -13,58 +13,18 @@ environment like the real worker's.
 
 from __future__ import annotations
 
-import gc
-import logging
-from collections.abc import Iterable
-from pathlib import Path
-from typing import cast
-
 import faust
 
-from forecaster.kafka.client import aiokafka_options
-from forecaster.settings import load
-from stream_app.app import CHANGELOG_CONFIG, app_options
-from stream_app.faust_adapter import ForecasterApp, TableAccess
-from stream_app.sender import BatchSender, output_producer
+from bench.faust_pattern import batches, keyed, pattern_app
 
-settings = load()
-datadir = Path(settings.home) / "pattern-agent"
-datadir.mkdir(parents=True, exist_ok=True)
-app = ForecasterApp(settings, datadir=str(datadir), **app_options(settings))
-bars = app.topic(settings.topic_bars, key_type=bytes, value_type=bytes, partitions=settings.partitions)
-last_bar = app.Table("last_bar", key_type=bytes, value_type=bytes, partitions=settings.partitions,
-                     extra_topic_configs=CHANGELOG_CONFIG)
-
-
-
-def _keyed(events: Iterable[faust.EventT]) -> list[tuple[bytes, bytes, faust.EventT]]:
-    """``(key, value, event)`` of the messages with both: every bar (the worker dead-letters others)."""
-    return [(key, value, e) for e in events
-            if (key := e.message.key) is not None and (value := e.message.value) is not None]
+settings, app, bars, last_bar = pattern_app("pattern-agent")
 
 
 @app.agent(bars)
 async def echo(stream: faust.StreamT) -> None:
-    producer = output_producer(aiokafka_options(settings), None, app.conf.producer_request_timeout)
-    await producer.start()
-    sender = BatchSender(producer)
-    # Faust types an agent's stream as StreamT, which lacks take_events; it passes a Stream.
-    real_stream = cast(faust.Stream, stream)
-    tables = TableAccess(real_stream)
-    try:
-        batches = real_stream.take_events(settings.batch_size, within=settings.batch_timeout_s)
-        async for events in batches:
-            keyed = _keyed(events)
-            await sender.send([(settings.topic_predictions, key, value) for key, value, _ in keyed])
-            for key, (value, event) in {key: (value, e) for key, value, e in keyed}.items():
+    async with batches(settings, app, stream) as (taken, sender, tables):
+        async for events in taken:
+            keyed_bars = keyed(events)
+            await sender.send([(settings.topic_predictions, key, value) for key, value, _ in keyed_bars])
+            for key, (value, event) in {key: (value, e) for key, value, e in keyed_bars}.items():
                 tables.set(last_bar, key, value, event)
-    finally:
-        await producer.stop()
-
-
-@app.task
-async def on_worker_start() -> None:
-    # As the worker does at start (stream_app.app): the root logger quiet, start-up out of the
-    # collector's passes.
-    logging.getLogger().setLevel(logging.WARNING)
-    gc.freeze()
