@@ -7,8 +7,8 @@ from typing import Any
 import orjson
 
 from api.champion import ModelChoice
-from api.guard import printable
 from api.inputs import InputError
+from forecaster.redaction import printable
 from models.backtest import run_backtest
 from models.core.bar import BarError
 from models.core.deadletter import DeadLetter

@@ -35,6 +35,8 @@ from typing import Any
 
 import orjson
 
+from forecaster.redaction import printable
+
 log = logging.getLogger("api.refused")
 
 #: Client addresses whose buckets are kept; the least recently seen is dropped past it (it starts full
@@ -43,13 +45,6 @@ BUCKETS = 10_000
 EXEMPT_FROM_TOKEN = ("/health", "/")
 Scope = MutableMapping[str, Any]
 ASGIApp = Callable[..., Any]
-
-
-def printable(text: str, limit: int = 200) -> str:
-    """``text`` cut to ``limit`` characters with its control characters (ANSI escapes, line breaks)
-    written as escapes: safe to echo in an answer, a log line or a terminal."""
-    shown = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text[:limit])
-    return shown if len(text) <= limit else f"{shown}… ({len(text):,} characters)"
 
 
 def refused(status: int, reason: str, scope: Scope) -> None:

@@ -28,7 +28,7 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from api.guard import printable
+from forecaster.redaction import printable
 from models.core.bar import Bar, BarError
 from models.core.deadletter import DeadLetter
 from producers.readers import LayoutError, ReadResult, TooManyRows, read_csv_bars

@@ -17,7 +17,7 @@ import traceback
 
 from forecaster import commands
 from forecaster import settings as settings_module
-from forecaster.redaction import redact, redact_logs
+from forecaster.redaction import printable, redact, redact_logs
 from forecaster.startup import explain
 
 
@@ -86,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
             print(redact(traceback.format_exc()), end="", file=sys.stderr)
             return 1
         logging.getLogger("forecaster").debug("failed", exc_info=True)
-        print(f"forecaster {args.command}: error: {redact(message)}", file=sys.stderr)
+        # The message may quote the input (a file's header): escaped and cut, it stays one line.
+        print(f"forecaster {args.command}: error: {printable(redact(message), 1000)}", file=sys.stderr)
         return 2
 
 

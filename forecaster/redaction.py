@@ -1,9 +1,11 @@
-"""Credentials kept out of what the system shows: answers, command output and log lines.
+"""What the system shows of text it was given: credentials hidden, control characters escaped.
 
 A URI may carry a user and a password (``http://user:secret@host``, ``postgresql://user:secret@db``),
 and MLflow repeats the URI it was given in its own error messages. :func:`redact` replaces the user
 information of every URI in a text by ``***``; :func:`redact_logs` makes every log record of the
-process pass through it, whichever library wrote the record.
+process pass through it, whichever library wrote the record. :func:`printable` makes a text from
+outside (a file's header, a request's field) safe to echo: cut, with its ANSI escapes and other
+control characters written as escapes.
 
 Examples
 --------
@@ -11,6 +13,8 @@ Examples
 'API request to http://***@mlflow:5000/api/2.0 failed'
 >>> redact("postgresql+psycopg2://bob:p%40ss@db/mlflow and sqlite:////home/me/mlflow.db")
 'postgresql+psycopg2://***@db/mlflow and sqlite:////home/me/mlflow.db'
+>>> print(printable(chr(27) + "[2Jrows" + chr(10), 40), printable("x" * 12, 5))
+\\x1b[2Jrows\\n xxxxx… (12 characters)
 >>> redact("models:/next-close@champion, http://user:p@ss@host/x?to=a@b")
 'models:/next-close@champion, http://***@host/x?to=a@b'
 """
@@ -57,3 +61,10 @@ def redact_logs() -> None:
 
     redacting.redacts = True  # type: ignore[attr-defined]
     logging.setLogRecordFactory(redacting)
+
+
+def printable(text: str, limit: int = 200) -> str:
+    """``text`` cut to ``limit`` characters with its control characters (ANSI escapes, line breaks)
+    written as escapes: safe to echo in an answer, a log line or a terminal."""
+    shown = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text[:limit])
+    return shown if len(text) <= limit else f"{shown}… ({len(text):,} characters)"

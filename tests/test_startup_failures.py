@@ -153,3 +153,17 @@ def test_worker_honours_the_loglevel(kafka_bootstrap: str, tmp_path: Path, level
         process.wait(timeout=60)
     text = log.read_text(errors="replace")
     assert (shown is None or shown in text) and (hidden is None or hidden not in text)
+
+
+def test_a_hostile_header_is_one_short_printable_line(tmp_path: Path) -> None:
+    # ANSI escapes that would clear the terminal and retitle its window, in 900 columns (under the
+    # reader's caps of columns and line length, so the message quotes them).
+    cell = "da\x1b[2Jte\x1b]0;pwned\x07"
+    (tmp_path / "evil.csv").write_text(",".join([cell] * 900) + "\n2020-01-01,1\n")
+    code, err = _run("backtest", str(tmp_path / "evil.csv"), tmp_path=tmp_path)
+    line = _one_line(err)
+    assert code == 2
+    assert line.startswith("forecaster backtest: error: evil.csv: ")
+    assert "\\x1b[2J" in line and not any(c in line for c in "\x1b\x07")
+    # Cut at 1,000 characters of the message (each escaped one shows as up to 4), saying how long it was.
+    assert len(line) < 4200 and line.endswith(" characters)")
