@@ -82,6 +82,7 @@ class Settings:
     batch_size: int = 2000
     batch_timeout_s: float = 0.2
     session_timeout_s: float = 10.0
+    stop_timeout_s: float = 45.0
     worker_compression: str = "none"
     worker_processes: int = 1
     worker_datadir: str = ""
@@ -204,6 +205,8 @@ DOCS: dict[str, str] = {
     "batch_size": "most bars the worker takes from the stream at once",
     "batch_timeout_s": "longest the worker waits to fill a batch, seconds",
     "session_timeout_s": "seconds without a heartbeat before a worker's partitions go to the others",
+    "stop_timeout_s": "seconds a worker gets to stop (last batch, flush) once asked to; past them it "
+    "prints every thread's stack and exits with status 75 (under the pool's and Kubernetes' 60 s)",
     "worker_compression": "compression of the worker's records and changelog: none, gzip, snappy, lz4 "
     "or zstd (none: its states are floats that lz4 shrinks 1.5x for 13 % of the worker's throughput)",
     "worker_processes": "worker processes `forecaster worker` runs on this host, one consumer group, one "

@@ -29,7 +29,9 @@ What is used, and why:
 * ``App.on_first_start`` / ``App.on_stop`` and the tables' ``changelog_topic``
   (:class:`ForecasterApp`): the changelog topics made before the consumer joins, the output
   producer stopped after the agent's last batch.
-* ``App.main()`` reading ``sys.argv`` (:func:`run_worker`).
+* ``App.main()`` reading ``sys.argv`` (:func:`run_worker`), and the app's ``Worker`` class, whose
+  ``on_stop`` (mode's hook at the start of a service's stop) arms the stop's deadline
+  (:class:`ForecasterWorker`).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ import logging
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, NoReturn, Protocol
+from typing import Any, NoReturn, Protocol, cast
 
 import faust
 from aiokafka.errors import IllegalStateError, KafkaError
@@ -48,9 +50,18 @@ from faust.types import TP
 
 from forecaster.kafka.topics import TopicSpec, create_topics
 from forecaster.settings import Settings
+from stream_app import stop_deadline
 from stream_app.processor import InMessage
 
 log = logging.getLogger(__name__)
+
+
+class ForecasterWorker(faust.Worker):
+    """Faust's worker, which exits anyway when its stop takes longer than ``FORECASTER_STOP_TIMEOUT_S``."""
+
+    async def on_stop(self) -> None:
+        stop_deadline.arm(cast(ForecasterApp, self.app).forecaster_settings.stop_timeout_s)
+        await super().on_stop()
 
 
 class ForecasterApp(faust.App):
@@ -63,7 +74,7 @@ class ForecasterApp(faust.App):
     """
 
     def __init__(self, settings: Settings, **options: Any) -> None:
-        super().__init__(settings.app_id, **options)
+        super().__init__(settings.app_id, Worker=ForecasterWorker, **options)
         self.forecaster_settings = settings
         self.after_stop: Callable[[], Awaitable[None]] | None = None
 
