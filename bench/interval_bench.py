@@ -94,6 +94,13 @@ class Series:
     def r(self) -> np.ndarray:
         return np.diff(self.log_close)
 
+    def ahead(self, horizon: int) -> np.ndarray:
+        """``log(close[j + horizon] / close[j])`` at ``j``, aligned with :attr:`r` (NaN past the last bar)."""
+        out = np.full(self.log_close.size - 1, np.nan)
+        if horizon < self.log_close.size:
+            out[: self.log_close.size - horizon] = self.log_close[horizon:] - self.log_close[:-horizon]
+        return out
+
 
 @dataclass
 class Forecast:
@@ -209,15 +216,30 @@ def aci(s: Series) -> Forecast:
     return _symmetric(half)
 
 
-def garch(s: Series) -> Forecast:
+@dataclass
+class GarchPath:
+    """A GARCH(1,1)'s forecasts at each bar ``j`` (NaN before :data:`GARCH_MIN`), in log-return units.
+
+    ``variance[j]`` is the one-step variance of ``r[j]``; ``omega``, ``alpha``, ``beta`` and ``nu`` (the
+    Student t's degrees of freedom) are those of the fit in force at ``j``.
+    """
+
+    variance: np.ndarray
+    omega: np.ndarray
+    alpha: np.ndarray
+    beta: np.ndarray
+    nu: np.ndarray
+
+
+def garch_path(s: Series) -> GarchPath:
+    """``arch``'s zero-mean GARCH(1,1)-t, refitted every :data:`GARCH_REFIT` bars on all past returns
+    (at least :data:`GARCH_MIN`) and filtered with fixed parameters in between: causal."""
     from arch import arch_model
-    from scipy.stats import t as student
 
     r = s.r
     x = 100 * r  # arch's optimiser wants percent returns
-    variance = np.full(r.size, np.nan)
-    half = {lv: np.full(r.size, np.nan) for lv in LEVELS}
-    h, omega, alpha, beta, factors, start = math.nan, 0.0, 0.0, 0.0, {}, None
+    path = GarchPath(*(np.full(r.size, np.nan) for _ in range(5)))
+    h, omega, alpha, beta, nu, start = math.nan, 0.0, 0.0, 0.0, math.nan, None
     for j in range(GARCH_MIN, r.size):
         if (j - GARCH_MIN) % GARCH_REFIT == 0:
             with warnings.catch_warnings():
@@ -228,13 +250,23 @@ def garch(s: Series) -> Forecast:
             start = fit.params.to_numpy()
             omega, alpha, beta, nu = (float(fit.params[k]) for k in ("omega", "alpha[1]", "beta[1]", "nu"))
             h = float(fit.conditional_volatility[-1]) ** 2  # the variance of x[j - 1]
-            # Quantiles of the unit-variance Student t of this fit.
-            factors = {lv: student.ppf((1 + lv) / 2, nu) * math.sqrt((nu - 2) / nu) for lv in LEVELS}
         h = omega + alpha * x[j - 1] ** 2 + beta * h
-        variance[j] = h / 1e4
-        for lv in LEVELS:
-            half[lv][j] = math.sqrt(variance[j]) * factors[lv]
-    return _symmetric(half, variance)
+        path.variance[j], path.omega[j] = h / 1e4, omega / 1e4
+        path.alpha[j], path.beta[j], path.nu[j] = alpha, beta, nu
+    return path
+
+
+def student_factor(level: float, nu: np.ndarray) -> np.ndarray:
+    """The central ``level`` quantile of a unit-variance Student t with ``nu`` degrees of freedom."""
+    from scipy.stats import t as student
+
+    return np.asarray(student.ppf((1 + level) / 2, nu) * np.sqrt((nu - 2) / nu))
+
+
+def garch(s: Series) -> Forecast:
+    path = garch_path(s)
+    sd = np.sqrt(path.variance)
+    return _symmetric({lv: sd * student_factor(lv, path.nu) for lv in LEVELS}, path.variance)
 
 
 METHODS: dict[str, Callable[[Series], Forecast]] = {
@@ -244,25 +276,30 @@ METHODS: dict[str, Callable[[Series], Forecast]] = {
 
 @dataclass
 class Pooled:
-    """Every method's forecasts on the scored ticker-days, pooled, with each day's tercile and ticker."""
+    """Every method's forecasts on the scored ticker-days, pooled, with each day's tercile and ticker.
+
+    ``r`` is the target (the log return over the horizon), ``origin`` the index of the bar forecast from.
+    """
 
     r: np.ndarray
     tercile: np.ndarray
     ticker: np.ndarray
+    origin: np.ndarray
     forecasts: dict[str, Forecast]
 
 
 def pool(series: dict[str, Series], forecasts: dict[str, dict[str, Forecast]], history: int,
-         after: str | None) -> Pooled:
-    """The days every method forecasts, with ``history`` bars before the target (and after ``after``)."""
-    rows: dict[str, list] = {"r": [], "vol": [], "ticker": []}
+         after: str | None, horizon: int = 1) -> Pooled:
+    """The days every method forecasts, with ``history`` bars before the next bar (and that bar after
+    ``after``), and the return over ``horizon`` bars known."""
+    rows: dict[str, list] = {"r": [], "vol": [], "ticker": [], "origin": []}
     parts: dict[str, dict[str, list]] = {m: {"lower": [], "upper": [], "var": []} for m in forecasts}
     for t, s in series.items():
-        r = s.r
+        r, target = s.r, s.ahead(horizon)
         if r.size <= history:
             continue
         j = np.arange(r.size)
-        scored = j + 1 >= history
+        scored = (j + 1 >= history) & np.isfinite(target)
         if after is not None:
             scored &= s.dates[1:] > after
         for f in (forecasts[m][t] for m in forecasts):
@@ -275,9 +312,10 @@ def pool(series: dict[str, Series], forecasts: dict[str, dict[str, Forecast]], h
         past = np.lib.stride_tricks.sliding_window_view(r, 21).std(axis=1)  # past[k]: r[k .. k + 20]
         vol[21:] = past[: r.size - 21]
         scored &= np.isfinite(vol)
-        rows["r"].append(r[scored])
+        rows["r"].append(target[scored])
         rows["vol"].append(vol[scored] / np.median(vol[scored]))
         rows["ticker"].append(np.full(scored.sum(), t))
+        rows["origin"].append(j[scored])
         for m, by_ticker in forecasts.items():
             f = by_ticker[t]
             parts[m]["lower"].append(np.column_stack([f.lower[lv][scored] for lv in LEVELS]))
@@ -289,7 +327,8 @@ def pool(series: dict[str, Series], forecasts: dict[str, dict[str, Forecast]], h
     pooled = {m: Forecast({lv: np.concatenate(p["lower"])[:, k] for k, lv in enumerate(LEVELS)},
                           {lv: np.concatenate(p["upper"])[:, k] for k, lv in enumerate(LEVELS)},
                           np.concatenate(p["var"])) for m, p in parts.items()}
-    return Pooled(np.concatenate(rows["r"]), tercile, np.concatenate(rows["ticker"]), pooled)
+    return Pooled(np.concatenate(rows["r"]), tercile, np.concatenate(rows["ticker"]),
+                  np.concatenate(rows["origin"]), pooled)
 
 
 def interval_rows(p: Pooled) -> list[str]:
