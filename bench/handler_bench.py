@@ -28,10 +28,11 @@ from bench.data import sp500_file
 from forecaster.settings import load
 from models.core.config import CoreConfig
 from producers.readers import read_csv_bars
-from stream_app.batch import BatchHandler, StateCodec
+from stream_app.batch import BatchHandler
 from stream_app.metrics import WorkerMetrics
 from stream_app.monitor import ForecastMonitor
 from stream_app.processor import BatchProcessor, InMessage
+from stream_app.state_codec import StateCodec
 
 WARM_BARS = 130_000
 TIMED_BARS = 40_000
