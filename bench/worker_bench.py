@@ -80,6 +80,7 @@ DEFAULT_BARS = 200_000
 def fresh(settings: Settings, name: str) -> Settings:
     suffix = f"{name}-{uuid.uuid4().hex[:6]}"
     fresh_settings = settings.replace(topic_bars=f"bars-{suffix}", topic_predictions=f"out-{suffix}",
+                                      topic_shadow=f"shadow-{suffix}",
                                       topic_dlq=f"dlq-{suffix}", app_id=f"bench-{suffix}",
                                       metrics_port=free_port())
     create_topics(fresh_settings)

@@ -20,7 +20,8 @@ from models.core.state import TickerState
 from stream_app.faust_adapter import Event, TableAccess, in_messages
 from stream_app.monitor import ForecastMonitor
 from stream_app.position_keeper import PositionKeeper
-from stream_app.processor import BatchOutput, BatchProcessor, prediction_records
+from stream_app.processor import BatchProcessor, prediction_records
+from stream_app.shadow import Shadow, ShadowOutput
 from stream_app.state_codec import StateCodec
 
 
@@ -46,14 +47,17 @@ class BatchHandler:
         The positions of the source partitions.
     monitor
         Where each batch's results are observed.
+    shadow
+        The challengers run beside the champion (None: none).
     """
 
     def __init__(self, settings: Settings, states: Any, keeper: PositionKeeper,
-                 monitor: ForecastMonitor) -> None:
+                 monitor: ForecastMonitor, shadow: Shadow | None = None) -> None:
         self.settings = settings
         self.states = states
         self.keeper = keeper
         self.monitor = monitor
+        self.shadow = shadow
         self.codec = StateCodec()
         self.busy = False  # a batch is in hand (the stall watch holds still meanwhile)
 
@@ -73,8 +77,14 @@ class BatchHandler:
                   if key is not None and (ticker := _ticker(key)) is not None}
         output = processor.process(admission.admitted, states)
         output.dead_letters += self._quarantined_states(last_event) + self.keeper.take_quarantined()
-        await sender.send(self._records(output))
-        await self._write_states(output.states, tables, last_event, sender)
+        produced_at = {"produced_at": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")}
+        champion = prediction_records(output, produced_at)
+        shadow = (self.shadow.run(output.results, states, champion, tables, last_event)
+                  if self.shadow is not None else ShadowOutput())
+        await sender.send(self._records(champion, output.dead_letters, shadow.records, produced_at))
+        shadow_states = (self.shadow.placed_states(shadow.states, tables, last_event)
+                         if self.shadow is not None else [])
+        await self._write_states(output.states, shadow_states, tables, last_event, sender)
         self.keeper.write(admission, tables, last_of_partition)
         await self.keeper.follow_up(admission)
         self.monitor.observe_partitions({ticker: m.partition for m in admission.admitted
@@ -99,32 +109,39 @@ class BatchHandler:
             self.monitor.observe_quarantined("state", len(letters))
         return letters
 
-    async def _write_states(self, states: Mapping[str, TickerState], tables: TableAccess,
+    async def _write_states(self, states: Mapping[str, TickerState],
+                            shadow_states: list[tuple[str, int, bytes | None, bytes]], tables: TableAccess,
                             last_event: Mapping[bytes | None, Event], sender: Sender) -> None:
         """Each new state into the table's store, and to its changelog, to the partition Faust would
         write it to (its key's last event's): on the worker's own producer, one record batch per
-        partition, delivered before this returns (see :mod:`stream_app.faust_adapter`)."""
+        partition, delivered before this returns (see :mod:`stream_app.faust_adapter`). The
+        challengers' states (already in the store, their changelog records in ``shadow_states``) go
+        in the same record batches as their tickers' champion states."""
         changelog = self.states.changelog_topic.get_topic_name()
-        records = []
+        records: list[tuple[str, int, bytes | None, bytes]] = []
         for ticker, state in states.items():
             key = ticker.encode()
             event = last_event[key]
             raw = self.codec.encode(ticker, state)
             tables.put(self.states, key, raw, event)
             records.append((changelog, event.message.partition, key, raw))
-        offsets = await sender.send_placed(records)
+        offsets = await sender.send_placed(records + shadow_states)
         tables.persisted(self.states, {partition: offset for (_, partition), offset in offsets.items()})
 
-    def _records(self, output: BatchOutput) -> list[tuple[str, bytes | None, bytes]]:
-        """``(topic, key, value)`` of a batch's scores and predictions, then its dead letters."""
-        produced_at = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
-        predictions, dlq = self.settings.topic_predictions, self.settings.topic_dlq
+    def _records(self, champion: list[tuple[str, dict]], dead_letters: list[DeadLetter],
+                 shadow: list[tuple[str, dict]], extra: Mapping[str, Any]
+                 ) -> list[tuple[str, bytes | None, bytes]]:
+        """``(topic, key, value)`` of a batch's scores and predictions (:func:`prediction_records`),
+        then its dead letters, then the challengers' records (``extra``: the worker's fields)."""
+        predictions, dlq, shadow_topic = (self.settings.topic_predictions, self.settings.topic_dlq,
+                                          self.settings.topic_shadow)
         records: list[tuple[str, bytes | None, bytes]] = [
-            (predictions, ticker.encode(), orjson.dumps(record))
-            for ticker, record in prediction_records(output, {"produced_at": produced_at})]
+            (predictions, ticker.encode(), orjson.dumps(record)) for ticker, record in champion]
         records += [(dlq, letter.ticker.encode() if letter.ticker else _dead_letter_key(letter.raw),
                      orjson.dumps(letter.to_dict()))
-                    for letter in output.dead_letters]
+                    for letter in dead_letters]
+        records += [(shadow_topic, ticker.encode(), orjson.dumps({**record, **extra}))
+                    for ticker, record in shadow]
         return records
 
 
