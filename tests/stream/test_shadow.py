@@ -9,8 +9,7 @@ import pytest
 from models.core.state import TickerState
 from stream_app.batch import BatchHandler
 from stream_app.shadow import Challenger, Challengers, Shadow, state_key
-from tests.stream.test_batch import Record, Worker, bar_event
-from tests.stream.test_batch import worker as worker
+from tests.stream.handler_fakes import Record, Worker, bar_event
 
 
 class Drift:
