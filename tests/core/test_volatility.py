@@ -28,7 +28,7 @@ TICKERS = ("AAPL", "GE", "JPM", "NKE")
 def test_sigma_is_the_blend_of_bias_corrected_means_of_daily_variance(
         by_ticker: dict[str, list[Bar]]) -> None:
     bars = by_ticker["JPM"][:40]
-    sigmas = [r.prediction["sigma"] for r in run(bars, CONFIG)]
+    sigmas = [r.predictions[0]["sigma"] for r in run(bars, CONFIG)]
     prev = np.r_[np.nan, [b.close for b in bars[:-1]]]
     columns = [np.array([getattr(b, k) for b in bars]) for k in ("open", "high", "low", "close")]
     daily = daily_variance(*columns, prev, CONFIG.vol_range_weight)
@@ -42,7 +42,7 @@ def test_sigma_is_the_blend_of_bias_corrected_means_of_daily_variance(
 
 def test_the_first_bar_is_scaled_by_its_range_alone(by_ticker: dict[str, list[Bar]]) -> None:
     bar = by_ticker["GE"][0]
-    sigma = run([bar], CONFIG)[0].prediction["sigma"]
+    sigma = run([bar], CONFIG)[0].predictions[0]["sigma"]
     assert sigma == pytest.approx(np.log(bar.high / bar.low) / np.sqrt(4 * np.log(2)), rel=1e-12)
 
 
@@ -57,9 +57,9 @@ def test_a_changed_future_leaves_every_earlier_prediction_bit_identical(by_ticke
     perturbed = run(bars[:cut] + storm, CONFIG)
     truncated = run(bars[:cut], CONFIG)
     for i in range(cut):
-        assert base[i].prediction == perturbed[i].prediction == truncated[i].prediction
+        assert base[i].predictions == perturbed[i].predictions == truncated[i].predictions
         assert base[i].state == perturbed[i].state == truncated[i].state
-    assert base[cut].prediction["sigma"] != perturbed[cut].prediction["sigma"]
+    assert base[cut].predictions[0]["sigma"] != perturbed[cut].predictions[0]["sigma"]
 
 
 def test_batched_equals_one_by_one_for_the_scale_the_regime_and_the_state(
@@ -101,15 +101,15 @@ def test_trailing_rank_and_regime_follow_their_definition(by_ticker: dict[str, l
 def test_records_carry_the_regime_and_scores_repeat_the_scored_ones(by_ticker: dict[str, list[Bar]]) -> None:
     results = run(by_ticker["AAPL"][:120], CONFIG)
     first_with_regime = REGIME_DAYS + REGIME_MIN_HISTORY  # closes a window needs for one regime
-    assert all(r.prediction["vol_regime"] is None for r in results[: first_with_regime - 1])
-    assert all(r.prediction["vol_regime"] in ("calm", "middle", "volatile")
+    assert all(r.predictions[0]["vol_regime"] is None for r in results[: first_with_regime - 1])
+    assert all(r.predictions[0]["vol_regime"] in ("calm", "middle", "volatile")
                for r in results[first_with_regime - 1:])
     for made, scored in itertools.pairwise(results):
-        assert scored.score is not None and scored.score["vol_regime"] == made.prediction["vol_regime"]
+        assert scored.scores and scored.scores[0]["vol_regime"] == made.predictions[0]["vol_regime"]
 
 
 def test_the_state_round_trip_keeps_the_variance_means(by_ticker: dict[str, list[Bar]]) -> None:
     state = run(by_ticker["GE"][:30], CONFIG)[-1].state
     back = TickerState.from_bytes(state.to_bytes())
     assert back == state and np.array_equal(back.variance_ewmas, state.variance_ewmas)
-    assert back.last_prediction == state.last_prediction
+    assert back.pending == state.pending
