@@ -118,3 +118,18 @@ def test_refit_on_demand_that_fails_is_counted_and_keeps_the_parameters() -> Non
     refitted, outcome = refit(state, config)
     assert outcome == "failed" and refitted.failed_refits == state.failed_refits + 1
     np.testing.assert_array_equal(refitted.arima_params, state.arima_params)
+
+
+@pytest.mark.parametrize("order", [(2, 1, 0), (1, 1, 1), (1, 2, 0)])
+def test_multi_step_means_equal_statsmodels_forecasts(by_ticker: dict[str, list[Bar]],
+                                                      order: tuple[int, int, int]) -> None:
+    levels = np.log([b.close for b in by_ticker["JPM"][:252]])
+    arima = Arima(order)
+    params = arima.fit(levels)
+    a, _ = arima.initial_state(params, levels)
+    ours = arima.forecast(params[None], a[None], levels[None, levels.size - order[1]:], steps=20)[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = ARIMA(levels, order=order).filter(params).forecast(steps=20)
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-8)
+

@@ -16,6 +16,7 @@ from models.core.volatility import (
     REGIME_DAYS,
     REGIME_MIN_HISTORY,
     daily_variance,
+    forecast,
     regimes,
     trailing_vol_rank,
 )
@@ -113,3 +114,18 @@ def test_the_state_round_trip_keeps_the_variance_means(by_ticker: dict[str, list
     back = TickerState.from_bytes(state.to_bytes())
     assert back == state and np.array_equal(back.variance_ewmas, state.variance_ewmas)
     assert back.pending == state.pending
+
+
+def test_the_h_day_variance_reverts_the_short_mean_to_the_long_one() -> None:
+    decays, weights = (0.9, 0.995), (0.3, 0.7)
+    ewmas = np.array([[2e-3 * (1 - 0.9), 1e-3 * (1 - 0.995)]])  # after one bar: means 2e-3 and 1e-3
+    horizons = (1, 2, 5, 20, 260)
+    total = forecast(ewmas, 1, decays, weights, horizons)[0]
+    # Day j ahead: 1e-3 + 0.3 * 0.9 ** (j - 1) * (2e-3 - 1e-3), summed over the first h days.
+    expected = [sum(1e-3 + 0.3 * 0.9 ** (j - 1) * 1e-3 for j in range(1, h + 1)) for h in horizons]
+    np.testing.assert_allclose(total, expected, rtol=1e-12)
+    flat = forecast(np.array([[1e-3 * 0.1, 1e-3 * 0.005]]), 1, decays, weights, horizons)[0]
+    np.testing.assert_allclose(flat, 1e-3 * np.array(horizons), rtol=1e-12)  # no excess: h times a day's
+    # One day ahead: the blend of the two means as it was before horizons, bit for bit.
+    one_day = 0.0 + 0.3 * (ewmas[0, 0] / (1.0 - 0.9 ** 1.0)) + 0.7 * (ewmas[0, 1] / (1.0 - 0.995 ** 1.0))
+    assert forecast(ewmas, 1, decays, weights, (1,))[0, 0] == one_day
