@@ -145,12 +145,13 @@ class Arima:
         ``lags`` ``[n, d]`` (oldest first). Each step ahead is the previous state through the
         transition (the innovations' mean is 0) and the differences undone on the levels forecast so far.
         """
-        phi, _, _ = self.system(params)
         means = np.empty((a.shape[0], steps))
         for j in range(steps):
             level = self._undo(lags) + a[:, 0]
             means[:, j] = level
             if j + 1 < steps:
+                if j == 0:  # one step ahead (the default's only) needs no transition
+                    phi, _, _ = self.system(params)
                 a_next = phi * a[:, :1]
                 a_next[:, :-1] += a[:, 1:]
                 a = a_next
