@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Sequence
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -72,22 +73,25 @@ def score(made: Sequence[LastPrediction], bars: Sequence[Bar], log_close: np.nda
         inside = ((lower <= actual) & (actual <= upper)).tolist()
         width = (upper - lower).tolist()
         interval_score = winkler(actual, lower, upper, np.array(levels)).tolist()
-        labels = [level_label(level) for level in levels]
-        inside_keys = ["inside_" + label for label in labels]
-        width_keys = ["width_" + label for label in labels]
-        winkler_keys = ["winkler_" + label for label in labels]
+        keys = _keys(levels)
         for k, j in enumerate(members):
             p, actual_close = made[j], float(bars[j].close)  # a Bar made in code may hold an int
             bar = bars[j]
-            record = records[j]
-            record.update(record_type="score", ticker=bar.ticker, as_of=iso[p.as_of],
-                          target_date=iso[bar.date], horizon=p.horizon, predicted_close=p.predicted_close,
-                          actual_close=actual_close, error=actual_close - p.predicted_close,
-                          abs_pct_error=100.0 * abs(actual_close - p.predicted_close) / actual_close,
-                          naive_close=p.naive_close, naive_error=actual_close - p.naive_close)
-            record.update(zip(inside_keys, inside[k], strict=True))
-            record.update(zip(width_keys, width[k], strict=True))
-            record.update(zip(winkler_keys, interval_score[k], strict=True))
-            record.update(model=p.model, model_version=p.model_version, warmup=p.warmup,
-                          vol_regime=p.vol_regime)
+            error = actual_close - p.predicted_close
+            # One dict from one list of values: cheaper than a dict filled field by field.
+            records[j] = dict(zip(keys, [
+                "score", bar.ticker, iso[p.as_of], iso[bar.date], p.horizon, p.predicted_close, actual_close,
+                error, 100.0 * abs(error) / actual_close, p.naive_close, actual_close - p.naive_close,
+                *inside[k], *width[k], *interval_score[k],
+                p.model, p.model_version, p.warmup, p.vol_regime], strict=True))
     return records, standardized
+
+
+@cache
+def _keys(levels: tuple[float, ...]) -> tuple[str, ...]:
+    """A score record's fields in order, for predictions made with ``levels``."""
+    labels = [level_label(level) for level in levels]
+    return ("record_type", "ticker", "as_of", "target_date", "horizon", "predicted_close", "actual_close",
+            "error", "abs_pct_error", "naive_close", "naive_error", *("inside_" + label for label in labels),
+            *("width_" + label for label in labels), *("winkler_" + label for label in labels), "model",
+            "model_version", "warmup", "vol_regime")

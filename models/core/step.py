@@ -60,7 +60,7 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import cache, partial
-from itertools import accumulate
+from itertools import accumulate, chain
 from typing import Any
 
 import numpy as np
@@ -453,9 +453,7 @@ def _new_states(priors: list[TickerState], bars: Sequence[Bar], made: list[list[
     for i, (prior, bar, made_i, kept_i, outcome) in enumerate(zip(priors, bars, made, kept, refits,
                                                                   strict=True)):
         params_i, a_i, cov_i = filtered.get(i, (prior.arima_params, prior.arima_state, prior.arima_cov))
-        pending: tuple[LastPrediction, ...] = ()
-        for queue, new in zip(kept_i, made_i, strict=True):
-            pending += (*queue, new)
+        pending = tuple(chain.from_iterable((*queue, new) for queue, new in zip(kept_i, made_i, strict=True)))
         states.append(TickerState(
             ticker=bar.ticker, last_date=bar.date, bars=prior.bars + 1,
             refits=prior.refits + (outcome == "ok"),
@@ -485,17 +483,11 @@ def _prediction_records(bars: Sequence[Bar], made: list[list[LastPrediction]], p
     for bar, made_i in zip(bars, made, strict=True):
         records_i = []
         for lp in made_i:
-            prediction: dict[str, Any] = {
-                "record_type": "prediction", "ticker": bar.ticker, "as_of": iso[bar.date],
-                "target_date": targets[lp.horizon][bar.date], "horizon": lp.horizon,
-                "predicted_close": lp.predicted_close}
-            for lower_key, upper_key, low_k, up_k in zip(plan.lower_keys, plan.upper_keys, lp.lower, lp.upper,
-                                                         strict=True):
-                prediction[lower_key] = low_k
-                prediction[upper_key] = up_k
-            prediction.update(sigma=lp.scale, vol_regime=lp.vol_regime, model=lp.model,
-                              model_version=lp.model_version, warmup=lp.warmup)
-            records_i.append(prediction)
+            bounds = [bound for pair in zip(lp.lower, lp.upper, strict=True) for bound in pair]
+            records_i.append(dict(zip(plan.prediction_keys, [
+                "prediction", bar.ticker, iso[bar.date], targets[lp.horizon][bar.date], lp.horizon,
+                lp.predicted_close, *bounds, lp.scale, lp.vol_regime, lp.model, lp.model_version, lp.warmup],
+                strict=True)))
         records.append(records_i)
     return records
 
@@ -540,8 +532,7 @@ class _Plan:
     """What a configuration implies, computed once per configuration."""
 
     arima: Arima
-    lower_keys: tuple[str, ...]
-    upper_keys: tuple[str, ...]
+    prediction_keys: tuple[str, ...]   # a prediction record's fields in order
     horizons: tuple[int, ...]
     horizon_index: dict[int, int]      # a horizon's column in the [n, horizons] arrays
     pending_starts: tuple[int, ...]    # where each horizon's predictions start in a full ``pending``
@@ -552,8 +543,12 @@ class _Plan:
 def _plan(config: CoreConfig) -> _Plan:
     labels = [level_label(level) for level in config.interval_levels]
     horizons = config.horizons
-    return _Plan(arima=Arima(config.order), lower_keys=tuple("lower_" + label for label in labels),
-                 upper_keys=tuple("upper_" + label for label in labels), horizons=horizons,
+    bounds = [key for label in labels for key in ("lower_" + label, "upper_" + label)]
+    return _Plan(arima=Arima(config.order),
+                 prediction_keys=("record_type", "ticker", "as_of", "target_date", "horizon",
+                                  "predicted_close", *bounds, "sigma", "vol_regime", "model", "model_version",
+                                  "warmup"),
+                 horizons=horizons,
                  horizon_index={h: j for j, h in enumerate(horizons)},
                  pending_starts=tuple(accumulate(horizons[:-1], initial=0)), pending_full=sum(horizons))
 
