@@ -60,7 +60,7 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import cache, partial
-from itertools import accumulate, chain
+from itertools import accumulate
 from typing import Any
 
 import numpy as np
@@ -197,16 +197,17 @@ def step_many(states: Sequence[TickerState | None], bars: Sequence[Bar], config:
     calibration = _calibrate(priors, abs_residuals, config)
     on_model = config.interval_centre == "model"
     log_centre = log_prediction if on_model else np.repeat(prices.log_close[:, None], len(config.horizons), 1)
-    lower, upper, short = _intervals(log_centre.ravel(), (predicted_close if on_model else close).ravel(),
-                                     scale.ravel(), calibration, config)
+    bounds, short = _intervals(log_centre.ravel(), (predicted_close if on_model else close).ravel(),
+                               scale.ravel(), calibration, config)
     warmup = np.repeat(~ready, len(config.horizons)) | short
     regime = regimes(trailing_vol_rank(fit_windows))
-    made = _made(bars, log_centre, scale, predicted_close, lower, upper, warmup, regime, config, model)
+    made = _made(bars, log_centre, scale, predicted_close, bounds, warmup, regime, config, model)
     new_states = _new_states(priors, bars, made, kept, refits, fit_windows, filtered, variance_ewmas,
                              calibration, buffers, config)
     return [StepResult(state=state, predictions=predictions, scores=scores_i, features=row, refit=outcome)
             for state, predictions, scores_i, row, outcome
-            in zip(new_states, _prediction_records(bars, made, plan, iso), scores, rows, refits, strict=True)]
+            in zip(new_states, _prediction_records(bars, made, bounds, plan, iso), scores, rows, refits,
+                   strict=True)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -406,23 +407,23 @@ def _calibrate(priors: list[TickerState], abs_residuals: np.ndarray, config: Cor
 
 def _intervals(log_centre: np.ndarray, centre_close: np.ndarray, scale: np.ndarray,
                calibration: Calibration, config: CoreConfig
-               ) -> tuple[list[list[float]], list[list[float]], np.ndarray]:
-    """Calibrated interval bounds ``[rows][level]`` around each centre (``centre_close``, in logs
-    ``log_centre``), and which rows (ticker and horizon) are still warming up (their intervals are the
-    wider Gaussian fallback)."""
+               ) -> tuple[list[list[float]], np.ndarray]:
+    """Calibrated interval bounds around each centre (``centre_close``, in logs ``log_centre``), a
+    row per ticker and horizon, level by level as the records have them (lower, upper, next level...),
+    and which rows are still warming up (their intervals are the wider Gaussian fallback)."""
     quantiles, short = calibration.quantiles(config.interval_levels, config.interval_df)
     half_width = quantiles * scale[:, None]
     # The min/max only matter at the scale floor, where exp() rounding could put a bound a hair
     # on the wrong side of the centre. An upper bound past the float range (closes near
     # 1e300) is infinite, an unbounded interval, written as null: no warning for it.
     with np.errstate(over="ignore"):
-        lower = np.minimum(np.exp(log_centre[:, None] - half_width), centre_close[:, None]).tolist()
-        upper = np.maximum(np.exp(log_centre[:, None] + half_width), centre_close[:, None]).tolist()
-    return lower, upper, short
+        lower = np.minimum(np.exp(log_centre[:, None] - half_width), centre_close[:, None])
+        upper = np.maximum(np.exp(log_centre[:, None] + half_width), centre_close[:, None])
+    return np.stack((lower, upper), axis=2).reshape(len(lower), -1).tolist(), short
 
 
 def _made(bars: Sequence[Bar], log_centre: np.ndarray, scale: np.ndarray, predicted_close: np.ndarray,
-          lower: list[list[float]], upper: list[list[float]], warmup: np.ndarray, regime: list[str | None],
+          bounds: list[list[float]], warmup: np.ndarray, regime: list[str | None],
           config: CoreConfig, model: PointModel | None) -> list[list[LastPrediction]]:
     """The predictions each ticker makes at this bar, ascending horizon, as its state keeps them until
     they are scored (plain Python values from here on)."""
@@ -431,12 +432,12 @@ def _made(bars: Sequence[Bar], log_centre: np.ndarray, scale: np.ndarray, predic
     width = len(horizons)
     flat = [LastPrediction(as_of=bar.date, horizon=h, log_centre=centre_k, scale=scale_k,
                            predicted_close=close_k, naive_close=float(bar.close), levels=levels,
-                           lower=tuple(lower_k), upper=tuple(upper_k), model=name, model_version=version,
-                           warmup=warmup_k, vol_regime=regime_i)
-            for bar, h, regime_i, centre_k, scale_k, close_k, lower_k, upper_k, warmup_k in zip(
+                           lower=tuple(bounds_k[0::2]), upper=tuple(bounds_k[1::2]), model=name,
+                           model_version=version, warmup=warmup_k, vol_regime=regime_i)
+            for bar, h, regime_i, centre_k, scale_k, close_k, bounds_k, warmup_k in zip(
                 [bar for bar in bars for _ in horizons], horizons * len(bars),
                 [r for r in regime for _ in horizons], log_centre.ravel().tolist(), scale.ravel().tolist(),
-                predicted_close.ravel().tolist(), lower, upper, warmup.tolist(), strict=True)]
+                predicted_close.ravel().tolist(), bounds, warmup.tolist(), strict=True)]
     return [flat[k : k + width] for k in range(0, len(flat), width)]
 
 
@@ -447,13 +448,15 @@ def _new_states(priors: list[TickerState], bars: Sequence[Bar], made: list[list[
     """Each ticker's state after this bar, holding the predictions still pending and those it made."""
     states = []
     shape = (len(priors), len(config.horizons))
-    sums, weights, zeros, counts = (_rows(array.astype(float, copy=False), shape) for array in (
+    sums, weights, zeros, counts = (list(_rows(array.astype(float, copy=False), shape)) for array in (
         calibration.sums, calibration.weights, calibration.zeros, calibration.counts))
-    offsets = _rows(calibration.offsets, (*shape, len(config.interval_levels)))
+    offsets = list(_rows(calibration.offsets, (*shape, len(config.interval_levels))))
     for i, (prior, bar, made_i, kept_i, outcome) in enumerate(zip(priors, bars, made, kept, refits,
                                                                   strict=True)):
         params_i, a_i, cov_i = filtered.get(i, (prior.arima_params, prior.arima_state, prior.arima_cov))
-        pending = tuple(chain.from_iterable((*queue, new) for queue, new in zip(kept_i, made_i, strict=True)))
+        pending: tuple[LastPrediction, ...] = ()
+        for queue, new in zip(kept_i, made_i, strict=True):
+            pending += (*queue, new)
         states.append(TickerState(
             ticker=bar.ticker, last_date=bar.date, bars=prior.bars + 1,
             refits=prior.refits + (outcome == "ok"),
@@ -475,21 +478,16 @@ def _rows(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return array
 
 
-def _prediction_records(bars: Sequence[Bar], made: list[list[LastPrediction]], plan: _Plan,
-                        iso: IsoDates) -> list[list[dict[str, Any]]]:
-    """The records of the predictions ``made``: :class:`~models.core.records.Prediction` encodings."""
+def _prediction_records(bars: Sequence[Bar], made: list[list[LastPrediction]], bounds: list[list[float]],
+                        plan: _Plan, iso: IsoDates) -> list[list[dict[str, Any]]]:
+    """The records of the predictions ``made`` (``bounds``: their interval bounds, a row each in
+    record order): :class:`~models.core.records.Prediction` encodings."""
     targets = {h: IsoDates(partial(weekday_after, horizon=h)) for h in plan.horizons}
-    records = []
-    for bar, made_i in zip(bars, made, strict=True):
-        records_i = []
-        for lp in made_i:
-            bounds = [bound for pair in zip(lp.lower, lp.upper, strict=True) for bound in pair]
-            records_i.append(dict(zip(plan.prediction_keys, [
-                "prediction", bar.ticker, iso[bar.date], targets[lp.horizon][bar.date], lp.horizon,
-                lp.predicted_close, *bounds, lp.scale, lp.vol_regime, lp.model, lp.model_version, lp.warmup],
-                strict=True)))
-        records.append(records_i)
-    return records
+    rows = iter(bounds)
+    return [[dict(zip(plan.prediction_keys, [
+        "prediction", bar.ticker, iso[bar.date], targets[lp.horizon][bar.date], lp.horizon,
+        lp.predicted_close, *next(rows), lp.scale, lp.vol_regime, lp.model, lp.model_version, lp.warmup],
+        strict=True)) for lp in made_i] for bar, made_i in zip(bars, made, strict=True)]
 
 
 def refit(state: TickerState, config: CoreConfig) -> tuple[TickerState, str]:
