@@ -93,6 +93,7 @@ class Settings:
     refit_every: int = _core("refit_every")
     arima_order: tuple[int, int, int] = _core("arima_order")
     interval_levels: tuple[float, ...] = _core("interval_levels")
+    horizons: tuple[int, ...] = _core("horizons")
     interval_centre: str = _core("interval_centre")
     calibration_decay: float = _core("calibration_decay")
     feature_history: int = _core("feature_history")

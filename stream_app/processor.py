@@ -158,12 +158,12 @@ def step_rounds(queues: Mapping[str, Sequence[Bar]], states: Mapping[str, Ticker
 def prediction_records(output: BatchOutput, extra: Mapping[str, Any]) -> list[tuple[str, dict]]:
     """``(ticker, record)`` of every score and prediction of a batch, each ticker's in date order.
 
-    A bar's score (of the previous prediction) goes out before the bar's own prediction. ``extra``
-    adds worker fields (``produced_at``) that the offline backtest does not have.
+    A bar's scores (of the predictions it settles) go out before the bar's own predictions, each in
+    ascending horizon. ``extra`` adds worker fields (``produced_at``) that the offline backtest does
+    not have.
     """
     records: list[tuple[str, dict]] = []
     for bar, result in output.results:
-        if result.score is not None:
-            records.append((bar.ticker, {**result.score, **extra}))
-        records.append((bar.ticker, {**result.prediction, **extra}))
+        records.extend((bar.ticker, {**score, **extra}) for score in result.scores)
+        records.extend((bar.ticker, {**prediction, **extra}) for prediction in result.predictions)
     return records
