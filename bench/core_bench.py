@@ -14,7 +14,9 @@ series and ARIMA order:
 - the core's hot path: one Kalman update plus the one-step forecast, one ticker and batched;
 - the core's refit (least squares plus the end-of-window filter state), per refit and amortised;
 - the whole ``step`` (scoring, ARIMA, features, intervals, records, new state; refits included)
-  one ticker at a time and ``step_many`` over all tickers day by day.
+  one ticker at a time and ``step_many`` over all tickers day by day;
+- ``step_many`` with the horizons 1, 5 and 20 against the default (1 only), over the same days in
+  alternating blocks, as a ratio with the CPU per ticker-bar of each.
 
 Times are CPU time of this process (``time.process_time``), so that other work on a shared machine
 slows the numbers less than it would wall-clock time; one BLAS thread keeps statsmodels from being
@@ -25,6 +27,7 @@ charged for threads that spin on a busy machine. The result is a Markdown sectio
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import os
 import platform
@@ -116,8 +119,8 @@ def main() -> None:
     lag_next = np.array([[levels[t][window]] for t in names])
 
     def hot(k: slice) -> None:
-        a, cov, _, _ = kalman_update(a_all[k], cov_all[k], phi[k], selection[k], sigma2[k], w_next[k])
-        arima.forecast(a, cov, lag_next[k])
+        a, _, _, _ = kalman_update(a_all[k], cov_all[k], phi[k], selection[k], sigma2[k], w_next[k])
+        arima.forecast(params[k], a, lag_next[k])
 
     hot_single = per_call(lambda: hot(slice(0, 1)), 5000)
     hot_batch = per_call(lambda: hot(slice(None)), 200) / len(names)
@@ -146,6 +149,11 @@ def main() -> None:
              (f"core `step_many`, {len(names)} tickers per call, everything included",
               f"{batched * us:.1f} µs")]
 
+    one, three = horizon_costs(series, names, config, window, args.days)
+    rows += [("core `step_many`, horizons 1 (alternating blocks)", f"{one * us:.1f} µs"),
+             ("core `step_many`, horizons 1,5,20 (alternating blocks)", f"{three * us:.1f} µs"),
+             ("horizons 1,5,20 / horizons 1", f"{three / one:.2f}x")]
+
     threads = os.environ.get("OPENBLAS_NUM_THREADS")
     command = (f"OPENBLAS_NUM_THREADS={threads} " if threads else "") + "python -m bench.core_bench "
     command += " ".join(sys.argv[1:])
@@ -156,6 +164,22 @@ def main() -> None:
     print("| what (cost per ticker-bar unless said) | time |\n|---|---|")
     for what, value in rows:
         print(f"| {what} | {value} |")
+
+
+def horizon_costs(series: dict[str, list[Bar]], names: list[str], config: CoreConfig, window: int,
+                  days: int, block: int = 10) -> tuple[float, float]:
+    """CPU per ticker-bar of ``step_many`` with horizons (1,) and (1, 5, 20), each warmed up, timed
+    over the same ``days`` in alternating blocks of ``block`` days so that both meet the same load."""
+    configs = [dataclasses.replace(config, horizons=(1,)), dataclasses.replace(config, horizons=(1, 5, 20))]
+    states = [step_many_days(series, names, c, 0, window) for c in configs]
+    spent = [0.0, 0.0]
+    for begin in range(window, window + days, block):
+        end = min(begin + block, window + days)
+        for k, c in enumerate(configs):
+            start = time.process_time()
+            states[k] = step_many_days(series, names, c, begin, end, states[k])
+            spent[k] += time.process_time() - start
+    return spent[0] / (days * len(names)), spent[1] / (days * len(names))
 
 
 def step_many_days(series: dict[str, list[Bar]], names: list[str], config: CoreConfig, begin: int, end: int,

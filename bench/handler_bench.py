@@ -28,10 +28,11 @@ from bench.data import sp500_file
 from forecaster.settings import load
 from models.core.config import CoreConfig
 from producers.readers import read_csv_bars
-from stream_app.batch import BatchHandler, StateCodec
+from stream_app.batch import BatchHandler
 from stream_app.metrics import WorkerMetrics
 from stream_app.monitor import ForecastMonitor
-from stream_app.processor import BatchProcessor, InMessage
+from stream_app.processor import BatchProcessor, InMessage, prediction_records
+from stream_app.state_codec import StateCodec
 
 WARM_BARS = 130_000
 TIMED_BARS = 40_000
@@ -61,7 +62,8 @@ class Handler:
         clock.append(time.process_time())
         output = self.processor.process(batch, states)
         clock.append(time.process_time())
-        self.records(output)
+        extra = {"produced_at": "2024-01-02T00:00:00.000+00:00"}
+        self.records(prediction_records(output, extra), output.dead_letters, [], extra)
         clock.append(time.process_time())
         for ticker, state in output.states.items():
             self.table[ticker] = self.codec.encode(ticker, state)

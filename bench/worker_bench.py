@@ -15,7 +15,10 @@ Measures, on the full S&P 500 file (``bench/data.py``; event-time order, keyed b
 4. bar-to-prediction latency percentiles at a paced 1,000 bars/s, after an unpaced warm-up that
    fills every ticker's window (Kafka timestamps of bar and prediction);
 5. recovery: restart of the worker with every ticker's state in its changelog (488 tickers in the
-   default 200,000 bars), to its first prediction.
+   default 200,000 bars), to its first prediction;
+6. ``worker-challenger``: the worker with one challenger in shadow (an XGBoost of 20 trees trained on
+   the first bars, registered as ``challenger`` of a model with no champion), a contender of the
+   rounds beside the worker: its CPU per bar over the worker's is the challenger's cost.
 
 The worker and the two patterns run ``--pairs`` rounds (default 3), interleaved: in the order above
 in odd rounds, reversed in even ones, every run on fresh topics. Each run prints one line with its
@@ -63,7 +66,8 @@ from producers.pacing import Pacing
 from producers.readers import ReadResult, read_csv_bars
 from producers.replay import replay
 
-RUNS = ("worker", "naive", "pattern", "pattern-own-changelog", "ceilings", "latency", "recovery")
+RUNS = ("worker", "worker-challenger", "naive", "pattern", "pattern-own-changelog", "ceilings", "latency",
+        "recovery")
 #: The labels of the patterns' lines.
 PATTERN = "worker pattern without model (Faust ceiling)"
 PATTERN_OWN_CHANGELOG = "pattern, table changelog on its own producer"
@@ -80,6 +84,7 @@ DEFAULT_BARS = 200_000
 def fresh(settings: Settings, name: str) -> Settings:
     suffix = f"{name}-{uuid.uuid4().hex[:6]}"
     fresh_settings = settings.replace(topic_bars=f"bars-{suffix}", topic_predictions=f"out-{suffix}",
+                                      topic_shadow=f"shadow-{suffix}",
                                       topic_dlq=f"dlq-{suffix}", app_id=f"bench-{suffix}",
                                       metrics_port=free_port())
     create_topics(fresh_settings)
@@ -223,6 +228,29 @@ def run_worker(settings: Settings, result: ReadResult, logs: Path, warm: int,
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=120)
     return rate, settings
+
+
+#: The registered model whose challenger ``worker-challenger`` runs (the plain worker's has none).
+CHALLENGED_MODEL = "bench-challenged"
+
+
+@functools.cache
+def registered_challenger(settings: Settings, bars: tuple[Bar, ...]) -> Settings:
+    """``settings`` naming a model whose ``challenger`` is an XGBoost trained on ``bars`` (once)."""
+    from models import registry
+    from models.training import train
+
+    challenged = settings.replace(model_name=CHALLENGED_MODEL)
+    outcome = train(list(bars), "xgboost", challenged, test_days=20, params={"n_estimators": 20})
+    registry.client(challenged).set_registered_model_alias(CHALLENGED_MODEL, "challenger", outcome.version)
+    return challenged
+
+
+def run_worker_with_challenger(settings: Settings, result: ReadResult, logs: Path,
+                               warm: int) -> tuple[Throughput, Settings]:
+    """:func:`run_worker` with one challenger in shadow."""
+    challenged = registered_challenger(settings, tuple(result.bars[:20_000]))
+    return run_worker(challenged, result, logs, warm)
 
 
 def run_faust_agent(settings: Settings, result: ReadResult, logs: Path, module: str,
@@ -481,7 +509,8 @@ def main() -> None:
               f"Python {platform.python_version()}; {len(result.bars):,} bars of "
               f"{len({b.ticker for b in result.bars})} tickers; logs in {logs}")
         warm = 0
-        if {"worker", "naive", "pattern", "pattern-own-changelog", "latency"} & set(args.only):
+        if {"worker", "worker-challenger", "naive", "pattern", "pattern-own-changelog",
+                "latency"} & set(args.only):
             warm = warm_up_length(result.bars, settings.window)
             print(f"rates over the bars after the first {warm:,} (the core's {settings.window}-day "
                   "window full, ARIMA fitted)")
@@ -492,6 +521,10 @@ def main() -> None:
                     "worker" if args.processes == [1] else f"worker-x{processes}",
                     f"forecaster worker --processes {processes} (ARIMA, table, metrics)",
                     functools.partial(run_worker, settings, result, logs, warm, processes)))
+        if "worker-challenger" in args.only:
+            contenders.append(Contender("worker-challenger", "forecaster worker, one challenger in shadow",
+                                        functools.partial(run_worker_with_challenger, settings, result, logs,
+                                                          warm)))
         for run, label, module in (("pattern", PATTERN, "bench.faust_pattern_agent"),
                                    ("pattern-own-changelog", PATTERN_OWN_CHANGELOG,
                                     "bench.faust_pattern_own_changelog")):
@@ -499,7 +532,7 @@ def main() -> None:
                 contenders.append(Contender(run, label, functools.partial(run_faust_agent, settings, result,
                                                                      logs, module, warm)))
         # The worker of a recovery run alone runs once: the recovery needs its changelog, no rate.
-        paired = {"worker", "pattern", "pattern-own-changelog"} & set(args.only)
+        paired = {"worker", "worker-challenger", "pattern", "pattern-own-changelog"} & set(args.only)
         rates, worker_settings = rounds(contenders, args.pairs if paired else 1)
         if args.pairs > 1 and paired:
             print(*summary(rates), sep="\n")

@@ -43,7 +43,7 @@ from producers.replay import replay
 
 DEMO_APP_ID = "forecaster-demo"
 DEMO_TOPICS = {"topic_bars": "demo.bars", "topic_dlq": "demo.bars.dlq",
-               "topic_predictions": "demo.predictions"}
+               "topic_predictions": "demo.predictions", "topic_shadow": "demo.predictions.shadow"}
 #: Share of the trading days used to train the champion; the table reports the days after them.
 TRAIN_SHARE = 0.7
 WORKER_START_TIMEOUT_S = 120.0

@@ -37,9 +37,15 @@ _BOUND = re.compile(r"^(lower|upper)_([0-9]+(?:\.[0-9]+)?)$")
 
 
 def render(rows: Sequence[dict[str, Any]], path: Path, *, ticker: str | None = None, last: int = LAST) -> str:
-    """Draw one ticker's last ``last`` rows (0: all) to ``path`` (.png or .html); returns the ticker."""
+    """Draw one ticker's last ``last`` rows (0: all) to ``path`` (.png or .html); returns the ticker.
+
+    Only the shortest horizon's rows are drawn (rows written before horizons existed are one day
+    ahead): one prediction per day, as the picture's rolling figures assume.
+    """
     if path.suffix.lower() not in (".png", ".html"):
         raise ValueError(f"report file must end in .png or .html; got {path}")
+    shortest = min((row.get("horizon", 1) for row in rows), default=1)
+    rows = [row for row in rows if row.get("horizon", 1) == shortest]
     counts: dict[str, int] = {}
     for row in rows:
         counts[row["ticker"]] = counts.get(row["ticker"], 0) + 1

@@ -64,6 +64,7 @@ class Settings:
     topic_bars: str = "bars"
     topic_dlq: str = "bars.dlq"
     topic_predictions: str = "predictions"
+    topic_shadow: str = "predictions.shadow"
     partitions: int = 8
     replication_factor: int = 1
     security_protocol: str = "PLAINTEXT"
@@ -92,6 +93,7 @@ class Settings:
     refit_every: int = _core("refit_every")
     arima_order: tuple[int, int, int] = _core("arima_order")
     interval_levels: tuple[float, ...] = _core("interval_levels")
+    horizons: tuple[int, ...] = _core("horizons")
     interval_centre: str = _core("interval_centre")
     calibration_decay: float = _core("calibration_decay")
     feature_history: int = _core("feature_history")
@@ -187,6 +189,8 @@ DOCS: dict[str, str] = {
     "topic_bars": "topic of validated bars (key: ticker)",
     "topic_dlq": "dead-letter topic for rejected rows and poison messages",
     "topic_predictions": "topic of predictions and scores (key: ticker)",
+    "topic_shadow": "topic of the challengers' predictions and scores, made in shadow beside the "
+    "champion's (key: ticker; written only while a `challenger` alias exists)",
     "partitions": "partition count used by `forecaster topics create`",
     "replication_factor": "replication factor used by `forecaster topics create`",
     "security_protocol": "Kafka security.protocol: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL",
@@ -221,8 +225,9 @@ DOCS: dict[str, str] = {
     "is empty",
     "mlflow_env_registry_uri": "MLflow's own registry URI variable, used when FORECASTER_MLFLOW_TRACKING_URI "
     "is empty (default: the tracking URI)",
-    "model_name": "registered model whose `champion` alias the worker serves",
-    "model_reload_s": "seconds between checks for a newly promoted champion",
+    "model_name": "registered model whose `champion` alias the worker serves (and whose `challenger` "
+    "and `challenger-*` aliases it runs in shadow)",
+    "model_reload_s": "seconds between checks for a newly promoted champion or a challenger",
     "metrics_host": "address the Prometheus endpoint binds to",
     "metrics_port": "port of the Prometheus endpoint",
     "metrics_ticker_limit": "tickers that get per-ticker metric series; the rest are aggregated",

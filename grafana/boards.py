@@ -179,6 +179,29 @@ def forecast_error(settings: Settings) -> dashboard.Dashboard:
                            f"/ sum by (model) (increase(forecaster_naive_abs_error_total{{{MODEL}}}"
                            f"[{POOLED_WINDOW}]))", f"all workers {{{{model}}}}, {POOLED_WINDOW}")]),
         (None, "green"), (1.0, "red"))
+    shadow_relative_mae = _threshold_lines(
+        _timeseries("Challengers in shadow: relative MAE against the champion",
+                    "Each challenger alias run beside the champion on the same bars: its summed absolute "
+                    "errors over the prediction day's close, over the champion's on the same ticker-days "
+                    f"(no warm-up), over the last {POOLED_WINDOW} of every worker. Below 1: smaller errors; "
+                    "`forecaster promote --from-shadow` decides on the whole record.",
+                    [Query(f"sum by (alias, version) (increase(forecaster_shadow_challenger_loss_total"
+                           f"[{POOLED_WINDOW}])) / sum by (alias, version) (increase("
+                           f"forecaster_shadow_champion_loss_total[{POOLED_WINDOW}]))",
+                           "{{alias}} v{{version}}")]),
+        (None, "green"), (1.0, "red"))
+    shadow_dm = _threshold_lines(
+        _timeseries("Challengers in shadow: panel Diebold-Mariano per worker",
+                    "Each worker's panel Diebold-Mariano statistic of a challenger's losses against the "
+                    "champion's over its last 250 days of pairs (its tickers only). Below -1.65: "
+                    "significantly smaller at 5 %, one-sided.",
+                    [Query("forecaster_shadow_panel_dm", "{{alias}} v{{version}} {{instance}}")]),
+        (None, "transparent"), (-1.65, "green"))
+    shadow_pairs = _stat("Challengers in shadow: pairs scored",
+                         f"Score pairs of each challenger and the champion over the last {POOLED_WINDOW}, "
+                         "every worker.",
+                         Query("sum by (alias, version) (increase(forecaster_shadow_pairs_total"
+                               f"[{POOLED_WINDOW}]))", "{{alias}} v{{version}}"))
     error_heatmap = (
         heatmap.Panel().title("Absolute error distribution").datasource(DATASOURCE)
         .description("Scored predictions per absolute-error bucket (price units).")
@@ -206,6 +229,9 @@ def forecast_error(settings: Settings) -> dashboard.Dashboard:
         _timeseries("Absolute percentage error quantiles", "Over the scored predictions of the interval.",
                     _quantiles("forecaster_abs_pct_error", ERROR_QUANTILES, by="model", selector=MODEL),
                     unit="percentunit"),
+        shadow_relative_mae,
+        shadow_dm,
+        shadow_pairs,
         error_heatmap,
         coverage,
         coverage_by_regime,

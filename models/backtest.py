@@ -7,7 +7,8 @@ worker emits for the same bars. A bar dated on or before its ticker's last appli
 and is listed in ``rejected`` with the reason ``out_of_order``, as the worker dead-letters it.
 
 Metrics compare the model with the naive forecast on the same days: every scored prediction that was
-not a warm-up one (during warm-up the model *is* naive).
+not a warm-up one (during warm-up the model *is* naive). They are summarised per horizon
+(``by_horizon``); ``pooled``, ``per_ticker`` and ``panel`` are the shortest horizon's.
 
 Examples
 --------
@@ -25,6 +26,9 @@ Examples
 (3.0, 0.5, 1.0)
 >>> result.panel
 {'tickers': 1.0, 'tickers_beating_naive': 0.0, 'relative_mae': 1.0}
+>>> weekly = run_backtest(bars, CoreConfig(model="naive", horizons=(1, 5)))
+>>> len(weekly.predictions), len(weekly.scores), sorted(weekly.by_horizon)  # 24 + 24; 23 + 19
+(48, 42, [1, 5])
 """
 
 from __future__ import annotations
@@ -43,6 +47,25 @@ from models.core.state import TickerState
 from models.core.step import step_many
 
 
+@dataclass(frozen=True)
+class HorizonSummary:
+    """One horizon's metrics: :func:`~models.core.metrics.summarize` of its non-warm-up scores, pooled
+    and per ticker, and :func:`~models.core.metrics.panel` of the latter."""
+
+    pooled: dict[str, float]
+    per_ticker: dict[str, dict[str, float]]
+    panel: dict[str, float]
+
+    @classmethod
+    def of(cls, scores: Iterable[dict[str, Any]]) -> HorizonSummary:
+        judged = [s for s in scores if not s["warmup"]]
+        by_ticker: dict[str, list[dict[str, Any]]] = {}
+        for score in judged:
+            by_ticker.setdefault(score["ticker"], []).append(score)
+        per_ticker = {ticker: summarize(scores) for ticker, scores in sorted(by_ticker.items())}
+        return cls(pooled=summarize(judged), per_ticker=per_ticker, panel=panel(per_ticker))
+
+
 @dataclass
 class BacktestResult:
     """What a backtest produced.
@@ -50,19 +73,23 @@ class BacktestResult:
     Attributes
     ----------
     predictions, scores
-        The prediction and score records, in emission order.
+        The prediction and score records, in emission order (a bar's in ascending horizon).
     features
-        The feature row of each prediction's day (``features[i]`` goes with ``predictions[i]``):
-        the causal features a model trains on, the same rows the stream computes.
+        The feature row of each prediction's day (``features[i]`` goes with ``predictions[i]``; a
+        bar's predictions of several horizons share its row): the causal features a model trains
+        on, the same rows the stream computes.
     rejected
         Bars not applied, with the reason (``out_of_order``).
     states
         Each ticker's final state.
     pooled, per_ticker
-        :func:`~models.core.metrics.summarize` of the non-warm-up scores, pooled and per ticker
-        (pooled MAE and RMSE are in the prices' currency: the highest-priced tickers weigh most).
+        :func:`~models.core.metrics.summarize` of the shortest horizon's non-warm-up scores, pooled
+        and per ticker (pooled MAE and RMSE are in the prices' currency: the highest-priced tickers
+        weigh most).
     panel
         :func:`~models.core.metrics.panel` of ``per_ticker``: the scale-free figures over tickers.
+    by_horizon
+        The same three summaries for each horizon: ``{h: HorizonSummary}``, ascending.
     """
 
     predictions: list[dict[str, Any]] = field(default_factory=list)
@@ -73,6 +100,7 @@ class BacktestResult:
     pooled: dict[str, float] = field(default_factory=dict)
     per_ticker: dict[str, dict[str, float]] = field(default_factory=dict)
     panel: dict[str, float] = field(default_factory=dict)
+    by_horizon: dict[int, HorizonSummary] = field(default_factory=dict)
 
     def rows(self) -> list[dict[str, Any]]:
         """:func:`prediction_rows` of this backtest, for ``forecaster backtest --out``."""
@@ -87,11 +115,12 @@ OUTCOME_FIELDS = {"naive_close": "naive_close", "actual_date": "target_date", "a
 def prediction_rows(predictions: Iterable[dict[str, Any]],
                     scores: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per prediction: its fields (less ``record_type`` and ``produced_at``) and its outcome,
-    :data:`OUTCOME_FIELDS` (None while unscored). Works on the stream's records as on a backtest's."""
-    outcome = {(s["ticker"], s["as_of"]): s for s in scores}
+    :data:`OUTCOME_FIELDS` (None while unscored). Works on the stream's records as on a backtest's
+    (records written before horizons existed have none: they are one day ahead)."""
+    outcome = {(s["ticker"], s["as_of"], s.get("horizon", 1)): s for s in scores}
     rows = []
     for prediction in predictions:
-        score = outcome.get((prediction["ticker"], prediction["as_of"]))
+        score = outcome.get((prediction["ticker"], prediction["as_of"], prediction.get("horizon", 1)))
         row = {k: v for k, v in prediction.items() if k not in ("record_type", "produced_at")}
         row.update({column: score[name] if score else None for column, name in OUTCOME_FIELDS.items()})
         rows.append(row)
@@ -108,10 +137,9 @@ def run_backtest(bars: Iterable[Bar], config: CoreConfig, model: PointModel | No
         for bar, stepped in zip(batch, step_many([states.get(b.ticker) for b in batch], batch, config, model),
                                 strict=True):
             states[bar.ticker] = stepped.state
-            if stepped.score is not None:
-                result.scores.append(stepped.score)
-            result.predictions.append(stepped.prediction)
-            result.features.append(stepped.features)
+            result.scores.extend(stepped.scores)
+            result.predictions.extend(stepped.predictions)
+            result.features.extend([stepped.features] * len(stepped.predictions))
         batch.clear()
 
     in_batch: set[str] = set()
@@ -128,11 +156,10 @@ def run_backtest(bars: Iterable[Bar], config: CoreConfig, model: PointModel | No
     if batch:
         flush()
 
-    judged = [s for s in result.scores if not s["warmup"]]
-    result.pooled = summarize(judged)
-    by_ticker: dict[str, list[dict[str, Any]]] = {}
-    for score in judged:
-        by_ticker.setdefault(score["ticker"], []).append(score)
-    result.per_ticker = {ticker: summarize(scores) for ticker, scores in sorted(by_ticker.items())}
-    result.panel = panel(result.per_ticker)
+    by_horizon: dict[int, list[dict[str, Any]]] = {h: [] for h in config.horizons}
+    for score in result.scores:
+        by_horizon[score["horizon"]].append(score)
+    result.by_horizon = {h: HorizonSummary.of(scores) for h, scores in by_horizon.items()}
+    shortest = result.by_horizon[config.horizons[0]]
+    result.pooled, result.per_ticker, result.panel = shortest.pooled, shortest.per_ticker, shortest.panel
     return result

@@ -12,8 +12,10 @@ The ``arima`` family has no native model: the core runs its own incremental ARIM
 forecast as a feature, so its version's source is a JSON of the ARIMA settings it was evaluated with.
 
 The worker serves ``models:/<model_name>@champion``: :func:`load_champion` at start,
-:func:`champion_version` on every reload check (a single registry query), and :func:`promote` (the
-``forecaster promote`` command) is the only code that moves the alias.
+:func:`champion_version` on every reload check (a single registry query), and :func:`promote` and
+:func:`promote_from_shadow` (the ``forecaster promote`` command) are the only code that moves the
+alias. The worker also runs, in shadow, the versions that the model's ``challenger`` aliases name
+(:func:`challenger_versions`, :mod:`models.shadow`).
 
 "No champion" and "no answer" are told apart: :func:`champion_version` returns None when the
 registry says the model or its alias does not exist, and raises :class:`RegistryUnavailable` when
@@ -41,6 +43,7 @@ from models.evaluation import evaluate
 from models.families import FAMILIES
 from models.families import family as family_spec
 from models.families.neural import require_neural
+from models.shadow import ALPHA, MIN_DAYS, Comparison, Pairs, compare, is_challenger
 
 # MLflow, XGBoost and Keras (slow to import) load inside the functions that use them, not with the
 # worker and the API, which import this module (champion_version answers without MLflow when no
@@ -303,6 +306,31 @@ def _champion_of(settings: Any, name: str) -> Any | None:
         raise RegistryUnavailable.of(error) from error
 
 
+def challenger_versions(settings: Any) -> dict[str, str]:
+    """``{alias: version}`` of every challenger alias of ``settings.model_name`` (see
+    :func:`models.shadow.is_challenger`); empty when the model is not registered. One registry query.
+
+    Raises
+    ------
+    RegistryUnavailable
+        The registry did not answer.
+    """
+    from mlflow.exceptions import MlflowException
+    from sqlalchemy.exc import SQLAlchemyError
+
+    if _store_missing(settings):
+        return {}
+    try:
+        model = client(settings).get_registered_model(settings.model_name)
+    except MlflowException as error:
+        if error.error_code in _ABSENT:
+            return {}
+        raise RegistryUnavailable.of(error) from error
+    except (OSError, SQLAlchemyError) as error:
+        raise RegistryUnavailable.of(error) from error
+    return {alias: str(version) for alias, version in sorted(model.aliases.items()) if is_challenger(alias)}
+
+
 def require_champion_extras(settings: Any) -> None:
     """MissingExtraError when the champion's family needs an extra that is not installed.
 
@@ -498,4 +526,113 @@ def promote(settings: Any, name: str, version: str | None = None, *,
         return decided
     mlflow_client.set_registered_model_alias(name, CHAMPION, candidate)
     log.info("promoted %s version %s to @%s (was %s)", name, candidate, CHAMPION, champion)
+    return decided
+
+
+#: The experiment where :func:`promote_from_shadow` logs each decision and its evidence.
+SHADOW_EXPERIMENT = "promotions"
+
+
+@dataclass(frozen=True)
+class ShadowDecision:
+    """What ``forecaster promote --from-shadow`` decided, on which evidence, and where it is logged."""
+
+    promoted: bool
+    name: str
+    alias: str
+    challenger: str
+    champion: str
+    rule: str
+    comparison: Comparison
+    reasons: list[str] = field(default_factory=list)
+    run_id: str = ""
+
+    def summary(self) -> str:
+        """The printed verdict: the rule, the evidence, the outcome."""
+        c = self.comparison
+        lines = [f"rule: {self.rule}",
+                 f"  {self.alias} version {self.challenger} against champion version {self.champion}: "
+                 f"{c.pairs} pairs on {c.days} days, relative MAE {c.relative_mae:.6g}, panel "
+                 f"Diebold-Mariano {c.dm.statistic:.3g} (one-sided p = {c.p_better:.3g})",
+                 f"  evidence: MLflow run {self.run_id} of experiment {SHADOW_EXPERIMENT!r}"]
+        verdict = (f"promoted {self.name} version {self.challenger} to @{CHAMPION}" if self.promoted else
+                   f"not promoted: {self.name} version {self.challenger} stays @{self.alias}")
+        lines.append(verdict + ("" if self.promoted else "; " + "; ".join(self.reasons)))
+        return "\n".join(lines)
+
+
+def promote_from_shadow(settings: Any, alias: str, champion_scores: Any, challenger_scores: Any, *,
+                        min_days: int = MIN_DAYS, alpha: float = ALPHA) -> ShadowDecision:
+    """Move ``settings.model_name@champion`` to the version ``alias`` names if it won live, in shadow.
+
+    ``champion_scores`` and ``challenger_scores`` are callables that return the score records of
+    ``settings.topic_predictions`` and of ``settings.topic_shadow`` (any order, repeats allowed);
+    only the champion's version's and the challenger's version's are paired (:mod:`models.shadow`).
+    The challenger wins when its relative MAE is below 1 and the panel Diebold-Mariano test says its
+    losses are lower with a one-sided p-value below ``alpha``, on at least ``min_days`` days. Either
+    way the decision and its evidence go to an MLflow run (metrics, ``shadow_decision.json``) and to
+    tags on both versions; a win moves ``champion`` and removes ``alias`` from the promoted version.
+
+    Raises
+    ------
+    ValueError
+        The alias is not a challenger's, or names no version; the model has no champion.
+    RegistryUnavailable
+        The registry did not answer.
+    """
+    import mlflow
+
+    if not is_challenger(alias):
+        raise ValueError(f"{alias!r} is not a challenger alias (challenger, or challenger-<name>)")
+    if min_days < 3:
+        raise ValueError(f"min_days must be at least 3 (the panel test needs 3 days), got {min_days}")
+    name = settings.model_name
+    challenger = challenger_versions(settings).get(alias)
+    if challenger is None:
+        raise ValueError(f"no version of {name!r} holds the alias {alias!r}")
+    current = _champion_of(settings, name)
+    if current is None:
+        raise ValueError(f"{name!r} has no {CHAMPION} to compare {alias!r} with")
+    champion = str(current.version)
+    pairs = Pairs()
+    pairs.add_champion(s for s in champion_scores() if s.get("model_version") == champion)
+    pairs.add_challenger(s for s in challenger_scores() if s.get("model_version") == challenger)
+    comparison = compare(*pairs.losses())
+    rule = (f"{alias} relative MAE (summed absolute error over the prediction day's close, against the "
+            f"champion's on the same ticker-days) < 1 and panel Diebold-Mariano one-sided p-value < {alpha} "
+            f"on at least {min_days} days")
+    reasons = []
+    if champion == challenger:
+        reasons.append(f"version {challenger} is already the {CHAMPION}")
+    if comparison.days < min_days:
+        reasons.append(f"{comparison.days} days of pairs, fewer than {min_days}")
+    if not comparison.relative_mae < 1:
+        reasons.append(f"relative MAE {comparison.relative_mae:.6g} is not below 1")
+    if not comparison.p_better < alpha:
+        reasons.append(f"panel Diebold-Mariano {comparison.dm.statistic:.3g}, one-sided p-value "
+                       f"{comparison.p_better:.3g}: not significantly better at {alpha}")
+    evidence = {"name": name, "alias": alias, "challenger_version": challenger, "champion_version": champion,
+                "promoted": not reasons, "reasons": reasons, "rule": rule, "min_days": min_days,
+                "alpha": alpha, **comparison.metrics(),
+                "topics": [settings.topic_predictions, settings.topic_shadow]}
+    mlflow_client = client(settings)
+    with mlflow.start_run(experiment_id=experiment_id(settings, SHADOW_EXPERIMENT),
+                          run_name=f"{alias}-v{challenger}-vs-v{champion}") as run:
+        mlflow.log_params({"name": name, "alias": alias, "challenger_version": challenger,
+                           "champion_version": champion, "min_days": min_days, "alpha": alpha})
+        mlflow.log_metrics({k: v for k, v in {**comparison.metrics(), "promoted": float(not reasons)}.items()
+                            if v == v})  # MLflow refuses NaN
+        mlflow.log_dict(evidence, "shadow_decision.json")
+        run_id = run.info.run_id
+    outcome = "promoted" if not reasons else "not promoted"
+    mlflow_client.set_model_version_tag(name, challenger, "shadow_decision", f"{outcome} (run {run_id})")
+    mlflow_client.set_model_version_tag(name, champion, "shadow_decision",
+                                        f"challenged by version {challenger}: {outcome} (run {run_id})")
+    decided = ShadowDecision(not reasons, name, alias, challenger, champion, rule, comparison, reasons,
+                             run_id)
+    if reasons:
+        return decided
+    mlflow_client.set_registered_model_alias(name, CHAMPION, challenger)
+    mlflow_client.delete_registered_model_alias(name, alias)
+    log.info("promoted %s version %s (@%s) to @%s (was %s)", name, challenger, alias, CHAMPION, champion)
     return decided

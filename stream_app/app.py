@@ -7,7 +7,9 @@ the ``FORECASTER_*`` environment variables when Faust asks for it.
 The parts, each with one job, wired by :func:`create_app`:
 
 * :class:`~stream_app.batch.BatchHandler` handles a batch (admit, process, send, write);
-* :class:`~stream_app.model_holder.ModelHolder` loads the champion, and again when it changes;
+* :class:`~stream_app.model_holder.ModelHolder` loads the champion, and again when it changes, and
+  the challengers (none unless a ``challenger`` alias exists);
+* :class:`~stream_app.shadow.Shadow` runs the challengers on the champion's bars (its module says how);
 * :class:`~stream_app.position_keeper.PositionKeeper` keeps each ``bars`` partition's position and
   seeks the consumer back to it (rewinds, stalls); it also tells the consumer lag;
 * :class:`Startup` brings the metrics, the model and the output producer up before the first batch;
@@ -22,9 +24,10 @@ How a batch is handled, and why in this order (at-least-once without loss):
    timer seeks back partitions that stay behind their high water mark without moving
    (:class:`~stream_app.positions.StallWatch`);
 3. :class:`~stream_app.processor.BatchProcessor` computes scores, predictions, dead letters and new
-   states, without Kafka;
-4. the outputs are sent as one record batch per partition on a producer of the worker's own
-   (:mod:`stream_app.sender`) and their delivery is awaited;
+   states, without Kafka; each challenger then steps the same bars from states of its own;
+4. the outputs (the challengers' to ``predictions.shadow``) are sent as one record batch per
+   partition on a producer of the worker's own (:mod:`stream_app.sender`) and their delivery is
+   awaited;
 5. only then are each touched ticker's state and each partition's new position written to the
    tables, once per batch, each under an event of its own partition. After ``take_events`` Faust
    would write every key to the changelog partition (and RocksDB partition) of the batch's *last*
@@ -68,6 +71,7 @@ from stream_app.monitor import ForecastMonitor
 from stream_app.position_keeper import STALL_CHECK_S, PositionKeeper
 from stream_app.processor import BatchProcessor
 from stream_app.sender import BatchSender, output_producer
+from stream_app.shadow import Shadow
 
 log = logging.getLogger(__name__)
 
@@ -206,7 +210,9 @@ def create_app(settings: Settings, log_level: int = logging.WARNING) -> Forecast
     monitor = ForecastMonitor(settings, metrics)
     model = ModelHolder(settings, monitor)
     keeper = PositionKeeper(positions, settings.topic_bars, BarsConsumer(app, settings.topic_bars), metrics)
-    parts = WorkerParts(metrics, monitor, model, keeper, BatchHandler(settings, states, keeper, monitor),
+    shadow = Shadow(settings, states, model.challengers, metrics)
+    handler = BatchHandler(settings, states, keeper, monitor, shadow)
+    parts = WorkerParts(metrics, monitor, model, keeper, handler,
                         Startup(settings, metrics, model, app.conf.producer_request_timeout))
     app.after_stop = parts.startup.stop  # Faust's stop drains the agent's batches first: they need it
     _run_parts(app, bars_topic, settings, parts, log_level)

@@ -8,7 +8,6 @@ only then are the states and positions written, each under an event of its own p
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
@@ -17,61 +16,13 @@ import orjson
 
 from forecaster.settings import Settings
 from models.core.deadletter import DeadLetter
-from models.core.state import StateDecodeError, TickerState
+from models.core.state import TickerState
 from stream_app.faust_adapter import Event, TableAccess, in_messages
 from stream_app.monitor import ForecastMonitor
 from stream_app.position_keeper import PositionKeeper
-from stream_app.processor import BatchOutput, BatchProcessor, prediction_records
-
-log = logging.getLogger(__name__)
-
-
-class StateCodec:
-    """Ticker states to and from the table's bytes, each state decoded once.
-
-    The worker writes the states' bytes itself (:meth:`encode`) and keeps the state each came from:
-    while the table holds those bytes, the state is that one. Bytes it did not write (recovered
-    from the changelog) are decoded. A state decoded in every batch cost 4 % of the worker's
-    thread under load; RocksDB hands back a new copy at every read, hence equality, not identity.
-
-    Bytes that do not decode (:class:`~models.core.state.StateDecodeError`: another format
-    version, cut short, garbage) are quarantined: the ticker starts afresh, as a new ticker does,
-    and the bytes wait in :attr:`quarantined` for the handler to dead-letter them, once per distinct
-    bytes. Refusing them instead would stop the worker on the same changelog record at every restart.
-    """
-
-    def __init__(self) -> None:
-        self._known: dict[str, tuple[bytes, TickerState]] = {}
-        self._refused: dict[str, bytes] = {}  # per ticker, the last bytes quarantined
-        #: ``(ticker, raw, error)`` of each state quarantined since the handler last took them.
-        self.quarantined: list[tuple[str, bytes, StateDecodeError]] = []
-
-    def decode(self, ticker: str, raw: bytes | None) -> TickerState | None:
-        """The state behind ``raw``, ``ticker``'s bytes in the table (None: no state yet, or none
-        that decodes)."""
-        if raw is None:
-            return None
-        known = self._known.get(ticker)
-        if known is not None and known[0] == raw:
-            return known[1]
-        try:
-            state = TickerState.from_bytes(raw)
-        except StateDecodeError as error:
-            if self._refused.get(ticker) != raw:
-                self._refused[ticker] = bytes(raw)
-                log.warning("ticker %s starts afresh: its stored state (%d bytes) is quarantined: %s",
-                            ticker, len(raw), error)
-                self.quarantined.append((ticker, bytes(raw), error))
-            return None
-        self._known[ticker] = (raw, state)
-        return state
-
-    def encode(self, ticker: str, state: TickerState) -> bytes:
-        """The bytes to write for ``ticker``'s new state, remembered with it."""
-        raw = state.to_bytes()
-        self._known[ticker] = (raw, state)
-        self._refused.pop(ticker, None)
-        return raw
+from stream_app.processor import BatchProcessor, prediction_records
+from stream_app.shadow import Shadow, ShadowOutput
+from stream_app.state_codec import StateCodec
 
 
 class Sender(Protocol):
@@ -96,14 +47,17 @@ class BatchHandler:
         The positions of the source partitions.
     monitor
         Where each batch's results are observed.
+    shadow
+        The challengers run beside the champion (None: none).
     """
 
     def __init__(self, settings: Settings, states: Any, keeper: PositionKeeper,
-                 monitor: ForecastMonitor) -> None:
+                 monitor: ForecastMonitor, shadow: Shadow | None = None) -> None:
         self.settings = settings
         self.states = states
         self.keeper = keeper
         self.monitor = monitor
+        self.shadow = shadow
         self.codec = StateCodec()
         self.busy = False  # a batch is in hand (the stall watch holds still meanwhile)
 
@@ -123,8 +77,14 @@ class BatchHandler:
                   if key is not None and (ticker := _ticker(key)) is not None}
         output = processor.process(admission.admitted, states)
         output.dead_letters += self._quarantined_states(last_event) + self.keeper.take_quarantined()
-        await sender.send(self._records(output))
-        await self._write_states(output.states, tables, last_event, sender)
+        produced_at = {"produced_at": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")}
+        champion = prediction_records(output, produced_at)
+        shadow = (self.shadow.run(output.results, states, champion, tables, last_event)
+                  if self.shadow is not None else ShadowOutput())
+        await sender.send(self._records(champion, output.dead_letters, shadow.records, produced_at))
+        shadow_states = (self.shadow.placed_states(shadow.states, tables, last_event)
+                         if self.shadow is not None else [])
+        await self._write_states(output.states, shadow_states, tables, last_event, sender)
         self.keeper.write(admission, tables, last_of_partition)
         await self.keeper.follow_up(admission)
         self.monitor.observe_partitions({ticker: m.partition for m in admission.admitted
@@ -149,32 +109,39 @@ class BatchHandler:
             self.monitor.observe_quarantined("state", len(letters))
         return letters
 
-    async def _write_states(self, states: Mapping[str, TickerState], tables: TableAccess,
+    async def _write_states(self, states: Mapping[str, TickerState],
+                            shadow_states: list[tuple[str, int, bytes | None, bytes]], tables: TableAccess,
                             last_event: Mapping[bytes | None, Event], sender: Sender) -> None:
         """Each new state into the table's store, and to its changelog, to the partition Faust would
         write it to (its key's last event's): on the worker's own producer, one record batch per
-        partition, delivered before this returns (see :mod:`stream_app.faust_adapter`)."""
+        partition, delivered before this returns (see :mod:`stream_app.faust_adapter`). The
+        challengers' states (already in the store, their changelog records in ``shadow_states``) go
+        in the same record batches as their tickers' champion states."""
         changelog = self.states.changelog_topic.get_topic_name()
-        records = []
+        records: list[tuple[str, int, bytes | None, bytes]] = []
         for ticker, state in states.items():
             key = ticker.encode()
             event = last_event[key]
             raw = self.codec.encode(ticker, state)
             tables.put(self.states, key, raw, event)
             records.append((changelog, event.message.partition, key, raw))
-        offsets = await sender.send_placed(records)
+        offsets = await sender.send_placed(records + shadow_states)
         tables.persisted(self.states, {partition: offset for (_, partition), offset in offsets.items()})
 
-    def _records(self, output: BatchOutput) -> list[tuple[str, bytes | None, bytes]]:
-        """``(topic, key, value)`` of a batch's scores and predictions, then its dead letters."""
-        produced_at = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
-        predictions, dlq = self.settings.topic_predictions, self.settings.topic_dlq
+    def _records(self, champion: list[tuple[str, dict]], dead_letters: list[DeadLetter],
+                 shadow: list[tuple[str, dict]], extra: Mapping[str, Any]
+                 ) -> list[tuple[str, bytes | None, bytes]]:
+        """``(topic, key, value)`` of a batch's scores and predictions (:func:`prediction_records`),
+        then its dead letters, then the challengers' records (``extra``: the worker's fields)."""
+        predictions, dlq, shadow_topic = (self.settings.topic_predictions, self.settings.topic_dlq,
+                                          self.settings.topic_shadow)
         records: list[tuple[str, bytes | None, bytes]] = [
-            (predictions, ticker.encode(), orjson.dumps(record))
-            for ticker, record in prediction_records(output, {"produced_at": produced_at})]
+            (predictions, ticker.encode(), orjson.dumps(record)) for ticker, record in champion]
         records += [(dlq, letter.ticker.encode() if letter.ticker else _dead_letter_key(letter.raw),
                      orjson.dumps(letter.to_dict()))
-                    for letter in output.dead_letters]
+                    for letter in dead_letters]
+        records += [(shadow_topic, ticker.encode(), orjson.dumps({**record, **extra}))
+                    for ticker, record in shadow]
         return records
 
 

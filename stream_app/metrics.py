@@ -139,6 +139,25 @@ class WorkerMetrics:
                                  "(the worker keeps serving the model it has)", registry=r)
         self.registry_errors = Counter("forecaster_registry_errors",
                                        "Registry queries that failed (unreachable or unreadable)", registry=r)
+        # Challengers in shadow (stream_app/shadow.py): sums that Prometheus pools over every worker
+        # into the panel relative MAE against the champion, and each worker's running panel test.
+        challenger = ["alias", "version"]
+        self.shadow_pairs = Counter("forecaster_shadow_pairs",
+                                    "Score pairs (same ticker, day and horizon; no warm-up) of a challenger "
+                                    "and the champion", challenger, registry=r)
+        self.shadow_champion_loss = Counter(
+            "forecaster_shadow_champion_loss",
+            "Sum of the champion's absolute errors over the prediction day's close, on the pairs", challenger,
+            registry=r)
+        self.shadow_challenger_loss = Counter(
+            "forecaster_shadow_challenger_loss",
+            "Sum of the challenger's absolute errors over the prediction day's close, on the pairs",
+            challenger, registry=r)
+        self.shadow_panel_dm = Gauge(
+            "forecaster_shadow_panel_dm",
+            "This worker's panel Diebold-Mariano statistic of the challenger's losses against the "
+            "champion's over the last 250 days of pairs (negative: the challenger's are lower)", challenger,
+            registry=r)
         self.last_bar_timestamp = Gauge("forecaster_last_bar_timestamp_seconds",
                                         "Unix time when the last bar was processed", registry=r)
 

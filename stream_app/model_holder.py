@@ -6,6 +6,9 @@ and in ``forecaster_registry_up`` (0) and ``forecaster_registry_errors_total``, 
 at every reload check. A worker that starts while the registry does not answer serves the core's
 own model until the registry answers, then the champion: waiting would hold every bar back for as
 long as the outage lasts.
+
+The holder also keeps the challengers (:class:`~stream_app.shadow.Challengers`), asked for at the
+same checks once the registry has answered about the champion.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from models.core.features import FEATURE_NAMES
 from models.drift import Reference
 from stream_app.monitor import ForecastMonitor
 from stream_app.processor import BatchProcessor
+from stream_app.shadow import Challengers
 
 log = logging.getLogger(__name__)
 
@@ -41,15 +45,17 @@ class ModelHolder:
         self.processor: BatchProcessor | None = None  # None until the first load
         self.version: str | None = None  # the champion's version served (None: the core's model)
         self.registry_answers: bool | None = None  # as of the last query (None: not asked yet)
+        self.challengers = Challengers(settings)
 
     async def reload(self) -> None:
         """Serve the registry's champion; keep serving the current model when it is unchanged, or
-        when the registry does not answer."""
+        when the registry does not answer. Then the challengers, when it answered."""
         config = CoreConfig.from_settings(self.settings)
         try:
             version = await asyncio.to_thread(registry.champion_version, self.settings)
             if self.processor is not None and version == self.version:
                 self._answered()
+                await self.challengers.reload(self.version)
                 return
             model = await asyncio.to_thread(registry.load_champion, self.settings) if version else None
             raw_reference = None
@@ -76,6 +82,8 @@ class ModelHolder:
         self.processor = BatchProcessor(config, model, topic=self.settings.topic_bars)
         self.version = version
         self.monitor.set_model(name, served, reference, FEATURE_NAMES)
+        if self.registry_answers:
+            await self.challengers.reload(version)
 
     def _answered(self) -> None:
         if self.registry_answers is False:

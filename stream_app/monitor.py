@@ -3,7 +3,9 @@
 Per-ticker series exist for the first ``metrics_ticker_limit`` tickers seen; the others are pooled
 under ``ticker="other"``, and every ticker also counts in ``ticker="all"``, so the number of series
 stays bounded whatever the universe. Coverage is also pooled by the volatility regime each scored
-prediction was made in (its ``vol_regime``), which shows calibration in calm and in storm. The
+prediction was made in (its ``vol_regime``), which shows calibration in calm and in storm. With
+several horizons configured (``horizons``) every figure is the shortest horizon's, so that the
+metrics mean the same whatever else is forecast. The
 rolling windows live here, in memory: they are figures for people to watch, not state the
 predictions depend on, so a restart may reset them.
 
@@ -190,8 +192,10 @@ class ForecastMonitor:
         models: list[str] = []
         labels: list[str] = []
         regimes: list[str | None] = []
+        shortest = self.settings.horizons[0]
         for bar, result in results:
-            prediction = result.prediction
+            # The figures are the shortest horizon's: its records come first in a bar's, ascending.
+            prediction = result.predictions[0]
             label = self.label(bar.ticker)
             predictions[prediction["model"]] += 1
             if result.refit is not None:
@@ -202,9 +206,9 @@ class ForecastMonitor:
             if not prediction["warmup"]:
                 # Warm-up rows (ARIMA not fitted yet) would make a reference no later row resembles.
                 feature_rows.append(result.features)
-            score = result.score
-            if score is None:
+            if not result.scores or result.scores[0]["horizon"] != shortest:
                 continue
+            score = result.scores[0]
             rows.append(score_row(score, self._level_keys))
             models.append(score["model"])
             labels.append(label)
@@ -214,7 +218,8 @@ class ForecastMonitor:
             for name, count in counter.items():
                 metric.labels(name).inc(count)
         if rows:
-            self._observe_scores(np.array(rows), models, labels, regimes, results[-1][1].prediction["model"])
+            serving = results[-1][1].predictions[0]["model"]
+            self._observe_scores(np.array(rows), models, labels, regimes, serving)
         self._input_drift(feature_rows)
 
     def _observe_scores(self, rows: np.ndarray, models: list[str], labels: list[str],

@@ -129,16 +129,7 @@ class BatchProcessor:
                 continue
             last_date[bar.ticker] = bar.date
             queues.setdefault(bar.ticker, []).append(bar)
-        current: dict[str, TickerState | None] = {t: states.get(t) for t in queues}
-        depth = max((len(q) for q in queues.values()), default=0)
-        for k in range(depth):
-            tickers = [t for t, q in queues.items() if len(q) > k]
-            bars = [queues[t][k] for t in tickers]
-            results = step_many([current[t] for t in tickers], bars, self.config, self.model)
-            for ticker, bar, result in zip(tickers, bars, results, strict=True):
-                current[ticker] = result.state
-                out.results.append((bar, result))
-        out.states = {t: s for t, s in current.items() if s is not None}
+        out.results, out.states = step_rounds(queues, states, self.config, self.model)
         return out
 
     def _dead(self, reason: str, detail: str, message: InMessage, source: str) -> DeadLetter:
@@ -146,15 +137,33 @@ class BatchProcessor:
                           at=self.clock())
 
 
+def step_rounds(queues: Mapping[str, Sequence[Bar]], states: Mapping[str, TickerState | None],
+                config: CoreConfig, model: PointModel | None
+                ) -> tuple[list[tuple[Bar, StepResult]], dict[str, TickerState]]:
+    """Each ticker's bars (``queues``, in date order) applied to its state, in rounds: the results in
+    round order (each ticker's in date order) and each touched ticker's new state."""
+    results: list[tuple[Bar, StepResult]] = []
+    current: dict[str, TickerState | None] = {t: states.get(t) for t in queues}
+    depth = max((len(q) for q in queues.values()), default=0)
+    for k in range(depth):
+        tickers = [t for t, q in queues.items() if len(q) > k]
+        bars = [queues[t][k] for t in tickers]
+        for ticker, bar, result in zip(tickers, bars, step_many([current[t] for t in tickers], bars, config,
+                                                                model), strict=True):
+            current[ticker] = result.state
+            results.append((bar, result))
+    return results, {t: s for t, s in current.items() if s is not None}
+
+
 def prediction_records(output: BatchOutput, extra: Mapping[str, Any]) -> list[tuple[str, dict]]:
     """``(ticker, record)`` of every score and prediction of a batch, each ticker's in date order.
 
-    A bar's score (of the previous prediction) goes out before the bar's own prediction. ``extra``
-    adds worker fields (``produced_at``) that the offline backtest does not have.
+    A bar's scores (of the predictions it settles) go out before the bar's own predictions, each in
+    ascending horizon. ``extra`` adds worker fields (``produced_at``) that the offline backtest does
+    not have.
     """
     records: list[tuple[str, dict]] = []
     for bar, result in output.results:
-        if result.score is not None:
-            records.append((bar.ticker, {**result.score, **extra}))
-        records.append((bar.ticker, {**result.prediction, **extra}))
+        records.extend((bar.ticker, {**score, **extra}) for score in result.scores)
+        records.extend((bar.ticker, {**prediction, **extra}) for prediction in result.predictions)
     return records

@@ -71,6 +71,7 @@ def kafka_settings(kafka_bootstrap: str, tmp_path: Path) -> Settings:
         topic_bars=f"bars-{suffix}",
         topic_dlq=f"bars.dlq-{suffix}",
         topic_predictions=f"predictions-{suffix}",
+        topic_shadow=f"predictions.shadow-{suffix}",
         app_id=f"forecaster-test-{suffix}",
         partitions=4,
     )

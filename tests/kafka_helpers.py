@@ -9,6 +9,7 @@ import orjson
 from kafka import KafkaConsumer
 
 from forecaster.kafka.client import kafka_python_options
+from forecaster.kafka.reading import read_to_end
 from forecaster.kafka.topics import topic_partitions
 from forecaster.settings import Settings
 
@@ -18,30 +19,14 @@ def read_topic(settings: Settings, topic: str, timeout_s: float = 60.0) -> list[
 
     Reads from the beginning up to the end offsets taken at the call, so the result is exact.
     """
-    consumer = KafkaConsumer(**kafka_python_options(settings), enable_auto_commit=False)
-    try:
-        deadline = time.monotonic() + timeout_s
-        partitions = topic_partitions(consumer, topic, timeout_s)
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
-        end = consumer.end_offsets(partitions)
-        records: list[Any] = []
-        while any(consumer.position(tp) < end[tp] for tp in partitions):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"reading {topic} to its end took over {timeout_s} s")
-            for tp, batch in consumer.poll(timeout_ms=500).items():
-                for m in batch:
-                    if m.offset >= end[tp]:
-                        continue
-                    try:
-                        value = orjson.loads(m.value)
-                    except orjson.JSONDecodeError:
-                        value = m.value
-                    key = m.key.decode() if m.key is not None else None
-                    records.append((tp.partition, m.offset, key, value))
-        return records
-    finally:
-        consumer.close()
+    records: list[Any] = []
+    for partition, offset, key, raw in read_to_end(settings, topic, timeout_s):
+        try:
+            value = orjson.loads(raw) if raw is not None else None
+        except orjson.JSONDecodeError:
+            value = raw
+        records.append((partition, offset, key.decode() if key is not None else None, value))
+    return records
 
 
 def wait_for_count(settings: Settings, topic: str, count: int, timeout_s: float = 120.0) -> int:

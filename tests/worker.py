@@ -129,10 +129,10 @@ def only_days(result: ReadResult, keep: Callable[[dt.date], bool]) -> ReadResult
     return as_read(bar for bar in result.bars if keep(bar.date))
 
 
-def streamed_records(settings: Settings) -> list[dict]:
-    """Every record on the predictions topic, without the worker's wall-clock field."""
+def streamed_records(settings: Settings, topic: str | None = None) -> list[dict]:
+    """Every record on the predictions topic (or ``topic``), without the worker's wall-clock field."""
     records = []
-    for *_, value in read_topic(settings, settings.topic_predictions):
+    for *_, value in read_topic(settings, topic or settings.topic_predictions):
         value = dict(value)
         value.pop("produced_at")
         records.append(value)

@@ -80,12 +80,18 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         "rejected": rejected, "filtered": read.filtered, "model": name,
         "predictions": len(result.predictions), "scored": len(result.scores), "pooled": result.pooled,
         "per_ticker": result.per_ticker, "panel": result.panel, "out": args.out, "report": args.report,
+        "by_horizon": {str(h): {"pooled": s.pooled, "panel": s.panel} for h, s in result.by_horizon.items()},
     }
     lines = [f"read {read.rows_read} rows: {summary['bars']} bars of {summary['tickers']} tickers, "
              f"{sum(rejected.values())} rejected{_reasons(rejected)}, {read.filtered} filtered",
              f"model {name}: {len(result.predictions)} predictions, {len(result.scores)} scored, "
              f"{int(result.pooled['n'])} after warm-up (compared with naive on those days)",
              *metrics_table(result.pooled, name), panel_line(result.panel)]
+    if len(result.by_horizon) > 1:  # the lines above are the shortest horizon's
+        lines[1] += f" (horizon {config.horizons[0]})"
+        for horizon, summary_h in list(result.by_horizon.items())[1:]:
+            lines += [f"horizon {horizon}: {int(summary_h.pooled['n'])} scored after warm-up",
+                      *metrics_table(summary_h.pooled, name), panel_line(summary_h.panel)]
     if args.out is not None:
         write_rows(result.rows(), args.out)
         lines.append(f"wrote {len(result.predictions)} predictions to {args.out}")

@@ -10,7 +10,8 @@ from typing import Any, TextIO
 
 from forecaster.settings import Settings
 
-TABLE_COLUMNS = (("record_type", 10), ("ticker", 8), ("as_of", 10), ("target_date", 11), ("model", 10),
+TABLE_COLUMNS = (("record_type", 10), ("ticker", 8), ("as_of", 10), ("target_date", 11), ("horizon", 7),
+                 ("model", 10),
                  ("predicted_close", 15), ("lower_95", 10), ("upper_95", 10), ("actual_close", 12),
                  ("error", 10))
 
@@ -18,11 +19,15 @@ TABLE_COLUMNS = (("record_type", 10), ("ticker", 8), ("as_of", 10), ("target_dat
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "tail", help="show predictions and scores as they arrive",
-        description="Follow the predictions topic. Records are JSON (schemas/prediction.schema.json and "
-        "schemas/score.schema.json), keyed by ticker.",
+        description="Follow the predictions topic (or, with --shadow, the challengers' topic). Records are "
+        "JSON (schemas/prediction.schema.json and schemas/score.schema.json), keyed by ticker.",
     )
     parser.add_argument("--ticker", action="append", default=None,
                         help="only this ticker (repeatable)")
+    parser.add_argument("--horizon", action="append", type=int, default=None, metavar="H",
+                        help="only records of this horizon in bars (repeatable; FORECASTER_HORIZONS)")
+    parser.add_argument("--shadow", action="store_true",
+                        help="follow the challengers' records (FORECASTER_TOPIC_SHADOW) instead")
     parser.add_argument("--from-beginning", action="store_true", help="start at the oldest record")
     parser.add_argument("--format", choices=("table", "json"), default="table")
     parser.add_argument("--max-records", type=int, default=None, help="stop after this many records")
@@ -51,14 +56,16 @@ def run(args: argparse.Namespace, settings: Settings, out: TextIO = sys.stdout) 
     from forecaster.kafka.client import kafka_python_options
 
     settings = settings.replace(bootstrap=args.bootstrap)
+    topic = settings.topic_shadow if args.shadow else settings.topic_predictions
     consumer = KafkaConsumer(
-        settings.topic_predictions, **kafka_python_options(settings),
+        topic, **kafka_python_options(settings),
         group_id=f"forecaster-tail-{uuid.uuid4().hex[:8]}",  # a viewer never moves anyone's offsets
         enable_auto_commit=False,
         auto_offset_reset="earliest" if args.from_beginning else "latest",
         bootstrap_timeout_ms=int(args.connect_timeout * 1000),
     )
     wanted = set(args.ticker) if args.ticker else None
+    horizons = set(args.horizon) if args.horizon else None
     shown = 0
     last_seen = time.monotonic()
     if args.format == "table":
@@ -78,6 +85,8 @@ def run(args: argparse.Namespace, settings: Settings, out: TextIO = sys.stdout) 
                     print(f"# not JSON at partition {message.partition} offset {message.offset}", file=out)
                     continue
                 if wanted is not None and record.get("ticker") not in wanted:
+                    continue
+                if horizons is not None and record.get("horizon", 1) not in horizons:
                     continue
                 line = orjson.dumps(record).decode() if args.format == "json" else format_row(record)
                 print(line, file=out, flush=True)

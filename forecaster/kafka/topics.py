@@ -21,16 +21,17 @@ class TopicSpec:
 
 
 def app_topics(settings: Settings) -> list[TopicSpec]:
-    """``bars``, ``bars.dlq`` and ``predictions`` as the settings name them.
+    """``bars``, ``bars.dlq``, ``predictions`` and ``predictions.shadow`` as the settings name them.
 
-    Bars and predictions share the partition count so that a ticker's bars and predictions go
-    to the same partition number; the dead-letter topic is kept forever, since it is the record
-    of what was rejected.
+    Bars and predictions (the challengers' too) share the partition count so that a ticker's bars
+    and predictions go to the same partition number; the dead-letter topic is kept forever, since
+    it is the record of what was rejected.
     """
     n, rf = settings.partitions, settings.replication_factor
     return [
         TopicSpec(settings.topic_bars, n, rf, {}),
         TopicSpec(settings.topic_predictions, n, rf, {}),
+        TopicSpec(settings.topic_shadow, n, rf, {}),
         TopicSpec(settings.topic_dlq, n, rf, {"retention.ms": "-1"}),
     ]
 

@@ -1,4 +1,4 @@
-"""Incremental ARIMA(p, d, q) in state-space form: a cheap refit and a one-step Kalman update.
+"""Incremental ARIMA(p, d, q) in state-space form: a cheap refit, a one-step Kalman update, h-step means.
 
 The model is statsmodels' ``ARIMA(order=(p, d, q))`` (no trend term, ``d >= 1`` in practice), in the
 same state-space form: the ARMA part of the ``d``-times differenced series ``w`` is a state vector
@@ -32,8 +32,9 @@ Examples
 >>> levels = np.cumsum(np.r_[0.0, 0.5 * np.sin(np.arange(60.0))])
 >>> params = arima.fit(levels)
 >>> a, p = arima.initial_state(params, levels)
->>> mean, var = arima.forecast(a[None], p[None], levels[None, -1:])
->>> bool(np.isclose(mean[0], levels[-1] + params[0] * (levels[-1] - levels[-2])))
+>>> mean = arima.forecast(params[None], a[None], levels[None, -1:], steps=2)
+>>> step = params[0] * (levels[-1] - levels[-2])
+>>> bool(np.allclose(mean[0], [levels[-1] + step, levels[-1] + step + params[0] * step]))
 True
 """
 
@@ -49,7 +50,7 @@ class ArimaFitError(ValueError):
 
 
 class Arima:
-    """ARIMA(p, d, q) without trend: fitting, initial filter state, one-step updates, forecasts.
+    """ARIMA(p, d, q) without trend: fitting, initial filter state, one-step updates, mean forecasts.
 
     Parameters
     ----------
@@ -137,12 +138,25 @@ class Arima:
         """``w_t`` of a batch from ``y_t`` ``[n]`` and the previous ``d`` levels ``[n, d]`` (oldest first)."""
         return level - self._undo(lags)
 
-    def forecast(self, a: np.ndarray, cov: np.ndarray, lags: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """One-step forecast of the next level and its variance, batched.
+    def forecast(self, params: np.ndarray, a: np.ndarray, lags: np.ndarray, steps: int = 1) -> np.ndarray:
+        """Mean forecasts ``[n, steps]`` of the next ``steps`` levels of a batch, 1 to ``steps`` ahead.
 
-        ``lags`` are the last ``d`` levels ``[n, d]``, oldest first.
+        ``params`` ``[n, p + q + 1]``, the predicted states ``a`` ``[n, r]`` and the last ``d`` levels
+        ``lags`` ``[n, d]`` (oldest first). Each step ahead is the previous state through the
+        transition (the innovations' mean is 0) and the differences undone on the levels forecast so far.
         """
-        return self._undo(lags) + a[:, 0], cov[:, 0, 0].copy()
+        means = np.empty((a.shape[0], steps))
+        for j in range(steps):
+            level = self._undo(lags) + a[:, 0]
+            means[:, j] = level
+            if j + 1 < steps:
+                if j == 0:  # one step ahead (the default's only) needs no transition
+                    phi, _, _ = self.system(params)
+                a_next = phi * a[:, :1]
+                a_next[:, :-1] += a[:, 1:]
+                a = a_next
+                lags = np.concatenate((lags[:, 1:], level[:, None]), axis=1)
+        return means
 
     def _undo(self, lags: np.ndarray) -> np.ndarray:
         total = np.zeros(lags.shape[0])

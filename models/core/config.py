@@ -26,6 +26,12 @@ ValueError: interval_levels must be strictly increasing and inside (0, 1); got (
 Traceback (most recent call last):
 ...
 ValueError: interval_centre must be one of naive, model; got 'mean'
+>>> CoreConfig(horizons=(1, 5, 20)).horizons
+(1, 5, 20)
+>>> CoreConfig(horizons=(5, 1))
+Traceback (most recent call last):
+...
+ValueError: horizons must be strictly increasing whole numbers of trading days in 1..260; got (5, 1)
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ from itertools import pairwise
 from typing import Any
 
 MODELS = ("naive", "arima", "external")
+#: The longest horizon: a year of trading days.
+MAX_HORIZON = 260
 CENTRES = ("naive", "model")
 
 
@@ -68,6 +76,10 @@ class CoreConfig:
     interval_levels: tuple[float, ...] = _field(
         (0.8, 0.95), "central prediction interval levels, comma separated, strictly increasing, each in "
         "(0, 1)", "interval_levels")
+    horizons: tuple[int, ...] = _field(
+        (1,), "forecast horizons in trading days (bars of the ticker), comma separated, strictly increasing, "
+        f"each in 1..{MAX_HORIZON}: each bar predicts the close that many bars ahead, with its own intervals "
+        "and calibration (docs/models.md, Horizons)", "horizons")
     interval_centre: str = _field(
         "naive", "centre of the prediction intervals: naive (the last close, which no model beats at one "
         "day ahead: the sharper intervals, docs/models.md) or model (the model's predicted close)",
@@ -112,6 +124,11 @@ class CoreConfig:
         if not levels or any(not 0 < lv < 1 for lv in levels) or any(a >= b for a, b in pairwise(levels)):
             raise ValueError(
                 f"interval_levels must be strictly increasing and inside (0, 1); got {levels!r}")
+        horizons = self.horizons
+        if (not horizons or any(type(h) is not int or not 1 <= h <= MAX_HORIZON for h in horizons)
+                or any(a >= b for a, b in pairwise(horizons))):
+            raise ValueError(f"horizons must be strictly increasing whole numbers of trading days in "
+                             f"1..{MAX_HORIZON}; got {horizons!r}")
         if self.interval_centre not in CENTRES:
             raise ValueError(f"interval_centre must be one of {', '.join(CENTRES)}; "
                              f"got {self.interval_centre!r}")

@@ -17,12 +17,12 @@ Tests check that every record it writes is exactly the encoding of its type (:fu
 Examples
 --------
 >>> import datetime as dt
->>> p = Prediction(ticker="ACME", as_of=dt.date(2024, 1, 5), target_date=dt.date(2024, 1, 8),
+>>> p = Prediction(ticker="ACME", as_of=dt.date(2024, 1, 5), target_date=dt.date(2024, 1, 8), horizon=1,
 ...                predicted_close=10.2, level_labels=("80",), lower=(9.9,), upper=(10.5,), sigma=0.02,
 ...                vol_regime=None, model="naive", model_version="1", warmup=True)
 >>> p.to_dict()  # doctest: +NORMALIZE_WHITESPACE
 {'record_type': 'prediction', 'ticker': 'ACME', 'as_of': '2024-01-05', 'target_date': '2024-01-08',
- 'predicted_close': 10.2, 'lower_80': 9.9, 'upper_80': 10.5, 'sigma': 0.02, 'vol_regime': None,
+ 'horizon': 1, 'predicted_close': 10.2, 'lower_80': 9.9, 'upper_80': 10.5, 'sigma': 0.02, 'vol_regime': None,
  'model': 'naive', 'model_version': '1', 'warmup': True}
 >>> from_dict(Prediction, p.to_dict()) == p
 True
@@ -51,14 +51,18 @@ R = TypeVar("R")
 
 @dataclass(frozen=True, slots=True)
 class Prediction:
-    """A forecast of a ticker's next close with central intervals (``schemas/prediction.schema.json``).
+    """A forecast of a ticker's close ``horizon`` trading days ahead with central intervals
+    (``schemas/prediction.schema.json``).
 
     Attributes
     ----------
     ticker, as_of, target_date
-        Whose; the date of the last bar used; the next weekday after it (holidays are not known).
+        Whose; the date of the last bar used; the ``horizon``-th weekday after it (holidays are not known).
+    horizon
+        Trading days (bars of the ticker) ahead: the ``horizon``-th next bar scores it.
     predicted_close, sigma
-        The forecast, and the volatility model's standard deviation of the next log return.
+        The forecast, and the volatility model's standard deviation of the log return over the
+        ``horizon`` days.
     level_labels, lower, upper
         The interval levels in percent (``"80"``) and each level's bounds: ``lower_80``, ``upper_80``...
     vol_regime
@@ -74,6 +78,7 @@ class Prediction:
     ticker: str
     as_of: dt.date
     target_date: dt.date
+    horizon: int
     predicted_close: float
     level_labels: tuple[str, ...] = field(metadata={"labels": True})  # names the per-level fields
     lower: tuple[float, ...] = field(metadata={"per_level": "lower"})
@@ -89,7 +94,8 @@ class Prediction:
         """The record as JSON-ready values, in the field order the core writes (bounds level by level)."""
         record: dict[str, Any] = {
             "record_type": self.RECORD_TYPE, "ticker": self.ticker, "as_of": self.as_of.isoformat(),
-            "target_date": self.target_date.isoformat(), "predicted_close": self.predicted_close}
+            "target_date": self.target_date.isoformat(), "horizon": self.horizon,
+            "predicted_close": self.predicted_close}
         for label, lower, upper in zip(self.level_labels, self.lower, self.upper, strict=True):
             record["lower_" + label] = lower
             record["upper_" + label] = upper
@@ -106,6 +112,8 @@ class Score:
     ----------
     ticker, as_of, target_date
         Whose; the scored prediction's ``as_of``; the date of the bar that scored it.
+    horizon
+        The scored prediction's horizon: the bar that scored it is the ``horizon``-th after ``as_of``.
     predicted_close, actual_close, error, abs_pct_error
         The prediction, the close, ``actual - predicted`` and ``100 * |error| / actual``.
     naive_close, naive_error
@@ -124,6 +132,7 @@ class Score:
     ticker: str
     as_of: dt.date
     target_date: dt.date
+    horizon: int
     predicted_close: float
     actual_close: float
     error: float
@@ -144,8 +153,9 @@ class Score:
         """The record as JSON-ready values, in the field order the core writes (per-level fields by kind)."""
         record: dict[str, Any] = {
             "record_type": self.RECORD_TYPE, "ticker": self.ticker, "as_of": self.as_of.isoformat(),
-            "target_date": self.target_date.isoformat(), "predicted_close": self.predicted_close,
-            "actual_close": self.actual_close, "error": self.error, "abs_pct_error": self.abs_pct_error,
+            "target_date": self.target_date.isoformat(), "horizon": self.horizon,
+            "predicted_close": self.predicted_close, "actual_close": self.actual_close, "error": self.error,
+            "abs_pct_error": self.abs_pct_error,
             "naive_close": self.naive_close, "naive_error": self.naive_error}
         for prefix, values in (("inside_", self.inside), ("width_", self.width), ("winkler_", self.winkler)):
             record.update(zip([prefix + label for label in self.level_labels], values, strict=True))

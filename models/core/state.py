@@ -8,7 +8,9 @@ arrays it makes are read-only so that nobody else changes them either.
 The byte form is a fixed header (magic, :data:`VERSION`), an orjson object with the scalars, and the
 arrays as raw little-endian float64. Bytes that are no state of this format are refused with a
 :class:`StateDecodeError` that says what is wrong, never misread: a state of another format version
-(:class:`StateVersionError`), bytes cut short, or garbage.
+(:class:`StateVersionError`), bytes cut short, or garbage. Version 3, the last before horizons, is
+still read (as a state of the one horizon 1), so that upgrading a running deployment keeps every
+ticker's memory.
 
 Examples
 --------
@@ -43,7 +45,9 @@ import numpy as np
 import orjson
 
 #: Format version of :meth:`TickerState.to_bytes`; bump it when fields change meaning.
-VERSION = 3
+VERSION = 4
+#: The older version :meth:`TickerState.from_bytes` still reads (and migrates).
+_READABLE = frozenset({3, VERSION})
 _MAGIC = b"FTS"
 _HEADER = struct.Struct("<3sBI")  # magic, version, length of the orjson part
 
@@ -58,11 +62,13 @@ class StateVersionError(StateDecodeError):
 
 
 class LastPrediction(NamedTuple):
-    """The prediction the ticker is waiting to score against its next bar (a tuple: cheap to make)."""
+    """A prediction the ticker is waiting to score against its ``horizon``-th bar after ``as_of`` (a
+    tuple: cheap to make)."""
 
     as_of: dt.date
+    horizon: int               # bars of the ticker ahead: the prediction is scored by the horizon-th next bar
     log_centre: float          # log of the intervals' centre (the last close, or the prediction)
-    scale: float               # the one-step standard deviation (log units) the intervals used
+    scale: float               # the h-day standard deviation (log units) the intervals used
     predicted_close: float
     naive_close: float         # the close of ``as_of``: the naive forecast of the same day
     levels: tuple[float, ...]
@@ -94,15 +100,18 @@ class TickerState:
     variance_ewmas
         The volatility model's exponentially weighted sums of daily variance, one per decay
         (:mod:`models.core.volatility`; divided by their weight ``1 - decay ** bars`` when read).
+    horizons
+        The horizons (trading days ahead) of the calibration's rows, ascending; empty before the first bar.
     residual_sum, residual_weight, zero_weight, residuals, interval_offsets
-        The intervals' calibration (:class:`~models.core.intervals.Calibration`): the weighted sum
-        of past non-zero absolute standardized residuals (log error / scale) and of their weights,
-        the weight of the zero ones, how many there were, and each level's online conformal offset
-        (empty before the first bar).
+        The intervals' calibration (:class:`~models.core.intervals.Calibration`), one row per horizon
+        (``[horizons]``, the offsets ``[horizons, levels]``): the weighted sum of past non-zero
+        absolute standardized residuals (log error / scale) and of their weights, the weight of the
+        zero ones, how many there were, and each level's online conformal offset.
     features, feature_rows
         The last feature rows (as many as the model's lookback) and how many rows were ever made.
-    last_prediction
-        The prediction waiting to be scored.
+    pending
+        The predictions waiting to be scored: per horizon ``h`` those of the last ``h`` bars, by
+        horizon then oldest first.
     """
 
     ticker: str
@@ -118,25 +127,27 @@ class TickerState:
     arima_state: np.ndarray | None
     arima_cov: np.ndarray | None
     variance_ewmas: np.ndarray
-    residual_sum: float
-    residual_weight: float
-    zero_weight: float
-    residuals: int
+    horizons: tuple[int, ...]
+    residual_sum: np.ndarray
+    residual_weight: np.ndarray
+    zero_weight: np.ndarray
+    residuals: np.ndarray
     interval_offsets: np.ndarray
     features: np.ndarray
     feature_rows: int
-    last_prediction: LastPrediction | None
+    pending: tuple[LastPrediction, ...]
 
     @classmethod
     def empty(cls, ticker: str, feature_width: int, volatility_horizons: int) -> TickerState:
         """The state before a ticker's first bar: nothing seen, so nothing known (NaN, or sums of 0)."""
         nan = float("nan")
+        none = np.empty(0)
         return cls(ticker=ticker, last_date=None, bars=0, refits=0, failed_refits=0, since_refit=0,
-                   last_close=nan, last_volume=nan, log_closes=np.empty(0), arima_params=None,
+                   last_close=nan, last_volume=nan, log_closes=none, arima_params=None,
                    arima_state=None, arima_cov=None, variance_ewmas=np.zeros(volatility_horizons),
-                   residual_sum=0.0, residual_weight=0.0, zero_weight=0.0, residuals=0,
-                   interval_offsets=np.empty(0), features=np.empty((0, feature_width)), feature_rows=0,
-                   last_prediction=None)
+                   horizons=(), residual_sum=none, residual_weight=none, zero_weight=none, residuals=none,
+                   interval_offsets=np.empty((0, 0)), features=np.empty((0, feature_width)), feature_rows=0,
+                   pending=())
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, TickerState):
@@ -160,8 +171,7 @@ class TickerState:
             header[name] = None if value is None else value.shape
             if value is not None:
                 blobs.append(value.astype("<f8", copy=False).tobytes())
-        prediction = self.last_prediction
-        header["last_prediction"] = None if prediction is None else prediction._asdict()
+        header["pending"] = [tuple(p) for p in self.pending]  # field order: no keys repeated per prediction
         meta = orjson.dumps(header)
         return _HEADER.pack(_MAGIC, VERSION, len(meta)) + meta + b"".join(blobs)
 
@@ -181,12 +191,18 @@ class TickerState:
         if len(data) < _HEADER.size or data[:3] != _MAGIC:
             raise StateVersionError("these bytes are not a ticker state (bad magic)")
         _, version, meta_size = _HEADER.unpack_from(data)
-        if version != VERSION:
+        if version not in _READABLE:
             raise StateVersionError(
-                f"ticker state format version {version} is not supported (this code reads version "
-                f"{VERSION}); rebuild the state by replaying the ticker's bars")
+                f"ticker state format version {version} is not supported (this code reads versions "
+                f"{', '.join(map(str, sorted(_READABLE)))}); rebuild the state by replaying the ticker's "
+                "bars")
         try:
-            return cls._decode(data, meta_size)
+            if version == 3:
+                return cls(**_from_version_3(_decode(data, meta_size, _V3)))
+            values = _decode(data, meta_size, _V4)
+            values["horizons"] = tuple(values["horizons"])
+            values["pending"] = tuple(_pending(row) for row in values["pending"])
+            return cls(**values)
         except StateDecodeError:
             raise
         except (ValueError, TypeError, KeyError, AttributeError) as error:
@@ -194,42 +210,78 @@ class TickerState:
             # of the others. Any of them means bytes this code did not write.
             raise StateDecodeError(f"ticker state corrupted: {type(error).__name__}: {error}") from error
 
-    @classmethod
-    def _decode(cls, data: bytes, meta_size: int) -> TickerState:
-        end = _HEADER.size + meta_size
-        if end > len(data):
-            raise StateDecodeError(f"ticker state cut short: {len(data)} bytes, its header announces "
-                                   f"{meta_size} bytes of fields after the {_HEADER.size} of the header")
-        header = orjson.loads(data[_HEADER.size : end])
-        if not isinstance(header, dict) or header.keys() != _KEYS:
-            raise StateDecodeError("ticker state corrupted: its fields are not those of a ticker state")
-        offset = end
-        values = {}
-        for name in _FIELDS:  # the worker decodes a state per ticker per batch: no numpy on shapes
-            value = header[name]
-            if name in _ARRAYS and value is not None:
-                count = math.prod(value)
-                if offset + 8 * count > len(data):
-                    raise StateDecodeError(
-                        f"ticker state cut short: {len(data)} bytes, its array {name} needs "
-                        f"{offset + 8 * count}")
-                value = np.frombuffer(data, dtype="<f8", count=count, offset=offset).reshape(value)
-                offset += 8 * count
-            values[name] = value
-        if offset != len(data):
-            raise StateDecodeError(f"ticker state corrupted: {len(data) - offset} bytes after its last array")
-        if values["last_date"] is not None:
-            values["last_date"] = dt.date.fromisoformat(values["last_date"])
-        if values["last_prediction"] is not None:
-            lp = values["last_prediction"]
-            lp.update(as_of=dt.date.fromisoformat(lp["as_of"]),
-                      **{k: tuple(lp[k]) for k in ("levels", "lower", "upper")})
-            values["last_prediction"] = LastPrediction(**lp)
-        return cls(**values)
+
+class _Layout(NamedTuple):
+    """The fields of one format version: all of them in order, and which are raw arrays."""
+
+    fields: tuple[str, ...]
+    arrays: frozenset[str]
+
+
+def _decode(data: bytes, meta_size: int, layout: _Layout) -> dict[str, Any]:
+    """The fields of bytes of ``layout``'s version: the scalars as orjson gives them, the arrays read
+    only, ``last_date`` a date."""
+    end = _HEADER.size + meta_size
+    if end > len(data):
+        raise StateDecodeError(f"ticker state cut short: {len(data)} bytes, its header announces "
+                               f"{meta_size} bytes of fields after the {_HEADER.size} of the header")
+    header = orjson.loads(data[_HEADER.size : end])
+    if not isinstance(header, dict) or header.keys() != set(layout.fields):
+        raise StateDecodeError("ticker state corrupted: its fields are not those of a ticker state")
+    offset = end
+    values = {}
+    for name in layout.fields:  # the worker decodes a state per ticker per batch: no numpy on shapes
+        value = header[name]
+        if name in layout.arrays and value is not None:
+            count = math.prod(value)
+            if offset + 8 * count > len(data):
+                raise StateDecodeError(
+                    f"ticker state cut short: {len(data)} bytes, its array {name} needs "
+                    f"{offset + 8 * count}")
+            value = np.frombuffer(data, dtype="<f8", count=count, offset=offset).reshape(value)
+            offset += 8 * count
+        values[name] = value
+    if offset != len(data):
+        raise StateDecodeError(f"ticker state corrupted: {len(data) - offset} bytes after its last array")
+    if values["last_date"] is not None:
+        values["last_date"] = dt.date.fromisoformat(values["last_date"])
+    return values
+
+
+def _pending(row: list[Any]) -> LastPrediction:
+    """A pending prediction from its stored fields (in field order)."""
+    made = LastPrediction._make(row)
+    return made._replace(as_of=dt.date.fromisoformat(row[0]), levels=tuple(made.levels),
+                         lower=tuple(made.lower), upper=tuple(made.upper))
+
+
+def _from_version_3(values: dict[str, Any]) -> dict[str, Any]:
+    """A version-3 state's fields as version 4's: its one pending prediction and its calibration are
+    horizon 1's."""
+    last = values.pop("last_prediction")
+    pending = () if last is None else (_pending([last[name] if name != "horizon" else 1
+                                                 for name in LastPrediction._fields]),)
+    rows = {name: _read_only(np.array([values[name]], dtype=float))
+            for name in ("residual_sum", "residual_weight", "zero_weight", "residuals")}
+    offsets = _read_only(values["interval_offsets"].reshape(1, -1))
+    return {**values, **rows, "horizons": (1,), "interval_offsets": offsets, "pending": pending}
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    array.flags.writeable = False
+    return array
+
 
 _FIELDS = tuple(f.name for f in dataclasses.fields(TickerState))
 _ARRAYS = frozenset({"log_closes", "arima_params", "arima_state", "arima_cov", "variance_ewmas",
-                     "interval_offsets", "features"})
+                     "residual_sum", "residual_weight", "zero_weight", "residuals", "interval_offsets",
+                     "features"})
 _ARRAY_ORDER = tuple(name for name in _FIELDS if name in _ARRAYS)  # the order of the raw arrays
-_SCALARS = tuple(name for name in _FIELDS if name not in _ARRAYS and name != "last_prediction")
-_KEYS = frozenset(_FIELDS)  # the orjson part's keys: every field, the arrays by their shapes
+_SCALARS = tuple(name for name in _FIELDS if name not in _ARRAYS and name != "pending")
+_V4 = _Layout(_FIELDS, _ARRAYS)
+_V3 = _Layout(("ticker", "last_date", "bars", "refits", "failed_refits", "since_refit", "last_close",
+               "last_volume", "log_closes", "arima_params", "arima_state", "arima_cov", "variance_ewmas",
+               "residual_sum", "residual_weight", "zero_weight", "residuals", "interval_offsets", "features",
+               "feature_rows", "last_prediction"),
+              frozenset({"log_closes", "arima_params", "arima_state", "arima_cov", "variance_ewmas",
+                         "interval_offsets", "features"}))

@@ -1,4 +1,4 @@
-"""One bar of one ticker: score yesterday's prediction, update the ARIMA, predict tomorrow's close.
+"""One bar of one ticker: score the predictions it settles, update the ARIMA, predict the next closes.
 
 :func:`step` is a pure function of ``(state, bar, config, model)``; :func:`step_many` is the same for
 a batch of tickers (one bar each), vectorised with numpy. :func:`step` *is* a batch of one, and every
@@ -7,24 +7,28 @@ batch composition: the stream worker's batches and the backtest's days produce t
 
 What happens to a bar of day ``t`` of a ticker, in order (the function of each phase in brackets):
 
-1. the prediction made at the previous bar is scored against this close (error, naive error, whether
-   the close fell inside each interval, width, Winkler score), and its standardized residual updates
-   the ticker's interval calibration (``_score_pending``, ``_calibrate``);
+1. for each horizon ``h`` (``config.horizons``, trading days = bars of the ticker), the prediction made
+   ``h`` bars ago is scored against this close (error, naive error, whether the close fell inside each
+   interval, width, Winkler score), and its standardized residual updates that horizon's interval
+   calibration (``_due``, ``_score_pending``, ``_calibrate``);
 2. the ARIMA, once fitted, takes one Kalman step: its innovation at ``t`` and the forecast for
    ``t + 1`` (``_kalman_step``);
 3. the log close joins the fitting window; when the window is full and a refit is due (every
    ``refit_every`` bars) the ARIMA is refitted on it (see :mod:`models.core.arima`); a failed fit
    keeps the previous parameters and is counted (``_extend_windows``);
 4. the feature row of day ``t`` is computed (:mod:`models.core.features`, ``_extend_features``);
-5. the configured model predicts the close of the next weekday (``_point_forecast``), with calibrated
-   intervals (:mod:`models.core.intervals`, ``_intervals``) around the last close (or around the
-   prediction, with ``interval_centre="model"``), scaled by the volatility
-   model's forecast (:mod:`models.core.volatility`, ``_update_volatility`` and ``_scale``), which
-   every bar updates whatever the model. A model that is not ready yet (ARIMA window not full, too
-   few feature rows for an external model) gives way to the naive forecast, and the prediction says
-   so with ``warmup: true``, as it does while the intervals still lack calibration residuals;
-6. the prediction is kept in the ticker's new state until the next bar scores it, and written as a
-   record (``_made``, ``_new_states``, ``_prediction_records``).
+5. for each horizon ``h`` the configured model predicts the close ``h`` bars ahead, dated the ``h``-th
+   next weekday (``_point_forecast``): naive the last close, the ARIMA its ``h``-step mean, an
+   external model its one-day return and then no change (its slot predicts one day only). Each has
+   calibrated intervals (:mod:`models.core.intervals`, ``_intervals``) around the last close (or around
+   the prediction, with ``interval_centre="model"``), scaled by the volatility model's forecast of the
+   ``h``-day return's spread (:mod:`models.core.volatility`, ``_update_volatility`` and ``_scale``),
+   which every bar updates whatever the model. A model that is not ready yet (ARIMA window not full,
+   too few feature rows for an external model) gives way to the naive forecast, and the prediction
+   says so with ``warmup: true``, as it does while its horizon's intervals still lack calibration
+   residuals;
+6. the predictions are kept in the ticker's new state until their horizon's bar scores them, and
+   written as records, ascending horizon (``_made``, ``_new_states``, ``_prediction_records``).
 
 No wall-clock time enters the records, so streaming and backtest agree exactly.
 
@@ -35,12 +39,15 @@ Examples
 >>> from models.core.config import CoreConfig
 >>> config = CoreConfig(model="naive")
 >>> first = step(None, Bar("ACME", dt.date(2024, 1, 5), 10.0, 10.4, 9.8, 10.2, 1000), config)
->>> first.prediction["target_date"], first.prediction["predicted_close"], first.prediction["warmup"]
-('2024-01-08', 10.2, True)
+>>> [(p["horizon"], p["target_date"], p["predicted_close"], p["warmup"]) for p in first.predictions]
+[(1, '2024-01-08', 10.2, True)]
 >>> monday = Bar("ACME", dt.date(2024, 1, 8), 10.2, 10.6, 10.1, 10.5, 900)
 >>> second = step(first.state, monday, config)
->>> round(second.score["error"], 6), second.score["inside_95"], second.score["target_date"]
-(0.3, True, '2024-01-08')
+>>> [(round(s["error"], 6), s["inside_95"], s["target_date"]) for s in second.scores]
+[(0.3, True, '2024-01-08')]
+>>> weekly = step(None, monday, CoreConfig(model="naive", horizons=(1, 5)))
+>>> [(p["horizon"], p["target_date"]) for p in weekly.predictions], weekly.scores
+([(1, '2024-01-09'), (5, '2024-01-15')], [])
 >>> step(second.state, monday, config)  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
@@ -52,7 +59,8 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from functools import cache
+from functools import cache, partial
+from itertools import accumulate
 from typing import Any
 
 import numpy as np
@@ -92,12 +100,13 @@ class StepResult:
     ----------
     state
         The ticker's new state (the input state is unchanged).
-    prediction
-        The prediction for the next weekday: the JSON encoding (``to_dict``) of a
-        :class:`~models.core.records.Prediction`, built directly as a dict because it is cheaper.
-    score
-        The score of the previous prediction, encoded as a :class:`~models.core.records.Score`; None
-        on the first bar.
+    predictions
+        The predictions of this bar, one per configured horizon, ascending: the JSON encodings
+        (``to_dict``) of :class:`~models.core.records.Prediction`, built directly as dicts because it
+        is cheaper.
+    scores
+        The scores of the predictions this bar settles (made ``h`` bars ago for horizon ``h``),
+        ascending horizon, encoded as :class:`~models.core.records.Score`; empty on a first bar.
     features
         The feature row of this bar's day, ``len(FEATURE_NAMES)`` floats.
     refit
@@ -105,8 +114,8 @@ class StepResult:
     """
 
     state: TickerState
-    prediction: dict[str, Any]
-    score: dict[str, Any] | None
+    predictions: list[dict[str, Any]]
+    scores: list[dict[str, Any]]
     features: np.ndarray
     refit: str | None
 
@@ -119,6 +128,21 @@ def next_weekday(day: dt.date) -> dt.date:
     """
     ahead = {4: 3, 5: 2}.get(day.weekday(), 1)
     return day + dt.timedelta(days=ahead)
+
+
+def weekday_after(day: dt.date, horizon: int) -> dt.date:
+    """The target date of a prediction ``horizon`` trading days ahead of ``day``: the ``horizon``-th
+    next weekday (holidays unknown).
+
+    >>> weekday_after(dt.date(2024, 1, 5), 1).isoformat(), weekday_after(dt.date(2024, 1, 6), 6).isoformat()
+    ('2024-01-08', '2024-01-15')
+    """
+    day = next_weekday(day)
+    weeks, days = divmod(horizon - 1, 5)
+    day += dt.timedelta(days=7 * weeks)  # from a weekday, five weekdays on is a week on
+    for _ in range(days):
+        day = next_weekday(day)
+    return day
 
 
 def step(state: TickerState | None, bar: Bar, config: CoreConfig,
@@ -156,7 +180,8 @@ def step_many(states: Sequence[TickerState | None], bars: Sequence[Bar], config:
     plan = _plan(config)
     prices = _Prices.of(bars, priors)
     iso = IsoDates()
-    scores, abs_residuals = _score_pending(priors, bars, prices.log_close, iso)
+    due, kept = _due(priors, plan)
+    scores, abs_residuals = _score_pending(due, bars, prices.log_close, iso, plan)
     variance_ewmas = _update_volatility(priors, prices, config)
     filtered, arima_residual = _kalman_step(priors, prices.log_close, plan.arima)
     fit_windows, refits, fits = _extend_windows(priors, prices.log_close, config, plan.arima)
@@ -164,22 +189,25 @@ def step_many(states: Sequence[TickerState | None], bars: Sequence[Bar], config:
     rows, buffers = _extend_features(priors, prices, arima_residual, _feature_history(config, model))
     log_prediction, ready = _point_forecast(prices.log_close, filtered, fit_windows, buffers, config,
                                             plan.arima, model)
-    # Naive predicts the close itself: exp(log(close)) could differ from it in the last bit.
-    predicted_close = np.where(ready & (config.model != "naive"), np.exp(log_prediction), prices.close)
+    # [n, horizons] from here on. Naive predicts the close itself: exp(log(close)) could differ from
+    # it in the last bit.
+    close = np.repeat(prices.close[:, None], len(config.horizons), axis=1)
+    predicted_close = np.where(ready[:, None] & (config.model != "naive"), np.exp(log_prediction), close)
     scale = _scale(variance_ewmas, priors, config)
     calibration = _calibrate(priors, abs_residuals, config)
     on_model = config.interval_centre == "model"
-    log_centre = log_prediction if on_model else prices.log_close
-    lower, upper, short = _intervals(log_centre, predicted_close if on_model else prices.close, scale,
-                                     calibration, config)
+    log_centre = log_prediction if on_model else np.repeat(prices.log_close[:, None], len(config.horizons), 1)
+    bounds, short = _intervals(log_centre.ravel(), (predicted_close if on_model else close).ravel(),
+                               scale.ravel(), calibration, config)
+    warmup = np.repeat(~ready, len(config.horizons)) | short
     regime = regimes(trailing_vol_rank(fit_windows))
-    made = _made(bars, log_centre, scale, predicted_close, lower, upper, ~ready | short, regime,
-                 config, model)
-    new_states = _new_states(priors, bars, made, refits, fit_windows, filtered, variance_ewmas,
-                             calibration, buffers)
-    return [StepResult(state=state, prediction=prediction, score=score_i, features=row, refit=outcome)
-            for state, prediction, score_i, row, outcome
-            in zip(new_states, _prediction_records(bars, made, plan, iso), scores, rows, refits, strict=True)]
+    made = _made(bars, log_centre, scale, predicted_close, bounds, warmup, regime, config, model)
+    new_states = _new_states(priors, bars, made, kept, refits, fit_windows, filtered, variance_ewmas,
+                             calibration, buffers, config)
+    return [StepResult(state=state, predictions=predictions, scores=scores_i, features=row, refit=outcome)
+            for state, predictions, scores_i, row, outcome
+            in zip(new_states, _prediction_records(bars, made, bounds, plan, iso), scores, rows, refits,
+                   strict=True)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,22 +233,46 @@ class _Prices:
                    prev_volume=np.array([s.last_volume for s in priors]))
 
 
-def _score_pending(priors: list[TickerState], bars: Sequence[Bar], log_close: np.ndarray,
-                   iso: IsoDates) -> tuple[list[dict[str, Any] | None], np.ndarray]:
-    """Score each ticker's pending prediction against this close: the score records (None where
-    nothing was pending) and the absolute standardized residuals (NaN there) that the calibration
-    takes."""
+def _due(priors: list[TickerState], plan: _Plan
+         ) -> tuple[list[list[LastPrediction]], list[list[tuple[LastPrediction, ...]]]]:
+    """Per ticker, the pending predictions this bar settles (the one made ``h`` bars ago, per horizon
+    ``h``, ascending) and, per horizon, those still pending after it (oldest first)."""
+    horizons, starts, full = plan.horizons, plan.pending_starts, plan.pending_full
+    due: list[list[LastPrediction]] = []
+    kept: list[list[tuple[LastPrediction, ...]]] = []
+    for prior in priors:
+        pending = prior.pending
+        if len(pending) == full:  # the steady state: each horizon h has its last h predictions
+            due.append([pending[start] for start in starts])
+            kept.append([pending[start + 1 : start + h] for start, h in zip(starts, horizons, strict=True)])
+            continue
+        due_i: list[LastPrediction] = []
+        kept_i: list[tuple[LastPrediction, ...]] = []
+        for h in horizons:  # a young ticker, or horizons just configured: some queues are short
+            queue = tuple(p for p in pending if p.horizon == h)
+            if len(queue) >= h:
+                due_i.append(queue[0])
+                queue = queue[1:]
+            kept_i.append(queue)
+        due.append(due_i)
+        kept.append(kept_i)
+    return due, kept
+
+
+def _score_pending(due: list[list[LastPrediction]], bars: Sequence[Bar], log_close: np.ndarray,
+                   iso: IsoDates, plan: _Plan) -> tuple[list[list[dict[str, Any]]], np.ndarray]:
+    """Score the predictions ``due`` against this close: each ticker's score records and the absolute
+    standardized residuals ``[n, horizons]`` (NaN where nothing was due) that the calibration takes."""
     n = len(bars)
-    scores: list[dict[str, Any] | None] = [None] * n
-    abs_residuals = np.full(n, np.nan)
-    pending = [i for i, s in enumerate(priors) if s.last_prediction is not None]
-    if pending:
-        records, standardized = score(
-            [priors[i].last_prediction for i in pending], [bars[i] for i in pending],  # type: ignore[misc]
-            log_close[_index(pending, n)], iso)
-        abs_residuals[pending] = np.abs(standardized)
-        for i, record in zip(pending, records, strict=True):
-            scores[i] = record
+    scores: list[list[dict[str, Any]]] = [[] for _ in range(n)]
+    abs_residuals = np.full((n, len(plan.horizons)), np.nan)
+    rows = [i for i, due_i in enumerate(due) for _ in due_i]
+    if rows:
+        made = [p for due_i in due for p in due_i]
+        records, standardized = score(made, [bars[i] for i in rows], log_close[rows], iso)
+        abs_residuals[rows, [plan.horizon_index[p.horizon] for p in made]] = np.abs(standardized)
+        for i, record in zip(rows, records, strict=True):
+            scores[i].append(record)
     return scores, abs_residuals
 
 
@@ -304,18 +356,19 @@ def _feature_history(config: CoreConfig, model: PointModel | None) -> int:
 def _point_forecast(log_close: np.ndarray, filtered: dict[int, _Filtered],
                     fit_windows: list[np.ndarray], buffers: list[np.ndarray], config: CoreConfig,
                     arima: Arima, model: PointModel | None) -> tuple[np.ndarray, np.ndarray]:
-    """The predicted next log close of each ticker and whether the configured model made it (where
-    it is not ready the prediction is naive's: today's log close)."""
+    """The predicted log close ``[n, horizons]`` of each ticker at each horizon and whether the
+    configured model made them (where it is not ready the prediction is naive's: today's log close)."""
     n = len(log_close)
-    log_prediction = log_close.copy()
+    log_prediction = np.repeat(log_close[:, None], len(config.horizons), axis=1)
     ready = np.full(n, config.model == "naive")
     if config.model == "arima" and filtered:
         ids = sorted(filtered)
         at = _index(ids, n)
-        mean, _ = arima.forecast(
-            np.array([filtered[i][1] for i in ids]), np.array([filtered[i][2] for i in ids]),
-            np.array([fit_windows[i][fit_windows[i].size - arima.d:] for i in ids]))
-        log_prediction[at] = mean
+        mean = arima.forecast(
+            np.array([filtered[i][0] for i in ids]), np.array([filtered[i][1] for i in ids]),
+            np.array([fit_windows[i][fit_windows[i].size - arima.d:] for i in ids]),
+            steps=config.horizons[-1])
+        log_prediction[at] = mean[:, [h - 1 for h in config.horizons]]
         ready[at] = True
     elif config.model == "external":
         assert model is not None  # _checked guarantees it
@@ -325,77 +378,85 @@ def _point_forecast(log_close: np.ndarray, filtered: dict[int, _Filtered],
             returns = _predict_returns(model, feature_windows)
             usable = np.isfinite(returns)
             ids_arr = np.array(ids)[usable]
-            log_prediction[ids_arr] = log_close[ids_arr] + returns[usable]
+            # The slot predicts one day: after it, no change is the forecast (a random walk's).
+            log_prediction[ids_arr] = (log_close[ids_arr] + returns[usable])[:, None]
             ready[ids_arr] = True
     return log_prediction, ready
 
 
 def _scale(variance_ewmas: np.ndarray, priors: list[TickerState], config: CoreConfig) -> np.ndarray:
-    """The volatility model's forecast of the next log return's standard deviation, floored."""
+    """The volatility model's forecast of the standard deviation of each horizon's log return
+    ``[n, horizons]``, floored."""
     bar_counts = np.array([s.bars + 1 for s in priors])
-    variance = forecast(variance_ewmas, bar_counts, config.vol_decays, config.vol_weights)
+    variance = forecast(variance_ewmas, bar_counts, config.vol_decays, config.vol_weights, config.horizons)
     return np.maximum(np.sqrt(variance), MIN_SCALE)
 
 
 def _calibrate(priors: list[TickerState], abs_residuals: np.ndarray, config: CoreConfig) -> Calibration:
-    """Each ticker's interval calibration after this bar's standardized residual, when it scored one."""
-    levels = config.interval_levels
-    none = np.zeros(len(levels))
+    """Each ticker's interval calibration after the standardized residuals this bar scored, one row per
+    ticker and horizon (``n * horizons`` rows, ticker-major)."""
     prior = Calibration(
-        sums=np.array([s.residual_sum for s in priors]),
-        weights=np.array([s.residual_weight for s in priors]),
-        zeros=np.array([s.zero_weight for s in priors]), counts=np.array([s.residuals for s in priors]),
-        # A ticker without offsets for these levels (its first bar, or levels reconfigured) starts at 0.
-        offsets=np.array([s.interval_offsets if s.interval_offsets.size == none.size else none
-                          for s in priors]))
-    return prior.update(abs_residuals, config.calibration_decay, config.calibration_rate, levels,
-                        config.interval_df)
+        sums=np.array([s.residual_sum for s in priors]).ravel(),
+        weights=np.array([s.residual_weight for s in priors]).ravel(),
+        zeros=np.array([s.zero_weight for s in priors]).ravel(),
+        counts=np.array([s.residuals for s in priors]).ravel(),
+        offsets=np.concatenate([s.interval_offsets for s in priors]))
+    return prior.update(abs_residuals.ravel(), config.calibration_decay, config.calibration_rate,
+                        config.interval_levels, config.interval_df)
 
 
 def _intervals(log_centre: np.ndarray, centre_close: np.ndarray, scale: np.ndarray,
                calibration: Calibration, config: CoreConfig
-               ) -> tuple[list[list[float]], list[list[float]], np.ndarray]:
-    """Calibrated interval bounds ``[n][level]`` around each centre (``centre_close``, in logs
-    ``log_centre``), and which tickers are still warming up (their intervals are the wider
-    Gaussian fallback)."""
+               ) -> tuple[list[list[float]], np.ndarray]:
+    """Calibrated interval bounds around each centre (``centre_close``, in logs ``log_centre``), a
+    row per ticker and horizon, level by level as the records have them (lower, upper, next level...),
+    and which rows are still warming up (their intervals are the wider Gaussian fallback)."""
     quantiles, short = calibration.quantiles(config.interval_levels, config.interval_df)
     half_width = quantiles * scale[:, None]
     # The min/max only matter at the scale floor, where exp() rounding could put a bound a hair
     # on the wrong side of the centre. An upper bound past the float range (closes near
     # 1e300) is infinite, an unbounded interval, written as null: no warning for it.
     with np.errstate(over="ignore"):
-        lower = np.minimum(np.exp(log_centre[:, None] - half_width), centre_close[:, None]).tolist()
-        upper = np.maximum(np.exp(log_centre[:, None] + half_width), centre_close[:, None]).tolist()
-    return lower, upper, short
+        lower = np.minimum(np.exp(log_centre[:, None] - half_width), centre_close[:, None])
+        upper = np.maximum(np.exp(log_centre[:, None] + half_width), centre_close[:, None])
+    return np.stack((lower, upper), axis=2).reshape(len(lower), -1).tolist(), short
 
 
 def _made(bars: Sequence[Bar], log_centre: np.ndarray, scale: np.ndarray, predicted_close: np.ndarray,
-          lower: list[list[float]], upper: list[list[float]], warmup: np.ndarray, regime: list[str | None],
-          config: CoreConfig, model: PointModel | None) -> list[LastPrediction]:
-    """The prediction each ticker makes at this bar, as its state keeps it until the next bar scores it
-    (plain Python values from here on)."""
+          bounds: list[list[float]], warmup: np.ndarray, regime: list[str | None],
+          config: CoreConfig, model: PointModel | None) -> list[list[LastPrediction]]:
+    """The predictions each ticker makes at this bar, ascending horizon, as its state keeps them until
+    they are scored (plain Python values from here on)."""
     name, version = _model_identity(config, model)
-    levels = config.interval_levels
-    return [LastPrediction(as_of=bar.date, log_centre=centre_i, scale=scale_i, predicted_close=close_i,
-                           naive_close=float(bar.close), levels=levels, lower=tuple(lower_i),
-                           upper=tuple(upper_i), model=name, model_version=version, warmup=warmup_i,
-                           vol_regime=regime_i)
-            for bar, centre_i, scale_i, close_i, lower_i, upper_i, warmup_i, regime_i in zip(
-                bars, log_centre.tolist(), scale.tolist(), predicted_close.tolist(), lower, upper,
-                warmup.tolist(), regime, strict=True)]
+    levels, horizons = config.interval_levels, config.horizons
+    width = len(horizons)
+    flat = [LastPrediction(as_of=bar.date, horizon=h, log_centre=centre_k, scale=scale_k,
+                           predicted_close=close_k, naive_close=float(bar.close), levels=levels,
+                           lower=tuple(bounds_k[0::2]), upper=tuple(bounds_k[1::2]), model=name,
+                           model_version=version, warmup=warmup_k, vol_regime=regime_i)
+            for bar, h, regime_i, centre_k, scale_k, close_k, bounds_k, warmup_k in zip(
+                [bar for bar in bars for _ in horizons], horizons * len(bars),
+                [r for r in regime for _ in horizons], log_centre.ravel().tolist(), scale.ravel().tolist(),
+                predicted_close.ravel().tolist(), bounds, warmup.tolist(), strict=True)]
+    return [flat[k : k + width] for k in range(0, len(flat), width)]
 
 
-def _new_states(priors: list[TickerState], bars: Sequence[Bar], made: list[LastPrediction],
-                refits: list[str | None], fit_windows: list[np.ndarray],
-                filtered: dict[int, _Filtered], variance_ewmas: np.ndarray,
-                calibration: Calibration, buffers: list[np.ndarray]) -> list[TickerState]:
-    """Each ticker's state after this bar, holding the prediction it made."""
+def _new_states(priors: list[TickerState], bars: Sequence[Bar], made: list[list[LastPrediction]],
+                kept: list[list[tuple[LastPrediction, ...]]], refits: list[str | None],
+                fit_windows: list[np.ndarray], filtered: dict[int, _Filtered], variance_ewmas: np.ndarray,
+                calibration: Calibration, buffers: list[np.ndarray], config: CoreConfig) -> list[TickerState]:
+    """Each ticker's state after this bar, holding the predictions still pending and those it made."""
     states = []
-    sums, weights = calibration.sums.tolist(), calibration.weights.tolist()
-    zeros, counts, offsets = calibration.zeros.tolist(), calibration.counts.tolist(), calibration.offsets
-    offsets.flags.writeable = False
-    for i, (prior, bar, lp, outcome) in enumerate(zip(priors, bars, made, refits, strict=True)):
+    shape = (len(priors), len(config.horizons))
+    sums, weights, zeros, counts = (list(_rows(array.astype(float, copy=False), shape)) for array in (
+        calibration.sums, calibration.weights, calibration.zeros, calibration.counts))
+    offsets = list(_rows(calibration.offsets, (*shape, len(config.interval_levels))))
+    for i, (prior, bar, made_i, kept_i, outcome) in enumerate(zip(priors, bars, made, kept, refits,
+                                                                  strict=True)):
         params_i, a_i, cov_i = filtered.get(i, (prior.arima_params, prior.arima_state, prior.arima_cov))
+        pending: tuple[LastPrediction, ...] = ()
+        for queue, new in zip(kept_i, made_i, strict=True):
+            pending += (*queue, new)
         states.append(TickerState(
             ticker=bar.ticker, last_date=bar.date, bars=prior.bars + 1,
             refits=prior.refits + (outcome == "ok"),
@@ -403,30 +464,30 @@ def _new_states(priors: list[TickerState], bars: Sequence[Bar], made: list[LastP
             since_refit=0 if outcome else prior.since_refit + 1,
             last_close=float(bar.close), last_volume=float(bar.volume), log_closes=fit_windows[i],
             arima_params=params_i, arima_state=a_i, arima_cov=cov_i,
-            variance_ewmas=variance_ewmas[i],
+            variance_ewmas=variance_ewmas[i], horizons=config.horizons,
             residual_sum=sums[i], residual_weight=weights[i], zero_weight=zeros[i], residuals=counts[i],
             interval_offsets=offsets[i], features=buffers[i],
-            feature_rows=prior.feature_rows + (prior.bars > 0), last_prediction=lp))
+            feature_rows=prior.feature_rows + (prior.bars > 0), pending=pending))
     return states
 
 
-def _prediction_records(bars: Sequence[Bar], made: list[LastPrediction], plan: _Plan,
-                        iso: IsoDates) -> list[dict[str, Any]]:
-    """The records of the predictions ``made``: :class:`~models.core.records.Prediction` encodings."""
-    targets = IsoDates(next_weekday)
-    records = []
-    for bar, lp in zip(bars, made, strict=True):
-        prediction: dict[str, Any] = {"record_type": "prediction", "ticker": bar.ticker,
-                                      "as_of": iso[bar.date], "target_date": targets[bar.date],
-                                      "predicted_close": lp.predicted_close}
-        for lower_key, upper_key, low_k, up_k in zip(plan.lower_keys, plan.upper_keys, lp.lower, lp.upper,
-                                                     strict=True):
-            prediction[lower_key] = low_k
-            prediction[upper_key] = up_k
-        prediction.update(sigma=lp.scale, vol_regime=lp.vol_regime, model=lp.model,
-                          model_version=lp.model_version, warmup=lp.warmup)
-        records.append(prediction)
-    return records
+def _rows(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``array`` as ``shape`` (one row per ticker), read-only."""
+    array = array.reshape(shape)
+    array.flags.writeable = False
+    return array
+
+
+def _prediction_records(bars: Sequence[Bar], made: list[list[LastPrediction]], bounds: list[list[float]],
+                        plan: _Plan, iso: IsoDates) -> list[list[dict[str, Any]]]:
+    """The records of the predictions ``made`` (``bounds``: their interval bounds, a row each in
+    record order): :class:`~models.core.records.Prediction` encodings."""
+    targets = {h: IsoDates(partial(weekday_after, horizon=h)) for h in plan.horizons}
+    rows = iter(bounds)
+    return [[dict(zip(plan.prediction_keys, [
+        "prediction", bar.ticker, iso[bar.date], targets[lp.horizon][bar.date], lp.horizon,
+        lp.predicted_close, *next(rows), lp.scale, lp.vol_regime, lp.model, lp.model_version, lp.warmup],
+        strict=True)) for lp in made_i] for bar, made_i in zip(bars, made, strict=True)]
 
 
 def refit(state: TickerState, config: CoreConfig) -> tuple[TickerState, str]:
@@ -469,15 +530,25 @@ class _Plan:
     """What a configuration implies, computed once per configuration."""
 
     arima: Arima
-    lower_keys: tuple[str, ...]
-    upper_keys: tuple[str, ...]
+    prediction_keys: tuple[str, ...]   # a prediction record's fields in order
+    horizons: tuple[int, ...]
+    horizon_index: dict[int, int]      # a horizon's column in the [n, horizons] arrays
+    pending_starts: tuple[int, ...]    # where each horizon's predictions start in a full ``pending``
+    pending_full: int                  # predictions pending once every horizon has its h
 
 
 @cache
 def _plan(config: CoreConfig) -> _Plan:
     labels = [level_label(level) for level in config.interval_levels]
-    return _Plan(arima=Arima(config.order), lower_keys=tuple("lower_" + label for label in labels),
-                 upper_keys=tuple("upper_" + label for label in labels))
+    horizons = config.horizons
+    bounds = [key for label in labels for key in ("lower_" + label, "upper_" + label)]
+    return _Plan(arima=Arima(config.order),
+                 prediction_keys=("record_type", "ticker", "as_of", "target_date", "horizon",
+                                  "predicted_close", *bounds, "sigma", "vol_regime", "model", "model_version",
+                                  "warmup"),
+                 horizons=horizons,
+                 horizon_index={h: j for j, h in enumerate(horizons)},
+                 pending_starts=tuple(accumulate(horizons[:-1], initial=0)), pending_full=sum(horizons))
 
 
 def _index(ids: list[int], n: int) -> list[int] | slice:
@@ -507,6 +578,7 @@ def _checked(states: Sequence[TickerState | None], bars: Sequence[Bar], config: 
     if len({b.ticker for b in bars}) != len(bars):
         raise ValueError("a batch takes one bar per ticker; some ticker appears twice")
     priors = []
+    offsets_shape = (len(config.horizons), len(config.interval_levels))
     for state, bar in zip(states, bars, strict=True):
         if state is None:
             state = TickerState.empty(bar.ticker, len(FEATURE_NAMES), len(config.vol_decays))
@@ -514,8 +586,30 @@ def _checked(states: Sequence[TickerState | None], bars: Sequence[Bar], config: 
             raise ValueError(f"bar of {bar.ticker!r} given with the state of {state.ticker!r}")
         elif state.last_date is not None and bar.date <= state.last_date:
             raise OutOfOrderBar(bar, state.last_date)
+        if state.horizons != config.horizons or state.interval_offsets.shape != offsets_shape:
+            state = _realigned(state, config)
         priors.append(state)
     return priors
+
+
+def _realigned(state: TickerState, config: CoreConfig) -> TickerState:
+    """``state`` for ``config``'s horizons and levels: pending predictions of other horizons dropped, a
+    new horizon uncalibrated, offsets of other levels reset (a ticker's first bar meets no horizon)."""
+    rows = {h: j for j, h in enumerate(state.horizons)}
+    levels = len(config.interval_levels)
+    same_levels = state.interval_offsets.shape[1:] == (levels,)
+
+    def take(array: np.ndarray) -> np.ndarray:
+        return np.array([array[rows[h]] if h in rows else 0.0 for h in config.horizons], dtype=float)
+
+    offsets = np.zeros((len(config.horizons), levels))
+    for j, h in enumerate(config.horizons):
+        if h in rows and same_levels:
+            offsets[j] = state.interval_offsets[rows[h]]
+    return replace(state, horizons=config.horizons, residual_sum=take(state.residual_sum),
+                   residual_weight=take(state.residual_weight), zero_weight=take(state.zero_weight),
+                   residuals=take(state.residuals), interval_offsets=offsets,
+                   pending=tuple(p for p in state.pending if p.horizon in config.horizons))
 
 
 def _predict_returns(model: PointModel, windows: np.ndarray) -> np.ndarray:

@@ -13,6 +13,14 @@ by its weight ``1 - decay ** m`` after ``m`` bars, so a young ticker is not held
 The decays, the weights (0.3 short, 0.7 long) and the range share were chosen on the S&P 500 days
 up to 2015-12-31 (``docs/models.md``). Everything uses bars up to ``t`` only.
 
+**Horizons.** The scale of a prediction ``h`` days ahead is the forecast variance of the sum of the
+next ``h`` daily log returns (taken as uncorrelated). The slowest mean is the level volatility
+reverts to; every other mean's excess over it decays by that mean's own decay per day ahead, as a
+GARCH(1,1)'s forecast reverts by ``alpha + beta`` a day: day ``j`` ahead has the variance
+``sum_k w_k (L + d_k ** (j - 1) (m_k - L))``. Summed over ``j = 1..h`` each mean weighs
+``G_k(h) = (1 - d_k ** h) / (1 - d_k)`` and the level the rest, ``h - G_k(h)``; at ``h = 1`` that is
+``G = 1`` and nothing of the level, the next-day forecast exactly.
+
 **Regime.** A prediction's volatility regime compares the ticker's trailing volatility (the root mean
 square of its last :data:`REGIME_DAYS` log returns, up to ``t``) with the same figure on each day of
 its fitting window: below the window's lower third ``calm``, above the upper third ``volatile``, else
@@ -24,7 +32,10 @@ Examples
 >>> ewmas = np.zeros((1, 2))
 >>> ewmas = update(ewmas, np.array([4e-4]), (0.9, 0.995))
 >>> forecast(ewmas, 1, (0.9, 0.995), (0.3, 0.7)).round(10).tolist()  # one bar: its own estimate
-[0.0004]
+[[0.0004]]
+>>> ewmas = update(ewmas, np.array([1.6e-3]), (0.9, 0.995))  # a storm: the short mean is the higher
+>>> (forecast(ewmas, 2, (0.9, 0.995), (0.3, 0.7), (1, 5)) / [1, 5]).round(7).tolist()  # per day
+[[0.0010105, 0.0010089]]
 >>> regimes(np.array([0.1, 0.5, 0.9, np.nan]))
 ['calm', 'middle', 'volatile', None]
 """
@@ -32,6 +43,7 @@ Examples
 from __future__ import annotations
 
 import math
+from functools import cache
 
 import numpy as np
 
@@ -83,17 +95,29 @@ def update(ewmas: np.ndarray, variance: np.ndarray, decays: tuple[float, ...]) -
 
 
 def forecast(ewmas: np.ndarray, count: np.ndarray | int, decays: tuple[float, ...],
-             weights: tuple[float, ...]) -> np.ndarray:
-    """Next-day variance ``[n]``: the weighted blend of the bias-corrected means after ``count`` bars.
+             weights: tuple[float, ...], horizons: tuple[int, ...] = (1,)) -> np.ndarray:
+    """Variance ``[n, len(horizons)]`` of the sum of the next ``h`` daily log returns, from the blend of
+    the bias-corrected means after ``count`` bars (the module's *Horizons*; ``h = 1``: the next day's).
 
-    Summed horizon by horizon, element-wise: a matrix product may round differently with the batch's
+    Summed mean by mean, element-wise: a matrix product may round differently with the batch's
     size, and a ticker's forecast must not depend on the batch it is in.
     """
     count = np.asarray(count, dtype=float)
-    total = np.zeros(ewmas.shape[0])
-    for k, (decay, weight) in enumerate(zip(decays, weights, strict=True)):
-        total = total + weight * (ewmas[:, k] / (1.0 - decay ** count))
+    growth, rest = _horizon_weights(tuple(decays), tuple(horizons))
+    means = [ewmas[:, k] / (1.0 - decay ** count) for k, decay in enumerate(decays)]
+    level = means[int(np.argmax(decays))][:, None]
+    total = np.zeros((ewmas.shape[0], len(horizons)))
+    for mean, weight, growth_k, rest_k in zip(means, weights, growth, rest, strict=True):
+        # growth 1 and rest 0 at h = 1: exactly the next-day blend, bit for bit.
+        total = total + weight * (mean[:, None] * growth_k + level * rest_k)
     return total
+
+
+@cache
+def _horizon_weights(decays: tuple[float, ...], horizons: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Per decay ``[k]``, ``G_k(h)`` and ``h - G_k(h)`` ``[len(horizons)]`` (1 and 0 at ``h = 1``)."""
+    growth = np.array([[1.0 if h == 1 else (1.0 - d ** h) / (1.0 - d) for h in horizons] for d in decays])
+    return growth, np.array(horizons, dtype=float)[None, :] - growth
 
 
 def trailing_vol_rank(windows: list[np.ndarray]) -> np.ndarray:

@@ -41,7 +41,7 @@ def test_core_forecasts_equal_statsmodels_extend_between_refits(by_ticker: dict[
         d = order[1]
         np.testing.assert_allclose(state.arima_state, fixed.predicted_state[d:, -1], rtol=0, atol=1e-8)
         np.testing.assert_allclose(state.arima_cov, fixed.predicted_state_cov[d:, d:, -1], rtol=0, atol=1e-8)
-        ours = np.log([r.prediction["predicted_close"] for r in results[start:stop]])
+        ours = np.log([r.predictions[0]["predicted_close"] for r in results[start:stop]])
         np.testing.assert_allclose(ours, extended.forecasts[0], rtol=0, atol=1e-8)
         np.testing.assert_allclose(log_close[start + 1 : stop + 1] - ours, extended.forecasts_error[0],
                                    rtol=0, atol=1e-8)
@@ -81,7 +81,7 @@ def test_a_failed_refit_keeps_the_parameters_and_is_counted() -> None:
     final = results[-1].state
     assert final.failed_refits == outcomes.count("failed") and final.refits == outcomes.count("ok")
     np.testing.assert_array_equal(final.arima_params, last_good.arima_params)
-    assert all(np.isfinite(r.prediction["predicted_close"]) for r in results)
+    assert all(np.isfinite(r.predictions[0]["predicted_close"]) for r in results)
 
 
 @given(st.lists(st.floats(-2.5, 2.5), min_size=1, max_size=5))
@@ -102,7 +102,7 @@ def test_refit_on_demand_uses_the_current_window_and_leaves_the_input_alone(
     assert outcome == "ok" and state.to_bytes() == before
     assert (refitted.refits, refitted.since_refit) == (state.refits + 1, 0)
     np.testing.assert_array_equal(refitted.arima_params, Arima(config.order).fit(state.log_closes))
-    assert refitted.last_prediction == state.last_prediction
+    assert refitted.pending == state.pending
     with pytest.raises(ValueError, match="window has 30 of 60 bars"):
         refit(results[29].state, config)
 
@@ -118,3 +118,18 @@ def test_refit_on_demand_that_fails_is_counted_and_keeps_the_parameters() -> Non
     refitted, outcome = refit(state, config)
     assert outcome == "failed" and refitted.failed_refits == state.failed_refits + 1
     np.testing.assert_array_equal(refitted.arima_params, state.arima_params)
+
+
+@pytest.mark.parametrize("order", [(2, 1, 0), (1, 1, 1), (1, 2, 0)])
+def test_multi_step_means_equal_statsmodels_forecasts(by_ticker: dict[str, list[Bar]],
+                                                      order: tuple[int, int, int]) -> None:
+    levels = np.log([b.close for b in by_ticker["JPM"][:252]])
+    arima = Arima(order)
+    params = arima.fit(levels)
+    a, _ = arima.initial_state(params, levels)
+    ours = arima.forecast(params[None], a[None], levels[None, levels.size - order[1]:], steps=20)[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = ARIMA(levels, order=order).filter(params).forecast(steps=20)
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-8)
+

@@ -22,9 +22,9 @@ def test_backtest_records_equal_single_steps(sp500_bars: list[Bar], by_ticker: d
     for ticker in TICKERS:
         own = [b for b in bars if b.ticker == ticker]
         for stepped in run(own, CONFIG):
-            expected_predictions.append(stepped.prediction)
-            expected_scores += [stepped.score] if stepped.score else []
-            expected_features[(ticker, stepped.prediction["as_of"])] = stepped.features
+            expected_predictions.append(stepped.predictions[0])
+            expected_scores += stepped.scores
+            expected_features[(ticker, stepped.predictions[0]["as_of"])] = stepped.features
     key = lambda r: (r["ticker"], r["as_of"])  # noqa: E731
     assert sorted(result.predictions, key=key) == sorted(expected_predictions, key=key)
     assert sorted(result.scores, key=key) == sorted(expected_scores, key=key)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
+
 from forecaster.settings import DOCS, Settings, env_name, load, table
 from models.core.config import SETTINGS, CoreConfig
 
@@ -19,13 +21,21 @@ def test_settings_take_the_core_defaults_and_docs_from_core_config() -> None:
 def test_core_settings_keep_their_variable_names_and_reach_the_core() -> None:
     assert sorted(env_name(name) for name in SETTINGS) == [
         "FORECASTER_ARIMA_ORDER", "FORECASTER_CALIBRATION_DECAY", "FORECASTER_FEATURE_HISTORY",
-        "FORECASTER_INTERVAL_CENTRE", "FORECASTER_INTERVAL_LEVELS", "FORECASTER_MODEL",
+        "FORECASTER_HORIZONS", "FORECASTER_INTERVAL_CENTRE", "FORECASTER_INTERVAL_LEVELS", "FORECASTER_MODEL",
         "FORECASTER_REFIT_EVERY", "FORECASTER_WINDOW"]
     settings = load({"FORECASTER_ARIMA_ORDER": "1,1,1", "FORECASTER_WINDOW": "100",
-                     "FORECASTER_INTERVAL_LEVELS": "0.5,0.9", "FORECASTER_MODEL": "naive"})
+                     "FORECASTER_INTERVAL_LEVELS": "0.5,0.9", "FORECASTER_MODEL": "naive",
+                     "FORECASTER_HORIZONS": "1,5,20"})
     config = CoreConfig.from_settings(settings)
-    assert (config.order, config.window, config.interval_levels, config.model) == (
-        (1, 1, 1), 100, (0.5, 0.9), "naive")
+    assert (config.order, config.window, config.interval_levels, config.model, config.horizons) == (
+        (1, 1, 1), 100, (0.5, 0.9), "naive", (1, 5, 20))
+
+
+@pytest.mark.parametrize("horizons", [(), (0,), (1, 1), (5, 1), (1, 261), (1.0,), (True,)])
+def test_horizons_that_are_not_increasing_trading_days_are_refused(horizons: tuple) -> None:
+    with pytest.raises(ValueError, match=r"^horizons must be strictly increasing whole numbers of trading "
+                                         r"days in 1\.\.260; got "):
+        CoreConfig(horizons=horizons)
 
 
 def test_every_core_field_is_documented_and_settings_show_the_core_docs() -> None:

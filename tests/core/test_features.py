@@ -31,11 +31,11 @@ def test_changing_a_future_bar_changes_nothing_before_it(by_ticker: dict[str, li
     original = run(bars, config, model())
     altered = run([*bars[:k], _changed(bars[k]), *bars[k + 1 :]], config, model())
     for before, after in zip(original[:k], altered[:k], strict=True):
-        assert after.prediction == before.prediction
-        assert after.score == before.score
+        assert after.predictions == before.predictions
+        assert after.scores == before.scores
         np.testing.assert_array_equal(after.features, before.features)
     assert altered[k].features[FEATURE_NAMES.index("log_return")] != original[k].features[0]
-    assert altered[k].prediction != original[k].prediction
+    assert altered[k].predictions[0] != original[k].predictions[0]
 
 
 def test_first_bar_has_no_changes_and_no_arima_surprise(by_ticker: dict[str, list[Bar]]) -> None:

@@ -28,7 +28,7 @@ def test_round_trip_is_exact_at_every_stage(by_ticker: dict[str, list[Bar]]) -> 
         copy = TickerState.from_bytes(state.to_bytes())
         assert copy == state
         assert copy.to_bytes() == state.to_bytes()
-    assert results[-1].state.arima_params is not None and results[-1].state.last_prediction is not None
+    assert results[-1].state.arima_params is not None and len(results[-1].state.pending) == 1
 
 
 def test_a_restored_state_continues_exactly_like_the_original(by_ticker: dict[str, list[Bar]]) -> None:
@@ -36,7 +36,7 @@ def test_a_restored_state_continues_exactly_like_the_original(by_ticker: dict[st
     results = _results(bars)
     restored = TickerState.from_bytes(results[99].state.to_bytes())
     again = step(restored, bars[100], CONFIG)
-    assert again.prediction == results[100].prediction and again.score == results[100].score
+    assert again.predictions == results[100].predictions and again.scores == results[100].scores
     assert again.state == results[100].state
 
 

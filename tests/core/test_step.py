@@ -56,8 +56,8 @@ def test_batches_of_any_composition_equal_single_steps(by_ticker: dict[str, list
     assert singles.keys() == batched.keys()
     for key, single in singles.items():
         other = batched[key]
-        assert other.prediction == single.prediction, key
-        assert other.score == single.score, key
+        assert other.predictions == single.predictions, key
+        assert other.scores == single.scores, key
         assert other.refit == single.refit
         np.testing.assert_array_equal(other.features, single.features)
         assert other.state == single.state
@@ -69,12 +69,12 @@ def test_warmup_falls_back_to_naive_until_the_window_is_full(by_ticker: dict[str
     bars = by_ticker["NKE"][:100]
     results = run(bars, CoreConfig(model="arima", **SMALL))
     for bar, result in zip(bars[:59], results[:59], strict=True):
-        assert result.prediction["warmup"] is True
-        assert result.prediction["predicted_close"] == bar.close
-        assert result.prediction["model"] == "arima" and result.prediction["model_version"] == "2,1,0"
+        assert result.predictions[0]["warmup"] is True
+        assert result.predictions[0]["predicted_close"] == bar.close
+        assert (result.predictions[0]["model"], result.predictions[0]["model_version"]) == ("arima", "2,1,0")
     assert results[59].refit == "ok"
-    assert all(not r.prediction["warmup"] for r in results[59:])
-    assert all(r.prediction["predicted_close"] != b.close
+    assert all(not r.predictions[0]["warmup"] for r in results[59:])
+    assert all(r.predictions[0]["predicted_close"] != b.close
                for b, r in zip(bars[59:], results[59:], strict=True))
 
 
@@ -83,19 +83,21 @@ def test_external_model_predicts_from_its_lookback_of_features(by_ticker: dict[s
     model = Reversal()
     results = run(bars, CoreConfig(model="external", **SMALL), model)
     # Feature rows start at the second bar, so three rows exist from the fourth bar on.
-    naive = [r.prediction["predicted_close"] == b.close for b, r in zip(bars[:4], results[:4], strict=True)]
+    naive = [r.predictions[0]["predicted_close"] == b.close
+             for b, r in zip(bars[:4], results[:4], strict=True)]
     assert naive == [True, True, True, False]
     expected = bars[10].close * np.exp(-0.1 * np.log(bars[10].close / bars[9].close))
-    assert results[10].prediction["predicted_close"] == pytest.approx(expected, rel=1e-12)
-    assert results[10].prediction["model"] == "reversal" and results[10].prediction["model_version"] == "7"
+    assert results[10].predictions[0]["predicted_close"] == pytest.approx(expected, rel=1e-12)
+    made = results[10].predictions[0]
+    assert made["model"] == "reversal" and made["model_version"] == "7"
 
 
 def test_score_checks_the_previous_prediction_against_the_next_bar(by_ticker: dict[str, list[Bar]]) -> None:
     bars = by_ticker["DIS"][:80]
     results = run(bars, CoreConfig(model="arima", **SMALL))
-    assert results[0].score is None
+    assert results[0].scores == []
     before, after = results[69], results[70]
-    score, made = after.score, before.prediction
+    score, made = after.scores[0], before.predictions[0]
     assert score is not None
     assert (score["as_of"], score["target_date"]) == (bars[69].date.isoformat(), bars[70].date.isoformat())
     assert score["predicted_close"] == made["predicted_close"] and score["actual_close"] == bars[70].close
@@ -114,8 +116,8 @@ def test_score_target_is_the_bar_that_arrived_whatever_its_date(by_ticker: dict[
     config = CoreConfig(model="naive")
     made = step(None, first, config)
     scored = step(made.state, third, config)
-    assert made.prediction["target_date"] != third.date.isoformat()
-    assert scored.score is not None and scored.score["target_date"] == third.date.isoformat()
+    assert made.predictions[0]["target_date"] != third.date.isoformat()
+    assert scored.scores and scored.scores[0]["target_date"] == third.date.isoformat()
 
 
 def test_records_follow_their_schemas_and_are_plain_json(by_ticker: dict[str, list[Bar]]) -> None:
@@ -124,15 +126,17 @@ def test_records_follow_their_schemas_and_are_plain_json(by_ticker: dict[str, li
     config = CoreConfig(model="arima", interval_levels=(0.5, 0.8, 0.975), **SMALL)
     results = run(by_ticker["XRX"][:90], config)
     for result in results:
-        records = [result.prediction] + ([result.score] if result.score else [])
+        records = result.predictions + result.scores
         for record in records:
             validators[record["record_type"]].validate(record)
             assert orjson.loads(orjson.dumps(record)) == record
-            assert all(type(v) in (str, float, bool) for k, v in record.items() if k != "vol_regime")
+            assert all(type(v) in (str, float, bool) for k, v in record.items()
+                       if k not in ("vol_regime", "horizon"))
+            assert type(record["horizon"]) is int
             assert record["vol_regime"] in ("calm", "middle", "volatile", None)
-    assert {"lower_97.5", "upper_97.5", "lower_50"} <= results[-1].prediction.keys()
-    assert {"inside_97.5", "winkler_50"} <= results[-1].score.keys()
-    p = results[-1].prediction
+    assert {"lower_97.5", "upper_97.5", "lower_50"} <= results[-1].predictions[0].keys()
+    assert {"inside_97.5", "winkler_50"} <= results[-1].scores[0].keys()
+    p = results[-1].predictions[0]
     assert p["lower_97.5"] < p["lower_80"] < p["lower_50"] < p["predicted_close"]
     assert p["predicted_close"] < p["upper_50"] < p["upper_80"] < p["upper_97.5"]
 
@@ -142,12 +146,12 @@ def test_target_date_is_the_next_weekday_and_numbers_are_floats() -> None:
     friday = Bar("X", dt.date(2024, 3, 1), 10, 10, 10, 10, 0)  # ints, as code (not a reader) may pass
     saturday = Bar("X", dt.date(2024, 3, 2), 11, 11, 11, 11, 0)
     made = step(None, friday, config)
-    assert made.prediction["target_date"] == "2024-03-04"
+    assert made.predictions[0]["target_date"] == "2024-03-04"
     scored = step(made.state, saturday, config)
-    assert scored.prediction["target_date"] == "2024-03-04"
-    for record in (made.prediction, scored.prediction, scored.score):
+    assert scored.predictions[0]["target_date"] == "2024-03-04"
+    for record in (made.predictions[0], scored.predictions[0], scored.scores[0]):
         assert all(type(v) is float for k, v in record.items() if k not in ("ticker", "as_of", "target_date",
-                   "record_type", "model", "model_version", "warmup", "vol_regime")
+                   "record_type", "model", "model_version", "warmup", "vol_regime", "horizon")
                    and not k.startswith("inside_")), record
 
 
@@ -177,13 +181,13 @@ def test_a_model_promoted_mid_stream_predicts_at_once_when_its_lookback_fits(
     before = run(bars[:70], CoreConfig(model="arima", **SMALL))[-1].state
     assert len(before.features) == CoreConfig().feature_history
     swapped = step(before, bars[70], CoreConfig(model="external", **SMALL), Reversal())
-    assert not swapped.prediction["warmup"] and swapped.prediction["model"] == "reversal"
+    assert not swapped.predictions[0]["warmup"] and swapped.predictions[0]["model"] == "reversal"
 
     class Long(Reversal):
         lookback = 40  # longer than the history kept: warms up, then keeps 40 rows
 
     results = run(bars, CoreConfig(model="external", **SMALL), Long())
-    assert [r.prediction["warmup"] for r in results].index(False) == 40
+    assert [r.predictions[0]["warmup"] for r in results].index(False) == 40
     assert len(results[-1].state.features) == 40
 
 
@@ -198,5 +202,5 @@ def test_a_model_output_that_is_not_finite_gets_the_flagged_naive_forecast(
     bars = [by_ticker["GE"][30], by_ticker["JPM"][30]]
     states = [run(by_ticker[t][:30], CoreConfig(model="naive", **SMALL))[-1].state for t in ("GE", "JPM")]
     broken, fine = step_many(states, bars, CoreConfig(model="external", **SMALL), Broken())
-    assert broken.prediction["warmup"] and broken.prediction["predicted_close"] == bars[0].close
-    assert not fine.prediction["warmup"] and fine.prediction["predicted_close"] != bars[1].close
+    assert broken.predictions[0]["warmup"] and broken.predictions[0]["predicted_close"] == bars[0].close
+    assert not fine.predictions[0]["warmup"] and fine.predictions[0]["predicted_close"] != bars[1].close

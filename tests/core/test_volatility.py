@@ -16,6 +16,7 @@ from models.core.volatility import (
     REGIME_DAYS,
     REGIME_MIN_HISTORY,
     daily_variance,
+    forecast,
     regimes,
     trailing_vol_rank,
 )
@@ -28,7 +29,7 @@ TICKERS = ("AAPL", "GE", "JPM", "NKE")
 def test_sigma_is_the_blend_of_bias_corrected_means_of_daily_variance(
         by_ticker: dict[str, list[Bar]]) -> None:
     bars = by_ticker["JPM"][:40]
-    sigmas = [r.prediction["sigma"] for r in run(bars, CONFIG)]
+    sigmas = [r.predictions[0]["sigma"] for r in run(bars, CONFIG)]
     prev = np.r_[np.nan, [b.close for b in bars[:-1]]]
     columns = [np.array([getattr(b, k) for b in bars]) for k in ("open", "high", "low", "close")]
     daily = daily_variance(*columns, prev, CONFIG.vol_range_weight)
@@ -42,7 +43,7 @@ def test_sigma_is_the_blend_of_bias_corrected_means_of_daily_variance(
 
 def test_the_first_bar_is_scaled_by_its_range_alone(by_ticker: dict[str, list[Bar]]) -> None:
     bar = by_ticker["GE"][0]
-    sigma = run([bar], CONFIG)[0].prediction["sigma"]
+    sigma = run([bar], CONFIG)[0].predictions[0]["sigma"]
     assert sigma == pytest.approx(np.log(bar.high / bar.low) / np.sqrt(4 * np.log(2)), rel=1e-12)
 
 
@@ -57,9 +58,9 @@ def test_a_changed_future_leaves_every_earlier_prediction_bit_identical(by_ticke
     perturbed = run(bars[:cut] + storm, CONFIG)
     truncated = run(bars[:cut], CONFIG)
     for i in range(cut):
-        assert base[i].prediction == perturbed[i].prediction == truncated[i].prediction
+        assert base[i].predictions == perturbed[i].predictions == truncated[i].predictions
         assert base[i].state == perturbed[i].state == truncated[i].state
-    assert base[cut].prediction["sigma"] != perturbed[cut].prediction["sigma"]
+    assert base[cut].predictions[0]["sigma"] != perturbed[cut].predictions[0]["sigma"]
 
 
 def test_batched_equals_one_by_one_for_the_scale_the_regime_and_the_state(
@@ -101,15 +102,30 @@ def test_trailing_rank_and_regime_follow_their_definition(by_ticker: dict[str, l
 def test_records_carry_the_regime_and_scores_repeat_the_scored_ones(by_ticker: dict[str, list[Bar]]) -> None:
     results = run(by_ticker["AAPL"][:120], CONFIG)
     first_with_regime = REGIME_DAYS + REGIME_MIN_HISTORY  # closes a window needs for one regime
-    assert all(r.prediction["vol_regime"] is None for r in results[: first_with_regime - 1])
-    assert all(r.prediction["vol_regime"] in ("calm", "middle", "volatile")
+    assert all(r.predictions[0]["vol_regime"] is None for r in results[: first_with_regime - 1])
+    assert all(r.predictions[0]["vol_regime"] in ("calm", "middle", "volatile")
                for r in results[first_with_regime - 1:])
     for made, scored in itertools.pairwise(results):
-        assert scored.score is not None and scored.score["vol_regime"] == made.prediction["vol_regime"]
+        assert scored.scores and scored.scores[0]["vol_regime"] == made.predictions[0]["vol_regime"]
 
 
 def test_the_state_round_trip_keeps_the_variance_means(by_ticker: dict[str, list[Bar]]) -> None:
     state = run(by_ticker["GE"][:30], CONFIG)[-1].state
     back = TickerState.from_bytes(state.to_bytes())
     assert back == state and np.array_equal(back.variance_ewmas, state.variance_ewmas)
-    assert back.last_prediction == state.last_prediction
+    assert back.pending == state.pending
+
+
+def test_the_h_day_variance_reverts_the_short_mean_to_the_long_one() -> None:
+    decays, weights = (0.9, 0.995), (0.3, 0.7)
+    ewmas = np.array([[2e-3 * (1 - 0.9), 1e-3 * (1 - 0.995)]])  # after one bar: means 2e-3 and 1e-3
+    horizons = (1, 2, 5, 20, 260)
+    total = forecast(ewmas, 1, decays, weights, horizons)[0]
+    # Day j ahead: 1e-3 + 0.3 * 0.9 ** (j - 1) * (2e-3 - 1e-3), summed over the first h days.
+    expected = [sum(1e-3 + 0.3 * 0.9 ** (j - 1) * 1e-3 for j in range(1, h + 1)) for h in horizons]
+    np.testing.assert_allclose(total, expected, rtol=1e-12)
+    flat = forecast(np.array([[1e-3 * 0.1, 1e-3 * 0.005]]), 1, decays, weights, horizons)[0]
+    np.testing.assert_allclose(flat, 1e-3 * np.array(horizons), rtol=1e-12)  # no excess: h times a day's
+    # One day ahead: the blend of the two means as it was before horizons, bit for bit.
+    one_day = 0.0 + 0.3 * (ewmas[0, 0] / (1.0 - 0.9 ** 1.0)) + 0.7 * (ewmas[0, 1] / (1.0 - 0.995 ** 1.0))
+    assert forecast(ewmas, 1, decays, weights, (1,))[0, 0] == one_day

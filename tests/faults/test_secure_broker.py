@@ -92,7 +92,8 @@ def secure_settings(secure_broker: tuple[BrokerInfo, BrokerSecurity], tmp_path: 
         home=str(tmp_path / "home"), bootstrap=info.bootstrap, security_protocol="SASL_SSL",
         sasl_mechanism="SCRAM-SHA-512", sasl_username=USER, sasl_password=security.users[USER],
         ssl_cafile=str(security.cafile), topic_bars=f"bars-{suffix}", topic_dlq=f"bars.dlq-{suffix}",
-        topic_predictions=f"predictions-{suffix}", app_id=f"secure-{suffix}", partitions=2,
+        topic_predictions=f"predictions-{suffix}", topic_shadow=f"predictions.shadow-{suffix}",
+        app_id=f"secure-{suffix}", partitions=2,
         window=60, refit_every=10, batch_size=100, model="arima",
     )
 

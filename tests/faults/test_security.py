@@ -169,8 +169,8 @@ def _capture(monkeypatch: pytest.MonkeyPatch, owner: object, name: str) -> list[
 
 
 def _tail(settings: Settings) -> None:
-    args = argparse.Namespace(bootstrap=None, from_beginning=True, ticker=None, max_records=1,
-                              idle_timeout=1.0, format="json", connect_timeout=10.0)
+    args = argparse.Namespace(bootstrap=None, from_beginning=True, ticker=None, horizon=None, shadow=False,
+                              max_records=1, idle_timeout=1.0, format="json", connect_timeout=10.0)
     tail.run(args, settings)
 
 

@@ -51,7 +51,8 @@ def records(data_dir: Path, kafka_settings: Settings) -> list[dict[str, Any]]:
 
 def run_tail(settings: Settings, **options: Any) -> list[str]:
     # The idle timeout only bounds a failing run; a passing one stops at max_records.
-    defaults = {"bootstrap": None, "from_beginning": True, "ticker": None, "format": "json",
+    defaults = {"bootstrap": None, "from_beginning": True, "ticker": None, "horizon": None, "shadow": False,
+                "format": "json",
                 "max_records": None, "idle_timeout": 30.0, "connect_timeout": 10.0}
     args = argparse.Namespace(**{**defaults, **options})
     out = io.StringIO()
@@ -74,9 +75,10 @@ def test_tail_shows_a_table_with_a_header(kafka_settings: Settings, records: lis
     cells = {tuple(row.split()[:3]): row.split()[3:] for row in rows}
     assert len(rows) == len(cells) == len(records)
     for record in records:
-        target, model, predicted = cells[(record["record_type"], record["ticker"], record["as_of"])][:3]
-        assert (target, model, predicted) == (record["target_date"], record["model"],
-                                              f"{record['predicted_close']:.4f}")
+        key = (record["record_type"], record["ticker"], record["as_of"])
+        target, horizon, model, predicted = cells[key][:4]
+        assert (target, horizon, model, predicted) == (record["target_date"], str(record["horizon"]),
+                                                       record["model"], f"{record['predicted_close']:.4f}")
 
 
 class _Done(Exception):

@@ -36,7 +36,7 @@ def test_coverage_by_regime_is_the_rolling_share_inside_per_regime(data_dir: Pat
         results = step_many([states.get(b.ticker) for b in batch], batch, config)
         for bar, result in zip(batch, results, strict=True):
             states[bar.ticker] = result.state
-            scores += [result.score] if result.score else []
+            scores += result.scores
         monitor.observe_batch(list(zip(batch, results, strict=True)), 0.001)
 
     window = settings.rolling_window * POOLED_WINDOW_FACTOR
@@ -79,7 +79,7 @@ def test_rolling_figures_are_the_means_of_each_groups_last_window_of_scores(data
             for bar, result in zip(day, stepped, strict=True):
                 states[bar.ticker] = result.state
                 results.append((bar, result))
-                scores += [(bar.ticker, result.score)] if result.score else []
+                scores += [(bar.ticker, s) for s in result.scores]
         monitor.observe_batch(results, 0.001)
 
     labelled = sorted(monitor.labelled - {"other"})

@@ -31,7 +31,7 @@ def test_batches_give_the_records_of_step_bar_by_bar() -> None:
         for bar in series:
             result = step(state, bar, CONFIG)
             state = result.state
-            expected.append(result.prediction)
+            expected.append(result.predictions[0])
     processor = BatchProcessor(CONFIG, clock=lambda: "now")
     stream = interleave(a, b)
     states: dict = {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from models.core.state import TickerState
 from models.core.step import step
-from stream_app.batch import StateCodec
+from stream_app.state_codec import StateCodec
 from tests.stream.synthetic import CONFIG, bars_of
 
 

@@ -1,0 +1,43 @@
+"""Reading a whole topic as it stands: every partition from its start to its end offset at the call.
+
+The end offsets are taken once, before reading, so the result is exact and the read ends even while
+producers go on writing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+from forecaster.kafka.client import kafka_python_options
+from forecaster.kafka.topics import topic_partitions
+from forecaster.settings import Settings
+
+# kafka-python (slow to import) loads inside the function that talks to the broker.
+
+
+def read_to_end(settings: Settings, topic: str, timeout_s: float = 60.0
+                ) -> Iterator[tuple[int, int, bytes | None, bytes | None]]:
+    """``(partition, offset, key, value)`` of every message now in ``topic``, partitions interleaved.
+
+    Raises :class:`TimeoutError` when the topic is unknown, or reading it takes over ``timeout_s``.
+    """
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(**kafka_python_options(settings), enable_auto_commit=False,
+                             bootstrap_timeout_ms=int(timeout_s * 1000))
+    try:
+        deadline = time.monotonic() + timeout_s
+        partitions = topic_partitions(consumer, topic, timeout_s)
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        end = consumer.end_offsets(partitions)
+        while any(consumer.position(tp) < end[tp] for tp in partitions):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"reading {topic} to its end took over {timeout_s:g} s")
+            for tp, batch in consumer.poll(timeout_ms=500).items():
+                for message in batch:
+                    if message.offset < end[tp]:
+                        yield tp.partition, message.offset, message.key, message.value
+    finally:
+        consumer.close()

@@ -1,0 +1,228 @@
+"""Challengers in shadow: registered versions run beside the champion on the same bars, and scored.
+
+Every alias ``challenger`` or ``challenger-<name>`` of the served model names a challenger
+(:func:`models.registry.challenger_versions`); :class:`Challengers` loads them at start and at each
+reload check, keeps the ones it has while the registry does not answer, and runs none whose version
+is the champion's. Without a challenger nothing here runs, and the worker's records are what they
+were.
+
+:class:`Shadow` runs each challenger on the bars the champion just stepped, with the same core
+(:func:`~stream_app.processor.step_rounds`, model ``external``) and states of its own, and says what
+to send and write:
+
+* its predictions and scores go to ``FORECASTER_TOPIC_SHADOW`` in the same send as the champion's,
+  the same records (``model_version``: the challenger's);
+* its states live in the champion's table, under the key ``<alias>/<ticker>``, and are written with
+  the champion's, under the ticker's event: their changelog records go in the same record batch of
+  the ticker's partition, so that a restart recovers both or neither and the shadow's records after
+  a kill -9 are exactly those of a run never killed;
+* a challenger's first state for a ticker is the champion's state before the batch without its
+  pending prediction, so the challenger predicts at once instead of warming up; a state whose
+  pending prediction another version made (the alias moved) starts again that way;
+* each pair of scores (:mod:`models.shadow`) adds to the counters that Prometheus turns into the
+  panel relative MAE over every worker, and to this worker's running panel Diebold-Mariano test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from forecaster.settings import Settings
+from models import registry
+from models.core.bar import Bar
+from models.core.config import CoreConfig
+from models.core.model_slot import PointModel
+from models.core.state import TickerState
+from models.core.step import StepResult
+from models.shadow import RunningPanelDM, paired, scaled_loss
+from stream_app.faust_adapter import Event, TableAccess
+from stream_app.metrics import WorkerMetrics
+from stream_app.processor import BatchOutput, prediction_records, step_rounds
+from stream_app.state_codec import StateCodec
+
+log = logging.getLogger(__name__)
+
+#: Between the alias and the ticker in a challenger's state key (no alias holds one).
+KEY_SEPARATOR = "/"
+#: Days of pairs in each worker's running panel Diebold-Mariano statistic.
+DM_DAYS = 250
+
+
+def state_key(alias: str, ticker: str) -> str:
+    """The table key of ``alias``'s state of ``ticker``."""
+    return f"{alias}{KEY_SEPARATOR}{ticker}"
+
+
+def first_state(champion_prior: TickerState | None) -> TickerState | None:
+    """A challenger's first state for a ticker: the champion's, without its pending prediction."""
+    return None if champion_prior is None else dataclasses.replace(champion_prior, last_prediction=None)
+
+
+def made_by(state: TickerState, version: str) -> bool:
+    """Whether ``state``'s pending prediction is ``version``'s (else the state is another version's)."""
+    return state.last_prediction is not None and state.last_prediction.model_version == version
+
+
+@dataclass(frozen=True)
+class Challenger:
+    """A challenger loaded: its alias, registry version and model."""
+
+    alias: str
+    version: str
+    model: PointModel
+
+
+class Challengers:
+    """The challengers of ``settings.model_name`` that the worker runs, by alias.
+
+    Parameters
+    ----------
+    settings
+        The registry and the model's name.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.running: dict[str, Challenger] = {}
+
+    async def reload(self, champion_version: str | None) -> None:
+        """Run the challengers the registry names now, but not the champion's version; keep the
+        current ones when the registry does not answer, and a challenger's current version when its
+        new one does not load."""
+        try:
+            versions = await asyncio.to_thread(registry.challenger_versions, self.settings)
+        except registry.RegistryUnavailable:
+            return  # the champion's holder says so, once per outage
+        running = {}
+        for alias, version in versions.items():
+            if version == champion_version:
+                continue
+            current = self.running.get(alias)
+            if current is not None and current.version == version:
+                running[alias] = current
+                continue
+            uri = f"models:/{self.settings.model_name}/{version}"
+            try:
+                model = await asyncio.to_thread(registry.load_model, uri, self.settings)
+            except Exception as error:  # a challenger that does not load must not stop the champion
+                log.warning("challenger %s (%s) not loaded: %s", alias, uri, error)
+                if current is not None:
+                    running[alias] = current
+                continue
+            log.warning("running %s version %s in shadow as %r", self.settings.model_name, version, alias)
+            running[alias] = Challenger(alias, version, model)
+        for alias in self.running.keys() - running.keys():
+            log.warning("challenger %r no longer runs", alias)
+        self.running = running
+
+
+@dataclass
+class ShadowOutput:
+    """What the challengers made of one batch: their records (``(ticker, record)``) and new states
+    (``(alias, ticker) -> state``)."""
+
+    records: list[tuple[str, dict]] = field(default_factory=list)
+    states: dict[tuple[str, str], TickerState] = field(default_factory=dict)
+
+
+class Shadow:
+    """Runs the challengers on each batch the champion stepped, and scores them against it.
+
+    Parameters
+    ----------
+    settings
+        The core's configuration.
+    table
+        The table of ticker states (the challengers' are under :func:`state_key`).
+    challengers
+        The challengers to run.
+    metrics
+        Where the pairs' losses and the running test go.
+    """
+
+    def __init__(self, settings: Settings, table: Any, challengers: Challengers,
+                 metrics: WorkerMetrics) -> None:
+        self.table = table
+        self.challengers = challengers
+        self.metrics = metrics
+        self.config = dataclasses.replace(CoreConfig.from_settings(settings), model="external")
+        self.codec = StateCodec()
+        self.tests: dict[tuple[str, str], RunningPanelDM] = {}
+
+    def run(self, results: Sequence[tuple[Bar, StepResult]],
+            champion_priors: Mapping[str, TickerState | None],
+            champion_records: Sequence[tuple[str, dict]], tables: TableAccess,
+            last_event: Mapping[bytes | None, Event]) -> ShadowOutput:
+        """Step every challenger through the bars of ``results`` (the champion's, from
+        ``champion_priors``) and observe its scores against ``champion_records``."""
+        out = ShadowOutput()
+        self._forget_stopped()
+        if not self.challengers.running:
+            return out
+        queues: dict[str, list[Bar]] = {}
+        for bar, _ in results:
+            queues.setdefault(bar.ticker, []).append(bar)
+        champion_scores = [r for _, r in champion_records if r["record_type"] == "score"]
+        for challenger in self.challengers.running.values():
+            states = {ticker: self._state(challenger, ticker, champion_priors.get(ticker), tables, last_event)
+                      for ticker in queues}
+            stepped, new_states = step_rounds(queues, states, self.config, challenger.model)
+            records = prediction_records(BatchOutput(results=stepped), {})
+            out.records += records
+            out.states.update(((challenger.alias, t), s) for t, s in new_states.items())
+            self._observe(challenger, champion_scores, [r for _, r in records if r["record_type"] == "score"])
+        return out
+
+    def _state(self, challenger: Challenger, ticker: str, champion_prior: TickerState | None,
+               tables: TableAccess, last_event: Mapping[bytes | None, Event]) -> TickerState | None:
+        key = state_key(challenger.alias, ticker)
+        state = self.codec.decode(key, tables.get(self.table, key.encode(), last_event[ticker.encode()]))
+        self.codec.quarantined.clear()  # the codec logged it; the challenger starts again below
+        if state is not None and made_by(state, challenger.version):
+            return state
+        return first_state(champion_prior)
+
+    def placed_states(self, states: Mapping[tuple[str, str], TickerState], tables: TableAccess,
+                      last_event: Mapping[bytes | None, Event]) -> list[tuple[str, int, bytes | None, bytes]]:
+        """Put each challenger state in the table's store, under its ticker's event; the changelog
+        records to send, ``(topic, partition, key, value)``, as the champion's."""
+        changelog = self.table.changelog_topic.get_topic_name()
+        records: list[tuple[str, int, bytes | None, bytes]] = []
+        for (alias, ticker), state in states.items():
+            key = state_key(alias, ticker)
+            event = last_event[ticker.encode()]
+            raw = self.codec.encode(key, state)
+            tables.put(self.table, key.encode(), raw, event)
+            records.append((changelog, event.message.partition, key.encode(), raw))
+        return records
+
+    def _observe(self, challenger: Challenger, champion_scores: list[dict], scores: list[dict]) -> None:
+        pairs = paired(champion_scores, scores)
+        labels = (challenger.alias, challenger.version)
+        m = self.metrics
+        pairs_counter = m.shadow_pairs.labels(*labels)  # at zero from the challenger's first batch
+        theirs = [scaled_loss(a) for a, _ in pairs]
+        mine = [scaled_loss(b) for _, b in pairs]
+        pairs_counter.inc(len(pairs))
+        m.shadow_champion_loss.labels(*labels).inc(sum(theirs))
+        m.shadow_challenger_loss.labels(*labels).inc(sum(mine))
+        test = self.tests.setdefault(labels, RunningPanelDM(DM_DAYS))
+        if pairs:
+            test.add([b["as_of"] for _, b in pairs], theirs, mine)
+            statistic = test.test().statistic
+            if statistic == statistic:  # NaN before 3 days
+                m.shadow_panel_dm.labels(*labels).set(statistic)
+
+    def _forget_stopped(self) -> None:
+        """Drop the running test and its gauge of each challenger version no longer run."""
+        running = {(c.alias, c.version) for c in self.challengers.running.values()}
+        for labels in self.tests.keys() - running:
+            del self.tests[labels]
+            with contextlib.suppress(KeyError):  # never set (fewer than 3 days)
+                self.metrics.shadow_panel_dm.remove(*labels)

@@ -1,0 +1,118 @@
+"""Challengers in shadow inside the batch handler, without a broker: the worker's real parts around
+fakes of Faust (tests/stream/test_batch.py's), a challenger put in the holder's place by hand."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from models.core.state import TickerState
+from stream_app.batch import BatchHandler
+from stream_app.shadow import Challenger, Challengers, Shadow, state_key
+from tests.stream.handler_fakes import Record, Worker, bar_event
+
+
+class Drift:
+    """A challenger: predicts a rise of ``rate`` a day from one feature row."""
+
+    name, lookback = "drift", 1
+
+    def __init__(self, version: str, rate: float = 0.001) -> None:
+        self.version = version
+        self.rate = rate
+
+    def predict_returns(self, windows):  # type: ignore[no-untyped-def]
+        return [self.rate] * len(windows)
+
+
+def shadow_handler(worker: Worker, challengers: Challengers) -> BatchHandler:
+    handler = worker.handler()
+    handler.shadow = Shadow(worker.settings, worker.states, challengers, worker.metrics)
+    return handler
+
+
+def records_of(sent: list[Record], topic: str) -> list[dict]:
+    return [orjson.loads(value) for t, _, value in sent if t == topic]
+
+
+def closes(day: int) -> float:
+    return 10.0 + (day % 3) * 0.1
+
+
+def days(worker: Worker, handler: BatchHandler, first: int, last: int) -> list[Record]:
+    """One batch per day from ``first`` to ``last``, AAA on partition 0 and BBB on partition 1."""
+    sent: list[Record] = []
+    for day in range(first, last + 1):
+        sent += worker.handle(handler, [bar_event("AAA", day, 0, day, closes(day)),
+                                        bar_event("BBB", day, 1, day, closes(day + 1))])
+    return sent
+
+
+def test_without_a_challenger_nothing_goes_to_the_shadow_topic_and_the_records_are_the_same(
+        worker: Worker) -> None:
+    plain = days(worker, worker.handler(), 0, 5)
+    worker.states.clear()
+    worker.positions.clear()
+    idle = days(worker, shadow_handler(worker, Challengers(worker.settings)), 0, 5)
+    strip = [(t, k, {**orjson.loads(v), "produced_at": None}) for t, k, v in plain]
+    assert [(t, k, {**orjson.loads(v), "produced_at": None}) for t, k, v in idle] == strip
+    assert records_of(idle, worker.settings.topic_shadow) == []
+    assert set(worker.states) == {b"AAA", b"BBB"}
+
+
+def test_a_challenger_predicts_at_once_from_the_champions_state_and_is_scored_beside_it(
+        worker: Worker) -> None:
+    challengers = Challengers(worker.settings)
+    handler = shadow_handler(worker, challengers)
+    days(worker, handler, 0, 39)  # the champion alone for 40 days: its intervals are calibrated
+    champion = {key: TickerState.from_bytes(raw) for key, raw in worker.states.items()}
+    challengers.running = {"challenger": Challenger("challenger", "7", Drift("7"))}
+    first = records_of(days(worker, handler, 40, 40), worker.settings.topic_shadow)
+    sent = days(worker, handler, 41, 44)
+    shadow = records_of(sent, worker.settings.topic_shadow)
+    predictions = records_of(sent, worker.settings.topic_predictions)
+    # Its first bar: a prediction (not a warm-up: the champion's state has the feature rows), no score.
+    assert {(r["record_type"], r["ticker"], r["model"], r["model_version"], r["warmup"]) for r in first} == {
+        ("prediction", "AAA", "drift", "7", False), ("prediction", "BBB", "drift", "7", False)}
+    assert len([r for r in shadow if r["record_type"] == "score"]) == 2 * 4
+    # Its states sit beside the champion's, under each ticker's own partition.
+    mine = [state_key("challenger", ticker).encode() for ticker in ("AAA", "BBB")]
+    assert set(worker.states.writes[-4:]) == {(b"AAA", 0), (b"BBB", 1), (mine[0], 0), (mine[1], 1)}
+    started = TickerState.from_bytes(worker.states[b"challenger/AAA"])
+    assert started.bars == champion[b"AAA"].bars + 5
+    m = worker.metrics.registry.get_sample_value
+    labels = {"alias": "challenger", "version": "7"}
+    assert m("forecaster_shadow_pairs_total", labels) == 2 * 4
+    ratio = (m("forecaster_shadow_challenger_loss_total", labels)
+             / m("forecaster_shadow_champion_loss_total", labels))
+    assert ratio == pytest.approx(_loss_ratio(sent, worker))
+    assert m("forecaster_shadow_panel_dm", labels) is not None  # 4 days of pairs
+    # The champion's records are those of a champion alone.
+    worker.states.clear()
+    worker.positions.clear()
+    alone = records_of(days(worker, worker.handler(), 0, 44), worker.settings.topic_predictions)
+    assert [{**r, "produced_at": 0} for r in predictions] == [
+        {**r, "produced_at": 0} for r in alone[-len(predictions):]]
+
+
+def _loss_ratio(sent: list[Record], worker: Worker) -> float:
+    def loss(topic: str) -> float:
+        return sum(abs(r["error"]) / r["naive_close"] for r in records_of(sent, topic)
+                   if r["record_type"] == "score")
+    return loss(worker.settings.topic_shadow) / loss(worker.settings.topic_predictions)
+
+
+def test_a_challenger_whose_alias_moves_starts_again_from_the_champions_state(worker: Worker) -> None:
+    challengers = Challengers(worker.settings)
+    handler = shadow_handler(worker, challengers)
+    challengers.running = {"challenger": Challenger("challenger", "7", Drift("7"))}
+    days(worker, handler, 0, 3)
+    challengers.running = {"challenger": Challenger("challenger", "8", Drift("8", rate=-0.001))}
+    sent = days(worker, handler, 4, 4)
+    shadow = records_of(sent, worker.settings.topic_shadow)
+    # Version 8's first bar: a prediction of its own, and no score of version 7's pending prediction.
+    assert {(r["record_type"], r["model_version"]) for r in shadow} == {("prediction", "8")}
+    state = TickerState.from_bytes(worker.states[b"challenger/AAA"])
+    assert state.bars == TickerState.from_bytes(worker.states[b"AAA"]).bars
+    labels = {"alias": "challenger", "version": "7"}
+    assert worker.metrics.registry.get_sample_value("forecaster_shadow_panel_dm", labels) is None
