@@ -115,12 +115,16 @@ def load(path: Path) -> tuple[dict[str, Series], list]:
     from producers.readers import read_csv_bars
 
     bars = read_csv_bars([path]).bars
+    return series_of(bars), bars
+
+
+def series_of(bars: list) -> dict[str, Series]:
+    """Each ticker's :class:`Series`, from bars in date order."""
     grouped: dict[str, list] = {}
     for bar in bars:
         grouped.setdefault(bar.ticker, []).append(bar)
-    series = {t: Series(np.array([b.date.isoformat() for b in bs]), np.log([b.close for b in bs]))
-              for t, bs in grouped.items()}
-    return series, bars
+    return {t: Series(np.array([b.date.isoformat() for b in bs]), np.log([b.close for b in bs]))
+            for t, bs in grouped.items()}
 
 
 def core_forecasts(path: Path, series: dict[str, Series], rev: str | None) -> dict[str, Forecast]:
