@@ -1,6 +1,6 @@
 """Multi-horizon forecasts on the S&P 500: the core's h-step intervals and points beside their anchors.
 
-Run from the repository root (about 10 minutes with ``--jobs 2`` on the shared 2-core VM, most of it
+Run from the repository root (7-10 minutes with ``--jobs 2`` on the shared 2-core VM, most of it
 the core's backtest and the GARCH refits; docs/models.md, "Horizons: measured")::
 
     OPENBLAS_NUM_THREADS=1 .venv/bin/python -m bench.horizon_bench [--horizons 1,5,20] [--jobs 2]
