@@ -24,7 +24,8 @@ hyper-parameters were not chosen on, and ``close[t+h]`` known). Intervals:
 
 Per horizon and level: coverage overall and per volatility tercile, mean width and mean Winkler
 score (log units x 1e4), the 5th-95th percentile of per-ticker coverage
-(:func:`bench.interval_bench.interval_rows`), and QLIKE of the ``h``-day variances.
+(:func:`bench.interval_bench.interval_rows`), and QLIKE of the ``h``-day variances; the core's
+multipliers (half-width over ``sigma``), their mean and how much they vary within and across tickers.
 
 Points (log closes, so no ticker weighs more for its price): the core's ARIMA, naive (the last close)
 and drift (the last close moved by ``h`` times the mean daily log return of the last 252 bars, the
@@ -242,6 +243,26 @@ POINT_HEADER = ["| horizon | ticker-days | MASE core (arima) | MASE naive | MASE
                 "|---|---|---|---|---|---|---|---|---|---|---|---|"]
 
 
+def multiplier_row(p: Pooled, horizon: int) -> str:
+    """The core's interval multipliers (half-width over ``sigma``) on the pooled days, per level: mean,
+    the mean over tickers of their coefficient of variation over time, and that of the tickers' means."""
+    core = p.forecasts[CORE]
+    assert core.variance is not None
+    _, inverse = np.unique(p.ticker, return_inverse=True)
+    count = np.bincount(inverse)
+    cells = [str(horizon)]
+    for lv in LEVELS:
+        q = (core.upper[lv] - core.lower[lv]) / 2 / np.sqrt(core.variance)
+        mean = np.bincount(inverse, q) / count
+        sd = np.sqrt(np.maximum(np.bincount(inverse, q * q) / count - mean ** 2, 0))
+        cells += [f"{q.mean():.3f}", f"{(sd / mean).mean():.1%}", f"{mean.std() / mean.mean():.1%}"]
+    return "| " + " | ".join(cells) + " |"
+
+
+MULTIPLIER_HEADER = ["| horizon | mean 80 % | CV within tickers | CV across tickers | mean 95 % | "
+                     "CV within tickers | CV across tickers |", "|---|---|---|---|---|---|---|"]
+
+
 def simulation_rows(paths: dict[str, GarchPath], p: Pooled, horizons: tuple[int, ...]) -> list[str]:
     """The GARCH's own h-day quantile factor, simulated on a sample of the scored days, against the
     two closed-form ones (mean over the sample; ratio 1: the closed form is the model's)."""
@@ -291,7 +312,7 @@ def run(args: argparse.Namespace) -> list[str]:
         print(f"GARCH done after {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
     after = None if args.all_days else TUNED_UNTIL
     period = "all days" if after is None else f"t + 1 after {after}"
-    lines, points = [], list(POINT_HEADER)
+    lines, points, multipliers = [], list(POINT_HEADER), list(MULTIPLIER_HEADER)
     for h in args.horizons:
         forecasts: dict[str, dict[str, Forecast]] = {
             CORE: {t: core[h][t].forecast for t in names},
@@ -304,9 +325,11 @@ def run(args: argparse.Namespace) -> list[str]:
                   f"({args.history} bars of history, {period})", "",
                   *interval_rows(p), "", *variance_rows(p), ""]
         points.append(point_scores(p, series, {t: core[h][t].point for t in names}, h).row())
+        multipliers.append(multiplier_row(p, h))
     # On the longest horizon's days (the last p), which every horizon's origins include.
     simulated = simulation_rows(paths, p, tuple(args.horizons))
     lines += [f"#### sp500: points, log closes ({period})", "", *points, "",
+              "#### sp500: the core's interval multipliers, half-width over sigma", "", *multipliers, "",
               f"#### sp500: the GARCH(1,1)-t's own h-day quantile factor, simulated ({SIMULATED_PATHS:,} "
               f"paths on {SIMULATED_DAYS} ticker-days of the horizon-{max(args.horizons)} days, seed {SEED})",
               "",

@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 
 from bench.horizon_bench import (
+    CORE,
     PointScores,
     drift_points,
     garch_sum_variance,
+    multiplier_row,
     naive_scale,
     point_scores,
     scaled_naive,
@@ -106,3 +108,13 @@ def test_a_simulated_long_horizon_sum_is_nearer_normal_than_the_daily_t() -> Non
     path = _path(variance=1e-4, omega=2e-6, alpha=0.05, beta=0.93, nu=4.0)
     simulated = simulated_factors(path, np.array([0]), 20, (0.8,), 100_000, np.random.default_rng(0))[0, 0]
     assert student_factor(0.8, np.array([4.0]))[0] < simulated < 1.2816
+
+
+def test_the_core_multipliers_are_half_widths_over_sigma_within_and_across_tickers() -> None:
+    sigma = np.array([0.01, 0.02, 0.01, 0.02])
+    half = {0.8: np.array([1.0, 1.0, 1.2, 1.2]) * sigma, 0.95: np.array([2.0, 2.0, 2.0, 2.0]) * sigma}
+    core = Forecast({lv: -h for lv, h in half.items()}, half, sigma ** 2)
+    pooled = Pooled(np.zeros(4), np.zeros(4, int), np.array(["A", "A", "B", "B"]), np.arange(4), {CORE: core})
+    cells = multiplier_row(pooled, 5).strip("| ").split(" | ")
+    # 80 %: mean 1.1, constant within each ticker, 1.0 and 1.2 across (std 0.1 / mean 1.1); 95 %: 2.
+    assert cells == ["5", "1.100", "0.0%", "9.1%", "2.000", "0.0%", "0.0%"]
