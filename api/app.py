@@ -67,7 +67,8 @@ def create_app(settings: Settings) -> FastAPI:
 
     app = FastAPI(
         title="stream-forecaster",
-        summary="Next-day close forecasts of daily stock bars, on demand and from the stream.",
+        summary="Close forecasts of daily stock bars (the next day, or several horizons), on demand and from "
+        "the stream.",
         description="`POST /forecast` runs the forecasting core over an uploaded history, exactly as "
         "`forecaster backtest` does; `GET /predictions` shows the latest records the stream worker "
         "wrote to the predictions topic. The web page is at `/`.",
@@ -106,6 +107,9 @@ def create_app(settings: Settings) -> FastAPI:
                                              "fails, e.g. date=Datum,close=Schluss")] = None,
         tickers: Annotated[str | None, Query(description="only these tickers, e.g. AAPL,MSFT; rows of "
                                              "others are counted in `filtered`")] = None,
+        horizons: Annotated[str | None, Query(description="forecast horizons in trading days, e.g. 1,5,20 "
+                                              "(default: the server's FORECASTER_HORIZONS); records of "
+                                              "every horizon, metrics per horizon")] = None,
     ) -> Any:
         """Forecast every bar of an uploaded history and score the forecasts against naive.
 
@@ -120,16 +124,17 @@ def create_app(settings: Settings) -> FastAPI:
                                              "(FORECASTER_API_FORECASTS): retry shortly"},
                                 headers={"Retry-After": "1"})
         async with forecasts:
-            return await _forecast(request, model, ticker, columns, tickers)
+            return await _forecast(request, model, ticker, columns, tickers, horizons)
 
     async def _forecast(request: Request, model: str, ticker: str | None, columns: str | None,
-                        tickers: str | None) -> Any:
+                        tickers: str | None, horizons: str | None) -> Any:
         try:
+            wanted = None if horizons is None else forecast.parse_horizons(horizons)
             limited = _limited(request, settings.api_max_bytes, settings.api_body_timeout_s)
             result = await _read_request(limited, ticker, columns, tickers, settings)
-            forecast.check_size(result, settings.api_max_bars)
+            forecast.check_size(result, settings.api_max_bars, len(wanted or settings.horizons))
             choice = await run_in_threadpool(resolve, model, settings, champion, versions)
-            return await run_in_threadpool(forecast.run, result, choice)
+            return await run_in_threadpool(forecast.run, result, forecast.with_horizons(choice, wanted))
         except InputError as error:
             refused(error.status, error.detail["message"][:200], request.scope)
             # Its traceback holds the frames that read the body, in a reference cycle: cleared, the

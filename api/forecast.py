@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import orjson
@@ -9,17 +10,49 @@ import orjson
 from api.champion import ModelChoice
 from api.inputs import InputError
 from forecaster.redaction import printable
-from models.backtest import run_backtest
+from models.backtest import HorizonSummary, run_backtest
 from models.core.bar import BarError
+from models.core.config import CoreConfig
 from models.core.deadletter import DeadLetter
 from producers.readers import ReadResult
 
 
-def check_size(result: ReadResult, max_bars: int) -> None:
-    """Refuse (413) more bars than one request may forecast: the answer holds two records per bar."""
-    if len(result.bars) > max_bars:
-        raise InputError(f"{len(result.bars)} bars is more than FORECASTER_API_MAX_BARS={max_bars}; "
-                         "choose some tickers with ?tickers=A,B or a shorter history", status=413)
+def parse_horizons(text: str) -> tuple[int, ...]:
+    """The horizons of ``?horizons=1,5,20``, checked by :class:`~models.core.config.CoreConfig`, whose
+    one-line error a bad value gets (as a 422).
+
+    >>> parse_horizons("1, 5,20")
+    (1, 5, 20)
+    >>> parse_horizons("5,x")
+    Traceback (most recent call last):
+    ...
+    api.inputs.InputError: ?horizons=5,x: horizons must be strictly increasing whole numbers of trading \
+days in 1..260; got (5, 'x')
+    """
+    # A part that is not a whole number stays text, which CoreConfig refuses with the others.
+    horizons = tuple(int(part) if part.strip().isdigit() else part.strip() for part in text.split(","))
+    try:
+        CoreConfig(horizons=horizons)  # type: ignore[arg-type]  # checked here, text parts included
+    except ValueError as error:
+        raise InputError(f"?horizons={printable(text, 100)}: {error}") from None
+    return horizons  # type: ignore[return-value]  # every part is an int once CoreConfig took them
+
+
+def with_horizons(choice: ModelChoice, horizons: tuple[int, ...] | None) -> ModelChoice:
+    """``choice`` forecasting at ``horizons`` (None: the server's FORECASTER_HORIZONS)."""
+    if horizons is None:
+        return choice
+    return dataclasses.replace(choice, config=dataclasses.replace(choice.config, horizons=horizons))
+
+
+def check_size(result: ReadResult, max_bars: int, horizons: int = 1) -> None:
+    """Refuse (413) more bars than one request may forecast at ``horizons`` horizons: the answer holds
+    two records per bar and horizon, so ``max_bars`` bounds bars times horizons."""
+    if len(result.bars) * horizons > max_bars:
+        at = f" at {horizons} horizons" if horizons > 1 else ""
+        raise InputError(f"{len(result.bars)} bars{at} is more than FORECASTER_API_MAX_BARS={max_bars}; "
+                         "choose some tickers with ?tickers=A,B, a shorter history or fewer horizons",
+                         status=413)
 
 
 #: Characters of a rejected row an answer shows: enough to see what it was, never a whole file.
@@ -50,6 +83,9 @@ def dead_letters(result: ReadResult) -> dict[str, Any]:
 def run(result: ReadResult, choice: ModelChoice) -> dict[str, Any]:
     """Walk the core over ``result.bars`` with ``choice``; predictions, scores, metrics, dead letters.
 
+    The records are those of every horizon of ``choice.config``; ``metrics`` are the shortest
+    horizon's, with each horizon's in ``metrics["by_horizon"]``.
+
     Raises
     ------
     InputError
@@ -76,8 +112,15 @@ def run(result: ReadResult, choice: ModelChoice) -> dict[str, Any]:
         "filtered": result.filtered,
         "bars": len(result.bars) - len(backtest.rejected),
         "tickers": sorted(backtest.states),
+        "horizons": list(choice.config.horizons),
         **dead_letters(result),
         "predictions": backtest.predictions,
         "scores": backtest.scores,
-        "metrics": {"pooled": backtest.pooled, "per_ticker": backtest.per_ticker, "panel": backtest.panel},
+        "metrics": {**_summary(backtest.by_horizon[choice.config.horizons[0]]),
+                    "by_horizon": [{"horizon": h, **_summary(summary)}
+                                   for h, summary in backtest.by_horizon.items()]},
     }
+
+
+def _summary(summary: HorizonSummary) -> dict[str, Any]:
+    return {"pooled": summary.pooled, "per_ticker": summary.per_ticker, "panel": summary.panel}

@@ -1,4 +1,5 @@
-"""The latest prediction and score per ticker, read from the ``predictions`` topic in a background thread.
+"""The latest prediction and score per ticker and horizon, read from the ``predictions`` topic in a
+background thread.
 
 :class:`LatestPredictions` owns one kafka-python consumer with no group: it assigns itself every
 partition of ``settings.topic_predictions`` and reads from the beginning, so it never moves anyone's
@@ -6,6 +7,10 @@ offsets and sees every ticker the worker ever forecast. Records of a ticker shar
 the last one read is the latest one written. With no broker reachable the thread keeps retrying,
 and :meth:`LatestPredictions.status` says what is wrong; :meth:`LatestPredictions.stop` ends it
 within a few seconds.
+
+Each ticker keeps the latest records of the horizons its last two bars were forecast at (a record
+without ``horizon``, written before horizons existed, is one day ahead): a horizon taken out of
+``FORECASTER_HORIZONS`` drops out a bar later, and a ticker holds at most ``MAX_HORIZON`` of them.
 
 Examples
 --------
@@ -17,6 +22,17 @@ True
 False
 >>> latest.get("ACME")["prediction"]["as_of"], latest.get("ACME")["score"], latest.get("NONE")
 ('2024-01-05', None, None)
+>>> def predict(day, horizon):
+...     return latest.apply({"record_type": "prediction", "ticker": "ACME", "as_of": day, "horizon": horizon})
+>>> predict("2024-01-08", 1), predict("2024-01-08", 5), predict("2024-01-09", 5)  # 1 is taken out
+(True, True, True)
+>>> [(e["horizon"], e["prediction"]["as_of"]) for e in latest.get("ACME")["horizons"]]
+[(1, '2024-01-08'), (5, '2024-01-09')]
+>>> predict("2024-01-10", 5), predict("2024-01-10", 999)
+(True, False)
+>>> entry = latest.get("ACME")
+>>> entry["horizon"], [e["horizon"] for e in entry["horizons"]]
+(5, [5])
 """
 
 from __future__ import annotations
@@ -32,6 +48,7 @@ import orjson
 from forecaster.kafka.client import kafka_python_options
 from forecaster.kafka.login import refused_login
 from forecaster.settings import Settings
+from models.core.config import MAX_HORIZON
 
 # kafka-python (slow to import) loads inside the functions that consume, not with the module.
 
@@ -40,8 +57,34 @@ log = logging.getLogger(__name__)
 RECORD_TYPES = ("prediction", "score")
 
 
+class _Ticker:
+    """A ticker's latest records per horizon, and the dates of its last two bars' predictions."""
+
+    __slots__ = ("horizons", "newest", "previous")
+
+    def __init__(self) -> None:
+        self.horizons: dict[int, dict[str, Any]] = {}
+        self.newest = ""
+        self.previous = ""
+
+    def take(self, kind: str, horizon: int, record: dict[str, Any], as_of: str) -> None:
+        if kind == "prediction" and as_of > self.newest:
+            # A new bar: horizons last forecast before the bar before it are no longer configured.
+            self.previous, self.newest = self.newest, as_of
+            for h in [h for h, e in self.horizons.items()
+                      if e["prediction"] is not None and e["prediction"]["as_of"] < self.previous]:
+                del self.horizons[h]
+        entry = self.horizons.setdefault(horizon, {"horizon": horizon, "prediction": None, "score": None})
+        entry[kind] = record
+
+    def entry(self, ticker: str) -> dict[str, Any]:
+        """What the API shows: the shortest horizon's records, and each horizon's."""
+        horizons = [dict(self.horizons[h]) for h in sorted(self.horizons)]
+        return {"ticker": ticker, **horizons[0], "horizons": horizons}
+
+
 class LatestPredictions:
-    """The latest ``prediction`` and ``score`` record per ticker of the predictions topic.
+    """The latest ``prediction`` and ``score`` record per ticker and horizon of the predictions topic.
 
     Parameters
     ----------
@@ -59,7 +102,7 @@ class LatestPredictions:
         self._check_every_s = check_every_s
         self._retry_s = retry_s
         self._lock = threading.Lock()
-        self._latest: dict[str, dict[str, Any]] = {}
+        self._latest: dict[str, _Ticker] = {}
         self._positions: dict[Any, int] = {}
         self._records = 0
         self._skipped = 0
@@ -73,15 +116,17 @@ class LatestPredictions:
     # --- what the app reads -------------------------------------------------------------------
 
     def get(self, ticker: str) -> dict[str, Any] | None:
-        """``{"ticker", "prediction", "score"}`` of one ticker, or None if none was read."""
+        """``{"ticker", "horizon", "prediction", "score", "horizons"}`` of one ticker (the shortest
+        horizon's latest records, and ``{"horizon", "prediction", "score"}`` of each), or None if none
+        was read."""
         with self._lock:
-            entry = self._latest.get(ticker)
-            return None if entry is None else dict(entry)
+            latest = self._latest.get(ticker)
+            return None if latest is None else latest.entry(ticker)
 
     def all(self) -> list[dict[str, Any]]:
         """Every ticker's entry, by ticker."""
         with self._lock:
-            return [dict(self._latest[t]) for t in sorted(self._latest)]
+            return [self._latest[t].entry(t) for t in sorted(self._latest)]
 
     def status(self) -> dict[str, Any]:
         """Whether the broker answered the last check, why not, and how far the reading is."""
@@ -91,15 +136,17 @@ class LatestPredictions:
                     "records_skipped": self._skipped, "tickers": len(self._latest), "lag": self._lag}
 
     def apply(self, record: Any) -> bool:
-        """Keep ``record`` if it is a prediction or score of a ticker; whether it was kept."""
-        ticker = record.get("ticker") if isinstance(record, dict) else None
-        kind = record.get("record_type") if isinstance(record, dict) else None
+        """Keep ``record`` if it is a prediction or score of a ticker, dated, at a horizon in
+        1..MAX_HORIZON; whether it was kept."""
+        fields = record if isinstance(record, dict) else {}
+        ticker, kind, as_of = fields.get("ticker"), fields.get("record_type"), fields.get("as_of", "")
+        horizon = fields.get("horizon", 1)
         with self._lock:
-            if not isinstance(ticker, str) or kind not in RECORD_TYPES:
+            if (not isinstance(ticker, str) or kind not in RECORD_TYPES or not isinstance(as_of, str)
+                    or type(horizon) is not int or not 1 <= horizon <= MAX_HORIZON):
                 self._skipped += 1
                 return False
-            entry = self._latest.setdefault(ticker, {"ticker": ticker, "prediction": None, "score": None})
-            entry[kind] = record
+            self._latest.setdefault(ticker, _Ticker()).take(kind, horizon, record, as_of)
             self._records += 1
             return True
 

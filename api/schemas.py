@@ -42,7 +42,7 @@ class ModelUsed(BaseModel):
     requested: str
 
 
-class Metrics(BaseModel):
+class Summary(BaseModel):
     """The model's metrics and naive's (``naive_`` prefix) on the same scored, non-warm-up days."""
 
     pooled: dict[str, float | None] = Field(
@@ -55,6 +55,18 @@ class Metrics(BaseModel):
         "relative_mae, the geometric mean of the per-ticker relative_mae")
 
 
+class HorizonMetrics(Summary):
+    """One horizon's metrics, on the scores of its predictions."""
+
+    horizon: int
+
+
+class Metrics(Summary):
+    """The shortest horizon's metrics (the next day's by default), and each horizon's."""
+
+    by_horizon: list[HorizonMetrics] = Field(description="every horizon's metrics, ascending horizon")
+
+
 class ForecastOut(BaseModel):
     """The core's walk-forward predictions over the uploaded history, scored against naive."""
 
@@ -63,6 +75,7 @@ class ForecastOut(BaseModel):
     filtered: int = Field(description="rows of tickers that ?tickers= did not select")
     bars: int
     tickers: list[str]
+    horizons: list[int] = Field(description="the horizons forecast, in trading days, ascending")
     dead_letters: list[DeadLetterRecord] = Field(
         description="the first FORECASTER_API_MAX_DEAD_LETTERS rejected rows, with reason and source; "
         "each text cut to 500 characters, control characters escaped")
@@ -70,17 +83,28 @@ class ForecastOut(BaseModel):
     dead_letters_by_reason: dict[str, int] = Field(
         description="rejected rows per reason, most frequent first")
     predictions: list[PredictionRecord] = Field(
-        description="one prediction per bar: the next weekday's close")
-    scores: list[ScoreRecord] = Field(description="each prediction whose target day is in the input, scored")
+        description="one prediction per bar and horizon (ascending within a bar): the close `horizon` bars "
+        "ahead, dated the `horizon`-th next weekday")
+    scores: list[ScoreRecord] = Field(description="each prediction whose target bar is in the input, scored")
     metrics: Metrics
 
 
-class LatestOut(BaseModel):
-    """A ticker's latest prediction and latest score read from the predictions topic."""
+class HorizonLatest(BaseModel):
+    """A ticker's latest prediction and latest score of one horizon."""
 
-    ticker: str
+    horizon: int
     prediction: PredictionRecord | None
     score: ScoreRecord | None
+
+
+class LatestOut(HorizonLatest):
+    """A ticker's latest prediction and latest score read from the predictions topic: the shortest
+    horizon's (``horizon``, ``prediction``, ``score``), and each horizon's."""
+
+    ticker: str
+    horizons: list[HorizonLatest] = Field(
+        description="each horizon the ticker's latest bars were forecast at, ascending: a horizon no longer "
+        "forecast drops out one bar after the worker stops forecasting it")
 
 
 class LatestListOut(BaseModel):

@@ -239,7 +239,8 @@ DOCS: dict[str, str] = {
     "page_hinkley_threshold": "Page-Hinkley threshold on the standardized absolute error",
     "api_host": "address `forecaster serve` (HTTP API and web page) binds to",
     "api_port": "port of `forecaster serve`",
-    "api_max_bars": "most bars one POST /forecast may forecast (larger inputs get a 413)",
+    "api_max_bars": "most bars one POST /forecast may forecast, counted once per horizon (larger inputs get "
+    "a 413)",
     "api_max_bytes": "largest body one POST /forecast may send, and largest size a gzipped upload may "
     "inflate to, in bytes; larger ones get a 413 as soon as they pass it (64 MiB)",
     "api_max_rows": "most rows (CSV rows or JSON bars, rejected and filtered ones included) one POST "

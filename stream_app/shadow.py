@@ -17,8 +17,8 @@ to send and write:
   the ticker's partition, so that a restart recovers both or neither and the shadow's records after
   a kill -9 are exactly those of a run never killed;
 * a challenger's first state for a ticker is the champion's state before the batch without its
-  pending prediction, so the challenger predicts at once instead of warming up; a state whose
-  pending prediction another version made (the alias moved) starts again that way;
+  pending predictions, so the challenger predicts at once instead of warming up; a state whose
+  pending predictions another version made (the alias moved) starts again that way;
 * each pair of scores (:mod:`models.shadow`) adds to the counters that Prometheus turns into the
   panel relative MAE over every worker, and to this worker's running panel Diebold-Mariano test.
 """
@@ -60,13 +60,13 @@ def state_key(alias: str, ticker: str) -> str:
 
 
 def first_state(champion_prior: TickerState | None) -> TickerState | None:
-    """A challenger's first state for a ticker: the champion's, without its pending prediction."""
-    return None if champion_prior is None else dataclasses.replace(champion_prior, last_prediction=None)
+    """A challenger's first state for a ticker: the champion's, without its pending predictions."""
+    return None if champion_prior is None else dataclasses.replace(champion_prior, pending=())
 
 
 def made_by(state: TickerState, version: str) -> bool:
-    """Whether ``state``'s pending prediction is ``version``'s (else the state is another version's)."""
-    return state.last_prediction is not None and state.last_prediction.model_version == version
+    """Whether ``state``'s pending predictions are ``version``'s (else the state is another version's)."""
+    return bool(state.pending) and all(p.model_version == version for p in state.pending)
 
 
 @dataclass(frozen=True)

@@ -98,7 +98,7 @@ class WorkerProcess:
             self.stop(signal.SIGKILL)
 
 
-Key = tuple[str, str, str]
+Key = tuple[str, str, str, int]
 
 
 def bokeh_slice(data_dir: Path, tickers: tuple[str, ...]) -> ReadResult:
@@ -108,8 +108,8 @@ def bokeh_slice(data_dir: Path, tickers: tuple[str, ...]) -> ReadResult:
 
 
 def record_key(record: dict) -> Key:
-    """A prediction or score is identified by its type, ticker and the day it was made."""
-    return (record["record_type"], record["ticker"], record["as_of"])
+    """A prediction or score is identified by its type, ticker, the day it was made and its horizon."""
+    return (record["record_type"], record["ticker"], record["as_of"], record["horizon"])
 
 
 def expected_records(result: ReadResult, settings: Settings) -> dict[Key, dict]:
@@ -179,8 +179,8 @@ def wait_for_records(settings: Settings, keys: set[Key], worker: WorkerProcess,
 def diagnosis(settings: Settings, missing: set[Key], workers: Sequence[WorkerProcess]) -> str:
     """What a test that waited in vain needs to tell slowness from loss: which records are missing
     per ticker, what the worker refused, and how far each worker got, with its log."""
-    per_ticker = Counter(ticker for _, ticker, _ in missing)
-    first = {t: min(day for _, ticker, day in missing if ticker == t) for t in per_ticker}
+    per_ticker = Counter(ticker for _, ticker, *_ in missing)
+    first = {t: min(day for _, ticker, day, _ in missing if ticker == t) for t in per_ticker}
     refused = Counter(value["reason"] for *_, value in read_topic(settings, settings.topic_dlq))
     report = [f"{len(missing)} records missing: {dict(per_ticker)}, first missing day {first}; "
               f"dead letters {dict(refused)}"]

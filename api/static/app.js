@@ -1,5 +1,6 @@
 // The web page: upload a CSV to POST /forecast and chart predicted vs actual and the error (inline
-// SVG, no library); keep a live table of GET /predictions and a badge of GET /health.
+// SVG, no library) at the shortest horizon, with the last bar's forecast at every horizon; keep a
+// live table of GET /predictions (a row per ticker and horizon) and a badge of GET /health.
 "use strict";
 
 const SVG = "http://www.w3.org/2000/svg";
@@ -43,6 +44,12 @@ function widestLevel(record) {
   return levels.sort((a, b) => Number(a) - Number(b)).pop();
 }
 
+// The widest interval of a prediction, e.g. "9.9000 – 10.5000 (95 %)"; "" without one.
+function interval(prediction) {
+  const level = widestLevel(prediction);
+  return level ? `${number(prediction[`lower_${level}`])} – ${number(prediction[`upper_${level}`])} (${level} %)` : "";
+}
+
 function scale(domain, range) {
   const [d0, d1] = domain;
   const span = d1 - d0 || 1;
@@ -70,25 +77,25 @@ function path(points) {
   return points.map(([px, py], i) => `${i ? "L" : "M"}${px.toFixed(1)},${py.toFixed(1)}`).join("");
 }
 
-// Predicted and actual close per target day, with the widest interval of each prediction.
+// Predicted and actual close per target day, with the widest interval of each prediction: the scored
+// predictions, then those still waiting for their bar. One horizon's records: a prediction and its
+// score share the day it was made (as_of), unique per ticker and horizon.
 function drawChart(scores, predictions) {
   const svg = $("#chart");
   svg.replaceChildren();
-  const byTarget = new Map(predictions.map((p) => [p.target_date, p]));
-  const scored = new Map(scores.map((s) => [s.target_date, s]));
+  const byAsOf = new Map(predictions.map((p) => [p.as_of, p]));
+  const scored = new Set(scores.map((s) => s.as_of));
   const last = predictions[predictions.length - 1];
-  const days = scores.map((s) => s.target_date);
-  if (last && !scored.has(last.target_date)) days.push(last.target_date);
   const level = widestLevel(last);
   $("#band-label").textContent = level ? `${level} % interval` : "interval";
-  const rows = days.map((day) => {
-    const score = scored.get(day);
-    const prediction = byTarget.get(day);
-    return { day, actual: score ? score.actual_close : null,
-      predicted: score ? score.predicted_close : prediction.predicted_close,
-      lower: prediction && level ? prediction[`lower_${level}`] : null,
-      upper: prediction && level ? prediction[`upper_${level}`] : null };
-  });
+  const pending = predictions.filter((p) => !scored.has(p.as_of));
+  const rows = [...scores.map((s) => ({ score: s, prediction: byAsOf.get(s.as_of) })),
+    ...pending.map((p) => ({ score: null, prediction: p }))].map(({ score, prediction }) => ({
+    day: (score || prediction).target_date, actual: score ? score.actual_close : null,
+    predicted: (score || prediction).predicted_close,
+    lower: prediction && level ? prediction[`lower_${level}`] : null,
+    upper: prediction && level ? prediction[`upper_${level}`] : null }));
+  const days = rows.map((r) => r.day);
   const values = rows.flatMap((r) => [r.actual, r.predicted, r.lower, r.upper]).filter((v) => v !== null);
   const { width, height } = svg.getBoundingClientRect();
   const pad = { left: 60, right: 40, top: 10, bottom: 24 };
@@ -142,12 +149,27 @@ function showMetrics(metrics) {
   }
 }
 
+// The last bar's prediction at each horizon: how far ahead the forecast goes and how wide it gets.
+function showAhead(predictions) {
+  const body = $("#ahead tbody");
+  body.replaceChildren();
+  const lastDay = predictions.length ? predictions[predictions.length - 1].as_of : null;
+  for (const p of predictions.filter((q) => q.as_of === lastDay)) {
+    const row = body.insertRow();
+    row.dataset.horizon = String(p.horizon);
+    [p.horizon, p.target_date, number(p.predicted_close), interval(p)].forEach((v) => cell(row, v));
+  }
+}
+
+// The chart, errors and metrics are the shortest horizon's (the next day's by default).
 function showSeries(ticker) {
+  const shortest = forecast.horizons[0];
   showMetrics(forecast.metrics.per_ticker[ticker] || {});
-  const scores = forecast.scores.filter((s) => s.ticker === ticker);
-  const predictions = forecast.predictions.filter((p) => p.ticker === ticker);
-  drawChart(scores, predictions);
+  const mine = forecast.predictions.filter((p) => p.ticker === ticker);
+  const scores = forecast.scores.filter((s) => s.ticker === ticker && s.horizon === shortest);
+  drawChart(scores, mine.filter((p) => p.horizon === shortest));
   drawErrors(scores);
+  showAhead(mine);
 }
 
 function showForecast(answer) {
@@ -162,6 +184,9 @@ function showForecast(answer) {
     `relative MAE over ${panel.tickers} ticker(s) (geometric mean) ${number(panel.relative_mae)}, ` +
     `below naive's on ${panel.tickers_beating_naive}.`;
   $("#model-name").textContent = model.name;
+  $("#shown-horizon").textContent = answer.horizons.length > 1 ?
+    `Horizons ${answer.horizons.join(", ")}: the chart, errors and metrics below are of horizon ` +
+    `${answer.horizons[0]}, the shortest.` : "";
   const series = $("#series");
   series.replaceChildren(...answer.tickers.map((t) => new Option(t, t)));
   $("#ticker-choice").hidden = answer.tickers.length < 2;
@@ -191,7 +216,7 @@ async function submit(event) {
   const file = $("#file").files[0];
   if (!file) return;
   const query = new URLSearchParams({ model: $("#model").value });
-  for (const name of ["ticker", "tickers"]) {
+  for (const name of ["ticker", "tickers", "horizons"]) {
     const value = $(`#${name}`).value.trim();
     if (value) query.set(name, value);
   }
@@ -226,19 +251,22 @@ async function refreshLive() {
     const body = $("#live tbody");
     body.replaceChildren();
     for (const entry of answer.predictions) {
-      const p = entry.prediction || {};
-      const s = entry.score || {};
-      const level = widestLevel(p);
-      const row = body.insertRow();
-      row.dataset.ticker = entry.ticker;
-      cell(row, entry.ticker);
-      cell(row, p.as_of);
-      cell(row, p.target_date);
-      cell(row, number(p.predicted_close));
-      cell(row, level ? `${number(p[`lower_${level}`])} – ${number(p[`upper_${level}`])} (${level} %)` : "");
-      cell(row, p.model ? `${p.model} ${p.model_version}` : "");
-      cell(row, number(s.actual_close));
-      cell(row, number(s.error));
+      for (const latest of entry.horizons) {
+        const p = latest.prediction || {};
+        const s = latest.score || {};
+        const row = body.insertRow();
+        row.dataset.ticker = entry.ticker;
+        row.dataset.horizon = String(latest.horizon);
+        cell(row, entry.ticker);
+        cell(row, latest.horizon);
+        cell(row, p.as_of);
+        cell(row, p.target_date);
+        cell(row, number(p.predicted_close));
+        cell(row, interval(p));
+        cell(row, p.model ? `${p.model} ${p.model_version}` : "");
+        cell(row, number(s.actual_close));
+        cell(row, number(s.error));
+      }
     }
   } catch (error) {
     $("#reader").textContent = `cannot read /predictions: ${error.message}`;

@@ -16,10 +16,11 @@ from models.core.config import CoreConfig
 from producers.readers import read_csv_bars
 
 
-def streamed_records(data_dir: Path) -> list[dict[str, Any]]:
-    """The records the worker would write for the four tickers of ``vgi/Vienthong.csv`` (naive model)."""
+def streamed_records(data_dir: Path, horizons: tuple[int, ...] = (1,)) -> list[dict[str, Any]]:
+    """The records the worker would write for the four tickers of ``vgi/Vienthong.csv`` (naive model)
+    at ``horizons``."""
     bars = read_csv_bars([data_dir / "vgi" / "Vienthong.csv"]).bars
-    backtest = run_backtest(bars, CoreConfig(model="naive"))
+    backtest = run_backtest(bars, CoreConfig(model="naive", horizons=horizons))
     produced_at = {"produced_at": "2026-01-02T03:04:05.000+00:00"}
     return [{**record, **produced_at} for record in [*backtest.predictions, *backtest.scores]]
 

@@ -198,9 +198,60 @@ def test_openapi_documents_both_request_bodies(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     body = spec["paths"]["/forecast"]["post"]["requestBody"]["content"]
     assert {"multipart/form-data", "application/json"} <= body.keys()
+    parameters = {p["name"] for p in spec["paths"]["/forecast"]["post"]["parameters"]}
+    assert parameters == {"model", "ticker", "columns", "tickers", "horizons"}
     paths = {"/forecast", "/predictions", "/predictions/{ticker}", "/health", "/models"}
     assert paths <= spec["paths"].keys()
     assert client.get("/docs").status_code == 200
     page = client.get("/")
     assert page.status_code == 200 and 'id="chart"' in page.text
     assert client.get("/static/app.js").status_code == 200
+
+
+def test_several_horizons_are_the_backtest_at_those_horizons(client: TestClient, data_dir: Path,
+                                                             offline_settings: Settings) -> None:
+    path = data_dir / "vgi" / "vgi2.csv"
+    response = upload(client, path, model="naive", horizons="1,5,20")
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    config = CoreConfig.from_settings(offline_settings, model="naive", horizons=(1, 5, 20))
+    expected = run_backtest(read_csv_bars([path]).bars, config)
+    assert answer["horizons"] == [1, 5, 20]
+    assert answer["predictions"] == expected.predictions
+    assert answer["scores"] == expected.scores
+    assert [p["horizon"] for p in answer["predictions"][:3]] == [1, 5, 20]
+    metrics = answer["metrics"]
+    assert [m["horizon"] for m in metrics["by_horizon"]] == [1, 5, 20]
+    for shown in metrics["by_horizon"]:
+        summary = expected.by_horizon[shown["horizon"]]
+        assert shown["pooled"] == pytest.approx(summary.pooled)
+        assert shown["panel"] == pytest.approx(summary.panel)
+        assert shown["per_ticker"].keys() == summary.per_ticker.keys()
+    # The existing shape is the shortest horizon's, as without the parameter.
+    assert metrics["pooled"] == metrics["by_horizon"][0]["pooled"]
+    assert metrics["pooled"]["n"] > metrics["by_horizon"][2]["pooled"]["n"]
+
+
+def test_without_horizons_the_answer_is_the_servers_one_day(client: TestClient, data_dir: Path) -> None:
+    answer = upload(client, data_dir / "vgi" / "vgi2.csv", model="naive").json()
+    assert answer["horizons"] == [1]
+    assert {p["horizon"] for p in answer["predictions"]} == {1}
+    (one_day,) = answer["metrics"]["by_horizon"]
+    assert one_day == {"horizon": 1, **{k: answer["metrics"][k] for k in ("pooled", "per_ticker", "panel")}}
+
+
+@pytest.mark.parametrize("horizons", ["5,1", "0", "1,x", "", "1,261", "1,,5"])
+def test_bad_horizons_are_a_one_line_422(client: TestClient, data_dir: Path, horizons: str) -> None:
+    response = upload(client, data_dir / "vgi" / "vgi2.csv", horizons=horizons)
+    assert response.status_code == 422, response.text
+    message = response.json()["detail"]["message"]
+    assert message.startswith(f"?horizons={horizons}: horizons must be strictly increasing whole numbers")
+    assert "\n" not in message
+
+
+def test_the_bar_limit_counts_each_horizon(client: TestClient, data_dir: Path) -> None:
+    path = data_dir / "bokeh-stocks.csv.gz"
+    response = upload(client, path, model="naive", tickers="AAPL,FB,GOOG", horizons="1,5")
+    assert response.status_code == 413
+    assert response.json()["detail"]["message"].startswith(
+        "5614 bars at 2 horizons is more than FORECASTER_API_MAX_BARS=10000")

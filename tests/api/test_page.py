@@ -24,6 +24,9 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from forecaster.kafka.broker import free_port
 from forecaster.settings import Settings, to_environ
+from models.backtest import run_backtest
+from models.core.config import CoreConfig
+from producers.readers import read_csv_bars
 from tests.api.seeding import seed_predictions, streamed_records
 from tests.serving import serving
 
@@ -35,7 +38,7 @@ TOKEN = "page-token-value"
 # The page redraws the live table every few seconds: read it in one script call, never element by
 # element (an element found before a redraw is gone after it).
 READ_LIVE = ("return [...document.querySelectorAll('#live tbody tr')]"
-             ".map(r => [r.dataset.ticker, [...r.cells].map(c => c.textContent)])")
+             ".map(r => [r.dataset.ticker, r.dataset.horizon, [...r.cells].map(c => c.textContent)])")
 
 
 @contextmanager
@@ -88,15 +91,19 @@ def browser() -> Iterator[webdriver.Chrome]:
 
 def test_upload_charts_the_forecast_and_the_live_table_fills(
         server: str, browser: webdriver.Chrome, kafka_settings: Settings, data_dir: Path) -> None:
-    records = streamed_records(data_dir)
+    """At several horizons: the upload's at 1, 5 and 20 bars, the topic's at 1 and 5."""
+    records = streamed_records(data_dir, horizons=(1, 5))
     seed_predictions(kafka_settings, records)
     browser.get(server)
     wait = WebDriverWait(browser, 60, poll_frequency=0.2)
 
-    browser.find_element(By.ID, "file").send_keys(str(data_dir / "601988.SH.csv"))
+    path = data_dir / "601988.SH.csv"
+    browser.find_element(By.ID, "file").send_keys(str(path))
+    browser.find_element(By.ID, "horizons").send_keys("1,5,20")
     browser.find_element(By.ID, "submit").click()
     wait.until(lambda b: b.find_element(By.ID, "chart").get_attribute("data-points"))
-    # 3,681 bars: 3,680 scored predictions and the forecast for the day after the last bar.
+    # The chart is horizon 1's: 3,681 bars give 3,680 scored predictions and the forecast for the
+    # day after the last bar (the other horizons' records share their target days: not plotted).
     assert browser.find_element(By.ID, "chart").get_attribute("data-points") == "3681"
     assert browser.find_element(By.ID, "errors").get_attribute("data-points") == "3680"
     for line in ("actual", "predicted", "band"):
@@ -107,14 +114,25 @@ def test_upload_charts_the_forecast_and_the_live_table_fills(
     assert {"mae", "rmse", "relative_mae", "coverage_95"} <= metrics
     summary = browser.find_element(By.ID, "summary").text
     assert "3681 bars of 1 ticker(s)" in summary and "relative MAE over 1 ticker(s)" in summary
+    assert "of horizon 1, the shortest" in browser.find_element(By.ID, "shown-horizon").text
+    # Ahead: the last bar's forecast at each horizon, the backtest's.
+    config = CoreConfig.from_settings(kafka_settings, horizons=(1, 5, 20))
+    last_bar = run_backtest(read_csv_bars([path]).bars, config).predictions[-3:]
+    ahead = [[c.text for c in row.find_elements(By.TAG_NAME, "td")]
+             for row in browser.find_elements(By.CSS_SELECTOR, "#ahead tbody tr")]
+    assert [cells[:3] for cells in ahead] == [
+        [str(p["horizon"]), p["target_date"], f"{p['predicted_close']:.4f}"] for p in last_bar]
+    assert all(cells[3].endswith("(95 %)") for cells in ahead)
 
-    wait.until(lambda b: len(b.execute_script(READ_LIVE)) == 4)
+    wait.until(lambda b: len(b.execute_script(READ_LIVE)) == 8)
     rows = browser.execute_script(READ_LIVE)
-    assert [ticker for ticker, _ in rows] == ["ABC", "TEL", "VGI", "VTC"]
-    last_vgi = [r for r in records if r["ticker"] == "VGI" and r["record_type"] == "prediction"][-1]
-    cells = rows[2][1]
-    assert cells[1:3] == [last_vgi["as_of"], last_vgi["target_date"]]
-    assert cells[3] == f"{last_vgi['predicted_close']:.4f}"
+    assert [(ticker, horizon) for ticker, horizon, _ in rows] == [
+        (ticker, horizon) for ticker in ("ABC", "TEL", "VGI", "VTC") for horizon in ("1", "5")]
+    for _, horizon, cells in rows[4:6]:  # VGI's
+        last_vgi = [r for r in records if (r["ticker"], r["record_type"], str(r["horizon"])) ==
+                    ("VGI", "prediction", horizon)][-1]
+        assert cells[1:4] == [horizon, last_vgi["as_of"], last_vgi["target_date"]]
+        assert cells[4] == f"{last_vgi['predicted_close']:.4f}"
     wait.until(lambda b: b.find_element(By.ID, "health").text.startswith("ok"))
 
 

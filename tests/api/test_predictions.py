@@ -63,6 +63,26 @@ def test_latest_record_per_ticker_from_the_topic(kafka_settings: Settings, data_
     assert reader_threads() == []  # the reader stopped with the app
 
 
+def test_the_latest_records_of_every_horizon(kafka_settings: Settings, data_dir: Path) -> None:
+    records = streamed_records(data_dir, horizons=(1, 5, 20))
+    seed_predictions(kafka_settings, records)
+    with TestClient(create_app(kafka_settings), base_url="http://localhost") as client:
+        answer = poll(lambda: client.get("/predictions").json(),
+                      lambda a: a["reader"]["records_read"] == len(records))
+    assert [entry["ticker"] for entry in answer["predictions"]] == ["ABC", "TEL", "VGI", "VTC"]
+    last = {(r["ticker"], r["record_type"], r["horizon"]): r for r in records}
+    for entry in answer["predictions"]:
+        ticker = entry["ticker"]
+
+        assert [h["horizon"] for h in entry["horizons"]] == [1, 5, 20]
+        for shown in entry["horizons"]:
+            assert shown["prediction"] == last[ticker, "prediction", shown["horizon"]]
+            assert shown["score"] == last[ticker, "score", shown["horizon"]]
+        # The top-level records stay the shortest horizon's, as clients read them before horizons.
+        assert (entry["horizon"], entry["prediction"], entry["score"]) == (
+            1, last[ticker, "prediction", 1], last[ticker, "score", 1])
+
+
 def test_a_missing_topic_is_reported_and_not_created(kafka_settings: Settings) -> None:
     settings = kafka_settings.replace(topic_predictions=f"{kafka_settings.topic_predictions}-missing")
     with TestClient(create_app(settings), base_url="http://localhost") as client:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterable
 
 import numpy as np
@@ -10,7 +11,8 @@ from models.core.bar import Bar
 from models.core.config import CoreConfig
 from models.core.features import FEATURE_NAMES
 from models.core.model_slot import PointModel
-from models.core.step import StepResult, step
+from models.core.state import TickerState
+from models.core.step import StepResult, step, step_many
 
 # Every 8th ticker (alphabetically) of the 470 S&P 500 tickers that have all 1,259 days of
 # the S&P 500 file (sp500-5yr-sample.csv.gz carries them): a spread of sectors, chosen by rule rather
@@ -47,3 +49,26 @@ def run(bars: Iterable[Bar], config: CoreConfig, model: PointModel | None = None
         results.append(result)
         state = result.state
     return results
+
+
+#: A short window and frequent refits: the ARIMA fits within a test's few bars.
+SMALL = dict(window=60, refit_every=10)
+
+
+def run_in_random_batches(bars: list[Bar], config: CoreConfig, model: Reversal | None,
+             rng: random.Random) -> dict[tuple[str, str], StepResult]:
+    """Run bars in random batches (one bar per ticker per batch, each ticker's bars in order)."""
+    states: dict[str, TickerState] = {}
+    queues: dict[str, list[Bar]] = {}
+    for bar in bars:
+        queues.setdefault(bar.ticker, []).append(bar)
+    out = {}
+    while queues:
+        tickers = rng.sample(sorted(queues), rng.randint(1, len(queues)))
+        batch = [queues[t].pop(0) for t in tickers]
+        for bar, result in zip(batch, step_many([states.get(b.ticker) for b in batch], batch, config, model),
+                               strict=True):
+            states[bar.ticker] = result.state
+            out[(bar.ticker, bar.date.isoformat())] = result
+        queues = {t: q for t, q in queues.items() if q}
+    return out

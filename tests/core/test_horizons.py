@@ -21,8 +21,7 @@ from models.core.config import CoreConfig
 from models.core.intervals import MIN_RESIDUALS
 from models.core.state import StateDecodeError, TickerState
 from models.core.step import step
-from tests.core.helpers import Reversal, run
-from tests.core.test_step import SMALL, _batched
+from tests.core.helpers import SMALL, Reversal, run, run_in_random_batches
 
 HORIZONS = (1, 5, 20)
 V3 = json.loads((Path(__file__).parent / "state_v3_jpm.json").read_text())
@@ -96,7 +95,7 @@ def test_batches_equal_single_steps_with_horizons(by_ticker: dict[str, list[Bar]
     model = Reversal() if model_name == "external" else None
     singles = {(b.ticker, b.date.isoformat()): r for t in tickers
                for b, r in zip(series[t], run(series[t], config, model), strict=True)}
-    batched = _batched([b for t in tickers for b in series[t]], config, model, random.Random(5))
+    batched = run_in_random_batches([b for t in tickers for b in series[t]], config, model, random.Random(5))
     assert singles.keys() == batched.keys()
     for key, single in singles.items():
         assert batched[key].predictions == single.predictions and batched[key].scores == single.scores, key

@@ -14,33 +14,10 @@ import pytest
 
 from models.core.bar import Bar
 from models.core.config import CoreConfig
-from models.core.state import TickerState
-from models.core.step import OutOfOrderBar, StepResult, step, step_many
-from tests.core.helpers import Reversal, run
+from models.core.step import OutOfOrderBar, step, step_many
+from tests.core.helpers import SMALL, Reversal, run, run_in_random_batches
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
-SMALL = dict(window=60, refit_every=10)
-
-
-def _batched(bars: list[Bar], config: CoreConfig, model: Reversal | None,
-             rng: random.Random) -> dict[tuple[str, str], StepResult]:
-    """Run bars in random batches (one bar per ticker per batch, each ticker's bars in order)."""
-    states: dict[str, TickerState] = {}
-    queues: dict[str, list[Bar]] = {}
-    for bar in bars:
-        queues.setdefault(bar.ticker, []).append(bar)
-    out = {}
-    while queues:
-        tickers = rng.sample(sorted(queues), rng.randint(1, len(queues)))
-        batch = [queues[t].pop(0) for t in tickers]
-        for bar, result in zip(batch, step_many([states.get(b.ticker) for b in batch], batch, config, model),
-                               strict=True):
-            states[bar.ticker] = result.state
-            out[(bar.ticker, bar.date.isoformat())] = result
-        queues = {t: q for t, q in queues.items() if q}
-    return out
-
-
 @pytest.mark.parametrize("model_name", ["naive", "arima", "external"])
 def test_batches_of_any_composition_equal_single_steps(by_ticker: dict[str, list[Bar]],
                                                        model_name: str) -> None:
@@ -52,7 +29,7 @@ def test_batches_of_any_composition_equal_single_steps(by_ticker: dict[str, list
     batched_model = Reversal() if model_name == "external" else None
     singles = {(b.ticker, b.date.isoformat()): r for t in tickers
                for b, r in zip(series[t], run(series[t], config, single_model), strict=True)}
-    batched = _batched(bars, config, batched_model, random.Random(11))
+    batched = run_in_random_batches(bars, config, batched_model, random.Random(11))
     assert singles.keys() == batched.keys()
     for key, single in singles.items():
         other = batched[key]

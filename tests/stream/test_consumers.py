@@ -29,24 +29,30 @@ pytestmark = [pytest.mark.kafka]
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 
-@pytest.fixture
-def records(data_dir: Path, kafka_settings: Settings) -> list[dict[str, Any]]:
-    """Two tickers' records of 2011's first quarter, in the order the worker sends them."""
+def send_records(data_dir: Path, settings: Settings) -> list[dict[str, Any]]:
+    """Two tickers' records of 2011's first quarter at ``settings.horizons``, sent in the order the
+    worker sends them."""
     read = read_csv_bars([data_dir / "bokeh-stocks.csv.gz"], tickers=("AAPL", "IBM"),
-                                     start=dt.date(2011, 1, 1), end=dt.date(2011, 3, 31))
-    backtest = run_backtest(read.bars, CoreConfig.from_settings(kafka_settings.replace(model="naive")))
-    # A bar's score (of the day before's prediction) goes out before the bar's own prediction.
+                         start=dt.date(2011, 1, 1), end=dt.date(2011, 3, 31))
+    backtest = run_backtest(read.bars, CoreConfig.from_settings(settings.replace(model="naive")))
+    # A bar's scores (of the predictions it settles) go out before the bar's own predictions, each
+    # kind in ascending horizon (the backtest's order, which the stable sort keeps).
     order = {"score": 0, "prediction": 1}
     out = sorted([*backtest.scores, *backtest.predictions],
                  key=lambda r: (r["target_date"] if r["record_type"] == "score" else r["as_of"],
                                 r["ticker"], order[r["record_type"]]))
-    producer = KafkaProducer(**kafka_python_options(kafka_settings), acks="all")
+    producer = KafkaProducer(**kafka_python_options(settings), acks="all")
     for record in out:
-        producer.send(kafka_settings.topic_predictions, key=record["ticker"].encode(),
-                      value=orjson.dumps(record))
+        producer.send(settings.topic_predictions, key=record["ticker"].encode(), value=orjson.dumps(record))
     producer.flush()
     producer.close()
     return out
+
+
+@pytest.fixture
+def records(data_dir: Path, kafka_settings: Settings) -> list[dict[str, Any]]:
+    """The records of the default horizon (one day)."""
+    return send_records(data_dir, kafka_settings)
 
 
 def run_tail(settings: Settings, **options: Any) -> list[str]:
@@ -79,6 +85,17 @@ def test_tail_shows_a_table_with_a_header(kafka_settings: Settings, records: lis
         target, horizon, model, predicted = cells[key][:4]
         assert (target, horizon, model, predicted) == (record["target_date"], str(record["horizon"]),
                                                        record["model"], f"{record['predicted_close']:.4f}")
+
+
+def test_tail_keeps_the_horizons_asked_for(kafka_settings: Settings, data_dir: Path) -> None:
+    records = send_records(data_dir, kafka_settings.replace(horizons=(1, 5, 20)))
+    wanted = [r for r in records if r["ticker"] == "IBM" and r["horizon"] in (5, 20)]
+    assert {r["record_type"] for r in wanted} == {"prediction", "score"}
+    # Stopping at as many records as wanted: one of another horizon would take a wanted one's place.
+    lines = run_tail(kafka_settings, ticker=["IBM"], horizon=[5, 20], max_records=len(wanted))
+    assert [orjson.loads(line) for line in lines] == wanted
+    _, *rows = run_tail(kafka_settings, format="table", horizon=[20], max_records=3)
+    assert [row.split()[4] for row in rows] == ["20"] * 3
 
 
 class _Done(Exception):

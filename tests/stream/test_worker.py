@@ -47,8 +47,10 @@ def bars(data_dir: Path) -> ReadResult:
     return bokeh_slice(data_dir, TICKERS)
 
 
+@pytest.mark.parametrize("horizons", [(1,), (1, 5, 20)], ids=["one-day", "horizons-1-5-20"])
 def test_stream_equals_backtest_record_for_record(bars: ReadResult, worker_settings: Settings,
-                                                  tmp_path: Path) -> None:
+                                                  tmp_path: Path, horizons: tuple[int, ...]) -> None:
+    worker_settings = worker_settings.replace(horizons=horizons)
     summary = replay(bars, worker_settings, progress=False)
     assert summary.bars_sent == len(bars.bars) > 1000
     expected = expected_records(bars, worker_settings)
@@ -82,10 +84,12 @@ def test_stream_equals_backtest_record_for_record(bars: ReadResult, worker_setti
         assert key == f"{worker_settings.topic_bars}/{partition}"
         positions[partition] = value
     assert positions == ends
-    # Predictions of a ticker come out in date order.
+    # Predictions of a ticker come out in date order, a bar's in ascending horizon.
     for ticker in TICKERS:
-        dates = [r["as_of"] for r in records if r["ticker"] == ticker and r["record_type"] == "prediction"]
-        assert dates == sorted(dates)
+        made = [(r["as_of"], r["horizon"]) for r in records
+                if r["ticker"] == ticker and r["record_type"] == "prediction"]
+        assert made == sorted(made)
+        assert {h for _, h in made} == set(horizons)
 
 
 def test_poison_messages_and_repeated_bars_are_dead_lettered(worker_settings: Settings, tmp_path: Path,
