@@ -27,7 +27,7 @@ def test_messages_survive_a_broker_restart(tmp_path: Path) -> None:
     try:
         settings = Settings(bootstrap=info.bootstrap, partitions=3)
         assert create_topics(settings) == {"bars": "created", "predictions": "created",
-                                           "bars.dlq": "created"}
+                                           "predictions.shadow": "created", "bars.dlq": "created"}
         producer = KafkaProducer(bootstrap_servers=info.bootstrap, acks="all")
         for i in range(30):
             producer.send("bars", key=f"T{i % 3}".encode(), value=b'{"i": %d}' % i)

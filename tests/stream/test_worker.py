@@ -125,7 +125,7 @@ def test_poison_messages_and_repeated_bars_are_dead_lettered(worker_settings: Se
     producer.close()
     expected_reasons = sorted([*poison, "not_json", "out_of_order", "duplicate", "bad_ticker"])
     with WorkerProcess(worker_settings, tmp_path / "worker.log") as worker:
-        records = wait_for_records(worker_settings, {("prediction", "IBM", "2013-01-07")}, worker)
+        records = wait_for_records(worker_settings, {("prediction", "IBM", "2013-01-07", 1)}, worker)
         wait_for_count(worker_settings, worker_settings.topic_dlq, len(expected_reasons))
         letters = [value for *_, value in read_topic(worker_settings, worker_settings.topic_dlq)]
         worker.assert_alive()
@@ -229,4 +229,4 @@ def test_the_worker_keeps_logging_at_the_level_asked_for_after_start(kafka_setti
         worker.metrics()  # served by the start-up task, once it has set the log level
         assert worker.stop() == 0
     # Faust's INFO lines of the shutdown come after the start-up task; at -l warn there are none.
-    assert "[INFO] [^Worker]: Stopping" in worker.output()
+    assert "[INFO] [^ForecasterWorker]: Stopping" in worker.output()
