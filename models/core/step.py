@@ -28,7 +28,7 @@ What happens to a bar of day ``t`` of a ticker, in order (the function of each p
    says so with ``warmup: true``, as it does while its horizon's intervals still lack calibration
    residuals;
 6. the predictions are kept in the ticker's new state until their horizon's bar scores them, and
-   written as records, ascending horizon (``_made``, ``_new_states``, ``_prediction_records``).
+   written as records, ascending horizon (``_made``, ``_new_states``).
 
 No wall-clock time enters the records, so streaming and backtest agree exactly.
 
@@ -61,7 +61,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import cache, partial
 from itertools import accumulate
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -179,7 +179,7 @@ def step_many(states: Sequence[TickerState | None], bars: Sequence[Bar], config:
         return []
     plan = _plan(config)
     prices = _Prices.of(bars, priors)
-    iso = IsoDates()
+    iso = plan.iso
     due, kept = _due(priors, plan)
     scores, abs_residuals = _score_pending(due, bars, prices.log_close, iso, plan)
     variance_ewmas = _update_volatility(priors, prices, config)
@@ -201,13 +201,13 @@ def step_many(states: Sequence[TickerState | None], bars: Sequence[Bar], config:
                                scale.ravel(), calibration, config)
     warmup = np.repeat(~ready, len(config.horizons)) | short
     regime = regimes(trailing_vol_rank(fit_windows))
-    made = _made(bars, log_centre, scale, predicted_close, bounds, warmup, regime, config, model)
+    made, predictions = _made(bars, log_centre, scale, predicted_close, bounds, warmup, regime, config,
+                              model, plan, iso)
     new_states = _new_states(priors, bars, made, kept, refits, fit_windows, filtered, variance_ewmas,
                              calibration, buffers, config)
-    return [StepResult(state=state, predictions=predictions, scores=scores_i, features=row, refit=outcome)
-            for state, predictions, scores_i, row, outcome
-            in zip(new_states, _prediction_records(bars, made, bounds, plan, iso), scores, rows, refits,
-                   strict=True)]
+    return [StepResult(state=state, predictions=predictions_i, scores=scores_i, features=row, refit=outcome)
+            for state, predictions_i, scores_i, row, outcome
+            in zip(new_states, predictions, scores, rows, refits, strict=True)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -407,11 +407,12 @@ def _calibrate(priors: list[TickerState], abs_residuals: np.ndarray, config: Cor
 
 def _intervals(log_centre: np.ndarray, centre_close: np.ndarray, scale: np.ndarray,
                calibration: Calibration, config: CoreConfig
-               ) -> tuple[list[list[float]], np.ndarray]:
-    """Calibrated interval bounds around each centre (``centre_close``, in logs ``log_centre``), a
-    row per ticker and horizon, level by level as the records have them (lower, upper, next level...),
-    and which rows are still warming up (their intervals are the wider Gaussian fallback)."""
+               ) -> tuple[_Bounds, np.ndarray]:
+    """Calibrated interval bounds around each centre (``centre_close``, in logs ``log_centre``; a
+    row per ticker and horizon), and which rows are still warming up (their intervals are the wider
+    Gaussian fallback)."""
     quantiles, short = calibration.quantiles(config.interval_levels, config.interval_df)
+    per_ticker = (len(scale) // len(config.horizons), len(config.horizons), len(config.interval_levels))
     half_width = quantiles * scale[:, None]
     # The min/max only matter at the scale floor, where exp() rounding could put a bound a hair
     # on the wrong side of the centre. An upper bound past the float range (closes near
@@ -419,26 +420,46 @@ def _intervals(log_centre: np.ndarray, centre_close: np.ndarray, scale: np.ndarr
     with np.errstate(over="ignore"):
         lower = np.minimum(np.exp(log_centre[:, None] - half_width), centre_close[:, None])
         upper = np.maximum(np.exp(log_centre[:, None] + half_width), centre_close[:, None])
-    return np.stack((lower, upper), axis=2).reshape(len(lower), -1).tolist(), short
+    lower, upper = lower.reshape(per_ticker), upper.reshape(per_ticker)
+    return _Bounds(np.stack((lower, upper), axis=3).reshape(*per_ticker[:2], -1).tolist(), lower.tolist(),
+                   upper.tolist()), short
+
+
+class _Bounds(NamedTuple):
+    """Interval bounds ``[n][horizons][...]``: as the records have them (lower, upper, next level...),
+    and the lower and upper ones apart, as a pending prediction keeps them."""
+
+    interleaved: list[list[list[float]]]
+    lower: list[list[list[float]]]
+    upper: list[list[list[float]]]
 
 
 def _made(bars: Sequence[Bar], log_centre: np.ndarray, scale: np.ndarray, predicted_close: np.ndarray,
-          bounds: list[list[float]], warmup: np.ndarray, regime: list[str | None],
-          config: CoreConfig, model: PointModel | None) -> list[list[LastPrediction]]:
-    """The predictions each ticker makes at this bar, ascending horizon, as its state keeps them until
-    they are scored (plain Python values from here on)."""
+          bounds: _Bounds, warmup: np.ndarray, regime: list[str | None], config: CoreConfig,
+          model: PointModel | None, plan: _Plan, iso: IsoDates
+          ) -> tuple[list[list[LastPrediction]], list[list[dict[str, Any]]]]:
+    """The predictions each ticker makes at this bar, ascending horizon: as its state keeps them until
+    they are scored (plain Python values from here on), and their records
+    (:class:`~models.core.records.Prediction` encodings), both built in one pass over the same values."""
     name, version = _model_identity(config, model)
-    levels, horizons = config.interval_levels, config.horizons
-    width = len(horizons)
-    flat = [LastPrediction(as_of=bar.date, horizon=h, log_centre=centre_k, scale=scale_k,
-                           predicted_close=close_k, naive_close=float(bar.close), levels=levels,
-                           lower=tuple(bounds_k[0::2]), upper=tuple(bounds_k[1::2]), model=name,
-                           model_version=version, warmup=warmup_k, vol_regime=regime_i)
-            for bar, h, regime_i, centre_k, scale_k, close_k, bounds_k, warmup_k in zip(
-                [bar for bar in bars for _ in horizons], horizons * len(bars),
-                [r for r in regime for _ in horizons], log_centre.ravel().tolist(), scale.ravel().tolist(),
-                predicted_close.ravel().tolist(), bounds, warmup.tolist(), strict=True)]
-    return [flat[k : k + width] for k in range(0, len(flat), width)]
+    levels, horizons, keys = config.interval_levels, plan.horizons, plan.prediction_keys
+    made: list[list[LastPrediction]] = []
+    records: list[list[dict[str, Any]]] = []
+    rows = zip(log_centre.tolist(), scale.tolist(), predicted_close.tolist(), bounds.interleaved,
+               bounds.lower, bounds.upper, np.reshape(warmup, log_centre.shape).tolist(), strict=True)
+    for bar, regime_i, (centres, scales, closes, interleaved, lower, upper, warmups) in zip(
+            bars, regime, rows, strict=True):
+        ticker, day, naive_close = bar.ticker, bar.date, float(bar.close)
+        made.append([LastPrediction(day, h, centre_k, scale_k, close_k, naive_close, levels, tuple(lower_k),
+                                    tuple(upper_k), name, version, warmup_k, regime_i)
+                     for h, centre_k, scale_k, close_k, lower_k, upper_k, warmup_k in zip(
+                         horizons, centres, scales, closes, lower, upper, warmups, strict=True)])
+        # One dict from one list of values: cheaper than a dict filled field by field.
+        records.append([dict(zip(keys, ["prediction", ticker, iso[day], plan.targets[h][day], h, close_k,
+                                        *bounds_k, scale_k, regime_i, name, version, warmup_k], strict=True))
+                        for h, close_k, bounds_k, scale_k, warmup_k in zip(
+                            horizons, closes, interleaved, scales, warmups, strict=True)])
+    return made, records
 
 
 def _new_states(priors: list[TickerState], bars: Sequence[Bar], made: list[list[LastPrediction]],
@@ -476,18 +497,6 @@ def _rows(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     array = array.reshape(shape)
     array.flags.writeable = False
     return array
-
-
-def _prediction_records(bars: Sequence[Bar], made: list[list[LastPrediction]], bounds: list[list[float]],
-                        plan: _Plan, iso: IsoDates) -> list[list[dict[str, Any]]]:
-    """The records of the predictions ``made`` (``bounds``: their interval bounds, a row each in
-    record order): :class:`~models.core.records.Prediction` encodings."""
-    targets = {h: IsoDates(partial(weekday_after, horizon=h)) for h in plan.horizons}
-    rows = iter(bounds)
-    return [[dict(zip(plan.prediction_keys, [
-        "prediction", bar.ticker, iso[bar.date], targets[lp.horizon][bar.date], lp.horizon,
-        lp.predicted_close, *next(rows), lp.scale, lp.vol_regime, lp.model, lp.model_version, lp.warmup],
-        strict=True)) for lp in made_i] for bar, made_i in zip(bars, made, strict=True)]
 
 
 def refit(state: TickerState, config: CoreConfig) -> tuple[TickerState, str]:
@@ -535,6 +544,10 @@ class _Plan:
     horizon_index: dict[int, int]      # a horizon's column in the [n, horizons] arrays
     pending_starts: tuple[int, ...]    # where each horizon's predictions start in a full ``pending``
     pending_full: int                  # predictions pending once every horizon has its h
+    # Dates as text, kept across calls (a worker's batch is often a few tickers): a bar's date, and
+    # per horizon its target date. They grow by one entry per trading day seen.
+    iso: IsoDates
+    targets: dict[int, IsoDates]
 
 
 @cache
@@ -548,7 +561,8 @@ def _plan(config: CoreConfig) -> _Plan:
                                   "warmup"),
                  horizons=horizons,
                  horizon_index={h: j for j, h in enumerate(horizons)},
-                 pending_starts=tuple(accumulate(horizons[:-1], initial=0)), pending_full=sum(horizons))
+                 pending_starts=tuple(accumulate(horizons[:-1], initial=0)), pending_full=sum(horizons),
+                 iso=IsoDates(), targets={h: IsoDates(partial(weekday_after, horizon=h)) for h in horizons})
 
 
 def _index(ids: list[int], n: int) -> list[int] | slice:
