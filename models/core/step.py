@@ -237,14 +237,15 @@ def _due(priors: list[TickerState], plan: _Plan
          ) -> tuple[list[list[LastPrediction]], list[list[tuple[LastPrediction, ...]]]]:
     """Per ticker, the pending predictions this bar settles (the one made ``h`` bars ago, per horizon
     ``h``, ascending) and, per horizon, those still pending after it (oldest first)."""
-    horizons, starts, full = plan.horizons, plan.pending_starts, plan.pending_full
+    horizons, full = plan.horizons, plan.pending_full
+    starts, kept_slices = plan.pending_starts, plan.pending_kept
     due: list[list[LastPrediction]] = []
     kept: list[list[tuple[LastPrediction, ...]]] = []
     for prior in priors:
         pending = prior.pending
         if len(pending) == full:  # the steady state: each horizon h has its last h predictions
-            due.append([pending[start] for start in starts])
-            kept.append([pending[start + 1 : start + h] for start, h in zip(starts, horizons, strict=True)])
+            due.append(list(map(pending.__getitem__, starts)))
+            kept.append(list(map(pending.__getitem__, kept_slices)))
             continue
         due_i: list[LastPrediction] = []
         kept_i: list[tuple[LastPrediction, ...]] = []
@@ -412,7 +413,6 @@ def _intervals(log_centre: np.ndarray, centre_close: np.ndarray, scale: np.ndarr
     row per ticker and horizon), and which rows are still warming up (their intervals are the wider
     Gaussian fallback)."""
     quantiles, short = calibration.quantiles(config.interval_levels, config.interval_df)
-    per_ticker = (len(scale) // len(config.horizons), len(config.horizons), len(config.interval_levels))
     half_width = quantiles * scale[:, None]
     # The min/max only matter at the scale floor, where exp() rounding could put a bound a hair
     # on the wrong side of the centre. An upper bound past the float range (closes near
@@ -420,18 +420,17 @@ def _intervals(log_centre: np.ndarray, centre_close: np.ndarray, scale: np.ndarr
     with np.errstate(over="ignore"):
         lower = np.minimum(np.exp(log_centre[:, None] - half_width), centre_close[:, None])
         upper = np.maximum(np.exp(log_centre[:, None] + half_width), centre_close[:, None])
-    lower, upper = lower.reshape(per_ticker), upper.reshape(per_ticker)
-    return _Bounds(np.stack((lower, upper), axis=3).reshape(*per_ticker[:2], -1).tolist(), lower.tolist(),
+    return _Bounds(np.stack((lower, upper), axis=2).reshape(len(lower), -1).tolist(), lower.tolist(),
                    upper.tolist()), short
 
 
 class _Bounds(NamedTuple):
-    """Interval bounds ``[n][horizons][...]``: as the records have them (lower, upper, next level...),
+    """Interval bounds, a row per ticker and horizon: as the records have them (lower, upper, next level...),
     and the lower and upper ones apart, as a pending prediction keeps them."""
 
-    interleaved: list[list[list[float]]]
-    lower: list[list[list[float]]]
-    upper: list[list[list[float]]]
+    interleaved: list[list[float]]
+    lower: list[list[float]]
+    upper: list[list[float]]
 
 
 def _made(bars: Sequence[Bar], log_centre: np.ndarray, scale: np.ndarray, predicted_close: np.ndarray,
@@ -440,26 +439,31 @@ def _made(bars: Sequence[Bar], log_centre: np.ndarray, scale: np.ndarray, predic
           ) -> tuple[list[list[LastPrediction]], list[list[dict[str, Any]]]]:
     """The predictions each ticker makes at this bar, ascending horizon: as its state keeps them until
     they are scored (plain Python values from here on), and their records
-    (:class:`~models.core.records.Prediction` encodings), both built in one pass over the same values."""
+    (:class:`~models.core.records.Prediction` encodings), both built from the same rows."""
     name, version = _model_identity(config, model)
     levels, horizons, keys = config.interval_levels, plan.horizons, plan.prediction_keys
-    made: list[list[LastPrediction]] = []
-    records: list[list[dict[str, Any]]] = []
-    rows = zip(log_centre.tolist(), scale.tolist(), predicted_close.tolist(), bounds.interleaved,
-               bounds.lower, bounds.upper, np.reshape(warmup, log_centre.shape).tolist(), strict=True)
-    for bar, regime_i, (centres, scales, closes, interleaved, lower, upper, warmups) in zip(
-            bars, regime, rows, strict=True):
-        ticker, day, naive_close = bar.ticker, bar.date, float(bar.close)
-        made.append([LastPrediction(day, h, centre_k, scale_k, close_k, naive_close, levels, tuple(lower_k),
-                                    tuple(upper_k), name, version, warmup_k, regime_i)
-                     for h, centre_k, scale_k, close_k, lower_k, upper_k, warmup_k in zip(
-                         horizons, centres, scales, closes, lower, upper, warmups, strict=True)])
-        # One dict from one list of values: cheaper than a dict filled field by field.
-        records.append([dict(zip(keys, ["prediction", ticker, iso[day], plan.targets[h][day], h, close_k,
-                                        *bounds_k, scale_k, regime_i, name, version, warmup_k], strict=True))
-                        for h, close_k, bounds_k, scale_k, warmup_k in zip(
-                            horizons, closes, interleaved, scales, warmups, strict=True)])
-    return made, records
+    width = len(horizons)
+    # Flat over the rows (ticker, horizon), each ticker's values repeated per horizon.
+    days, tickers, naive_closes, regimes_ = ([bar.date for bar in bars], [bar.ticker for bar in bars],
+                                            [float(bar.close) for bar in bars], regime)
+    if width > 1:
+        days, tickers, naive_closes, regimes_ = ([value for value in column for _ in horizons]
+                                                for column in (days, tickers, naive_closes, regime))
+    rows = list(zip(days, horizons * len(bars), log_centre.ravel().tolist(), scale.ravel().tolist(),
+                    predicted_close.ravel().tolist(), naive_closes, regimes_, warmup.tolist(), strict=True))
+    flat = [LastPrediction(day, h, centre, scale_k, close, naive_close, levels, tuple(lower), tuple(upper),
+                           name, version, warmup_k, regime_k)
+            for (day, h, centre, scale_k, close, naive_close, regime_k, warmup_k), lower, upper
+            in zip(rows, bounds.lower, bounds.upper, strict=True)]
+    # One dict from one list of values: cheaper than a dict filled field by field.
+    records = [dict(zip(keys, ["prediction", ticker, iso[day], plan.targets[h][day], h, close, *bounds_k,
+                               scale_k, regime_k, name, version, warmup_k], strict=True))
+               for ticker, (day, h, _, scale_k, close, _, regime_k, warmup_k), bounds_k
+               in zip(tickers, rows, bounds.interleaved, strict=True)]
+    if width == 1:
+        return [[p] for p in flat], [[r] for r in records]
+    return ([flat[k : k + width] for k in range(0, len(flat), width)],
+            [records[k : k + width] for k in range(0, len(records), width)])
 
 
 def _new_states(priors: list[TickerState], bars: Sequence[Bar], made: list[list[LastPrediction]],
@@ -544,6 +548,7 @@ class _Plan:
     horizon_index: dict[int, int]      # a horizon's column in the [n, horizons] arrays
     pending_starts: tuple[int, ...]    # where each horizon's predictions start in a full ``pending``
     pending_full: int                  # predictions pending once every horizon has its h
+    pending_kept: tuple[slice, ...]    # per horizon, those of a full ``pending`` that stay pending
     # Dates as text, kept across calls (a worker's batch is often a few tickers): a bar's date, and
     # per horizon its target date. They grow by one entry per trading day seen.
     iso: IsoDates
@@ -554,6 +559,7 @@ class _Plan:
 def _plan(config: CoreConfig) -> _Plan:
     labels = [level_label(level) for level in config.interval_levels]
     horizons = config.horizons
+    starts = tuple(accumulate(horizons[:-1], initial=0))
     bounds = [key for label in labels for key in ("lower_" + label, "upper_" + label)]
     return _Plan(arima=Arima(config.order),
                  prediction_keys=("record_type", "ticker", "as_of", "target_date", "horizon",
@@ -561,7 +567,9 @@ def _plan(config: CoreConfig) -> _Plan:
                                   "warmup"),
                  horizons=horizons,
                  horizon_index={h: j for j, h in enumerate(horizons)},
-                 pending_starts=tuple(accumulate(horizons[:-1], initial=0)), pending_full=sum(horizons),
+                 pending_starts=starts, pending_full=sum(horizons),
+                 pending_kept=tuple(slice(start + 1, start + h)
+                                    for start, h in zip(starts, horizons, strict=True)),
                  iso=IsoDates(), targets={h: IsoDates(partial(weekday_after, horizon=h)) for h in horizons})
 
 
