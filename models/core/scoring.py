@@ -67,11 +67,12 @@ def score(made: Sequence[LastPrediction], bars: Sequence[Bar], log_close: np.nda
     # A Bar made in code may hold an int close: the records have floats.
     actual = np.array([bar.close for bar in bars], dtype=float)
     error = actual - np.array(predicted_close)
-    numbers = zip(predicted_close, actual.tolist(), error.tolist(), (100.0 * np.abs(error) / actual).tolist(),
-                  naive_close, (actual - np.array(naive_close)).tolist(), strict=True)
-    rows = zip([bar.ticker for bar in bars], [iso[day] for day in as_of], [iso[bar.date] for bar in bars],
-               horizon, numbers, model, model_version, warmup, vol_regime, strict=True)
-    intervals: list[Any] = [None] * len(made)
+    abs_pct_error = 100.0 * np.abs(error) / actual
+    columns = ([bar.ticker for bar in bars], [iso[day] for day in as_of], [iso[bar.date] for bar in bars],
+               horizon, predicted_close, actual.tolist(), error.tolist(), abs_pct_error.tolist(), naive_close,
+               (actual - np.array(naive_close)).tolist())
+    labels = (model, model_version, warmup, vol_regime)
+    records: list[dict[str, Any]] = [{} for _ in made] if len(set(levels_of)) > 1 else []
     # Group by the levels the predictions were made with (one group unless the levels setting changed).
     groups: dict[tuple[float, ...], list[int]] = {}
     for j, levels in enumerate(levels_of):
@@ -80,17 +81,20 @@ def score(made: Sequence[LastPrediction], bars: Sequence[Bar], log_close: np.nda
         actual_k = actual[members, None]
         lower = np.array([lower_of[j] for j in members])
         upper = np.array([upper_of[j] for j in members])
-        inside = ((lower <= actual_k) & (actual_k <= upper)).tolist()
-        width = (upper - lower).tolist()
-        interval_score = winkler(actual_k, lower, upper, np.array(levels)).tolist()
+        # Level by level (columns), zipped into one tuple per record that lives only while it is read.
+        intervals = zip(*((lower <= actual_k) & (actual_k <= upper)).T.tolist(), *(upper - lower).T.tolist(),
+                        *winkler(actual_k, lower, upper, np.array(levels)).T.tolist(), strict=True)
+        picked = (columns, labels) if not records else ([[column[j] for j in members] for column in columns],
+                                                        [[column[j] for j in members] for column in labels])
         keys = _keys(levels)
-        for j, inside_j, width_j, score_j in zip(members, inside, width, interval_score, strict=True):
-            intervals[j] = keys, inside_j, width_j, score_j
-    # One dict from one list of values: cheaper than a dict filled field by field.
-    records = [dict(zip(keys, ["score", ticker, as_of_iso, target_iso, h, *numbers_j, *inside_j, *width_j,
-                               *score_j, model_j, version_j, warmup_j, regime_j], strict=True))
-               for (ticker, as_of_iso, target_iso, h, numbers_j, model_j, version_j, warmup_j, regime_j),
-               (keys, inside_j, width_j, score_j) in zip(rows, intervals, strict=True)]
+        # One dict from one list of values: cheaper than a dict filled field by field.
+        group = [dict(zip(keys, ["score", *fields, *interval, *label], strict=True))
+                 for fields, interval, label in zip(zip(*picked[0], strict=True), intervals,
+                                                    zip(*picked[1], strict=True), strict=True)]
+        if not records:
+            return group, standardized
+        for j, record in zip(members, group, strict=True):
+            records[j] = record
     return records, standardized
 
 

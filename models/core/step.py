@@ -57,11 +57,11 @@ models.core.step.OutOfOrderBar: out_of_order: ACME bar of 2024-01-08 is not afte
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from functools import cache, partial
 from itertools import accumulate
-from typing import Any, NamedTuple
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -76,6 +76,7 @@ from models.core.state import LastPrediction, TickerState
 from models.core.volatility import daily_variance, forecast, regimes, trailing_vol_rank, update
 
 NAIVE_VERSION = "1"
+_T = TypeVar("_T")
 #: A fitted ARIMA's parameters, filter state and its covariance.
 _Filtered = tuple[np.ndarray, np.ndarray, np.ndarray]
 
@@ -197,11 +198,11 @@ def step_many(states: Sequence[TickerState | None], bars: Sequence[Bar], config:
     calibration = _calibrate(priors, abs_residuals, config)
     on_model = config.interval_centre == "model"
     log_centre = log_prediction if on_model else np.repeat(prices.log_close[:, None], len(config.horizons), 1)
-    bounds, short = _intervals(log_centre.ravel(), (predicted_close if on_model else close).ravel(),
+    lower, upper, short = _intervals(log_centre.ravel(), (predicted_close if on_model else close).ravel(),
                                scale.ravel(), calibration, config)
     warmup = np.repeat(~ready, len(config.horizons)) | short
     regime = regimes(trailing_vol_rank(fit_windows))
-    made, predictions = _made(bars, log_centre, scale, predicted_close, bounds, warmup, regime, config,
+    made, predictions = _made(bars, log_centre, scale, predicted_close, lower, upper, warmup, regime, config,
                               model, plan, iso)
     new_states = _new_states(priors, bars, made, kept, refits, fit_windows, filtered, variance_ewmas,
                              calibration, buffers, config)
@@ -408,10 +409,10 @@ def _calibrate(priors: list[TickerState], abs_residuals: np.ndarray, config: Cor
 
 def _intervals(log_centre: np.ndarray, centre_close: np.ndarray, scale: np.ndarray,
                calibration: Calibration, config: CoreConfig
-               ) -> tuple[_Bounds, np.ndarray]:
-    """Calibrated interval bounds around each centre (``centre_close``, in logs ``log_centre``; a
-    row per ticker and horizon), and which rows are still warming up (their intervals are the wider
-    Gaussian fallback)."""
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Calibrated interval bounds around each centre (``centre_close``, in logs ``log_centre``): the
+    lower and the upper ones ``[n * horizons, levels]``, and which rows are still warming up (their
+    intervals are the wider Gaussian fallback)."""
     quantiles, short = calibration.quantiles(config.interval_levels, config.interval_df)
     half_width = quantiles * scale[:, None]
     # The min/max only matter at the scale floor, where exp() rounding could put a bound a hair
@@ -420,68 +421,70 @@ def _intervals(log_centre: np.ndarray, centre_close: np.ndarray, scale: np.ndarr
     with np.errstate(over="ignore"):
         lower = np.minimum(np.exp(log_centre[:, None] - half_width), centre_close[:, None])
         upper = np.maximum(np.exp(log_centre[:, None] + half_width), centre_close[:, None])
-    return _Bounds(np.stack((lower, upper), axis=2).reshape(len(lower), -1).tolist(), lower.tolist(),
-                   upper.tolist()), short
-
-
-class _Bounds(NamedTuple):
-    """Interval bounds, a row per ticker and horizon: as the records have them (lower, upper, next level...),
-    and the lower and upper ones apart, as a pending prediction keeps them."""
-
-    interleaved: list[list[float]]
-    lower: list[list[float]]
-    upper: list[list[float]]
+    return lower, upper, short
 
 
 def _made(bars: Sequence[Bar], log_centre: np.ndarray, scale: np.ndarray, predicted_close: np.ndarray,
-          bounds: _Bounds, warmup: np.ndarray, regime: list[str | None], config: CoreConfig,
-          model: PointModel | None, plan: _Plan, iso: IsoDates
-          ) -> tuple[list[list[LastPrediction]], list[list[dict[str, Any]]]]:
-    """The predictions each ticker makes at this bar, ascending horizon: as its state keeps them until
-    they are scored (plain Python values from here on), and their records
-    (:class:`~models.core.records.Prediction` encodings), both built from the same rows."""
+          lower: np.ndarray, upper: np.ndarray, warmup: np.ndarray, regime: list[str | None],
+          config: CoreConfig, model: PointModel | None, plan: _Plan, iso: IsoDates
+          ) -> tuple[list[LastPrediction], list[list[dict[str, Any]]]]:
+    """The predictions made at this bar, a row per ticker and horizon (ticker-major, ascending
+    horizon): as the states keep them until they are scored (plain Python values from here on), and
+    each ticker's records (:class:`~models.core.records.Prediction` encodings), from the same values."""
     name, version = _model_identity(config, model)
     levels, horizons, keys = config.interval_levels, plan.horizons, plan.prediction_keys
     width = len(horizons)
-    # Flat over the rows (ticker, horizon), each ticker's values repeated per horizon.
-    days, tickers, naive_closes, regimes_ = ([bar.date for bar in bars], [bar.ticker for bar in bars],
-                                            [float(bar.close) for bar in bars], regime)
-    if width > 1:
-        days, tickers, naive_closes, regimes_ = ([value for value in column for _ in horizons]
-                                                for column in (days, tickers, naive_closes, regime))
-    rows = list(zip(days, horizons * len(bars), log_centre.ravel().tolist(), scale.ravel().tolist(),
-                    predicted_close.ravel().tolist(), naive_closes, regimes_, warmup.tolist(), strict=True))
-    flat = [LastPrediction(day, h, centre, scale_k, close, naive_close, levels, tuple(lower), tuple(upper),
-                           name, version, warmup_k, regime_k)
-            for (day, h, centre, scale_k, close, naive_close, regime_k, warmup_k), lower, upper
-            in zip(rows, bounds.lower, bounds.upper, strict=True)]
+    # Columns over the rows, each ticker's values repeated per horizon.
+    days, tickers = (_repeated([bar.date for bar in bars], width),
+                     _repeated([bar.ticker for bar in bars], width))
+    naive_closes, regimes_ = _repeated([float(bar.close) for bar in bars], width), _repeated(regime, width)
+    row_horizons, scales, closes, warmups = (horizons * len(bars), scale.ravel().tolist(),
+                                             predicted_close.ravel().tolist(), warmup.tolist())
+    made = [LastPrediction(day, h, centre, scale_k, close, naive_close, levels, lower_k, upper_k, name,
+                           version, warmup_k, regime_k)
+            for day, h, centre, scale_k, close, naive_close, lower_k, upper_k, warmup_k, regime_k in zip(
+                days, row_horizons, log_centre.ravel().tolist(), scales, closes, naive_closes,
+                _row_tuples(lower), _row_tuples(upper), warmups, regimes_, strict=True)]
+    bounds = np.stack((lower, upper), axis=2).reshape(len(lower), -1)  # as the records have them
     # One dict from one list of values: cheaper than a dict filled field by field.
     records = [dict(zip(keys, ["prediction", ticker, iso[day], plan.targets[h][day], h, close, *bounds_k,
                                scale_k, regime_k, name, version, warmup_k], strict=True))
-               for ticker, (day, h, _, scale_k, close, _, regime_k, warmup_k), bounds_k
-               in zip(tickers, rows, bounds.interleaved, strict=True)]
+               for ticker, day, h, close, bounds_k, scale_k, regime_k, warmup_k in zip(
+                   tickers, days, row_horizons, closes, _row_tuples(bounds), scales, regimes_, warmups,
+                   strict=True)]
     if width == 1:
-        return [[p] for p in flat], [[r] for r in records]
-    return ([flat[k : k + width] for k in range(0, len(flat), width)],
-            [records[k : k + width] for k in range(0, len(records), width)])
+        return made, [[record] for record in records]
+    return made, [records[k : k + width] for k in range(0, len(records), width)]
 
 
-def _new_states(priors: list[TickerState], bars: Sequence[Bar], made: list[list[LastPrediction]],
+def _repeated(column: list[_T], times: int) -> list[_T]:
+    """Each value of ``column`` ``times`` times in a row."""
+    return column if times == 1 else [value for value in column for _ in range(times)]
+
+
+def _row_tuples(array: np.ndarray) -> Iterator[tuple[float, ...]]:
+    """The rows of a 2-D array as tuples of floats, made from one list per column: no list per row
+    (each a container the garbage collector would track while the batch is built)."""
+    return zip(*array.T.tolist(), strict=True)
+
+
+def _new_states(priors: list[TickerState], bars: Sequence[Bar], made: list[LastPrediction],
                 kept: list[list[tuple[LastPrediction, ...]]], refits: list[str | None],
                 fit_windows: list[np.ndarray], filtered: dict[int, _Filtered], variance_ewmas: np.ndarray,
                 calibration: Calibration, buffers: list[np.ndarray], config: CoreConfig) -> list[TickerState]:
-    """Each ticker's state after this bar, holding the predictions still pending and those it made."""
+    """Each ticker's state after this bar, holding the predictions still pending and those it made
+    (``made``: a row per ticker and horizon)."""
     states = []
+    made_rows = iter(made)
     shape = (len(priors), len(config.horizons))
     sums, weights, zeros, counts = (list(_rows(array.astype(float, copy=False), shape)) for array in (
         calibration.sums, calibration.weights, calibration.zeros, calibration.counts))
     offsets = list(_rows(calibration.offsets, (*shape, len(config.interval_levels))))
-    for i, (prior, bar, made_i, kept_i, outcome) in enumerate(zip(priors, bars, made, kept, refits,
-                                                                  strict=True)):
+    for i, (prior, bar, kept_i, outcome) in enumerate(zip(priors, bars, kept, refits, strict=True)):
         params_i, a_i, cov_i = filtered.get(i, (prior.arima_params, prior.arima_state, prior.arima_cov))
         pending: tuple[LastPrediction, ...] = ()
-        for queue, new in zip(kept_i, made_i, strict=True):
-            pending += (*queue, new)
+        for queue in kept_i:
+            pending += (*queue, next(made_rows))
         states.append(TickerState(
             ticker=bar.ticker, last_date=bar.date, bars=prior.bars + 1,
             refits=prior.refits + (outcome == "ok"),
