@@ -60,7 +60,7 @@ import datetime as dt
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from functools import cache, partial
-from itertools import accumulate
+from itertools import accumulate, repeat
 from typing import Any, TypeVar
 
 import numpy as np
@@ -181,8 +181,8 @@ def step_many(states: Sequence[TickerState | None], bars: Sequence[Bar], config:
     plan = _plan(config)
     prices = _Prices.of(bars, priors)
     iso = plan.iso
-    due, kept = _due(priors, plan)
-    scores, abs_residuals = _score_pending(due, bars, prices.log_close, iso, plan)
+    due, due_rows, kept = _due(priors, plan)
+    scores, abs_residuals = _score_pending(due, due_rows, bars, prices.log_close, iso, plan)
     variance_ewmas = _update_volatility(priors, prices, config)
     filtered, arima_residual = _kalman_step(priors, prices.log_close, plan.arima)
     fit_windows, refits, fits = _extend_windows(priors, prices.log_close, config, plan.arima)
@@ -205,7 +205,7 @@ def step_many(states: Sequence[TickerState | None], bars: Sequence[Bar], config:
     made, predictions = _made(bars, log_centre, scale, predicted_close, lower, upper, warmup, regime, config,
                               model, plan, iso)
     new_states = _new_states(priors, bars, made, kept, refits, fit_windows, filtered, variance_ewmas,
-                             calibration, buffers, config)
+                             calibration, buffers, config, plan)
     return [StepResult(state=state, predictions=predictions_i, scores=scores_i, features=row, refit=outcome)
             for state, predictions_i, scores_i, row, outcome
             in zip(new_states, predictions, scores, rows, refits, strict=True)]
@@ -235,44 +235,48 @@ class _Prices:
 
 
 def _due(priors: list[TickerState], plan: _Plan
-         ) -> tuple[list[list[LastPrediction]], list[list[tuple[LastPrediction, ...]]]]:
-    """Per ticker, the pending predictions this bar settles (the one made ``h`` bars ago, per horizon
-    ``h``, ascending) and, per horizon, those still pending after it (oldest first)."""
-    horizons, full = plan.horizons, plan.pending_full
-    starts, kept_slices = plan.pending_starts, plan.pending_kept
-    due: list[list[LastPrediction]] = []
-    kept: list[list[tuple[LastPrediction, ...]]] = []
-    for prior in priors:
+         ) -> tuple[list[LastPrediction], list[int], list[list[tuple[LastPrediction, ...]] | None]]:
+    """The pending predictions this bar settles (per ticker, the one made ``h`` bars ago for each
+    horizon ``h``, ascending), flat, with the batch row of each; and per ticker, per horizon, those
+    still pending after it (oldest first), or None where the ticker's pending predictions have the
+    steady layout (each horizon ``h`` its last ``h``: those are ``plan.pending_kept`` of them)."""
+    horizons, full, starts, width = plan.horizons, plan.pending_full, plan.pending_starts, len(plan.horizons)
+    due: list[LastPrediction] = []
+    rows: list[int] = []
+    kept: list[list[tuple[LastPrediction, ...]] | None] = []
+    for i, prior in enumerate(priors):
         pending = prior.pending
-        if len(pending) == full:  # the steady state: each horizon h has its last h predictions
-            due.append(list(map(pending.__getitem__, starts)))
-            kept.append(list(map(pending.__getitem__, kept_slices)))
+        if len(pending) == full:
+            due.extend(map(pending.__getitem__, starts))
+            rows.extend(repeat(i, width))
+            kept.append(None)
             continue
-        due_i: list[LastPrediction] = []
         kept_i: list[tuple[LastPrediction, ...]] = []
         for h in horizons:  # a young ticker, or horizons just configured: some queues are short
             queue = tuple(p for p in pending if p.horizon == h)
             if len(queue) >= h:
-                due_i.append(queue[0])
+                due.append(queue[0])
+                rows.append(i)
                 queue = queue[1:]
             kept_i.append(queue)
-        due.append(due_i)
         kept.append(kept_i)
-    return due, kept
+    return due, rows, kept
 
 
-def _score_pending(due: list[list[LastPrediction]], bars: Sequence[Bar], log_close: np.ndarray,
+def _score_pending(due: list[LastPrediction], rows: list[int], bars: Sequence[Bar], log_close: np.ndarray,
                    iso: IsoDates, plan: _Plan) -> tuple[list[list[dict[str, Any]]], np.ndarray]:
-    """Score the predictions ``due`` against this close: each ticker's score records and the absolute
-    standardized residuals ``[n, horizons]`` (NaN where nothing was due) that the calibration takes."""
-    n = len(bars)
+    """Score the predictions ``due`` (of the batch ``rows``) against this close: each ticker's score
+    records and the absolute standardized residuals ``[n, horizons]`` (NaN where nothing was due)
+    that the calibration takes."""
+    n, width = len(bars), len(plan.horizons)
+    if len(due) == n * width:  # every horizon of every ticker: the steady state
+        records, standardized = score(due, [bars[i] for i in rows], log_close[rows], iso)
+        return _per_ticker(records, width), np.abs(standardized).reshape(n, width)
     scores: list[list[dict[str, Any]]] = [[] for _ in range(n)]
-    abs_residuals = np.full((n, len(plan.horizons)), np.nan)
-    rows = [i for i, due_i in enumerate(due) for _ in due_i]
+    abs_residuals = np.full((n, width), np.nan)
     if rows:
-        made = [p for due_i in due for p in due_i]
-        records, standardized = score(made, [bars[i] for i in rows], log_close[rows], iso)
-        abs_residuals[rows, [plan.horizon_index[p.horizon] for p in made]] = np.abs(standardized)
+        records, standardized = score(due, [bars[i] for i in rows], log_close[rows], iso)
+        abs_residuals[rows, [plan.horizon_index[p.horizon] for p in due]] = np.abs(standardized)
         for i, record in zip(rows, records, strict=True):
             scores[i].append(record)
     return scores, abs_residuals
@@ -452,9 +456,14 @@ def _made(bars: Sequence[Bar], log_centre: np.ndarray, scale: np.ndarray, predic
                for ticker, day, h, close, bounds_k, scale_k, regime_k, warmup_k in zip(
                    tickers, days, row_horizons, closes, _row_tuples(bounds), scales, regimes_, warmups,
                    strict=True)]
+    return made, _per_ticker(records, width)
+
+
+def _per_ticker(rows: list[_T], width: int) -> list[list[_T]]:
+    """``rows`` (ticker-major, ``width`` per ticker) as a list per ticker."""
     if width == 1:
-        return made, [[record] for record in records]
-    return made, [records[k : k + width] for k in range(0, len(records), width)]
+        return [[row] for row in rows]
+    return [rows[k : k + width] for k in range(0, len(rows), width)]
 
 
 def _repeated(column: list[_T], times: int) -> list[_T]:
@@ -469,9 +478,10 @@ def _row_tuples(array: np.ndarray) -> Iterator[tuple[float, ...]]:
 
 
 def _new_states(priors: list[TickerState], bars: Sequence[Bar], made: list[LastPrediction],
-                kept: list[list[tuple[LastPrediction, ...]]], refits: list[str | None],
+                kept: list[list[tuple[LastPrediction, ...]] | None], refits: list[str | None],
                 fit_windows: list[np.ndarray], filtered: dict[int, _Filtered], variance_ewmas: np.ndarray,
-                calibration: Calibration, buffers: list[np.ndarray], config: CoreConfig) -> list[TickerState]:
+                calibration: Calibration, buffers: list[np.ndarray], config: CoreConfig, plan: _Plan
+                ) -> list[TickerState]:
     """Each ticker's state after this bar, holding the predictions still pending and those it made
     (``made``: a row per ticker and horizon)."""
     states = []
@@ -483,7 +493,7 @@ def _new_states(priors: list[TickerState], bars: Sequence[Bar], made: list[LastP
     for i, (prior, bar, kept_i, outcome) in enumerate(zip(priors, bars, kept, refits, strict=True)):
         params_i, a_i, cov_i = filtered.get(i, (prior.arima_params, prior.arima_state, prior.arima_cov))
         pending: tuple[LastPrediction, ...] = ()
-        for queue in kept_i:
+        for queue in kept_i if kept_i is not None else map(prior.pending.__getitem__, plan.pending_kept):
             pending += (*queue, next(made_rows))
         states.append(TickerState(
             ticker=bar.ticker, last_date=bar.date, bars=prior.bars + 1,
