@@ -59,31 +59,42 @@ def score(made: Sequence[LastPrediction], bars: Sequence[Bar], log_close: np.nda
     ``log_close`` is the log of the bars' closes. Returns the records (encodings of
     :class:`~models.core.records.Score`) and the standardized residuals, each in the order given.
     """
-    log_error = log_close - np.array([p.log_centre for p in made])
-    standardized = log_error / np.array([p.scale for p in made])
-    records: list[dict[str, Any]] = [{} for _ in made]
+    # Field by field (one C-level transpose), so that the arithmetic runs on arrays and each record
+    # costs one dict of ready values.
+    (as_of, horizon, log_centre, scale, predicted_close, naive_close, levels_of, lower_of, upper_of, model,
+     model_version, warmup, vol_regime) = zip(*made, strict=True)
+    standardized = (log_close - np.array(log_centre)) / np.array(scale)
+    # A Bar made in code may hold an int close: the records have floats.
+    actual = np.array([bar.close for bar in bars], dtype=float)
+    error = actual - np.array(predicted_close)
+    abs_pct_error = 100.0 * np.abs(error) / actual
+    columns = ([bar.ticker for bar in bars], [iso[day] for day in as_of], [iso[bar.date] for bar in bars],
+               horizon, predicted_close, actual.tolist(), error.tolist(), abs_pct_error.tolist(), naive_close,
+               (actual - np.array(naive_close)).tolist())
+    labels = (model, model_version, warmup, vol_regime)
+    records: list[dict[str, Any]] = [{} for _ in made] if len(set(levels_of)) > 1 else []
     # Group by the levels the predictions were made with (one group unless the levels setting changed).
     groups: dict[tuple[float, ...], list[int]] = {}
-    for j, p in enumerate(made):
-        groups.setdefault(p.levels, []).append(j)
+    for j, levels in enumerate(levels_of):
+        groups.setdefault(levels, []).append(j)
     for levels, members in groups.items():
-        actual = np.array([bars[j].close for j in members])[:, None]
-        lower = np.array([made[j].lower for j in members])
-        upper = np.array([made[j].upper for j in members])
-        inside = ((lower <= actual) & (actual <= upper)).tolist()
-        width = (upper - lower).tolist()
-        interval_score = winkler(actual, lower, upper, np.array(levels)).tolist()
+        actual_k = actual[members, None]
+        lower = np.array([lower_of[j] for j in members])
+        upper = np.array([upper_of[j] for j in members])
+        # Level by level (columns), zipped into one tuple per record that lives only while it is read.
+        intervals = zip(*((lower <= actual_k) & (actual_k <= upper)).T.tolist(), *(upper - lower).T.tolist(),
+                        *winkler(actual_k, lower, upper, np.array(levels)).T.tolist(), strict=True)
+        picked = (columns, labels) if not records else ([[column[j] for j in members] for column in columns],
+                                                        [[column[j] for j in members] for column in labels])
         keys = _keys(levels)
-        for k, j in enumerate(members):
-            p, actual_close = made[j], float(bars[j].close)  # a Bar made in code may hold an int
-            bar = bars[j]
-            error = actual_close - p.predicted_close
-            # One dict from one list of values: cheaper than a dict filled field by field.
-            records[j] = dict(zip(keys, [
-                "score", bar.ticker, iso[p.as_of], iso[bar.date], p.horizon, p.predicted_close, actual_close,
-                error, 100.0 * abs(error) / actual_close, p.naive_close, actual_close - p.naive_close,
-                *inside[k], *width[k], *interval_score[k],
-                p.model, p.model_version, p.warmup, p.vol_regime], strict=True))
+        # One dict from one list of values: cheaper than a dict filled field by field.
+        group = [dict(zip(keys, ["score", *fields, *interval, *label], strict=True))
+                 for fields, interval, label in zip(zip(*picked[0], strict=True), intervals,
+                                                    zip(*picked[1], strict=True), strict=True)]
+        if not records:
+            return group, standardized
+        for j, record in zip(members, group, strict=True):
+            records[j] = record
     return records, standardized
 
 

@@ -28,7 +28,7 @@ What happens to a bar of day ``t`` of a ticker, in order (the function of each p
    says so with ``warmup: true``, as it does while its horizon's intervals still lack calibration
    residuals;
 6. the predictions are kept in the ticker's new state until their horizon's bar scores them, and
-   written as records, ascending horizon (``_made``, ``_new_states``, ``_prediction_records``).
+   written as records, ascending horizon (``_made``, ``_new_states``).
 
 No wall-clock time enters the records, so streaming and backtest agree exactly.
 
@@ -57,11 +57,11 @@ models.core.step.OutOfOrderBar: out_of_order: ACME bar of 2024-01-08 is not afte
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from functools import cache, partial
-from itertools import accumulate
-from typing import Any
+from itertools import accumulate, repeat
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -76,6 +76,7 @@ from models.core.state import LastPrediction, TickerState
 from models.core.volatility import daily_variance, forecast, regimes, trailing_vol_rank, update
 
 NAIVE_VERSION = "1"
+_T = TypeVar("_T")
 #: A fitted ARIMA's parameters, filter state and its covariance.
 _Filtered = tuple[np.ndarray, np.ndarray, np.ndarray]
 
@@ -179,9 +180,9 @@ def step_many(states: Sequence[TickerState | None], bars: Sequence[Bar], config:
         return []
     plan = _plan(config)
     prices = _Prices.of(bars, priors)
-    iso = IsoDates()
-    due, kept = _due(priors, plan)
-    scores, abs_residuals = _score_pending(due, bars, prices.log_close, iso, plan)
+    iso = plan.iso
+    due, due_rows, kept = _due(priors, plan)
+    scores, abs_residuals = _score_pending(due, due_rows, bars, prices.log_close, iso, plan)
     variance_ewmas = _update_volatility(priors, prices, config)
     filtered, arima_residual = _kalman_step(priors, prices.log_close, plan.arima)
     fit_windows, refits, fits = _extend_windows(priors, prices.log_close, config, plan.arima)
@@ -197,17 +198,17 @@ def step_many(states: Sequence[TickerState | None], bars: Sequence[Bar], config:
     calibration = _calibrate(priors, abs_residuals, config)
     on_model = config.interval_centre == "model"
     log_centre = log_prediction if on_model else np.repeat(prices.log_close[:, None], len(config.horizons), 1)
-    bounds, short = _intervals(log_centre.ravel(), (predicted_close if on_model else close).ravel(),
+    lower, upper, short = _intervals(log_centre.ravel(), (predicted_close if on_model else close).ravel(),
                                scale.ravel(), calibration, config)
     warmup = np.repeat(~ready, len(config.horizons)) | short
     regime = regimes(trailing_vol_rank(fit_windows))
-    made = _made(bars, log_centre, scale, predicted_close, bounds, warmup, regime, config, model)
+    made, predictions = _made(bars, log_centre, scale, predicted_close, lower, upper, warmup, regime, config,
+                              model, plan, iso)
     new_states = _new_states(priors, bars, made, kept, refits, fit_windows, filtered, variance_ewmas,
-                             calibration, buffers, config)
-    return [StepResult(state=state, predictions=predictions, scores=scores_i, features=row, refit=outcome)
-            for state, predictions, scores_i, row, outcome
-            in zip(new_states, _prediction_records(bars, made, bounds, plan, iso), scores, rows, refits,
-                   strict=True)]
+                             calibration, buffers, config, plan)
+    return [StepResult(state=state, predictions=predictions_i, scores=scores_i, features=row, refit=outcome)
+            for state, predictions_i, scores_i, row, outcome
+            in zip(new_states, predictions, scores, rows, refits, strict=True)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,43 +235,48 @@ class _Prices:
 
 
 def _due(priors: list[TickerState], plan: _Plan
-         ) -> tuple[list[list[LastPrediction]], list[list[tuple[LastPrediction, ...]]]]:
-    """Per ticker, the pending predictions this bar settles (the one made ``h`` bars ago, per horizon
-    ``h``, ascending) and, per horizon, those still pending after it (oldest first)."""
-    horizons, starts, full = plan.horizons, plan.pending_starts, plan.pending_full
-    due: list[list[LastPrediction]] = []
-    kept: list[list[tuple[LastPrediction, ...]]] = []
-    for prior in priors:
+         ) -> tuple[list[LastPrediction], list[int], list[list[tuple[LastPrediction, ...]] | None]]:
+    """The pending predictions this bar settles (per ticker, the one made ``h`` bars ago for each
+    horizon ``h``, ascending), flat, with the batch row of each; and per ticker, per horizon, those
+    still pending after it (oldest first), or None where the ticker's pending predictions have the
+    steady layout (each horizon ``h`` its last ``h``: those are ``plan.pending_kept`` of them)."""
+    horizons, full, starts, width = plan.horizons, plan.pending_full, plan.pending_starts, len(plan.horizons)
+    due: list[LastPrediction] = []
+    rows: list[int] = []
+    kept: list[list[tuple[LastPrediction, ...]] | None] = []
+    for i, prior in enumerate(priors):
         pending = prior.pending
-        if len(pending) == full:  # the steady state: each horizon h has its last h predictions
-            due.append([pending[start] for start in starts])
-            kept.append([pending[start + 1 : start + h] for start, h in zip(starts, horizons, strict=True)])
+        if len(pending) == full:
+            due.extend(map(pending.__getitem__, starts))
+            rows.extend(repeat(i, width))
+            kept.append(None)
             continue
-        due_i: list[LastPrediction] = []
         kept_i: list[tuple[LastPrediction, ...]] = []
         for h in horizons:  # a young ticker, or horizons just configured: some queues are short
             queue = tuple(p for p in pending if p.horizon == h)
             if len(queue) >= h:
-                due_i.append(queue[0])
+                due.append(queue[0])
+                rows.append(i)
                 queue = queue[1:]
             kept_i.append(queue)
-        due.append(due_i)
         kept.append(kept_i)
-    return due, kept
+    return due, rows, kept
 
 
-def _score_pending(due: list[list[LastPrediction]], bars: Sequence[Bar], log_close: np.ndarray,
+def _score_pending(due: list[LastPrediction], rows: list[int], bars: Sequence[Bar], log_close: np.ndarray,
                    iso: IsoDates, plan: _Plan) -> tuple[list[list[dict[str, Any]]], np.ndarray]:
-    """Score the predictions ``due`` against this close: each ticker's score records and the absolute
-    standardized residuals ``[n, horizons]`` (NaN where nothing was due) that the calibration takes."""
-    n = len(bars)
+    """Score the predictions ``due`` (of the batch ``rows``) against this close: each ticker's score
+    records and the absolute standardized residuals ``[n, horizons]`` (NaN where nothing was due)
+    that the calibration takes."""
+    n, width = len(bars), len(plan.horizons)
+    if len(due) == n * width:  # every horizon of every ticker: the steady state
+        records, standardized = score(due, [bars[i] for i in rows], log_close[rows], iso)
+        return _per_ticker(records, width), np.abs(standardized).reshape(n, width)
     scores: list[list[dict[str, Any]]] = [[] for _ in range(n)]
-    abs_residuals = np.full((n, len(plan.horizons)), np.nan)
-    rows = [i for i, due_i in enumerate(due) for _ in due_i]
+    abs_residuals = np.full((n, width), np.nan)
     if rows:
-        made = [p for due_i in due for p in due_i]
-        records, standardized = score(made, [bars[i] for i in rows], log_close[rows], iso)
-        abs_residuals[rows, [plan.horizon_index[p.horizon] for p in made]] = np.abs(standardized)
+        records, standardized = score(due, [bars[i] for i in rows], log_close[rows], iso)
+        abs_residuals[rows, [plan.horizon_index[p.horizon] for p in due]] = np.abs(standardized)
         for i, record in zip(rows, records, strict=True):
             scores[i].append(record)
     return scores, abs_residuals
@@ -407,10 +413,10 @@ def _calibrate(priors: list[TickerState], abs_residuals: np.ndarray, config: Cor
 
 def _intervals(log_centre: np.ndarray, centre_close: np.ndarray, scale: np.ndarray,
                calibration: Calibration, config: CoreConfig
-               ) -> tuple[list[list[float]], np.ndarray]:
-    """Calibrated interval bounds around each centre (``centre_close``, in logs ``log_centre``), a
-    row per ticker and horizon, level by level as the records have them (lower, upper, next level...),
-    and which rows are still warming up (their intervals are the wider Gaussian fallback)."""
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Calibrated interval bounds around each centre (``centre_close``, in logs ``log_centre``): the
+    lower and the upper ones ``[n * horizons, levels]``, and which rows are still warming up (their
+    intervals are the wider Gaussian fallback)."""
     quantiles, short = calibration.quantiles(config.interval_levels, config.interval_df)
     half_width = quantiles * scale[:, None]
     # The min/max only matter at the scale floor, where exp() rounding could put a bound a hair
@@ -419,44 +425,76 @@ def _intervals(log_centre: np.ndarray, centre_close: np.ndarray, scale: np.ndarr
     with np.errstate(over="ignore"):
         lower = np.minimum(np.exp(log_centre[:, None] - half_width), centre_close[:, None])
         upper = np.maximum(np.exp(log_centre[:, None] + half_width), centre_close[:, None])
-    return np.stack((lower, upper), axis=2).reshape(len(lower), -1).tolist(), short
+    return lower, upper, short
 
 
 def _made(bars: Sequence[Bar], log_centre: np.ndarray, scale: np.ndarray, predicted_close: np.ndarray,
-          bounds: list[list[float]], warmup: np.ndarray, regime: list[str | None],
-          config: CoreConfig, model: PointModel | None) -> list[list[LastPrediction]]:
-    """The predictions each ticker makes at this bar, ascending horizon, as its state keeps them until
-    they are scored (plain Python values from here on)."""
+          lower: np.ndarray, upper: np.ndarray, warmup: np.ndarray, regime: list[str | None],
+          config: CoreConfig, model: PointModel | None, plan: _Plan, iso: IsoDates
+          ) -> tuple[list[LastPrediction], list[list[dict[str, Any]]]]:
+    """The predictions made at this bar, a row per ticker and horizon (ticker-major, ascending
+    horizon): as the states keep them until they are scored (plain Python values from here on), and
+    each ticker's records (:class:`~models.core.records.Prediction` encodings), from the same values."""
     name, version = _model_identity(config, model)
-    levels, horizons = config.interval_levels, config.horizons
+    levels, horizons, keys = config.interval_levels, plan.horizons, plan.prediction_keys
     width = len(horizons)
-    flat = [LastPrediction(as_of=bar.date, horizon=h, log_centre=centre_k, scale=scale_k,
-                           predicted_close=close_k, naive_close=float(bar.close), levels=levels,
-                           lower=tuple(bounds_k[0::2]), upper=tuple(bounds_k[1::2]), model=name,
-                           model_version=version, warmup=warmup_k, vol_regime=regime_i)
-            for bar, h, regime_i, centre_k, scale_k, close_k, bounds_k, warmup_k in zip(
-                [bar for bar in bars for _ in horizons], horizons * len(bars),
-                [r for r in regime for _ in horizons], log_centre.ravel().tolist(), scale.ravel().tolist(),
-                predicted_close.ravel().tolist(), bounds, warmup.tolist(), strict=True)]
-    return [flat[k : k + width] for k in range(0, len(flat), width)]
+    # Columns over the rows, each ticker's values repeated per horizon.
+    days, tickers = (_repeated([bar.date for bar in bars], width),
+                     _repeated([bar.ticker for bar in bars], width))
+    naive_closes, regimes_ = _repeated([float(bar.close) for bar in bars], width), _repeated(regime, width)
+    row_horizons, scales, closes, warmups = (horizons * len(bars), scale.ravel().tolist(),
+                                             predicted_close.ravel().tolist(), warmup.tolist())
+    made = [LastPrediction(day, h, centre, scale_k, close, naive_close, levels, lower_k, upper_k, name,
+                           version, warmup_k, regime_k)
+            for day, h, centre, scale_k, close, naive_close, lower_k, upper_k, warmup_k, regime_k in zip(
+                days, row_horizons, log_centre.ravel().tolist(), scales, closes, naive_closes,
+                _row_tuples(lower), _row_tuples(upper), warmups, regimes_, strict=True)]
+    bounds = np.stack((lower, upper), axis=2).reshape(len(lower), -1)  # as the records have them
+    # One dict from one list of values: cheaper than a dict filled field by field.
+    records = [dict(zip(keys, ["prediction", ticker, iso[day], plan.targets[h][day], h, close, *bounds_k,
+                               scale_k, regime_k, name, version, warmup_k], strict=True))
+               for ticker, day, h, close, bounds_k, scale_k, regime_k, warmup_k in zip(
+                   tickers, days, row_horizons, closes, _row_tuples(bounds), scales, regimes_, warmups,
+                   strict=True)]
+    return made, _per_ticker(records, width)
 
 
-def _new_states(priors: list[TickerState], bars: Sequence[Bar], made: list[list[LastPrediction]],
-                kept: list[list[tuple[LastPrediction, ...]]], refits: list[str | None],
+def _per_ticker(rows: list[_T], width: int) -> list[list[_T]]:
+    """``rows`` (ticker-major, ``width`` per ticker) as a list per ticker."""
+    if width == 1:
+        return [[row] for row in rows]
+    return [rows[k : k + width] for k in range(0, len(rows), width)]
+
+
+def _repeated(column: list[_T], times: int) -> list[_T]:
+    """Each value of ``column`` ``times`` times in a row."""
+    return column if times == 1 else [value for value in column for _ in range(times)]
+
+
+def _row_tuples(array: np.ndarray) -> Iterator[tuple[float, ...]]:
+    """The rows of a 2-D array as tuples of floats, made from one list per column: no list per row
+    (each a container the garbage collector would track while the batch is built)."""
+    return zip(*array.T.tolist(), strict=True)
+
+
+def _new_states(priors: list[TickerState], bars: Sequence[Bar], made: list[LastPrediction],
+                kept: list[list[tuple[LastPrediction, ...]] | None], refits: list[str | None],
                 fit_windows: list[np.ndarray], filtered: dict[int, _Filtered], variance_ewmas: np.ndarray,
-                calibration: Calibration, buffers: list[np.ndarray], config: CoreConfig) -> list[TickerState]:
-    """Each ticker's state after this bar, holding the predictions still pending and those it made."""
+                calibration: Calibration, buffers: list[np.ndarray], config: CoreConfig, plan: _Plan
+                ) -> list[TickerState]:
+    """Each ticker's state after this bar, holding the predictions still pending and those it made
+    (``made``: a row per ticker and horizon)."""
     states = []
+    made_rows = iter(made)
     shape = (len(priors), len(config.horizons))
     sums, weights, zeros, counts = (list(_rows(array.astype(float, copy=False), shape)) for array in (
         calibration.sums, calibration.weights, calibration.zeros, calibration.counts))
     offsets = list(_rows(calibration.offsets, (*shape, len(config.interval_levels))))
-    for i, (prior, bar, made_i, kept_i, outcome) in enumerate(zip(priors, bars, made, kept, refits,
-                                                                  strict=True)):
+    for i, (prior, bar, kept_i, outcome) in enumerate(zip(priors, bars, kept, refits, strict=True)):
         params_i, a_i, cov_i = filtered.get(i, (prior.arima_params, prior.arima_state, prior.arima_cov))
         pending: tuple[LastPrediction, ...] = ()
-        for queue, new in zip(kept_i, made_i, strict=True):
-            pending += (*queue, new)
+        for queue in kept_i if kept_i is not None else map(prior.pending.__getitem__, plan.pending_kept):
+            pending += (*queue, next(made_rows))
         states.append(TickerState(
             ticker=bar.ticker, last_date=bar.date, bars=prior.bars + 1,
             refits=prior.refits + (outcome == "ok"),
@@ -476,18 +514,6 @@ def _rows(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     array = array.reshape(shape)
     array.flags.writeable = False
     return array
-
-
-def _prediction_records(bars: Sequence[Bar], made: list[list[LastPrediction]], bounds: list[list[float]],
-                        plan: _Plan, iso: IsoDates) -> list[list[dict[str, Any]]]:
-    """The records of the predictions ``made`` (``bounds``: their interval bounds, a row each in
-    record order): :class:`~models.core.records.Prediction` encodings."""
-    targets = {h: IsoDates(partial(weekday_after, horizon=h)) for h in plan.horizons}
-    rows = iter(bounds)
-    return [[dict(zip(plan.prediction_keys, [
-        "prediction", bar.ticker, iso[bar.date], targets[lp.horizon][bar.date], lp.horizon,
-        lp.predicted_close, *next(rows), lp.scale, lp.vol_regime, lp.model, lp.model_version, lp.warmup],
-        strict=True)) for lp in made_i] for bar, made_i in zip(bars, made, strict=True)]
 
 
 def refit(state: TickerState, config: CoreConfig) -> tuple[TickerState, str]:
@@ -535,12 +561,18 @@ class _Plan:
     horizon_index: dict[int, int]      # a horizon's column in the [n, horizons] arrays
     pending_starts: tuple[int, ...]    # where each horizon's predictions start in a full ``pending``
     pending_full: int                  # predictions pending once every horizon has its h
+    pending_kept: tuple[slice, ...]    # per horizon, those of a full ``pending`` that stay pending
+    # Dates as text, kept across calls (a worker's batch is often a few tickers): a bar's date, and
+    # per horizon its target date. They grow by one entry per trading day seen.
+    iso: IsoDates
+    targets: dict[int, IsoDates]
 
 
 @cache
 def _plan(config: CoreConfig) -> _Plan:
     labels = [level_label(level) for level in config.interval_levels]
     horizons = config.horizons
+    starts = tuple(accumulate(horizons[:-1], initial=0))
     bounds = [key for label in labels for key in ("lower_" + label, "upper_" + label)]
     return _Plan(arima=Arima(config.order),
                  prediction_keys=("record_type", "ticker", "as_of", "target_date", "horizon",
@@ -548,7 +580,10 @@ def _plan(config: CoreConfig) -> _Plan:
                                   "warmup"),
                  horizons=horizons,
                  horizon_index={h: j for j, h in enumerate(horizons)},
-                 pending_starts=tuple(accumulate(horizons[:-1], initial=0)), pending_full=sum(horizons))
+                 pending_starts=starts, pending_full=sum(horizons),
+                 pending_kept=tuple(slice(start + 1, start + h)
+                                    for start, h in zip(starts, horizons, strict=True)),
+                 iso=IsoDates(), targets={h: IsoDates(partial(weekday_after, horizon=h)) for h in horizons})
 
 
 def _index(ids: list[int], n: int) -> list[int] | slice:
