@@ -232,7 +232,7 @@ DOCS: dict[str, str] = {
     "metrics_port": "port of the Prometheus endpoint",
     "metrics_ticker_limit": "tickers that get per-ticker metric series; the rest are aggregated",
     "rolling_window": "scored predictions in the rolling error metrics",
-    "drift_window": "recent bars per feature compared with the training reference",
+    "drift_window": "recent bars per feature compared with the training reference (judged once full)",
     "psi_threshold": "population stability index above which a feature counts as drifted",
     "coverage_tolerance": "how far interval coverage may stray from its nominal level, beyond its sampling "
     "error, before the alert fires",

@@ -111,8 +111,26 @@ class PSI:
         self._next = (self._next + k) % self.window
         self.n = min(self.window, self.n + k)
 
+    @property
+    def full(self) -> bool:
+        """Whether the window holds ``window`` values. Before that the score is mostly the noise of
+        small counts: each bin no value fell in yet adds ``q * ln(q / eps)``, so a handful of values
+        from the reference's own distribution scores far above 0.25.
+
+        >>> import numpy as np
+        >>> rng = np.random.default_rng(1)
+        >>> psi = PSI(Reference.from_sample(rng.normal(size=5000)), window=250)
+        >>> psi.update_many(rng.normal(size=10))
+        >>> psi.full, psi.score() > 0.25
+        (False, True)
+        >>> psi.update_many(rng.normal(size=240))
+        >>> psi.full, psi.score() < 0.1
+        (True, True)
+        """
+        return self.n == self.window
+
     def score(self) -> float:
-        """The PSI of the current window (0.0 while it is empty)."""
+        """The PSI of the current window (0.0 while it is empty; see :attr:`full`)."""
         if not self.n:
             return 0.0
         p = np.maximum(self._counts / self.n, _EPS)

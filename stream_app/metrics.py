@@ -117,7 +117,8 @@ class WorkerMetrics:
                                      registry=r)
         self.actual_close = Gauge("forecaster_actual_close", "Latest actual close", ["ticker"], registry=r)
         self.feature_drift_score = Gauge("forecaster_feature_drift_score",
-                                         "PSI of the recent window against the training reference",
+                                         "PSI of the recent window against the training reference (once the "
+                                         "window is full)",
                                          ["feature"], registry=r)
         self.feature_drift_state = Gauge("forecaster_feature_drift_state",
                                          "1 while the feature's PSI is above the threshold", ["feature"],

@@ -374,6 +374,8 @@ class ForecastMonitor:
             if psi is None:
                 continue
             psi.update_many(block[:, j])
+            if not psi.full:  # a part-filled window's score is the noise of small counts (PSI.full)
+                continue
             score = psi.score()
             drifted = score > self.settings.psi_threshold
             m.feature_drift_score.labels(name).set(score)

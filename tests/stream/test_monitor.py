@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from forecaster.settings import load
 from models.core.config import CoreConfig
+from models.core.features import FEATURE_NAMES
 from models.core.step import step_many
 from producers.readers import read_csv_bars
 from stream_app.metrics import LATENCY_BUCKETS, BatchHistogram, WorkerMetrics
@@ -125,3 +126,35 @@ def test_a_batch_histogram_counts_a_batch_as_observe_counts_it_value_by_value(va
     assert [(n, labels) for n, labels, _ in got] == [(n, labels) for n, labels, _ in expected]
     for (_, _, want), (_, _, value) in zip(expected, got, strict=True):
         assert value == pytest.approx(want, rel=1e-12, nan_ok=True)
+
+
+def test_input_drift_is_judged_only_on_a_full_window(data_dir: Path) -> None:
+    # The reference learnt from the stream's own first rows: a window holding a few rows scores far
+    # above the threshold (PSI.full), which once raised the drift alert on a stationary replay.
+    settings = load({"FORECASTER_DRIFT_WINDOW": "50", "FORECASTER_MODEL": "naive"})
+    config = CoreConfig.from_settings(settings, window=60)
+    metrics = WorkerMetrics()
+    monitor = ForecastMonitor(settings, metrics)
+    monitor.set_model("naive", "0", None, FEATURE_NAMES)
+    bars = read_csv_bars([data_dir / "sp500-5yr-sample.csv.gz"], tickers=set(TICKERS)).bars
+    days: dict = {}
+    for bar in bars[: 200 * len(TICKERS)]:
+        days.setdefault(bar.date, []).append(bar)
+    states: dict = {}
+    part_filled_scores, judged = [], []
+    for day in days.values():
+        results = step_many([states.get(b.ticker) for b in day], day, config)
+        for bar, result in zip(day, results, strict=True):
+            states[bar.ticker] = result.state
+        monitor.observe_batch(list(zip(day, results, strict=True)), 0.001)
+        for feature, psi in monitor.psi.items():
+            labels = {"feature": feature}
+            score = metrics.registry.get_sample_value("forecaster_feature_drift_score", labels)
+            state = metrics.registry.get_sample_value("forecaster_feature_drift_state", labels)
+            if psi.full:
+                judged.append((score, state))
+            else:
+                assert (score, state) == (None, None), feature
+                part_filled_scores.append(psi.score())
+    assert max(part_filled_scores) > settings.psi_threshold  # what the part-filled windows would have said
+    assert judged and all(state == float(score > settings.psi_threshold) for score, state in judged)
