@@ -27,6 +27,17 @@ def test_a_hung_stop_exits_with_every_threads_stack() -> None:
     assert "Thread 0x" in done.stderr and 'File "<string>", line 6 in <module>' in done.stderr
 
 
+def test_a_hung_stop_exits_when_stderr_is_fausts_logger_proxy() -> None:
+    # Faust's worker redirects sys.stderr to a logger proxy whose fileno() raises; the dump once
+    # raised there and the timer's thread died without exiting (a CI worker hung past 90 s).
+    proxy = ("import sys; from mode.utils.logging import FileLogProxy; "
+             "sys.stderr = FileLogProxy(logging.getLogger('stderr')); ")
+    script = HUNG_STOP.replace("stop_deadline.arm", proxy + "stop_deadline.arm")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == stop_deadline.EXIT_STOP_TIMEOUT, done.stderr
+    assert "Thread 0x" in done.stderr
+
+
 def test_a_process_that_ends_in_time_does_not_wait_for_the_deadline() -> None:
     script = "from stream_app import stop_deadline; stop_deadline.arm(3600)"
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
