@@ -25,7 +25,9 @@ What is used, and why:
 * ``App.consumer`` (``assignment()``, ``highwater()``, ``earliest_offsets()``, ``highwaters()``,
   ``seek_wait()``), ``App.rebalancing`` and
   ``App.consumer_generation_id`` (:class:`BarsConsumer`): what the position keeper needs to seek
-  partitions back (:mod:`stream_app.position_keeper`).
+  partitions back (:mod:`stream_app.position_keeper`). What the broker stores at an offset is read
+  by a client of its own (:meth:`BarsConsumer.first_stored`): Faust's consumer has no read that
+  leaves its fetch positions alone.
 * ``App.on_first_start`` / ``App.on_stop`` and the tables' ``changelog_topic``
   (:class:`ForecasterApp`): the changelog topics made before the consumer joins, the output
   producer stopped after the agent's last batch.
@@ -197,11 +199,16 @@ class BarsConsumer:
         The Faust app (its consumer exists once the worker runs).
     topic
         The topic whose partitions are meant (``bars``).
+    read_first_stored
+        ``(partition, offset) -> offset`` of :meth:`first_stored`, blocking; by default a client of
+        its own reads the broker (:func:`forecaster.kafka.reading.first_stored_offset`).
     """
 
-    def __init__(self, app: faust.App, topic: str) -> None:
+    def __init__(self, app: faust.App, topic: str,
+                 read_first_stored: Callable[[int, int], int] | None = None) -> None:
         self.app = app
         self.topic = topic
+        self._read_first_stored = read_first_stored or self._read_broker
 
     @property
     def rebalancing(self) -> bool:
@@ -244,6 +251,24 @@ class BarsConsumer:
         except (KafkaError, ConsumerNotStarted) as error:
             log.debug("no %s offset of bars partition %d: %r", what, partition, error)
             return None
+
+    async def first_stored(self, partition: int, offset: int) -> int | None:
+        """The offset of the first message stored in ``partition`` at or after ``offset`` (its end
+        offset when none), read apart from the app's consumer, whose fetches it leaves alone; None
+        when the broker does not tell."""
+        from kafka.errors import KafkaError as ClientError
+
+        try:
+            return await asyncio.to_thread(self._read_first_stored, partition, offset)
+        except (ClientError, TimeoutError) as error:
+            log.debug("no stored offset of bars partition %d from %d: %r", partition, offset, error)
+            return None
+
+    def _read_broker(self, partition: int, offset: int) -> int:
+        from forecaster.kafka.reading import first_stored_offset
+
+        settings = cast(ForecasterApp, self.app).forecaster_settings
+        return first_stored_offset(settings, self.topic, partition, offset)
 
     async def seek(self, partition: int, offset: int) -> bool:
         """Seek ``partition`` to ``offset``; False when it is no longer assigned."""

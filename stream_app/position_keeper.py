@@ -55,6 +55,8 @@ class Consumer(Protocol):
 
     async def end_offset(self, partition: int) -> int | None: ...
 
+    async def first_stored(self, partition: int, offset: int) -> int | None: ...
+
     async def seek(self, partition: int, offset: int) -> bool: ...
 
 
@@ -133,6 +135,14 @@ class PositionKeeper:
         if None in positions.values():  # a partition's first batch: asks the broker once
             positions = {partition: await self._or_first(partition, position)
                          for partition, position in positions.items()}
+        for partition, (position, offset) in self.guard.met_again(messages, positions).items():
+            stored = await self.consumer.first_stored(partition, position)
+            if stored is None or stored < offset:
+                log.warning("bars partition %d: offset %d came again after the seek back to %d, but the "
+                            "broker stores messages from %s: a copy fetched before the seek; seeking "
+                            "back again", partition, offset, position,
+                            "an offset it did not tell" if stored is None else stored)
+                self.guard.doubt(partition)
         return self.guard.admit(messages, positions)
 
     def write(self, admission: Admission[Any], tables: TableAccess,

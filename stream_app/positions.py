@@ -14,8 +14,10 @@ admitted against it:
   the gap counts as acknowledged, so the group's offsets get committed past the lost message. The
   partition is then sought back to its position. Messages fetched before that seek still arrive
   for a while; each batch of them is another skip and another seek to the same position. Only
-  when a rewind meets the very same first offset again are the offsets in between taken as
-  holding no message (transaction markers, retention), and passed.
+  when a rewind meets the very same first offset again, and the broker stores no message in
+  between (a copy of that message fetched before the seek looks the same: Faust's pipeline holds
+  one after its own seek to the committed offsets), are the offsets in between taken as holding
+  no message (transaction markers, retention), and passed.
 
 The group's committed offsets only decide where the consumer starts; what was handled is decided
 here, from the table, so a commit that went too far costs a rewind, not a bar.
@@ -152,6 +154,41 @@ class PositionGuard:
             expected[partition] = offset + 1
             out.positions[partition] = offset + 1
         return out
+
+    def met_again(self, messages: Sequence[M],
+                  positions: Mapping[int, int | None]) -> dict[int, tuple[int, int]]:
+        """``partition -> (position, offset)`` of each partition whose first message in ``messages`` is
+        the one its last rewind met, at the same position: :meth:`admit` would take the offsets in
+        between for empty. A copy of that message fetched before the seek (Faust's pipeline holds
+        one after its own seek to the committed offsets) looks the same, so the caller checks what
+        the broker stores there, and :meth:`doubt` s the rewind when messages are stored.
+
+        >>> from collections import namedtuple
+        >>> M = namedtuple("M", "partition offset")
+        >>> guard = PositionGuard()
+        >>> guard.rewound(0, 7, 9)
+        >>> guard.met_again([M(0, 9), M(1, 3)], positions={0: 7, 1: 3})
+        {0: (7, 9)}
+        >>> guard.doubt(0)
+        >>> guard.admit([M(0, 9)], positions={0: 7}).rewinds  # sought back once more
+        {0: (7, 9)}
+        """
+        again: dict[int, tuple[int, int]] = {}
+        first: set[int] = set()
+        for message in messages:
+            partition = message.partition
+            if partition in first:
+                continue
+            first.add(partition)
+            rewound = self._rewound.get(partition)
+            if rewound is not None and rewound == (positions.get(partition), message.offset):
+                again[partition] = rewound
+        return again
+
+    def doubt(self, partition: int) -> None:
+        """Forget what ``partition``'s last rewind met: the message met again was not proof that the
+        offsets before it are empty."""
+        self._rewound.pop(partition, None)
 
     def forget(self) -> None:
         """Drop what the last rewinds met: a rebalance seeks every partition again, so what comes

@@ -41,3 +41,36 @@ def read_to_end(settings: Settings, topic: str, timeout_s: float = 60.0
                         yield tp.partition, message.offset, message.key, message.value
     finally:
         consumer.close()
+
+
+def first_stored_offset(settings: Settings, topic: str, partition: int, offset: int,
+                        timeout_s: float = 10.0) -> int:
+    """The offset of the first message stored in ``topic``'s ``partition`` at or after ``offset``, or
+    the partition's end offset when there is none.
+
+    Read as the worker's consumer reads (uncommitted isolation: transaction markers are the only
+    offsets without a message). Raises :class:`TimeoutError` past ``timeout_s``, and kafka-python's
+    errors when the broker refuses.
+    """
+    from kafka import KafkaConsumer, TopicPartition
+
+    tp = TopicPartition(topic, partition)
+    # An offset below the log start (retention) reads from the log start: its first message.
+    consumer = KafkaConsumer(**kafka_python_options(settings), enable_auto_commit=False,
+                             auto_offset_reset="earliest", isolation_level="read_uncommitted",
+                             max_poll_records=1,
+                             bootstrap_timeout_ms=int(timeout_s * 1000))
+    try:
+        deadline = time.monotonic() + timeout_s
+        consumer.assign([tp])
+        end = consumer.end_offsets([tp])[tp]
+        consumer.seek(tp, offset)
+        while consumer.position(tp) < end:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"reading {topic} partition {partition} from {offset} took over "
+                                   f"{timeout_s:g} s")
+            for message in consumer.poll(timeout_ms=500).get(tp, []):
+                return int(message.offset)
+        return int(end)
+    finally:
+        consumer.close()

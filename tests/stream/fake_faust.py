@@ -102,6 +102,16 @@ class FakeConsumer:
     broker_down: bool = False
     revoke_on_seek: bool = False  # the partition goes to another worker while the seek is made
     seeks: list[dict[TP, int]] = field(default_factory=list)
+    # The offsets holding a message, where not every offset from ``first`` on does (markers).
+    stored: dict[TP, list[int]] = field(default_factory=dict)
+
+    def first_stored(self, tp: TP, offset: int) -> int:
+        """What :func:`forecaster.kafka.reading.first_stored_offset` reads of the broker."""
+        if self.broker_down:
+            raise KafkaTimeoutError()
+        if tp not in self.stored:
+            return max(offset, self.first.get(tp, 0))
+        return min((o for o in self.stored[tp] if o >= offset), default=self.ends.get(tp, offset))
 
     def assignment(self) -> set[TP]:
         return set(self.fetched)

@@ -71,9 +71,11 @@ class Worker:
 
     def handler(self) -> BatchHandler:
         """A handler as a (re)started worker has it: nothing in memory, the tables as they are."""
-        keeper = PositionKeeper(self.positions, self.settings.topic_bars,
-                                BarsConsumer(FakeApp(self.consumer), self.settings.topic_bars),  # type: ignore[arg-type]
-                                self.metrics)
+        topic = self.settings.topic_bars
+        fake = self.consumer
+        consumer = BarsConsumer(FakeApp(fake), topic,  # type: ignore[arg-type]
+                                lambda partition, offset: fake.first_stored(TP(topic, partition), offset))
+        keeper = PositionKeeper(self.positions, topic, consumer, self.metrics)
         return BatchHandler(self.settings, self.states, keeper, ForecastMonitor(self.settings, self.metrics))
 
     def handle(self, handler: BatchHandler, events: list[FakeEvent]) -> list[Record]:

@@ -1,0 +1,29 @@
+"""What a client of its own reads of a partition on the real broker: the first offset holding a
+message, past transaction markers (the check behind the position guard's passed gaps)."""
+
+from __future__ import annotations
+
+import pytest
+from kafka import KafkaProducer
+
+from forecaster.kafka.client import kafka_python_options
+from forecaster.kafka.reading import first_stored_offset
+from forecaster.kafka.topics import TopicSpec, create_topics
+from forecaster.settings import Settings
+
+pytestmark = pytest.mark.kafka
+
+
+def test_the_first_stored_offset_skips_transaction_markers(kafka_settings: Settings) -> None:
+    topic = kafka_settings.topic_bars
+    create_topics(kafka_settings, [TopicSpec(topic, 1, 1, {})])
+    producer = KafkaProducer(**kafka_python_options(kafka_settings), transactional_id=f"{topic}-tx")
+    producer.init_transactions()
+    for values in ([b"a", b"b"], [b"c"]):  # offsets 0, 1, a marker at 2; 3, a marker at 4
+        producer.begin_transaction()
+        for value in values:
+            producer.send(topic, value=value, partition=0)
+        producer.commit_transaction()
+    producer.close()
+    found = [first_stored_offset(kafka_settings, topic, 0, offset) for offset in range(6)]
+    assert found == [0, 1, 3, 3, 5, 5]
