@@ -8,7 +8,9 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
+from fastapi.testclient import TestClient
 
+from api.app import create_app
 from forecaster import settings as settings_module
 from tests.deploy import k8s
 from tests.deploy.k8s import API, K8S_DIR, WORKER, container, find, of_kind, pod_spec, settings_data
@@ -169,3 +171,16 @@ def test_the_api_service_sends_its_port_to_the_api_pods() -> None:
     labels = find("Deployment", API)["spec"]["template"]["metadata"]["labels"]
     assert _selects({"matchLabels": service["spec"]["selector"]}, labels)
     assert [p["targetPort"] for p in service["spec"]["ports"]] == ["http"]
+
+
+def test_the_api_trusts_the_names_its_service_is_reached_by() -> None:
+    """Through the Service (or an Ingress in front of it) a request's Host is one of the Service's DNS
+    names, with or without its port: the API built from the manifests' settings answers each."""
+    service = find("Service", API)
+    name, port = service["metadata"]["name"], service["spec"]["ports"][0]["port"]
+    # Without a namespace in the manifests, `kubectl apply -k` puts them in the context's, `default` here.
+    namespace = service["metadata"].get("namespace", k8s.kustomization().get("namespace", "default"))
+    names = [name, f"{name}.{namespace}", f"{name}.{namespace}.svc", f"{name}.{namespace}.svc.cluster.local"]
+    client = TestClient(create_app(_configured(API)))
+    for host in (*names, *(f"{n}:{port}" for n in names)):
+        assert client.get("/", headers={"Host": host}).status_code == 200, host
