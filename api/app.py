@@ -20,6 +20,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from api import forecast
@@ -234,7 +235,11 @@ async def _read_request(request: Request, ticker: str | None, columns: str | Non
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind == "multipart/form-data":
         # The file part is spooled to disk past 1 MB by Starlette; the parser reads the body as it comes.
-        async with request.form() as form:
+        try:
+            form = await request.form()
+        except StarletteHTTPException as error:  # Starlette's 400: a malformed body, a field over 1 MiB
+            raise InputError(f"the multipart body cannot be read: {error.detail}", status=400) from None
+        try:
             upload = form.get("file")
             if not isinstance(upload, UploadFile):
                 raise InputError("the multipart body has no file field named 'file'")
@@ -243,6 +248,8 @@ async def _read_request(request: Request, ticker: str | None, columns: str | Non
                                            limit=settings.api_max_bytes, ticker=ticker, columns=mapping,
                                            tickers=selected, max_rows=settings.api_max_rows,
                                            keep=settings.api_max_dead_letters)
+        finally:
+            await form.close()
     if kind == "application/json":
         body = await _body(request)
         # Parsed off the event loop: /health answers while a big body is read.

@@ -164,6 +164,22 @@ def test_requests_that_are_neither_upload_nor_json(client: TestClient) -> None:
     assert "no file field named 'file'" in response.json()["detail"]["message"]
 
 
+@pytest.mark.parametrize(("content_type", "body", "says"), [
+    ("multipart/form-data; boundary=b",
+     b'--b\r\nContent-Disposition: form-data; name="file"\r\n\r\n' + bytes(1 << 20) + b"x\r\n--b--\r\n",
+     "Part exceeded maximum size of 1024KB."),
+    ("multipart/form-data", b"--b\r\n", "Missing boundary in multipart."),
+], ids=["field over 1 MiB", "no boundary"])
+def test_a_multipart_body_that_cannot_be_parsed_is_a_one_line_400_and_one_log_line(
+        client: TestClient, caplog: pytest.LogCaptureFixture, content_type: str, body: bytes,
+        says: str) -> None:
+    response = client.post("/forecast", content=body, headers={"Content-Type": content_type})
+    message = f"the multipart body cannot be read: {says}"
+    assert (response.status_code, response.json()) == (400, {"detail": {"message": message}})
+    assert [r.getMessage() for r in caplog.records if r.name == "api.refused"] == [
+        f"refused 400 POST /forecast: {message} (client testclient)"]
+
+
 def test_bad_options_are_4xx(client: TestClient, data_dir: Path) -> None:
     path = data_dir / "vgi" / "vgi2.csv"
     assert upload(client, path, model="lstm").status_code == 404
