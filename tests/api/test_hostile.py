@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import gzip
 import http.client
+import json
 import os
 import socket
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -122,22 +125,29 @@ def _post(host: str, port: int, probe: Probe, body: bytes) -> tuple[int, bytes]:
         connection.close()
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Iterator[tuple[str, int, int, Path]]:
-    """``forecaster serve`` with the default limits, no broker, an empty registry; its one real
-    forecast done, so that the baseline holds what any forecast loads. (host, port, PID, log)."""
-    home = tmp_path_factory.mktemp("home")
+@contextmanager
+def _serve(home: Path, **limits: Any) -> Iterator[tuple[str, int, int, Path]]:
+    """``forecaster serve`` with the default limits but ``limits``, no broker, an empty registry, no
+    rate limit and 2 s timeouts for headers and bodies: (host, port, PID, log)."""
     settings = Settings(home=str(home), bootstrap=f"127.0.0.1:{free_port()}", api_port=free_port(),
-                        api_rate_per_s=0, api_header_timeout_s=2, api_body_timeout_s=2)
+                        api_rate_per_s=0, api_header_timeout_s=2, api_body_timeout_s=2).replace(**limits)
     log = home / "serve.log"
     url = f"http://{settings.api_host}:{settings.api_port}"
     command = [sys.executable, "-m", "forecaster.cli", "serve"]
     with serving(command, url, log, env={**os.environ, **to_environ(settings)}) as process:
+        yield settings.api_host, settings.api_port, process.pid, log
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Iterator[tuple[str, int, int, Path]]:
+    """:func:`_serve` with the default limits; its one real forecast done, so that the baseline holds
+    what any forecast loads."""
+    with _serve(tmp_path_factory.mktemp("home")) as (host, port, pid, log):
         content = (data_dir / "601988.SH.csv").read_bytes()
         probe = Probe("real", "multipart/form-data; boundary=b", lambda: _multipart("601988.SH.csv", content),
                       200, b"")
-        assert _post(settings.api_host, settings.api_port, probe, probe.body())[0] == 200
-        yield settings.api_host, settings.api_port, process.pid, log
+        assert _post(host, port, probe, probe.body())[0] == 200
+        yield host, port, pid, log
 
 
 def test_every_probe_gets_a_small_answer_within_the_memory_budget_and_health_answers(
@@ -224,3 +234,34 @@ def test_a_stalled_body_gets_a_408_and_an_aborted_upload_one_line(server: tuple[
         time.sleep(0.1)
     text = log.read_text()
     assert text.count("the client disconnected") == 1 and "Traceback" not in text
+
+
+def test_a_request_past_the_concurrency_limit_gets_a_503_and_one_log_line(tmp_path: Path) -> None:
+    # Idle connections count: two held open (for up to the header timeout) fill a limit of two.
+    with _serve(tmp_path, api_concurrency=2, api_header_timeout_s=60) as (host, port, _, log):
+        held = [socket.create_connection((host, port)) for _ in range(2)]
+        try:
+            connection = http.client.HTTPConnection(host, port, timeout=60)
+            connection.request("GET", "/predictions")
+            response = connection.getresponse()
+            answer = json.loads(response.read())
+            connection.close()
+        finally:
+            for sock in held:
+                sock.close()
+        message = "more than FORECASTER_API_CONCURRENCY (2) connections or requests at once: retry shortly"
+        assert (response.status, response.getheader("Retry-After"), answer) == (
+            503, "1", {"detail": {"message": message}})
+        # Logged before the answer was sent.
+        (line,) = [line for line in log.read_text().splitlines() if "refused 503" in line]
+        assert line.endswith(f"refused 503 GET /predictions: {message} (client 127.0.0.1)"), line
+        deadline = time.monotonic() + 60
+        while True:  # once the held connections are gone (the server sees it soon after), it serves again
+            connection = http.client.HTTPConnection(host, port, timeout=60)
+            connection.request("GET", "/predictions")
+            status = connection.getresponse().status
+            connection.close()
+            if status == 200:
+                break
+            assert time.monotonic() < deadline, log.read_text()[-2000:]
+            time.sleep(0.1)
