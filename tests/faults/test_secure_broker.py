@@ -2,9 +2,9 @@
 
 One broker for the module (``LocalBroker.start(security=...)``) on free ports in a temporary folder,
 with a throwaway CA and a server certificate for 127.0.0.1 made here. Every command runs as a user
-runs it, configured by ``FORECASTER_*`` variables only: topics, replay, a worker, ``tail``, and the
-API's reader of the predictions topic. A wrong password or a client without TLS and SASL ends with
-one line that names the cause.
+runs it, configured by ``FORECASTER_*`` variables only: topics, replay, a worker, ``tail``, and
+``forecaster serve``, asked over HTTP. A wrong password or a client without TLS and SASL ends with
+one line that names the cause, and the API's /health says the login was refused.
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ import secrets
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +30,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
-from api.latest import LatestPredictions
 from forecaster.kafka.broker import BrokerInfo, BrokerSecurity, LocalBroker, broker_answers, free_port
 from forecaster.settings import Settings, to_environ
 from producers.readers import read_csv_bars
+from tests.serving import serving
 from tests.worker import WorkerProcess, expected_records, record_key, wait_for_records
 
 pytestmark = [pytest.mark.kafka, pytest.mark.faults, pytest.mark.slow]
@@ -98,12 +100,31 @@ def secure_settings(secure_broker: tuple[BrokerInfo, BrokerSecurity], tmp_path: 
     )
 
 
-def _forecaster(*args: str, settings: Settings, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
-    """``forecaster ARGS`` configured by the environment alone, as a user runs it."""
+def _environ(settings: Settings) -> dict[str, str]:
+    """This process's environment with ``settings`` as its only ``FORECASTER_*`` and ``MLFLOW_*``
+    variables: a command configured by the environment alone, as a user runs it."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FORECASTER_", "MLFLOW_"))}
-    env.update(to_environ(settings))
-    return subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=timeout_s,
-                          check=False)
+    return env | to_environ(settings)
+
+
+def _forecaster(*args: str, settings: Settings, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
+    """``forecaster ARGS`` configured by ``settings``."""
+    return subprocess.run([*CLI, *args], env=_environ(settings), capture_output=True, text=True,
+                          timeout=timeout_s, check=False)
+
+
+@contextmanager
+def _serving(settings: Settings, log: Path) -> Iterator[str]:
+    """``forecaster serve`` configured by ``settings``, on a free port, its output in ``log``: its URL."""
+    api = settings.replace(api_port=free_port())
+    url = f"http://{api.api_host}:{api.api_port}"
+    with serving([*CLI, "serve"], url, log, env=_environ(api)):
+        yield url
+
+
+def _get(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=60) as answer:
+        return orjson.loads(answer.read())
 
 
 def _one_line(stderr: str) -> str:
@@ -136,19 +157,15 @@ def test_replay_worker_tail_and_api_over_sasl_ssl(secure_settings: Settings, dat
     shown = [orjson.loads(line) for line in tailed.stdout.splitlines()]
     assert sorted(record_key(r) for r in shown) == sorted(record_key(r) for r in records)
 
-    latest = LatestPredictions(secure_settings, retry_s=0.5)
-    latest.start()
-    try:
+    with _serving(secure_settings, tmp_path / "serve.log") as url:
         deadline = time.monotonic() + 60
-        while latest.status().get("records_read", 0) < len(records):
-            assert time.monotonic() < deadline, latest.status()
+        while (reader := _get(f"{url}/predictions")["reader"])["records_read"] < len(records):
+            assert time.monotonic() < deadline, reader
             time.sleep(0.2)
-        entry: dict[str, Any] | None = latest.get("AAPL")
-    finally:
-        latest.stop()
-    assert entry is not None
+        entry, health = _get(f"{url}/predictions/AAPL"), _get(f"{url}/health")
     last_prediction = max((r for r in records if r["record_type"] == "prediction"), key=lambda r: r["as_of"])
     assert entry["prediction"]["as_of"] == last_prediction["as_of"]
+    assert health["broker"]["reachable"] is True and health["status"] == "ok", health
 
 
 @pytest.mark.parametrize("command", [
@@ -172,20 +189,18 @@ def test_a_wrong_password_is_one_line_naming_the_settings(secure_settings: Setti
     assert secure_settings.sasl_password not in result.stderr + result.stdout
 
 
-def test_the_api_reader_says_the_login_was_refused(secure_settings: Settings) -> None:
+def test_the_api_health_says_the_login_was_refused(secure_settings: Settings, tmp_path: Path) -> None:
     wrong = secure_settings.replace(sasl_password=secrets.token_urlsafe(16))
-    latest = LatestPredictions(wrong, retry_s=0.5)
-    latest.start()
-    try:
+    log = tmp_path / "serve.log"
+    with _serving(wrong, log) as url:
         deadline = time.monotonic() + 90
-        while "refused the SASL login" not in latest.status()["detail"]:
-            assert time.monotonic() < deadline, latest.status()
+        while "refused the SASL login" not in (health := _get(f"{url}/health"))["broker"]["detail"]:
+            assert time.monotonic() < deadline, health
             time.sleep(0.2)
-        status = latest.status()
-    finally:
-        latest.stop()
-    assert status["reachable"] is False
-    assert wrong.sasl_password not in str(status)
+    assert health["broker"]["reachable"] is False and health["status"] == "degraded"
+    assert health["broker"]["detail"].startswith(f"Kafka at {secure_settings.bootstrap} refused the SASL "
+                                                 f"login of user '{USER}'"), health
+    assert wrong.sasl_password not in orjson.dumps(health).decode() + log.read_text()
 
 
 def test_the_port_takes_no_client_without_tls_and_a_login(secure_broker: tuple[BrokerInfo, BrokerSecurity],
