@@ -287,7 +287,8 @@ def _parse(name: str, raw: str, default: Any) -> Any:
             return float(raw)
         if isinstance(default, tuple):
             kind = type(default[0])
-            return tuple(kind(part) for part in raw.split(",") if part.strip())
+            # Blanks around the commas are not part of a value: "a, b" is ("a", "b").
+            return tuple(kind(part.strip()) for part in raw.split(",") if part.strip())
     except ValueError:
         kind_name = type(default).__name__ if not isinstance(default, tuple) else "list"
         raise ValueError(f"{env_name(name)}={raw!r} is not a valid {kind_name}") from None
@@ -295,7 +296,11 @@ def _parse(name: str, raw: str, default: Any) -> Any:
 
 
 def load(environ: Mapping[str, str] | None = None) -> Settings:
-    """Build the settings from ``environ`` (default: the process environment)."""
+    """Build the settings from ``environ`` (default: the process environment).
+
+    >>> load({"FORECASTER_API_TRUSTED_HOSTS": "api.example.com, localhost"}).api_trusted_hosts
+    ('api.example.com', 'localhost')
+    """
     environ = os.environ if environ is None else environ
     defaults = Settings()
     values = {}
