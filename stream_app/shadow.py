@@ -66,7 +66,7 @@ def first_state(champion_prior: TickerState | None) -> TickerState | None:
 
 def made_by(state: TickerState, version: str) -> bool:
     """Whether ``state``'s pending predictions are ``version``'s (else the state is another version's)."""
-    return bool(state.pending) and all(p.model_version == version for p in state.pending)
+    return bool(state.pending) and all(p.model_version == version for p in state.pending_predictions())
 
 
 @dataclass(frozen=True)

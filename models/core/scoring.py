@@ -10,6 +10,7 @@ Examples
 --------
 >>> import datetime as dt
 >>> from models.core.bar import Bar
+>>> from models.core.state import LastPrediction
 >>> made = LastPrediction(as_of=dt.date(2024, 1, 5), horizon=1, log_centre=float(np.log(10.0)), scale=0.02,
 ...                       predicted_close=10.0, naive_close=9.9, levels=(0.8,), lower=(9.8,), upper=(10.2,),
 ...                       model="naive", model_version="1", warmup=False, vol_regime=None)
@@ -37,7 +38,7 @@ import numpy as np
 from models.core.bar import Bar
 from models.core.intervals import level_label
 from models.core.metrics import winkler
-from models.core.state import LastPrediction
+from models.core.state import Pending
 
 
 class IsoDates(dict[dt.date, str]):
@@ -52,7 +53,7 @@ class IsoDates(dict[dt.date, str]):
         return text
 
 
-def score(made: Sequence[LastPrediction], bars: Sequence[Bar], log_close: np.ndarray,
+def score(made: Sequence[Pending], bars: Sequence[Bar], log_close: np.ndarray,
           iso: IsoDates) -> tuple[list[dict[str, Any]], np.ndarray]:
     """Score records of predictions ``made`` against the ``bars`` that followed them, batched.
 

@@ -39,7 +39,7 @@ import datetime as dt
 import math
 import struct
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 import numpy as np
 import orjson
@@ -62,8 +62,13 @@ class StateVersionError(StateDecodeError):
 
 
 class LastPrediction(NamedTuple):
-    """A prediction the ticker is waiting to score against its ``horizon``-th bar after ``as_of`` (a
-    tuple: cheap to make)."""
+    """A prediction the ticker is waiting to score against its ``horizon``-th bar after ``as_of``.
+
+    A state keeps its pending predictions as plain tuples of these fields, in this order
+    (:data:`Pending`; :meth:`TickerState.pending_predictions` names them): the garbage collector
+    untracks a plain tuple of plain values at its first pass, while it traverses a tuple subclass
+    at every pass of its generation for the 1 to 20 bars it waits (docs/benchmarks.md).
+    """
 
     as_of: dt.date
     horizon: int               # bars of the ticker ahead: the prediction is scored by the horizon-th next bar
@@ -78,6 +83,13 @@ class LastPrediction(NamedTuple):
     model_version: str
     warmup: bool
     vol_regime: str | None     # calm, middle or volatile (models.core.volatility), None before known
+
+
+#: A pending prediction as a state keeps it: :class:`LastPrediction`'s fields, in order, in a plain tuple.
+Pending = tuple[dt.date, int, float, float, float, float, tuple[float, ...], tuple[float, ...],
+                tuple[float, ...], str, str, bool, str | None]
+#: Where a :data:`Pending` holds its horizon (a literal, so that type checkers know what is there).
+HORIZON: Final = 1
 
 
 @dataclass(slots=True, eq=False)
@@ -135,7 +147,11 @@ class TickerState:
     interval_offsets: np.ndarray
     features: np.ndarray
     feature_rows: int
-    pending: tuple[LastPrediction, ...]
+    pending: tuple[Pending, ...]
+
+    def pending_predictions(self) -> tuple[LastPrediction, ...]:
+        """:attr:`pending` with its fields named."""
+        return tuple(map(LastPrediction._make, self.pending))
 
     @classmethod
     def empty(cls, ticker: str, feature_width: int, volatility_horizons: int) -> TickerState:
@@ -248,11 +264,14 @@ def _decode(data: bytes, meta_size: int, layout: _Layout) -> dict[str, Any]:
     return values
 
 
-def _pending(row: list[Any]) -> LastPrediction:
+def _pending(row: list[Any]) -> Pending:
     """A pending prediction from its stored fields (in field order)."""
-    made = LastPrediction._make(row)
-    return made._replace(as_of=dt.date.fromisoformat(row[0]), levels=tuple(made.levels),
-                         lower=tuple(made.lower), upper=tuple(made.upper))
+    if len(row) != len(LastPrediction._fields):
+        raise StateDecodeError(f"ticker state corrupted: a pending prediction of {len(row)} fields, not "
+                               f"{len(LastPrediction._fields)}")
+    as_of, horizon, log_centre, scale, predicted_close, naive_close, levels, lower, upper, *labels = row
+    return (dt.date.fromisoformat(as_of), horizon, log_centre, scale, predicted_close, naive_close,
+            tuple(levels), tuple(lower), tuple(upper), *labels)
 
 
 def _from_version_3(values: dict[str, Any]) -> dict[str, Any]:

@@ -72,7 +72,7 @@ from models.core.features import FEATURE_NAMES, feature_rows
 from models.core.intervals import MIN_SCALE, Calibration, level_label
 from models.core.model_slot import PointModel
 from models.core.scoring import IsoDates, score
-from models.core.state import LastPrediction, TickerState
+from models.core.state import HORIZON, Pending, TickerState
 from models.core.volatility import daily_variance, forecast, regimes, trailing_vol_rank, update
 
 NAIVE_VERSION = "1"
@@ -235,15 +235,15 @@ class _Prices:
 
 
 def _due(priors: list[TickerState], plan: _Plan
-         ) -> tuple[list[LastPrediction], list[int], list[list[tuple[LastPrediction, ...]] | None]]:
+         ) -> tuple[list[Pending], list[int], list[list[tuple[Pending, ...]] | None]]:
     """The pending predictions this bar settles (per ticker, the one made ``h`` bars ago for each
     horizon ``h``, ascending), flat, with the batch row of each; and per ticker, per horizon, those
     still pending after it (oldest first), or None where the ticker's pending predictions have the
     steady layout (each horizon ``h`` its last ``h``: those are ``plan.pending_kept`` of them)."""
     horizons, full, starts, width = plan.horizons, plan.pending_full, plan.pending_starts, len(plan.horizons)
-    due: list[LastPrediction] = []
+    due: list[Pending] = []
     rows: list[int] = []
-    kept: list[list[tuple[LastPrediction, ...]] | None] = []
+    kept: list[list[tuple[Pending, ...]] | None] = []
     for i, prior in enumerate(priors):
         pending = prior.pending
         if len(pending) == full:
@@ -251,9 +251,9 @@ def _due(priors: list[TickerState], plan: _Plan
             rows.extend(repeat(i, width))
             kept.append(None)
             continue
-        kept_i: list[tuple[LastPrediction, ...]] = []
+        kept_i: list[tuple[Pending, ...]] = []
         for h in horizons:  # a young ticker, or horizons just configured: some queues are short
-            queue = tuple(p for p in pending if p.horizon == h)
+            queue = tuple(p for p in pending if p[HORIZON] == h)
             if len(queue) >= h:
                 due.append(queue[0])
                 rows.append(i)
@@ -263,7 +263,7 @@ def _due(priors: list[TickerState], plan: _Plan
     return due, rows, kept
 
 
-def _score_pending(due: list[LastPrediction], rows: list[int], bars: Sequence[Bar], log_close: np.ndarray,
+def _score_pending(due: list[Pending], rows: list[int], bars: Sequence[Bar], log_close: np.ndarray,
                    iso: IsoDates, plan: _Plan) -> tuple[list[list[dict[str, Any]]], np.ndarray]:
     """Score the predictions ``due`` (of the batch ``rows``) against this close: each ticker's score
     records and the absolute standardized residuals ``[n, horizons]`` (NaN where nothing was due)
@@ -276,7 +276,7 @@ def _score_pending(due: list[LastPrediction], rows: list[int], bars: Sequence[Ba
     abs_residuals = np.full((n, width), np.nan)
     if rows:
         records, standardized = score(due, [bars[i] for i in rows], log_close[rows], iso)
-        abs_residuals[rows, [plan.horizon_index[p.horizon] for p in due]] = np.abs(standardized)
+        abs_residuals[rows, [plan.horizon_index[p[HORIZON]] for p in due]] = np.abs(standardized)
         for i, record in zip(rows, records, strict=True):
             scores[i].append(record)
     return scores, abs_residuals
@@ -431,7 +431,7 @@ def _intervals(log_centre: np.ndarray, centre_close: np.ndarray, scale: np.ndarr
 def _made(bars: Sequence[Bar], log_centre: np.ndarray, scale: np.ndarray, predicted_close: np.ndarray,
           lower: np.ndarray, upper: np.ndarray, warmup: np.ndarray, regime: list[str | None],
           config: CoreConfig, model: PointModel | None, plan: _Plan, iso: IsoDates
-          ) -> tuple[list[LastPrediction], list[list[dict[str, Any]]]]:
+          ) -> tuple[list[Pending], list[list[dict[str, Any]]]]:
     """The predictions made at this bar, a row per ticker and horizon (ticker-major, ascending
     horizon): as the states keep them until they are scored (plain Python values from here on), and
     each ticker's records (:class:`~models.core.records.Prediction` encodings), from the same values."""
@@ -444,8 +444,8 @@ def _made(bars: Sequence[Bar], log_centre: np.ndarray, scale: np.ndarray, predic
     naive_closes, regimes_ = _repeated([float(bar.close) for bar in bars], width), _repeated(regime, width)
     row_horizons, scales, closes, warmups = (horizons * len(bars), scale.ravel().tolist(),
                                              predicted_close.ravel().tolist(), warmup.tolist())
-    made = [LastPrediction(day, h, centre, scale_k, close, naive_close, levels, lower_k, upper_k, name,
-                           version, warmup_k, regime_k)
+    made = [(day, h, centre, scale_k, close, naive_close, levels, lower_k, upper_k, name, version, warmup_k,
+             regime_k)
             for day, h, centre, scale_k, close, naive_close, lower_k, upper_k, warmup_k, regime_k in zip(
                 days, row_horizons, log_centre.ravel().tolist(), scales, closes, naive_closes,
                 _row_tuples(lower), _row_tuples(upper), warmups, regimes_, strict=True)]
@@ -477,8 +477,8 @@ def _row_tuples(array: np.ndarray) -> Iterator[tuple[float, ...]]:
     return zip(*array.T.tolist(), strict=True)
 
 
-def _new_states(priors: list[TickerState], bars: Sequence[Bar], made: list[LastPrediction],
-                kept: list[list[tuple[LastPrediction, ...]] | None], refits: list[str | None],
+def _new_states(priors: list[TickerState], bars: Sequence[Bar], made: list[Pending],
+                kept: list[list[tuple[Pending, ...]] | None], refits: list[str | None],
                 fit_windows: list[np.ndarray], filtered: dict[int, _Filtered], variance_ewmas: np.ndarray,
                 calibration: Calibration, buffers: list[np.ndarray], config: CoreConfig, plan: _Plan
                 ) -> list[TickerState]:
@@ -492,7 +492,7 @@ def _new_states(priors: list[TickerState], bars: Sequence[Bar], made: list[LastP
     offsets = list(_rows(calibration.offsets, (*shape, len(config.interval_levels))))
     for i, (prior, bar, kept_i, outcome) in enumerate(zip(priors, bars, kept, refits, strict=True)):
         params_i, a_i, cov_i = filtered.get(i, (prior.arima_params, prior.arima_state, prior.arima_cov))
-        pending: tuple[LastPrediction, ...] = ()
+        pending: tuple[Pending, ...] = ()
         for queue in kept_i if kept_i is not None else map(prior.pending.__getitem__, plan.pending_kept):
             pending += (*queue, next(made_rows))
         states.append(TickerState(
@@ -644,7 +644,7 @@ def _realigned(state: TickerState, config: CoreConfig) -> TickerState:
     return replace(state, horizons=config.horizons, residual_sum=take(state.residual_sum),
                    residual_weight=take(state.residual_weight), zero_weight=take(state.zero_weight),
                    residuals=take(state.residuals), interval_offsets=offsets,
-                   pending=tuple(p for p in state.pending if p.horizon in config.horizons))
+                   pending=tuple(p for p in state.pending if p[HORIZON] in config.horizons))
 
 
 def _predict_returns(model: PointModel, windows: np.ndarray) -> np.ndarray:

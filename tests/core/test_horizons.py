@@ -142,7 +142,7 @@ def test_default_records_are_bit_for_bit_those_before_horizons_plus_the_horizon(
 
 def test_a_version_3_state_continues_as_it_would_have(by_ticker: dict[str, list[Bar]]) -> None:
     state = TickerState.from_bytes(base64.b64decode(V3["state"]))
-    assert state.horizons == (1,) and [p.horizon for p in state.pending] == [1]
+    assert state.horizons == (1,) and [p.horizon for p in state.pending_predictions()] == [1]
     assert state.interval_offsets.shape == (1, 2) and state.residuals.tolist() == [99.0]
     assert TickerState.from_bytes(state.to_bytes()) == state
     config = CoreConfig(model="arima", window=60, refit_every=10)
@@ -169,7 +169,8 @@ def test_horizons_no_longer_configured_are_dropped(by_ticker: dict[str, list[Bar
     bars = by_ticker["JPM"][:40]
     before = run(bars[:39], CoreConfig(model="naive", horizons=HORIZONS, **SMALL))[-1].state
     after = step(before, bars[39], CoreConfig(model="naive", horizons=(5,), **SMALL))
-    assert [s["horizon"] for s in after.scores] == [5] and [p.horizon for p in after.state.pending] == [5] * 5
+    assert [s["horizon"] for s in after.scores] == [5]
+    assert [p.horizon for p in after.state.pending_predictions()] == [5] * 5
     assert after.state.residuals.tolist() == [before.residuals[1] + 1]
     restored = TickerState.from_bytes(after.state.to_bytes())
     assert restored == after.state and restored.to_bytes() == after.state.to_bytes()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import struct
 
 import numpy as np
@@ -10,7 +11,14 @@ import pytest
 from models.core.bar import Bar
 from models.core.config import CoreConfig
 from models.core.features import FEATURE_NAMES
-from models.core.state import VERSION, StateDecodeError, StateVersionError, TickerState
+from models.core.state import (
+    HORIZON,
+    VERSION,
+    LastPrediction,
+    StateDecodeError,
+    StateVersionError,
+    TickerState,
+)
 from models.core.step import OutOfOrderBar, StepResult, step
 from tests.core.helpers import run
 
@@ -38,6 +46,21 @@ def test_a_restored_state_continues_exactly_like_the_original(by_ticker: dict[st
     again = step(restored, bars[100], CONFIG)
     assert again.predictions == results[100].predictions and again.scores == results[100].scores
     assert again.state == results[100].state
+
+
+def test_pending_predictions_are_plain_tuples_the_collector_lets_go(by_ticker: dict[str, list[Bar]]) -> None:
+    # A tuple subclass (LastPrediction) stays tracked and is traversed at every pass of its
+    # generation while it waits; a plain tuple of plain values is untracked by a pass that finds its
+    # inner tuples (the bounds) untracked already: by the second.
+    config = CoreConfig(model="arima", window=60, refit_every=10, horizons=(1, 5, 20))
+    state = run(by_ticker["JPM"][:100], config)[-1].state
+    for pending in (state.pending, TickerState.from_bytes(state.to_bytes()).pending):
+        assert len(pending) == 26 and all(type(p) is tuple for p in pending)
+        gc.collect()
+        gc.collect()
+        assert not any(gc.is_tracked(p) for p in pending)
+    assert LastPrediction._fields[HORIZON] == "horizon"
+    assert [p.horizon for p in state.pending_predictions()] == [p[HORIZON] for p in state.pending]
 
 
 def test_default_state_is_compact(by_ticker: dict[str, list[Bar]]) -> None:
