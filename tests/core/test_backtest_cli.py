@@ -44,6 +44,37 @@ def test_backtest_reproduces_the_reference_naive_figures_and_writes_rows_and_rep
     assert picture.read_bytes().startswith(b"\x89PNG")
 
 
+def test_backtest_summarises_each_horizon_after_the_shortest(data_dir: Path, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("FORECASTER_HORIZONS", "1,5")
+    out = tmp_path / "preds.csv"
+    assert main(["backtest", str(data_dir / "601988.SH.csv"), "--model", "arima", "--start", "2021-01-01",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    with out.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert {r["horizon"] for r in rows} == {"1", "5"}
+
+    def scored(horizon: str) -> list[dict[str, str]]:
+        return [r for r in rows if r["horizon"] == horizon and r["actual_close"] and r["warmup"] == "False"]
+
+    def mae(horizon: str) -> str:
+        return f"{sum(abs(float(r['error'])) for r in scored(horizon)) / len(scored(horizon)):.4f}"
+
+    # The lines before any "horizon H:" are the shortest horizon's, and say so; each longer one follows
+    # with its own count, table and panel line, its figures computed from its own rows.
+    assert printed[1].endswith(f"{len(scored('1'))} after warm-up (compared with naive on those days) "
+                               f"(horizon 1)")
+    (five,) = [i for i, line in enumerate(printed) if line.startswith("horizon ")]
+    assert printed[five] == f"horizon 5: {len(scored('5'))} scored after warm-up"
+    assert 0 < len(scored("5")) < len(scored("1"))
+    maes = [line.split() for line in printed if line.startswith("MAE $ (pooled)")]
+    assert [line[3] for line in maes] == [mae("1"), mae("5")]
+    panels = [i for i, line in enumerate(printed) if line.startswith("relative MAE over 1 tickers")]
+    assert len(panels) == 2 and panels[0] < five < panels[1]
+
+
 def test_backtest_refuses_an_unknown_model_in_one_line(data_dir: Path,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["backtest", str(data_dir / "601988.SH.csv"), "--model", "lstm"]) == 2
