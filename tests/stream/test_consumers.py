@@ -29,9 +29,9 @@ pytestmark = [pytest.mark.kafka]
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 
-def send_records(data_dir: Path, settings: Settings) -> list[dict[str, Any]]:
-    """Two tickers' records of 2011's first quarter at ``settings.horizons``, sent in the order the
-    worker sends them."""
+def send_records(data_dir: Path, settings: Settings, topic: str | None = None) -> list[dict[str, Any]]:
+    """Two tickers' records of 2011's first quarter at ``settings.horizons``, sent to ``topic``
+    (default: the predictions topic) in the order the worker sends them."""
     read = read_csv_bars([data_dir / "bokeh-stocks.csv.gz"], tickers=("AAPL", "IBM"),
                          start=dt.date(2011, 1, 1), end=dt.date(2011, 3, 31))
     backtest = run_backtest(read.bars, CoreConfig.from_settings(settings.replace(model="naive")))
@@ -43,7 +43,8 @@ def send_records(data_dir: Path, settings: Settings) -> list[dict[str, Any]]:
                                 r["ticker"], order[r["record_type"]]))
     producer = KafkaProducer(**kafka_python_options(settings), acks="all")
     for record in out:
-        producer.send(settings.topic_predictions, key=record["ticker"].encode(), value=orjson.dumps(record))
+        producer.send(topic or settings.topic_predictions, key=record["ticker"].encode(),
+                      value=orjson.dumps(record))
     producer.flush()
     producer.close()
     return out
@@ -96,6 +97,17 @@ def test_tail_keeps_the_horizons_asked_for(kafka_settings: Settings, data_dir: P
     assert [orjson.loads(line) for line in lines] == wanted
     _, *rows = run_tail(kafka_settings, format="table", horizon=[20], max_records=3)
     assert [row.split()[4] for row in rows] == ["20"] * 3
+
+
+def test_tail_shadow_shows_the_challengers_records(kafka_settings: Settings, data_dir: Path,
+                                                   records: list[dict[str, Any]]) -> None:
+    # The challengers' topic holds other records than the predictions topic (two horizons, not one):
+    # reading the wrong topic shows other records, or too few.
+    shadow = send_records(data_dir, kafka_settings.replace(horizons=(1, 5)), kafka_settings.topic_shadow)
+    ibm = [r for r in shadow if r["ticker"] == "IBM"]
+    assert len(ibm) > len([r for r in records if r["ticker"] == "IBM"])
+    lines = run_tail(kafka_settings, shadow=True, ticker=["IBM"], max_records=len(ibm))
+    assert [orjson.loads(line) for line in lines] == ibm
 
 
 class _Done(Exception):
