@@ -34,3 +34,11 @@ def serving(command: list[str], url: str, log: Path, env: dict[str, str], cwd: P
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)
+
+
+def peak_rss_kib(pid: int) -> int:
+    """The peak resident memory of process ``pid`` in KiB (Linux's ``VmHWM``)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM in /proc: Linux only")

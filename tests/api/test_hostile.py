@@ -28,7 +28,7 @@ import pytest
 
 from forecaster.kafka.broker import free_port
 from forecaster.settings import Settings, to_environ
-from tests.serving import serving
+from tests.serving import peak_rss_kib, serving
 
 pytestmark = pytest.mark.slow
 
@@ -89,13 +89,6 @@ PROBES = [
     Probe("64 MiB + 1 body, no Content-Length", "application/json",
           lambda: b'{"bars": [' + b" " * (64 * MIB), 413, b"more than FORECASTER_API_MAX_BYTES"),
 ]
-
-
-def _peak_rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmHWM in /proc: Linux only")
 
 
 def _reset_peak(pid: int) -> None:
@@ -165,7 +158,7 @@ def test_every_probe_gets_a_small_answer_within_the_memory_budget_and_health_ans
                 in_flight.set()
                 status, answer = _post(host, port, probe, body)
                 in_flight.clear()
-                results[probe.name] = (status, answer, _peak_rss_kib(pid))
+                results[probe.name] = (status, answer, peak_rss_kib(pid))
         finally:
             in_flight.clear()
             done.set()

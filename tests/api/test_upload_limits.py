@@ -24,7 +24,7 @@ import pytest
 from api.app import create_app
 from forecaster.kafka.broker import free_port
 from forecaster.settings import Settings, to_environ
-from tests.serving import serving
+from tests.serving import peak_rss_kib, serving
 
 INFLATED = 1 << 30
 ROW = b"2020-01-02,10.0,11.0,9.0,10.5,1000\n"
@@ -44,13 +44,6 @@ def gzip_bomb(tmp_path_factory: pytest.TempPathFactory) -> Path:
         out.write(compressor.flush())
     assert path.stat().st_size < 8 * MIB
     return path
-
-
-def _peak_rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmHWM in /proc: Linux only")
 
 
 def _post_file(url: str, name: str, content: bytes) -> tuple[int, bytes]:
@@ -85,12 +78,12 @@ def test_a_gzip_bomb_gets_a_413_and_the_server_stays_small(server: tuple[str, in
     # A real upload first, so that the peak includes what any forecast loads (the core, numpy...).
     code, _ = _post_file(url, "601988.SH.csv", (data_dir / "601988.SH.csv").read_bytes())
     assert code == 200
-    before = _peak_rss_kib(pid)
+    before = peak_rss_kib(pid)
     code, body = _post_file(url, gzip_bomb.name, gzip_bomb.read_bytes())
     assert code == 413
     assert b"aaa.csv.gz inflates to more than FORECASTER_API_MAX_BYTES (67,108,864 bytes)" in body
     # Inflated whole, the rows alone would take 1 GiB; chunk by chunk they take a few MiB.
-    assert _peak_rss_kib(pid) - before < 64 * 1024
+    assert peak_rss_kib(pid) - before < 64 * 1024
 
 
 class Body:
