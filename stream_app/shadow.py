@@ -38,7 +38,7 @@ from models import registry
 from models.core.bar import Bar
 from models.core.config import CoreConfig
 from models.core.model_slot import PointModel
-from models.core.state import TickerState
+from models.core.state import MODEL_VERSION, TickerState
 from models.core.step import StepResult
 from models.shadow import RunningPanelDM, paired, scaled_loss
 from stream_app.faust_adapter import Event, TableAccess
@@ -66,7 +66,7 @@ def first_state(champion_prior: TickerState | None) -> TickerState | None:
 
 def made_by(state: TickerState, version: str) -> bool:
     """Whether ``state``'s pending predictions are ``version``'s (else the state is another version's)."""
-    return bool(state.pending) and all(p.model_version == version for p in state.pending_predictions())
+    return bool(state.pending) and all(p[MODEL_VERSION] == version for p in state.pending)
 
 
 @dataclass(frozen=True)

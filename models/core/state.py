@@ -88,8 +88,10 @@ class LastPrediction(NamedTuple):
 #: A pending prediction as a state keeps it: :class:`LastPrediction`'s fields, in order, in a plain tuple.
 Pending = tuple[dt.date, int, float, float, float, float, tuple[float, ...], tuple[float, ...],
                 tuple[float, ...], str, str, bool, str | None]
-#: Where a :data:`Pending` holds its horizon (a literal, so that type checkers know what is there).
+#: Where a :data:`Pending` holds its horizon and its model's version (literals, so that type checkers
+#: know what is there).
 HORIZON: Final = 1
+MODEL_VERSION: Final = 10
 
 
 @dataclass(slots=True, eq=False)

@@ -13,6 +13,7 @@ from models.core.config import CoreConfig
 from models.core.features import FEATURE_NAMES
 from models.core.state import (
     HORIZON,
+    MODEL_VERSION,
     VERSION,
     LastPrediction,
     StateDecodeError,
@@ -59,7 +60,8 @@ def test_pending_predictions_are_plain_tuples_the_collector_lets_go(by_ticker: d
         gc.collect()
         gc.collect()
         assert not any(gc.is_tracked(p) for p in pending)
-    assert LastPrediction._fields[HORIZON] == "horizon"
+    fields = LastPrediction._fields
+    assert (fields[HORIZON], fields[MODEL_VERSION]) == ("horizon", "model_version")
     assert [p.horizon for p in state.pending_predictions()] == [p[HORIZON] for p in state.pending]
 
 
