@@ -169,19 +169,22 @@ class PositionGuard:
         >>> guard.rewound(0, 7, 9)
         >>> guard.met_again([M(0, 9), M(1, 3)], positions={0: 7, 1: 3})
         {0: (7, 9)}
+        >>> guard.met_again([M(0, 5), M(0, 9)], positions={0: 7})  # 5: a redelivery, which admit skips
+        {0: (7, 9)}
         >>> guard.doubt(0)
         >>> guard.admit([M(0, 9)], positions={0: 7}).rewinds  # sought back once more
         {0: (7, 9)}
         """
         again: dict[int, tuple[int, int]] = {}
-        first: set[int] = set()
+        seen: set[int] = set()
         for message in messages:
             partition = message.partition
-            if partition in first:
+            position = positions.get(partition)
+            if partition in seen or (position is not None and message.offset < position):
                 continue
-            first.add(partition)
+            seen.add(partition)
             rewound = self._rewound.get(partition)
-            if rewound is not None and rewound == (positions.get(partition), message.offset):
+            if rewound is not None and rewound == (position, message.offset):
                 again[partition] = rewound
         return again
 
