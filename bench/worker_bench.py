@@ -26,7 +26,12 @@ bars/s and "us CPU/bar" (the CPU of the processes under test per bar), each roun
 CPU per bar over each pattern's, and the end each contender's median and each ratio's median and
 spread: one run's ratio moves by 1.5x on a shared machine.
 
-Usage: ``python -m bench.worker_bench [--bars 200000] [--only RUN...] [--pairs 3] [--processes N...]``;
+``--profile`` samples every run of the rounds with py-spy over its timed bars and prints, per
+contender, the functions in most of its samples (:mod:`bench.sampling`; the stacks stay in the
+logs' ``profiles`` folder for a flame graph).
+
+Usage: ``python -m bench.worker_bench [--bars 200000] [--only RUN...] [--pairs 3] [--processes N...]
+[--profile]``;
 settings such as ``FORECASTER_BATCH_TIMEOUT_S`` or ``FORECASTER_WORKER_COMPRESSION`` in the
 environment reach every worker. Results go into docs/benchmarks.md by hand, with the machine.
 """
@@ -57,6 +62,7 @@ import orjson
 from kafka import KafkaConsumer
 
 from bench.data import sp500_file
+from bench.sampling import Sampler, by_function, top
 from forecaster.kafka.broker import LocalBroker, free_port
 from forecaster.kafka.client import kafka_python_options
 from forecaster.kafka.topics import create_topics, topic_partitions
@@ -79,6 +85,8 @@ LATENCY_PACED_BARS = 20_000
 #: and three rounds of the worker and both patterns take under ten minutes on two cores
 #: (docs/benchmarks.md, "Stream worker").
 DEFAULT_BARS = 200_000
+#: Functions listed per contender by ``--profile``.
+PROFILE_TOP = 40
 
 
 def fresh(settings: Settings, name: str) -> Settings:
@@ -176,9 +184,10 @@ def with_children(pid: int) -> list[int]:
 
 
 def rate_until(count: Callable[[], int], target: int, processes: list[subprocess.Popen[bytes]],
-               timeout_s: float, poll_s: float = 0.1, start_after: int = 0) -> Throughput:
+               timeout_s: float, poll_s: float = 0.1, start_after: int = 0,
+               sampler: Sampler | None = None) -> Throughput:
     """Events/s from the first poll past ``start_after`` events to ``target``, polling ``count()``
-    every ``poll_s``.
+    every ``poll_s``; ``sampler`` samples the first process over the same events.
 
     The rate is taken between two polls, so it can only err low, by at most ``poll_s`` over the
     run (the last poll may come that long after the last event).
@@ -186,22 +195,28 @@ def rate_until(count: Callable[[], int], target: int, processes: list[subprocess
     first_at = None
     deadline = time.monotonic() + timeout_s
     pids: list[int] = []
-    while True:
-        for process in processes:
-            if process.poll() is not None:
-                raise RuntimeError(f"the process under test exited with {process.returncode}")
-        n = count()
-        now = time.monotonic()
-        if first_at is None and n > start_after:
-            pids = [pid for process in processes for pid in with_children(process.pid)]
-            first_at, first_n, first_cpu = now, n, cpu_seconds(pids)
-        if n >= target and first_at is not None:
-            events = max(n - first_n, 1)
-            return Throughput(events / max(now - first_at, 1e-9),
-                              (cpu_seconds(pids) - first_cpu) / events * 1e6)
-        if now > deadline:
-            raise RuntimeError(f"{n} of {target} after {timeout_s} s")
-        time.sleep(poll_s)
+    try:
+        while True:
+            for process in processes:
+                if process.poll() is not None:
+                    raise RuntimeError(f"the process under test exited with {process.returncode}")
+            n = count()
+            now = time.monotonic()
+            if first_at is None and n > start_after:
+                pids = [pid for process in processes for pid in with_children(process.pid)]
+                first_at, first_n, first_cpu = now, n, cpu_seconds(pids)
+                if sampler is not None:
+                    sampler.start(processes[0].pid)
+            if n >= target and first_at is not None:
+                events = max(n - first_n, 1)
+                return Throughput(events / max(now - first_at, 1e-9),
+                                  (cpu_seconds(pids) - first_cpu) / events * 1e6)
+            if now > deadline:
+                raise RuntimeError(f"{n} of {target} after {timeout_s} s")
+            time.sleep(poll_s)
+    finally:
+        if sampler is not None:
+            sampler.stop()
 
 
 def warm_up_length(bars: list[Bar], days: int) -> int:
@@ -213,17 +228,25 @@ def warm_up_length(bars: list[Bar], days: int) -> int:
     return bisect.bisect_left([bar.date for bar in bars], dates[days])
 
 
+def sampler(profiles: Path | None, name: str) -> Sampler | None:
+    """A sampler of one run of contender ``name`` into ``profiles`` (None: no profile asked)."""
+    if profiles is None:
+        return None
+    return Sampler(profiles / f"{name}-{len(list(profiles.glob(f'{name}-*.stacks'))) + 1}.stacks")
+
+
 def run_worker(settings: Settings, result: ReadResult, logs: Path, warm: int,
-               processes: int = 1) -> tuple[Throughput, Settings]:
+               processes: int = 1, profiles: Path | None = None,
+               name: str = "worker") -> tuple[Throughput, Settings]:
     """Bars/s of ``forecaster worker --processes N`` (its CPU: the pool's and its processes'), over
-    the bars after the first ``warm``."""
+    the bars after the first ``warm``; sampled into ``profiles`` (under ``name``) if given."""
     settings = fresh(settings, f"worker{processes}")
     replay(result, settings, progress=False)
     process = start([sys.executable, "-m", "forecaster.cli", "worker", "--processes", str(processes)],
                     settings, logs / f"worker-x{processes}.log")
     try:
         rate = rate_until(WorkerOutputs(settings, result.bars).bars, len(result.bars), [process], 1800,
-                          THROUGHPUT_POLL_S, warm)
+                          THROUGHPUT_POLL_S, warm, sampler(profiles, name))
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=120)
@@ -246,17 +269,18 @@ def registered_challenger(settings: Settings, bars: tuple[Bar, ...]) -> Settings
     return challenged
 
 
-def run_worker_with_challenger(settings: Settings, result: ReadResult, logs: Path,
-                               warm: int) -> tuple[Throughput, Settings]:
+def run_worker_with_challenger(settings: Settings, result: ReadResult, logs: Path, warm: int,
+                               profiles: Path | None = None) -> tuple[Throughput, Settings]:
     """:func:`run_worker` with one challenger in shadow."""
     challenged = registered_challenger(settings, tuple(result.bars[:20_000]))
-    return run_worker(challenged, result, logs, warm)
+    return run_worker(challenged, result, logs, warm, profiles=profiles, name="worker-challenger")
 
 
-def run_faust_agent(settings: Settings, result: ReadResult, logs: Path, module: str,
-                    warm: int) -> tuple[Throughput, Settings]:
+def run_faust_agent(settings: Settings, result: ReadResult, logs: Path, module: str, warm: int,
+                    profiles: Path | None = None, name: str = "") -> tuple[Throughput, Settings]:
     """Bars/s of ``faust -A module worker``, an agent with one output per bar to ``predictions``,
-    over the same bars as the worker's; and the run's settings (its fresh topics)."""
+    over the same bars as the worker's; and the run's settings (its fresh topics). Sampled into
+    ``profiles`` (under ``name``) if given."""
     name = module.rsplit(".", 1)[-1]
     settings = fresh(settings, name)
     replay(result, settings, progress=False)
@@ -264,7 +288,8 @@ def run_faust_agent(settings: Settings, result: ReadResult, logs: Path, module: 
                     settings, logs / f"{name}.log")
     try:
         return rate_until(lambda: end_offsets_total(settings, settings.topic_predictions),
-                          len(result.bars), [process], 1800, THROUGHPUT_POLL_S, warm), settings
+                          len(result.bars), [process], 1800, THROUGHPUT_POLL_S, warm,
+                          sampler(profiles, name)), settings
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=120)
@@ -476,6 +501,20 @@ def summary(rates: dict[Contender, list[Throughput]]) -> list[str]:
     return lines
 
 
+def profile_summary(profiles: Path, names: list[str], n: int = PROFILE_TOP) -> list[str]:
+    """Per contender, the ``n`` functions in most of its samples over all its runs."""
+    lines = []
+    for name in names:
+        files = sorted(profiles.glob(f"{name}-*.stacks"))
+        if not files:
+            continue
+        total, counts = by_function(line for file in files for line in file.read_text().splitlines())
+        lines.append(f"where {name} spends its CPU: {total:,} samples of {len(files)} runs "
+                     f"({', '.join(str(file) for file in files)}), share of the samples in each function:")
+        lines += top(total, counts, n)
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bars", type=int, default=DEFAULT_BARS,
@@ -490,10 +529,14 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=3, metavar="N",
                         help="rounds of the worker and pattern runs chosen, interleaved, order "
                              "alternating (1: each once)")
+    parser.add_argument("--profile", action="store_true",
+                        help="sample the worker and pattern runs with py-spy over their timed bars and "
+                             "print where each spends its CPU (bench/sampling.py)")
     args = parser.parse_args()
     if args.pairs < 1:
         parser.error("--pairs must be at least 1")
     logs = Path(tempfile.mkdtemp(prefix="worker-bench-"))
+    profiles = logs / "profiles" if args.profile else None
     broker = None
     settings = load().replace(home=str(logs / "home"), partitions=8)
     if not os.environ.get("FORECASTER_BOOTSTRAP"):
@@ -520,22 +563,25 @@ def main() -> None:
                 contenders.append(Contender(
                     "worker" if args.processes == [1] else f"worker-x{processes}",
                     f"forecaster worker --processes {processes} (ARIMA, table, metrics)",
-                    functools.partial(run_worker, settings, result, logs, warm, processes)))
+                    functools.partial(run_worker, settings, result, logs, warm, processes, profiles,
+                                      "worker" if args.processes == [1] else f"worker-x{processes}")))
         if "worker-challenger" in args.only:
             contenders.append(Contender("worker-challenger", "forecaster worker, one challenger in shadow",
                                         functools.partial(run_worker_with_challenger, settings, result, logs,
-                                                          warm)))
+                                                          warm, profiles)))
         for run, label, module in (("pattern", PATTERN, "bench.faust_pattern_agent"),
                                    ("pattern-own-changelog", PATTERN_OWN_CHANGELOG,
                                     "bench.faust_pattern_own_changelog")):
             if run in args.only:
                 contenders.append(Contender(run, label, functools.partial(run_faust_agent, settings, result,
-                                                                     logs, module, warm)))
+                                                                     logs, module, warm, profiles, run)))
         # The worker of a recovery run alone runs once: the recovery needs its changelog, no rate.
         paired = {"worker", "worker-challenger", "pattern", "pattern-own-changelog"} & set(args.only)
         rates, worker_settings = rounds(contenders, args.pairs if paired else 1)
         if args.pairs > 1 and paired:
             print(*summary(rates), sep="\n")
+        if profiles is not None:
+            print(*profile_summary(profiles, [contender.name for contender in contenders]), sep="\n")
         if "naive" in args.only:
             naive_rate, _ = run_faust_agent(settings, result, logs, "bench.naive_faust_agent", warm)
             print(f"naive Faust agent (await send + table write)   {naive_rate}")
