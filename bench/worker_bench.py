@@ -87,6 +87,8 @@ LATENCY_PACED_BARS = 20_000
 DEFAULT_BARS = 200_000
 #: Functions listed per contender by ``--profile``.
 PROFILE_TOP = 40
+#: ``--profile`` leaves out the functions in at least this share of the commonest one's samples.
+PROFILE_TRUNK = 0.9
 
 
 def fresh(settings: Settings, name: str) -> Settings:
@@ -277,10 +279,10 @@ def run_worker_with_challenger(settings: Settings, result: ReadResult, logs: Pat
 
 
 def run_faust_agent(settings: Settings, result: ReadResult, logs: Path, module: str, warm: int,
-                    profiles: Path | None = None, name: str = "") -> tuple[Throughput, Settings]:
+                    profiles: Path | None = None, contender: str = "") -> tuple[Throughput, Settings]:
     """Bars/s of ``faust -A module worker``, an agent with one output per bar to ``predictions``,
     over the same bars as the worker's; and the run's settings (its fresh topics). Sampled into
-    ``profiles`` (under ``name``) if given."""
+    ``profiles`` (under ``contender``) if given."""
     name = module.rsplit(".", 1)[-1]
     settings = fresh(settings, name)
     replay(result, settings, progress=False)
@@ -289,7 +291,7 @@ def run_faust_agent(settings: Settings, result: ReadResult, logs: Path, module: 
     try:
         return rate_until(lambda: end_offsets_total(settings, settings.topic_predictions),
                           len(result.bars), [process], 1800, THROUGHPUT_POLL_S, warm,
-                          sampler(profiles, name)), settings
+                          sampler(profiles, contender)), settings
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=120)
@@ -502,15 +504,22 @@ def summary(rates: dict[Contender, list[Throughput]]) -> list[str]:
 
 
 def profile_summary(profiles: Path, names: list[str], n: int = PROFILE_TOP) -> list[str]:
-    """Per contender, the ``n`` functions in most of its samples over all its runs."""
+    """Per contender, the ``n`` functions in most of its samples over all its runs, below the trunk
+    (the functions in about as many samples as the commonest: the event loop, Faust's and the
+    CLI's start-up calls)."""
     lines = []
     for name in names:
         files = sorted(profiles.glob(f"{name}-*.stacks"))
         if not files:
             continue
         total, counts = by_function(line for file in files for line in file.read_text().splitlines())
+        most = max(counts.values(), default=0)
+        trunk = [function for function, count in counts.items() if count >= PROFILE_TRUNK * most]
+        for function in trunk:
+            del counts[function]
         lines.append(f"where {name} spends its CPU: {total:,} samples of {len(files)} runs "
-                     f"({', '.join(str(file) for file in files)}), share of the samples in each function:")
+                     f"({', '.join(str(file) for file in files)}); the {len(trunk)} functions of its trunk "
+                     "not listed; share of the samples in each function:")
         lines += top(total, counts, n)
     return lines
 
