@@ -49,7 +49,9 @@ def format_row(record: dict[str, Any]) -> str:
     return " ".join(cells)
 
 
-def run(args: argparse.Namespace, settings: Settings, out: TextIO = sys.stdout) -> int:
+def run(args: argparse.Namespace, settings: Settings, out: TextIO | None = None) -> int:
+    """Print the records; ``out``: where (None: ``sys.stdout`` at the call, as the other commands)."""
+    out = sys.stdout if out is None else out
     import orjson
     from kafka import KafkaConsumer
 

@@ -67,6 +67,15 @@ def run_tail(settings: Settings, **options: Any) -> list[str]:
     return out.getvalue().splitlines()
 
 
+def test_tail_prints_to_the_stdout_of_the_call(kafka_settings: Settings, records: list[dict[str, Any]],
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    # sys.stdout replaced after the import (as pytest, or a caller redirecting it, does)
+    args = argparse.Namespace(bootstrap=None, from_beginning=True, ticker=None, horizon=None, shadow=False,
+                              format="json", max_records=1, idle_timeout=30.0, connect_timeout=10.0)
+    assert tail.run(args, kafka_settings) == 0
+    assert orjson.loads(capsys.readouterr().out) in records  # the first of some partition
+
+
 def test_tail_shows_one_tickers_records_in_order_as_json(kafka_settings: Settings,
                                                          records: list[dict[str, Any]]) -> None:
     ibm = [r for r in records if r["ticker"] == "IBM"]
