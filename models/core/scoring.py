@@ -68,7 +68,10 @@ def score(made: Sequence[Pending], bars: Sequence[Bar], log_close: np.ndarray,
     # A Bar made in code may hold an int close: the records have floats.
     actual = np.array([bar.close for bar in bars], dtype=float)
     error = actual - np.array(predicted_close)
-    abs_pct_error = 100.0 * np.abs(error) / actual
+    # The percent error of a close near the float's floor can pass its range: infinite, written as
+    # null, as an unbounded interval is (models.core.step._intervals). No warning for it.
+    with np.errstate(over="ignore"):
+        abs_pct_error = 100.0 * np.abs(error) / actual
     columns = ([bar.ticker for bar in bars], [iso[day] for day in as_of], [iso[bar.date] for bar in bars],
                horizon, predicted_close, actual.tolist(), error.tolist(), abs_pct_error.tolist(), naive_close,
                (actual - np.array(naive_close)).tolist())

@@ -318,7 +318,9 @@ KEYS = st.one_of(st.none(), st.sampled_from((b"AAA", b"BBB", b"CCC")), st.binary
 
 @FUZZ
 @given(values=st.lists(st.tuples(KEYS, MESSAGE_VALUES), max_size=12))
-# Prices near the float limit, valid: the intervals overflow, the message still ends as a result.
+# Prices near the float limit, valid: the intervals and errors overflow (infinite, written as null),
+# the message still ends as a result, and the core says nothing about it on stderr.
+@pytest.mark.filterwarnings("error::RuntimeWarning")
 @example(values=[(b"AAA", b'{"ticker":"AAA","date":"2020-01-06","open":1e308,"high":1.7e308,"low":1e-300,'
                           b'"close":1.6e308,"volume":1e308}')])
 def test_every_message_is_one_result_or_one_dead_letter(values: list[tuple[Key, Value]]) -> None:
@@ -351,6 +353,7 @@ LOG_PRICES = st.floats(min_value=-300.0, max_value=300.0)
 @SMALL
 @given(levels=st.lists(st.tuples(LOG_PRICES, st.floats(0, 5), st.floats(0, 5)), min_size=34, max_size=45),
        volume=st.sampled_from((0.0, 1.0, 1e308)))
+@pytest.mark.filterwarnings("error::RuntimeWarning")
 def test_extreme_valid_prices_give_a_result_for_every_bar(
         levels: list[tuple[float, float, float]], volume: float) -> None:
     # Prices anywhere in 1e-300..1e300 (valid bars) through ARIMA fits and refits: no exception.
