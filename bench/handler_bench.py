@@ -63,7 +63,7 @@ class Handler:
         output = self.processor.process(batch, states)
         clock.append(time.process_time())
         extra = {"produced_at": "2024-01-02T00:00:00.000+00:00"}
-        self.records(prediction_records(output, extra), output.dead_letters, [], extra)
+        self.records(prediction_records(output), output.dead_letters, [], extra)
         clock.append(time.process_time())
         for ticker, state in output.states.items():
             self.table[ticker] = self.codec.encode(ticker, state)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 import orjson
@@ -78,7 +78,7 @@ class BatchHandler:
         output = processor.process(admission.admitted, states)
         output.dead_letters += self._quarantined_states(last_event) + self.keeper.take_quarantined()
         produced_at = {"produced_at": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")}
-        champion = prediction_records(output, produced_at)
+        champion = prediction_records(output)
         shadow = (self.shadow.run(output.results, states, champion, tables, last_event)
                   if self.shadow is not None else ShadowOutput())
         await sender.send(self._records(champion, output.dead_letters, shadow.records, produced_at))
@@ -132,17 +132,37 @@ class BatchHandler:
                  shadow: list[tuple[str, dict]], extra: Mapping[str, Any]
                  ) -> list[tuple[str, bytes | None, bytes]]:
         """``(topic, key, value)`` of a batch's scores and predictions (:func:`prediction_records`),
-        then its dead letters, then the challengers' records (``extra``: the worker's fields)."""
+        then its dead letters, then the challengers' records (``extra``: the worker's fields, added to
+        each score and prediction)."""
         predictions, dlq, shadow_topic = (self.settings.topic_predictions, self.settings.topic_dlq,
                                           self.settings.topic_shadow)
+        encode = record_encoder(extra)
         records: list[tuple[str, bytes | None, bytes]] = [
-            (predictions, ticker.encode(), orjson.dumps(record)) for ticker, record in champion]
+            (predictions, ticker.encode(), encode(record)) for ticker, record in champion]
         records += [(dlq, letter.ticker.encode() if letter.ticker else _dead_letter_key(letter.raw),
                      orjson.dumps(letter.to_dict()))
                     for letter in dead_letters]
-        records += [(shadow_topic, ticker.encode(), orjson.dumps({**record, **extra}))
-                    for ticker, record in shadow]
+        records += [(shadow_topic, ticker.encode(), encode(record)) for ticker, record in shadow]
         return records
+
+
+def record_encoder(extra: Mapping[str, Any]) -> Callable[[dict], bytes]:
+    """A function giving each record's ``orjson.dumps({**record, **extra})``, without the merged copy:
+    the record's JSON with ``extra``'s members in place of its closing brace.
+
+    The bytes are a new object of their own size, which saves more than the merge: orjson's result
+    keeps its whole write buffer (8 KiB with orjson 3.13, some 20 times a record), and a batch's
+    records are all held until sent; allocating those buffers cost several µs a record.
+    """
+    members = orjson.dumps(dict(extra))[1:-1]
+    tail = b"," + members + b"}" if members else b"}"
+
+    def encode(record: dict) -> bytes:
+        if record and extra.keys().isdisjoint(record.keys()):
+            return orjson.dumps(record)[:-1] + tail
+        return orjson.dumps({**record, **extra})  # an empty record, or one that has a field of extra's
+
+    return encode
 
 
 def _ticker(key: bytes | None) -> str | None:

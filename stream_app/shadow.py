@@ -173,7 +173,7 @@ class Shadow:
             states = {ticker: self._state(challenger, ticker, champion_priors.get(ticker), tables, last_event)
                       for ticker in queues}
             stepped, new_states = step_rounds(queues, states, self.config, challenger.model)
-            records = prediction_records(BatchOutput(results=stepped), {})
+            records = prediction_records(BatchOutput(results=stepped))
             out.records += records
             out.states.update(((challenger.alias, t), s) for t, s in new_states.items())
             self._observe(challenger, champion_scores, [r for _, r in records if r["record_type"] == "score"])

@@ -51,6 +51,7 @@ PRICE_FIELDS = ("open", "high", "low", "close")
 REQUIRED_FIELDS = ("ticker", "date", *PRICE_FIELDS, "volume")
 MIN_DATE = dt.date(1900, 1, 1)
 MAX_DATE = dt.date(2100, 12, 31)
+_PLAIN_NUMBERS = frozenset({float, int})  # a JSON number's types (not bool's)
 
 
 class BarError(ValueError):
@@ -83,8 +84,26 @@ def _number(name: str, value: Any) -> float:
     return number
 
 
+#: The dates of the texts :func:`parse_date` accepted, by text; emptied when it holds
+#: :data:`_DATES_CACHED` (a replay's messages share few dates, but texts with time parts are many).
+_DATES: dict[str, dt.date] = {}
+_DATES_CACHED = 10_000
+
+
 def parse_date(value: Any) -> dt.date:
     """An ISO date (``YYYY-MM-DD``, optionally with a time part) as a :class:`datetime.date`."""
+    if type(value) is not str:
+        return _parse_date(value)
+    day = _DATES.get(value)
+    if day is None:
+        day = _parse_date(value)  # a text refused is not remembered: it raises again, the same way
+        if len(_DATES) >= _DATES_CACHED:
+            _DATES.clear()
+        _DATES[value] = day
+    return day
+
+
+def _parse_date(value: Any) -> dt.date:
     if isinstance(value, str) and value.strip():
         text = value.strip()
         try:
@@ -138,29 +157,38 @@ class Bar:
     source: str | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.ticker, str) or not self.ticker.strip() or len(self.ticker) > 32:
-            raise BarError("bad_ticker", f"ticker {self.ticker!r}")
-        if self.open <= 0 or self.high <= 0 or self.low <= 0 or self.close <= 0:
+        ticker, open_, high, low, close, volume = (self.ticker, self.open, self.high, self.low, self.close,
+                                                   self.volume)
+        if not isinstance(ticker, str) or not ticker.strip() or len(ticker) > 32:
+            raise BarError("bad_ticker", f"ticker {ticker!r}")
+        if open_ <= 0 or high <= 0 or low <= 0 or close <= 0:
             name = next(name for name in PRICE_FIELDS if getattr(self, name) <= 0)
             raise BarError("non_positive_price", f"{name} {getattr(self, name)!r} <= 0")
-        if self.high < max(self.open, self.close):
-            raise BarError(
-                "high_below_open_close",
-                f"high {self.high!r} < max(open, close) {max(self.open, self.close)!r}",
-            )
-        if self.low > min(self.open, self.close):
-            raise BarError(
-                "low_above_open_close",
-                f"low {self.low!r} > min(open, close) {min(self.open, self.close)!r}",
-            )
-        if self.volume < 0:
-            raise BarError("negative_volume", f"volume {self.volume!r} < 0")
+        # max(open, close) and min(open, close) as the builtins pick them (NaN too), without their calls.
+        top = close if close > open_ else open_
+        bottom = close if close < open_ else open_
+        if high < top:
+            raise BarError("high_below_open_close", f"high {high!r} < max(open, close) {top!r}")
+        if low > bottom:
+            raise BarError("low_above_open_close", f"low {low!r} > min(open, close) {bottom!r}")
+        if volume < 0:
+            raise BarError("negative_volume", f"volume {volume!r} < 0")
         if self.adj_close is not None and self.adj_close <= 0:
             raise BarError("non_positive_price", f"adj_close {self.adj_close!r} <= 0")
 
     @classmethod
     def from_dict(cls, record: Mapping[str, Any]) -> Bar:
         """Validate a decoded record (a CSV row mapped to field names, or a JSON message)."""
+        if type(record) is dict:
+            # The worker's every message: the plain values of a JSON object, most often a valid bar's.
+            # Any record the short way does not take, or whose bar is refused, goes the long way,
+            # which gives the reason (a refused record's work is done twice; a valid one's once).
+            try:
+                bar = cls._from_plain(record)
+            except (BarError, OverflowError):
+                bar = None
+            if bar is not None:
+                return bar
         if not isinstance(record, Mapping):
             raise BarError("not_json", f"expected an object, got {type(record).__name__}")
         for name in REQUIRED_FIELDS:
@@ -172,17 +200,31 @@ class Bar:
             raise BarError("bad_ticker", f"ticker {ticker!r} is not a string")
         adj = record.get("adj_close")
         source = record.get("source")
-        return cls(
-            ticker=ticker.strip(),
-            date=parse_date(record["date"]),
-            open=_number("open", record["open"]),
-            high=_number("high", record["high"]),
-            low=_number("low", record["low"]),
-            close=_number("close", record["close"]),
-            volume=_number("volume", record["volume"]),
-            adj_close=None if adj is None or adj == "" else _number("adj_close", adj),
-            source=None if source is None else str(source),
-        )
+        return cls(ticker.strip(), parse_date(record["date"]), _number("open", record["open"]),
+                   _number("high", record["high"]), _number("low", record["low"]),
+                   _number("close", record["close"]), _number("volume", record["volume"]),
+                   None if adj is None or adj == "" else _number("adj_close", adj),
+                   None if source is None else str(source))
+
+    @classmethod
+    def _from_plain(cls, record: dict[str, Any]) -> Bar | None:
+        """The bar :meth:`from_dict` makes of ``record`` when its values are plain (a string ticker;
+        int or float prices and volume, and adj_close if not None; a string source if not None), else
+        None. Raises :class:`BarError` (with no reliable reason) or OverflowError if the bar is
+        refused."""
+        get = record.get
+        ticker, date, adj, source = get("ticker"), get("date"), get("adj_close"), get("source")
+        numbers: tuple[Any, ...] = get("open"), get("high"), get("low"), get("close"), get("volume")
+        if (type(ticker) is not str or not _PLAIN_NUMBERS.issuperset(map(type, numbers))
+                or (adj is not None and type(adj) not in _PLAIN_NUMBERS)
+                or (source is not None and type(source) is not str)):
+            return None
+        open_, high, low, close, volume = map(float, numbers)
+        adj_close = None if adj is None else float(adj)
+        # Not finite if one of them is NaN or infinite (or if the sum overflows: the long way takes those).
+        if not math.isfinite(open_ + high + low + close + volume + (adj_close or 0.0)):
+            return None
+        return cls(ticker.strip(), parse_date(date), open_, high, low, close, volume, adj_close, source)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form of ``schemas/bar.schema.json``."""

@@ -37,6 +37,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import math
+import operator
 import struct
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
@@ -181,17 +182,24 @@ class TickerState:
 
     def to_bytes(self) -> bytes:
         """Compact bytes for a state store; :meth:`from_bytes` reads them back exactly."""
-        # The worker writes a state per ticker per batch: one pass over each kind of field.
+        # The worker writes a state per ticker per batch: one pass over each kind of field, and each
+        # array's values copied once, from its own buffer where that holds them (float64, as made).
         header: dict[str, Any] = {name: getattr(self, name) for name in _SCALARS}
-        blobs = []
-        for name in _ARRAY_ORDER:
-            value = getattr(self, name)
-            header[name] = None if value is None else value.shape
-            if value is not None:
-                blobs.append(value.astype("<f8", copy=False).tobytes())
+        blobs: list[Any] = []
+        for name, value in zip(_ARRAY_ORDER, _arrays_of(self), strict=True):
+            if value is None:
+                header[name] = None
+            else:
+                header[name] = value.shape
+                blobs.append(value if value.dtype is _F8 else value.astype(_F8).tobytes())
         header["pending"] = [tuple(p) for p in self.pending]  # field order: no keys repeated per prediction
         meta = orjson.dumps(header)
-        return _HEADER.pack(_MAGIC, VERSION, len(meta)) + meta + b"".join(blobs)
+        head = _HEADER.pack(_MAGIC, VERSION, len(meta))
+        try:
+            return b"".join([head, meta, *blobs])
+        except TypeError:  # an array not C-contiguous, whose buffer bytes.join refuses
+            return b"".join([head, meta, *[blob.tobytes() if isinstance(blob, np.ndarray) else blob
+                                           for blob in blobs]])
 
     @classmethod
     def from_bytes(cls, data: bytes) -> TickerState:
@@ -299,6 +307,8 @@ _ARRAYS = frozenset({"log_closes", "arima_params", "arima_state", "arima_cov", "
                      "features"})
 _ARRAY_ORDER = tuple(name for name in _FIELDS if name in _ARRAYS)  # the order of the raw arrays
 _SCALARS = tuple(name for name in _FIELDS if name not in _ARRAYS and name != "pending")
+_arrays_of = operator.attrgetter(*_ARRAY_ORDER)
+_F8 = np.dtype("<f8")  # the array's dtype when its buffer is already the bytes to_bytes writes
 _V4 = _Layout(_FIELDS, _ARRAYS)
 _V3 = _Layout(("ticker", "last_date", "bars", "refits", "failed_refits", "since_refit", "last_close",
                "last_volume", "log_closes", "arima_params", "arima_state", "arima_cov", "variance_ewmas",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import struct
 
@@ -38,6 +39,23 @@ def test_round_trip_is_exact_at_every_stage(by_ticker: dict[str, list[Bar]]) -> 
         assert copy == state
         assert copy.to_bytes() == state.to_bytes()
     assert results[-1].state.arima_params is not None and len(results[-1].state.pending) == 1
+
+
+def test_arrays_of_any_layout_or_float_type_are_written_as_their_float64_values(
+        by_ticker: dict[str, list[Bar]]) -> None:
+    # The states steps make hold C-ordered float64 arrays, written from their own buffers; any other
+    # array is written as its values converted, the same bytes as its C-ordered float64 copy.
+    state = _results(by_ticker["JPM"][:120])[-1].state
+    odd = dataclasses.replace(
+        state, log_closes=state.log_closes.astype(">f8"), features=np.asfortranarray(state.features),
+        variance_ewmas=np.repeat(state.variance_ewmas, 2)[::2],
+        arima_cov=np.asarray(state.arima_cov, dtype=np.float32))
+    plain = dataclasses.replace(odd, **{f.name: np.ascontiguousarray(getattr(odd, f.name), dtype=np.float64)
+                                        for f in dataclasses.fields(odd)
+                                        if isinstance(getattr(odd, f.name), np.ndarray)})
+    assert not odd.features.flags.c_contiguous and not odd.variance_ewmas.flags.c_contiguous
+    assert odd.to_bytes() == plain.to_bytes()
+    assert TickerState.from_bytes(odd.to_bytes()) == plain
 
 
 def test_a_restored_state_continues_exactly_like_the_original(by_ticker: dict[str, list[Bar]]) -> None:

@@ -12,13 +12,16 @@ nothing else escapes. Real layouts are the header and first row of each file of 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
 import gzip
 import io
 from collections import Counter
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
+import numpy as np
 import orjson
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -297,17 +300,23 @@ JUNK_VALUES = st.one_of(JSON, NUMBERS, DATES)
 
 
 @st.composite
-def near_valid_bars(draw: st.DrawFn) -> bytes:
-    """A valid bar's JSON with some fields replaced by junk, dropped, or joined by extra ones."""
+def near_valid_records(draw: st.DrawFn, junk: st.SearchStrategy[Any], replaced: int = 3) -> dict[str, Any]:
+    """A valid bar's record with some fields (up to ``replaced``) replaced by ``junk``, dropped, or
+    joined by extra ones."""
     ticker = draw(st.sampled_from(("AAA", "BBB", "CCC")))
     day = draw(st.dates(min_value=dt.date(2020, 1, 1), max_value=dt.date(2020, 3, 1)))
     record: dict = Bar(ticker, day, 10.0, 11.0, 9.0, 10.5, 1000.0, 10.4, "f.csv:2").to_dict()
-    for name in draw(st.sets(st.sampled_from(FIELDS), max_size=3)):
-        record[name] = draw(JUNK_VALUES)
+    for name in draw(st.sets(st.sampled_from(FIELDS), max_size=replaced)):
+        record[name] = draw(junk)
     for name in draw(st.sets(st.sampled_from(FIELDS), max_size=2)):
         record.pop(name)
     record.update(draw(st.dictionaries(st.text(max_size=6), JSON, max_size=2)))
-    return orjson.dumps(record)
+    return record
+
+
+def near_valid_bars() -> st.SearchStrategy[bytes]:
+    """A valid bar's JSON with some fields replaced by junk, dropped, or joined by extra ones."""
+    return near_valid_records(JUNK_VALUES).map(orjson.dumps)
 
 
 Key = bytes | None
@@ -345,6 +354,52 @@ def test_decode_bar_gives_a_bar_or_a_reason(key: Key, value: Value) -> None:
     else:
         assert key is None or key == bar.ticker.encode()
         assert value is not None and Bar.from_dict(orjson.loads(value)) == bar
+
+
+#: Values of a JSON number's type but any size (NaN, infinities, ints beyond a float), of types only a
+#: caller in Python gives (bool, a str subclass, numpy's float), or other junk.
+PLAIN_JUNK = st.one_of(
+    st.sampled_from((float("nan"), float("inf"), -float("inf"), 0.0, -0.0, -1.0, 5e-324, 1e308, 2**53 + 1,
+                     10**400, True, False, np.float64(10.2), np.float64("nan"), "", " ", "10.5", "nan",
+                     " 2020-01-06 ", "2020-01-06T00:00", None, [], {})),
+    st.integers(-5, 20), st.floats(), st.integers(min_value=-(10**400), max_value=10**400),
+    st.text(max_size=4).map(type("Text", (str,), {})),
+)
+
+
+def _verdict(record: Any) -> str:
+    """What :meth:`Bar.from_dict` makes of ``record``: the bar with its values' types, or the error."""
+    try:
+        bar = Bar.from_dict(record)
+    except (BarError, OverflowError) as error:
+        return f"{type(error).__name__}: {error}"
+    return repr([(type(value), value) for value in dataclasses.astuple(bar)])
+
+
+def _record(**changes: Any) -> dict[str, Any]:
+    """A valid bar's record (of ints), with ``changes``."""
+    return {"ticker": "AAA", "date": "2020-01-06", "open": 10, "high": 11, "low": 9, "close": 10, "volume": 0,
+            **changes}
+
+
+@FUZZ
+@given(record=st.one_of(near_valid_records(PLAIN_JUNK, replaced=5), JSON))
+@example(record=_record())
+@example(record=_record(adj_close=10, source="f.csv:2"))
+@example(record=_record(open=True))
+@example(record=_record(volume=False))
+@example(record=_record(high=float("nan")))
+@example(record=_record(source=5))
+@example(record=_record(ticker=" AAA "))
+@example(record=_record(ticker=""))
+@example(record=_record(date=""))
+@example(record=_record(date=" 2020-01-06 "))
+@example(record=_record(open=1.7e308, high=1.7e308, low=1.6e308, close=1.7e308))  # a sum that overflows
+@example(record=_record(volume=10**400))
+def test_a_dict_of_plain_values_gives_what_any_mapping_gives(record: Any) -> None:
+    # A dict of plain values takes a short way (the worker's every message): whatever it makes of a
+    # record, a bar with the same values of the same types or the same error, any other mapping makes.
+    assert _verdict(record) == _verdict(MappingProxyType(record) if isinstance(record, dict) else record)
 
 
 LOG_PRICES = st.floats(min_value=-300.0, max_value=300.0)

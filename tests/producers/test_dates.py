@@ -6,7 +6,8 @@ import datetime as dt
 
 import pytest
 
-from models.core.bar import BarError
+from models.core import bar
+from models.core.bar import BarError, parse_date
 from producers.dates import is_day_first, parse_day
 
 
@@ -36,6 +37,17 @@ def test_empty_date_is_a_missing_field() -> None:
     with pytest.raises(BarError) as caught:
         parse_day("  ")
     assert caught.value.reason == "missing_field"
+
+
+def test_parse_date_remembers_a_bounded_number_of_texts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bar, "_DATES", {})
+    monkeypatch.setattr(bar, "_DATES_CACHED", 3)
+    days = [dt.date(2020, 1, d) for d in range(1, 8)]
+    assert [parse_date(f" {d.isoformat()}") for d in days * 2] == days * 2
+    assert len(bar._DATES) <= 3
+    for _ in range(2):  # a text refused is refused again, the same way
+        with pytest.raises(BarError, match=r"^bad_date: date '2013-02-30' is not YYYY-MM-DD$"):
+            parse_date("2013-02-30")
 
 
 def test_day_first_reads_the_day_before_the_month() -> None:

@@ -10,8 +10,11 @@ from collections.abc import Iterable
 import orjson
 import pytest
 from faust.types import TP
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from models.core.state import TickerState
+from stream_app.batch import record_encoder
 from stream_app.metrics import WorkerMetrics
 from tests.stream.fake_faust import event
 from tests.stream.handler_fakes import DAY, Record, Worker, bar_event, bar_record
@@ -42,6 +45,23 @@ def test_a_batch_is_sent_then_its_states_and_positions_written(worker: Worker) -
     assert TickerState.from_bytes(worker.states[b"AAA"]).last_date == DAY + dt.timedelta(days=1)
     assert TickerState.from_bytes(worker.states[b"BBB"]).last_date == DAY
     assert worker.positions == {b"bars/0": b"2", b"bars/1": b"1"}
+
+
+FIELD_NAMES = st.one_of(st.sampled_from(("produced_at", "record_type", "ticker", "")), st.text(max_size=4))
+VALUES = st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=False),
+                   st.text(max_size=6), st.lists(st.floats(allow_nan=False), max_size=2))
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(record=st.dictionaries(FIELD_NAMES, VALUES, max_size=6),
+       extra=st.dictionaries(FIELD_NAMES, VALUES, max_size=2))
+@example(record={"record_type": "score", "as_of": "2024-01-02"},
+         extra={"produced_at": "2024-01-02T00:00:00.000+00:00"})
+@example(record={}, extra={"produced_at": "now"})
+@example(record={"produced_at": "then", "b": 1}, extra={"produced_at": "now"})
+@example(record={"a": 1}, extra={})
+def test_a_record_is_sent_as_the_json_of_its_fields_then_the_workers(record: dict, extra: dict) -> None:
+    assert record_encoder(extra)(record) == orjson.dumps({**record, **extra})
 
 
 def test_states_and_positions_are_read_and_written_under_their_own_partitions_event(worker: Worker) -> None:

@@ -40,7 +40,7 @@ def test_batches_give_the_records_of_step_bar_by_bar() -> None:
         out = processor.process(messages(stream[start:start + 17], start), states)
         assert not out.dead_letters
         states.update(out.states)
-        got += [r for _, r in prediction_records(out, {}) if r["record_type"] == "prediction"]
+        got += [r for _, r in prediction_records(out) if r["record_type"] == "prediction"]
     key = lambda r: (r["ticker"], r["as_of"])  # noqa: E731
     assert sorted(got, key=key) == sorted(expected, key=key)
 
