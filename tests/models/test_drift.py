@@ -62,3 +62,38 @@ def test_reference_round_trip_and_validation() -> None:
         Reference((1.0, 2.0), (0.5, 0.5))
     with pytest.raises(ValueError, match="at least 10 finite values"):
         Reference.from_sample(np.array([1.0, np.nan]))
+
+
+
+def plain_page_hinkley(xs: list[float], threshold: float, delta: float, min_samples: int) -> list[int]:
+    """The alarms of the textbook test, recomputed from the values since the last restart."""
+    alarms: list[int] = []
+    seen: list[float] = []
+    cums = [0.0]
+    for i, x in enumerate(xs):
+        if not np.isfinite(x):
+            continue
+        seen.append(x)
+        cums.append(cums[-1] + x - sum(seen) / len(seen) - delta)
+        if len(seen) >= min_samples and cums[-1] - min(cums) > threshold:
+            alarms.append(i)
+            seen, cums = [], [0.0]
+    return alarms
+
+
+def test_page_hinkley_update_many_raises_the_alarms_of_the_plain_test_in_any_batching() -> None:
+    rng = np.random.default_rng(5)
+    for _ in range(50):
+        xs = np.abs(rng.normal(size=400) * np.repeat(rng.choice([1.0, 4.0], size=8), 50))
+        xs[rng.random(xs.size) < 0.05] = rng.choice([np.nan, np.inf])  # skipped, not counted
+        expected = plain_page_hinkley(xs.tolist(), 5.0, 0.05, 10)
+        assert len(expected) > 1  # restarts are exercised
+        one_by_one, batched = PageHinkley(5.0, 0.05, 10), PageHinkley(5.0, 0.05, 10)
+        assert [i for i, x in enumerate(xs) if one_by_one.update(x)] == expected
+        got, start = [], 0
+        while start < xs.size:
+            size = int(rng.integers(0, 12))
+            got += [start + i for i in batched.update_many(xs[start: start + size].tolist())]
+            start += size
+        assert got == expected
+        assert (batched.n, batched.drift_detected) == (one_by_one.n, one_by_one.drift_detected)
