@@ -71,7 +71,8 @@ class RollingErrors:
     def means(self) -> list[float]:
         if not self.filled:
             return [0.0] * self.rows.shape[1]
-        return self.rows[: self.filled].mean(axis=0).tolist()
+        # The sum and division that ndarray.mean does, without its Python wrapper: once per group per batch.
+        return (np.add.reduce(self.rows[: self.filled], axis=0) / self.filled).tolist()
 
 
 class ForecastMonitor:
@@ -88,6 +89,8 @@ class ForecastMonitor:
         self._children: dict[tuple[Any, str], Any] = {}
         # The labelled series of each ticker label, to remove them when the ticker moves away.
         self._series: dict[str, dict[tuple[Any, tuple[str, ...]], Any]] = {}
+        # The rolling figures' series of each group and model, in the order _export_group sets them.
+        self._exported: dict[str, dict[str, list[Any]]] = {}
         self.partition_of: dict[str, int] = {}
         self._lag_partitions: set[int] = set()
         self.groups: dict[str, RollingErrors] = {}
@@ -280,6 +283,7 @@ class ForecastMonitor:
             if ticker in self.labelled:  # not pooled under "other": its own series go
                 self.labelled.discard(ticker)
                 self.groups.pop(ticker, None)
+                self._exported.pop(ticker, None)
                 for metric, values in self._series.pop(ticker, {}):
                     metric.remove(*values)
 
@@ -331,17 +335,24 @@ class ForecastMonitor:
         return child
 
     def _export_group(self, name: str, model: str) -> None:
-        m = self.metrics
+        children = self._exported.setdefault(name, {}).get(model)
+        if children is None:
+            m = self.metrics
+            children = [self._labels(name, m.rolling_mae, name, model),
+                        self._labels(name, m.rolling_mape, name, model),
+                        self._labels(name, m.rolling_naive_mae, name),
+                        self._labels(name, m.rolling_mase, name, model)]
+            for level in self.levels:
+                label = self.level_labels[level]
+                children += [self._labels(name, m.interval_coverage, label, name),
+                             self._labels(name, m.interval_relative_width, label, name)]
+            self._exported[name][model] = children
         means = self._group(name).means()
-        mae, mape, naive_mae = means[0], means[1], means[2]
-        self._labels(name, m.rolling_mae, name, model).set(mae)
-        self._labels(name, m.rolling_mape, name, model).set(mape)
-        self._labels(name, m.rolling_naive_mae, name).set(naive_mae)
-        self._labels(name, m.rolling_mase, name, model).set(mae / naive_mae if naive_mae > 0 else math.nan)
-        for i, level in enumerate(self.levels):
-            label = self.level_labels[level]
-            self._labels(name, m.interval_coverage, label, name).set(means[3 + 2 * i])
-            self._labels(name, m.interval_relative_width, label, name).set(means[4 + 2 * i])
+        mae, naive_mae = means[0], means[2]
+        mase = mae / naive_mae if naive_mae > 0 else math.nan
+        # The means' columns after the third are (coverage, relative width) per level, as the children.
+        for child, value in zip(children, [mae, means[1], naive_mae, mase, *means[3:]], strict=True):
+            child.set(value)
 
     def _error_drift(self, tickers: list[str], labels: Mapping[str, str], abs_error: np.ndarray,
                      sigma: np.ndarray) -> None:

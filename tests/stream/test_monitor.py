@@ -227,3 +227,38 @@ def test_error_drift_and_latest_closes_after_a_batch_are_those_of_its_bars_one_b
     assert len(monitor.labelled - {"other"}) == 2
     assert seen_states == {0.0, 1.0}
     assert most_alarms_in_a_batch > 1
+
+
+def test_a_ticker_back_after_a_rebalance_exports_its_rolling_figures_afresh(data_dir: Path) -> None:
+    settings = load({"FORECASTER_ROLLING_WINDOW": "20", "FORECASTER_MODEL": "naive"})
+    config = CoreConfig.from_settings(settings, window=60)
+    metrics = WorkerMetrics()
+    monitor = ForecastMonitor(settings, metrics)
+    bars = read_csv_bars([data_dir / "sp500-5yr-sample.csv.gz"], tickers=set(TICKERS)).bars
+    days: dict = {}
+    for bar in bars[: 100 * len(TICKERS)]:
+        days.setdefault(bar.date, []).append(bar)
+    partition_of = {ticker: i % 2 for i, ticker in enumerate(TICKERS)}
+    gone = [ticker for ticker in TICKERS if partition_of[ticker] == 1]
+    monitor.observe_partitions(partition_of)
+
+    def rolling_mae(ticker: str) -> float | None:
+        labels = {"ticker": ticker, "model": "naive"}
+        return metrics.registry.get_sample_value("forecaster_rolling_mae", labels)
+
+    states: dict = {}
+    since_back: dict[str, list[float]] = {}
+    for i, day in enumerate(days.values()):
+        if i == 50:  # the odd partition goes to another worker, then comes back
+            monitor.retain_partitions({0})
+            assert [rolling_mae(ticker) for ticker in gone] == [None, None]
+            monitor.retain_partitions({0, 1})
+            monitor.observe_partitions(partition_of)
+            since_back = {}
+        results = step_many([states.get(b.ticker) for b in day], day, config)
+        for bar, result in zip(day, results, strict=True):
+            states[bar.ticker] = result.state
+            since_back.setdefault(bar.ticker, []).extend(abs(s["error"]) for s in result.scores)
+        monitor.observe_batch(list(zip(day, results, strict=True)), 0.001)
+    for ticker in gone:
+        assert rolling_mae(ticker) == pytest.approx(np.mean(since_back[ticker][-20:]), rel=1e-12)
