@@ -393,7 +393,7 @@ class ForecastMonitor:
             if not self.psi or not rows:
                 return
         names = self._feature_names
-        block = np.vstack(rows)
+        block = np.array(rows)  # as np.vstack of the 1-D rows, without its call per row
         m = self.metrics
         for j, name in enumerate(names):
             psi = self.psi.get(name)
