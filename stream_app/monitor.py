@@ -31,7 +31,7 @@ import numpy as np
 from forecaster.settings import Settings
 from models.core.bar import REASONS, Bar
 from models.core.step import StepResult
-from models.drift import PSI, PageHinkley, Reference
+from models.drift import PSI, PageHinkleys, Reference
 from stream_app.metrics import QUARANTINE_KINDS, WorkerMetrics
 
 ALL = "all"
@@ -95,7 +95,7 @@ class ForecastMonitor:
         self._lag_partitions: set[int] = set()
         self.groups: dict[str, RollingErrors] = {}
         self.regimes: dict[str, RollingErrors] = {}
-        self.error_detectors: dict[str, PageHinkley] = {}
+        self.error_detectors = PageHinkleys(settings.page_hinkley_threshold)
         self.since_alarm: dict[str, int] = {}
         # Errors are standardized by the sigma that the widest interval implies.
         self._sigma_per_width = 1.0 / (2 * _normal_quantile(settings.interval_levels[-1]))
@@ -278,7 +278,7 @@ class ForecastMonitor:
         self._lag_partitions &= owned
         for ticker in [t for t, partition in self.partition_of.items() if partition not in owned]:
             del self.partition_of[ticker]
-            self.error_detectors.pop(ticker, None)
+            self.error_detectors.forget(ticker)
             self.since_alarm.pop(ticker, None)
             if ticker in self.labelled:  # not pooled under "other": its own series go
                 self.labelled.discard(ticker)
@@ -354,30 +354,32 @@ class ForecastMonitor:
         for child, value in zip(children, [mae, means[1], naive_mae, mase, *means[3:]], strict=True):
             child.set(value)
 
-    def _error_drift(self, tickers: list[str], labels: Mapping[str, str], abs_error: np.ndarray,
+    def _error_drift(self, tickers: Sequence[str], labels: Mapping[str, str], abs_error: np.ndarray,
                      sigma: np.ndarray) -> None:
         """Page-Hinkley on each ticker's scores of the batch in order (``abs_error`` and ``sigma`` of
         each score; a score without a positive sigma is skipped)."""
         # The error is standardized by the interval's implied sigma, so one threshold fits every
         # ticker and price level: a calm ticker's errors are about |N(0,1)|.
-        judged = ~(sigma <= 0)  # a NaN sigma is judged (and skipped by the detector), as a NaN error
+        judged = ~(sigma <= 0)  # a NaN sigma is judged (and skipped by the test), as a NaN error
         with np.errstate(divide="ignore", invalid="ignore"):
-            standardized = (abs_error[judged] / sigma[judged]).tolist()
-        errors: dict[str, list[float]] = {}
-        for ticker, x in zip(compress(tickers, judged.tolist()), standardized, strict=True):
-            errors.setdefault(ticker, []).append(x)
+            standardized = abs_error[judged] / sigma[judged]
+        judged_tickers = list(compress(tickers, judged.tolist()))
+        alarms = self.error_detectors.update_many(judged_tickers, standardized)
+        raised: Counter[str] = Counter()
+        last_alarm: dict[str, int] = {}
+        for i in np.flatnonzero(alarms).tolist():
+            raised[judged_tickers[i]] += 1
+            last_alarm[judged_tickers[i]] = i
+        counts = Counter(judged_tickers)
+        for ticker, alarmed in raised.items():
+            # Counted from 0 at the last alarm, as one score after another would count.
+            self.since_alarm[ticker] = judged_tickers[last_alarm[ticker] + 1:].count(ticker)
+            self._labels(labels[ticker], self.metrics.error_drift_alarms, labels[ticker]).inc(alarmed)
+        for ticker in counts.keys() & self.since_alarm.keys() - raised.keys():
+            self.since_alarm[ticker] += counts[ticker]
         window = self.settings.rolling_window
-        for ticker, xs in errors.items():
+        for ticker in counts:
             label = labels[ticker]
-            detector = self.error_detectors.get(ticker)
-            if detector is None:
-                detector = self.error_detectors[ticker] = PageHinkley(self.settings.page_hinkley_threshold)
-            alarms = detector.update_many(xs)
-            if alarms:
-                self.since_alarm[ticker] = len(xs) - 1 - alarms[-1]
-                self._labels(label, self.metrics.error_drift_alarms, label).inc(len(alarms))
-            elif ticker in self.since_alarm:
-                self.since_alarm[ticker] += len(xs)
             if label != OTHER:
                 # The state stays up for a rolling window after an alarm, long enough to be scraped.
                 recent = self.since_alarm.get(ticker, window) < window
