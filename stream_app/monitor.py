@@ -22,6 +22,8 @@ import math
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from itertools import chain, compress
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -29,7 +31,7 @@ import numpy as np
 from forecaster.settings import Settings
 from models.core.bar import REASONS, Bar
 from models.core.step import StepResult
-from models.drift import PSI, PageHinkley, Reference
+from models.drift import PSI, PageHinkleys, Reference
 from stream_app.metrics import QUARANTINE_KINDS, WorkerMetrics
 
 ALL = "all"
@@ -69,16 +71,8 @@ class RollingErrors:
     def means(self) -> list[float]:
         if not self.filled:
             return [0.0] * self.rows.shape[1]
-        return self.rows[: self.filled].mean(axis=0).tolist()
-
-
-def score_row(score: Mapping, level_keys: Sequence[tuple[str, str]]) -> list[float]:
-    """A score's row of :class:`RollingErrors` figures (``level_keys``: ``(inside_L, width_L)``)."""
-    row = [abs(score["error"]), score["abs_pct_error"] / 100.0, abs(score["naive_error"])]
-    predicted = score["predicted_close"]
-    for inside, width in level_keys:
-        row += [float(score[inside]), score[width] / predicted]
-    return row
+        # The sum and division that ndarray.mean does, without its Python wrapper: once per group per batch.
+        return (np.add.reduce(self.rows[: self.filled], axis=0) / self.filled).tolist()
 
 
 class ForecastMonitor:
@@ -95,11 +89,13 @@ class ForecastMonitor:
         self._children: dict[tuple[Any, str], Any] = {}
         # The labelled series of each ticker label, to remove them when the ticker moves away.
         self._series: dict[str, dict[tuple[Any, tuple[str, ...]], Any]] = {}
+        # The rolling figures' series of each group and model, in the order _export_group sets them.
+        self._exported: dict[str, dict[str, list[Any]]] = {}
         self.partition_of: dict[str, int] = {}
         self._lag_partitions: set[int] = set()
         self.groups: dict[str, RollingErrors] = {}
         self.regimes: dict[str, RollingErrors] = {}
-        self.error_detectors: dict[str, PageHinkley] = {}
+        self.error_detectors = PageHinkleys(settings.page_hinkley_threshold)
         self.since_alarm: dict[str, int] = {}
         # Errors are standardized by the sigma that the widest interval implies.
         self._sigma_per_width = 1.0 / (2 * _normal_quantile(settings.interval_levels[-1]))
@@ -174,62 +170,55 @@ class ForecastMonitor:
         return group
 
     def observe_batch(self, results: list[tuple[Bar, StepResult]], seconds: float) -> None:
-        """Record one processed batch (``seconds`` is its processing time)."""
+        """Record one processed batch (``seconds`` is its processing time).
+
+        A batch's figures are taken a column at a time, not a bar at a time: each gauge is set once
+        per batch, to its last value in the batch (what a scrape would read after it).
+        """
+        if not results:
+            return
         m = self.metrics
         now = time.time()
-        if results:
-            m.bars_consumed.inc(len(results))
-            m.processing.observe_many(np.full(len(results), seconds / len(results)))
-            m.last_bar_timestamp.set(now)
-            latest = max(bar.date for bar, _ in results)
-            close_of_day = dt.datetime.combine(latest, dt.time(23, 59, 59), dt.UTC).timestamp()
-            m.event_time_lag.set(max(0.0, now - close_of_day))
-        feature_rows = []
-        predictions: Counter[str] = Counter()
-        refits: Counter[str] = Counter()
-        # Per scored prediction, in order: its row of figures, model, ticker label and regime.
-        rows: list[list[float]] = []
-        models: list[str] = []
-        labels: list[str] = []
-        regimes: list[str | None] = []
-        shortest = self.settings.horizons[0]
-        for bar, result in results:
-            # The figures are the shortest horizon's: its records come first in a bar's, ascending.
-            prediction = result.predictions[0]
-            label = self.label(bar.ticker)
-            predictions[prediction["model"]] += 1
-            if result.refit is not None:
-                refits[result.refit] += 1
-            if label != OTHER:
-                self._labels(label, m.predicted_close, label).set(prediction["predicted_close"])
-                self._labels(label, m.actual_close, label).set(bar.close)
-            if not prediction["warmup"]:
-                # Warm-up rows (ARIMA not fitted yet) would make a reference no later row resembles.
-                feature_rows.append(result.features)
-            if not result.scores or result.scores[0]["horizon"] != shortest:
-                continue
-            score = result.scores[0]
-            rows.append(score_row(score, self._level_keys))
-            models.append(score["model"])
-            labels.append(label)
-            regimes.append(score.get("vol_regime"))
-            self._error_drift(bar.ticker, label, score)
+        m.bars_consumed.inc(len(results))
+        m.processing.observe_many(np.full(len(results), seconds / len(results)))
+        m.last_bar_timestamp.set(now)
+        latest = max(bar.date for bar, _ in results)
+        close_of_day = dt.datetime.combine(latest, dt.time(23, 59, 59), dt.UTC).timestamp()
+        m.event_time_lag.set(max(0.0, now - close_of_day))
+        # Tickers get their labels in the order they first appear, as bar by bar.
+        labels = {ticker: self.label(ticker) for ticker in dict.fromkeys(bar.ticker for bar, _ in results)}
+        # The figures are the shortest horizon's: its records come first in a bar's, ascending.
+        predictions = Counter(result.predictions[0]["model"] for _, result in results)
+        refits = Counter(result.refit for _, result in results if result.refit is not None)
         for counter, metric in ((predictions, m.predictions), (refits, m.refits)):
             for name, count in counter.items():
                 metric.labels(name).inc(count)
-        if rows:
+        last = {bar.ticker: (bar, result) for bar, result in results}
+        for ticker, (bar, result) in last.items():
+            label = labels[ticker]
+            if label != OTHER:
+                self._labels(label, m.predicted_close, label).set(result.predictions[0]["predicted_close"])
+                self._labels(label, m.actual_close, label).set(bar.close)
+        shortest = self.settings.horizons[0]
+        scored = [(bar.ticker, result.scores[0]) for bar, result in results
+                  if result.scores and result.scores[0]["horizon"] == shortest]
+        if scored:
             serving = results[-1][1].predictions[0]["model"]
-            self._observe_scores(np.array(rows), models, labels, regimes, serving)
-        self._input_drift(feature_rows)
+            self._observe_scores(scored, labels, serving)
+        # Warm-up rows (ARIMA not fitted yet) would make a reference no later row resembles.
+        self._input_drift([result.features for _, result in results if not result.predictions[0]["warmup"]])
 
-    def _observe_scores(self, rows: np.ndarray, models: list[str], labels: list[str],
-                        regimes: list[str | None], model: str) -> None:
-        """The skill counters, error histograms and rolling figures of a batch's scores (``rows``,
-        :func:`score_row` of each; ``model``: the one now serving, whose series the rolling
-        figures update)."""
+    def _observe_scores(self, scored: Sequence[tuple[str, Mapping]], labels: Mapping[str, str],
+                        model: str) -> None:
+        """The skill counters, error histograms, rolling figures and error drift of a batch's scores
+        (``scored``: ``(ticker, score)`` in order; ``labels``: each ticker's label; ``model``: the
+        one now serving, whose series the rolling figures update)."""
         m = self.metrics
+        tickers = [ticker for ticker, _ in scored]
+        scores = [score for _, score in scored]
+        rows, sigma = self._rows(scores)
         abs_error, abs_pct_error, naive_abs_error = rows[:, 0], rows[:, 1], rows[:, 2]
-        for name, mine in _positions(models).items():
+        for name, mine in _positions([score["model"] for score in scores]).items():
             m.scores.labels(name).inc(len(mine))
             # Records carry percent (as the backtest prints it); metrics carry ratios (Prometheus' base unit).
             self._child(m.abs_error, name).observe_many(abs_error[mine])
@@ -242,10 +231,10 @@ class ForecastMonitor:
             m.interval_hits.labels(self.level_labels[level]).inc(int(inside[:, i].sum()))
         self._group(ALL).add(rows)
         self._export_group(ALL, model)
-        for label, mine in _positions(labels).items():
+        for label, mine in _positions([labels[ticker] for ticker in tickers]).items():
             self._group(label).add(rows[mine])
             self._export_group(label, model)
-        for regime, mine in _positions(regimes).items():
+        for regime, mine in _positions([score.get("vol_regime") for score in scores]).items():
             if regime is None:
                 continue
             group = self._regime(regime)
@@ -253,6 +242,25 @@ class ForecastMonitor:
             means = group.means()
             for i, level in enumerate(self.levels):
                 m.interval_coverage_by_regime.labels(self.level_labels[level], regime).set(means[3 + 2 * i])
+        self._error_drift(tickers, labels, abs_error, sigma)
+
+    def _rows(self, scores: Sequence[Mapping]) -> tuple[np.ndarray, np.ndarray]:
+        """The :class:`RollingErrors` rows of ``scores`` (abs error, abs pct error as a ratio, naive
+        abs error, then per level inside and width over the predicted close), and the sigma each
+        score's widest interval implies."""
+        keys = ["error", "abs_pct_error", "naive_error", "predicted_close"]
+        for inside, width in self._level_keys:
+            keys += [inside, width]
+        n = len(scores)
+        table = np.fromiter(chain.from_iterable(map(itemgetter(*keys), scores)), float, n * len(keys))
+        table = table.reshape(n, len(keys))
+        rows = np.empty((n, 3 + 2 * len(self.levels)))
+        rows[:, 0] = np.abs(table[:, 0])
+        rows[:, 1] = table[:, 1] / 100.0
+        rows[:, 2] = np.abs(table[:, 2])
+        rows[:, 3::2] = table[:, 4::2]
+        rows[:, 4::2] = table[:, 5::2] / table[:, 3:4]
+        return rows, table[:, keys.index(self._level_keys[-1][1])] * self._sigma_per_width
 
     def observe_partitions(self, partition_of: Mapping[str, int]) -> None:
         """Note the ``bars`` partition of each ticker seen (``ticker -> partition``)."""
@@ -270,11 +278,12 @@ class ForecastMonitor:
         self._lag_partitions &= owned
         for ticker in [t for t, partition in self.partition_of.items() if partition not in owned]:
             del self.partition_of[ticker]
-            self.error_detectors.pop(ticker, None)
+            self.error_detectors.forget(ticker)
             self.since_alarm.pop(ticker, None)
             if ticker in self.labelled:  # not pooled under "other": its own series go
                 self.labelled.discard(ticker)
                 self.groups.pop(ticker, None)
+                self._exported.pop(ticker, None)
                 for metric, values in self._series.pop(ticker, {}):
                     metric.remove(*values)
 
@@ -326,36 +335,55 @@ class ForecastMonitor:
         return child
 
     def _export_group(self, name: str, model: str) -> None:
-        m = self.metrics
+        children = self._exported.setdefault(name, {}).get(model)
+        if children is None:
+            m = self.metrics
+            children = [self._labels(name, m.rolling_mae, name, model),
+                        self._labels(name, m.rolling_mape, name, model),
+                        self._labels(name, m.rolling_naive_mae, name),
+                        self._labels(name, m.rolling_mase, name, model)]
+            for level in self.levels:
+                label = self.level_labels[level]
+                children += [self._labels(name, m.interval_coverage, label, name),
+                             self._labels(name, m.interval_relative_width, label, name)]
+            self._exported[name][model] = children
         means = self._group(name).means()
-        mae, mape, naive_mae = means[0], means[1], means[2]
-        self._labels(name, m.rolling_mae, name, model).set(mae)
-        self._labels(name, m.rolling_mape, name, model).set(mape)
-        self._labels(name, m.rolling_naive_mae, name).set(naive_mae)
-        self._labels(name, m.rolling_mase, name, model).set(mae / naive_mae if naive_mae > 0 else math.nan)
-        for i, level in enumerate(self.levels):
-            label = self.level_labels[level]
-            self._labels(name, m.interval_coverage, label, name).set(means[3 + 2 * i])
-            self._labels(name, m.interval_relative_width, label, name).set(means[4 + 2 * i])
+        mae, naive_mae = means[0], means[2]
+        mase = mae / naive_mae if naive_mae > 0 else math.nan
+        # The means' columns after the third are (coverage, relative width) per level, as the children.
+        for child, value in zip(children, [mae, means[1], naive_mae, mase, *means[3:]], strict=True):
+            child.set(value)
 
-    def _error_drift(self, ticker: str, label: str, score: Mapping) -> None:
+    def _error_drift(self, tickers: Sequence[str], labels: Mapping[str, str], abs_error: np.ndarray,
+                     sigma: np.ndarray) -> None:
+        """Page-Hinkley on each ticker's scores of the batch in order (``abs_error`` and ``sigma`` of
+        each score; a score without a positive sigma is skipped)."""
         # The error is standardized by the interval's implied sigma, so one threshold fits every
         # ticker and price level: a calm ticker's errors are about |N(0,1)|.
-        sigma = score[self._level_keys[-1][1]] * self._sigma_per_width
-        if sigma <= 0:
-            return
-        detector = self.error_detectors.get(ticker)
-        if detector is None:
-            detector = self.error_detectors[ticker] = PageHinkley(self.settings.page_hinkley_threshold)
-        if detector.update(abs(score["error"]) / sigma):
-            self.since_alarm[ticker] = 0
-            self._labels(label, self.metrics.error_drift_alarms, label).inc()
-        elif ticker in self.since_alarm:
-            self.since_alarm[ticker] += 1
-        if label != OTHER:
-            # The state stays up for a rolling window after an alarm, long enough to be scraped.
-            recent = self.since_alarm.get(ticker, self.settings.rolling_window) < self.settings.rolling_window
-            self._labels(label, self.metrics.error_drift_state, label).set(1.0 if recent else 0.0)
+        judged = ~(sigma <= 0)  # a NaN sigma is judged (and skipped by the test), as a NaN error
+        with np.errstate(divide="ignore", invalid="ignore"):
+            standardized = abs_error[judged] / sigma[judged]
+        judged_tickers = list(compress(tickers, judged.tolist()))
+        alarms = self.error_detectors.update_many(judged_tickers, standardized)
+        raised: Counter[str] = Counter()
+        last_alarm: dict[str, int] = {}
+        for i in np.flatnonzero(alarms).tolist():
+            raised[judged_tickers[i]] += 1
+            last_alarm[judged_tickers[i]] = i
+        counts = Counter(judged_tickers)
+        for ticker, alarmed in raised.items():
+            # Counted from 0 at the last alarm, as one score after another would count.
+            self.since_alarm[ticker] = judged_tickers[last_alarm[ticker] + 1:].count(ticker)
+            self._labels(labels[ticker], self.metrics.error_drift_alarms, labels[ticker]).inc(alarmed)
+        for ticker in counts.keys() & self.since_alarm.keys() - raised.keys():
+            self.since_alarm[ticker] += counts[ticker]
+        window = self.settings.rolling_window
+        for ticker in counts:
+            label = labels[ticker]
+            if label != OTHER:
+                # The state stays up for a rolling window after an alarm, long enough to be scraped.
+                recent = self.since_alarm.get(ticker, window) < window
+                self._labels(label, self.metrics.error_drift_state, label).set(1.0 if recent else 0.0)
 
     def _input_drift(self, rows: list[np.ndarray]) -> None:
         if not rows:
@@ -367,7 +395,7 @@ class ForecastMonitor:
             if not self.psi or not rows:
                 return
         names = self._feature_names
-        block = np.vstack(rows)
+        block = np.array(rows)  # as np.vstack of the 1-D rows, without its call per row
         m = self.metrics
         for j, name in enumerate(names):
             psi = self.psi.get(name)

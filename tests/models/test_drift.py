@@ -8,7 +8,7 @@ from collections import deque
 import numpy as np
 import pytest
 
-from models.drift import PSI, PageHinkley, Reference
+from models.drift import PSI, PageHinkley, PageHinkleys, Reference
 
 
 def test_batched_psi_window_matches_a_plain_sliding_window() -> None:
@@ -62,3 +62,53 @@ def test_reference_round_trip_and_validation() -> None:
         Reference((1.0, 2.0), (0.5, 0.5))
     with pytest.raises(ValueError, match="at least 10 finite values"):
         Reference.from_sample(np.array([1.0, np.nan]))
+
+
+
+def plain_page_hinkley(xs: list[float], threshold: float, delta: float, min_samples: int) -> list[int]:
+    """The alarms of the textbook test, recomputed from the values since the last restart."""
+    alarms: list[int] = []
+    seen: list[float] = []
+    cums = [0.0]
+    for i, x in enumerate(xs):
+        if not np.isfinite(x):
+            continue
+        seen.append(x)
+        cums.append(cums[-1] + x - sum(seen) / len(seen) - delta)
+        if len(seen) >= min_samples and cums[-1] - min(cums) > threshold:
+            alarms.append(i)
+            seen, cums = [], [0.0]
+    return alarms
+
+
+def test_page_hinkleys_raise_the_alarms_of_one_plain_test_per_key_in_any_batching() -> None:
+    rng = np.random.default_rng(5)
+    keys = ["a", "b", "c", "d"]
+    xs = np.abs(rng.normal(size=1600) * np.repeat(rng.choice([1.0, 4.0], size=16), 100))
+    xs[rng.random(xs.size) < 0.05] = rng.choice([np.nan, np.inf])  # skipped, not counted
+    owners = rng.choice(keys, size=xs.size, p=[0.55, 0.3, 0.1, 0.05]).tolist()
+    forget_at = 900  # "b" leaves and comes back: its test starts afresh
+    expected = set()
+    for key in keys:
+        for part in ([(0, forget_at), (forget_at, xs.size)] if key == "b" else [(0, xs.size)]):
+            mine = [i for i in range(*part) if owners[i] == key]
+            expected |= {mine[j] for j in plain_page_hinkley(xs[mine].tolist(), 5.0, 0.05, 10)}
+    assert len(expected) > 2 * len(keys)  # restarts are exercised
+    tests, got, start = PageHinkleys(5.0, 0.05, 10), set(), 0
+    while start < xs.size:
+        end = min(start + int(rng.integers(0, 40)), forget_at if start < forget_at else xs.size)
+        alarms = tests.update_many(owners[start:end], xs[start:end])
+        got |= {start + i for i in np.flatnonzero(alarms).tolist()}
+        if end == forget_at:
+            tests.forget("b")
+        start = end
+    assert got == expected
+
+
+def test_page_hinkley_raises_the_alarms_of_the_plain_test() -> None:
+    xs = np.abs(np.random.default_rng(6).normal(size=400) * np.repeat([1.0, 4.0, 1.0, 4.0], 100))
+    xs[::37] = np.nan
+    one = PageHinkley(5.0, 0.05, 10)
+    expected = plain_page_hinkley(xs.tolist(), 5.0, 0.05, 10)
+    assert len(expected) > 1
+    assert [i for i, x in enumerate(xs) if one.update(x)] == expected

@@ -4,7 +4,9 @@ and histograms fed a batch at once."""
 from __future__ import annotations
 
 import math
+from collections import Counter
 from pathlib import Path
+from statistics import NormalDist
 
 import numpy as np
 import pytest
@@ -14,6 +16,7 @@ from forecaster.settings import load
 from models.core.config import CoreConfig
 from models.core.features import FEATURE_NAMES
 from models.core.step import step_many
+from models.drift import PageHinkley
 from producers.readers import read_csv_bars
 from stream_app.metrics import LATENCY_BUCKETS, BatchHistogram, WorkerMetrics
 from stream_app.monitor import POOLED_WINDOW_FACTOR, ForecastMonitor
@@ -158,3 +161,104 @@ def test_input_drift_is_judged_only_on_a_full_window(data_dir: Path) -> None:
                 part_filled_scores.append(psi.score())
     assert max(part_filled_scores) > settings.psi_threshold  # what the part-filled windows would have said
     assert judged and all(state == float(score > settings.psi_threshold) for score, state in judged)
+
+
+
+def test_error_drift_and_latest_closes_after_a_batch_are_those_of_its_bars_one_by_one(data_dir: Path) -> None:
+    # Batches of several days, so that a ticker has several scores in a batch, and a low threshold,
+    # so that alarms come, some in the same batch (one of 70 days; an alarm restarts the detector,
+    # which needs 30 values for the next); "other" pools two tickers' alarms.
+    settings = load({"FORECASTER_ROLLING_WINDOW": "5", "FORECASTER_MODEL": "naive",
+                     "FORECASTER_METRICS_TICKER_LIMIT": "2", "FORECASTER_PAGE_HINKLEY_THRESHOLD": "3"})
+    config = CoreConfig.from_settings(settings, window=60)
+    metrics = WorkerMetrics()
+    monitor = ForecastMonitor(settings, metrics)
+    bars = read_csv_bars([data_dir / "sp500-5yr-sample.csv.gz"], tickers=set(TICKERS)).bars
+    days: dict = {}
+    for bar in bars[: 300 * len(TICKERS)]:
+        days.setdefault(bar.date, []).append(bar)
+    ordered = list(days.values())
+    sigma_per_width = 1.0 / (2 * NormalDist().inv_cdf(0.5 + settings.interval_levels[-1] / 2))
+    widest = f"width_{round(settings.interval_levels[-1] * 100)}"
+    states: dict = {}
+    detectors: dict[str, PageHinkley] = {}
+    since: dict[str, int] = {}  # scores since each ticker's last alarm
+    alarms: Counter[str] = Counter()
+    most_alarms_in_a_batch = 0
+    seen_states = set()
+    start = 0
+    for size in [1, 1, 1, 1, 1, 1, 3, 9, 2, 70] * 3:
+        results, alarms_before = [], alarms.copy()
+        for day in ordered[start: start + size]:
+            stepped = step_many([states.get(b.ticker) for b in day], day, config)
+            for bar, result in zip(day, stepped, strict=True):
+                states[bar.ticker] = result.state
+                results.append((bar, result))
+                if not result.scores or result.scores[0]["horizon"] != settings.horizons[0]:
+                    continue
+                score = result.scores[0]
+                sigma = score[widest] * sigma_per_width
+                if sigma <= 0:
+                    continue
+                detector = detectors.setdefault(bar.ticker, PageHinkley(settings.page_hinkley_threshold))
+                if detector.update(abs(score["error"]) / sigma):
+                    since[bar.ticker] = 0
+                    alarms[bar.ticker] += 1
+                elif bar.ticker in since:
+                    since[bar.ticker] += 1
+        start += size
+        monitor.observe_batch(results, 0.001)
+        most_alarms_in_a_batch = max(most_alarms_in_a_batch, *(alarms - alarms_before).values(), 0)
+
+        def exported(name: str, ticker: str) -> float | None:
+            return metrics.registry.get_sample_value(name, {"ticker": ticker})
+
+        labelled = monitor.labelled - {"other"}
+        for ticker in labelled:
+            state = exported("forecaster_error_drift_state", ticker)
+            assert state == float(since.get(ticker, 5) < 5), ticker
+            seen_states.add(state)
+            assert exported("forecaster_error_drift_alarms_total", ticker) == alarms[ticker]
+            bar, result = [(b, r) for b, r in results if b.ticker == ticker][-1]
+            assert exported("forecaster_predicted_close", ticker) == result.predictions[0]["predicted_close"]
+            assert exported("forecaster_actual_close", ticker) == bar.close
+        assert exported("forecaster_error_drift_alarms_total", "other") == sum(
+            count for ticker, count in alarms.items() if ticker not in labelled)
+    assert len(monitor.labelled - {"other"}) == 2
+    assert seen_states == {0.0, 1.0}
+    assert most_alarms_in_a_batch > 1
+
+
+def test_a_ticker_back_after_a_rebalance_exports_its_rolling_figures_afresh(data_dir: Path) -> None:
+    settings = load({"FORECASTER_ROLLING_WINDOW": "20", "FORECASTER_MODEL": "naive"})
+    config = CoreConfig.from_settings(settings, window=60)
+    metrics = WorkerMetrics()
+    monitor = ForecastMonitor(settings, metrics)
+    bars = read_csv_bars([data_dir / "sp500-5yr-sample.csv.gz"], tickers=set(TICKERS)).bars
+    days: dict = {}
+    for bar in bars[: 100 * len(TICKERS)]:
+        days.setdefault(bar.date, []).append(bar)
+    partition_of = {ticker: i % 2 for i, ticker in enumerate(TICKERS)}
+    gone = [ticker for ticker in TICKERS if partition_of[ticker] == 1]
+    monitor.observe_partitions(partition_of)
+
+    def rolling_mae(ticker: str) -> float | None:
+        labels = {"ticker": ticker, "model": "naive"}
+        return metrics.registry.get_sample_value("forecaster_rolling_mae", labels)
+
+    states: dict = {}
+    since_back: dict[str, list[float]] = {}
+    for i, day in enumerate(days.values()):
+        if i == 50:  # the odd partition goes to another worker, then comes back
+            monitor.retain_partitions({0})
+            assert [rolling_mae(ticker) for ticker in gone] == [None, None]
+            monitor.retain_partitions({0, 1})
+            monitor.observe_partitions(partition_of)
+            since_back = {}
+        results = step_many([states.get(b.ticker) for b in day], day, config)
+        for bar, result in zip(day, results, strict=True):
+            states[bar.ticker] = result.state
+            since_back.setdefault(bar.ticker, []).extend(abs(s["error"]) for s in result.scores)
+        monitor.observe_batch(list(zip(day, results, strict=True)), 0.001)
+    for ticker in gone:
+        assert rolling_mae(ticker) == pytest.approx(np.mean(since_back[ticker][-20:]), rel=1e-12)
