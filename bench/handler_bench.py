@@ -27,6 +27,7 @@ import orjson
 from bench.data import sp500_file
 from forecaster.settings import load
 from models.core.config import CoreConfig
+from models.core.features import FEATURE_NAMES
 from producers.readers import read_csv_bars
 from stream_app.batch import BatchHandler
 from stream_app.metrics import WorkerMetrics
@@ -46,7 +47,7 @@ class Handler:
         settings = load()
         self.processor = BatchProcessor(CoreConfig.from_settings(settings))
         self.monitor = ForecastMonitor(settings, WorkerMetrics())
-        self.monitor.set_model(settings.model, "core", None, ())
+        self.monitor.set_model(settings.model, "core", None, FEATURE_NAMES)  # as the worker (model_holder)
         self.records = BatchHandler(settings, None, None, self.monitor)._records  # type: ignore[arg-type]
         self.codec = StateCodec()
         self.table: dict[str, bytes] = {}
