@@ -234,7 +234,8 @@ def sampler(profiles: Path | None, name: str) -> Sampler | None:
     """A sampler of one run of contender ``name`` into ``profiles`` (None: no profile asked)."""
     if profiles is None:
         return None
-    return Sampler(profiles / f"{name}-{len(list(profiles.glob(f'{name}-*.stacks'))) + 1}.stacks")
+    # name.N: a glob of "name-*" would also take the runs of "name-other" (pattern-own-changelog)
+    return Sampler(profiles / f"{name}.{len(list(profiles.glob(f'{name}.*.stacks'))) + 1}.stacks")
 
 
 def run_worker(settings: Settings, result: ReadResult, logs: Path, warm: int,
@@ -509,7 +510,7 @@ def profile_summary(profiles: Path, names: list[str], n: int = PROFILE_TOP) -> l
     CLI's start-up calls)."""
     lines = []
     for name in names:
-        files = sorted(profiles.glob(f"{name}-*.stacks"))
+        files = sorted(profiles.glob(f"{name}.*.stacks"))
         if not files:
             continue
         total, counts = by_function(line for file in files for line in file.read_text().splitlines())
