@@ -67,7 +67,11 @@ class BarError(ValueError):
 
 def _number(name: str, value: Any) -> float:
     if type(value) is float or type(value) is int:  # a JSON number (bool is not): the common case
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an int past the float range (a caller's; JSON decoders give inf)
+            raise BarError("not_finite", f"{name} is an integer of {int(value).bit_length()} bits, past the "
+                           "float range") from None
         if number - number == 0.0:  # finite: inf - inf and NaN - NaN are NaN
             return number
         raise BarError("not_finite", f"{name} is {value!r}")
@@ -79,6 +83,8 @@ def _number(name: str, value: Any) -> float:
         number = float(value)
     except (TypeError, ValueError):
         raise BarError("not_numeric", f"{name}={value!r} is not a number") from None
+    except OverflowError:  # a number type past the float range (a Fraction, an int subclass)
+        raise BarError("not_finite", f"{name} is a {type(value).__name__} past the float range") from None
     if not math.isfinite(number):
         raise BarError("not_finite", f"{name} is {value!r}")
     return number

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import tempfile
+from fractions import Fraction
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -56,3 +58,21 @@ def test_every_row_ends_in_exactly_one_place(rows: list[tuple[str, ...]], ticker
     lines = [int(b.source.split(":")[1]) for b in result.bars]
     lines += [int(d.source.split(":")[1]) for d in result.dead_letters]
     assert len(lines) == len(set(lines)) and set(lines) <= set(range(2, len(rows) + 2))
+
+
+@pytest.mark.parametrize("field", ["open", "high", "low", "close", "volume", "adj_close"])
+def test_an_integer_past_the_float_range_is_not_finite_in_one_line(field: str) -> None:
+    # JSON decoders give such a number as inf; a caller passing a Python int gets the same reason.
+    record = {"ticker": "AAA", "date": "2020-03-02", "open": 10, "high": 10, "low": 10, "close": 10,
+              "volume": 10, field: 10**400}
+    with pytest.raises(BarError) as raised:
+        Bar.from_dict(record)
+    assert raised.value.reason == "not_finite"
+    assert str(raised.value) == f"not_finite: {field} is an integer of 1329 bits, past the float range"
+
+
+def test_a_number_type_past_the_float_range_is_not_finite() -> None:
+    record = {"ticker": "AAA", "date": "2020-03-02", "open": 10, "high": 10, "low": 10, "close": 10,
+              "volume": Fraction(10**400)}
+    with pytest.raises(BarError, match=r"^not_finite: volume is a Fraction past the float range$"):
+        Bar.from_dict(record)
