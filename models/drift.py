@@ -1,7 +1,8 @@
 """Online drift detectors: input drift by PSI against a reference, error drift by Page-Hinkley.
 
-Both are small, pure and incremental, in the style of River's drift detectors: ``update`` one value
-at a time, read the score or the ``drift_detected`` flag. The :class:`Reference` is a contract between
+Both are small, pure and incremental, in the style of River's drift detectors: PSI takes one value
+at a time and gives its score; the Page-Hinkley tests take a batch of values of many keys at once
+and say which raised an alarm. The :class:`Reference` is a contract between
 training, which logs one per feature (:func:`models.training.feature_reference`), and the worker's
 monitor (:mod:`stream_app.monitor`), which compares the stream against it: it lives here, below both.
 
@@ -19,16 +20,17 @@ True
 ...     psi.update(x)
 >>> psi.score() > 0.25
 True
->>> ph = PageHinkley(threshold=20.0, delta=0.1)
->>> any(ph.update(x) for x in np.abs(rng.normal(size=250)))   # |error| of a calm spell
+>>> ph = PageHinkleys(threshold=20.0, delta=0.1)
+>>> calm = np.abs(rng.normal(size=250))   # |error| of a calm spell
+>>> bool(ph.update_many(["AAA"] * calm.size, calm).any())
 False
->>> any(ph.update(x) for x in np.abs(rng.normal(scale=3.0, size=100)))   # volatility triples
+>>> storm = np.abs(rng.normal(scale=3.0, size=100))   # volatility triples
+>>> bool(ph.update_many(["AAA"] * storm.size, storm).any())
 True
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
@@ -139,8 +141,9 @@ class PSI:
         return float(np.sum((p - self._q) * np.log(p / self._q)))
 
 
-class PageHinkley:
-    """Page-Hinkley test for an increase of the mean of a stream (e.g. standardized absolute error).
+class PageHinkleys:
+    """Page-Hinkley tests for an increase of the mean of a stream (e.g. standardized absolute
+    error), one per key (a ticker), fed a batch at a time.
 
     Parameters
     ----------
@@ -151,44 +154,9 @@ class PageHinkley:
     min_samples
         No alarm before this many values.
 
-    After an alarm the detector restarts, so a lasting shift raises one alarm, not one per value.
-    """
-
-    def __init__(self, threshold: float = 50.0, delta: float = 0.005, min_samples: int = 30) -> None:
-        if threshold <= 0:
-            raise ValueError(f"threshold must be positive, got {threshold}")
-        self.threshold = threshold
-        self.delta = delta
-        self.min_samples = min_samples
-        self.drift_detected = False
-        self._reset()
-
-    def _reset(self) -> None:
-        self.n = 0
-        self._mean = 0.0
-        self._cum = 0.0
-        self._min = 0.0
-
-    def update(self, x: float) -> bool:
-        """Add a value; True when it raises an alarm."""
-        if not math.isfinite(x):  # not numpy's isfinite, many times slower on one value
-            return False
-        self.n += 1
-        self._mean += (x - self._mean) / self.n
-        self._cum += x - self._mean - self.delta
-        self._min = min(self._min, self._cum)
-        self.drift_detected = self.n >= self.min_samples and self._cum - self._min > self.threshold
-        if self.drift_detected:
-            self._reset()
-        return self.drift_detected
-
-
-class PageHinkleys:
-    """Independent :class:`PageHinkley` tests, one per key (a ticker), fed a batch at a time.
-
-    Each key's values count in the order given, with the same figures and alarms as one
-    :class:`PageHinkley` per key fed value by value; the arithmetic runs in numpy across the keys,
-    one round per value a key has in the batch, instead of a Python call per value.
+    After an alarm a key's test restarts, so a lasting shift raises one alarm, not one per value.
+    Each key's values count in the order given, as if fed one by one; the arithmetic runs in numpy
+    across the keys, one round per value a key has in the batch, instead of a Python call per value.
 
     >>> tests = PageHinkleys(threshold=1.0, min_samples=2)
     >>> tests.update_many(["a", "b", "a", "a"], np.array([0.0, 5.0, 3.0, 9.0])).tolist()

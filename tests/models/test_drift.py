@@ -8,7 +8,9 @@ from collections import deque
 import numpy as np
 import pytest
 
-from models.drift import PSI, PageHinkley, PageHinkleys, Reference
+from models.drift import PSI, PageHinkleys, Reference
+
+from .helpers import plain_page_hinkley
 
 
 def test_batched_psi_window_matches_a_plain_sliding_window() -> None:
@@ -43,13 +45,13 @@ def test_psi_is_small_for_the_reference_distribution_and_large_after_a_shift() -
 def test_page_hinkley_false_alarm_rate_is_low_and_a_volatility_jump_is_caught() -> None:
     rng = np.random.default_rng(3)
     false_alarms = caught = 0
+    one = ["AAA"]
     for _ in range(100):
         calm = np.abs(rng.normal(size=500))
-        false_alarms += any(PageHinkley(20.0, delta=0.1).update(x) for x in calm)
-        detector = PageHinkley(20.0, delta=0.1)
-        for x in np.abs(rng.normal(size=250)):
-            detector.update(x)
-        caught += any(detector.update(x) for x in np.abs(rng.normal(scale=3.0, size=100)))
+        false_alarms += PageHinkleys(20.0, delta=0.1).update_many(one * calm.size, calm).any()
+        detector = PageHinkleys(20.0, delta=0.1)
+        detector.update_many(one * 250, np.abs(rng.normal(size=250)))
+        caught += detector.update_many(one * 100, np.abs(rng.normal(scale=3.0, size=100))).any()
     assert false_alarms <= 3
     assert caught == 100
 
@@ -63,22 +65,6 @@ def test_reference_round_trip_and_validation() -> None:
     with pytest.raises(ValueError, match="at least 10 finite values"):
         Reference.from_sample(np.array([1.0, np.nan]))
 
-
-
-def plain_page_hinkley(xs: list[float], threshold: float, delta: float, min_samples: int) -> list[int]:
-    """The alarms of the textbook test, recomputed from the values since the last restart."""
-    alarms: list[int] = []
-    seen: list[float] = []
-    cums = [0.0]
-    for i, x in enumerate(xs):
-        if not np.isfinite(x):
-            continue
-        seen.append(x)
-        cums.append(cums[-1] + x - sum(seen) / len(seen) - delta)
-        if len(seen) >= min_samples and cums[-1] - min(cums) > threshold:
-            alarms.append(i)
-            seen, cums = [], [0.0]
-    return alarms
 
 
 def test_page_hinkleys_raise_the_alarms_of_one_plain_test_per_key_in_any_batching() -> None:
@@ -105,10 +91,10 @@ def test_page_hinkleys_raise_the_alarms_of_one_plain_test_per_key_in_any_batchin
     assert got == expected
 
 
-def test_page_hinkley_raises_the_alarms_of_the_plain_test() -> None:
+def test_one_page_hinkley_fed_value_by_value_raises_the_alarms_of_the_plain_test() -> None:
     xs = np.abs(np.random.default_rng(6).normal(size=400) * np.repeat([1.0, 4.0, 1.0, 4.0], 100))
     xs[::37] = np.nan
-    one = PageHinkley(5.0, 0.05, 10)
+    one = PageHinkleys(5.0, 0.05, 10)
     expected = plain_page_hinkley(xs.tolist(), 5.0, 0.05, 10)
     assert len(expected) > 1
-    assert [i for i, x in enumerate(xs) if one.update(x)] == expected
+    assert [i for i, x in enumerate(xs) if one.update_many(["AAA"], np.array([x]))[0]] == expected

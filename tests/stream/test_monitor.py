@@ -16,10 +16,11 @@ from forecaster.settings import load
 from models.core.config import CoreConfig
 from models.core.features import FEATURE_NAMES
 from models.core.step import step_many
-from models.drift import PageHinkley
+from models.drift import PageHinkleys
 from producers.readers import read_csv_bars
 from stream_app.metrics import LATENCY_BUCKETS, BatchHistogram, WorkerMetrics
 from stream_app.monitor import POOLED_WINDOW_FACTOR, ForecastMonitor
+from tests.models.helpers import plain_page_hinkley
 
 TICKERS = ("AAPL", "GE", "JPM", "XOM")
 
@@ -181,7 +182,8 @@ def test_error_drift_and_latest_closes_after_a_batch_are_those_of_its_bars_one_b
     sigma_per_width = 1.0 / (2 * NormalDist().inv_cdf(0.5 + settings.interval_levels[-1] / 2))
     widest = f"width_{round(settings.interval_levels[-1] * 100)}"
     states: dict = {}
-    detectors: dict[str, PageHinkley] = {}
+    standardized: dict[str, list[float]] = {}  # each ticker's standardized errors, in order
+    reference = PageHinkleys(settings.page_hinkley_threshold)  # for the monitor's delta and min_samples
     since: dict[str, int] = {}  # scores since each ticker's last alarm
     alarms: Counter[str] = Counter()
     most_alarms_in_a_batch = 0
@@ -200,12 +202,12 @@ def test_error_drift_and_latest_closes_after_a_batch_are_those_of_its_bars_one_b
                 sigma = score[widest] * sigma_per_width
                 if sigma <= 0:
                     continue
-                detector = detectors.setdefault(bar.ticker, PageHinkley(settings.page_hinkley_threshold))
-                if detector.update(abs(score["error"]) / sigma):
-                    since[bar.ticker] = 0
-                    alarms[bar.ticker] += 1
-                elif bar.ticker in since:
-                    since[bar.ticker] += 1
+                standardized.setdefault(bar.ticker, []).append(abs(score["error"]) / sigma)
+        for ticker, xs in standardized.items():  # the textbook test over each ticker's errors so far
+            plain = plain_page_hinkley(xs, reference.threshold, reference.delta, reference.min_samples)
+            alarms[ticker] = len(plain)
+            if plain:
+                since[ticker] = len(xs) - 1 - plain[-1]
         start += size
         monitor.observe_batch(results, 0.001)
         most_alarms_in_a_batch = max(most_alarms_in_a_batch, *(alarms - alarms_before).values(), 0)
