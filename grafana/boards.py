@@ -170,6 +170,16 @@ def forecast_error(settings: Settings) -> dashboard.Dashboard:
         "(calm), middle or upper (volatile) third of its own past year. Calibrated intervals stay "
         "near nominal in all three.",
         [Query("forecaster_interval_coverage_by_regime", "{{regime}} {{level}}")])
+    coverage_by_horizon = _coverage(
+        settings, "Interval coverage by horizon",
+        f"Share of actual closes inside each central interval over the last {POOLED_WINDOW} of every "
+        "worker, per forecast horizon in trading days (FORECASTER_HORIZONS; the panels above watch "
+        "the shortest). Each horizon's intervals are calibrated on their own, so each should stay "
+        "near nominal.",
+        [Query(f"sum by (level, horizon) (increase(forecaster_interval_hits_by_horizon_total"
+               f"[{POOLED_WINDOW}])) / ignoring (level) group_left sum by (horizon) "
+               f"(increase(forecaster_scores_by_horizon_total[{POOLED_WINDOW}]))",
+               f"{{{{horizon}}}}d {{{{level}}}}, {POOLED_WINDOW}")])
     relative_mae = _threshold_lines(
         _timeseries("Rolling relative MAE (below 1 beats naive)",
                     "Rolling MAE over the naive forecast's MAE on the same days, per ticker and over the "
@@ -240,6 +250,8 @@ def forecast_error(settings: Settings) -> dashboard.Dashboard:
                     "Rolling mean interval width over the predicted close, per level.",
                     [Query(f"forecaster_interval_relative_width{{{TICKER}}}", "{{ticker}} {{level}}")],
                     unit="percentunit"),
+        # Last, so that the panels before it keep their ids (Grafana's panel links).
+        coverage_by_horizon,
     ])
 
 
