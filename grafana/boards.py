@@ -143,32 +143,43 @@ def coverage_bands(settings: Settings) -> list[float]:
     return sorted(edge for edge in edges if 0 <= edge <= 1)
 
 
+def _coverage(settings: Settings, title: str, description: str, queries: Sequence[Query]) -> timeseries.Panel:
+    """A panel of interval coverage: ``queries``, the nominal levels, and dashed lines at the edges of
+    the tolerated band around each."""
+    nominal = [Query(f"vector({level})", f"nominal {level}") for level in settings.interval_levels]
+    return _threshold_lines(
+        _timeseries(title, description, [*queries, *nominal], unit="percentunit").min(0).max(1),
+        (None, "transparent"), *((edge, "orange") for edge in coverage_bands(settings)))
+
+
 def forecast_error(settings: Settings) -> dashboard.Dashboard:
     series = f"{{{TICKER}, {MODEL}}}"
-    coverage = _threshold_lines(
-        _timeseries(
-            "Calibration: interval coverage against nominal",
-            "Rolling share of actual closes inside each central interval per ticker, and over the last "
-            "7 days of every worker; the dashed lines are nominal plus or minus "
-            "FORECASTER_COVERAGE_TOLERANCE.",
-            [Query(f"forecaster_interval_coverage{{{TICKER}}}", "{{ticker}} {{level}}"),
-             Query(f"sum by (level) (increase(forecaster_interval_hits_total[{POOLED_WINDOW}])) "
-                   f"/ ignoring (level) group_left sum(increase(forecaster_scores_total[{POOLED_WINDOW}]))",
-                   f"all workers {{{{level}}}}, {POOLED_WINDOW}"),
-             *(Query(f"vector({level})", f"nominal {level}") for level in settings.interval_levels)],
-            unit="percentunit").min(0).max(1),
-        (None, "transparent"), *((edge, "orange") for edge in coverage_bands(settings)))
-    coverage_by_regime = _threshold_lines(
-        _timeseries(
-            "Calibration by volatility regime",
-            "Rolling share of actual closes inside each central interval, all tickers, split by the "
-            "regime each prediction was made in: the ticker's trailing 21-day volatility in the lower "
-            "(calm), middle or upper (volatile) third of its own past year. Calibrated intervals stay "
-            "near nominal in all three.",
-            [Query("forecaster_interval_coverage_by_regime", "{{regime}} {{level}}"),
-             *(Query(f"vector({level})", f"nominal {level}") for level in settings.interval_levels)],
-            unit="percentunit").min(0).max(1),
-        (None, "transparent"), *((edge, "orange") for edge in coverage_bands(settings)))
+    coverage = _coverage(
+        settings, "Calibration: interval coverage against nominal",
+        "Rolling share of actual closes inside each central interval per ticker, and over the last "
+        "7 days of every worker; the dashed lines are nominal plus or minus "
+        "FORECASTER_COVERAGE_TOLERANCE.",
+        [Query(f"forecaster_interval_coverage{{{TICKER}}}", "{{ticker}} {{level}}"),
+         Query(f"sum by (level) (increase(forecaster_interval_hits_total[{POOLED_WINDOW}])) "
+               f"/ ignoring (level) group_left sum(increase(forecaster_scores_total[{POOLED_WINDOW}]))",
+               f"all workers {{{{level}}}}, {POOLED_WINDOW}")])
+    coverage_by_regime = _coverage(
+        settings, "Calibration by volatility regime",
+        "Rolling share of actual closes inside each central interval, all tickers, split by the "
+        "regime each prediction was made in: the ticker's trailing 21-day volatility in the lower "
+        "(calm), middle or upper (volatile) third of its own past year. Calibrated intervals stay "
+        "near nominal in all three.",
+        [Query("forecaster_interval_coverage_by_regime", "{{regime}} {{level}}")])
+    coverage_by_horizon = _coverage(
+        settings, "Interval coverage by horizon",
+        f"Share of actual closes inside each central interval over the last {POOLED_WINDOW} of every "
+        "worker, per forecast horizon in trading days (FORECASTER_HORIZONS; the panels above watch "
+        "the shortest). Each horizon's intervals are calibrated on their own, so each should stay "
+        "near nominal.",
+        [Query(f"sum by (level, horizon) (increase(forecaster_interval_hits_by_horizon_total"
+               f"[{POOLED_WINDOW}])) / ignoring (level) group_left sum by (horizon) "
+               f"(increase(forecaster_scores_by_horizon_total[{POOLED_WINDOW}]))",
+               f"{{{{horizon}}}}d {{{{level}}}}, {POOLED_WINDOW}")])
     relative_mae = _threshold_lines(
         _timeseries("Rolling relative MAE (below 1 beats naive)",
                     "Rolling MAE over the naive forecast's MAE on the same days, per ticker and over the "
@@ -239,6 +250,8 @@ def forecast_error(settings: Settings) -> dashboard.Dashboard:
                     "Rolling mean interval width over the predicted close, per level.",
                     [Query(f"forecaster_interval_relative_width{{{TICKER}}}", "{{ticker}} {{level}}")],
                     unit="percentunit"),
+        # Last, so that the panels before it keep their ids (Grafana's panel links).
+        coverage_by_horizon,
     ])
 
 

@@ -94,6 +94,15 @@ class WorkerMetrics:
         self.interval_hits = Counter("forecaster_interval_hits",
                                      "Scored predictions whose actual close fell inside the central interval",
                                      ["level"], registry=r)
+        # Every horizon's scores (forecaster_scores and _interval_hits are the shortest horizon's):
+        # a horizon's coverage is its hits over its scores, pooled over every worker.
+        self.scores_by_horizon = Counter(
+            "forecaster_scores_by_horizon",
+            "Predictions scored against the actual close, by horizon (trading days)", ["horizon"], registry=r)
+        self.interval_hits_by_horizon = Counter(
+            "forecaster_interval_hits_by_horizon",
+            "Scored predictions whose actual close fell inside the central interval, by horizon "
+            "(trading days)", ["level", "horizon"], registry=r)
         self.rolling_mae = Gauge("forecaster_rolling_mae", "Rolling mean absolute error", ["ticker", "model"],
                                  registry=r)
         self.rolling_mape = Gauge("forecaster_rolling_mape", "Rolling mean absolute percentage error (ratio)",

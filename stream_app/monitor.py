@@ -5,9 +5,9 @@ under ``ticker="other"``, and every ticker also counts in ``ticker="all"``, so t
 stays bounded whatever the universe. Coverage is also pooled by the volatility regime each scored
 prediction was made in (its ``vol_regime``), which shows calibration in calm and in storm. With
 several horizons configured (``horizons``) every figure is the shortest horizon's, so that the
-metrics mean the same whatever else is forecast. The
-rolling windows live here, in memory: they are figures for people to watch, not state the
-predictions depend on, so a restart may reset them.
+metrics mean the same whatever else is forecast, except the counts of scores and of interval hits
+by horizon, which count every horizon's. The rolling windows live here, in memory: they are figures
+for people to watch, not state the predictions depend on, so a restart may reset them.
 
 A worker exports per-ticker and per-partition series only for the partitions it owns: after a
 rebalance, :meth:`ForecastMonitor.retain_partitions` removes the series (and forgets the rolling
@@ -113,6 +113,10 @@ class ForecastMonitor:
             metrics.quarantined.labels(kind)
         for level in self.levels:
             metrics.interval_hits.labels(self.level_labels[level])
+        # Each horizon's score count and hit counts per level, in the order of self.levels.
+        self._by_horizon: dict[int, tuple[Any, list[Any]]] = {}
+        for horizon in settings.horizons:
+            self._horizon_children(horizon)
 
     # -- model and reference ---------------------------------------------------------------
 
@@ -205,6 +209,9 @@ class ForecastMonitor:
         if scored:
             serving = results[-1][1].predictions[0]["model"]
             self._observe_scores(scored, labels, serving)
+        if len(self.settings.horizons) > 1:  # one horizon: _observe_scores counted them all
+            self._count_other_horizons([score for _, result in results for score in result.scores
+                                        if score["horizon"] != shortest])
         # Warm-up rows (ARIMA not fitted yet) would make a reference no later row resembles.
         self._input_drift([result.features for _, result in results if not result.predictions[0]["warmup"]])
 
@@ -226,9 +233,10 @@ class ForecastMonitor:
             m.naive_abs_error.labels(name).inc(float(naive_abs_error[mine].sum()))
             m.loss_differential_squared.labels(name).inc(
                 float(((abs_error[mine] - naive_abs_error[mine]) ** 2).sum()))
-        inside = rows[:, 3::2]
-        for i, level in enumerate(self.levels):
-            m.interval_hits.labels(self.level_labels[level]).inc(int(inside[:, i].sum()))
+        hits = np.add.reduce(rows[:, 3::2], axis=0).tolist()
+        for level, hit in zip(self.levels, hits, strict=True):
+            m.interval_hits.labels(self.level_labels[level]).inc(int(hit))
+        self._count_horizon(self.settings.horizons[0], len(scores), hits)
         self._group(ALL).add(rows)
         self._export_group(ALL, model)
         for label, mine in _positions([labels[ticker] for ticker in tickers]).items():
@@ -243,6 +251,36 @@ class ForecastMonitor:
             for i, level in enumerate(self.levels):
                 m.interval_coverage_by_regime.labels(self.level_labels[level], regime).set(means[3 + 2 * i])
         self._error_drift(tickers, labels, abs_error, sigma)
+
+    def _count_other_horizons(self, scores: Sequence[Mapping]) -> None:
+        """The counts by horizon of ``scores``, those of the horizons other than the shortest."""
+        if not scores:
+            return
+        keys = ["horizon", *(inside for inside, _ in self._level_keys)]
+        n = len(scores)
+        table = np.fromiter(chain.from_iterable(map(itemgetter(*keys), scores)), float, n * len(keys))
+        table = table.reshape(n, len(keys))
+        horizons, which = np.unique(table[:, 0], return_inverse=True)
+        for i, horizon in enumerate(horizons.tolist()):
+            mine = table[which == i, 1:]
+            self._count_horizon(int(horizon), len(mine), np.add.reduce(mine, axis=0).tolist())
+
+    def _count_horizon(self, horizon: int, scores: int, hits: Sequence[float]) -> None:
+        """Add ``scores`` scores of ``horizon`` and their ``hits`` inside each level's interval."""
+        scored, hit_children = self._horizon_children(horizon)
+        scored.inc(scores)
+        for child, hit in zip(hit_children, hits, strict=True):
+            child.inc(int(hit))
+
+    def _horizon_children(self, horizon: int) -> tuple[Any, list[Any]]:
+        """The series of ``horizon``'s score count and hit counts (looked up once, see :meth:`_child`)."""
+        children = self._by_horizon.get(horizon)
+        if children is None:
+            m, label = self.metrics, str(horizon)
+            children = self._by_horizon[horizon] = (
+                m.scores_by_horizon.labels(label),
+                [m.interval_hits_by_horizon.labels(self.level_labels[level], label) for level in self.levels])
+        return children
 
     def _rows(self, scores: Sequence[Mapping]) -> tuple[np.ndarray, np.ndarray]:
         """The :class:`RollingErrors` rows of ``scores`` (abs error, abs pct error as a ratio, naive

@@ -20,7 +20,7 @@ from tests.deploy.prometheus_server import PrometheusServer, running_prometheus
 
 LABEL_VALUES = {"ticker": "AAPL", "model": "arima", "level": "0.8", "feature": "log_return",
                 "reason": "invalid_row", "outcome": "failed", "partition": "0", "regime": "calm",
-                "kind": "state", "alias": "challenger", "version": "2"}
+                "kind": "state", "alias": "challenger", "version": "2", "horizon": "1"}
 SCRAPE_TIMEOUT_S = 30.0
 
 

@@ -264,3 +264,55 @@ def test_a_ticker_back_after_a_rebalance_exports_its_rolling_figures_afresh(data
         monitor.observe_batch(list(zip(day, results, strict=True)), 0.001)
     for ticker in gone:
         assert rolling_mae(ticker) == pytest.approx(np.mean(since_back[ticker][-20:]), rel=1e-12)
+
+
+def test_scores_and_interval_hits_are_counted_for_every_horizon(data_dir: Path) -> None:
+    # Batches of several days, so that a batch holds both horizons' scores, some of a bar's first 5
+    # (horizon 1 scored, horizon 5 not yet).
+    settings = load({"FORECASTER_MODEL": "naive", "FORECASTER_HORIZONS": "1,5"})
+    config = CoreConfig.from_settings(settings, window=60)
+    metrics = WorkerMetrics()
+    monitor = ForecastMonitor(settings, metrics)
+
+    def exported() -> dict[tuple[str, str], float | None]:
+        sample = metrics.registry.get_sample_value
+        counts = {("scores", h): sample("forecaster_scores_by_horizon_total", {"horizon": h}) for h in "15"}
+        for level in ("0.8", "0.95"):
+            counts |= {(level, h): sample("forecaster_interval_hits_by_horizon_total",
+                                          {"level": level, "horizon": h}) for h in "15"}
+        return counts
+
+    assert set(exported().values()) == {0.0}  # the series exist before the first score
+    bars = read_csv_bars([data_dir / "sp500-5yr-sample.csv.gz"], tickers=set(TICKERS)).bars
+    days: dict = {}
+    for bar in bars[: 120 * len(TICKERS)]:
+        days.setdefault(bar.date, []).append(bar)
+    ordered = list(days.values())
+    states: dict = {}
+    scores: list[dict] = []
+    start = 0
+    for size in [3, 1, 8, 2, 20] * 6:
+        results = []
+        for day in ordered[start: start + size]:
+            stepped = step_many([states.get(b.ticker) for b in day], day, config)
+            for bar, result in zip(day, stepped, strict=True):
+                states[bar.ticker] = result.state
+                results.append((bar, result))
+                scores += result.scores
+        start += size
+        monitor.observe_batch(results, 0.001)
+
+    expected: dict[tuple[str, str], float | None] = {}
+    for h in (1, 5):
+        mine = [s for s in scores if s["horizon"] == h]
+        expected[("scores", str(h))] = len(mine)
+        expected |= {(level, str(h)): sum(s[f"inside_{round(float(level) * 100)}"] for s in mine)
+                     for level in ("0.8", "0.95")}
+    assert exported() == expected
+    assert expected[("scores", "5")] == expected[("scores", "1")] - 4 * len(TICKERS)  # 4 days unscored
+    assert expected[("0.8", "5")] != expected[("0.8", "1")]
+    # The figures that were the shortest horizon's stay so.
+    assert metrics.registry.get_sample_value("forecaster_scores_total", {"model": "naive"}) == (
+        expected[("scores", "1")])
+    assert metrics.registry.get_sample_value("forecaster_interval_hits_total", {"level": "0.8"}) == (
+        expected[("0.8", "1")])
