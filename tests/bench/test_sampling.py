@@ -48,4 +48,5 @@ def test_the_sampler_finds_where_a_process_spends_its_time(tmp_path: Path) -> No
         sampler.stop()
     total, counts = by_function(sampler.path.read_text().splitlines(keepends=True))
     assert total > 0
-    assert counts["spin (<string>)"] == total
+    # Nearly every sample is in spin(): a few may catch the start-up after "ready" or the exit.
+    assert counts["spin (<string>)"] >= 0.9 * total
