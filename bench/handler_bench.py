@@ -33,7 +33,7 @@ from stream_app.batch import BatchHandler
 from stream_app.metrics import WorkerMetrics
 from stream_app.monitor import ForecastMonitor
 from stream_app.processor import BatchProcessor, InMessage, prediction_records
-from stream_app.state_codec import StateCodec
+from stream_app.state_codec import ticker_states
 
 WARM_BARS = 130_000
 TIMED_BARS = 40_000
@@ -49,7 +49,7 @@ class Handler:
         self.monitor = ForecastMonitor(settings, WorkerMetrics())
         self.monitor.set_model(settings.model, "core", None, FEATURE_NAMES)  # as the worker (model_holder)
         self.records = BatchHandler(settings, None, None, self.monitor)._records  # type: ignore[arg-type]
-        self.codec = StateCodec()
+        self.codec = ticker_states()
         self.table: dict[str, bytes] = {}
         self.cpu = dict.fromkeys(PARTS, 0.0)
         self.state_bytes = 0

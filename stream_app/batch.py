@@ -22,7 +22,7 @@ from stream_app.monitor import ForecastMonitor
 from stream_app.position_keeper import PositionKeeper
 from stream_app.processor import BatchProcessor, prediction_records
 from stream_app.shadow import Shadow, ShadowOutput
-from stream_app.state_codec import StateCodec
+from stream_app.state_codec import ticker_states
 
 
 class Sender(Protocol):
@@ -58,7 +58,7 @@ class BatchHandler:
         self.keeper = keeper
         self.monitor = monitor
         self.shadow = shadow
-        self.codec = StateCodec()
+        self.codec = ticker_states()
         self.busy = False  # a batch is in hand (the stall watch holds still meanwhile)
 
     async def handle(self, events: Sequence[Event], tables: TableAccess, processor: BatchProcessor,

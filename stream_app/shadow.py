@@ -12,10 +12,11 @@ to send and write:
 
 * its predictions and scores go to ``FORECASTER_TOPIC_SHADOW`` in the same send as the champion's,
   the same records (``model_version``: the challenger's);
-* its states live in the champion's table, under the key ``<alias>/<ticker>``, and are written with
-  the champion's, under the ticker's event: their changelog records go in the same record batch of
-  the ticker's partition, so that a restart recovers both or neither and the shadow's records after
-  a kill -9 are exactly those of a run never killed;
+* its states live in the champion's table, all the challengers' of a ticker in one record (key
+  ``shadow/<ticker>``, :mod:`stream_app.shadow_states`) that holds only those that ran, and are
+  written with the champion's, under the ticker's event: their changelog records go in the same
+  record batch of the ticker's partition, so that a restart recovers both or neither and the
+  shadow's records after a kill -9 are exactly those of a run never killed;
 * a challenger's first state for a ticker is the champion's state before the batch without its
   pending predictions, so the challenger predicts at once instead of warming up; a state whose
   pending predictions another version made (the alias moved) starts again that way;
@@ -44,19 +45,13 @@ from models.shadow import RunningPanelDM, paired, scaled_loss
 from stream_app.faust_adapter import Event, TableAccess
 from stream_app.metrics import WorkerMetrics
 from stream_app.processor import BatchOutput, prediction_records, step_rounds
+from stream_app.shadow_states import decode, encode, shadow_key
 from stream_app.state_codec import StateCodec
 
 log = logging.getLogger(__name__)
 
-#: Between the alias and the ticker in a challenger's state key (no alias holds one).
-KEY_SEPARATOR = "/"
 #: Days of pairs in each worker's running panel Diebold-Mariano statistic.
 DM_DAYS = 250
-
-
-def state_key(alias: str, ticker: str) -> str:
-    """The table key of ``alias``'s state of ``ticker``."""
-    return f"{alias}{KEY_SEPARATOR}{ticker}"
 
 
 def first_state(champion_prior: TickerState | None) -> TickerState | None:
@@ -90,22 +85,32 @@ class Challengers:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.running: dict[str, Challenger] = {}
+        self._twins: set[str] = set()  # aliases not run: their version runs under another alias
 
     async def reload(self, champion_version: str | None) -> None:
-        """Run the challengers the registry names now, but not the champion's version; keep the
-        current ones when the registry does not answer, and a challenger's current version when its
-        new one does not load."""
+        """Run the challengers the registry names now, but not the champion's version, and each
+        version once (under the first of its aliases); keep the current ones when the registry
+        does not answer, and a challenger's current version when its new one does not load."""
         try:
             versions = await asyncio.to_thread(registry.challenger_versions, self.settings)
         except registry.RegistryUnavailable:
             return  # the champion's holder says so, once per outage
-        running = {}
-        for alias, version in versions.items():
+        running: dict[str, Challenger] = {}
+        # An alias that runs its version already keeps running it; the others in alias order.
+        for alias, version in sorted(versions.items(), key=lambda item: (not self._runs(*item), item[0])):
             if version == champion_version:
                 continue
+            twin = next((c.alias for c in running.values() if c.version == version), None)
+            if twin is not None:  # its records would be the twin's, twice: in the topic and the sums
+                if alias not in self._twins:
+                    log.warning("challenger %r is version %s, run as %r already: not run twice",
+                                alias, version, twin)
+                self._twins.add(alias)
+                continue
+            self._twins.discard(alias)
             current = self.running.get(alias)
-            if current is not None and current.version == version:
-                running[alias] = current
+            if self._runs(alias, version):
+                running[alias] = self.running[alias]
                 continue
             uri = f"models:/{self.settings.model_name}/{version}"
             try:
@@ -121,14 +126,18 @@ class Challengers:
             log.warning("challenger %r no longer runs", alias)
         self.running = running
 
+    def _runs(self, alias: str, version: str) -> bool:
+        current = self.running.get(alias)
+        return current is not None and current.version == version
+
 
 @dataclass
 class ShadowOutput:
     """What the challengers made of one batch: their records (``(ticker, record)``) and new states
-    (``(alias, ticker) -> state``)."""
+    (``ticker -> alias -> state``)."""
 
     records: list[tuple[str, dict]] = field(default_factory=list)
-    states: dict[tuple[str, str], TickerState] = field(default_factory=dict)
+    states: dict[str, dict[str, TickerState]] = field(default_factory=dict)
 
 
 class Shadow:
@@ -139,7 +148,8 @@ class Shadow:
     settings
         The core's configuration.
     table
-        The table of ticker states (the challengers' are under :func:`state_key`).
+        The table of ticker states (the challengers' are under
+        :func:`~stream_app.shadow_states.shadow_key`).
     challengers
         The challengers to run.
     metrics
@@ -152,7 +162,7 @@ class Shadow:
         self.challengers = challengers
         self.metrics = metrics
         self.config = dataclasses.replace(CoreConfig.from_settings(settings), model="external")
-        self.codec = StateCodec()
+        self.codec: StateCodec[dict[str, TickerState]] = StateCodec(encode, decode, "challengers' record")
         self.tests: dict[tuple[str, str], RunningPanelDM] = {}
 
     def run(self, results: Sequence[tuple[Bar, StepResult]],
@@ -169,35 +179,38 @@ class Shadow:
         for bar, _ in results:
             queues.setdefault(bar.ticker, []).append(bar)
         champion_scores = [r for _, r in champion_records if r["record_type"] == "score"]
+        stored = {ticker: self._stored(ticker, tables, last_event) for ticker in queues}
         for challenger in self.challengers.running.values():
-            states = {ticker: self._state(challenger, ticker, champion_priors.get(ticker), tables, last_event)
-                      for ticker in queues}
+            states = {t: _state(challenger, stored[t].get(challenger.alias), champion_priors.get(t))
+                      for t in queues}
             stepped, new_states = step_rounds(queues, states, self.config, challenger.model)
             records = prediction_records(BatchOutput(results=stepped))
             out.records += records
-            out.states.update(((challenger.alias, t), s) for t, s in new_states.items())
+            for ticker, state in new_states.items():
+                out.states.setdefault(ticker, {})[challenger.alias] = state
             self._observe(challenger, champion_scores, [r for _, r in records if r["record_type"] == "score"])
         return out
 
-    def _state(self, challenger: Challenger, ticker: str, champion_prior: TickerState | None,
-               tables: TableAccess, last_event: Mapping[bytes | None, Event]) -> TickerState | None:
-        key = state_key(challenger.alias, ticker)
-        state = self.codec.decode(key, tables.get(self.table, key.encode(), last_event[ticker.encode()]))
-        self.codec.quarantined.clear()  # the codec logged it; the challenger starts again below
-        if state is not None and made_by(state, challenger.version):
-            return state
-        return first_state(champion_prior)
+    def _stored(self, ticker: str, tables: TableAccess,
+                last_event: Mapping[bytes | None, Event]) -> dict[str, TickerState]:
+        """``ticker``'s challenger states in the table, by alias."""
+        key = shadow_key(ticker)
+        states = self.codec.decode(key, tables.get(self.table, key.encode(), last_event[ticker.encode()]))
+        self.codec.quarantined.clear()  # the codec logged it; the challengers start again (_state)
+        return states or {}
 
-    def placed_states(self, states: Mapping[tuple[str, str], TickerState], tables: TableAccess,
+    def placed_states(self, states: Mapping[str, dict[str, TickerState]], tables: TableAccess,
                       last_event: Mapping[bytes | None, Event]) -> list[tuple[str, int, bytes | None, bytes]]:
-        """Put each challenger state in the table's store, under its ticker's event; the changelog
-        records to send, ``(topic, partition, key, value)``, as the champion's."""
+        """Put each ticker's challenger states (``ticker -> alias -> state``, those of the
+        challengers that ran: any other's leave the record) in the table's store, under the
+        ticker's event; the changelog records to send, ``(topic, partition, key, value)``, as the
+        champion's."""
         changelog = self.table.changelog_topic.get_topic_name()
         records: list[tuple[str, int, bytes | None, bytes]] = []
-        for (alias, ticker), state in states.items():
-            key = state_key(alias, ticker)
+        for ticker, by_alias in states.items():
+            key = shadow_key(ticker)
             event = last_event[ticker.encode()]
-            raw = self.codec.encode(key, state)
+            raw = self.codec.encode(key, by_alias)
             tables.put(self.table, key.encode(), raw, event)
             records.append((changelog, event.message.partition, key.encode(), raw))
         return records
@@ -226,3 +239,12 @@ class Shadow:
             del self.tests[labels]
             with contextlib.suppress(KeyError):  # never set (fewer than 3 days)
                 self.metrics.shadow_panel_dm.remove(*labels)
+
+
+def _state(challenger: Challenger, stored: TickerState | None,
+           champion_prior: TickerState | None) -> TickerState | None:
+    """The state ``challenger`` steps from: its stored one, unless another version made it (the
+    alias moved) or it has none, then :func:`first_state`."""
+    if stored is not None and made_by(stored, challenger.version):
+        return stored
+    return first_state(champion_prior)

@@ -1,57 +1,78 @@
-"""Ticker states to and from the bytes of the worker's tables (the champion's and the challengers')."""
+"""States to and from the bytes of the worker's table: the champion's ticker states, and each
+ticker's challenger states (:mod:`stream_app.shadow_states`)."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
 from models.core.state import StateDecodeError, TickerState
 
 log = logging.getLogger(__name__)
 
+_S = TypeVar("_S")
 
-class StateCodec:
-    """Ticker states to and from the table's bytes, each state decoded once.
 
-    The worker writes the states' bytes itself (:meth:`encode`) and keeps the state each came from:
-    while the table holds those bytes, the state is that one. Bytes it did not write (recovered
+class StateCodec(Generic[_S]):
+    """Values to and from the table's bytes, each value decoded once.
+
+    The worker writes the values' bytes itself (:meth:`encode`) and keeps the value each came from:
+    while the table holds those bytes, the value is that one. Bytes it did not write (recovered
     from the changelog) are decoded. A state decoded in every batch cost 4 % of the worker's
     thread under load; RocksDB hands back a new copy at every read, hence equality, not identity.
 
     Bytes that do not decode (:class:`~models.core.state.StateDecodeError`: another format
-    version, cut short, garbage) are quarantined: the ticker starts afresh, as a new ticker does,
+    version, cut short, garbage) are quarantined: the key starts afresh, as a new ticker does,
     and the bytes wait in :attr:`quarantined` for the handler to dead-letter them, once per distinct
     bytes. Refusing them instead would stop the worker on the same changelog record at every restart.
+
+    Parameters
+    ----------
+    to_bytes, from_bytes
+        A value's bytes, and the value of bytes (raising :class:`StateDecodeError` on bytes it did
+        not write).
+    kind
+        What a key's value is, for the log: ``"ticker"`` logs "ticker AAA starts afresh".
     """
 
-    def __init__(self) -> None:
-        self._known: dict[str, tuple[bytes, TickerState]] = {}
-        self._refused: dict[str, bytes] = {}  # per ticker, the last bytes quarantined
-        #: ``(ticker, raw, error)`` of each state quarantined since the handler last took them.
+    def __init__(self, to_bytes: Callable[[_S], bytes], from_bytes: Callable[[bytes], _S], kind: str) -> None:
+        self._to_bytes = to_bytes
+        self._from_bytes = from_bytes
+        self._kind = kind
+        self._known: dict[str, tuple[bytes, _S]] = {}
+        self._refused: dict[str, bytes] = {}  # per key, the last bytes quarantined
+        #: ``(key, raw, error)`` of each value quarantined since the handler last took them.
         self.quarantined: list[tuple[str, bytes, StateDecodeError]] = []
 
-    def decode(self, ticker: str, raw: bytes | None) -> TickerState | None:
-        """The state behind ``raw``, ``ticker``'s bytes in the table (None: no state yet, or none
+    def decode(self, key: str, raw: bytes | None) -> _S | None:
+        """The value behind ``raw``, ``key``'s bytes in the table (None: no value yet, or none
         that decodes)."""
         if raw is None:
             return None
-        known = self._known.get(ticker)
+        known = self._known.get(key)
         if known is not None and known[0] == raw:
             return known[1]
         try:
-            state = TickerState.from_bytes(raw)
+            value = self._from_bytes(raw)
         except StateDecodeError as error:
-            if self._refused.get(ticker) != raw:
-                self._refused[ticker] = bytes(raw)
-                log.warning("ticker %s starts afresh: its stored state (%d bytes) is quarantined: %s",
-                            ticker, len(raw), error)
-                self.quarantined.append((ticker, bytes(raw), error))
+            if self._refused.get(key) != raw:
+                self._refused[key] = bytes(raw)
+                log.warning("%s %s starts afresh: its stored state (%d bytes) is quarantined: %s",
+                            self._kind, key, len(raw), error)
+                self.quarantined.append((key, bytes(raw), error))
             return None
-        self._known[ticker] = (raw, state)
-        return state
+        self._known[key] = (raw, value)
+        return value
 
-    def encode(self, ticker: str, state: TickerState) -> bytes:
-        """The bytes to write for ``ticker``'s new state, remembered with it."""
-        raw = state.to_bytes()
-        self._known[ticker] = (raw, state)
-        self._refused.pop(ticker, None)
+    def encode(self, key: str, value: _S) -> bytes:
+        """The bytes to write for ``key``'s new value, remembered with it."""
+        raw = self._to_bytes(value)
+        self._known[key] = (raw, value)
+        self._refused.pop(key, None)
         return raw
+
+
+def ticker_states() -> StateCodec[TickerState]:
+    """The codec of the champion's ticker states."""
+    return StateCodec(TickerState.to_bytes, TickerState.from_bytes, "ticker")

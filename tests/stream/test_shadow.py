@@ -3,12 +3,17 @@ fakes of Faust (tests/stream/test_batch.py's), a challenger put in the holder's 
 
 from __future__ import annotations
 
+import asyncio
+
 import orjson
 import pytest
 
+from models import registry
 from models.core.state import TickerState
+from stream_app import shadow_states
 from stream_app.batch import BatchHandler
-from stream_app.shadow import Challenger, Challengers, Shadow, state_key
+from stream_app.shadow import Challenger, Challengers, Shadow
+from stream_app.shadow_states import shadow_key
 from tests.stream.handler_fakes import Record, Worker, bar_event
 
 
@@ -29,6 +34,10 @@ def shadow_handler(worker: Worker, challengers: Challengers) -> BatchHandler:
     handler = worker.handler()
     handler.shadow = Shadow(worker.settings, worker.states, challengers, worker.metrics)
     return handler
+
+
+def challenger_state(worker: Worker, ticker: str, alias: str = "challenger") -> TickerState:
+    return shadow_states.decode(worker.states[shadow_key(ticker).encode()])[alias]
 
 
 def records_of(sent: list[Record], topic: str) -> list[dict]:
@@ -76,9 +85,9 @@ def test_a_challenger_predicts_at_once_from_the_champions_state_and_is_scored_be
         ("prediction", "AAA", "drift", "7", False), ("prediction", "BBB", "drift", "7", False)}
     assert len([r for r in shadow if r["record_type"] == "score"]) == 2 * 4
     # Its states sit beside the champion's, under each ticker's own partition.
-    mine = [state_key("challenger", ticker).encode() for ticker in ("AAA", "BBB")]
+    mine = [shadow_key(ticker).encode() for ticker in ("AAA", "BBB")]
     assert set(worker.states.writes[-4:]) == {(b"AAA", 0), (b"BBB", 1), (mine[0], 0), (mine[1], 1)}
-    started = TickerState.from_bytes(worker.states[b"challenger/AAA"])
+    started = challenger_state(worker, "AAA")
     assert started.bars == champion[b"AAA"].bars + 5
     m = worker.metrics.registry.get_sample_value
     labels = {"alias": "challenger", "version": "7"}
@@ -112,7 +121,57 @@ def test_a_challenger_whose_alias_moves_starts_again_from_the_champions_state(wo
     shadow = records_of(sent, worker.settings.topic_shadow)
     # Version 8's first bar: a prediction of its own, and no score of version 7's pending prediction.
     assert {(r["record_type"], r["model_version"]) for r in shadow} == {("prediction", "8")}
-    state = TickerState.from_bytes(worker.states[b"challenger/AAA"])
+    state = challenger_state(worker, "AAA")
     assert state.bars == TickerState.from_bytes(worker.states[b"AAA"]).bars
     labels = {"alias": "challenger", "version": "7"}
     assert worker.metrics.registry.get_sample_value("forecaster_shadow_panel_dm", labels) is None
+
+
+def test_the_states_of_a_challenger_that_no_longer_runs_leave_the_table(worker: Worker) -> None:
+    challengers = Challengers(worker.settings)
+    handler = shadow_handler(worker, challengers)
+    first, second = (Challenger("challenger-a", "7", Drift("7")),
+                     Challenger("challenger-b", "8", Drift("8", rate=-0.001)))
+    challengers.running = {"challenger-a": first, "challenger-b": second}
+    days(worker, handler, 0, 3)
+    both = shadow_states.decode(worker.states[shadow_key("AAA").encode()])
+    assert set(both) == {"challenger-a", "challenger-b"}
+    challengers.running = {"challenger-b": second}
+    shadow = records_of(days(worker, handler, 4, 4), worker.settings.topic_shadow)
+    # One record per ticker holds the challengers' states: the stopped one's went with the rewrite,
+    # and the one still running went on from its own state (a score of its pending prediction).
+    assert {key for key in worker.states if key not in (b"AAA", b"BBB")} == {b"shadow/AAA", b"shadow/BBB"}
+    for ticker in ("AAA", "BBB"):
+        left = shadow_states.decode(worker.states[shadow_key(ticker).encode()])
+        assert set(left) == {"challenger-b"}
+    assert challenger_state(worker, "AAA", "challenger-b").bars == both["challenger-b"].bars + 1
+    assert {(r["record_type"], r["model_version"]) for r in shadow} == {("prediction", "8"), ("score", "8")}
+
+
+def test_a_corrupt_record_of_challenger_states_starts_them_again_from_the_champions(worker: Worker) -> None:
+    challengers = Challengers(worker.settings)
+    handler = shadow_handler(worker, challengers)
+    challengers.running = {"challenger": Challenger("challenger", "7", Drift("7"))}
+    days(worker, handler, 0, 3)
+    worker.states[b"shadow/AAA"] = b"FSS\x01garbage"
+    shadow = records_of(days(worker, handler, 4, 4), worker.settings.topic_shadow)
+    assert {(r["ticker"], r["record_type"]) for r in shadow} == {
+        ("AAA", "prediction"), ("BBB", "prediction"), ("BBB", "score")}
+    assert challenger_state(worker, "AAA").bars == TickerState.from_bytes(worker.states[b"AAA"]).bars
+
+
+def test_a_version_named_by_two_aliases_runs_once_under_the_alias_that_ran_it(
+        worker: Worker, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    aliases = {"challenger-b": "7"}
+    monkeypatch.setattr(registry, "challenger_versions", lambda settings: dict(aliases))
+    monkeypatch.setattr(registry, "load_model", lambda uri, settings: Drift(uri.rsplit("/", 1)[1]))
+    challengers = Challengers(worker.settings)
+    asyncio.run(challengers.reload(champion_version="1"))
+    aliases["challenger-a"] = "7"  # sorts first, but the version runs as challenger-b already
+    for _ in range(2):
+        asyncio.run(challengers.reload(champion_version="1"))
+        assert {alias: c.version for alias, c in challengers.running.items()} == {"challenger-b": "7"}
+    assert caplog.text.count("'challenger-a' is version 7, run as 'challenger-b' already") == 1
+    del aliases["challenger-b"]
+    asyncio.run(challengers.reload(champion_version="1"))
+    assert {alias: c.version for alias, c in challengers.running.items()} == {"challenger-a": "7"}

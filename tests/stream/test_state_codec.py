@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from models.core.state import TickerState
 from models.core.step import step
-from stream_app.state_codec import StateCodec
+from stream_app.state_codec import ticker_states
 from tests.stream.synthetic import CONFIG, bars_of
 
 
@@ -17,7 +17,7 @@ def states_of(n: int) -> list[TickerState]:
 
 
 def test_the_state_written_is_the_state_read_back() -> None:
-    codec = StateCodec()
+    codec = ticker_states()
     assert codec.decode("AAA", None) is None
     state = states_of(3)[-1]
     raw = codec.encode("AAA", state)
@@ -28,7 +28,7 @@ def test_the_state_written_is_the_state_read_back() -> None:
 
 def test_bytes_the_worker_did_not_write_are_decoded() -> None:
     older, newer = states_of(45)[-2:]
-    codec = StateCodec()
+    codec = ticker_states()
     written = codec.encode("AAA", older)
     # Recovery from the changelog can put other bytes in the table than the worker last wrote.
     recovered = codec.decode("AAA", newer.to_bytes())
@@ -40,7 +40,7 @@ def test_bytes_the_worker_did_not_write_are_decoded() -> None:
 def test_a_state_of_another_format_starts_the_ticker_afresh_instead_of_stopping_the_worker(caplog) -> None:
     state = states_of(3)[-1]
     older_format = b"FTS\x01" + state.to_bytes()[4:]  # as a worker before the volatility model wrote
-    codec = StateCodec()
+    codec = ticker_states()
     assert codec.decode("AAA", older_format) is None
     assert "ticker AAA starts afresh" in caplog.text and "version 1" in caplog.text
     assert codec.decode("AAA", state.to_bytes()) == state
