@@ -12,13 +12,11 @@ that order. Bytes that are no such record raise :class:`~models.core.state.State
 
 Examples
 --------
->>> import datetime as dt
->>> from models.core.bar import Bar
->>> from models.core.config import CoreConfig
->>> from models.core.step import step
->>> bar = Bar("MSFT", dt.date(2013, 2, 8), 27.35, 27.71, 27.31, 27.55, 33318306)
->>> state = step(None, bar, CoreConfig(model="naive")).state
->>> decode(encode({"challenger": state})) == {"challenger": state}
+>>> import dataclasses
+>>> state = dataclasses.replace(TickerState.empty("MSFT", feature_width=6, volatility_horizons=3),
+...                             last_close=27.55, last_volume=33318306.0)  # as after a first bar
+>>> states = {"challenger": state, "challenger-x": state}
+>>> decode(encode(states)) == states
 True
 >>> decode(encode({"challenger": state})[:-8])  # doctest: +ELLIPSIS
 Traceback (most recent call last):
