@@ -103,6 +103,11 @@ class WorkerMetrics:
             "forecaster_interval_hits_by_horizon",
             "Scored predictions whose actual close fell inside the central interval, by horizon "
             "(trading days)", ["level", "horizon"], registry=r)
+        # A horizon's label as a number, for the calibration alert: a horizon-h prediction's
+        # interval hits overlap those of its h - 1 neighbours, which widens their sampling error.
+        self.horizon_days = Gauge("forecaster_horizon_days",
+                                  "Trading days ahead of each horizon of the scores (the label as a value)",
+                                  ["horizon"], registry=r)
         self.rolling_mae = Gauge("forecaster_rolling_mae", "Rolling mean absolute error", ["ticker", "model"],
                                  registry=r)
         self.rolling_mape = Gauge("forecaster_rolling_mape", "Rolling mean absolute percentage error (ratio)",

@@ -274,6 +274,7 @@ class ForecastMonitor:
         children = self._by_horizon.get(horizon)
         if children is None:
             m, label = self.metrics, str(horizon)
+            m.horizon_days.labels(label).set(horizon)
             children = self._by_horizon[horizon] = (
                 m.scores_by_horizon.labels(label),
                 [m.interval_hits_by_horizon.labels(self.level_labels[level], label) for level in self.levels])

@@ -155,7 +155,7 @@ def test_the_calibration_alert_checks_every_interval_level_with_the_tolerance() 
         level = rule["labels"]["level"]
         (hits_level, nominal, tolerance, variance_level, complement) = re.findall(
             r'level="([\d.]+)"\}\[7d\]\)\)\s*'
-            r'/ sum\(increase\(forecaster_scores_total\[7d\]\)\) - ([\d.]+)\s*\)'
+            r'/ sum by \(horizon\) \(increase\(forecaster_scores_by_horizon_total\[7d\]\)\) - ([\d.]+)\s*\)'
             r'\s*> ([\d.]+) \+ 3 \* sqrt\(([\d.]+) \* \(1 - ([\d.]+)\)', rule["expr"])[0]
         assert hits_level == nominal == variance_level == complement == level, rule["expr"]
         assert float(tolerance) == defaults.coverage_tolerance

@@ -283,6 +283,9 @@ def test_scores_and_interval_hits_are_counted_for_every_horizon(data_dir: Path) 
         return counts
 
     assert set(exported().values()) == {0.0}  # the series exist before the first score
+    # Each horizon as a number, for the calibration alert's sampling error.
+    days_ahead = [metrics.registry.get_sample_value("forecaster_horizon_days", {"horizon": h}) for h in "15"]
+    assert days_ahead == [1, 5]
     bars = read_csv_bars([data_dir / "sp500-5yr-sample.csv.gz"], tickers=set(TICKERS)).bars
     days: dict = {}
     for bar in bars[: 120 * len(TICKERS)]:
