@@ -62,6 +62,19 @@ def child(bars_file: str, horizons: str, days: int) -> None:
     print((time.process_time() - start) / (days * len(names)) * 1e6)
 
 
+def series_rows(days: int) -> dict[str, list[tuple]]:
+    """The bars of the full file's tickers that have ``WINDOW + 300`` of them, their first
+    ``WINDOW + days``, as the fields of :class:`~models.core.bar.Bar` (plain values: they pickle)."""
+    from bench.data import sp500_file
+    from producers.readers import read_csv_bars
+
+    by_ticker: dict[str, list[tuple]] = {}
+    for bar in read_csv_bars([sp500_file()]).bars:
+        by_ticker.setdefault(bar.ticker, []).append(
+            (bar.ticker, bar.date, bar.open, bar.high, bar.low, bar.close, bar.volume))
+    return {t: rows[: WINDOW + days] for t, rows in sorted(by_ticker.items()) if len(rows) >= WINDOW + 300}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("contenders", nargs="*", help="label=tree:horizons")
@@ -73,23 +86,18 @@ def main() -> None:
         child(args.child[0], args.child[1], args.days)
         return
     from bench.core_bench import machine
-    from bench.data import sp500_file
-    from producers.readers import read_csv_bars
 
     contenders = []
     for spec in args.contenders:
         label, _, rest = spec.partition("=")
         tree, _, horizons = rest.rpartition(":")
         contenders.append((label, str(Path(tree).resolve()), horizons))
-    by_ticker: dict[str, list[tuple]] = {}
-    for bar in read_csv_bars([sp500_file()]).bars:
-        by_ticker.setdefault(bar.ticker, []).append(
-            (bar.ticker, bar.date, bar.open, bar.high, bar.low, bar.close, bar.volume))
-    names = sorted(t for t, rows in by_ticker.items() if len(rows) >= WINDOW + 300)
+    rows_of = series_rows(args.days)
+    names = sorted(rows_of)
     times: dict[str, list[float]] = {label: [] for label, _, _ in contenders}
     with tempfile.TemporaryDirectory() as scratch:
         bars_file = Path(scratch) / "bars.pickle"
-        bars_file.write_bytes(pickle.dumps({t: by_ticker[t][: WINDOW + args.days] for t in names}))
+        bars_file.write_bytes(pickle.dumps(rows_of))
         for round_ in range(args.rounds):
             for label, tree, horizons in contenders if round_ % 2 == 0 else contenders[::-1]:
                 # Run as a file, not a module: the tree's models come first on the path, not this checkout's.
