@@ -13,7 +13,7 @@ to send and write:
 * its predictions and scores go to ``FORECASTER_TOPIC_SHADOW`` in the same send as the champion's,
   the same records (``model_version``: the challenger's);
 * its states live in the champion's table, all the challengers' of a ticker in one record (key
-  ``shadow/<ticker>``, :mod:`stream_app.shadow_states`) that holds only those that ran, and are
+  ``\\xffshadow/<ticker>``, :mod:`stream_app.shadow_states`) that holds only those that ran, and are
   written with the champion's, under the ticker's event: their changelog records go in the same
   record batch of the ticker's partition, so that a restart recovers both or neither and the
   shadow's records after a kill -9 are exactly those of a run never killed;
@@ -162,7 +162,8 @@ class Shadow:
         self.challengers = challengers
         self.metrics = metrics
         self.config = dataclasses.replace(CoreConfig.from_settings(settings), model="external")
-        self.codec: StateCodec[dict[str, TickerState]] = StateCodec(encode, decode, "challengers' record")
+        self.codec: StateCodec[dict[str, TickerState]] = StateCodec(
+            encode, decode, "the challengers of ticker {key} start again from the champion's state")
         self.tests: dict[tuple[str, str], RunningPanelDM] = {}
 
     def run(self, results: Sequence[tuple[Bar, StepResult]],
@@ -194,8 +195,8 @@ class Shadow:
     def _stored(self, ticker: str, tables: TableAccess,
                 last_event: Mapping[bytes | None, Event]) -> dict[str, TickerState]:
         """``ticker``'s challenger states in the table, by alias."""
-        key = shadow_key(ticker)
-        states = self.codec.decode(key, tables.get(self.table, key.encode(), last_event[ticker.encode()]))
+        raw = tables.get(self.table, shadow_key(ticker), last_event[ticker.encode()])
+        states = self.codec.decode(ticker, raw)
         self.codec.quarantined.clear()  # the codec logged it; the challengers start again (_state)
         return states or {}
 
@@ -210,9 +211,9 @@ class Shadow:
         for ticker, by_alias in states.items():
             key = shadow_key(ticker)
             event = last_event[ticker.encode()]
-            raw = self.codec.encode(key, by_alias)
-            tables.put(self.table, key.encode(), raw, event)
-            records.append((changelog, event.message.partition, key.encode(), raw))
+            raw = self.codec.encode(ticker, by_alias)
+            tables.put(self.table, key, raw, event)
+            records.append((changelog, event.message.partition, key, raw))
         return records
 
     def _observe(self, challenger: Challenger, champion_scores: list[dict], scores: list[dict]) -> None:

@@ -37,17 +37,19 @@ from models.core.state import StateDecodeError, StateVersionError, TickerState
 VERSION = 1
 _MAGIC = b"FSS"
 _HEADER = struct.Struct("<3sBI")  # magic, version, length of the orjson part
-#: The prefix of the keys of the challengers' records: a ticker's own record is keyed by the ticker.
-KEY_PREFIX = "shadow/"
+#: The prefix of the keys of the challengers' records. A ticker's own record is keyed by the ticker's
+#: UTF-8 bytes, which never hold the byte 0xff: no ticker's key can be a challenger record's, and
+#: a message under such a key names no ticker (``stream_app.batch``), so it reads none.
+KEY_PREFIX = b"\xffshadow/"
 
 
-def shadow_key(ticker: str) -> str:
+def shadow_key(ticker: str) -> bytes:
     """The table key of ``ticker``'s challenger states.
 
     >>> shadow_key("MSFT")
-    'shadow/MSFT'
+    b'\\xffshadow/MSFT'
     """
-    return KEY_PREFIX + ticker
+    return KEY_PREFIX + ticker.encode()
 
 
 def encode(states: Mapping[str, TickerState]) -> bytes:

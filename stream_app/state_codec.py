@@ -32,14 +32,16 @@ class StateCodec(Generic[_S]):
     to_bytes, from_bytes
         A value's bytes, and the value of bytes (raising :class:`StateDecodeError` on bytes it did
         not write).
-    kind
-        What a key's value is, for the log: ``"ticker"`` logs "ticker AAA starts afresh".
+    afresh
+        What the log says of a key whose bytes are quarantined, ``{key}`` in it: "ticker {key}
+        starts afresh".
     """
 
-    def __init__(self, to_bytes: Callable[[_S], bytes], from_bytes: Callable[[bytes], _S], kind: str) -> None:
+    def __init__(self, to_bytes: Callable[[_S], bytes], from_bytes: Callable[[bytes], _S],
+                 afresh: str) -> None:
         self._to_bytes = to_bytes
         self._from_bytes = from_bytes
-        self._kind = kind
+        self._afresh = afresh
         self._known: dict[str, tuple[bytes, _S]] = {}
         self._refused: dict[str, bytes] = {}  # per key, the last bytes quarantined
         #: ``(key, raw, error)`` of each value quarantined since the handler last took them.
@@ -58,8 +60,8 @@ class StateCodec(Generic[_S]):
         except StateDecodeError as error:
             if self._refused.get(key) != raw:
                 self._refused[key] = bytes(raw)
-                log.warning("%s %s starts afresh: its stored state (%d bytes) is quarantined: %s",
-                            self._kind, key, len(raw), error)
+                log.warning("%s: its stored state (%d bytes) is quarantined: %s",
+                            self._afresh.format(key=key), len(raw), error)
                 self.quarantined.append((key, bytes(raw), error))
             return None
         self._known[key] = (raw, value)
@@ -75,4 +77,4 @@ class StateCodec(Generic[_S]):
 
 def ticker_states() -> StateCodec[TickerState]:
     """The codec of the champion's ticker states."""
-    return StateCodec(TickerState.to_bytes, TickerState.from_bytes, "ticker")
+    return StateCodec(TickerState.to_bytes, TickerState.from_bytes, "ticker {key} starts afresh")

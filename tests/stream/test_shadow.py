@@ -14,7 +14,7 @@ from stream_app import shadow_states
 from stream_app.batch import BatchHandler
 from stream_app.shadow import Challenger, Challengers, Shadow
 from stream_app.shadow_states import shadow_key
-from tests.stream.handler_fakes import Record, Worker, bar_event
+from tests.stream.handler_fakes import Record, Worker, bar_event, bar_record, event
 
 
 class Drift:
@@ -37,7 +37,7 @@ def shadow_handler(worker: Worker, challengers: Challengers) -> BatchHandler:
 
 
 def challenger_state(worker: Worker, ticker: str, alias: str = "challenger") -> TickerState:
-    return shadow_states.decode(worker.states[shadow_key(ticker).encode()])[alias]
+    return shadow_states.decode(worker.states[shadow_key(ticker)])[alias]
 
 
 def records_of(sent: list[Record], topic: str) -> list[dict]:
@@ -85,7 +85,7 @@ def test_a_challenger_predicts_at_once_from_the_champions_state_and_is_scored_be
         ("prediction", "AAA", "drift", "7", False), ("prediction", "BBB", "drift", "7", False)}
     assert len([r for r in shadow if r["record_type"] == "score"]) == 2 * 4
     # Its states sit beside the champion's, under each ticker's own partition.
-    mine = [shadow_key(ticker).encode() for ticker in ("AAA", "BBB")]
+    mine = [shadow_key(ticker) for ticker in ("AAA", "BBB")]
     assert set(worker.states.writes[-4:]) == {(b"AAA", 0), (b"BBB", 1), (mine[0], 0), (mine[1], 1)}
     started = challenger_state(worker, "AAA")
     assert started.bars == champion[b"AAA"].bars + 5
@@ -134,15 +134,15 @@ def test_the_states_of_a_challenger_that_no_longer_runs_leave_the_table(worker: 
                      Challenger("challenger-b", "8", Drift("8", rate=-0.001)))
     challengers.running = {"challenger-a": first, "challenger-b": second}
     days(worker, handler, 0, 3)
-    both = shadow_states.decode(worker.states[shadow_key("AAA").encode()])
+    both = shadow_states.decode(worker.states[shadow_key("AAA")])
     assert set(both) == {"challenger-a", "challenger-b"}
     challengers.running = {"challenger-b": second}
     shadow = records_of(days(worker, handler, 4, 4), worker.settings.topic_shadow)
     # One record per ticker holds the challengers' states: the stopped one's went with the rewrite,
     # and the one still running went on from its own state (a score of its pending prediction).
-    assert {key for key in worker.states if key not in (b"AAA", b"BBB")} == {b"shadow/AAA", b"shadow/BBB"}
+    assert set(worker.states) == {b"AAA", b"BBB", shadow_key("AAA"), shadow_key("BBB")}
     for ticker in ("AAA", "BBB"):
-        left = shadow_states.decode(worker.states[shadow_key(ticker).encode()])
+        left = shadow_states.decode(worker.states[shadow_key(ticker)])
         assert set(left) == {"challenger-b"}
     assert challenger_state(worker, "AAA", "challenger-b").bars == both["challenger-b"].bars + 1
     assert {(r["record_type"], r["model_version"]) for r in shadow} == {("prediction", "8"), ("score", "8")}
@@ -153,7 +153,7 @@ def test_a_corrupt_record_of_challenger_states_starts_them_again_from_the_champi
     handler = shadow_handler(worker, challengers)
     challengers.running = {"challenger": Challenger("challenger", "7", Drift("7"))}
     days(worker, handler, 0, 3)
-    worker.states[b"shadow/AAA"] = b"FSS\x01garbage"
+    worker.states[shadow_key("AAA")] = b"FSS\x01garbage"
     shadow = records_of(days(worker, handler, 4, 4), worker.settings.topic_shadow)
     assert {(r["ticker"], r["record_type"]) for r in shadow} == {
         ("AAA", "prediction"), ("BBB", "prediction"), ("BBB", "score")}
@@ -175,3 +175,16 @@ def test_a_version_named_by_two_aliases_runs_once_under_the_alias_that_ran_it(
     del aliases["challenger-b"]
     asyncio.run(challengers.reload(champion_version="1"))
     assert {alias: c.version for alias, c in challengers.running.items()} == {"challenger-a": "7"}
+
+
+def test_a_message_under_a_challenger_records_key_is_refused_without_reading_the_record(
+        worker: Worker) -> None:
+    challengers = Challengers(worker.settings)
+    handler = shadow_handler(worker, challengers)
+    challengers.running = {"challenger": Challenger("challenger", "7", Drift("7"))}
+    days(worker, handler, 0, 3)
+    stored = worker.states[shadow_key("AAA")]
+    # No ticker's key holds the byte 0xff: the message names no ticker, so no state is read for it.
+    sent = worker.handle(handler, [event(shadow_key("AAA"), orjson.dumps(bar_record("AAA", 4, 10.0)), 0, 4)])
+    assert [r["reason"] for r in records_of(sent, worker.settings.topic_dlq)] == ["bad_ticker"]
+    assert worker.states[shadow_key("AAA")] == stored
