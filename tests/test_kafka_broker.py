@@ -79,3 +79,15 @@ def test_status_and_stop_of_a_broker_that_never_ran(tmp_path: Path) -> None:
     assert status.returncode == 1 and "not running" in status.stdout
     stop = subprocess.run([*run, "stop"], env=env, capture_output=True, text=True, check=False)
     assert stop.returncode == 0 and "not running" in stop.stdout
+
+
+EPHEMERAL = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
+@pytest.mark.skipif(not EPHEMERAL.exists(), reason="the OS does not say where its ephemeral ports are")
+def test_a_free_port_lies_below_the_ports_outgoing_connections_take() -> None:
+    low = int(EPHEMERAL.read_text().split()[0])
+    ports = {free_port() for _ in range(20)}
+    assert all(port < low for port in ports) and len(ports) > 1
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", ports.pop()))

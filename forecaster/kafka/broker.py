@@ -116,11 +116,39 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
     return True
 
 
+#: Where :func:`free_port` looks first: below the OS's ephemeral ports (Linux's default starts at
+#: 32768), above the well-known and most registered services' ports.
+_QUIET_PORTS = range(20000, 32768)
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port that the OS says is free now."""
+    """A port that is free now, for a listener the caller starts next.
+
+    It is taken below the OS's ephemeral range where the OS says where that starts: a port the OS
+    hands out as free (bind to port 0) is an ephemeral one, which any outgoing connection of the
+    machine (a Kafka client's) can take before the listener binds it, and a test worker once failed
+    with "Address already in use" that way.
+    """
+    low = _ephemeral_start()
+    candidates = [port for port in _QUIET_PORTS if low is not None and port < low]
+    for port in secrets.SystemRandom().sample(candidates, min(len(candidates), 50)):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return s.getsockname()[1]
+
+
+def _ephemeral_start() -> int | None:
+    """The first port of the OS's ephemeral range, where it says (Linux), else None."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 @contextmanager
