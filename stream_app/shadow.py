@@ -109,8 +109,8 @@ class Challengers:
                 continue
             self._twins.discard(alias)
             current = self.running.get(alias)
-            if self._runs(alias, version):
-                running[alias] = self.running[alias]
+            if current is not None and current.version == version:
+                running[alias] = current
                 continue
             uri = f"models:/{self.settings.model_name}/{version}"
             try:

@@ -130,13 +130,9 @@ def free_port(host: str = "127.0.0.1") -> int:
     with "Address already in use" that way.
     """
     low = _ephemeral_start()
-    candidates = [port for port in _QUIET_PORTS if low is not None and port < low]
-    for port in secrets.SystemRandom().sample(candidates, min(len(candidates), 50)):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            try:
-                s.bind((host, port))
-            except OSError:
-                continue
+    quiet = range(_QUIET_PORTS.start, min(_QUIET_PORTS.stop, low)) if low is not None else range(0)
+    for port in secrets.SystemRandom().sample(quiet, min(len(quiet), 50)):
+        if port_is_free(port, host):
             return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
