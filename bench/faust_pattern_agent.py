@@ -1,14 +1,15 @@
 """The worker's Faust pattern with nothing to compute: what a Faust worker costs before its model.
 
-The worker's Faust settings and batching (``take_events``), its outputs as one record batch per
-partition, and one table write per key per batch under the key's own event, but no validation, no
-model and no metrics: each bar goes on to ``predictions`` as it came and stays as its ticker's
-state. Its rate is the most a worker built on Faust (unpatched, as the issue asks) can do on the
-machine even if the forecasting core cost nothing. Its table write is Faust's own (``table[key] = value``,
-a changelog message per write), as when issue 23 measured the worker against it; the worker now
-sends its states' changelog itself (:mod:`stream_app.batch`). Started by ``bench/worker_bench.py`` as
-``faust -A bench.faust_pattern_agent worker -l warn``; its topics come from the ``FORECASTER_*``
-environment like the real worker's.
+The worker's Faust settings, event loop (``FAUST_LOOP``, uvloop by default: the bench gives every
+contender the worker's settings in its environment) and batching (``take_events``), its outputs as
+one record batch per partition, and one table write per key per batch under the key's own event,
+but no validation, no model and no metrics: each bar goes on to ``predictions`` as it came and
+stays as its ticker's state. Its rate is the most a worker built on Faust (unpatched, as the issue
+asks) can do on the machine even if the forecasting core cost nothing. Its table write is Faust's
+own (``table[key] = value``, a changelog message per write), as when issue 23 measured the worker
+against it; the worker now sends its states' changelog itself (:mod:`stream_app.batch`). Started by
+``bench/worker_bench.py`` as ``faust -A bench.faust_pattern_agent worker -l warn``; its topics come
+from the ``FORECASTER_*`` environment like the real worker's.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 One :class:`Settings` object is built at start (:func:`load`) and passed down; nothing else reads
 the environment. Each field's environment variable is its name upper-cased with the prefix
 ``FORECASTER_`` (``bootstrap`` is ``FORECASTER_BOOTSTRAP``), except the few that another tool
-defines (:data:`ECOSYSTEM`: MLflow's ``MLFLOW_TRACKING_URI`` and ``MLFLOW_REGISTRY_URI``), and the
+defines (:data:`ECOSYSTEM`: MLflow's ``MLFLOW_TRACKING_URI`` and ``MLFLOW_REGISTRY_URI``, Faust's
+``FAUST_LOOP``), and the
 table that the README shows is generated from :data:`DOCS`, so the two cannot disagree.
 
 Examples
@@ -31,7 +32,8 @@ from models.core.config import SETTINGS as CORE_SETTINGS
 PREFIX = "FORECASTER_"
 #: Settings read from another tool's own variable, so that users of that tool need not learn ours.
 ECOSYSTEM = {"mlflow_env_tracking_uri": "MLFLOW_TRACKING_URI",
-             "mlflow_env_registry_uri": "MLFLOW_REGISTRY_URI"}
+             "mlflow_env_registry_uri": "MLFLOW_REGISTRY_URI",
+             "faust_loop": "FAUST_LOOP"}
 
 
 def _default_home() -> str:
@@ -87,6 +89,7 @@ class Settings:
     worker_compression: str = "none"
     worker_processes: int = 1
     worker_datadir: str = ""
+    faust_loop: str = "uvloop"
     # Forecasting core: defaults and docs are CoreConfig's (models/core/config.py), the one source
     model: str = _core("model")
     window: int = _core("window")
@@ -217,6 +220,9 @@ DOCS: dict[str, str] = {
     "metrics endpoint; 0: one per CPU",
     "worker_datadir": "the worker's local state (Faust's files, RocksDB tables); empty: `worker` under "
     "home (`worker/process-N` for each of several processes)",
+    "faust_loop": "Faust's own variable: the event loop of `forecaster worker`, uvloop or aio (asyncio's, "
+    "which costs the worker about a seventh more CPU per bar, docs/benchmarks.md; Faust's own default, "
+    "so `faust -A stream_app.app worker` runs on it unless this is set)",
     # The forecasting core's settings are documented beside their defaults, in CoreConfig.
     **{f.name: f.metadata["doc"] for f in dataclasses.fields(Settings) if "doc" in f.metadata},
     "mlflow_tracking_uri": "MLflow tracking and registry URI; when empty, MLflow's own variables below "

@@ -11,6 +11,7 @@ or point FORECASTER_BOOTSTRAP or --bootstrap at a running broker
 
 from __future__ import annotations
 
+import importlib.util
 import socket
 import sys
 from typing import Any
@@ -74,6 +75,28 @@ def require_core_settings(settings: Settings) -> None:
     except ValueError as exc:
         raise StartupError(f"a setting of the forecasting core is out of range: {exc} (its variable is "
                            "FORECASTER_ and the name upper-cased; see `forecaster settings`)") from None
+
+
+#: The event loops the worker runs on (``FAUST_LOOP``); Faust's two others are deprecated or broken.
+EVENT_LOOPS = ("uvloop", "aio")
+
+
+def require_event_loop(settings: Settings) -> None:
+    """StartupError unless the worker can run on the event loop ``FAUST_LOOP`` names. Checked before
+    Faust is imported: Faust imports the loop it names at its own import, and fails there with a
+    traceback.
+
+    >>> require_event_loop(Settings(faust_loop="gevent"))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    forecaster.startup.StartupError: FAUST_LOOP='gevent' is not an event loop the worker runs on: ...
+    """
+    if settings.faust_loop not in EVENT_LOOPS:
+        raise StartupError(f"FAUST_LOOP={settings.faust_loop!r} is not an event loop the worker runs on: "
+                           f"{' or '.join(EVENT_LOOPS)}")
+    if settings.faust_loop == "uvloop" and importlib.util.find_spec("uvloop") is None:
+        raise StartupError("FAUST_LOOP=uvloop (the default) needs the uvloop package, which is not installed "
+                           "(it has no Windows build): install it, or set FAUST_LOOP=aio")
 
 
 def require_broker(settings: Settings, timeout_s: float) -> None:

@@ -291,7 +291,13 @@ def run_worker(app: faust.App, loglevel: str) -> NoReturn:
     command's options from ``sys.argv`` only: they are put there, for this process, which ends with
     the worker. ``--without-web``: Faust's CLI turns its web server on whatever the app says; one
     fixed port per worker would stop a second worker on the same host, and the metrics have their
-    own endpoint.
+    own endpoint. The event loop is the settings' ``faust_loop`` (``FAUST_LOOP``).
     """
     sys.argv = ["forecaster worker", "worker", "--loglevel", loglevel, "--without-web"]
+    if cast(ForecasterApp, app).forecaster_settings.faust_loop == "uvloop":
+        # What Faust does for FAUST_LOOP=uvloop at its import: no event loop is made before this
+        # line, so the worker's is uvloop's (forecaster.startup.require_event_loop checked it is here).
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     app.main()

@@ -103,6 +103,9 @@ def test_topics_create_without_a_broker(tmp_path: Path) -> None:
      "`forecaster settings`)"),
     (["worker"], "FORECASTER_SECURITY_PROTOCOL", "TLS",
      "FORECASTER_SECURITY_PROTOCOL='TLS' is not one of PLAINTEXT, SASL_PLAINTEXT, SASL_SSL, SSL"),
+    # Faust itself would import the module the variable names, and fail with a traceback.
+    (["worker"], "FAUST_LOOP", "gevent",
+     "FAUST_LOOP='gevent' is not an event loop the worker runs on: uvloop or aio"),
 ])
 def test_a_bad_setting(tmp_path: Path, command: list[str], variable: str, value: str, says: str) -> None:
     code, err = _run(*command, tmp_path=tmp_path, **{variable: value})
@@ -130,12 +133,16 @@ def test_kafka_start_without_java(tmp_path: Path) -> None:
 
 
 @pytest.mark.kafka
-@pytest.mark.parametrize(("level", "shown", "hidden"), [("info", "[INFO]", None), ("warn", None, "[INFO]")])
-def test_worker_honours_the_loglevel(kafka_bootstrap: str, tmp_path: Path, level: str, shown: str | None,
-                                     hidden: str | None) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FORECASTER_", "MLFLOW_"))}
+@pytest.mark.parametrize(("level", "shown", "hidden", "loop"), [
+    ("info", "[INFO]", None, {}),  # uvloop, the default
+    ("warn", None, "[INFO]", {"FAUST_LOOP": "aio"}),
+])
+def test_worker_honours_the_loglevel_and_the_event_loop(kafka_bootstrap: str, tmp_path: Path, level: str,
+                                                        shown: str | None, hidden: str | None,
+                                                        loop: dict[str, str]) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FORECASTER_", "MLFLOW_", "FAUST_"))}
     env.update(FORECASTER_HOME=str(tmp_path / "home"), FORECASTER_BOOTSTRAP=kafka_bootstrap,
-               FORECASTER_APP_ID=f"loglevel-{level}-{os.getpid()}", PYTHONUNBUFFERED="1")
+               FORECASTER_APP_ID=f"loglevel-{level}-{os.getpid()}", PYTHONUNBUFFERED="1", **loop)
     metrics_port = free_port()
     log = tmp_path / "worker.log"
     with open(log, "wb") as out:
@@ -158,6 +165,9 @@ def test_worker_honours_the_loglevel(kafka_bootstrap: str, tmp_path: Path, level
             raise AssertionError(log.read_text(errors="replace")) from None
     text = log.read_text(errors="replace")
     assert (shown is None or shown in text) and (hidden is None or hidden not in text)
+    # Faust's banner names uvloop after the transport when the loop is uvloop's.
+    [transport] = [line for line in text.splitlines() if "transport" in line and "kafka://" in line]
+    assert ("+uvloop" in transport) == (loop.get("FAUST_LOOP", "uvloop") == "uvloop"), transport
 
 
 def test_a_hostile_header_is_one_short_printable_line(tmp_path: Path) -> None:

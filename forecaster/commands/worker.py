@@ -7,7 +7,14 @@ import logging
 from pathlib import Path
 
 from forecaster.settings import Settings, env_name
-from forecaster.startup import StartupError, listen, require_broker, require_core_settings, require_free_port
+from forecaster.startup import (
+    StartupError,
+    listen,
+    require_broker,
+    require_core_settings,
+    require_event_loop,
+    require_free_port,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,6 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    require_event_loop(settings)  # before anything imports Faust
     from stream_app.supervisor import WorkerPool, pool_size, stop_when_stdin_closes
 
     settings = settings.replace(home=str(args.workdir.resolve()) if args.workdir else None,
