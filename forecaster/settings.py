@@ -4,8 +4,8 @@ One :class:`Settings` object is built at start (:func:`load`) and passed down; n
 the environment. Each field's environment variable is its name upper-cased with the prefix
 ``FORECASTER_`` (``bootstrap`` is ``FORECASTER_BOOTSTRAP``), except the few that another tool
 defines (:data:`ECOSYSTEM`: MLflow's ``MLFLOW_TRACKING_URI`` and ``MLFLOW_REGISTRY_URI``, Faust's
-``FAUST_LOOP``), and the
-table that the README shows is generated from :data:`DOCS`, so the two cannot disagree.
+``FAUST_LOOP``), and the table that the README shows is generated from :data:`DOCS`, so the two
+cannot disagree.
 
 Examples
 --------
