@@ -284,7 +284,7 @@ class BarsConsumer:
         return True
 
 
-def run_worker(app: faust.App, loglevel: str) -> NoReturn:
+def run_worker(app: ForecasterApp, loglevel: str) -> NoReturn:
     """Run Faust's ``worker`` command on ``app`` in this process, as ``faust -A ... worker`` would.
 
     ``App.main()`` is Faust's way to run its command line on an app object, and it takes the
@@ -294,7 +294,7 @@ def run_worker(app: faust.App, loglevel: str) -> NoReturn:
     own endpoint. The event loop is the settings' ``faust_loop`` (``FAUST_LOOP``).
     """
     sys.argv = ["forecaster worker", "worker", "--loglevel", loglevel, "--without-web"]
-    if cast(ForecasterApp, app).forecaster_settings.faust_loop == "uvloop":
+    if app.forecaster_settings.faust_loop == "uvloop":
         # What Faust does for FAUST_LOOP=uvloop at its import: no event loop is made before this
         # line, so the worker's is uvloop's (forecaster.startup.require_event_loop checked it is here).
         import uvloop

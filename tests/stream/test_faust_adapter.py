@@ -140,7 +140,11 @@ def test_the_worker_runs_fausts_worker_command_on_the_app(monkeypatch: pytest.Mo
     argv: list[list[str]] = []
     monkeypatch.setattr(sys, "argv", ["forecaster", "worker"])
     monkeypatch.setattr(app, "main", lambda: argv.append(list(sys.argv)))
-    run_worker(app, "info")
+    try:
+        run_worker(app, "info")
+    finally:
+        # run_worker made uvloop's policy the process's: the tests after this one get asyncio's back.
+        asyncio.set_event_loop_policy(None)
     assert argv == [["forecaster worker", "worker", "--loglevel", "info", "--without-web"]]
 
 
