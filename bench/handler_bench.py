@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    OPENBLAS_NUM_THREADS=1 .venv/bin/python -m bench.handler_bench [--batch 1000] [--profile]
+    OPENBLAS_NUM_THREADS=1 .venv/bin/python -m bench.handler_bench [--batch 3000] [--profile]
 
 It replays the full S&P 500 file (``bench/data.py``) in the producer's order (date, then ticker) as the
 messages the worker consumes, and hands them in batches of ``--batch`` to the parts of
@@ -81,8 +81,8 @@ class Handler:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=1000, help="bars per batch (the worker's batches at "
-                        "a few thousand bars/s with the default 0.2 s timeout hold about this many)")
+    parser.add_argument("--batch", type=int, default=3000, help="bars per batch (the worker's batches "
+                        "under a backlog: the default 0.2 s timeout ends them at about this many)")
     parser.add_argument("--profile", action="store_true", help="print a cProfile of the timed bars")
     args = parser.parse_args()
     bars = sorted(read_csv_bars([sp500_file()]).bars, key=lambda b: (b.date, b.ticker))

@@ -82,7 +82,9 @@ class Settings:
     # Worker
     app_id: str = "stream-forecaster"
     store: str = "memory://"
-    batch_size: int = 2000
+    # Above what a backlog fills within the batch timeout: a ticker's state is written once per
+    # batch, so longer batches write fewer states per bar (docs/benchmarks.md).
+    batch_size: int = 5000
     batch_timeout_s: float = 0.2
     session_timeout_s: float = 10.0
     stop_timeout_s: float = 45.0
