@@ -6,11 +6,13 @@ step. :func:`~models.core.step.step` never changes a state it is given; it retur
 arrays it makes are read-only so that nobody else changes them either.
 
 The byte form is a fixed header (magic, :data:`VERSION`), an orjson object with the scalars, and the
-arrays as raw little-endian float64. Bytes that are no state of this format are refused with a
+arrays as raw little-endian float64. A float JSON has no number for (an interval's upper bound past
+the float range is infinite) is written as its word, ``"inf"``, ``"-inf"`` or ``"nan"``: orjson
+would write null, which no step can take. Bytes that are no state of this format are refused with a
 :class:`StateDecodeError` that says what is wrong, never misread: a state of another format version
-(:class:`StateVersionError`), bytes cut short, or garbage. Version 3, the last before horizons, is
-still read (as a state of the one horizon 1), so that upgrading a running deployment keeps every
-ticker's memory.
+(:class:`StateVersionError`), bytes cut short, garbage, or fields of the wrong type or shape.
+Version 3, the last before horizons, is still read (as a state of the one horizon 1), so that
+upgrading a running deployment keeps every ticker's memory.
 
 Examples
 --------
@@ -176,7 +178,7 @@ class TickerState:
             if isinstance(mine, np.ndarray) or isinstance(theirs, np.ndarray):
                 if mine is None or theirs is None or not np.array_equal(mine, theirs, equal_nan=True):
                     return False
-            elif mine != theirs:
+            elif mine != theirs and not (mine != mine and theirs != theirs):  # NaN equals NaN, as in arrays
                 return False
         return True
 
@@ -185,6 +187,8 @@ class TickerState:
         # The worker writes a state per ticker per batch: one pass over each kind of field, and each
         # array's values copied once, from its own buffer where that holds them (float64, as made).
         header: dict[str, Any] = {name: getattr(self, name) for name in _SCALARS}
+        for name in _FLOAT_SCALARS:
+            header[name] = _written(header[name])
         blobs: list[Any] = []
         for name, value in zip(_ARRAY_ORDER, _arrays_of(self), strict=True):
             if value is None:
@@ -192,7 +196,7 @@ class TickerState:
             else:
                 header[name] = value.shape
                 blobs.append(value if value.dtype is _F8 else value.astype(_F8).tobytes())
-        header["pending"] = [tuple(p) for p in self.pending]  # field order: no keys repeated per prediction
+        header["pending"] = [_stored(p) for p in self.pending]  # field order: no keys repeated per prediction
         meta = orjson.dumps(header)
         head = _HEADER.pack(_MAGIC, VERSION, len(meta))
         try:
@@ -226,6 +230,7 @@ class TickerState:
             if version == 3:
                 return cls(**_from_version_3(_decode(data, meta_size, _V3)))
             values = _decode(data, meta_size, _V4)
+            _check_shapes(values)
             values["horizons"] = tuple(values["horizons"])
             values["pending"] = tuple(_pending(row) for row in values["pending"])
             return cls(**values)
@@ -271,17 +276,70 @@ def _decode(data: bytes, meta_size: int, layout: _Layout) -> dict[str, Any]:
         raise StateDecodeError(f"ticker state corrupted: {len(data) - offset} bytes after its last array")
     if values["last_date"] is not None:
         values["last_date"] = dt.date.fromisoformat(values["last_date"])
+    if type(values["ticker"]) is not str or any(type(values[name]) is not int for name in _INT_SCALARS):
+        raise StateDecodeError("ticker state corrupted: its ticker is not text or a count not a whole number")
+    for name in _FLOAT_SCALARS:
+        values[name] = _read_float(values[name])
     return values
+
+
+def _check_shapes(values: dict[str, Any]) -> None:
+    """Refuse a version-4 state whose arrays do not fit together, which no step could take."""
+    horizons = values["horizons"]
+    if not isinstance(horizons, list) or any(type(h) is not int for h in horizons):
+        raise StateDecodeError("ticker state corrupted: its horizons are not whole numbers")
+    arima = [values[name] for name in ("arima_params", "arima_state", "arima_cov")]
+    rows = (len(horizons),)
+    fits = (values["log_closes"].ndim == 1 and values["variance_ewmas"].ndim == 1
+            and values["features"].ndim == 2
+            and all(values[name].shape == rows for name in _CALIBRATION_ROWS)
+            and values["interval_offsets"].ndim == 2 and values["interval_offsets"].shape[0] == rows[0]
+            and (all(a is None for a in arima)
+                 or (all(a is not None for a in arima) and arima[0].ndim == 1 and arima[1].ndim == 1
+                     and arima[2].shape == (arima[1].size, arima[1].size))))
+    if not fits:
+        raise StateDecodeError("ticker state corrupted: the shapes of its arrays do not fit together")
+
+
+def _written(value: float) -> float | str:
+    """A float as the byte form holds it: itself, or its word where JSON has no number for it."""
+    return value if math.isfinite(value) else repr(float(value))  # 'inf', '-inf' or 'nan'
+
+
+def _read_float(value: Any) -> float:
+    """The float :func:`_written` wrote."""
+    if type(value) is float or type(value) is int:
+        return value
+    if type(value) is str and value in _NON_FINITE:
+        return _NON_FINITE[value]
+    raise StateDecodeError(f"ticker state corrupted: {value!r} where a number belongs")
+
+
+def _stored(p: Pending) -> tuple[Any, ...]:
+    """A pending prediction as the byte form holds it: its fields in order, the floats :func:`_written`."""
+    # One sum for the common case; one that overflows (every value finite) takes the long way, to the
+    # same result. The levels are the configuration's, finite.
+    if math.isfinite(p[2] + p[3] + p[4] + p[5] + sum(p[7]) + sum(p[8])):
+        return tuple(p)
+    return (p[0], p[1], *map(_written, p[2:6]), p[6], tuple(map(_written, p[7])), tuple(map(_written, p[8])),
+            *p[9:])
 
 
 def _pending(row: list[Any]) -> Pending:
     """A pending prediction from its stored fields (in field order)."""
-    if len(row) != len(LastPrediction._fields):
-        raise StateDecodeError(f"ticker state corrupted: a pending prediction of {len(row)} fields, not "
-                               f"{len(LastPrediction._fields)}")
+    if not isinstance(row, list) or len(row) != len(LastPrediction._fields):
+        raise StateDecodeError(f"ticker state corrupted: a pending prediction is not a list of "
+                               f"{len(LastPrediction._fields)} fields")
     as_of, horizon, log_centre, scale, predicted_close, naive_close, levels, lower, upper, *labels = row
-    return (dt.date.fromisoformat(as_of), horizon, log_centre, scale, predicted_close, naive_close,
-            tuple(levels), tuple(lower), tuple(upper), *labels)
+    model, version, warmup, regime = labels
+    levels, lower, upper = (tuple(map(_read_float, column)) for column in (levels, lower, upper))
+    if (type(horizon) is not int or not len(levels) == len(lower) == len(upper)
+            or type(model) is not str or type(version) is not str or type(warmup) is not bool
+            or not (regime is None or type(regime) is str)):
+        raise StateDecodeError("ticker state corrupted: a pending prediction's fields are not of their types")
+    return (dt.date.fromisoformat(as_of), horizon, _read_float(log_centre), _read_float(scale),
+            _read_float(predicted_close), _read_float(naive_close), levels, lower, upper, model, version,
+            warmup, regime)
 
 
 def _from_version_3(values: dict[str, Any]) -> dict[str, Any]:
@@ -308,6 +366,11 @@ _ARRAYS = frozenset({"log_closes", "arima_params", "arima_state", "arima_cov", "
 _ARRAY_ORDER = tuple(name for name in _FIELDS if name in _ARRAYS)  # the order of the raw arrays
 _SCALARS = tuple(name for name in _FIELDS if name not in _ARRAYS and name != "pending")
 _arrays_of = operator.attrgetter(*_ARRAY_ORDER)
+_FLOAT_SCALARS = ("last_close", "last_volume")  # NaN before a ticker's first bar
+_INT_SCALARS = ("bars", "refits", "failed_refits", "since_refit", "feature_rows")
+_CALIBRATION_ROWS = ("residual_sum", "residual_weight", "zero_weight", "residuals")  # a row per horizon
+#: The words :func:`_written` gives the floats JSON has no number for.
+_NON_FINITE = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
 _F8 = np.dtype("<f8")  # the array's dtype when its buffer is already the bytes to_bytes writes
 _V4 = _Layout(_FIELDS, _ARRAYS)
 _V3 = _Layout(("ticker", "last_date", "bars", "refits", "failed_refits", "since_refit", "last_close",

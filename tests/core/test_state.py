@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import gc
+import math
 import struct
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 
 from models.core.bar import Bar
@@ -87,6 +92,59 @@ def test_default_state_is_compact(by_ticker: dict[str, list[Bar]]) -> None:
     state = run(by_ticker["JPM"][:300], CoreConfig())[-1].state
     # 252 log closes and 32 feature rows as raw float64, and under a kilobyte more.
     assert len(state.to_bytes()) < (252 + 32 * len(FEATURE_NAMES)) * 8 + 1024
+
+
+def test_floats_json_has_no_number_for_round_trip() -> None:
+    # Valid bars near the float's limit: intervals past the float range (infinite upper bounds) wait
+    # in the state to be scored. Written as null they came back None, and the next bar's scoring
+    # raised: a worker restarted from its changelog would have stopped on that ticker at every start.
+    config, state, restored = CoreConfig(model="naive"), None, None
+    day, close = dt.date(2024, 1, 1), 1e307
+    for k in range(6):
+        close *= 3.0 if k % 2 == 0 else 1 / 3
+        bar = Bar("HUGE", day + dt.timedelta(days=k), close, close * 1.4, close * 0.5, close * 1.3, 10.0)
+        result, again = step(state, bar, config), step(restored, bar, config)
+        assert repr(again.scores) == repr(result.scores)  # NaN and infinity alike, no None
+        state = result.state
+        restored = TickerState.from_bytes(state.to_bytes())
+        assert restored == state and repr(restored.pending) == repr(state.pending)
+    assert math.isinf(state.pending[0][8][-1])
+    empty = TickerState.empty("HUGE", len(FEATURE_NAMES), 2)  # NaN closes before the first bar
+    assert TickerState.from_bytes(empty.to_bytes()) == empty
+
+
+def test_fields_of_the_wrong_type_or_shape_are_refused_as_undecodable(
+        by_ticker: dict[str, list[Bar]]) -> None:
+    # Bytes of the right layout whose fields no step can take are refused (the worker quarantines
+    # them), not handed on to fail in the next step, again after every restart.
+    state = _results(by_ticker["JPM"][:80])[-1].state
+    assert state.arima_cov is not None
+
+    def edited(change: Callable[[dict[str, Any]], None]) -> bytes:
+        data = state.to_bytes()
+        head = struct.Struct("<3sBI")
+        _, version, size = head.unpack_from(data)
+        fields = orjson.loads(data[head.size : head.size + size])
+        change(fields)
+        meta = orjson.dumps(fields)
+        return head.pack(b"FTS", version, len(meta)) + meta + data[head.size + size :]
+
+    assert TickerState.from_bytes(edited(lambda fields: None)) == state
+    changes: dict[str, Callable[[dict[str, Any]], None]] = {
+        "a count as text": lambda fields: fields.update(bars="80"),
+        "a close as null (an infinite one, as written before)": lambda fields: fields.update(last_close=None),
+        "a bound as null": lambda fields: fields["pending"][0][8].__setitem__(-1, None),
+        "a word that is no float": lambda fields: fields["pending"][0].__setitem__(3, "big"),
+        "a pending prediction's flag as a number": lambda fields: fields["pending"][0].__setitem__(11, 1),
+        "a window of two dimensions": lambda fields: fields.update(log_closes=[30, 2]),
+        "offsets for two horizons": lambda fields: fields.update(interval_offsets=[2, 1]),
+        "a covariance not square": lambda fields: fields.update(arima_cov=[1, 4]),
+        "horizons as text": lambda fields: fields.update(horizons=["1"]),
+    }
+    for what, change in changes.items():
+        with pytest.raises(StateDecodeError, match="corrupted"):
+            TickerState.from_bytes(edited(change))
+            pytest.fail(what)
 
 
 def test_other_versions_and_foreign_bytes_are_refused(by_ticker: dict[str, list[Bar]]) -> None:

@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 
 from models.core.bar import MAX_DATE, MIN_DATE, REASONS, Bar, BarError
 from models.core.config import CoreConfig
+from models.core.state import TickerState
 from producers.layouts import REQUIRED, UNNAMED_INDEX, detect_layout, normalise
 from producers.readers import LayoutError, ReadResult, read_csv_bars
 from stream_app.processor import BatchProcessor, InMessage, decode_bar
@@ -328,7 +329,8 @@ KEYS = st.one_of(st.none(), st.sampled_from((b"AAA", b"BBB", b"CCC")), st.binary
 @FUZZ
 @given(values=st.lists(st.tuples(KEYS, MESSAGE_VALUES), max_size=12))
 # Prices near the float limit, valid: the intervals and errors overflow (infinite, written as null),
-# the message still ends as a result, and the core says nothing about it on stderr.
+# the message still ends as a result, its state reads back from its bytes as it was, and the core
+# says nothing about it on stderr.
 @pytest.mark.filterwarnings("error::RuntimeWarning")
 @example(values=[(b"AAA", b'{"ticker":"AAA","date":"2020-01-06","open":1e308,"high":1.7e308,"low":1e-300,'
                           b'"close":1.6e308,"volume":1e308}')])
@@ -342,6 +344,8 @@ def test_every_message_is_one_result_or_one_dead_letter(values: list[tuple[Key, 
     assert set(dead) <= {f"bars/0/{m.offset}" for m in messages}
     applied = [m for m in messages if f"bars/0/{m.offset}" not in dead]
     assert Counter(bar for bar, _ in out.results) == Counter(decode_bar(m) for m in applied)
+    for state in out.states.values():  # what the worker stores, and reads back after a restart
+        assert repr(TickerState.from_bytes(state.to_bytes())) == repr(state)
 
 
 @FUZZ
