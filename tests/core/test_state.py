@@ -132,7 +132,7 @@ def test_fields_of_the_wrong_type_or_shape_are_refused_as_undecodable(
     assert TickerState.from_bytes(edited(lambda fields: None)) == state
     changes: dict[str, Callable[[dict[str, Any]], None]] = {
         "a count as text": lambda fields: fields.update(bars="80"),
-        "a close as null (an infinite one, as written before)": lambda fields: fields.update(last_close=None),
+        "a close as null (a NaN one, as written before)": lambda fields: fields.update(last_close=None),
         "a bound as null": lambda fields: fields["pending"][0][8].__setitem__(-1, None),
         "a word that is no float": lambda fields: fields["pending"][0].__setitem__(3, "big"),
         "a pending prediction's flag as a number": lambda fields: fields["pending"][0].__setitem__(11, 1),
