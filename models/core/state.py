@@ -11,8 +11,9 @@ the float range is infinite) is written as its word, ``"inf"``, ``"-inf"`` or ``
 would write null, which no step can take. Bytes that are no state of this format are refused with a
 :class:`StateDecodeError` that says what is wrong, never misread: a state of another format version
 (:class:`StateVersionError`), bytes cut short, garbage, or fields of the wrong type or shape.
-Version 3, the last before horizons, is still read (as a state of the one horizon 1), so that
-upgrading a running deployment keeps every ticker's memory.
+Versions 3 (the last before horizons: read as a state of the one horizon 1) and 4 (the last before
+the state recorded its ARIMA order) are still read, so that upgrading a running deployment keeps
+every ticker's memory.
 
 Examples
 --------
@@ -48,9 +49,9 @@ import numpy as np
 import orjson
 
 #: Format version of :meth:`TickerState.to_bytes`; bump it when fields change meaning.
-VERSION = 4
-#: The older version :meth:`TickerState.from_bytes` still reads (and migrates).
-_READABLE = frozenset({3, VERSION})
+VERSION = 5
+#: The older versions :meth:`TickerState.from_bytes` still reads (and migrates).
+_READABLE = frozenset({3, 4, VERSION})
 _MAGIC = b"FTS"
 _HEADER = struct.Struct("<3sBI")  # magic, version, length of the orjson part
 
@@ -114,6 +115,9 @@ class TickerState:
         The last ``window`` log closes, oldest first: the ARIMA's fitting window.
     arima_params, arima_state, arima_cov
         ``(phi, theta, sigma2)``, the predicted ARMA state and its covariance; None before the first fit.
+    arima_order
+        The order ``(p, d, q)`` the three ARIMA fields belong to: the configuration's at the last bar.
+        None before the first bar, and in a state of format version 3 or 4, which did not record it.
     variance_ewmas
         The volatility model's exponentially weighted sums of daily variance, one per decay
         (:mod:`models.core.volatility`; divided by their weight ``1 - decay ** bars`` when read).
@@ -143,6 +147,7 @@ class TickerState:
     arima_params: np.ndarray | None
     arima_state: np.ndarray | None
     arima_cov: np.ndarray | None
+    arima_order: tuple[int, int, int] | None
     variance_ewmas: np.ndarray
     horizons: tuple[int, ...]
     residual_sum: np.ndarray
@@ -164,8 +169,8 @@ class TickerState:
         nan = float("nan")
         none = np.empty(0)
         return cls(ticker=ticker, last_date=None, bars=0, refits=0, failed_refits=0, since_refit=0,
-                   last_close=nan, last_volume=nan, log_closes=none, arima_params=None,
-                   arima_state=None, arima_cov=None, variance_ewmas=np.zeros(volatility_horizons),
+                   last_close=nan, last_volume=nan, log_closes=none, arima_params=None, arima_state=None,
+                   arima_cov=None, arima_order=None, variance_ewmas=np.zeros(volatility_horizons),
                    horizons=(), residual_sum=none, residual_weight=none, zero_weight=none, residuals=none,
                    interval_offsets=np.empty((0, 0)), features=np.empty((0, feature_width)), feature_rows=0,
                    pending=())
@@ -229,8 +234,9 @@ class TickerState:
         try:
             if version == 3:
                 return cls(**_from_version_3(_decode(data, meta_size, _V3)))
-            values = _decode(data, meta_size, _V4)
+            values = _decode(data, meta_size, _V5 if version == VERSION else _V4)
             _check_shapes(values)
+            values["arima_order"] = _arima_order(values.get("arima_order"))
             values["horizons"] = tuple(values["horizons"])
             values["pending"] = tuple(_pending(row) for row in values["pending"])
             return cls(**values)
@@ -284,7 +290,7 @@ def _decode(data: bytes, meta_size: int, layout: _Layout) -> dict[str, Any]:
 
 
 def _check_shapes(values: dict[str, Any]) -> None:
-    """Refuse a version-4 state whose arrays do not fit together, which no step could take."""
+    """Refuse a version-4 or 5 state whose arrays do not fit together, which no step could take."""
     horizons = values["horizons"]
     if not isinstance(horizons, list) or any(type(h) is not int for h in horizons):
         raise StateDecodeError("ticker state corrupted: its horizons are not whole numbers")
@@ -299,6 +305,16 @@ def _check_shapes(values: dict[str, Any]) -> None:
                      and arima[2].shape == (arima[1].size, arima[1].size))))
     if not fits:
         raise StateDecodeError("ticker state corrupted: the shapes of its arrays do not fit together")
+
+
+def _arima_order(value: Any) -> tuple[int, int, int] | None:
+    """The ARIMA order as stored (a list of three whole numbers, or null), as a tuple."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) != 3 or any(type(k) is not int for k in value):
+        raise StateDecodeError(f"ticker state corrupted: its ARIMA order {value!r} is not three whole "
+                               "numbers")
+    return (value[0], value[1], value[2])
 
 
 def _written(value: float) -> float | str:
@@ -351,7 +367,8 @@ def _from_version_3(values: dict[str, Any]) -> dict[str, Any]:
     rows = {name: _read_only(np.array([values[name]], dtype=float))
             for name in ("residual_sum", "residual_weight", "zero_weight", "residuals")}
     offsets = _read_only(values["interval_offsets"].reshape(1, -1))
-    return {**values, **rows, "horizons": (1,), "interval_offsets": offsets, "pending": pending}
+    return {**values, **rows, "horizons": (1,), "interval_offsets": offsets, "arima_order": None,
+            "pending": pending}
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:
@@ -372,7 +389,8 @@ _CALIBRATION_ROWS = ("residual_sum", "residual_weight", "zero_weight", "residual
 #: The words :func:`_written` gives the floats JSON has no number for.
 _NON_FINITE = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
 _F8 = np.dtype("<f8")  # the array's dtype when its buffer is already the bytes to_bytes writes
-_V4 = _Layout(_FIELDS, _ARRAYS)
+_V5 = _Layout(_FIELDS, _ARRAYS)
+_V4 = _Layout(tuple(name for name in _FIELDS if name != "arima_order"), _ARRAYS)
 _V3 = _Layout(("ticker", "last_date", "bars", "refits", "failed_refits", "since_refit", "last_close",
                "last_volume", "log_closes", "arima_params", "arima_state", "arima_cov", "variance_ewmas",
                "residual_sum", "residual_weight", "zero_weight", "residuals", "interval_offsets", "features",

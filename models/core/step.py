@@ -15,7 +15,8 @@ What happens to a bar of day ``t`` of a ticker, in order (the function of each p
    ``t + 1`` (``_kalman_step``);
 3. the log close joins the fitting window; when the window is full and a refit is due (every
    ``refit_every`` bars) the ARIMA is refitted on it (see :mod:`models.core.arima`); a failed fit
-   keeps the previous parameters and is counted (``_extend_windows``);
+   keeps the previous parameters and is counted (``_extend_windows``). A state whose ARIMA is of
+   another order than the configuration's drops it and refits at once (``_arima_checked``);
 4. the feature row of day ``t`` is computed (:mod:`models.core.features`, ``_extend_features``);
 5. for each horizon ``h`` the configured model predicts the close ``h`` bars ahead, dated the ``h``-th
    next weekday (``_point_forecast``): naive the last close, the ARIMA its ``h``-step mean, an
@@ -501,7 +502,7 @@ def _new_states(priors: list[TickerState], bars: Sequence[Bar], made: list[Pendi
             failed_refits=prior.failed_refits + (outcome == "failed"),
             since_refit=0 if outcome else prior.since_refit + 1,
             last_close=float(bar.close), last_volume=float(bar.volume), log_closes=fit_windows[i],
-            arima_params=params_i, arima_state=a_i, arima_cov=cov_i,
+            arima_params=params_i, arima_state=a_i, arima_cov=cov_i, arima_order=config.order,
             variance_ewmas=variance_ewmas[i], horizons=config.horizons,
             residual_sum=sums[i], residual_weight=weights[i], zero_weight=zeros[i], residuals=counts[i],
             interval_offsets=offsets[i], features=buffers[i],
@@ -535,7 +536,8 @@ def refit(state: TickerState, config: CoreConfig) -> tuple[TickerState, str]:
     if fit is None:
         changes.update(failed_refits=state.failed_refits + 1)
     else:
-        changes.update(arima_params=fit[0], arima_state=fit[1], arima_cov=fit[2], refits=state.refits + 1)
+        changes.update(arima_params=fit[0], arima_state=fit[1], arima_cov=fit[2], arima_order=config.order,
+                       refits=state.refits + 1)
     return replace(state, **changes), "failed" if fit is None else "ok"
 
 
@@ -623,6 +625,8 @@ def _checked(states: Sequence[TickerState | None], bars: Sequence[Bar], config: 
             raise OutOfOrderBar(bar, state.last_date)
         if state.horizons != config.horizons or state.interval_offsets.shape != offsets_shape:
             state = _realigned(state, config)
+        if state.arima_order != config.order and state.arima_params is not None:
+            state = _arima_checked(state, config)
         priors.append(state)
     return priors
 
@@ -645,6 +649,19 @@ def _realigned(state: TickerState, config: CoreConfig) -> TickerState:
                    residual_weight=take(state.residual_weight), zero_weight=take(state.zero_weight),
                    residuals=take(state.residuals), interval_offsets=offsets,
                    pending=tuple(p for p in state.pending if p[HORIZON] in config.horizons))
+
+
+def _arima_checked(state: TickerState, config: CoreConfig) -> TickerState:
+    """``state`` with an ARIMA of ``config``'s order: its own when it has that order (a state of
+    format 3 or 4, which did not record it, is taken to when its arrays have that order's sizes),
+    otherwise none, and a refit due at this bar. Another order's parameters would be read in this
+    order's layout: wrong predictions, or arrays of the wrong shape."""
+    arima = _plan(config).arima
+    if (state.arima_order is None and state.arima_params is not None and state.arima_state is not None
+            and state.arima_params.size == arima.p + arima.q + 1 and state.arima_state.size == arima.r):
+        return state
+    return replace(state, arima_params=None, arima_state=None, arima_cov=None,
+                   since_refit=max(state.since_refit, config.refit_every - 1))
 
 
 def _predict_returns(model: PointModel, windows: np.ndarray) -> np.ndarray:

@@ -16,7 +16,8 @@ from models.core.arima import Arima, ArimaFitError, _stationary
 from models.core.bar import Bar
 from models.core.config import CoreConfig
 from models.core.features import FEATURE_NAMES
-from models.core.step import refit
+from models.core.state import TickerState
+from models.core.step import refit, step
 from tests.core.helpers import run
 
 RESIDUAL = FEATURE_NAMES.index("arima_residual")
@@ -118,6 +119,28 @@ def test_refit_on_demand_that_fails_is_counted_and_keeps_the_parameters() -> Non
     refitted, outcome = refit(state, config)
     assert outcome == "failed" and refitted.failed_refits == state.failed_refits + 1
     np.testing.assert_array_equal(refitted.arima_params, state.arima_params)
+
+
+@pytest.mark.parametrize("order", [(1, 1, 1), (3, 1, 0), (2, 2, 0)])
+def test_a_state_of_another_order_is_refitted_in_the_configured_order_at_once(
+        by_ticker: dict[str, list[Bar]], order: tuple[int, int, int]) -> None:
+    # FORECASTER_ARIMA_ORDER changed under a running deployment. (1, 1, 1) has (2, 1, 0)'s array
+    # sizes: read in its layout, phi_2 would have been taken for theta_1 until the next refit.
+    bars = by_ticker["GE"][:76]
+    before = TickerState.from_bytes(run(bars[:75], CoreConfig(model="arima", window=60, refit_every=10))[-1]
+                                    .state.to_bytes())  # fitted at bar 70, five bars ago, in (2, 1, 0)
+    assert before.arima_order == (2, 1, 0)
+    assert step(before, bars[75], CoreConfig(model="arima", window=60, refit_every=10)).refit is None
+    after = step(before, bars[75], CoreConfig(model="arima", order=order, window=60, refit_every=10))
+    assert after.refit == "ok" and after.state.arima_order == order and after.state.since_refit == 0
+    arima, window = Arima(order), after.state.log_closes
+    params = arima.fit(window)
+    a, cov = arima.initial_state(params, window)
+    np.testing.assert_array_equal(after.state.arima_params, params)
+    np.testing.assert_array_equal(after.state.arima_state, a)
+    np.testing.assert_array_equal(after.state.arima_cov, cov)
+    mean = arima.forecast(params[None], a[None], window[None, window.size - order[1]:])[0, 0]
+    assert after.predictions[0]["predicted_close"] == pytest.approx(np.exp(mean), rel=1e-12)
 
 
 @pytest.mark.parametrize("order", [(2, 1, 0), (1, 1, 1), (1, 2, 0)])

@@ -140,11 +140,34 @@ def test_fields_of_the_wrong_type_or_shape_are_refused_as_undecodable(
         "offsets for two horizons": lambda fields: fields.update(interval_offsets=[2, 1]),
         "a covariance not square": lambda fields: fields.update(arima_cov=[1, 4]),
         "horizons as text": lambda fields: fields.update(horizons=["1"]),
+        "an ARIMA order of two numbers": lambda fields: fields.update(arima_order=[2, 1]),
+        "an ARIMA order as text": lambda fields: fields.update(arima_order="2,1,0"),
     }
     for what, change in changes.items():
         with pytest.raises(StateDecodeError, match="corrupted"):
             TickerState.from_bytes(edited(change))
             pytest.fail(what)
+
+
+def test_a_version_4_state_keeps_its_arima_where_the_configured_order_fits_it(
+        by_ticker: dict[str, list[Bar]]) -> None:
+    # Version 4 did not record the ARIMA order. Its arrays' sizes are all there is to go by: a state
+    # that has the configured order's continues as before the upgrade, one that has not refits.
+    bars = by_ticker["JPM"][:101]
+    results = _results(bars)
+    data = results[99].state.to_bytes()
+    head = struct.Struct("<3sBI")
+    size = head.unpack_from(data)[2]
+    fields = orjson.loads(data[head.size : head.size + size])
+    del fields["arima_order"]
+    meta = orjson.dumps(fields)
+    old = TickerState.from_bytes(head.pack(b"FTS", 4, len(meta)) + meta + data[head.size + size :])
+    assert old == dataclasses.replace(results[99].state, arima_order=None)
+    again = step(old, bars[100], CONFIG)
+    assert again.refit is None and again.predictions == results[100].predictions
+    assert again.state == results[100].state
+    other = step(old, bars[100], dataclasses.replace(CONFIG, order=(3, 1, 0)))
+    assert other.refit == "ok" and other.state.arima_order == (3, 1, 0)
 
 
 def test_other_versions_and_foreign_bytes_are_refused(by_ticker: dict[str, list[Bar]]) -> None:
