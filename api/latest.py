@@ -45,7 +45,7 @@ from typing import Any
 
 import orjson
 
-from forecaster.kafka.client import kafka_python_options
+from forecaster.kafka.client import kafka_python_client, kafka_python_options
 from forecaster.kafka.login import refused_login
 from forecaster.settings import Settings
 from models.core.config import MAX_HORIZON
@@ -210,9 +210,9 @@ class LatestPredictions:
 
         # A short bootstrap timeout keeps a connection attempt from delaying stop() for long; a reader
         # never creates the topic (brokers may auto-create it on a metadata request).
-        consumer = KafkaConsumer(**kafka_python_options(self.settings), enable_auto_commit=False,
-                                 client_id="forecaster-api", bootstrap_timeout_ms=2000,
-                                 allow_auto_create_topics=False)
+        consumer = kafka_python_client(KafkaConsumer, **kafka_python_options(self.settings),
+                                       enable_auto_commit=False, client_id="forecaster-api",
+                                       bootstrap_timeout_ms=2000, allow_auto_create_topics=False)
         partitions = consumer.partitions_for_topic(self.topic)
         if not partitions:
             consumer.close()

@@ -27,7 +27,7 @@ import numpy as np
 import orjson
 
 from forecaster.kafka.broker import BrokerError, LocalBroker, port_is_free
-from forecaster.kafka.client import kafka_python_options
+from forecaster.kafka.client import kafka_python_client, kafka_python_options
 from forecaster.kafka.topics import create_topics
 from forecaster.redaction import redact
 from forecaster.report import panel_line, render
@@ -96,7 +96,7 @@ def reset_namespace(settings: Settings) -> None:
     """Delete the demo's topics, changelogs and consumer group, then create its topics afresh."""
     from kafka import KafkaAdminClient
 
-    admin = KafkaAdminClient(**kafka_python_options(settings))
+    admin = kafka_python_client(KafkaAdminClient, **kafka_python_options(settings))
     try:
         doomed = [t for t in admin.list_topics()
                   if t in DEMO_TOPICS.values() or t.startswith(f"{DEMO_APP_ID}-")]
@@ -202,8 +202,9 @@ def follow_predictions(settings: Settings, expected: int, worker: WorkerHandle) 
     """
     from kafka import KafkaConsumer
 
-    consumer = KafkaConsumer(settings.topic_predictions, **kafka_python_options(settings),
-                             group_id=None, auto_offset_reset="earliest", enable_auto_commit=False)
+    consumer = kafka_python_client(KafkaConsumer, settings.topic_predictions,
+                                   **kafka_python_options(settings), group_id=None,
+                                   auto_offset_reset="earliest", enable_auto_commit=False)
     records: list[dict] = []
     predictions = 0
     started = time.monotonic()

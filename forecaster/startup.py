@@ -16,7 +16,7 @@ import socket
 import sys
 from typing import Any
 
-from forecaster.kafka.client import kafka_python_options
+from forecaster.kafka.client import kafka_python_client, kafka_python_options
 from forecaster.kafka.login import refused_login
 from forecaster.settings import Settings
 from models.core.config import CoreConfig
@@ -105,7 +105,8 @@ def require_broker(settings: Settings, timeout_s: float) -> None:
     from kafka.errors import KafkaConnectionError, KafkaTimeoutError
 
     try:
-        KafkaAdminClient(**kafka_python_options(settings), bootstrap_timeout_ms=int(timeout_s * 1000)).close()
+        kafka_python_client(KafkaAdminClient, **kafka_python_options(settings),
+                            bootstrap_timeout_ms=int(timeout_s * 1000)).close()
     except (KafkaTimeoutError, KafkaConnectionError) as exc:
         reason = f"no answer within {timeout_s:g} s: {exc}"
         raise StartupError(refused_login(settings) or unreachable(settings.bootstrap, reason)) from None

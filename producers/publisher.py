@@ -18,7 +18,7 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 from kafka.partitioner.default import DefaultPartitioner
 
-from forecaster.kafka.client import kafka_python_options
+from forecaster.kafka.client import kafka_python_client, kafka_python_options
 from forecaster.kafka.partitioning import key_partition
 from forecaster.settings import Settings, env_name
 from models.core.bar import Bar
@@ -117,8 +117,8 @@ class Publisher:
         if linger_ms is not None:
             tuning["linger_ms"] = linger_ms
         try:
-            self._producer = KafkaProducer(
-                **kafka_python_options(settings), **tuning, partitioner=KeyCachedPartitioner(),
+            self._producer = kafka_python_client(
+                KafkaProducer, **kafka_python_options(settings), **tuning, partitioner=KeyCachedPartitioner(),
                 bootstrap_timeout_ms=timeout_ms, max_block_ms=timeout_ms,
             )
         except (KafkaTimeoutError, KafkaConnectionError) as exc:

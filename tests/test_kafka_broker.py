@@ -6,12 +6,16 @@ import os
 import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
-from kafka import KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.errors import KafkaTimeoutError
 
 from forecaster.kafka.broker import BrokerError, LocalBroker, broker_answers, free_port
+from forecaster.kafka.client import kafka_python_client
 from forecaster.kafka.topics import create_topics
 from tests.kafka_helpers import read_topic
 
@@ -91,3 +95,23 @@ def test_a_free_port_lies_below_the_ports_outgoing_connections_take() -> None:
     assert all(port < low for port in ports) and len(ports) > 1
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", ports.pop()))
+
+
+def test_a_client_that_cannot_reach_the_broker_leaves_no_thread_behind() -> None:
+    # kafka-python 3 starts a client's network thread before it reaches the broker and raises with
+    # no client to close: the API's predictions reader, retrying every few seconds while the broker
+    # was down, gained a thread and four descriptors per attempt.
+    bootstrap = f"127.0.0.1:{free_port()}"
+    before = set(threading.enumerate())
+
+    def network_threads() -> set[threading.Thread]:
+        return set(threading.enumerate()) - before
+
+    for client_class in (KafkaConsumer, KafkaAdminClient, KafkaProducer):
+        with pytest.raises(KafkaTimeoutError):
+            kafka_python_client(client_class, bootstrap_servers=bootstrap, bootstrap_timeout_ms=200)
+    assert not broker_answers(bootstrap, timeout_s=0.2)
+    deadline = time.monotonic() + 10
+    while network_threads() and time.monotonic() < deadline:
+        time.sleep(0.05)  # a closed client's thread ends on its next wake-up
+    assert not network_threads()

@@ -55,12 +55,12 @@ def run(args: argparse.Namespace, settings: Settings, out: TextIO | None = None)
     import orjson
     from kafka import KafkaConsumer
 
-    from forecaster.kafka.client import kafka_python_options
+    from forecaster.kafka.client import kafka_python_client, kafka_python_options
 
     settings = settings.replace(bootstrap=args.bootstrap)
     topic = settings.topic_shadow if args.shadow else settings.topic_predictions
-    consumer = KafkaConsumer(
-        topic, **kafka_python_options(settings),
+    consumer = kafka_python_client(
+        KafkaConsumer, topic, **kafka_python_options(settings),
         group_id=f"forecaster-tail-{uuid.uuid4().hex[:8]}",  # a viewer never moves anyone's offsets
         enable_auto_commit=False,
         auto_offset_reset="earliest" if args.from_beginning else "latest",

@@ -32,6 +32,8 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
+from forecaster.kafka.client import kafka_python_client
+
 # kafka-python (slow to import) loads only where a client is made: `forecaster kafka`
 # and the broker fixture of the tests import this module without one.
 
@@ -167,8 +169,8 @@ def broker_answers(bootstrap: str, timeout_s: float = 5.0, options: Mapping[str,
 
     with quiet_kafka_logs():
         try:
-            admin = KafkaAdminClient(
-                bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000),
+            admin = kafka_python_client(
+                KafkaAdminClient, bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000),
                 bootstrap_timeout_ms=int(timeout_s * 1000), **(options or {}),
             )
         except (KafkaError, OSError, ValueError):

@@ -18,9 +18,12 @@ Examples
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from forecaster.settings import Settings
+
+Client = TypeVar("Client")
 
 # Faust loads only where its credentials are made: the kafka-python users of this module need none.
 
@@ -59,6 +62,30 @@ def _security(settings: Settings) -> dict[str, Any]:
 def kafka_python_options(settings: Settings) -> dict[str, Any]:
     """Keyword arguments for kafka-python's producer, consumer and admin client."""
     return {"bootstrap_servers": bootstrap_list(settings.bootstrap), **_security(settings)}
+
+
+def kafka_python_client(client_class: Callable[..., Client], *args: Any, **options: Any) -> Client:
+    """``client_class(*args, **options)``, a kafka-python consumer, producer or admin client, whose
+    network thread and sockets are closed when the constructor raises.
+
+    kafka-python 3 starts a client's network thread before it reaches the broker, and a constructor
+    that cannot reach it raises with no client to close: each attempt of a caller that retries (the
+    API's predictions reader, a wait for a broker) left a thread and four descriptors behind.
+    """
+    from kafka.net.compat import KafkaNetClient
+
+    started: list[KafkaNetClient] = []
+
+    def network_client(**config: Any) -> KafkaNetClient:
+        started.append(KafkaNetClient(**config))
+        return started[-1]
+
+    try:
+        return client_class(*args, **options, kafka_client=network_client)
+    except BaseException:
+        for client in started:
+            client.close()
+        raise
 
 
 def aiokafka_options(settings: Settings) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
-from forecaster.kafka.client import kafka_python_options
+from forecaster.kafka.client import kafka_python_client, kafka_python_options
 from forecaster.kafka.topics import topic_partitions
 from forecaster.settings import Settings
 
@@ -24,8 +24,8 @@ def read_to_end(settings: Settings, topic: str, timeout_s: float = 60.0
     """
     from kafka import KafkaConsumer
 
-    consumer = KafkaConsumer(**kafka_python_options(settings), enable_auto_commit=False,
-                             bootstrap_timeout_ms=int(timeout_s * 1000))
+    consumer = kafka_python_client(KafkaConsumer, **kafka_python_options(settings), enable_auto_commit=False,
+                                   bootstrap_timeout_ms=int(timeout_s * 1000))
     try:
         deadline = time.monotonic() + timeout_s
         partitions = topic_partitions(consumer, topic, timeout_s)
@@ -56,10 +56,9 @@ def first_stored_offset(settings: Settings, topic: str, partition: int, offset: 
 
     tp = TopicPartition(topic, partition)
     # An offset below the log start (retention) reads from the log start: its first message.
-    consumer = KafkaConsumer(**kafka_python_options(settings), enable_auto_commit=False,
-                             auto_offset_reset="earliest", isolation_level="read_uncommitted",
-                             max_poll_records=1,
-                             bootstrap_timeout_ms=int(timeout_s * 1000))
+    consumer = kafka_python_client(KafkaConsumer, **kafka_python_options(settings), enable_auto_commit=False,
+                                   auto_offset_reset="earliest", isolation_level="read_uncommitted",
+                                   max_poll_records=1, bootstrap_timeout_ms=int(timeout_s * 1000))
     try:
         deadline = time.monotonic() + timeout_s
         consumer.assign([tp])

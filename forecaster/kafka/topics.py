@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from forecaster.kafka.client import kafka_python_options
+from forecaster.kafka.client import kafka_python_client, kafka_python_options
 from forecaster.settings import Settings
 
 # kafka-python (slow to import) loads inside the functions that talk to the broker.
@@ -50,8 +50,8 @@ def create_topics(settings: Settings, specs: list[TopicSpec] | None = None, *,
     from kafka.errors import TopicAlreadyExistsError
 
     specs = app_topics(settings) if specs is None else specs
-    admin = KafkaAdminClient(**kafka_python_options(settings),
-                             bootstrap_timeout_ms=int(connect_timeout_s * 1000))
+    admin = kafka_python_client(KafkaAdminClient, **kafka_python_options(settings),
+                                bootstrap_timeout_ms=int(connect_timeout_s * 1000))
     try:
         existing = set(admin.list_topics())
         outcome: dict[str, str] = {}
