@@ -29,7 +29,7 @@ from api.guard import Guard, refused
 from api.inputs import InputError, read_json_body, read_upload, too_large
 from api.latest import LatestPredictions
 from api.schemas import ForecastBars, ForecastOut, HealthOut, LatestListOut, LatestOut, ModelsOut
-from forecaster.redaction import redact
+from forecaster.redaction import printable, redact
 from forecaster.settings import Settings
 from producers.layouts import parse_columns
 from producers.readers import ReadResult
@@ -143,7 +143,9 @@ def create_app(settings: Settings) -> FastAPI:
             traceback.clear_frames(error.__traceback__)
             raise HTTPException(error.status, detail=error.detail) from None
         except UnknownModel as error:
-            raise HTTPException(404, detail={"message": str(error)}) from None
+            message = printable(str(error), 1000)  # what it echoes of the request is cut already
+            refused(404, message[:200], request.scope)
+            raise HTTPException(404, detail={"message": message}) from None
         except ClientDisconnect:  # nobody is left to answer: one line, not a traceback
             refused(400, "the client disconnected before its body was sent", request.scope)
             raise HTTPException(400, detail={"message": "the client disconnected"}) from None
@@ -158,8 +160,9 @@ def create_app(settings: Settings) -> FastAPI:
         """The latest prediction and score of one ticker."""
         entry = latest.get(ticker)
         if entry is None:
-            raise HTTPException(404, detail={"message": f"no prediction of {ticker!r} has been read from "
-                                             f"{settings.topic_predictions}", "reader": latest.status()})
+            raise HTTPException(404, detail={"message": f"no prediction of '{printable(ticker, 100)}' has "
+                                             f"been read from {settings.topic_predictions}",
+                                             "reader": latest.status()})
         return entry
 
     @app.get("/health", response_model=HealthOut)
@@ -200,7 +203,7 @@ def _limited(request: Request, limit: int, timeout_s: float) -> Request:
     arrived (or its Content-Length says they will), before the rest is received, and a 408 when the
     next piece of it takes over ``timeout_s`` seconds."""
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    if declared.isascii() and declared.isdigit() and (len(declared) > 18 or int(declared) > limit):
         raise too_large("the body holds", limit)
     received = 0
 

@@ -36,7 +36,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from forecaster.redaction import redact
+from forecaster.redaction import printable, redact
 from forecaster.settings import Settings
 from models import registry
 from models.core.config import CoreConfig
@@ -44,7 +44,7 @@ from models.core.config import CoreConfig
 log = logging.getLogger(__name__)
 
 CORE_MODELS = ("naive", "arima")
-_VERSION = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+)$")
+_VERSION = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>[0-9]+)$")
 
 
 class UnknownModel(ValueError):
@@ -131,7 +131,8 @@ class Versions:
     def get(self, uri: str) -> Any:
         """The model of ``models:/NAME/VERSION``; :class:`UnknownModel` when the registry lacks it."""
         if _VERSION.match(uri) is None:
-            raise UnknownModel(f"{uri}: expected models:/NAME/VERSION (a version number, not an alias)")
+            raise UnknownModel(f"{printable(uri, 100)}: expected models:/NAME/VERSION (a version number, "
+                               "not an alias)")
         # One load at a time: a second request for a version being loaded waits and finds it kept.
         with self._lock:
             if uri in self._loaded:
@@ -165,13 +166,13 @@ def resolve(requested: str, settings: Settings, champion: ChampionSlot, versions
         return ModelChoice(CoreConfig.from_settings(settings, model="external"), model, requested)
     if requested in CORE_MODELS:
         return ModelChoice(CoreConfig.from_settings(settings, model=requested), None, requested)
-    if requested.isdigit():
+    if requested.isascii() and requested.isdigit():
         uri = f"models:/{settings.model_name}/{requested}"
     elif requested.startswith("models:/"):
         uri = requested
     else:
-        raise UnknownModel(f"model {requested!r} is not champion, {', '.join(CORE_MODELS)}, a version "
-                           f"number of {settings.model_name} or models:/NAME/VERSION")
+        raise UnknownModel(f"model '{printable(requested, 100)}' is not champion, {', '.join(CORE_MODELS)}, "
+                           f"a version number of {settings.model_name} or models:/NAME/VERSION")
     return ModelChoice(CoreConfig.from_settings(settings, model="external"), versions.get(uri), requested)
 
 

@@ -29,8 +29,11 @@ def parse_horizons(text: str) -> tuple[int, ...]:
     api.inputs.InputError: ?horizons=5,x: horizons must be strictly increasing whole numbers of trading \
 days in 1..260; got (5, 'x')
     """
-    # A part that is not a whole number stays text, which CoreConfig refuses with the others.
-    horizons = tuple(int(part) if part.strip().isdigit() else part.strip() for part in text.split(","))
+    # A part that is not a whole number (a few ASCII digits: int() takes others, or refuses them
+    # with its own error) stays text, which CoreConfig refuses with the others.
+    parts = [part.strip() for part in text.split(",")]
+    horizons = tuple(int(part) if part.isascii() and part.isdigit() and len(part) <= 9 else part
+                     for part in parts)
     try:
         CoreConfig(horizons=horizons)  # type: ignore[arg-type]  # checked here, text parts included
     except ValueError as error:

@@ -13,6 +13,9 @@ Examples
 --------
 >>> upload_name("../../etc/passwd"), upload_name(r"C:\\data\\aapl.csv"), upload_name("..")
 ('passwd', 'aapl.csv', 'upload.csv')
+>>> long = upload_name("a" * 300 + ".csv.gz")
+>>> len(long.encode()), long[-9:]
+(200, 'aa.csv.gz')
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import shutil
 import tempfile
 import zlib
 from collections.abc import Collection, Iterator, Mapping
-from pathlib import Path, PureWindowsPath
+from pathlib import Path, PurePath, PureWindowsPath
 from typing import Any, BinaryIO
 
 import orjson
@@ -52,9 +55,21 @@ class InputError(ValueError):
 
 
 def upload_name(name: str | None) -> str:
-    """The upload's base name, safe as a file name (no folders, no leading dots)."""
-    base = re.sub(r"[^\w.-]", "_", PureWindowsPath(name or "").name).lstrip(".")
-    return base or "upload.csv"
+    """The upload's base name, safe as a file name: no folders, no leading dots, at most
+    :data:`MAX_NAME_BYTES` bytes (a longer name loses the end of its stem and keeps its suffixes)."""
+    base = re.sub(r"[^\w.-]", "_", PureWindowsPath(name or "").name).lstrip(".") or "upload.csv"
+    if len(base.encode()) <= MAX_NAME_BYTES:
+        return base
+    suffix = "".join(PurePath(base).suffixes[-2:])[-16:]
+    kept = MAX_NAME_BYTES - len(suffix.encode())
+    return base[: len(base) - len(suffix)].encode()[:kept].decode(errors="ignore") + suffix
+
+
+#: An upload's file name, at most: file systems take 255 bytes, and inflating adds a prefix.
+MAX_NAME_BYTES = 200
+#: Gzip layers an upload may have: a .gz file, gzipped once more on its way (each layer is inflated
+#: whole, up to the size limit, before the next is looked at).
+MAX_GZIP_LAYERS = 2
 
 
 #: Bytes read or inflated at a time: what an upload costs in memory beyond its bars.
@@ -73,7 +88,7 @@ def read_upload(name: str | None, source: BinaryIO, *, limit: int, ticker: str |
                 max_rows: int | None = None, keep: int | None = None) -> ReadResult:
     """The bars and dead letters of an uploaded CSV file (plain or gzipped); ``tickers`` selects.
 
-    ``source`` is read in chunks; a gzipped file (also one gzipped twice) is refused with a 413 once
+    ``source`` is read in chunks; a gzipped file (also one gzipped twice, not more) is refused with a 413 once
     its inflated size passes ``limit`` bytes, and a file of more than ``max_rows`` rows at the next
     one. The first ``keep`` dead letters are kept, all are counted.
     """
@@ -84,8 +99,12 @@ def read_upload(name: str | None, source: BinaryIO, *, limit: int, ticker: str |
             shutil.copyfileobj(source, out, CHUNK)
         with path.open("rb") as handle:
             head = handle.read(2)
-        while head == GZIP_MAGIC:
-            head = _inflate(path, path.with_name(f"inflated-{file_name}"), limit, file_name)
+        for _ in range(MAX_GZIP_LAYERS):
+            if head == GZIP_MAGIC:
+                head = _inflate(path, path.with_name(f"inflated-{file_name}"), limit, file_name)
+        if head == GZIP_MAGIC:
+            raise InputError(f"{file_name} is gzipped more than {MAX_GZIP_LAYERS} times over: send the CSV, "
+                             "plain or gzipped once")
         if not _has_text(path):
             raise InputError(f"{file_name}: the file is empty")
         try:

@@ -30,7 +30,7 @@ from typing import Any
 REASONS: dict[str, str] = {
     "not_json": "the message is not a JSON object",
     "missing_field": "a required field is absent or empty",
-    "bad_ticker": "the ticker is not a non-empty string of at most 32 characters",
+    "bad_ticker": "the ticker is not a non-empty string of at most 32 printable characters",
     "bad_date": "the date is not a valid calendar date in 1900..2100",
     "not_numeric": "a price or volume is not a number",
     "not_finite": "a price or volume is NaN or infinite",
@@ -165,7 +165,8 @@ class Bar:
     def __post_init__(self) -> None:
         ticker, open_, high, low, close, volume = (self.ticker, self.open, self.high, self.low, self.close,
                                                    self.volume)
-        if not isinstance(ticker, str) or not ticker.strip() or len(ticker) > 32:
+        # Printable: a ticker is echoed in logs, metric labels and terminals (no escapes, no line breaks).
+        if not isinstance(ticker, str) or not ticker.strip() or len(ticker) > 32 or not ticker.isprintable():
             raise BarError("bad_ticker", f"ticker {ticker!r}")
         if open_ <= 0 or high <= 0 or low <= 0 or close <= 0:
             name = next(name for name in PRICE_FIELDS if getattr(self, name) <= 0)

@@ -53,6 +53,11 @@ def _multipart(name: str, content: bytes) -> bytes:
             "Content-Type: application/octet-stream\r\n\r\n").encode() + content + b"\r\n--b--\r\n"
 
 
+def _ansi_rows() -> bytes:
+    return (b"date,open,high,low,close,volume,Name\n"
+            + b"\x1b[2J\x1b]0;owned\x07,1,1,1,1,1,\x1b[31mX\r\n" * 1000)
+
+
 def _invalid_rows() -> bytes:
     """1e6 rows whose volume is negative, gzipped: the issue's 2.4 MB probe."""
     rows = b"2020-01-02,10,11,9,10,-1,ACME\n" * 1_000_000
@@ -83,9 +88,12 @@ PROBES = [
           lambda: _multipart("wide.csv", b",".join([b"\x1b[31m" + b"n" * 1000] * 1000) + b"\n1\n"), 422,
           b"\\\\x1b[31mnnn"),
     Probe("ANSI and control bytes in rows", "multipart/form-data; boundary=b",
-          lambda: _multipart("ansi.csv", b"date,open,high,low,close,volume,Name\n"
-                             + b"\x1b[2J\x1b]0;owned\x07,1,1,1,1,1,\x1b[31mX\r\n" * 1000), 422,
-          b"\\\\x1b[2J"),
+          lambda: _multipart("ansi.csv", _ansi_rows()), 422, b"\\\\x1b[2J"),
+    Probe("a file name of 300 bytes", "multipart/form-data; boundary=b",
+          lambda: _multipart("n" * 300 + ".csv", _ansi_rows()), 422, b"\\\\x1b[2J"),
+    Probe("gzip in gzip in gzip", "multipart/form-data; boundary=b",
+          lambda: _multipart("rows.csv.gz", gzip.compress(gzip.compress(gzip.compress(b"date\n1\n")))), 422,
+          b"gzipped more than 2 times over"),
     Probe("64 MiB + 1 body, no Content-Length", "application/json",
           lambda: b'{"bars": [' + b" " * (64 * MIB), 413, b"more than FORECASTER_API_MAX_BYTES"),
 ]
@@ -189,6 +197,32 @@ def test_every_probe_gets_a_small_answer_within_the_memory_budget_and_health_ans
         assert len(answer) < 64 * 1024 and b"\x1b" not in answer and b"\\u001b" not in answer, probe.name
         assert peak < BUDGET_KIB, (probe.name, peak)
     assert answered_in_flight
+
+
+#: Query strings and paths whose text an answer echoes, or whose digits int() refuses: each a short 4xx.
+ODD_REQUESTS = [
+    ("POST", "/forecast?horizons=%C2%B2", 422, b"?horizons="),  # a digit to str.isdigit, not to int()
+    ("POST", "/forecast?horizons=" + "1" * 5000, 422, b"?horizons="),  # past int()'s 4,300 digits
+    ("POST", "/forecast?model=%D9%A1", 404, b"is not champion"),  # an Arabic-Indic one
+    ("POST", "/forecast?model=models:/%1b[31m" + "x" * 10_000, 404, b"expected models:/NAME/VERSION"),
+    ("GET", "/predictions/%1b[2J" + "T" * 70_000, 404, b"no prediction of"),
+]
+
+
+def test_odd_digits_and_echoed_text_get_short_printable_answers(server: tuple[str, int, int, Path],
+                                                                  data_dir: Path) -> None:
+    host, port, _, log = server
+    upload = _multipart("601988.SH.csv", (data_dir / "601988.SH.csv").read_bytes())
+    for method, path, status, says in ODD_REQUESTS:
+        connection = http.client.HTTPConnection(host, port, timeout=60)
+        connection.request(method, path, body=upload if method == "POST" else None,
+                           headers={"Content-Type": "multipart/form-data; boundary=b"})
+        response = connection.getresponse()
+        answer = response.read()
+        connection.close()
+        assert (response.status, says in answer) == (status, True), (path[:60], answer[:300])
+        assert len(answer) < 2048 and b"\x1b" not in answer and b"\\u001b" not in answer, path[:60]
+    assert "Traceback" not in log.read_text()
 
 
 def test_idle_and_slow_connections_are_closed_and_health_still_answers(

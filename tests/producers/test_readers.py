@@ -93,6 +93,8 @@ def test_sp500_slice_rejects_the_known_bad_rows(sp500_slice: tuple[Path, list[st
     ("2013.02.08,15.07,15.12,14.63,14.75,8407500,AAL", "bad_date"),
     ("1850-02-08,15.07,15.12,14.63,14.75,8407500,AAL", "bad_date"),
     (f"2013-02-08,15.07,15.12,14.63,14.75,8407500,{'X' * 33}", "bad_ticker"),
+    ("2013-02-08,15.07,15.12,14.63,14.75,8407500,A\x1b[2JX", "bad_ticker"),  # echoed in logs and labels
+    ("2013-02-08,15.07,15.12,14.63,14.75,8407500,A\u2028B", "bad_ticker"),
     (GOOD, "duplicate"),
 ])
 def test_each_rejection_reason_keeps_the_raw_row(tmp_path: Path, row: str, reason: str) -> None:
