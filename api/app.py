@@ -35,6 +35,8 @@ from producers.layouts import parse_columns
 from producers.readers import ReadResult
 
 STATIC = resources.files("api") / "static"
+#: What /health says instead of its texts to a request that could not ask for anything else.
+HIDDEN = "hidden: ask with the API token from a trusted host"
 
 FORECAST_BODY = {
     "required": True,
@@ -166,14 +168,19 @@ def create_app(settings: Settings) -> FastAPI:
         return entry
 
     @app.get("/health", response_model=HealthOut)
-    def get_health() -> Any:
+    def get_health(request: Request) -> Any:
         """Whether the broker answers and the champion (if one is registered) loaded.
 
-        The app serves forecasts either way: without a champion it uses the core's model.
+        The app serves forecasts either way: without a champion it uses the core's model. The texts
+        (the broker's state, the champion's error) go only to a request with the token, when one is
+        set, and a trusted Host.
         """
         broker = latest.status()
         model = champion.status()
         status = "ok" if broker["reachable"] and model["error"] is None else "degraded"
+        if not getattr(request.state, "health_details", True):
+            broker = {**broker, "detail": HIDDEN}
+            model = {**model, "error": model["error"] and HIDDEN}
         return {"status": status, "broker": broker, "model": model}
 
     @app.get("/models", response_model=ModelsOut, responses={503: {"description": "registry unreachable"}})

@@ -4,8 +4,9 @@
 
 1. a ``Host`` header that is not one of ``FORECASTER_API_TRUSTED_HOSTS`` (400): a page of another
    site that rebinds its DNS name to 127.0.0.1 must not reach the API with the user's browser. Not
-   ``/health``, which says only whether the service is up, and which an orchestrator's probe asks
-   with whatever address it found (a pod's IP);
+   ``/health``, which an orchestrator's probe asks with whatever address it found (a pod's IP): it
+   answers, but its texts (the broker's state, the champion's error: addresses, paths) only to a
+   request that would pass checks 1 and 3 (``scope["state"]["health_details"]``);
 2. a client address past its token bucket (429 with ``Retry-After``), except ``/health``;
 3. a request without ``Authorization: Bearer <FORECASTER_API_TOKEN>`` when the token is set (401
    with ``WWW-Authenticate: Bearer``), except ``/health``, ``/`` and ``/static/*``, which the page
@@ -88,9 +89,11 @@ class Guard:
         headers = dict(scope["headers"])
         path = scope["path"]
         if path == "/health":
+            details = self._trusted(headers) and self._authorized(headers)
+            scope.setdefault("state", {})["health_details"] = details
             return await self.app(scope, receive, send)
-        host = _host_name(headers.get(b"host", b"").decode("latin-1"))
-        if "*" not in self.hosts and host not in self.hosts:
+        if not self._trusted(headers):
+            host = _host_name(headers.get(b"host", b"").decode("latin-1"))
             return await self.refuse(scope, send, 400, f"Host '{printable(host, 60)}' is not trusted")
         if self.limiter is not None:
             client = (scope.get("client") or ("?",))[0]
@@ -98,12 +101,22 @@ class Guard:
             if wait > 0:
                 return await self.refuse(scope, send, 429, "too many requests",
                                          [(b"retry-after", str(math.ceil(wait)).encode())])
-        if self.token and path not in EXEMPT_FROM_TOKEN and not path.startswith("/static/"):
-            scheme, _, given = headers.get(b"authorization", b"").partition(b" ")
-            if scheme.lower() != b"bearer" or not hmac.compare_digest(given.strip(), self.token):
-                return await self.refuse(scope, send, 401, "no valid bearer token",
-                                         [(b"www-authenticate", b"Bearer")])
+        exempt = path in EXEMPT_FROM_TOKEN or path.startswith("/static/")
+        if not exempt and not self._authorized(headers):
+            return await self.refuse(scope, send, 401, "no valid bearer token",
+                                     [(b"www-authenticate", b"Bearer")])
         return await self.app(scope, receive, send)
+
+    def _trusted(self, headers: dict[bytes, bytes]) -> bool:
+        """Whether the request's Host is a trusted one."""
+        return "*" in self.hosts or _host_name(headers.get(b"host", b"").decode("latin-1")) in self.hosts
+
+    def _authorized(self, headers: dict[bytes, bytes]) -> bool:
+        """Whether the request carries the bearer token (always, when none is set)."""
+        if not self.token:
+            return True
+        scheme, _, given = headers.get(b"authorization", b"").partition(b" ")
+        return scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(), self.token)
 
     @staticmethod
     async def refuse(scope: Scope, send: Any, status: int, reason: str,

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from api.app import create_app
+from api.app import HIDDEN, create_app
 from forecaster.cli import main
 from forecaster.settings import Settings
 
@@ -58,6 +58,24 @@ def test_the_token_guards_all_but_health_and_the_page(offline_settings: Settings
         answer = client.post("/forecast", headers={"Authorization": f"bearer {TOKEN}"}, content=b"x")
         assert answer.status_code == 415  # past the guard, refused by the app for its Content-Type
     assert not any(TOKEN in record.getMessage() for record in caplog.records)
+
+
+def test_health_tells_its_texts_only_to_whom_the_rest_of_the_api_answers(offline_settings: Settings) -> None:
+    # The broker's state names its address and the client's error; the champion's error, the
+    # registry's path. A probe without the token, or a page of another site, learns up or down.
+    settings = offline_settings.replace(api_token=TOKEN)
+    with TestClient(create_app(settings), base_url="http://localhost") as client:
+        bearer = {"Authorization": f"Bearer {TOKEN}"}
+        full = client.get("/health", headers=bearer).json()
+        assert settings.bootstrap in full["broker"]["detail"]
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {**bearer, "Host": "attacker.example"}):
+            answer = client.get("/health", headers=headers)
+            assert answer.status_code == 200, headers
+            short = answer.json()
+            assert short["broker"]["detail"] == HIDDEN and settings.bootstrap not in answer.text, headers
+            for part, field in (("broker", "reachable"), ("model", "serving"), ("model", "loaded")):
+                assert short[part][field] == full[part][field], (headers, part, field)
+            assert short["status"] == full["status"]
 
 
 def test_a_client_past_its_burst_gets_a_429_with_retry_after_but_health_answers(
