@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Annotated, Any
 
+import orjson
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
@@ -24,6 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from api import forecast
+from api.answers import HeldAnswer
 from api.champion import ChampionSlot, UnknownModel, Versions, describe, resolve
 from api.guard import Guard, refused
 from api.inputs import InputError, read_json_body, read_upload, too_large
@@ -126,11 +128,19 @@ def create_app(settings: Settings) -> FastAPI:
             raise HTTPException(503, detail={"message": f"{settings.api_forecasts} forecasts are running "
                                              "(FORECASTER_API_FORECASTS): retry shortly"},
                                 headers={"Retry-After": "1"})
-        async with forecasts:
-            return await _forecast(request, model, ticker, columns, tickers, horizons)
+        # The slot is held until the answer is sent (api.answers): its bytes are what it holds longest.
+        await forecasts.acquire()
+        try:
+            answer = await _forecast(request, model, ticker, columns, tickers, horizons)
+            body = await run_in_threadpool(orjson.dumps, answer)
+            del answer
+        except BaseException:
+            forecasts.release()
+            raise
+        return HeldAnswer(body, release=forecasts.release, pause_s=settings.api_body_timeout_s)
 
     async def _forecast(request: Request, model: str, ticker: str | None, columns: str | None,
-                        tickers: str | None, horizons: str | None) -> Any:
+                        tickers: str | None, horizons: str | None) -> dict[str, Any]:
         try:
             wanted = None if horizons is None else forecast.parse_horizons(horizons)
             limited = _limited(request, settings.api_max_bytes, settings.api_body_timeout_s)

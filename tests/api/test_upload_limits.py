@@ -181,3 +181,37 @@ def test_forecasts_past_the_slots_get_a_503_and_the_slots_come_back(offline_sett
     assert (refused[0], refused[1]["retry-after"]) == (503, "1")
     assert b"FORECASTER_API_FORECASTS" in refused[2]
     assert (first[0], second[0], after[0]) == (200, 200, 200)
+
+
+def test_an_answer_nobody_reads_keeps_its_slot_until_the_client_pauses_too_long(
+        offline_settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
+    # The slot bounds what forecasts hold, their answers too: released when the answer was made, a
+    # client that never reads kept tens of MB in the server's buffers, and any number could.
+    app = create_app(offline_settings.replace(api_forecasts=1, api_body_timeout_s=0.5))
+    bar = {"ticker": "ACME", "date": "2024-01-05", "open": 10, "high": 11, "low": 9, "close": 10, "volume": 9}
+    body = json.dumps({"bars": [bar]}).encode()
+    headers = [(b"host", b"localhost"), (b"content-type", b"application/json")]
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+             "scheme": "http", "path": "/forecast", "raw_path": b"/forecast", "query_string": b"",
+             "root_path": "", "headers": headers, "client": ("127.0.0.1", 2), "server": ("api", 80)}
+
+    async def whole_body() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def scenario() -> tuple[int, int]:
+        reading = asyncio.Event()
+
+        async def never_reads(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.body":
+                reading.set()
+                await asyncio.Event().wait()  # the client's buffers are full: no send completes
+
+        stuck = asyncio.create_task(app(scope, whole_body, never_reads))
+        await reading.wait()
+        while_held = (await _asgi_post(app, whole_body, "application/json"))[0]
+        await asyncio.wait_for(stuck, 60)  # given up at the pause limit, and its slot released
+        return while_held, (await _asgi_post(app, whole_body, "application/json"))[0]
+
+    assert asyncio.run(scenario()) == (503, 200)
+    assert any("refused 408 POST /forecast: the client paused reading its answer" in record.getMessage()
+               for record in caplog.records)
