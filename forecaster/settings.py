@@ -261,7 +261,8 @@ DOCS: dict[str, str] = {
     "its bars); one past them gets a 503 with Retry-After, so the server's memory is bounded by this "
     "many requests",
     "api_header_timeout_s": "seconds a request's headers may take to arrive; the connection is closed then",
-    "api_body_timeout_s": "seconds a request's body may pause between two pieces; it gets a 408 then",
+    "api_body_timeout_s": "seconds a request's body may pause between two pieces (a 408 then), and a client "
+    "reading a forecast's answer (the connection is closed then)",
     "api_keep_alive_s": "seconds an idle kept-alive connection stays open",
     "api_trusted_hosts": "Host header values the API answers (against DNS rebinding), with api_host; "
     "* answers any; /health answers any, for orchestrators' probes",
