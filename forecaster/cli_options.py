@@ -33,6 +33,39 @@ def iso_date(text: str) -> dt.date:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD") from None
 
 
+def seconds(text: str) -> float:
+    """A duration of a command-line option: a positive, finite number of seconds.
+
+    >>> seconds("2.5")
+    2.5
+    >>> seconds("inf")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: 'inf' is not a positive, finite number of seconds
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive, finite number of seconds")
+    return value
+
+
+def port(text: str) -> int:
+    """A TCP port of a command-line option: 0 (any free one) to 65535."""
+    if not (text.isascii() and text.isdigit() and int(text) <= 65535):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (0 to 65535)")
+    return int(text)
+
+
+def count(text: str) -> int:
+    """A positive whole number of a command-line option, at most Kafka's 32-bit counts."""
+    if not (text.isascii() and text.isdigit() and 0 < int(text) < 2**31):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 1 to 2,147,483,647")
+    return int(text)
+
+
 def ticker_list(text: str) -> list[str]:
     tickers = [t.strip() for t in text.split(",") if t.strip()]
     if not tickers:

@@ -21,6 +21,7 @@ ValueError: FORECASTER_PARTITIONS='many' is not a valid int
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -181,9 +182,51 @@ class Settings:
             registry = tracking
         return {"tracking": tracking, "registry": registry}
 
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            problem = _out_of_range(f.name, value)
+            if problem:
+                raise ValueError(f"{env_name(f.name)}={value!r} {problem}")
+
     def replace(self, **changes: Any) -> Settings:
         """A copy with some fields changed (command-line options override the environment)."""
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+#: Settings counted from 1 (a topic of no partitions, a batch of no bars, no request at once), up to
+#: Kafka's 32-bit counts.
+_COUNTS = frozenset({"partitions", "replication_factor", "batch_size", "api_max_bars", "api_max_bytes",
+                     "api_max_rows", "api_concurrency", "api_forecasts"})
+
+
+def _out_of_range(name: str, value: Any) -> str | None:
+    """Why a setting's value cannot be used (beyond its type), or None.
+
+    >>> Settings(api_port=70000)
+    Traceback (most recent call last):
+    ...
+    ValueError: FORECASTER_API_PORT=70000 is not a TCP port (0 to 65535)
+    >>> Settings(replay_delivery_timeout_s=float("inf"))
+    Traceback (most recent call last):
+    ...
+    ValueError: FORECASTER_REPLAY_DELIVERY_TIMEOUT_S=inf is not a finite number
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return "is not a finite number"
+    if name.endswith("_port") and not 0 <= value <= 65535:
+        return "is not a TCP port (0 to 65535)"
+    if (name.endswith("_timeout_s") or name == "model_reload_s") and value <= 0:
+        return "is not a positive number of seconds"
+    if name in _COUNTS and not 1 <= value <= 2**31 - 1:
+        return "is not a whole number from 1 to 2,147,483,647"
+    if name == "store" and value.partition("://")[0] not in STORES:
+        return f"is not a table store the worker runs on: {' or '.join(s + '://' for s in STORES)}"
+    return None
+
+
+#: The schemes of FORECASTER_STORE: Faust's memory store, or RocksDB (the ``rocksdb`` extra).
+STORES = ("memory", "rocksdb")
 
 
 DOCS: dict[str, str] = {

@@ -11,14 +11,17 @@ or point FORECASTER_BOOTSTRAP or --bootstrap at a running broker
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
+import re
 import socket
 import sys
 from typing import Any
 
 from forecaster.kafka.client import kafka_python_client, kafka_python_options
 from forecaster.kafka.login import refused_login
-from forecaster.settings import Settings
+from forecaster.redaction import printable
+from forecaster.settings import Settings, env_name
 from models.core.config import CoreConfig
 
 # kafka-python (slow to import) loads only in the broker check: `forecaster.cli` imports
@@ -65,16 +68,24 @@ def require_free_port(host: str, port: int, *, what: str, setting: str, option: 
 def require_core_settings(settings: Settings) -> None:
     """StartupError unless the forecasting core accepts the settings (ARIMA order, window, levels...).
 
-    >>> require_core_settings(Settings(interval_levels=(0.95, 0.8)))
+    >>> require_core_settings(Settings(arima_order=(1, 1)))  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    forecaster.startup.StartupError: a setting of the forecasting core is out of range: interval_levels ...
+    forecaster.startup.StartupError: a setting of the forecasting core is out of range: order ... \
+(set by FORECASTER_ARIMA_ORDER)
     """
+    core_config(settings)
+
+
+def core_config(settings: Settings, **overrides: Any) -> CoreConfig:
+    """:meth:`CoreConfig.from_settings`, whose error names the variables it is about."""
     try:
-        CoreConfig.from_settings(settings)
+        return CoreConfig.from_settings(settings, **overrides)
     except ValueError as exc:
-        raise StartupError(f"a setting of the forecasting core is out of range: {exc} (its variable is "
-                           "FORECASTER_ and the name upper-cased; see `forecaster settings`)") from None
+        named = [env_name(f.metadata["setting"]) for f in dataclasses.fields(CoreConfig)
+                 if "setting" in f.metadata and re.search(rf"\b{f.name}\b", str(exc))]
+        where = f"set by {', '.join(named)}" if named else "see `forecaster settings`"
+        raise StartupError(f"a setting of the forecasting core is out of range: {exc} ({where})") from None
 
 
 #: The event loops the worker runs on (``FAUST_LOOP``); Faust's two others are deprecated or broken.
@@ -133,11 +144,19 @@ def explain(exc: BaseException, bootstrap: str | None, settings: Settings | None
             return refused
     if unreachable_types and isinstance(exc, unreachable_types):
         return unreachable(bootstrap or "the configured bootstrap servers", exc)
-    mlflow_errors = sys.modules.get("mlflow.exceptions")
-    if mlflow_errors is not None and isinstance(exc, mlflow_errors.MlflowException):
-        return (f"the MLflow store cannot be used ({' '.join(str(exc).split())}): fix the URI that "
-                "`forecaster settings` shows in force (FORECASTER_MLFLOW_TRACKING_URI, else "
-                "MLFLOW_TRACKING_URI and MLFLOW_REGISTRY_URI)")
+    kafka_errors = sys.modules.get("kafka.errors")
+    if kafka_errors is not None and isinstance(exc, kafka_errors.KafkaError):  # the broker refused
+        text = " ".join(str(exc).split())  # kafka-python's own text names the error: "[Error 38] Invalid..."
+        said = text if type(exc).__name__ in text else f"{type(exc).__name__}: {text}"
+        return f"Kafka at {bootstrap or 'the bootstrap servers'} refused: {printable(said, 300)}"
+    store_errors = tuple(getattr(module, name) for module, name in (
+        (sys.modules.get("mlflow.exceptions"), "MlflowException"),
+        (sys.modules.get("sqlalchemy.exc"), "SQLAlchemyError"),  # MLflow's SQL store, on a bad file
+    ) if module is not None)
+    if store_errors and isinstance(exc, store_errors):
+        cause = printable(" ".join(str(exc).split()), 300)
+        return (f"the MLflow store cannot be used ({cause}): fix the URI that `forecaster settings` shows "
+                "in force (FORECASTER_MLFLOW_TRACKING_URI, else MLFLOW_TRACKING_URI and MLFLOW_REGISTRY_URI)")
     if isinstance(exc, ValueError | RuntimeError | OSError):
         return str(exc)
     return None

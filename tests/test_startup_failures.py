@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from forecaster.kafka.broker import free_port
+from forecaster.startup import explain
 
 CLI = [sys.executable, "-m", "forecaster.cli"]
 
@@ -99,8 +100,19 @@ def test_topics_create_without_a_broker(tmp_path: Path) -> None:
     (["serve"], "FORECASTER_API_PORT", "80a", "FORECASTER_API_PORT='80a' is not a valid int"),
     (["worker"], "FORECASTER_INTERVAL_LEVELS", "0.95,0.8",
      "a setting of the forecasting core is out of range: interval_levels must be strictly increasing and "
-     "inside (0, 1); got (0.95, 0.8) (its variable is FORECASTER_ and the name upper-cased; see "
-     "`forecaster settings`)"),
+     "inside (0, 1); got (0.95, 0.8) (set by FORECASTER_INTERVAL_LEVELS)"),
+    (["backtest", "x.csv"], "FORECASTER_ARIMA_ORDER", "1,1",
+     "a setting of the forecasting core is out of range: order must be three non-negative integers "
+     "(p, d, q); got (1, 1) (set by FORECASTER_ARIMA_ORDER)"),
+    (["serve"], "FORECASTER_API_PORT", "70000", "FORECASTER_API_PORT=70000 is not a TCP port (0 to 65535)"),
+    (["replay", "x.csv"], "FORECASTER_REPLAY_DELIVERY_TIMEOUT_S", "inf",
+     "FORECASTER_REPLAY_DELIVERY_TIMEOUT_S=inf is not a finite number"),
+    (["worker"], "FORECASTER_MODEL_RELOAD_S", "0",
+     "FORECASTER_MODEL_RELOAD_S=0.0 is not a positive number of seconds"),
+    (["worker"], "FORECASTER_STORE", "redis://",
+     "FORECASTER_STORE='redis://' is not a table store the worker runs on: memory:// or rocksdb://"),
+    (["topics", "create"], "FORECASTER_PARTITIONS", "0",
+     "FORECASTER_PARTITIONS=0 is not a whole number from 1 to 2,147,483,647"),
     (["worker"], "FORECASTER_SECURITY_PROTOCOL", "TLS",
      "FORECASTER_SECURITY_PROTOCOL='TLS' is not one of PLAINTEXT, SASL_PLAINTEXT, SASL_SSL, SSL"),
     # Faust itself would import the module the variable names, and fail with a traceback.
@@ -182,3 +194,38 @@ def test_a_hostile_header_is_one_short_printable_line(tmp_path: Path) -> None:
     assert "\\x1b[2J" in line and not any(c in line for c in "\x1b\x07")
     # Cut at 1,000 characters of the message (each escaped one shows as up to 4), saying how long it was.
     assert len(line) < 4200 and line.endswith(" characters)")
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["serve", "--port", "70000"], "argument --port: '70000' is not a TCP port (0 to 65535)"),
+    (["tail", "--connect-timeout", "inf"],
+     "argument --connect-timeout: 'inf' is not a positive, finite number of seconds"),
+    (["tail", "--max-records", "0"],
+     "argument --max-records: '0' is not a whole number from 1 to 2,147,483,647"),
+    (["topics", "create", "--partitions", "99999999999"],
+     "argument --partitions: '99999999999' is not a whole number from 1 to 2,147,483,647"),
+])
+def test_an_option_out_of_range(tmp_path: Path, args: list[str], says: str) -> None:
+    # Each reached the code before: an OverflowError's traceback, a struct.error's, or a tail that
+    # stopped at once with exit status 0.
+    code, err = _run(*args, tmp_path=tmp_path)
+    assert code == 2 and err.strip().splitlines()[-1].endswith(f": error: {says}"), err
+
+
+def test_a_replay_with_nothing_to_send_fails_before_it_connects(tmp_path: Path, data_dir: Path) -> None:
+    path = data_dir / "601988.SH.csv"
+    code, err = _run("replay", str(path), "--tickers", "ZZZ", "--bootstrap", f"127.0.0.1:{free_port()}",
+                     tmp_path=tmp_path)
+    assert code == 2 and _one_line(err) == (
+        f"forecaster replay: error: nothing to replay in {path}: 3681 rows read, 3681 of them not selected "
+        "by --tickers, --start or --end")
+
+
+def test_what_the_broker_refuses_is_one_line() -> None:
+    # `topics create` with a replication factor above the brokers' count printed a 27-line traceback.
+    from kafka.errors import InvalidReplicationFactorError
+
+    refusal = InvalidReplicationFactorError("Replication factor: 3 larger than available brokers: 1.")
+    assert explain(refusal, "127.0.0.1:9092") == (
+        "Kafka at 127.0.0.1:9092 refused: [Error 38] InvalidReplicationFactorError: Replication factor: 3 "
+        "larger than available brokers: 1.")

@@ -44,8 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    from forecaster.startup import core_config
     from models.backtest import run_backtest
-    from models.core.config import CoreConfig
     from producers.layouts import parse_columns
     from producers.readers import read_csv_bars
 
@@ -57,9 +57,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         from models.registry import load_model
 
         model = load_model(choice, settings)
-        config = CoreConfig.from_settings(settings, model="external")
+        config = core_config(settings, model="external")
     elif choice in ("naive", "arima"):
-        config = CoreConfig.from_settings(settings, model=choice)
+        config = core_config(settings, model=choice)
     else:
         raise ValueError(f"--model must be naive, arima or models:/NAME@ALIAS or models:/NAME/VERSION; "
                          f"got {choice!r}")

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from forecaster.cli_options import port
 from forecaster.settings import Settings, env_name
 
 
@@ -21,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     start = actions.add_parser("start", help="start the broker in the background")
-    start.add_argument("--port", type=int, default=9092, help="client port (default: 9092)")
+    start.add_argument("--port", type=port, default=9092, help="client port (default: 9092)")
     start.add_argument("--data-dir", type=Path, default=None,
                        help="broker state; kept across restarts (default: $FORECASTER_HOME/kafka)")
     start.add_argument("--sasl-ssl", action="store_true",

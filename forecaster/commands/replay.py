@@ -6,7 +6,7 @@ import argparse
 import gc
 import sys
 
-from forecaster.cli_options import add_csv_selection, add_format, print_summary
+from forecaster.cli_options import add_csv_selection, add_format, print_summary, seconds
 from forecaster.settings import Settings
 
 
@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "tickers (default: FORECASTER_REPLAY_PROCESSES; 0: one per CPU for long replays)")
     parser.add_argument("--bootstrap", default=None, metavar="HOST:PORT",
                         help="Kafka bootstrap servers (default: FORECASTER_BOOTSTRAP)")
-    parser.add_argument("--connect-timeout", type=float, default=10.0, metavar="S",
+    parser.add_argument("--connect-timeout", type=seconds, default=10.0, metavar="S",
                         help="seconds to wait for the broker before giving up (default: 10)")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="progress bar on stderr (default: when stderr is a terminal)")
@@ -49,6 +49,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     result = read_csv_bars(args.paths, ticker=args.ticker,
                            columns=parse_columns(args.columns) if args.columns else None,
                            tickers=args.tickers, start=args.start, end=args.end)
+    if not result.bars and not result.dead_letters_total:  # rejected rows are sent, as dead letters
+        raise ValueError(f"nothing to replay in {', '.join(map(str, args.paths))}: {result.rows_read} rows "
+                         f"read, {result.filtered} of them not selected by --tickers, --start or --end")
     # The read stays in memory until the replay ends: out of the collector's full passes, which are
     # long over a big file's bars and would stall a paced feed each time (docs/benchmarks.md,
     # "Figures behind comments"), and would dirty every page producer processes share after their fork.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from forecaster.cli_options import port
 from forecaster.settings import Settings, env_name
 from forecaster.startup import listen
 
@@ -16,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "topic), GET /health, GET /models, the web page at / and the OpenAPI docs at /docs.",
     )
     parser.add_argument("--host", default=None, help="address to bind (default: FORECASTER_API_HOST)")
-    parser.add_argument("--port", type=int, default=None, help="port (default: FORECASTER_API_PORT)")
+    parser.add_argument("--port", type=port, default=None, help="port (default: FORECASTER_API_PORT)")
     parser.add_argument("--bootstrap", default=None, metavar="HOST:PORT",
                         help="Kafka bootstrap servers (default: FORECASTER_BOOTSTRAP)")
     parser.set_defaults(run=run)

@@ -8,6 +8,7 @@ import time
 import uuid
 from typing import Any, TextIO
 
+from forecaster.cli_options import count, seconds
 from forecaster.settings import Settings
 
 TABLE_COLUMNS = (("record_type", 10), ("ticker", 8), ("as_of", 10), ("target_date", 11), ("horizon", 7),
@@ -30,11 +31,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="follow the challengers' records (FORECASTER_TOPIC_SHADOW) instead")
     parser.add_argument("--from-beginning", action="store_true", help="start at the oldest record")
     parser.add_argument("--format", choices=("table", "json"), default="table")
-    parser.add_argument("--max-records", type=int, default=None, help="stop after this many records")
-    parser.add_argument("--idle-timeout", type=float, default=None,
+    parser.add_argument("--max-records", type=count, default=None, help="stop after this many records")
+    parser.add_argument("--idle-timeout", type=seconds, default=None,
                         help="stop after this many seconds without a new record")
     parser.add_argument("--bootstrap", default=None, help="host:port (default: FORECASTER_BOOTSTRAP)")
-    parser.add_argument("--connect-timeout", type=float, default=10.0, metavar="S",
+    parser.add_argument("--connect-timeout", type=seconds, default=10.0, metavar="S",
                         help="seconds to wait for the broker before giving up (default: 10)")
     parser.set_defaults(run=run)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from forecaster.cli_options import count, seconds
 from forecaster.settings import Settings
 
 
@@ -14,10 +15,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "create", help="create bars, bars.dlq and predictions (idempotent)",
         description="Create the topics named by the settings; existing ones are left as they are.",
     )
-    create.add_argument("--partitions", type=int, default=None,
+    create.add_argument("--partitions", type=count, default=None,
                         help="partition count (default: FORECASTER_PARTITIONS, 8)")
     create.add_argument("--bootstrap", default=None, help="host:port (default: FORECASTER_BOOTSTRAP)")
-    create.add_argument("--connect-timeout", type=float, default=10.0, metavar="S",
+    create.add_argument("--connect-timeout", type=seconds, default=10.0, metavar="S",
                         help="seconds to wait for the broker before giving up (default: 10)")
     create.set_defaults(run=run_create)
 

@@ -6,6 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from forecaster.cli_options import port, seconds
 from forecaster.settings import Settings, env_name
 from forecaster.startup import (
     StartupError,
@@ -32,10 +33,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "0: one per CPU (default: FORECASTER_WORKER_PROCESSES, 1)")
     # A process of a pool (stream_app.supervisor): it stops when the pool's pipe on its stdin closes.
     parser.add_argument("--supervised", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--metrics-port", type=int, default=None,
+    parser.add_argument("--metrics-port", type=port, default=None,
                         help="Prometheus endpoint port (default: FORECASTER_METRICS_PORT, 9464)")
     parser.add_argument("--bootstrap", default=None, help="host:port (default: FORECASTER_BOOTSTRAP)")
-    parser.add_argument("--connect-timeout", type=float, default=30.0, metavar="S",
+    parser.add_argument("--connect-timeout", type=seconds, default=30.0, metavar="S",
                         help="seconds to wait for the broker at start before giving up (default: 30)")
     parser.set_defaults(run=run)
 

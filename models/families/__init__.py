@@ -21,6 +21,7 @@ cnn_bilstm_attention, xgboost
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -79,5 +80,11 @@ def family(name: str) -> Family:
 
 
 def create(name: str, **params: Any) -> Any:
-    """An unfitted model of family ``name`` with ``params`` overriding its defaults."""
-    return family(name).create(**params)
+    """An unfitted model of family ``name`` with ``params`` overriding its defaults; ValueError when
+    the family takes no such parameters."""
+    factory = family(name).create
+    try:  # families made by a function of any keywords check them themselves
+        inspect.signature(factory).bind(**params)
+    except TypeError as error:
+        raise ValueError(f"unknown parameters for {name}: {error}") from None
+    return factory(**params)
