@@ -217,13 +217,20 @@ def log_and_register(model: Any, settings: Any, feature_names: tuple[str, ...],
     return str(version)
 
 
+#: MLflow's error codes of a name or version the registry does not hold (any other error is the
+#: registry's own: a server out of reach, a store that cannot be read).
+_ABSENT = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"})
+
+
 def _registered(mlflow_client: Any, name: str) -> bool:
     from mlflow.exceptions import MlflowException
 
     try:
         mlflow_client.get_registered_model(name)
-    except MlflowException:
-        return False
+    except MlflowException as exc:
+        if exc.error_code in _ABSENT:
+            return False
+        raise
     return True
 
 
@@ -234,12 +241,17 @@ def _model_version(uri: str, settings: Any) -> Any:
     match = _VERSION_URI.match(uri)
     if match is None:
         raise ValueError(f"expected models:/NAME@ALIAS or models:/NAME/VERSION, got {uri!r}")
+    if _store_missing(settings):  # a reader creates no store
+        raise ValueError(f"{uri} is not in the registry at {settings.mlflow_registry_uri}: no store exists "
+                         "there yet (`forecaster train` makes one)")
     mlflow_client = client(settings)
     try:
         if match["alias"]:
             return mlflow_client.get_model_version_by_alias(match["name"], match["alias"])
         return mlflow_client.get_model_version(match["name"], match["version"])
     except MlflowException as exc:
+        if exc.error_code not in _ABSENT:
+            raise
         raise ValueError(f"{uri} is not in the registry at {settings.mlflow_registry_uri}: "
                          f"{exc.message}") from None
 
@@ -466,6 +478,9 @@ def promote(settings: Any, name: str, version: str | None = None, *,
 
     if significance is not None and not 0 < significance < 1:
         raise ValueError(f"significance must be in (0, 1), got {significance}")
+    if _store_missing(settings):  # promoting creates no store
+        raise ValueError(f"no registered model {name!r} at {settings.mlflow_registry_uri}: no store exists "
+                         "there yet (`forecaster train` makes one)")
     mlflow_client = client(settings)
     if not _registered(mlflow_client, name):
         raise ValueError(f"no registered model {name!r} at {settings.mlflow_registry_uri}")

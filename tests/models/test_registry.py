@@ -8,11 +8,14 @@ naive and (0,1,1) a higher one (relative MAE 0.988, 0.929, 1.008 with a 64-retur
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from forecaster.cli import main
+from forecaster.kafka.broker import free_port
+from forecaster.settings import Settings
 from models import registry
 from models.core.bar import Bar
 from models.core.features import FEATURE_NAMES
@@ -223,3 +226,24 @@ def test_a_registry_failing_during_a_promotion_moves_nothing(aph_bars, store, mo
         registry.promote(store, store.model_name, candidate.version)
     monkeypatch.undo()
     assert registry.champion_version(store) == champion.version
+
+
+def test_reading_a_registry_that_does_not_exist_creates_none(tmp_path: Path) -> None:
+    # `promote` and `backtest --model models:/...` on a fresh home made a 1 MB MLflow database (and the
+    # folders of a mistyped URI) to say that it held nothing.
+    settings = Settings(home=str(tmp_path / "home"))
+    with pytest.raises(ValueError, match="no store exists there yet"):
+        registry.promote(settings, settings.model_name)
+    with pytest.raises(ValueError, match=r"is not in the registry at .*: no store exists there yet"):
+        registry.load_model(f"models:/{settings.model_name}/1", settings)
+    assert not (tmp_path / "home").exists()
+
+
+def test_a_registry_out_of_reach_is_not_taken_for_one_without_the_model(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from mlflow.exceptions import MlflowException
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    settings = Settings(home=str(tmp_path), mlflow_tracking_uri=f"http://127.0.0.1:{free_port()}")
+    with pytest.raises(MlflowException, match="API request to"):  # not "no registered model"
+        registry.promote(settings, settings.model_name)
