@@ -370,11 +370,16 @@ def to_environ(settings: Settings) -> dict[str, str]:
     >>> load(to_environ(s)) == s
     True
     """
-    environ = {}
-    for f in dataclasses.fields(Settings):
-        value = getattr(settings, f.name)
-        environ[env_name(f.name)] = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
-    return environ
+    return {env_name(f.name): env_value(getattr(settings, f.name)) for f in dataclasses.fields(Settings)}
+
+
+def env_value(value: Any) -> str:
+    """A setting's value as its variable takes it: a list comma separated.
+
+    >>> env_value((1, 5, 20)), env_value(0.2)
+    ('1,5,20', '0.2')
+    """
+    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
 
 def table() -> list[tuple[str, str, str]]:

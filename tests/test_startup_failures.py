@@ -111,6 +111,8 @@ def test_topics_create_without_a_broker(tmp_path: Path) -> None:
      "FORECASTER_MODEL_RELOAD_S=0.0 is not a positive number of seconds"),
     (["worker"], "FORECASTER_STORE", "redis://",
      "FORECASTER_STORE='redis://' is not a table store the worker runs on: memory:// or rocksdb://"),
+    (["tail"], "FORECASTER_BOOTSTRAP", "127.0.0.1:abc",  # was int()'s own "invalid literal for int()"
+     "the bootstrap server '127.0.0.1:abc' is not HOST:PORT, a port from 1 to 65535 (FORECASTER_BOOTSTRAP)"),
     (["topics", "create"], "FORECASTER_PARTITIONS", "0",
      "FORECASTER_PARTITIONS=0 is not a whole number from 1 to 2,147,483,647"),
     (["worker"], "FORECASTER_SECURITY_PROTOCOL", "TLS",

@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Iterator
 
-from forecaster.cli_options import add_format, print_summary
+from forecaster.cli_options import add_format, count, print_summary
 from forecaster.settings import Settings
 from models.shadow import ALPHA, CHALLENGER, MIN_DAYS
 
@@ -29,7 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("name", metavar="NAME", help="registered model name (the worker serves "
                         "FORECASTER_MODEL_NAME, default next-close)")
-    parser.add_argument("--version", default=None, help="candidate version (default: the latest)")
+    parser.add_argument("--version", type=count, default=None, metavar="N",
+                        help="candidate version (default: the latest)")
     parser.add_argument("--significance", type=float, default=None, metavar="ALPHA",
                         help="also require a panel Diebold-Mariano p-value against naive below ALPHA "
                         "(losses scaled per ticker, averaged per date)")
@@ -53,7 +54,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.from_shadow:
         return _from_shadow(args, settings.replace(model_name=args.name))
-    decision = promote(settings, args.name, args.version, significance=args.significance)
+    version = None if args.version is None else str(args.version)
+    decision = promote(settings, args.name, version, significance=args.significance)
     print_summary(args, decision.summary(), decision)
     return 0 if decision.promoted else 1
 

@@ -10,7 +10,7 @@ import argparse
 import dataclasses
 
 from forecaster.redaction import SHOWN, redact
-from forecaster.settings import Settings, env_name, table
+from forecaster.settings import Settings, env_name, env_value, table
 
 #: Settings whose whole value is a secret; the user information of any URI is hidden as well.
 SECRET_WORDS = ("password", "token")
@@ -33,7 +33,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     for f in dataclasses.fields(settings):
         value = getattr(settings, f.name)
         secret = any(word in f.name for word in SECRET_WORDS) and value
-        print(f"{env_name(f.name)}={SHOWN if secret else redact(str(value))}")
+        print(f"{env_name(f.name)}={SHOWN if secret else redact(env_value(value))}")
     for store, (uri, why) in settings.mlflow_sources().items():
         print(f"# MLflow {store} URI in force: {redact(uri)} ({why})")
     return 0

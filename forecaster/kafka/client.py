@@ -6,35 +6,56 @@ and the tests. Each library spells the options its own way; the spelling lives h
 
 Examples
 --------
+>>> import tempfile
 >>> from forecaster.settings import Settings
+>>> ca = tempfile.NamedTemporaryFile(suffix=".pem")
 >>> s = Settings(security_protocol="SASL_SSL", sasl_mechanism="PLAIN", sasl_username="u",
-...              sasl_password="p", ssl_cafile="/etc/ca.pem")
+...              sasl_password="p", ssl_cafile=ca.name)
 >>> opts = kafka_python_options(s)
->>> opts["security_protocol"], opts["sasl_plain_username"], opts["ssl_cafile"]
-('SASL_SSL', 'u', '/etc/ca.pem')
+>>> opts["security_protocol"], opts["sasl_plain_username"], opts["ssl_cafile"] == ca.name
+('SASL_SSL', 'u', True)
 >>> kafka_python_options(Settings())
 {'bootstrap_servers': ['127.0.0.1:9092'], 'security_protocol': 'PLAINTEXT'}
+>>> kafka_python_options(Settings(security_protocol="SSL", ssl_cafile="/nowhere/ca.pem"))
+Traceback (most recent call last):
+...
+ValueError: FORECASTER_SSL_CAFILE='/nowhere/ca.pem' is not a file
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
-from forecaster.settings import Settings
+from forecaster.redaction import printable
+from forecaster.settings import Settings, env_name
 
 Client = TypeVar("Client")
 
 # Faust loads only where its credentials are made: the kafka-python users of this module need none.
 
 PROTOCOLS = {"PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"}
+#: The SASL mechanisms both Kafka clients (kafka-python, aiokafka) speak.
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "GSSAPI", "OAUTHBEARER")
 
 
 def bootstrap_list(bootstrap: str) -> list[str]:
-    """``"a:9092, b:9092"`` -> ``["a:9092", "b:9092"]``."""
+    """``"a:9092, b:9092"`` -> ``["a:9092", "b:9092"]``.
+
+    >>> bootstrap_list("127.0.0.1:abc")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: the bootstrap server '127.0.0.1:abc' is not HOST:PORT, a port from 1 to 65535 ...
+    """
     servers = [part.strip() for part in bootstrap.split(",") if part.strip()]
     if not servers:
         raise ValueError("the bootstrap server list is empty; set FORECASTER_BOOTSTRAP")
+    for server in servers:
+        _, colon, port = server.rpartition(":")
+        if colon and not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+            raise ValueError(f"the bootstrap server {printable(server, 100)!r} is not HOST:PORT, a port from "
+                             "1 to 65535 (FORECASTER_BOOTSTRAP)")
     return servers
 
 
@@ -49,12 +70,19 @@ def _security(settings: Settings) -> dict[str, Any]:
     if protocol.startswith("SASL"):
         if not settings.sasl_mechanism:
             raise ValueError(f"{protocol} needs FORECASTER_SASL_MECHANISM")
-        options["sasl_mechanism"] = settings.sasl_mechanism
+        if settings.sasl_mechanism.upper() not in SASL_MECHANISMS:
+            raise ValueError(f"FORECASTER_SASL_MECHANISM={settings.sasl_mechanism!r} is not one of "
+                             f"{', '.join(SASL_MECHANISMS)}")
+        options["sasl_mechanism"] = settings.sasl_mechanism.upper()
         options["sasl_plain_username"] = settings.sasl_username
         options["sasl_plain_password"] = settings.sasl_password
     if protocol.endswith("SSL"):
         for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
             if getattr(settings, name):
+                # A file that is not there fails the TLS handshake, which the clients report as a
+                # broker they cannot reach.
+                if not Path(getattr(settings, name)).is_file():
+                    raise ValueError(f"{env_name(name)}={getattr(settings, name)!r} is not a file")
                 options[name] = getattr(settings, name)
     return options
 
