@@ -16,7 +16,7 @@ import datetime as dt
 import math
 import sys
 from collections.abc import Mapping
-from pathlib import PurePath
+from pathlib import Path, PurePath
 from typing import Any, TextIO
 
 import numpy as np
@@ -64,6 +64,24 @@ def count(text: str) -> int:
     if not (text.isascii() and text.isdigit() and 0 < int(text) < 2**31):
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 1 to 2,147,483,647")
     return int(text)
+
+
+def output_file(text: str) -> Path:
+    """A file a command writes, checked before its work: not a folder, in a folder that exists."""
+    path = Path(text)
+    if not text or path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is a folder, not a file to write")
+    if not path.parent.is_dir():
+        raise argparse.ArgumentTypeError(f"the folder of {text!r} does not exist")
+    return path
+
+
+def report_file(text: str) -> Path:
+    """:func:`output_file` of a chart: ``.html`` or ``.png``."""
+    path = output_file(text)
+    if path.suffix.lower() not in (".html", ".png"):
+        raise argparse.ArgumentTypeError(f"{text!r} does not end in .html or .png")
+    return path
 
 
 def ticker_list(text: str) -> list[str]:

@@ -206,6 +206,10 @@ def test_a_hostile_header_is_one_short_printable_line(tmp_path: Path) -> None:
      "argument --max-records: '0' is not a whole number from 1 to 2,147,483,647"),
     (["topics", "create", "--partitions", "99999999999"],
      "argument --partitions: '99999999999' is not a whole number from 1 to 2,147,483,647"),
+    # Checked once the work was done: a whole backtest, or the demo's whole run, for nothing.
+    (["backtest", "x.csv", "--out", "/no-such-folder/p.csv"],
+     "argument --out: the folder of '/no-such-folder/p.csv' does not exist"),
+    (["demo", "--report", "r.txt"], "argument --report: 'r.txt' does not end in .html or .png"),
 ])
 def test_an_option_out_of_range(tmp_path: Path, args: list[str], says: str) -> None:
     # Each reached the code before: an OverflowError's traceback, a struct.error's, or a tail that

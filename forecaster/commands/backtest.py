@@ -13,7 +13,7 @@ import csv
 from pathlib import Path
 from typing import Any
 
-from forecaster.cli_options import add_csv_selection, add_format, print_summary
+from forecaster.cli_options import add_csv_selection, add_format, output_file, print_summary, report_file
 from forecaster.report import metrics_table, panel_line, render
 from forecaster.settings import Settings
 
@@ -32,9 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", default=None, metavar="naive|arima|URI",
                         help="naive, arima, or a registered model models:/NAME@ALIAS or models:/NAME/VERSION "
                         "(default: FORECASTER_MODEL)")
-    parser.add_argument("--out", type=Path, default=None, metavar="PREDS.csv",
+    parser.add_argument("--out", type=output_file, default=None, metavar="PREDS.csv",
                         help="write one row per prediction with its outcome")
-    parser.add_argument("--report", type=Path, default=None, metavar="FILE.html|.png",
+    parser.add_argument("--report", type=report_file, default=None, metavar="FILE.html|.png",
                         help="draw predicted vs actual with the interval band and the rolling error")
     parser.add_argument("--report-ticker", default=None, metavar="TICKER",
                         help="ticker drawn by --report (default: the one with most predictions)")
@@ -49,8 +49,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from producers.layouts import parse_columns
     from producers.readers import read_csv_bars
 
-    if args.report is not None and args.report.suffix.lower() not in (".html", ".png"):
-        raise ValueError(f"--report must end in .html or .png; got {args.report}")
     choice = args.model or settings.model
     model = None
     if choice.startswith("models:/"):

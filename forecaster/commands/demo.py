@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from forecaster.cli_options import port
+from forecaster.cli_options import port, report_file
 from forecaster.settings import Settings
 
 DEFAULT_DATA = "bokeh-stocks.csv.gz"
@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--quick", action="store_true",
                         help="train an ARIMA champion instead of XGBoost (seconds instead of a minute)")
     parser.add_argument("--port", type=port, default=9092, help="port of the local broker (default: 9092)")
-    parser.add_argument("--report", type=Path, default=None,
+    parser.add_argument("--report", type=report_file, default=None,
                         help="report picture to write (default: $FORECASTER_HOME/demo-report.png)")
     parser.set_defaults(run=run)
 

@@ -15,6 +15,7 @@ import csv
 from pathlib import Path
 from typing import Any
 
+from forecaster.cli_options import report_file
 from forecaster.report import LAST, render
 from forecaster.settings import Settings
 
@@ -34,7 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     source.add_argument("predictions", type=Path, nargs="?", metavar="PREDS.csv",
                         help="output of backtest --out")
     source.add_argument("--prometheus", metavar="URL", help="a Prometheus server scraping the workers")
-    parser.add_argument("--out", type=Path, required=True, metavar="FILE.html|.png", help="file to write")
+    parser.add_argument("--out", type=report_file, required=True, metavar="FILE.html|.png",
+                        help="file to write")
     parser.add_argument("--ticker", default=None,
                         help="ticker to draw (default: the one with most predictions)")
     parser.add_argument("--last", type=int, default=LAST, metavar="N",
