@@ -133,7 +133,7 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             answer = await _forecast(request, model, ticker, columns, tickers, horizons)
             body = await run_in_threadpool(orjson.dumps, answer)
-            del answer
+            del answer  # its records, freed before the answer's bytes are sent
         except BaseException:
             forecasts.release()
             raise
