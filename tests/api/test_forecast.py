@@ -162,6 +162,11 @@ def test_requests_that_are_neither_upload_nor_json(client: TestClient) -> None:
     response = client.post("/forecast", files={"other": ("x.csv", b"a\n")})
     assert response.status_code == 422
     assert "no file field named 'file'" in response.json()["detail"]["message"]
+    # Read as it is, a gzipped JSON body was "not a JSON object".
+    response = client.post("/forecast", content=gzip.compress(b'{"bars": []}'),
+                           headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
+    assert response.status_code == 415
+    assert response.json()["detail"]["message"].startswith("a body of Content-Encoding 'gzip' is not read")
 
 
 @pytest.mark.parametrize(("content_type", "body", "says"), [
