@@ -54,6 +54,7 @@ import gc
 import logging
 import os
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, cast
 
 import faust
@@ -78,6 +79,7 @@ log = logging.getLogger(__name__)
 TABLE_NAME = "ticker_state"
 POSITIONS_TABLE_NAME = "source_positions"
 EXIT_BATCH_FAILED = 70  # EX_SOFTWARE
+EXIT_REFUSED = 78  # EX_CONFIG: the broker refused the worker in its group
 #: The changelog holds one state per ticker per batch (kilobytes each); only the latest counts.
 #: Compaction cleans closed segments only, so small, time-bounded segments keep what a restarted
 #: worker must read close to one state per ticker (restart times in docs/benchmarks.md, "Stream
@@ -215,9 +217,20 @@ def create_app(settings: Settings, log_level: int = logging.WARNING) -> Forecast
     parts = WorkerParts(metrics, monitor, model, keeper, handler,
                         Startup(settings, metrics, model, app.conf.producer_request_timeout))
     app.after_stop = parts.startup.stop  # Faust's stop drains the agent's batches first: they need it
+    app.on_refused = partial(_exit_refused, settings.app_id)
     _run_parts(app, bars_topic, settings, parts, log_level)
     datadir.mkdir(parents=True, exist_ok=True)  # Faust does not create a missing parent
     return app
+
+
+def _exit_refused(group: str, error: BaseException) -> None:
+    """Leave at once: nothing but the settings or the broker's can change the broker's refusal, and a
+    worker that waited would consume nothing."""
+    log.critical("the broker refused this worker in the consumer group %s: %s: %s; exiting (check "
+                 "FORECASTER_SESSION_TIMEOUT_S against the broker's group.min/max.session.timeout.ms, and "
+                 "the group's ACLs)", group, type(error).__name__, error)
+    logging.shutdown()
+    os._exit(EXIT_REFUSED)
 
 
 def _run_parts(app: ForecasterApp, bars_topic: faust.TopicT, settings: Settings, parts: WorkerParts,

@@ -31,6 +31,11 @@ What is used, and why:
 * ``App.on_first_start`` / ``App.on_stop`` and the tables' ``changelog_topic``
   (:class:`ForecasterApp`): the changelog topics made before the consumer joins, the output
   producer stopped after the agent's last batch.
+* the aiokafka consumer behind Faust's (``App.consumer._thread._consumer``) and its group
+  coordinator's ``_pending_exception`` (:func:`refused_by_the_group`): an error the broker gives
+  for good when the consumer joins its group (a session timeout outside the broker's range, a
+  group it may not join) is kept there for the consumer's next fetch, and Faust fetches only once
+  partitions are assigned, which they never are: the worker would wait, consuming nothing.
 * ``App.main()`` reading ``sys.argv`` (:func:`run_worker`), and the app's ``Worker`` class, whose
   ``on_stop`` (mode's hook at the start of a service's stop) arms the stop's deadline
   (:class:`ForecasterWorker`).
@@ -73,12 +78,17 @@ class ForecasterApp(faust.App):
     misses the new topic, Faust takes it for a topic of 0 partitions and the table's first write
     fails with ``PartitionsMismatch`` (seen on a fresh broker in ``make demo``). ``after_stop``, when
     set, runs once Faust has stopped the app (its stop drains the agent's batches first).
+    ``on_refused``, when set, is called with the error once the broker refuses the app's consumer
+    in its group for good (:func:`refused_by_the_group`, watched from the first start: Faust's
+    timers start only once the group is joined).
     """
 
     def __init__(self, settings: Settings, **options: Any) -> None:
         super().__init__(settings.app_id, Worker=ForecasterWorker, **options)
         self.forecaster_settings = settings
         self.after_stop: Callable[[], Awaitable[None]] | None = None
+        self.on_refused: Callable[[BaseException], None] | None = None
+        self._group_watch: asyncio.Task[None] | None = None
 
     def changelog_topics(self) -> list[TopicSpec]:
         """The tables' changelog topics as Faust declares them (compacted: a table holds no window)."""
@@ -88,12 +98,15 @@ class ForecasterApp(faust.App):
                           {"cleanup.policy": "compact", **(topic.config or {})}) for topic in topics]
 
     async def on_stop(self) -> None:
+        if self._group_watch is not None:
+            self._group_watch.cancel()
         await super().on_stop()
         if self.after_stop is not None:
             await self.after_stop()
 
     async def on_first_start(self) -> None:
         await super().on_first_start()
+        self._group_watch = asyncio.create_task(self._watch_the_group())
         from kafka.errors import KafkaError
 
         try:
@@ -101,6 +114,17 @@ class ForecasterApp(faust.App):
         except KafkaError as exc:  # e.g. no right to list topics: Faust still tries on its own
             log.warning("could not make the changelog topics before joining the group (%s); "
                         "leaving them to Faust", exc)
+
+
+    async def _watch_the_group(self) -> None:
+        while (error := refused_by_the_group(self)) is None:
+            await asyncio.sleep(GROUP_WATCH_S)
+        if self.on_refused is not None:
+            self.on_refused(error)
+
+
+#: Seconds between two looks for an error that refused the consumer in its group.
+GROUP_WATCH_S = 1.0
 
 
 class Message(Protocol):
@@ -282,6 +306,14 @@ class BarsConsumer:
         except IllegalStateError:  # revoked meanwhile
             return False
         return True
+
+
+def refused_by_the_group(app: faust.App) -> BaseException | None:
+    """The error aiokafka keeps for the app's consumer when the broker refused it in its group for
+    good (see the module's docstring), or None."""
+    consumer = getattr(getattr(app.consumer, "_thread", None), "_consumer", None)
+    error = getattr(getattr(consumer, "_coordinator", None), "_pending_exception", None)
+    return error if isinstance(error, BaseException) else None
 
 
 def run_worker(app: ForecasterApp, loglevel: str) -> NoReturn:

@@ -235,3 +235,17 @@ def test_what_the_broker_refuses_is_one_line() -> None:
     assert explain(refusal, "127.0.0.1:9092") == (
         "Kafka at 127.0.0.1:9092 refused: [Error 38] InvalidReplicationFactorError: Replication factor: 3 "
         "larger than available brokers: 1.")
+
+
+@pytest.mark.kafka
+def test_a_worker_the_broker_refuses_in_its_group_exits_and_says_why(kafka_bootstrap: str,
+                                                                     tmp_path: Path) -> None:
+    # A session timeout under the broker's group.min.session.timeout.ms (6 s): aiokafka keeps the
+    # broker's refusal for a fetch that Faust, with no partition assigned, never makes. The worker
+    # waited there for good, consuming nothing.
+    code, err = _run("worker", "--metrics-port", str(free_port()), tmp_path=tmp_path,
+                     FORECASTER_BOOTSTRAP=kafka_bootstrap, FORECASTER_SESSION_TIMEOUT_S="1",
+                     FORECASTER_APP_ID=f"refused-{os.getpid()}")
+    assert code == 78, err[-3000:]
+    assert ("the broker refused this worker in the consumer group refused-"
+            in err and "InvalidSessionTimeoutError" in err), err[-3000:]

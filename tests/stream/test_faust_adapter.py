@@ -14,7 +14,7 @@ from faust.types import TP
 
 from forecaster.settings import Settings
 from stream_app.app import create_app
-from stream_app.faust_adapter import BarsConsumer, TableAccess, in_messages, run_worker
+from stream_app.faust_adapter import BarsConsumer, TableAccess, in_messages, refused_by_the_group, run_worker
 from stream_app.processor import InMessage
 from tests.stream.fake_faust import FakeApp, FakeConsumer, FakeStream, FakeTable, event
 
@@ -158,3 +158,19 @@ def test_the_app_runs_its_after_stop_when_it_stops(tmp_path: Path) -> None:
     app.after_stop = after_stop
     asyncio.run(app.on_stop())
     assert stopped == ["output producer"]
+
+
+def test_the_groups_refusal_is_found_where_aiokafka_keeps_it_for_the_next_fetch() -> None:
+    from types import SimpleNamespace
+
+    from aiokafka.errors import InvalidSessionTimeoutError
+
+    refusal = InvalidSessionTimeoutError()
+    coordinator = SimpleNamespace(_pending_exception=None)
+    app = SimpleNamespace(consumer=SimpleNamespace(_thread=SimpleNamespace(
+        _consumer=SimpleNamespace(_coordinator=coordinator))))
+    assert refused_by_the_group(app) is None  # type: ignore[arg-type]
+    coordinator._pending_exception = refusal
+    assert refused_by_the_group(app) is refusal  # type: ignore[arg-type]
+    # Before Faust made its consumer thread, or on another transport: nothing to find.
+    assert refused_by_the_group(SimpleNamespace(consumer=SimpleNamespace())) is None  # type: ignore[arg-type]
