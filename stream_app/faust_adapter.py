@@ -115,10 +115,11 @@ class ForecasterApp(faust.App):
             log.warning("could not make the changelog topics before joining the group (%s); "
                         "leaving them to Faust", exc)
 
-
     async def _watch_the_group(self) -> None:
-        while (error := refused_by_the_group(self)) is None:
+        error = None
+        while error is None:  # first after a pause: the consumer is Faust's to make, at its start
             await asyncio.sleep(GROUP_WATCH_S)
+            error = refused_by_the_group(self)
         if self.on_refused is not None:
             self.on_refused(error)
 
