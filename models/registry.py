@@ -128,6 +128,14 @@ def _store_missing(settings: Any) -> bool:
     return db is not None and not db.exists()
 
 
+def _reading_client(settings: Any, absent: str) -> Any:
+    """:func:`client` for a reader, which creates no store: ValueError saying ``absent`` when the
+    registry is a SQLite file that does not exist yet."""
+    if _store_missing(settings):
+        raise ValueError(f"{absent}: no store exists there yet (`forecaster train` makes one)")
+    return client(settings)
+
+
 def store_missing(settings: Any) -> bool:
     """Whether the registry is a SQLite store whose file does not exist yet: any MLflow call on it
     would create one, so a reader (the API) answers "nothing registered" instead."""
@@ -241,10 +249,8 @@ def _model_version(uri: str, settings: Any) -> Any:
     match = _VERSION_URI.match(uri)
     if match is None:
         raise ValueError(f"expected models:/NAME@ALIAS or models:/NAME/VERSION, got {uri!r}")
-    if _store_missing(settings):  # a reader creates no store
-        raise ValueError(f"{uri} is not in the registry at {settings.mlflow_registry_uri}: no store exists "
-                         "there yet (`forecaster train` makes one)")
-    mlflow_client = client(settings)
+    absent = f"{uri} is not in the registry at {settings.mlflow_registry_uri}"
+    mlflow_client = _reading_client(settings, absent)
     try:
         if match["alias"]:
             return mlflow_client.get_model_version_by_alias(match["name"], match["alias"])
@@ -252,8 +258,7 @@ def _model_version(uri: str, settings: Any) -> Any:
     except MlflowException as exc:
         if exc.error_code not in _ABSENT:
             raise
-        raise ValueError(f"{uri} is not in the registry at {settings.mlflow_registry_uri}: "
-                         f"{exc.message}") from None
+        raise ValueError(f"{absent}: {exc.message}") from None
 
 
 def _load_component(flavour: str, uri: str) -> Any:
@@ -478,12 +483,10 @@ def promote(settings: Any, name: str, version: str | None = None, *,
 
     if significance is not None and not 0 < significance < 1:
         raise ValueError(f"significance must be in (0, 1), got {significance}")
-    if _store_missing(settings):  # promoting creates no store
-        raise ValueError(f"no registered model {name!r} at {settings.mlflow_registry_uri}: no store exists "
-                         "there yet (`forecaster train` makes one)")
-    mlflow_client = client(settings)
+    absent = f"no registered model {name!r} at {settings.mlflow_registry_uri}"
+    mlflow_client = _reading_client(settings, absent)
     if not _registered(mlflow_client, name):
-        raise ValueError(f"no registered model {name!r} at {settings.mlflow_registry_uri}")
+        raise ValueError(absent)
     candidate = version or _latest_version(mlflow_client, name)
     candidate_version = _model_version(f"models:/{name}/{candidate}", settings)
     # A registry that does not answer here is no reason to compare the candidate with naive alone.
