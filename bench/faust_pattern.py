@@ -24,13 +24,15 @@ from stream_app.faust_adapter import ForecasterApp, TableAccess
 from stream_app.sender import BatchSender, output_producer
 
 
-def pattern_app(name: str) -> tuple[Settings, ForecasterApp, faust.TopicT, TableT]:
+def pattern_app(name: str, eager_consumer: bool) -> tuple[Settings, ForecasterApp, faust.TopicT, TableT]:
     """The settings (``FORECASTER_*``, like the real worker's), the app with the worker's Faust options
-    and its local state in ``home/name``, the bars topic and the ``last_bar`` table."""
+    and its local state in ``home/name``, the bars topic and the ``last_bar`` table. The app consumes
+    through the worker's :class:`~stream_app.faust_adapter.EagerConsumer` when ``eager_consumer``,
+    else through Faust's own consumer."""
     settings = load()
     datadir = Path(settings.home) / name
     datadir.mkdir(parents=True, exist_ok=True)
-    app = ForecasterApp(settings, datadir=str(datadir), **app_options(settings))
+    app = ForecasterApp(settings, eager_consumer, datadir=str(datadir), **app_options(settings))
     bars = app.topic(settings.topic_bars, key_type=bytes, value_type=bytes, partitions=settings.partitions)
     last_bar = app.Table("last_bar", key_type=bytes, value_type=bytes, partitions=settings.partitions,
                          extra_topic_configs=CHANGELOG_CONFIG)

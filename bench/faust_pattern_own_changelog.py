@@ -1,11 +1,13 @@
-"""The worker's Faust pattern with its table written the worker's way: the like-for-like reference.
+"""The worker's Faust pattern consuming and writing its table the worker's way: the like-for-like reference.
 
-:mod:`bench.faust_pattern_agent` is the fixed reference of the worker's cost issues and writes its
-table through Faust (``table[key] = value``: a changelog message, a future and a callback per
-write). The worker no longer does: it puts each state into the table's store and sends the
-changelog records itself, one record batch per partition on its own producer, delivered after the
-batch's outputs (:meth:`stream_app.batch.BatchHandler._write_states`). This agent is that pattern
-with that one difference, through the same pieces (:meth:`~stream_app.faust_adapter.TableAccess.put`,
+:mod:`bench.faust_pattern_agent` is the fixed reference of the worker's cost issues: Faust's own
+consumer, and its table written through Faust (``table[key] = value``: a changelog message, a
+future and a callback per write). The worker does neither: its consumer hands messages on without
+a task per message (:class:`stream_app.faust_adapter.EagerConsumer`), and it puts each state into
+the table's store and sends the changelog records itself, one record batch per partition on its own
+producer, delivered after the batch's outputs (:meth:`stream_app.batch.BatchHandler._write_states`).
+This agent is that pattern with those two differences, through the same pieces
+(:meth:`~stream_app.faust_adapter.TableAccess.put`,
 :meth:`~stream_app.sender.BatchSender.send_placed`, :meth:`~stream_app.faust_adapter.TableAccess.persisted`),
 so that the worker's CPU per bar against it is what the model, validation and metrics cost.
 Everything else (settings, batches, outputs, the start-up task) is the reference's, from
@@ -19,7 +21,7 @@ import faust
 
 from bench.faust_pattern import batches, keyed, pattern_app
 
-settings, app, bars, last_bar = pattern_app("pattern-own-changelog")
+settings, app, bars, last_bar = pattern_app("pattern-own-changelog", eager_consumer=True)
 
 
 @app.agent(bars)

@@ -36,6 +36,13 @@ What is used, and why:
   for good when the consumer joins its group (a session timeout outside the broker's range, a
   group it may not join) is kept there for the consumer's next fetch, and Faust fetches only once
   partitions are assigned, which they never are: the worker would wait, consuming nothing.
+* ``App._new_transport`` and ``Service.wait_first`` of Faust's aiokafka consumer
+  (:class:`EagerConsumer`): Faust's fetcher passes each message to its conductor inside
+  ``wait_first(callback(message), suspend_flow.wait())``, four tasks and an ``asyncio.wait`` per
+  message, a fifth of what Faust costs the worker a bar (docs/benchmarks.md). The worker's consumer
+  runs the callback at once (:func:`stream_app.eager.start_eagerly`) and waits Faust's way only
+  when the callback has to wait (a stream's buffer full): the messages, their order and what a
+  suspended flow or a stop interrupts stay as they were.
 * ``App.main()`` reading ``sys.argv`` (:func:`run_worker`), and the app's ``Worker`` class, whose
   ``on_stop`` (mode's hook at the start of a service's stop) arms the stop's deadline
   (:class:`ForecasterWorker`).
@@ -53,11 +60,15 @@ from typing import Any, NoReturn, Protocol, cast
 import faust
 from aiokafka.errors import IllegalStateError, KafkaError
 from faust.exceptions import ConsumerNotStarted
+from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
+from faust.types.transports import TransportT
+from mode.services import WaitResults
 
 from forecaster.kafka.topics import TopicSpec, create_topics
 from forecaster.settings import Settings
 from stream_app import stop_deadline
+from stream_app.eager import start_eagerly
 from stream_app.processor import InMessage
 
 log = logging.getLogger(__name__)
@@ -71,6 +82,36 @@ class ForecasterWorker(faust.Worker):
         await super().on_stop()
 
 
+class EagerConsumer(faust_aiokafka.Consumer):
+    """Faust's aiokafka consumer, handing each message to the conductor without a task when it can.
+
+    Only the fetcher's wait for its callback (``wait_first(callback(message), suspend_flow.wait())``,
+    a coroutine first and no timeout) changes: the callback runs at once, and what it returns is
+    what ``wait_first`` would have said; a callback that has to wait goes on in a task that Faust's
+    ``wait_first`` races against the suspended flow and the consumer's stop, as before.
+    """
+
+    async def wait_first(self, *coros: Any, timeout: Any = None) -> WaitResults:
+        first, *others = coros
+        if timeout is not None or not asyncio.iscoroutine(first):
+            return await super().wait_first(*coros, timeout=timeout)
+        started = start_eagerly(first)
+        if isinstance(started, asyncio.Task):
+            return await super().wait_first(started, *others)
+        for other in others:  # never started: closed, or Python warns of a coroutine never awaited
+            if asyncio.iscoroutine(other):
+                other.close()
+        if self._stopped.is_set() or self._crashed.is_set():
+            return WaitResults([], [], True)
+        return WaitResults([first], [started.value], False)
+
+
+class EagerTransport(faust_aiokafka.Transport):
+    """Faust's aiokafka transport with the :class:`EagerConsumer`."""
+
+    Consumer = EagerConsumer
+
+
 class ForecasterApp(faust.App):
     """Faust's app, with its tables' changelog topics made before its consumer joins the group.
 
@@ -80,15 +121,22 @@ class ForecasterApp(faust.App):
     set, runs once Faust has stopped the app (its stop drains the agent's batches first).
     ``on_refused``, when set, is called with the error once the broker refuses the app's consumer
     in its group for good (:func:`refused_by_the_group`, watched from the first start: Faust's
-    timers start only once the group is joined).
+    timers start only once the group is joined). Its consumer is an :class:`EagerConsumer`, or
+    Faust's own with ``eager_consumer=False`` (as the bench's reference pattern runs).
     """
 
-    def __init__(self, settings: Settings, **options: Any) -> None:
+    def __init__(self, settings: Settings, eager_consumer: bool = True, **options: Any) -> None:
+        self.eager_consumer = eager_consumer  # before Faust's init, which may make the transport
         super().__init__(settings.app_id, Worker=ForecasterWorker, **options)
         self.forecaster_settings = settings
         self.after_stop: Callable[[], Awaitable[None]] | None = None
         self.on_refused: Callable[[BaseException], None] | None = None
         self._group_watch: asyncio.Task[None] | None = None
+
+    def _new_transport(self) -> TransportT:
+        if not self.eager_consumer:
+            return super()._new_transport()
+        return EagerTransport(self.conf.broker_consumer, self)
 
     def changelog_topics(self) -> list[TopicSpec]:
         """The tables' changelog topics as Faust declares them (compacted: a table holds no window)."""

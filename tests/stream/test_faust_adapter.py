@@ -4,17 +4,27 @@ stream's current event against Faust's own Stream, whose private setter the adap
 from __future__ import annotations
 
 import asyncio
+import inspect
 import sys
 from pathlib import Path
 
 import faust
 import pytest
 from faust.streams import current_event
+from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
 from forecaster.settings import Settings
-from stream_app.app import create_app
-from stream_app.faust_adapter import BarsConsumer, TableAccess, in_messages, refused_by_the_group, run_worker
+from stream_app.app import app_options, create_app
+from stream_app.faust_adapter import (
+    BarsConsumer,
+    EagerConsumer,
+    ForecasterApp,
+    TableAccess,
+    in_messages,
+    refused_by_the_group,
+    run_worker,
+)
 from stream_app.processor import InMessage
 from tests.stream.fake_faust import FakeApp, FakeConsumer, FakeStream, FakeTable, event
 
@@ -174,3 +184,64 @@ def test_the_groups_refusal_is_found_where_aiokafka_keeps_it_for_the_next_fetch(
     assert refused_by_the_group(app) is refusal  # type: ignore[arg-type]
     # Before Faust made its consumer thread, or on another transport: nothing to find.
     assert refused_by_the_group(SimpleNamespace(consumer=SimpleNamespace())) is None  # type: ignore[arg-type]
+
+
+def test_the_app_consumes_through_the_eager_consumer_unless_told_otherwise(tmp_path: Path) -> None:
+    settings = Settings(home=str(tmp_path))
+    assert type(create_app(settings).consumer) is EagerConsumer
+    fausts = ForecasterApp(settings, eager_consumer=False, **app_options(settings))
+    assert type(fausts.consumer) is faust_aiokafka.Consumer
+
+
+async def _deliver(trace: list[str], delivered: asyncio.Event | None = None) -> str:
+    # What Faust's conductor does with a message: usually no wait, a wait when a buffer is full.
+    trace.append("delivering")
+    if delivered is not None:
+        try:
+            await delivered.wait()
+        except asyncio.CancelledError:
+            trace.append("cancelled")
+            raise
+    trace.append("delivered")
+    return "done"
+
+
+async def _never() -> None:
+    await asyncio.Event().wait()
+
+
+def test_the_eager_consumer_delivers_a_message_at_once_when_nothing_waits(tmp_path: Path) -> None:
+    async def main() -> None:
+        consumer = create_app(Settings(home=str(tmp_path))).consumer
+        trace: list[str] = []
+        suspended = _never()
+        tasks_before = len(asyncio.all_tasks())
+        results = await consumer.wait_first(_deliver(trace), suspended)
+        assert len(asyncio.all_tasks()) == tasks_before and trace == ["delivering", "delivered"]
+        assert (results.results, results.stopped) == (["done"], False)
+        assert inspect.getcoroutinestate(suspended) == inspect.CORO_CLOSED  # no "never awaited"
+        consumer._stopped.set()  # stopping: the message is still delivered, the answer says stopped
+        results = await consumer.wait_first(_deliver(trace), _never())
+        assert trace[2:] == ["delivering", "delivered"] and results.stopped
+
+    asyncio.run(main())
+
+
+def test_the_eager_consumer_waits_fausts_way_for_a_delivery_that_waits(tmp_path: Path) -> None:
+    async def main() -> None:
+        consumer = create_app(Settings(home=str(tmp_path))).consumer
+        trace: list[str] = []
+        room = asyncio.Event()
+        asyncio.get_running_loop().call_soon(room.set)
+        results = await consumer.wait_first(_deliver(trace, room), consumer.suspend_flow.wait())
+        assert (results.results, results.stopped) == (["done"], False)
+        assert trace == ["delivering", "delivered"]
+        # The flow suspended (a rebalance) while a delivery waits: it is given up, as Faust's own
+        # consumer gives it up.
+        trace.clear()
+        asyncio.get_running_loop().call_soon(consumer.suspend_flow.set)
+        results = await consumer.wait_first(_deliver(trace, asyncio.Event()), consumer.suspend_flow.wait())
+        await asyncio.sleep(0)  # the cancelled delivery's last step
+        assert results.results == [True] and trace == ["delivering", "cancelled"]
+
+    asyncio.run(main())
