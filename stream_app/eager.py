@@ -1,11 +1,11 @@
 """A coroutine run at once, in the caller's task, until it first has to wait.
 
 Faust hands every consumed message to its conductor through ``Service.wait_first``, which makes four
-tasks and an ``asyncio.wait`` per message: about 22 µs of the worker's CPU a bar on uvloop, 31 on
-asyncio (docs/benchmarks.md), for a callback that almost never waits (it only waits when a stream's
-buffer is full). :func:`start_eagerly` runs such a callback to its end without any task when it does
-not wait, and hands what is left of it to one task when it does (what Python 3.12's eager tasks do;
-the worker runs on 3.11).
+tasks and an ``asyncio.wait`` per message: about 22 µs of CPU a message on uvloop, 31 on asyncio,
+against 2 this way (``bench/delivery_bench.py``, docs/benchmarks.md), for a callback that waits
+only when a stream's buffer is full. :func:`start_eagerly` runs such a callback to its end without
+any task when it does not wait, and hands what is left of it to one task when it does (what Python
+3.12's eager tasks do; the worker runs on 3.11).
 """
 
 from __future__ import annotations

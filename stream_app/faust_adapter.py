@@ -39,7 +39,7 @@ What is used, and why:
 * ``App._new_transport`` and ``Service.wait_first`` of Faust's aiokafka consumer
   (:class:`EagerConsumer`): Faust's fetcher passes each message to its conductor inside
   ``wait_first(callback(message), suspend_flow.wait())``, four tasks and an ``asyncio.wait`` per
-  message, a fifth of what Faust costs the worker a bar (docs/benchmarks.md). The worker's consumer
+  message (22 µs of CPU on uvloop, 2 without: docs/benchmarks.md). The worker's consumer
   runs the callback at once (:func:`stream_app.eager.start_eagerly`) and waits Faust's way only
   when the callback has to wait (a stream's buffer full): the messages, their order and what a
   suspended flow or a stop interrupts stay as they were.
