@@ -8,9 +8,10 @@ Measures, on the full S&P 500 file (``bench/data.py``; event-time order, keyed b
    years;
 2. the baseline: a naive Faust agent (one awaited ``topic.send`` and one table write per event);
 3. the ceilings: the worker's Faust pattern with no model (``bench/faust_pattern_agent.py``: what
-   Faust and Kafka cost the worker; the fixed reference, its table written through Faust), the
-   same pattern with its table's changelog sent the worker's way, on its own producer
-   (``bench/faust_pattern_own_changelog.py``: the like-for-like reference), and plain aiokafka and
+   Faust and Kafka cost the worker; the fixed reference: Faust's own consumer, its table written
+   through Faust), the same pattern consuming the worker's way and with its table's changelog sent
+   the worker's way, on its own producer (``bench/faust_pattern_own_changelog.py``: the
+   like-for-like reference), and plain aiokafka and
    confluent-kafka consume-produce loops (no Faust, no state, no model);
 4. bar-to-prediction latency percentiles at a paced 1,000 bars/s, after an unpaced warm-up that
    fills every ticker's window (Kafka timestamps of bar and prediction);
