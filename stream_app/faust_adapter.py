@@ -95,15 +95,24 @@ class EagerConsumer(faust_aiokafka.Consumer):
         first, *others = coros
         if timeout is not None or not asyncio.iscoroutine(first):
             return await super().wait_first(*coros, timeout=timeout)
-        started = start_eagerly(first)
+        try:
+            started = start_eagerly(first)
+        except BaseException:
+            _close(others)
+            raise
         if isinstance(started, asyncio.Task):
             return await super().wait_first(started, *others)
-        for other in others:  # never started: closed, or Python warns of a coroutine never awaited
-            if asyncio.iscoroutine(other):
-                other.close()
+        _close(others)
         if self._stopped.is_set() or self._crashed.is_set():
             return WaitResults([], [], True)
         return WaitResults([first], [started.value], False)
+
+
+def _close(coros: Iterable[Any]) -> None:
+    # Coroutines never started are closed, or Python warns of a coroutine never awaited.
+    for coro in coros:
+        if asyncio.iscoroutine(coro):
+            coro.close()
 
 
 class EagerTransport(faust_aiokafka.Transport):

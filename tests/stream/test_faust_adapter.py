@@ -206,6 +206,10 @@ async def _deliver(trace: list[str], delivered: asyncio.Event | None = None) -> 
     return "done"
 
 
+async def _failing() -> None:
+    raise KeyError("undecodable")
+
+
 async def _never() -> None:
     await asyncio.Event().wait()
 
@@ -223,6 +227,11 @@ def test_the_eager_consumer_delivers_a_message_at_once_when_nothing_waits(tmp_pa
         consumer._stopped.set()  # stopping: the message is still delivered, the answer says stopped
         results = await consumer.wait_first(_deliver(trace), _never())
         assert trace[2:] == ["delivering", "delivered"] and results.stopped
+        # A delivery that fails at once: its error is raised, as Faust's wait_first raises it.
+        suspended = _never()
+        with pytest.raises(KeyError, match="undecodable"):
+            await consumer.wait_first(_failing(), suspended)
+        assert inspect.getcoroutinestate(suspended) == inspect.CORO_CLOSED
 
     asyncio.run(main())
 
