@@ -7,7 +7,6 @@ their agent writes the table; everything else is here, so that the two differ in
 
 from __future__ import annotations
 
-import gc
 import logging
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -19,7 +18,7 @@ from faust.types import TableT
 
 from forecaster.kafka.client import aiokafka_options
 from forecaster.settings import Settings, load
-from stream_app.app import CHANGELOG_CONFIG, app_options
+from stream_app.app import CHANGELOG_CONFIG, app_options, settle_collector
 from stream_app.faust_adapter import ForecasterApp, TableAccess
 from stream_app.sender import BatchSender, output_producer
 
@@ -39,10 +38,9 @@ def pattern_app(name: str, eager_consumer: bool) -> tuple[Settings, ForecasterAp
 
     @app.task
     async def on_worker_start() -> None:
-        # As the worker does at start (stream_app.app): the root logger quiet, start-up out of the
-        # collector's passes.
+        # As the worker does at start (stream_app.app): the root logger quiet, the collector set.
         logging.getLogger().setLevel(logging.WARNING)
-        gc.freeze()
+        settle_collector()
 
     return settings, app, bars, last_bar
 

@@ -282,10 +282,26 @@ def _run_parts(app: ForecasterApp, bars_topic: faust.TopicT, settings: Settings,
         logging.getLogger().setLevel(log_level)
         # Metrics and the model are up before the first bar, so an idle worker is visible too.
         await parts.startup.ensure()
-        # What start-up loaded (modules, Faust, the model) lives as long as the worker: out of the
-        # collector's full passes, which it made long enough to show in the latency tail
-        # (docs/benchmarks.md).
-        gc.freeze()
+        settle_collector()
+
+
+#: Young passes between two of the collector's full passes (Python's default is 10).
+FULL_PASS_AFTER = 100
+
+
+def settle_collector() -> None:
+    """Set the garbage collector for a worker that has started.
+
+    What start-up loaded (modules, Faust, the model) lives as long as the worker: frozen, out of the
+    collector's full passes, which it made long enough to show in the latency tail. And a full pass
+    comes after 100 young ones instead of 10: under a backlog the messages Faust holds in its fetch
+    and stream buffers (some 100,000 objects) live long enough to reach the oldest generation, so
+    Python's default made a full pass over them about once a batch, 15-20 µs of the worker's CPU a
+    bar (docs/benchmarks.md). They die by reference count; only cycles wait for the rarer passes.
+    """
+    gc.freeze()
+    young, middle, _ = gc.get_threshold()
+    gc.set_threshold(young, middle, FULL_PASS_AFTER)
 
 
 def __getattr__(name: str) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from forecaster.kafka.broker import free_port
 from forecaster.settings import Settings
 from models import registry
 from stream_app import faust_adapter
-from stream_app.app import create_app
+from stream_app.app import FULL_PASS_AFTER, create_app, settle_collector
 from stream_app.faust_adapter import ForecasterApp
 
 
@@ -49,3 +50,14 @@ def test_forecaster_worker_hands_its_options_to_the_app_not_to_the_environment(
     assert [str(url) for url in app.conf.broker] == ["kafka://kafka-1:9092"] and loglevel == "info"
     assert (tmp_path / "workdir" / "worker").is_dir() and not (tmp_path / "home").exists()
     assert dict(os.environ) == environ
+
+
+def test_a_started_worker_freezes_its_start_up_and_makes_full_collector_passes_rarer() -> None:
+    before, frozen_before = gc.get_threshold(), gc.get_freeze_count()
+    try:
+        settle_collector()
+        assert gc.get_freeze_count() > frozen_before
+        assert gc.get_threshold() == (before[0], before[1], FULL_PASS_AFTER)
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
