@@ -285,7 +285,7 @@ def _run_parts(app: ForecasterApp, bars_topic: faust.TopicT, settings: Settings,
         settle_collector()
 
 
-#: Young passes between two of the collector's full passes (Python's default is 10).
+#: Passes over the middle generation between two of the collector's full passes (Python's default is 10).
 FULL_PASS_AFTER = 100
 
 
@@ -294,10 +294,11 @@ def settle_collector() -> None:
 
     What start-up loaded (modules, Faust, the model) lives as long as the worker: frozen, out of the
     collector's full passes, which it made long enough to show in the latency tail. And a full pass
-    comes after 100 young ones instead of 10: under a backlog the messages Faust holds in its fetch
-    and stream buffers (some 100,000 objects) live long enough to reach the oldest generation, so
-    Python's default made a full pass over them about once a batch, 15-20 µs of the worker's CPU a
-    bar (docs/benchmarks.md). They die by reference count; only cycles wait for the rarer passes.
+    comes after 100 passes over the middle generation instead of 10: under a backlog the messages
+    Faust holds in its fetch and stream buffers (some 100,000 objects) live long enough to reach the
+    oldest generation, so Python's default made a full pass over them about once a batch, 15-20 µs
+    of the worker's CPU a bar (docs/benchmarks.md). They die by reference count; only cycles wait
+    for the rarer passes.
     """
     gc.freeze()
     young, middle, _ = gc.get_threshold()
