@@ -20,6 +20,7 @@ Examples
 
 from __future__ import annotations
 
+import codecs
 import datetime as dt
 import re
 import shutil
@@ -233,8 +234,11 @@ def read_json_body(body: bytes | bytearray, *, tickers: Collection[str] | None =
 
 def _json_bars(body: bytes | bytearray) -> Iterator[Any]:
     """The elements of ``body``'s ``bars`` array, parsed one at a time; :class:`_JsonShape` when the
-    body is not ``{"bars": [...]}`` with at least one element of at most :data:`MAX_BAR_BYTES`."""
-    at = _expect(body, 0, b"{", [], "the body is not a JSON object")
+    body is not ``{"bars": [...]}`` with at least one element of at most :data:`MAX_BAR_BYTES`.
+    A leading UTF-8 byte order mark is skipped, as Python's ``json.loads`` skips it: Windows tools
+    write one (PowerShell 5 with ``-Encoding utf8``, Notepad before Windows 10 1903)."""
+    start = len(codecs.BOM_UTF8) if body.startswith(codecs.BOM_UTF8) else 0
+    at = _expect(body, start, b"{", [], "the body is not a JSON object")
     key = _KEY.match(body, at, at + MAX_BAR_BYTES)
     if key is None:
         raise _JsonShape(["bars"], "field required")

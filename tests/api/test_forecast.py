@@ -6,7 +6,9 @@ a dead letter with its reason and source. Input that cannot be read is a 4xx tha
 
 from __future__ import annotations
 
+import codecs
 import gzip
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -117,6 +119,15 @@ def test_json_bars_are_validated_like_messages(client: TestClient, data_dir: Pat
         "no bar to forecast among the 304 rows: 1 rejected, 303 of other tickers")
     expected = run_backtest(bars, CoreConfig.from_settings(offline_settings))
     assert answer["predictions"] == expected.predictions
+
+
+def test_a_json_body_with_a_byte_order_mark_is_read(client: TestClient) -> None:
+    # Windows tools write UTF-8 with a BOM; it was refused as "not a JSON object".
+    bar = {"ticker": "ACME", "date": "2024-01-05", "open": 10, "high": 11, "low": 9, "close": 10, "volume": 9}
+    response = client.post("/forecast", content=codecs.BOM_UTF8 + json.dumps({"bars": [bar]}).encode(),
+                           headers={"Content-Type": "application/json"})
+    assert response.status_code == 200, response.text
+    assert response.json()["bars"] == 1
 
 
 @pytest.mark.parametrize(("name", "data", "says"), [
