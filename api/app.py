@@ -193,6 +193,10 @@ def create_app(settings: Settings) -> FastAPI:
             model = {**model, "error": model["error"] and HIDDEN}
         return {"status": status, "broker": broker, "model": model}
 
+    # Uptime monitors and load balancers often probe with HEAD: the same answer, its body dropped.
+    app.add_api_route("/health", get_health, methods=["HEAD"], response_model=HealthOut,
+                      include_in_schema=False)
+
     @app.get("/models", response_model=ModelsOut, responses={503: {"description": "registry unreachable"}})
     def get_models() -> Any:
         """The champion of the registered model: name, version, family and its test metrics vs naive."""

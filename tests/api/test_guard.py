@@ -60,6 +60,14 @@ def test_the_token_guards_all_but_health_and_the_page(offline_settings: Settings
     assert not any(TOKEN in record.getMessage() for record in caplog.records)
 
 
+def test_health_answers_a_head_probe_from_any_host_without_the_token(offline_settings: Settings) -> None:
+    # Uptime monitors and load balancers probe with HEAD; it was a 405, a service down to them.
+    settings = offline_settings.replace(api_token=TOKEN)
+    with TestClient(create_app(settings), base_url="http://localhost") as client:
+        answer = client.head("/health", headers={"Host": "10.9.8.7:8000"})
+        assert (answer.status_code, answer.headers["content-type"]) == (200, "application/json")
+
+
 def test_health_tells_its_texts_only_to_whom_the_rest_of_the_api_answers(offline_settings: Settings) -> None:
     # The broker's state names its address and the client's error; the champion's error, the
     # registry's path. A probe without the token, or a page of another site, learns up or down.
