@@ -91,7 +91,8 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.post(
         "/forecast", response_model=ForecastOut, openapi_extra={"requestBody": FORECAST_BODY},
-        responses={408: {"description": "a body that paused longer than FORECASTER_API_BODY_TIMEOUT_S"},
+        responses={408: {"description": "a body that paused longer than FORECASTER_API_BODY_TIMEOUT_S, or "
+                                        "came slower than FORECASTER_API_BODY_MIN_RATE after it"},
                    413: {"description": "more bars than FORECASTER_API_MAX_BARS, more rows than "
                                         "FORECASTER_API_MAX_ROWS, or a body (or a gzipped upload inflated) "
                                         "larger than FORECASTER_API_MAX_BYTES"},
@@ -143,7 +144,8 @@ def create_app(settings: Settings) -> FastAPI:
                         tickers: str | None, horizons: str | None) -> dict[str, Any]:
         try:
             wanted = None if horizons is None else forecast.parse_horizons(horizons)
-            limited = _limited(request, settings.api_max_bytes, settings.api_body_timeout_s)
+            limited = _limited(request, settings.api_max_bytes, settings.api_body_timeout_s,
+                               settings.api_body_min_rate)
             result = await _read_request(limited, ticker, columns, tickers, settings)
             forecast.check_size(result, settings.api_max_bars, len(wanted or settings.horizons))
             choice = await run_in_threadpool(resolve, model, settings, champion, versions)
@@ -219,23 +221,34 @@ async def _body(request: Request) -> bytearray:
     return body
 
 
-def _limited(request: Request, limit: int, timeout_s: float) -> Request:
+def _limited(request: Request, limit: int, timeout_s: float, min_rate: int) -> Request:
     """``request`` whose body raises a 413 :class:`InputError` as soon as more than ``limit`` bytes
     arrived (or its Content-Length says they will), before the rest is received, and a 408 when the
-    next piece of it takes over ``timeout_s`` seconds."""
+    next piece of it takes over ``timeout_s`` seconds, or when it arrives slower than ``min_rate``
+    bytes a second after its first ``timeout_s`` seconds (each ``min_rate`` bytes received give it one
+    second more, as Apache's mod_reqtimeout counts): a client sending a byte within every pause would
+    otherwise hold its forecast slot for as long as it went on."""
     declared = request.headers.get("content-length", "")
     if declared.isascii() and declared.isdigit() and (len(declared) > 18 or int(declared) > limit):
         raise too_large("the body holds", limit)
     received = 0
+    clock = asyncio.get_running_loop().time
+    started = clock()
 
     async def receive() -> Any:
         nonlocal received
+        # Until the pause's limit, or the rate's when that comes first.
+        left = started + timeout_s + received / min_rate - clock() if min_rate > 0 else timeout_s
+        slow = left < timeout_s
         try:
-            async with asyncio.timeout(timeout_s):
+            async with asyncio.timeout(max(min(left, timeout_s), 0.0)):
                 message = await request.receive()
         except TimeoutError:
-            raise InputError(f"the body paused more than FORECASTER_API_BODY_TIMEOUT_S ({timeout_s:g} s)",
-                             status=408) from None
+            raise InputError(
+                f"the body arrived slower than FORECASTER_API_BODY_MIN_RATE ({min_rate:,} bytes a second) "
+                f"after its first {timeout_s:g} s" if slow
+                else f"the body paused more than FORECASTER_API_BODY_TIMEOUT_S ({timeout_s:g} s)",
+                status=408) from None
         if message["type"] == "http.request":
             received += len(message.get("body", b""))
             if received > limit:

@@ -129,6 +129,7 @@ class Settings:
     api_forecasts: int = 2
     api_header_timeout_s: float = 10.0
     api_body_timeout_s: float = 30.0
+    api_body_min_rate: int = 1024
     api_keep_alive_s: int = 5
     api_trusted_hosts: tuple[str, ...] = ("localhost", "127.0.0.1", "::1")
     api_rate_per_s: float = 10.0
@@ -218,6 +219,8 @@ def _out_of_range(name: str, value: Any) -> str | None:
         return "is not a TCP port (0 to 65535)"
     if (name.endswith("_timeout_s") or name == "model_reload_s") and value <= 0:
         return "is not a positive number of seconds"
+    if name == "api_body_min_rate" and value < 0:
+        return "is not a number of bytes a second (0: no minimum)"
     if name in _COUNTS and not 1 <= value <= 2**31 - 1:
         return "is not a whole number from 1 to 2,147,483,647"
     if name == "store" and value.partition("://")[0] not in STORES:
@@ -306,6 +309,9 @@ DOCS: dict[str, str] = {
     "api_header_timeout_s": "seconds a request's headers may take to arrive; the connection is closed then",
     "api_body_timeout_s": "seconds a request's body may pause between two pieces (a 408 then), and a client "
     "reading a forecast's answer (the connection is closed then)",
+    "api_body_min_rate": "bytes a second a request's body must average after its first api_body_timeout_s "
+    "seconds (a 408 then: a client trickling a byte within every pause held its forecast slot for as "
+    "long as it went on); 0: no minimum",
     "api_keep_alive_s": "seconds an idle kept-alive connection stays open",
     "api_trusted_hosts": "Host header values the API answers (against DNS rebinding), with api_host; "
     "* answers any; /health answers any, for orchestrators' probes",

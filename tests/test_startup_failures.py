@@ -107,6 +107,8 @@ def test_topics_create_without_a_broker(tmp_path: Path) -> None:
     (["serve"], "FORECASTER_API_PORT", "70000", "FORECASTER_API_PORT=70000 is not a TCP port (0 to 65535)"),
     (["replay", "x.csv"], "FORECASTER_REPLAY_DELIVERY_TIMEOUT_S", "inf",
      "FORECASTER_REPLAY_DELIVERY_TIMEOUT_S=inf is not a finite number"),
+    (["serve"], "FORECASTER_API_BODY_MIN_RATE", "-1",
+     "FORECASTER_API_BODY_MIN_RATE=-1 is not a number of bytes a second (0: no minimum)"),
     (["worker"], "FORECASTER_MODEL_RELOAD_S", "0",
      "FORECASTER_MODEL_RELOAD_S=0.0 is not a positive number of seconds"),
     (["worker"], "FORECASTER_STORE", "redis://",

@@ -263,6 +263,29 @@ def test_a_stalled_body_gets_a_408_and_an_aborted_upload_one_line(server: tuple[
     assert text.count("the client disconnected") == 1 and "Traceback" not in text
 
 
+def test_a_trickled_body_gets_a_408_once_it_falls_below_the_minimum_rate(
+        server: tuple[str, int, int, Path]) -> None:
+    # A byte within every pause kept a forecast slot for as long as the client went on.
+    host, port, _, _ = server
+    head = (b"POST /forecast HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 100000\r\n\r\n{\"bars\": [")
+    answer = b""
+    with socket.create_connection((host, port)) as sock:
+        sock.sendall(head)
+        sock.settimeout(0.5)  # a blank every half second: never a pause of the 2 s limit
+        for _ in range(240):  # two minutes at most
+            try:
+                piece = sock.recv(4096)
+            except TimeoutError:
+                sock.sendall(b" ")
+                continue
+            answer += piece
+            if not piece or b"bytes a second" in answer:
+                break
+    assert answer.startswith(b"HTTP/1.1 408 "), answer
+    assert b"slower than FORECASTER_API_BODY_MIN_RATE (1,024 bytes a second) after its first 2 s" in answer
+
+
 def test_a_request_past_the_concurrency_limit_gets_a_503_and_one_log_line(tmp_path: Path) -> None:
     # Idle connections count: two held open (for up to the header timeout) fill a limit of two.
     with _serve(tmp_path, api_concurrency=2, api_header_timeout_s=60) as (host, port, _, log):
