@@ -7,7 +7,7 @@ producers go on writing.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from forecaster.kafka.client import kafka_python_client, kafka_python_options
 from forecaster.kafka.topics import topic_partitions
@@ -16,26 +16,34 @@ from forecaster.settings import Settings
 # kafka-python (slow to import) loads inside the function that talks to the broker.
 
 
-def read_to_end(settings: Settings, topic: str, timeout_s: float = 60.0
+def read_to_end(settings: Settings, topic: str, timeout_s: float = 60.0,
+                clock: Callable[[], float] = time.monotonic
                 ) -> Iterator[tuple[int, int, bytes | None, bytes | None]]:
     """``(partition, offset, key, value)`` of every message now in ``topic``, partitions interleaved.
 
-    Raises :class:`TimeoutError` when the topic is unknown, or reading it takes over ``timeout_s``.
+    A long topic takes as long as it takes: ``timeout_s`` bounds how long the broker may send nothing
+    (``clock`` measures it), not the whole read, which grows with the topic (a worker's predictions
+    topic holds two records a bar).
+
+    Raises :class:`TimeoutError` when the topic is unknown, or the broker sends nothing for ``timeout_s``.
     """
     from kafka import KafkaConsumer
 
     consumer = kafka_python_client(KafkaConsumer, **kafka_python_options(settings), enable_auto_commit=False,
                                    bootstrap_timeout_ms=int(timeout_s * 1000))
     try:
-        deadline = time.monotonic() + timeout_s
         partitions = topic_partitions(consumer, topic, timeout_s)
         consumer.assign(partitions)
         consumer.seek_to_beginning(*partitions)
         end = consumer.end_offsets(partitions)
+        silent = 0.0  # seconds the polls came back empty in a row
         while any(consumer.position(tp) < end[tp] for tp in partitions):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"reading {topic} to its end took over {timeout_s:g} s")
-            for tp, batch in consumer.poll(timeout_ms=500).items():
+            if silent > timeout_s:
+                raise TimeoutError(f"reading {topic} to its end: the broker sent nothing for {timeout_s:g} s")
+            asked = clock()
+            batches = consumer.poll(timeout_ms=500)
+            silent = 0.0 if batches else silent + clock() - asked
+            for tp, batch in batches.items():
                 for message in batch:
                     if message.offset < end[tp]:
                         yield tp.partition, message.offset, message.key, message.value
