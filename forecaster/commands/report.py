@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from forecaster.cli_options import report_file
+from forecaster.redaction import printable
 from forecaster.report import LAST, render
 from forecaster.settings import Settings
 
@@ -60,12 +61,32 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
-    """The rows of a ``backtest --out`` file with numbers, booleans and empty cells (None) restored."""
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        if not {"ticker", "predicted_close", "actual_close"} <= set(reader.fieldnames or ()):
-            raise ValueError(f"{path} holds no predictions (expected a `forecaster backtest --out` file)")
-        return [{k: _value(k, v) for k, v in row.items()} for row in reader]
+    """The rows of a ``backtest --out`` file with numbers, booleans and empty cells (None) restored.
+
+    Raises :class:`ValueError` naming the file (and the line) when it is not one.
+    """
+    expected = "expected a `forecaster backtest --out` file"
+    rows: list[dict[str, Any]] = []
+    try:
+        # utf-8-sig: a file saved again by a spreadsheet starts with a byte order mark.
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            if not {"ticker", "predicted_close", "actual_close"} <= set(reader.fieldnames or ()):
+                raise ValueError(f"{path} holds no predictions ({expected})")
+            for row in reader:
+                if None in row or None in row.values():  # DictReader's marks of a row too long or short
+                    raise ValueError(f"{path}:{reader.line_num}: not as many fields as the header "
+                                     f"({expected})")
+                try:
+                    rows.append({k: _value(k, v) for k, v in row.items()})
+                except ValueError as error:  # a cell that is no number
+                    reason = printable(str(error))
+                    raise ValueError(f"{path}:{reader.line_num}: {reason} ({expected})") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is not UTF-8 text ({expected})") from None
+    except csv.Error as error:
+        raise ValueError(f"{path} cannot be read as CSV: {error} ({expected})") from None
+    return rows
 
 
 def _value(key: str, text: str) -> Any:

@@ -90,6 +90,23 @@ def test_report_refuses_a_file_that_is_not_a_backtest(tmp_path: Path,
     assert "holds no predictions" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("content", "says"), [
+    (bytes(range(256)), "is not UTF-8 text"),
+    (b"ticker,predicted_close,actual_close\nACME,1.0\n", ":2: not as many fields as the header"),
+    (b"ticker,predicted_close,actual_close\nACME,1.0,\x1b[2J\n", ":2: could not convert string to float: "
+     "'\\x1b[2J'"),
+], ids=["binary", "row cut short", "not a number"])
+def test_report_names_the_file_and_line_it_cannot_read(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                       content: bytes, says: str) -> None:
+    # It said "'utf-8' codec can't decode byte 0x80 in position 128", naming no file.
+    predictions = tmp_path / "preds.csv"
+    predictions.write_bytes(content)
+    assert main(["report", str(predictions), "--out", str(tmp_path / "r.png")]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"forecaster report: error: {predictions}") and says in line, line
+    assert line.endswith("(expected a `forecaster backtest --out` file)")
+
+
 def test_backtest_serves_a_registered_model_by_uri(data_dir: Path, tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
