@@ -95,6 +95,16 @@ def test_topics_create_without_a_broker(tmp_path: Path) -> None:
     assert "forecaster kafka start" in line
 
 
+def test_promote_from_shadow_without_a_broker(tmp_path: Path) -> None:
+    # It waited a minute (the topic reader's silence limit) before saying so.
+    bootstrap = f"127.0.0.1:{free_port()}"
+    code, err = _run("promote", "next-close", "--from-shadow", "--connect-timeout", "2", tmp_path=tmp_path,
+                     FORECASTER_BOOTSTRAP=bootstrap)
+    line = _one_line(err)
+    assert code == 2
+    assert line.startswith(f"forecaster promote: error: cannot reach Kafka at {bootstrap}")
+
+
 @pytest.mark.parametrize(("command", "variable", "value", "says"), [
     (["worker"], "FORECASTER_METRICS_PORT", "ninety", "FORECASTER_METRICS_PORT='ninety' is not a valid int"),
     (["serve"], "FORECASTER_API_PORT", "80a", "FORECASTER_API_PORT='80a' is not a valid int"),

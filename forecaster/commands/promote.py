@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Iterator
 
-from forecaster.cli_options import add_format, count, print_summary
+from forecaster.cli_options import add_format, count, print_summary, seconds
 from forecaster.settings import Settings
 from models.shadow import ALPHA, CHALLENGER, MIN_DAYS
 
@@ -45,6 +45,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--min-days", type=int, default=MIN_DAYS, metavar="N",
                         help="with --from-shadow: fewest days of paired scores to decide on "
                         f"(default: {MIN_DAYS})")
+    parser.add_argument("--connect-timeout", type=seconds, default=10.0, metavar="S",
+                        help="with --from-shadow: seconds to wait for the broker before giving up "
+                        "(default: 10)")
     add_format(parser)
     parser.set_defaults(run=run)
 
@@ -64,7 +67,10 @@ def _from_shadow(args: argparse.Namespace, settings: Settings) -> int:
     import orjson
 
     from forecaster.kafka.reading import read_to_end
+    from forecaster.startup import require_broker
     from models.registry import promote_from_shadow
+
+    require_broker(settings, args.connect_timeout)  # reading a topic would wait its minute of silence
 
     def scores(topic: str) -> Iterator[dict]:
         for *_, value in read_to_end(settings, topic):
