@@ -38,6 +38,8 @@ from models.core.state import StateDecodeError
 
 #: The longest position record read: an offset is at most 19 digits (a signed 64-bit integer).
 _MAX_DIGITS = 19
+#: The largest offset Kafka has (a signed 64-bit integer): beyond it, every message would look handled.
+_MAX_OFFSET = 2**63 - 1
 
 
 class PositionDecodeError(StateDecodeError):
@@ -67,7 +69,7 @@ def decode_position(raw: bytes | None) -> int | None:
         raise PositionDecodeError(f"a position is bytes, not {type(raw).__name__}")
     raw = bytes(raw)
     # int() alone would take " 7", "+7", "7_0" and non-ASCII digits: none of them written here.
-    if not raw.isdigit() or len(raw) > _MAX_DIGITS:
+    if not raw.isdigit() or len(raw) > _MAX_DIGITS or int(raw) > _MAX_OFFSET:
         shown = raw if len(raw) <= 40 else raw[:40] + b"..."
         raise PositionDecodeError(f"a position is the ASCII digits of an offset, not {shown!r}")
     return int(raw)

@@ -45,8 +45,8 @@ from models.shadow import RunningPanelDM, paired, scaled_loss
 from stream_app.faust_adapter import Event, TableAccess
 from stream_app.metrics import WorkerMetrics
 from stream_app.processor import BatchOutput, prediction_records, step_rounds
-from stream_app.shadow_states import decode, encode, shadow_key
-from stream_app.state_codec import StateCodec
+from stream_app.shadow_states import shadow_key
+from stream_app.state_codec import challenger_states
 
 log = logging.getLogger(__name__)
 
@@ -162,8 +162,7 @@ class Shadow:
         self.challengers = challengers
         self.metrics = metrics
         self.config = dataclasses.replace(CoreConfig.from_settings(settings), model="external")
-        self.codec: StateCodec[dict[str, TickerState]] = StateCodec(
-            encode, decode, "the challengers of ticker {key} start again from the champion's state")
+        self.codec = challenger_states()
         self.tests: dict[tuple[str, str], RunningPanelDM] = {}
 
     def run(self, results: Sequence[tuple[Bar, StepResult]],

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from models.core.state import StateDecodeError, TickerState
+from stream_app import shadow_states
 
 log = logging.getLogger(__name__)
 
@@ -35,13 +36,18 @@ class StateCodec(Generic[_S]):
     afresh
         What the log says of a key whose bytes are quarantined, ``{key}`` in it: "ticker {key}
         starts afresh".
+    check
+        Raises :class:`StateDecodeError` if a decoded value is not one the key can hold (another
+        ticker's state: one flipped bit of the ticker in the bytes, which the step would refuse at
+        every batch).
     """
 
     def __init__(self, to_bytes: Callable[[_S], bytes], from_bytes: Callable[[bytes], _S],
-                 afresh: str) -> None:
+                 afresh: str, check: Callable[[str, _S], None]) -> None:
         self._to_bytes = to_bytes
         self._from_bytes = from_bytes
         self._afresh = afresh
+        self._check = check
         self._known: dict[str, tuple[bytes, _S]] = {}
         self._refused: dict[str, bytes] = {}  # per key, the last bytes quarantined
         #: ``(key, raw, error)`` of each value quarantined since the handler last took them.
@@ -57,6 +63,7 @@ class StateCodec(Generic[_S]):
             return known[1]
         try:
             value = self._from_bytes(raw)
+            self._check(key, value)
         except StateDecodeError as error:
             if self._refused.get(key) != raw:
                 self._refused[key] = bytes(raw)
@@ -77,4 +84,21 @@ class StateCodec(Generic[_S]):
 
 def ticker_states() -> StateCodec[TickerState]:
     """The codec of the champion's ticker states."""
-    return StateCodec(TickerState.to_bytes, TickerState.from_bytes, "ticker {key} starts afresh")
+    return StateCodec(TickerState.to_bytes, TickerState.from_bytes, "ticker {key} starts afresh", _owned)
+
+
+def challenger_states() -> StateCodec[dict[str, TickerState]]:
+    """The codec of each ticker's challenger states, by alias (:mod:`stream_app.shadow_states`)."""
+    return StateCodec(shadow_states.encode, shadow_states.decode,
+                      "the challengers of ticker {key} start again from the champion's state", _all_owned)
+
+
+def _owned(key: str, state: TickerState) -> None:
+    if state.ticker != key:
+        raise StateDecodeError(f"ticker state corrupted: it is the state of {state.ticker!r}, stored under "
+                               f"{key!r}")
+
+
+def _all_owned(key: str, states: dict[str, TickerState]) -> None:
+    for state in states.values():
+        _owned(key, state)

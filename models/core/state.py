@@ -223,6 +223,8 @@ class TickerState:
         """
         if not isinstance(data, bytes | bytearray | memoryview):
             raise StateDecodeError(f"a ticker state is bytes, not {type(data).__name__}")
+        # The arrays are views of the bytes: of a copy where the caller's buffer could change.
+        data = data if type(data) is bytes else bytes(data)
         if len(data) < _HEADER.size or data[:3] != _MAGIC:
             raise StateVersionError("these bytes are not a ticker state (bad magic)")
         _, version, meta_size = _HEADER.unpack_from(data)
@@ -233,12 +235,13 @@ class TickerState:
                 "bars")
         try:
             if version == 3:
-                return cls(**_from_version_3(_decode(data, meta_size, _V3)))
-            values = _decode(data, meta_size, _V5 if version == VERSION else _V4)
-            _check_shapes(values)
-            values["arima_order"] = _arima_order(values.get("arima_order"))
-            values["horizons"] = tuple(values["horizons"])
-            values["pending"] = tuple(_pending(row) for row in values["pending"])
+                values = _from_version_3(_decode(data, meta_size, _V3))
+            else:
+                values = _decode(data, meta_size, _V5 if version == VERSION else _V4)
+                values["arima_order"] = _arima_order(values.get("arima_order"))
+                values["horizons"] = _horizons(values["horizons"])
+                values["pending"] = tuple(_pending(row) for row in values["pending"])
+            _check_fit(values)
             return cls(**values)
         except StateDecodeError:
             raise
@@ -267,9 +270,15 @@ def _decode(data: bytes, meta_size: int, layout: _Layout) -> dict[str, Any]:
         raise StateDecodeError("ticker state corrupted: its fields are not those of a ticker state")
     offset = end
     values = {}
-    for name in layout.fields:  # the worker decodes a state per ticker per batch: no numpy on shapes
+    for name in layout.fields:
         value = header[name]
         if name in layout.arrays and value is not None:
+            # Checked before any arithmetic: a negative size would read the rest of the bytes, and a
+            # list or text in a shape would make the product a sequence of gigabytes.
+            if (type(value) is not list or not 1 <= len(value) <= 2
+                    or not all(type(size) is int and size >= 0 for size in value)):
+                raise StateDecodeError(f"ticker state corrupted: the shape of its array {name} is "
+                                       f"{value!r:.60}")
             count = math.prod(value)
             if offset + 8 * count > len(data):
                 raise StateDecodeError(
@@ -282,29 +291,77 @@ def _decode(data: bytes, meta_size: int, layout: _Layout) -> dict[str, Any]:
         raise StateDecodeError(f"ticker state corrupted: {len(data) - offset} bytes after its last array")
     if values["last_date"] is not None:
         values["last_date"] = dt.date.fromisoformat(values["last_date"])
-    if type(values["ticker"]) is not str or any(type(values[name]) is not int for name in _INT_SCALARS):
+    if type(values["ticker"]) is not str or any(type(values[name]) is not int or values[name] < 0
+                                                for name in _INT_SCALARS):
         raise StateDecodeError("ticker state corrupted: its ticker is not text or a count not a whole number")
     for name in _FLOAT_SCALARS:
         values[name] = _read_float(values[name])
     return values
 
 
-def _check_shapes(values: dict[str, Any]) -> None:
-    """Refuse a version-4 or 5 state whose arrays do not fit together, which no step could take."""
-    horizons = values["horizons"]
-    if not isinstance(horizons, list) or any(type(h) is not int for h in horizons):
+def _horizons(value: Any) -> tuple[int, ...]:
+    """The horizons as stored (a list of whole numbers), as a tuple."""
+    if not isinstance(value, list) or any(type(h) is not int for h in value):
         raise StateDecodeError("ticker state corrupted: its horizons are not whole numbers")
+    return tuple(value)
+
+
+def _check_fit(values: dict[str, Any]) -> None:
+    """Refuse a state whose fields do not fit together: one that no step could take, or that a step
+    would take into NaN for good (a close that is no price, a sum that is not finite).
+
+    What depends on the configuration (horizons, levels, the ARIMA order, the volatility means, the
+    features' width) is left to :func:`~models.core.step.step`, which realigns a state to its
+    configuration.
+    """
     arima = [values[name] for name in ("arima_params", "arima_state", "arima_cov")]
-    rows = (len(horizons),)
+    rows = len(values["horizons"])
     fits = (values["log_closes"].ndim == 1 and values["variance_ewmas"].ndim == 1
             and values["features"].ndim == 2
-            and all(values[name].shape == rows for name in _CALIBRATION_ROWS)
-            and values["interval_offsets"].ndim == 2 and values["interval_offsets"].shape[0] == rows[0]
+            and all(values[name].shape == (rows,) for name in _CALIBRATION_ROWS)
+            and values["interval_offsets"].ndim == 2 and values["interval_offsets"].shape[0] == rows
             and (all(a is None for a in arima)
                  or (all(a is not None for a in arima) and arima[0].ndim == 1 and arima[1].ndim == 1
                      and arima[2].shape == (arima[1].size, arima[1].size))))
     if not fits:
         raise StateDecodeError("ticker state corrupted: the shapes of its arrays do not fit together")
+    order = values["arima_order"]
+    if order is not None and arima[0] is not None:
+        p, d, q = order
+        if (min(order) < 0 or arima[0].size != p + q + 1 or arima[1].size != max(p, q + 1)
+                or values["log_closes"].size < d):
+            raise StateDecodeError(f"ticker state corrupted: its ARIMA arrays are not those of its order "
+                                   f"{order}")
+    finite = [values[name] for name in (*_CALIBRATION_ROWS, "log_closes", "variance_ewmas",
+                                        "interval_offsets")]
+    finite += [a for a in arima if a is not None]
+    if (not all(np.isfinite(array).all() for array in finite)
+            or any((values[name] < 0).any() for name in (*_CALIBRATION_ROWS, "variance_ewmas"))):
+        raise StateDecodeError("ticker state corrupted: an array holds a value that is not a finite number "
+                               "(or a negative sum)")
+    close, volume, seen = values["last_close"], values["last_volume"], values["bars"] > 0
+    # NaN before a ticker's first bar; a price and a volume after it.
+    if ((seen and (values["last_date"] is None or math.isnan(close) or math.isnan(volume)))
+            or not (math.isnan(close) or 0.0 < close < math.inf)
+            or not (math.isnan(volume) or 0.0 <= volume < math.inf)):
+        raise StateDecodeError(f"ticker state corrupted: its last close {close!r} and volume {volume!r} are "
+                               f"not those of a ticker after {values['bars']} bars")
+    _check_pending(values["pending"], values["horizons"], values["last_date"])
+
+
+def _check_pending(pending: tuple[Pending, ...], horizons: tuple[int, ...],
+                   last_date: dt.date | None) -> None:
+    """Refuse pending predictions out of their layout (by horizon, oldest first, at most ``h`` of
+    horizon ``h``), which the step would score against another horizon's calibration."""
+    queues: dict[int, list[dt.date]] = {}
+    for p in pending:
+        queues.setdefault(p[HORIZON], []).append(p[0])
+    in_order = [p[HORIZON] for p in pending]
+    if (in_order != sorted(in_order)
+            or any(h not in horizons or len(days) > h or days != sorted(set(days))
+                   or (last_date is None or days[-1] > last_date) for h, days in queues.items())):
+        raise StateDecodeError("ticker state corrupted: its pending predictions are not one queue per "
+                               "horizon, each of at most that many days, oldest first, up to its last bar")
 
 
 def _arima_order(value: Any) -> tuple[int, int, int] | None:
@@ -348,14 +405,21 @@ def _pending(row: list[Any]) -> Pending:
                                f"{len(LastPrediction._fields)} fields")
     as_of, horizon, log_centre, scale, predicted_close, naive_close, levels, lower, upper, *labels = row
     model, version, warmup, regime = labels
+    if not all(type(column) is list for column in (levels, lower, upper)):
+        raise StateDecodeError("ticker state corrupted: a pending prediction's levels or bounds are not "
+                               "lists")
     levels, lower, upper = (tuple(map(_read_float, column)) for column in (levels, lower, upper))
+    log_centre, scale = _read_float(log_centre), _read_float(scale)
     if (type(horizon) is not int or not len(levels) == len(lower) == len(upper)
             or type(model) is not str or type(version) is not str or type(warmup) is not bool
             or not (regime is None or type(regime) is str)):
         raise StateDecodeError("ticker state corrupted: a pending prediction's fields are not of their types")
-    return (dt.date.fromisoformat(as_of), horizon, _read_float(log_centre), _read_float(scale),
-            _read_float(predicted_close), _read_float(naive_close), levels, lower, upper, model, version,
-            warmup, regime)
+    if (not levels or not all(0.0 < level < 1.0 for level in levels)
+            or not math.isfinite(log_centre) or not 0.0 < scale < math.inf):
+        raise StateDecodeError("ticker state corrupted: a pending prediction has no interval levels in "
+                               "(0, 1), or a centre or scale that is not finite")
+    return (dt.date.fromisoformat(as_of), horizon, log_centre, scale, _read_float(predicted_close),
+            _read_float(naive_close), levels, lower, upper, model, version, warmup, regime)
 
 
 def _from_version_3(values: dict[str, Any]) -> dict[str, Any]:

@@ -16,7 +16,8 @@ What happens to a bar of day ``t`` of a ticker, in order (the function of each p
 3. the log close joins the fitting window; when the window is full and a refit is due (every
    ``refit_every`` bars) the ARIMA is refitted on it (see :mod:`models.core.arima`); a failed fit
    keeps the previous parameters and is counted (``_extend_windows``). A state whose ARIMA is of
-   another order than the configuration's drops it and refits at once (``_arima_checked``);
+   another order than the configuration's drops it and refits at once (``_arima_checked``), and one
+   made by another volatility model or feature set (other array widths) starts afresh (``_checked``);
 4. the feature row of day ``t`` is computed (:mod:`models.core.features`, ``_extend_features``);
 5. for each horizon ``h`` the configured model predicts the close ``h`` bars ahead, dated the ``h``-th
    next weekday (``_point_forecast``): naive the last close, the ARIMA its ``h``-step mean, an
@@ -623,6 +624,10 @@ def _checked(states: Sequence[TickerState | None], bars: Sequence[Bar], config: 
             raise ValueError(f"bar of {bar.ticker!r} given with the state of {state.ticker!r}")
         elif state.last_date is not None and bar.date <= state.last_date:
             raise OutOfOrderBar(bar, state.last_date)
+        if (state.variance_ewmas.shape != (len(config.vol_decays),)
+                or state.features.shape[1] != len(FEATURE_NAMES)):
+            # Made by another volatility model or feature set: what it holds means nothing here.
+            state = TickerState.empty(bar.ticker, len(FEATURE_NAMES), len(config.vol_decays))
         if state.horizons != config.horizons or state.interval_offsets.shape != offsets_shape:
             state = _realigned(state, config)
         if state.arima_order != config.order and state.arima_params is not None:
@@ -658,7 +663,8 @@ def _arima_checked(state: TickerState, config: CoreConfig) -> TickerState:
     order's layout: wrong predictions, or arrays of the wrong shape."""
     arima = _plan(config).arima
     if (state.arima_order is None and state.arima_params is not None and state.arima_state is not None
-            and state.arima_params.size == arima.p + arima.q + 1 and state.arima_state.size == arima.r):
+            and state.arima_params.size == arima.p + arima.q + 1 and state.arima_state.size == arima.r
+            and state.log_closes.size >= arima.d):
         return state
     return replace(state, arima_params=None, arima_state=None, arima_cov=None,
                    since_refit=max(state.since_refit, config.refit_every - 1))

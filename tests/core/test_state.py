@@ -142,11 +142,57 @@ def test_fields_of_the_wrong_type_or_shape_are_refused_as_undecodable(
         "horizons as text": lambda fields: fields.update(horizons=["1"]),
         "an ARIMA order of two numbers": lambda fields: fields.update(arima_order=[2, 1]),
         "an ARIMA order as text": lambda fields: fields.update(arima_order="2,1,0"),
+        # Found by fuzzing (each decoded, or raised another error, and then stopped the worker's step):
+        "a negative size (the rest of the bytes, shared with the next array)":
+            lambda fields: fields.update(log_closes=[-1]),
+        "a size past the 64-bit range": lambda fields: fields.update(residuals=[-(2**63)]),
+        "a size as text (a product of gigabytes)": lambda fields: fields.update(residuals=[10**8, "x"]),
+        "an ARIMA order its arrays are not": lambda fields: fields.update(arima_order=[1, 1, 0]),
+        "a last close of zero": lambda fields: fields.update(last_close=0.0),
+        "a last close that is infinite": lambda fields: fields.update(last_close="inf"),
+        "a negative count": lambda fields: fields.update(bars=-1),
+        "a pending prediction with no levels":
+            lambda fields: fields["pending"][0].__setitem__(slice(6, 9), [[], [], []]),
+        "levels as an object": lambda fields: fields["pending"][0].__setitem__(6, {"inf": 1, "nan": 2}),
+        "a pending prediction of a horizon the state has not":
+            lambda fields: fields["pending"][0].__setitem__(1, 5),
+        "a pending prediction after the last bar":
+            lambda fields: fields["pending"][0].__setitem__(0, "2100-01-01"),
     }
     for what, change in changes.items():
         with pytest.raises(StateDecodeError, match="corrupted"):
             TickerState.from_bytes(edited(change))
             pytest.fail(what)
+    arrays: dict[str, dict[str, Any]] = {
+        "an infinite volatility mean": {"variance_ewmas": np.array([np.inf, 1e-4])},
+        "a negative calibration weight": {"residual_weight": -state.residual_weight},
+        "a NaN in the window": {"log_closes": np.r_[state.log_closes[:-1], np.nan]},
+        "a NaN in the ARIMA's state": {"arima_state": np.full_like(state.arima_state, np.nan)},
+    }
+    for what, change in arrays.items():
+        with pytest.raises(StateDecodeError, match="not a finite number"):
+            TickerState.from_bytes(dataclasses.replace(state, **change).to_bytes())
+            pytest.fail(what)
+
+
+def test_a_state_read_from_a_mutable_buffer_does_not_change_with_it(by_ticker: dict[str, list[Bar]]) -> None:
+    state = _results(by_ticker["JPM"][:30])[-1].state
+    buffer = bytearray(state.to_bytes())
+    read = TickerState.from_bytes(buffer)
+    buffer[:] = bytes(len(buffer))
+    assert read == state and not read.log_closes.flags.writeable
+
+
+def test_a_state_of_another_volatility_model_or_feature_set_starts_afresh(
+        by_ticker: dict[str, list[Bar]]) -> None:
+    # Its arrays would not broadcast with this configuration's: the step would fail at every bar.
+    bars = by_ticker["JPM"][:81]
+    state = _results(bars[:80])[-1].state
+    fresh = step(None, bars[80], CONFIG)
+    for odd in (dataclasses.replace(state, variance_ewmas=np.zeros(3)),
+                dataclasses.replace(state, features=np.zeros((4, len(FEATURE_NAMES) - 1)))):
+        again = step(odd, bars[80], CONFIG)
+        assert again.predictions == fresh.predictions and again.state == fresh.state
 
 
 def test_a_version_4_state_keeps_its_arima_where_the_configured_order_fits_it(

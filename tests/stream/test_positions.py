@@ -6,7 +6,7 @@ from typing import NamedTuple
 
 import pytest
 
-from stream_app.positions import PositionGuard, StallWatch
+from stream_app.positions import PositionDecodeError, PositionGuard, StallWatch, decode_position
 
 
 class Msg(NamedTuple):
@@ -151,3 +151,10 @@ def test_a_suspected_partition_is_sought_at_once_unless_it_moved() -> None:
     assert watch.stalled(0, position=40, highwater=90, now=0.0)  # still there: at once
     assert not watch.stalled(1, position=75, highwater=90, now=0.0)  # the rebalance brought them back
     assert not watch.stalled(0, position=40, highwater=90, now=4.0)  # then the usual waits
+
+
+def test_a_position_past_the_offset_range_is_refused() -> None:
+    # Read as it is, every message of the partition would look handled, and be skipped for good.
+    assert decode_position(b"9223372036854775807") == 2**63 - 1
+    with pytest.raises(PositionDecodeError, match="digits of an offset"):
+        decode_position(b"9223372036854775808")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from models.core.state import TickerState
 from models.core.step import step
-from stream_app.state_codec import ticker_states
+from stream_app.state_codec import challenger_states, ticker_states
 from tests.stream.synthetic import CONFIG, bars_of
 
 
@@ -44,3 +44,18 @@ def test_a_state_of_another_format_starts_the_ticker_afresh_instead_of_stopping_
     assert codec.decode("AAA", older_format) is None
     assert "ticker AAA starts afresh" in caplog.text and "version 1" in caplog.text
     assert codec.decode("AAA", state.to_bytes()) == state
+
+
+def test_a_state_stored_under_another_tickers_key_is_quarantined() -> None:
+    # One flipped bit in the ticker ("AAA" -> "AAC") decodes: the step would refuse it at every batch.
+    state = states_of(3)[-1]
+    flipped = state.to_bytes().replace(b'"AAA"', b'"AAC"', 1)
+    codec = ticker_states()
+    assert codec.decode("AAA", flipped) is None
+    assert [(key, raw) for key, raw, _ in codec.quarantined] == [("AAA", flipped)]
+    assert "the state of 'AAC', stored under 'AAA'" in str(codec.quarantined[0][2])
+    challengers = challenger_states()
+    theirs = challengers.encode("AAA", {"challenger": state, "challenger-x": state})
+    assert challengers.decode("AAA", theirs) == {"challenger": state, "challenger-x": state}
+    assert challengers.decode("AAB", theirs) is None
+    assert [key for key, _, _ in challengers.quarantined] == ["AAB"]
