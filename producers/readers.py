@@ -138,11 +138,14 @@ def _encoding(path: Path, label: str) -> str:
 
 
 class _Lines:
-    """The lines of a text stream for :func:`csv.reader`, refused past :data:`MAX_LINE` characters,
-    keeping those of the row being read so that a dead letter carries its text as in the file."""
+    """The lines of a text stream for :func:`csv.reader`, refused past :data:`MAX_LINE` characters
+    (a line, or the lines of one row: quoted fields can hold line breaks), keeping those of the row
+    being read so that a dead letter carries its text as in the file (``keep``). Whoever reads the
+    rows says when each ends (:meth:`row_text`, :meth:`rows`)."""
 
-    def __init__(self, stream: IO[str], label: str) -> None:
-        self.stream, self.label, self.number, self.taken = stream, label, 0, list[str]()
+    def __init__(self, stream: IO[str], label: str, keep: bool = True) -> None:
+        self.stream, self.label, self.keep, self.number = stream, label, keep, 0
+        self.taken, self.row_lines, self.row_size = list[str](), 0, 0
 
     def __iter__(self) -> _Lines:
         return self
@@ -152,17 +155,30 @@ class _Lines:
         if not line:
             raise StopIteration
         self.number += 1
+        self.row_lines += 1
+        self.row_size += len(line)
         if len(line) > MAX_LINE:
             raise LayoutError(f"{self.label}:{self.number}: a line of more than {MAX_LINE:,} characters "
                               "is not a row of bars")
-        self.taken.append(line)
+        if self.row_size > MAX_LINE:
+            raise LayoutError(f"{self.label}:{self.number - self.row_lines + 1}: a row of more than "
+                              f"{MAX_LINE:,} characters (over {self.row_lines:,} lines) is not a row of bars")
+        if self.keep:
+            self.taken.append(line)
         return line
 
     def row_text(self) -> str:
         """The text of the lines taken since the last call, without the final line break."""
         text = "".join(self.taken).rstrip("\r\n")
         self.taken.clear()
+        self.row_lines = self.row_size = 0
         return text
+
+    def rows(self, reader: Iterator[list[str]]) -> Iterator[list[str]]:
+        """The rows of ``reader`` (a :func:`csv.reader` of these lines), each row's end said."""
+        for row in reader:
+            self.row_text()
+            yield row
 
 
 def _open_text(path: Path, encoding: str) -> IO[str]:
@@ -193,12 +209,20 @@ def _read_file(path: Path, label: str, result: ReadResult, checker: RowChecker, 
             layout = detect_layout(header, file_name=label, ticker=ticker, columns=columns)
             lines.row_text()
             with _open_text(path, encoding) as again:  # a second reader for the dates, when needed
-                rows = csv.reader(_Lines(again, label), delimiter=delimiter)
-                next(rows)
-                checker.day_first = _day_first(rows, layout.date)
+                date_lines = _Lines(again, label, keep=False)  # no dead letters from this reader
+                dates = csv.reader(date_lines, delimiter=delimiter)
+                try:
+                    checker.day_first = _day_first(itertools.islice(date_lines.rows(dates), 1, None),
+                                                   layout.date)
+                except csv.Error as exc:
+                    raise _not_csv(label, dates.line_num, exc) from exc
             _read_rows(reader, lines, label, layout, result, checker, max_rows)
         except csv.Error as exc:  # e.g. a field over the csv module's size limit: the file is not a table
-            raise LayoutError(f"{label}:{reader.line_num}: cannot be read as CSV: {exc}") from exc
+            raise _not_csv(label, reader.line_num, exc) from exc
+
+
+def _not_csv(label: str, line: int, error: csv.Error) -> LayoutError:
+    return LayoutError(f"{label}:{line}: cannot be read as CSV: {error}")
 
 
 def _day_first(rows: Iterator[list[str]], column: int) -> bool:
@@ -264,13 +288,13 @@ def read_csv_bars(paths: Sequence[str | Path], *, ticker: str | None = None,
         Dead letters kept in ``dead_letters`` (the rest are only counted); default: all.
 
     The files are read a line at a time; what a read holds beyond its bars and kept dead letters is
-    one row, and a line has at most :data:`MAX_LINE` characters.
+    one row, of at most :data:`MAX_LINE` characters (over one line or several).
 
     Raises
     ------
     LayoutError
         A file whose columns cannot be mapped, that is not CSV or has a header of more than
-        :data:`MAX_COLUMNS` columns or a line longer than :data:`MAX_LINE`; nothing is returned, so
+        :data:`MAX_COLUMNS` columns or a line or row longer than :data:`MAX_LINE`; nothing is returned, so
         nothing half-read is sent.
     TooManyRows
         More than ``max_rows`` rows.

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import gzip
+import tracemalloc
 from collections import Counter
 from pathlib import Path
 
@@ -224,9 +226,38 @@ def test_kept_dead_letters_are_the_first_ones_and_all_are_counted(tmp_path: Path
 @pytest.mark.parametrize(("text", "says"), [
     ("," * MAX_COLUMNS + "\n" + GOOD, f"aal.csv: the header has {MAX_COLUMNS + 1:,} columns, more than "),
     (HEADER + "1" * (MAX_LINE + 1), f"aal.csv:2: a line of more than {MAX_LINE:,} characters"),
-], ids=["wide header", "long line"])
+    # Quoted fields of short lines, each under the csv module's field limit: 1.3 MB of one row, which
+    # a 65 KB gzip upload made 63 MB of (and 320 MiB of the API server's memory).
+    (HEADER + GOOD + "\n" + "x," + ",".join(['"' + ("a" * 1000 + "\n") * 50 + '"'] * 26),
+     f"aal.csv:3: a row of more than {MAX_LINE:,} characters (over 1,048 lines)"),
+], ids=["wide header", "long line", "long row of short lines"])
 def test_a_wide_header_or_a_long_line_is_refused_without_reading_on(tmp_path: Path, text: str,
                                                                     says: str) -> None:
     with pytest.raises(LayoutError) as error:
         read_csv_bars(_write(tmp_path / "aal.csv", text))
     assert str(error.value).startswith(says) and len(str(error.value)) < 200
+
+
+def test_a_file_that_is_no_csv_is_refused_at_its_line_when_its_dates_have_slashes(tmp_path: Path) -> None:
+    # Slash dates are read to the end first (day or month first?): the error was said at line 1.
+    rows = [f"1/{day}/2024,10,11,9,10,100" for day in range(2, 10)] + ["2/2/2024,10,11,9,10," + "9" * 200_000]
+    path = _write(tmp_path / "l.csv", "date,open,high,low,close,volume\n" + "\n".join(rows) + "\n")
+    with pytest.raises(LayoutError, match=r"^l\.csv:10: cannot be read as CSV: field larger than"):
+        read_csv_bars(path, ticker="L")
+
+
+def test_a_long_row_of_short_lines_is_refused_holding_no_more_than_the_limit(tmp_path: Path) -> None:
+    # An API upload of 65 KB: 630 quoted fields of two 50,000-character lines, one row of 63 MB,
+    # which the reader telling the dates' order held whole (and the server 320 MiB for it).
+    field = '"' + ("a" * 50_000 + "\n") * 2 + '"'
+    text = "date,open,high,low,close,volume\n2024-01-02,10,11,9,10,100," + ",".join([field] * 630) + "\n"
+    path = tmp_path / "ml.csv.gz"
+    path.write_bytes(gzip.compress(text.encode(), 1))
+    tracemalloc.start()
+    try:
+        with pytest.raises(LayoutError, match=r"^ml\.csv\.gz:2: a row of more than 1,048,576 characters"):
+            read_csv_bars(path, ticker="ML")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 * MAX_LINE
