@@ -35,6 +35,7 @@ import orjson
 from forecaster.redaction import printable
 from models.core.bar import Bar, BarError
 from models.core.deadletter import DeadLetter
+from producers.layouts import ticker_from_file_name
 from producers.readers import LayoutError, ReadResult, TooManyRows, read_csv_bars
 
 
@@ -94,6 +95,10 @@ def read_upload(name: str | None, source: BinaryIO, *, limit: int, ticker: str |
     one. The first ``keep`` dead letters are kept, all are counted.
     """
     file_name = upload_name(name)
+    if ticker is None and name:
+        # A file without a ticker column is the ticker its name says, as `forecaster backtest` reads
+        # it: the name made safe to save is not ("^GSPC.csv" is saved as "_GSPC.csv").
+        ticker = ticker_from_file_name(PureWindowsPath(name).name) or None
     with tempfile.TemporaryDirectory(prefix="forecaster-upload-") as folder:
         path = Path(folder) / file_name
         with path.open("wb") as out:

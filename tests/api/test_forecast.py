@@ -98,6 +98,11 @@ def test_a_file_without_ticker_column_takes_the_file_name_or_the_ticker_given(cl
     path = data_dir / "vgi" / "vgi2.csv"
     assert upload(client, path, model="naive").json()["tickers"] == ["VGI2"]
     assert upload(client, path, model="naive", ticker="VGI").json()["tickers"] == ["VGI"]
+    # As forecaster backtest names it: the name made safe to save the upload under is not the ticker.
+    content = path.read_bytes()
+    for name, ticker in (("^GSPC.csv", "^GSPC"), ("BRK B.csv", "BRK B"), (r"C:\data\^DJI.csv", "^DJI")):
+        response = client.post("/forecast", params={"model": "naive"}, files={"file": (name, content)})
+        assert response.json()["tickers"] == [ticker]
 
 
 def test_json_bars_are_validated_like_messages(client: TestClient, data_dir: Path,
