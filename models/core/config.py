@@ -106,9 +106,17 @@ class CoreConfig:
         "warming up", "feature_history")
 
     def __post_init__(self) -> None:
+        for f in fields(self):  # of its default's kind: a list is unhashable, and steps cache by config
+            value, default = getattr(self, f.name), f.default
+            if isinstance(default, tuple) and type(value) is not tuple:
+                raise ValueError(f"{f.name} must be a tuple; got {value!r}")
+            if type(default) is int and type(value) is not int:
+                raise ValueError(f"{f.name} must be a whole number; got {value!r}")
+            if type(default) is float and (type(value) not in (int, float) or not math.isfinite(value)):
+                raise ValueError(f"{f.name} must be a finite number; got {value!r}")
         if self.model not in MODELS:
             raise ValueError(f"model must be one of {', '.join(MODELS)}; got {self.model!r}")
-        if len(self.order) != 3 or any(not isinstance(k, int) or k < 0 for k in self.order):
+        if len(self.order) != 3 or any(type(k) is not int or k < 0 for k in self.order):
             raise ValueError(f"order must be three non-negative integers (p, d, q); got {self.order!r}")
         p, d, q = self.order
         if p + q == 0:

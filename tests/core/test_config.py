@@ -38,6 +38,22 @@ def test_horizons_that_are_not_increasing_trading_days_are_refused(horizons: tup
         CoreConfig(horizons=horizons)
 
 
+@pytest.mark.parametrize(("change", "says"), [
+    ({"horizons": [1, 5]}, "horizons must be a tuple"),
+    ({"order": [2, 1, 0]}, "order must be a tuple"),
+    ({"window": 60.5}, "window must be a whole number"),
+    ({"feature_history": True}, "feature_history must be a whole number"),
+    ({"order": (True, 1, 0), "window": 60}, "order must be three non-negative integers"),
+    ({"calibration_rate": float("nan")}, "calibration_rate must be a finite number"),
+    ({"interval_df": float("inf")}, "interval_df must be a finite number"),
+], ids=str)
+def test_values_a_step_cannot_use_are_refused_when_configured(change: dict, says: str) -> None:
+    # Each was taken, and the first step raised (a list is unhashable, a float no window size) or made
+    # NaN intervals for good.
+    with pytest.raises(ValueError, match=f"^{says}"):
+        CoreConfig(**change)
+
+
 def test_every_core_field_is_documented_and_settings_show_the_core_docs() -> None:
     assert all(f.metadata.get("doc") for f in dataclasses.fields(CoreConfig))
     shown = {variable: (default, doc) for variable, default, doc in table()}
