@@ -271,7 +271,7 @@ async def _read_request(request: Request, ticker: str | None, columns: str | Non
     selected = [t.strip() for t in tickers.split(",") if t.strip()] if tickers else None
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
     if encoding != "identity":  # read as it is, a compressed body is garbage to either reader
-        raise InputError(f"a body of Content-Encoding {printable(encoding, 40)!r} is not read: send it as "
+        raise InputError(f"a body of Content-Encoding '{printable(encoding, 40)}' is not read: send it as "
                          "it is, or upload a .csv.gz file", status=415)
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind == "multipart/form-data":

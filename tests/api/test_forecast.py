@@ -183,6 +183,10 @@ def test_requests_that_are_neither_upload_nor_json(client: TestClient) -> None:
                            headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
     assert response.status_code == 415
     assert response.json()["detail"]["message"].startswith("a body of Content-Encoding 'gzip' is not read")
+    # Escaped once: printable's escapes, not repr's over them.
+    escaped = client.post("/forecast", content=b"{}", headers={"Content-Type": "application/json",
+                                                               "Content-Encoding": "\x1b[31m"})
+    assert escaped.json()["detail"]["message"].startswith("a body of Content-Encoding '\\x1b[31m' is not")
 
 
 @pytest.mark.parametrize(("content_type", "body", "says"), [
