@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from models.core.deadletter import DeadLetter
 from models.core.records import Prediction, Score, json_schema
@@ -23,12 +23,16 @@ DeadLetterRecord = Annotated[Record, WithJsonSchema(json_schema(DeadLetter))]
 
 
 class ForecastBars(BaseModel):
-    """``POST /forecast`` with ``Content-Type: application/json``."""
+    """``POST /forecast`` with ``Content-Type: application/json``: ``{"bars": [...]}`` and no other
+    field (the body is read a bar at a time: :func:`api.inputs.read_json_body`)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     bars: list[Any] = Field(
         min_length=1,
-        description="bar objects: ticker, date (YYYY-MM-DD), open, high, low, close, volume, adj_close?; "
-        "a bar that fails validation comes back as a dead letter with its reason",
+        description="bar objects of plain values (no nested arrays or objects), each at most 64 KiB of "
+        "JSON: ticker, date (YYYY-MM-DD), open, high, low, close, volume, adj_close?; a bar that fails "
+        "validation comes back as a dead letter with its reason",
         examples=[[{"ticker": "ACME", "date": "2024-01-05", "open": 10.0, "high": 10.4, "low": 9.8,
                     "close": 10.2, "volume": 1000}]],
     )

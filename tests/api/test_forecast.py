@@ -239,6 +239,8 @@ def test_openapi_documents_both_request_bodies(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     body = spec["paths"]["/forecast"]["post"]["requestBody"]["content"]
     assert {"multipart/form-data", "application/json"} <= body.keys()
+    # The body is read a bar at a time: bars is its only field, as the schema says.
+    assert body["application/json"]["schema"]["additionalProperties"] is False
     parameters = {p["name"] for p in spec["paths"]["/forecast"]["post"]["parameters"]}
     assert parameters == {"model", "ticker", "columns", "tickers", "horizons"}
     paths = {"/forecast", "/predictions", "/predictions/{ticker}", "/health", "/models"}
