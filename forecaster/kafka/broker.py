@@ -2,7 +2,9 @@
 
 The jars come from Maven Central through ``resources/pom.xml`` (package data) into a cache folder
 (:func:`resolve_jars`); the broker runs as a background JVM whose PID and bootstrap address are
-recorded in its data folder, so ``forecaster kafka status`` and ``stop`` find it from any shell.
+recorded in its data folder, so ``forecaster kafka status`` and ``stop`` find it from any shell;
+a recorded PID counts only while it is this folder's Kafka JVM (:meth:`LocalBroker.owns`), since
+after a crash or a reboot the OS may have given it to any process.
 Starting again on the same data folder keeps every topic and message. Started with a
 :class:`BrokerSecurity`, its client port requires TLS and a SCRAM login (SASL_SSL).
 
@@ -27,10 +29,10 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from string import Template
-from typing import Any
+from typing import Any, get_type_hints
 
 from forecaster.kafka.client import kafka_python_client
 
@@ -42,6 +44,10 @@ KAFKA_VERSION = "3.9.2"
 RESOURCES = Path(__file__).resolve().parent / "resources"
 START_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 60.0
+#: The largest PID any OS gives (``pid_t`` is a 32-bit int); a larger one overflows ``os.kill``.
+PID_MAX = 2**31 - 1
+#: The broker's main class, followed on its command line by its ``server.properties`` (LocalBroker.start).
+KAFKA_MAIN = "kafka.Kafka"
 
 
 class BrokerError(RuntimeError):
@@ -199,6 +205,18 @@ def _pid_alive(pid: int) -> bool:
         return True
 
 
+def _command_line(pid: int) -> list[str] | None:
+    """The arguments of process ``pid`` from ``/proc``; empty when it is gone (or a zombie or kernel
+    thread, which have none), None where the OS has no ``/proc`` (macOS) to tell."""
+    if not Path("/proc/self/cmdline").exists():
+        return None
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [os.fsdecode(arg) for arg in raw.rstrip(b"\0").split(b"\0")] if raw else []
+
+
 #: The SASL mechanisms a secured local broker offers; its users get credentials for one of them.
 SCRAM_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")
 #: Characters that Kafka's ``--add-scram`` syntax (``MECH=[name=N,password=P]``) cannot carry unquoted.
@@ -338,6 +356,49 @@ class BrokerInfo:
     #: The client listener's protocol: PLAINTEXT, or SASL_SSL for a broker started with a BrokerSecurity.
     security_protocol: str = "PLAINTEXT"
 
+    @classmethod
+    def from_record(cls, record: object) -> BrokerInfo:
+        """The info in a decoded ``broker.json``.
+
+        Raises
+        ------
+        ValueError
+            Naming the first field that is missing, unknown or not of its type, or a PID the broker
+            cannot have: 1 (init), 0 or a negative one (``os.kill`` reads those as process groups, -1
+            as every process) or one past :data:`PID_MAX`.
+
+        Examples
+        --------
+        >>> BrokerInfo.from_record({"pid": 4242, "bootstrap": "127.0.0.1:9092", "port": 9092,
+        ...                         "controller_port": 20001, "data_dir": "/tmp/k"}).pid
+        4242
+        >>> BrokerInfo.from_record({"pid": "4242", "bootstrap": "127.0.0.1:9092", "port": 9092,
+        ...                         "controller_port": 20001, "data_dir": "/tmp/k"})
+        Traceback (most recent call last):
+        ...
+        ValueError: "pid" is "4242", not a whole number
+        """
+        if not isinstance(record, dict):
+            raise ValueError(f"{json.dumps(record)[:40]} where a JSON object is expected")
+        types = get_type_hints(cls)
+        unknown = sorted(set(record) - set(types))
+        if unknown:
+            raise ValueError(f"an unknown field {json.dumps(unknown[0])[:40]}")
+        for spec in fields(cls):
+            if spec.name not in record:
+                if spec.default is MISSING:
+                    raise ValueError(f'no "{spec.name}"')
+                continue
+            value, kind = record[spec.name], types[spec.name]
+            # json reads `true` as a bool, which Python counts as an int.
+            if not isinstance(value, kind) or isinstance(value, bool):
+                said = "a whole number" if kind is int else "a string"
+                raise ValueError(f'"{spec.name}" is {json.dumps(value)[:40]}, not {said}')
+        if not 1 < record["pid"] <= PID_MAX:
+            raise ValueError(f'"pid" is {str(record["pid"])[:30]}, not a PID the broker can have '
+                             f"(2 to {PID_MAX})")
+        return cls(**record)
+
 
 class LocalBroker:
     """One broker living in ``data_dir``: its config, logs, storage, PID and address.
@@ -362,16 +423,47 @@ class LocalBroker:
     # -- inspection ------------------------------------------------------------------------
 
     def info(self) -> BrokerInfo | None:
-        """What the last start recorded, or None when it never started here."""
+        """What the last start recorded, or None when it never started here (or the file cannot be read).
+
+        The record stays after the broker stops: its PID may name another process since (see :meth:`owns`).
+
+        Raises
+        ------
+        BrokerError
+            When ``broker.json`` is not the record :meth:`start` writes: its PID could name any
+            process, so nothing is signalled or reported running on its word.
+        """
         try:
-            return BrokerInfo(**json.loads(self.info_file.read_text()))
-        except (OSError, ValueError, TypeError):
+            text = self.info_file.read_text()
+        except OSError:
             return None
+        try:
+            return BrokerInfo.from_record(json.loads(text))
+        except ValueError as exc:  # json's errors are ValueErrors too
+            raise BrokerError(f"{self.info_file} is not the record `forecaster kafka start` writes ({exc}): "
+                              f"remove it once no broker runs from {self.data_dir}") from None
+
+    def owns(self, pid: int) -> bool:
+        """True when process ``pid`` is alive and is this folder's broker: ``java`` running
+        ``kafka.Kafka`` on this folder's ``server.properties``, as :meth:`start` launches it.
+
+        A recorded PID outlives its broker (a crash, a reboot) and the OS may give it to any process,
+        which ``stop`` would then kill. Where the OS has no ``/proc`` (macOS) the command line cannot be
+        read, and a live PID other than this process's is taken for the broker, as it always was.
+        """
+        if not 1 < pid <= PID_MAX or not _pid_alive(pid):
+            return False
+        argv = _command_line(pid)
+        if argv is None:
+            return pid != os.getpid()
+        main = argv.index(KAFKA_MAIN) if KAFKA_MAIN in argv else -1
+        return (main > 0 and Path(argv[0]).name == "java"
+                and argv[main + 1:main + 2] == [str(self.config_file)])
 
     def running(self) -> bool:
-        """True when the recorded process is alive."""
+        """True when the recorded process is alive and is this folder's broker (:meth:`owns`)."""
         info = self.info()
-        return info is not None and _pid_alive(info.pid)
+        return info is not None and self.owns(info.pid)
 
     # -- control ---------------------------------------------------------------------------
 
@@ -383,7 +475,7 @@ class LocalBroker:
         broker counts as answering once its first user can log in.
         """
         info = self.info()
-        if info is not None and _pid_alive(info.pid):
+        if info is not None and self.owns(info.pid):
             if info.port != port:
                 raise BrokerError(
                     f"a broker of {self.data_dir} already runs on port {info.port} (PID {info.pid}); "
@@ -408,14 +500,17 @@ class LocalBroker:
         self.output_file.parent.mkdir(parents=True, exist_ok=True)
         with open(self.output_file, "ab") as out:
             process = subprocess.Popen(
-                [java, *self._jvm_options(), "-cp", f"{libs}/*", "kafka.Kafka", str(self.config_file)],
+                [java, *self._jvm_options(), "-cp", f"{libs}/*", KAFKA_MAIN, str(self.config_file)],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True,  # outlives the CLI and is not hit by its Ctrl-C
             )
         info = BrokerInfo(process.pid, f"127.0.0.1:{port}", port, controller_port, str(self.data_dir),
                           "PLAINTEXT" if security is None else "SASL_SSL")
         self.pid_file.write_text(f"{process.pid}\n")
-        self.info_file.write_text(json.dumps(info.__dict__))
+        # Renamed into place: a record cut short (a crash, a full disk) would stop every later command.
+        partial = self.info_file.with_name(self.info_file.name + ".partial")
+        partial.write_text(json.dumps(info.__dict__))
+        partial.replace(self.info_file)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if process.poll() is not None:
@@ -432,14 +527,20 @@ class LocalBroker:
         raise BrokerError(f"the broker did not answer within {timeout_s:.0f} s; see {self.output_file}")
 
     def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> bool:
-        """Stop the broker cleanly (SIGTERM, then wait); False when none was running."""
+        """Stop the broker cleanly (SIGTERM, then wait); False when none was running.
+
+        A recorded PID that is gone or is another process (:meth:`owns`) means none runs: nothing is
+        signalled, and ``broker.json`` is kept, as after any stop (the next start rewrites it).
+        """
         info = self.info()
-        if info is None or not _pid_alive(info.pid):
+        if info is None or not self.owns(info.pid):
             self.pid_file.unlink(missing_ok=True)
             return False
         os.kill(info.pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout_s
-        while _pid_alive(info.pid):
+        # Asked again each time, not just whether the PID lives: once the broker exits, the OS may give
+        # its PID to another process, which the SIGKILL below must not reach.
+        while self.owns(info.pid):
             if time.monotonic() > deadline:
                 os.kill(info.pid, signal.SIGKILL)
                 raise BrokerError(
