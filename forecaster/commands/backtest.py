@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -61,12 +63,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     else:
         raise ValueError(f"--model must be naive, arima or models:/NAME@ALIAS or models:/NAME/VERSION; "
                          f"got {choice!r}")
+    _check_outputs(args)
+    # Only the counts of the rejected rows are shown: a file of a million bad rows holds no more.
     read = read_csv_bars(args.paths, ticker=args.ticker,
                          columns=parse_columns(args.columns) if args.columns else None,
-                         tickers=args.tickers, start=args.start, end=args.end)
+                         tickers=args.tickers, start=args.start, end=args.end, keep_dead_letters=0)
     if not read.bars:
         raise ValueError(f"no valid bars in {', '.join(map(str, args.paths))} ({read.rows_read} rows read, "
-                         f"{len(read.dead_letters)} rejected, {read.filtered} filtered)")
+                         f"{read.dead_letters_total} rejected, {read.filtered} filtered)")
     result = run_backtest(read.bars, config, model)
 
     rejected = read.rejected_by_reason()
@@ -104,10 +108,43 @@ def _reasons(counts: dict[str, int]) -> str:
     return f" ({', '.join(f'{reason} {n}' for reason, n in counts.items())})" if counts else ""
 
 
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Refuse, before any work, outputs that would overwrite an input (a file given, or one of a folder
+    given) or each other."""
+    from producers.readers import csv_files
+
+    inputs = [path for path, _ in csv_files(args.paths)]
+    for option, path in (("--out", args.out), ("--report", args.report)):
+        if path is not None and any(_same_file(path, given) for given in inputs):
+            raise ValueError(f"{option} {path} is also an input: its bars would be overwritten; write "
+                             "elsewhere")
+    if args.out is not None and args.report is not None and _same_file(args.out, args.report):
+        raise ValueError(f"--out and --report are both {args.out}: the report would overwrite the "
+                         "predictions")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file: the same on disk, or the same path where one is not written yet."""
+    if a.exists() and b.exists():
+        return a.samefile(b)
+    return a.resolve() == b.resolve()
+
+
 def write_rows(rows: list[dict[str, Any]], path: Path) -> None:
-    """One CSV row per prediction (``BacktestResult.rows``); unscored outcomes are empty cells."""
+    """One CSV row per prediction (``BacktestResult.rows``); unscored outcomes are empty cells.
+
+    Written beside ``path`` and renamed into place: an interrupted write leaves the file that was
+    there, not a part of the new one that reads as a whole.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".part",
+                                     newline="", encoding="utf-8", delete=False) as handle:
+        try:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        except BaseException:  # Ctrl-C included
+            handle.close()
+            os.unlink(handle.name)
+            raise
+    os.replace(handle.name, path)

@@ -54,12 +54,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from producers.readers import read_csv_bars
 
     tickers = None if args.tickers is None else [t for arg in args.tickers for t in arg.split(",") if t]
-    result = read_csv_bars(args.paths, tickers=tickers)
-    if result.dead_letters:
+    result = read_csv_bars(args.paths, tickers=tickers, keep_dead_letters=0)  # counted, never shown
+    if result.dead_letters_total:
         rejected = ", ".join(f"{reason} {count}" for reason, count in result.rejected_by_reason().items())
         print(f"read {len(result.bars)} bars; rejected rows: {rejected}", file=sys.stderr)
     if not result.bars:
-        raise ValueError("no valid bars to train on")
+        selected = f"; {result.filtered} of another ticker than {', '.join(tickers)}" if tickers else ""
+        raise ValueError(f"no valid bars to train on ({result.rows_read} rows read, "
+                         f"{result.dead_letters_total} rejected{selected})")
     test_days = args.test_days if args.test_days is not None else (None if args.test_start else 252)
     outcome = train(result.bars, args.model, settings, experiment=args.experiment, tickers=tickers,
                     epochs=args.epochs, params=args.params, test_start=args.test_start, test_days=test_days,
