@@ -11,7 +11,10 @@ import argparse
 import importlib
 import importlib.metadata
 import logging
+import os
 import pkgutil
+import select
+import signal
 import sys
 import traceback
 
@@ -72,11 +75,16 @@ def main(argv: list[str] | None = None) -> int:
     settings = None
     try:
         settings = settings_module.load()
-        return int(args.run(args, settings) or 0)
+        code = int(args.run(args, settings) or 0)
+        sys.stdout.flush()  # here, not at exit: a reader gone is then told apart like any broken pipe
+        return code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
+        if isinstance(exc, BrokenPipeError) and _reader_left():
+            # `forecaster settings | head`: the reader had what it wanted, as with any tool of a pipeline.
+            return 128 + signal.SIGPIPE
         # Expected failures (bad input or settings, missing Java, a port taken, an unreachable
         # broker) end with one clear line, not a traceback; -l debug shows the traceback too.
         bootstrap = getattr(args, "bootstrap", None) or (settings.bootstrap if settings else None)
@@ -89,6 +97,22 @@ def main(argv: list[str] | None = None) -> int:
         # The message may quote the input (a file's header): escaped and cut, it stays one line.
         print(f"forecaster {args.command}: error: {printable(redact(message), 1000)}", file=sys.stderr)
         return 2
+
+
+def _reader_left() -> bool:
+    """Whether standard output is a pipe whose reader has gone, not some socket of the command's
+    (then pointed at /dev/null, so that Python's own flush at exit does not fail on it again)."""
+    try:
+        out = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # replaced by an object with no descriptor
+        return False
+    if hasattr(select, "poll"):  # the write end of a pipe without a reader polls as an error
+        poller = select.poll()
+        poller.register(out, select.POLLOUT)
+        if not any(events & select.POLLERR for _, events in poller.poll(0)):
+            return False
+    os.dup2(os.open(os.devnull, os.O_WRONLY), out)
+    return True
 
 
 if __name__ == "__main__":

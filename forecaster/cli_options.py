@@ -22,6 +22,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from forecaster.redaction import redact
+from forecaster.settings import MAX_SECONDS
 
 # orjson loads only when a summary is printed as JSON: `forecaster --help` imports this module.
 
@@ -34,21 +35,23 @@ def iso_date(text: str) -> dt.date:
 
 
 def seconds(text: str) -> float:
-    """A duration of a command-line option: a positive, finite number of seconds.
+    """A duration of a command-line option: a positive number of seconds, up to
+    :data:`~forecaster.settings.MAX_SECONDS` (the Kafka clients take milliseconds as 32-bit integers).
 
     >>> seconds("2.5")
     2.5
-    >>> seconds("inf")
+    >>> seconds("1e308")
     Traceback (most recent call last):
     ...
-    argparse.ArgumentTypeError: 'inf' is not a positive, finite number of seconds
+    argparse.ArgumentTypeError: '1e308' is not a positive number of seconds up to 1,000,000
     """
     try:
         value = float(text)
     except ValueError:
         value = math.nan
-    if not 0 < value < math.inf:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive, finite number of seconds")
+    if not 0 < value <= MAX_SECONDS:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds up to "
+                                         f"{MAX_SECONDS:,}")
     return value
 
 
@@ -69,7 +72,9 @@ def count(text: str) -> int:
 def output_file(text: str) -> Path:
     """A file a command writes, checked before its work: not a folder, in a folder that exists."""
     path = Path(text)
-    if not text or path.is_dir():
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path names no file to write")
+    if path.is_dir():
         raise argparse.ArgumentTypeError(f"{text!r} is a folder, not a file to write")
     if not path.parent.is_dir():
         raise argparse.ArgumentTypeError(f"the folder of {text!r} does not exist")

@@ -198,7 +198,13 @@ class Settings:
 #: Settings counted from 1 (a topic of no partitions, a batch of no bars, no request at once), up to
 #: Kafka's 32-bit counts.
 _COUNTS = frozenset({"partitions", "replication_factor", "batch_size", "api_max_bars", "api_max_bytes",
-                     "api_max_rows", "api_concurrency", "api_forecasts"})
+                     "api_max_rows", "api_concurrency", "api_forecasts", "api_rate_burst", "api_model_cache"})
+#: Rows of the worker's rolling figures (per labelled ticker and pooled group) and of its drift windows
+#: (per feature), each held in memory: the most either setting may ask for.
+MAX_WINDOW = 100_000
+#: The longest duration a setting or option may give, in seconds: the Kafka clients take milliseconds
+#: as 32-bit integers (24.8 days), and no wait of the project's needs more.
+MAX_SECONDS = 1_000_000
 
 
 def _out_of_range(name: str, value: Any) -> str | None:
@@ -217,8 +223,17 @@ def _out_of_range(name: str, value: Any) -> str | None:
         return "is not a finite number"
     if name.endswith("_port") and not 0 <= value <= 65535:
         return "is not a TCP port (0 to 65535)"
-    if (name.endswith("_timeout_s") or name == "model_reload_s") and value <= 0:
-        return "is not a positive number of seconds"
+    if ((name.endswith("_timeout_s") or name in ("model_reload_s", "api_keep_alive_s"))
+            and not 0 < value <= MAX_SECONDS):
+        return f"is not a positive number of seconds up to {MAX_SECONDS:,}"
+    if name in ("rolling_window", "drift_window") and not 1 <= value <= MAX_WINDOW:
+        return f"is not a whole number from 1 to {MAX_WINDOW:,}"
+    if name in ("psi_threshold", "page_hinkley_threshold") and value <= 0:
+        return "is not a positive number"
+    if name == "coverage_tolerance" and value < 0:
+        return "is not a distance from the nominal coverage (0 or more)"
+    if name == "metrics_ticker_limit" and value < 0:
+        return "is not a whole number of tickers (0: none gets series of its own)"
     if name == "api_body_min_rate" and value < 0:
         return "is not a number of bytes a second (0: no minimum)"
     if name in _COUNTS and not 1 <= value <= 2**31 - 1:

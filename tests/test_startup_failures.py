@@ -120,7 +120,18 @@ def test_promote_from_shadow_without_a_broker(tmp_path: Path) -> None:
     (["serve"], "FORECASTER_API_BODY_MIN_RATE", "-1",
      "FORECASTER_API_BODY_MIN_RATE=-1 is not a number of bytes a second (0: no minimum)"),
     (["worker"], "FORECASTER_MODEL_RELOAD_S", "0",
-     "FORECASTER_MODEL_RELOAD_S=0.0 is not a positive number of seconds"),
+     "FORECASTER_MODEL_RELOAD_S=0.0 is not a positive number of seconds up to 1,000,000"),
+    # Finite, but past the Kafka clients' milliseconds: an OverflowError's traceback.
+    (["replay", "x.csv"], "FORECASTER_REPLAY_DELIVERY_TIMEOUT_S", "1e308",
+     "FORECASTER_REPLAY_DELIVERY_TIMEOUT_S=1e+308 is not a positive number of seconds up to 1,000,000"),
+    # Each window is rows in memory: 0 divided by zero, 10**9 asked for tens of GB.
+    (["worker"], "FORECASTER_ROLLING_WINDOW", "0",
+     "FORECASTER_ROLLING_WINDOW=0 is not a whole number from 1 to 100,000"),
+    (["worker"], "FORECASTER_DRIFT_WINDOW", "1000000000",
+     "FORECASTER_DRIFT_WINDOW=1000000000 is not a whole number from 1 to 100,000"),
+    (["worker"], "FORECASTER_PSI_THRESHOLD", "-1", "FORECASTER_PSI_THRESHOLD=-1.0 is not a positive number"),
+    (["serve"], "FORECASTER_API_MODEL_CACHE", "0",
+     "FORECASTER_API_MODEL_CACHE=0 is not a whole number from 1 to 2,147,483,647"),
     (["worker"], "FORECASTER_STORE", "redis://",
      "FORECASTER_STORE='redis://' is not a table store the worker runs on: memory:// or rocksdb://"),
     (["tail"], "FORECASTER_BOOTSTRAP", "127.0.0.1:abc",  # was int()'s own "invalid literal for int()"
@@ -213,7 +224,10 @@ def test_a_hostile_header_is_one_short_printable_line(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("args", "says"), [
     (["serve", "--port", "70000"], "argument --port: '70000' is not a TCP port (0 to 65535)"),
     (["tail", "--connect-timeout", "inf"],
-     "argument --connect-timeout: 'inf' is not a positive, finite number of seconds"),
+     "argument --connect-timeout: 'inf' is not a positive number of seconds up to 1,000,000"),
+    (["replay", "x.csv", "--connect-timeout", "1e308"],  # was an OverflowError's traceback
+     "argument --connect-timeout: '1e308' is not a positive number of seconds up to 1,000,000"),
+    (["backtest", "x.csv", "--out", ""], "argument --out: an empty path names no file to write"),
     (["tail", "--max-records", "0"],
      "argument --max-records: '0' is not a whole number from 1 to 2,147,483,647"),
     (["topics", "create", "--partitions", "99999999999"],
@@ -261,3 +275,18 @@ def test_a_worker_the_broker_refuses_in_its_group_exits_and_says_why(kafka_boots
     assert code == 78, err[-3000:]
     assert ("the broker refused this worker in the consumer group refused-"
             in err and "InvalidSessionTimeoutError" in err), err[-3000:]
+
+
+@pytest.mark.parametrize("args", [["settings"], ["kafka", "status", "--data-dir", "none"]], ids=" ".join)
+def test_a_reader_that_stops_reading_ends_the_command_quietly(tmp_path: Path, args: list[str]) -> None:
+    # `forecaster settings | head -1`: was "error: [Errno 32] Broken pipe", exit 2, which fails a
+    # `set -o pipefail` script as if the command had; now the status of a tool ended by SIGPIPE.
+    reader, writer = os.pipe()
+    os.close(reader)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FORECASTER_", "MLFLOW_"))}
+    try:
+        result = subprocess.run([*CLI, *args], env={**env, "FORECASTER_HOME": str(tmp_path / "home")},
+                                cwd=tmp_path, stdout=writer, stderr=subprocess.PIPE, timeout=120, check=False)
+    finally:
+        os.close(writer)
+    assert (result.returncode, result.stderr) == (141, b"")
