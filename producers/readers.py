@@ -103,6 +103,9 @@ def csv_files(paths: Sequence[str | Path]) -> Iterator[tuple[Path, str]]:
                 yield file, file.relative_to(path).as_posix()
         elif path.is_file():
             yield path, path.name
+        elif path.exists():  # a file is read more than once (its encoding, its dates, its rows)
+            raise FileNotFoundError(f"{path} is not a file or a folder (a pipe or a device is not read): "
+                                    "save its rows to a file")
         else:
             raise FileNotFoundError(f"{path} does not exist")
 
@@ -116,7 +119,11 @@ def _binary(path: Path) -> BinaryIO:
 def _encoding(path: Path, label: str) -> str:
     """The encoding of the file's text, told by decoding it once, a chunk at a time."""
     try:
-        with _binary(path) as source:
+        source = _binary(path)
+    except OSError as exc:  # no permission, a FIFO gone, a disk error: not the file's content
+        raise LayoutError(f"{label}: cannot be read ({exc.strerror or exc})") from exc
+    try:
+        with source:
             chunk = source.read(CHUNK)
             # Excel's "Unicode text" export has a UTF-16 byte-order mark.
             encoding = "utf-16" if chunk[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE) else "utf-8-sig"

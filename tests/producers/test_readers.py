@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
+import os
 import tracemalloc
 from collections import Counter
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from models.core.bar import Bar
+from producers import readers
 from producers.readers import MAX_COLUMNS, MAX_LINE, LayoutError, ReadResult, TooManyRows, read_csv_bars
 
 HEADER = "date,open,high,low,close,volume,Name\n"
@@ -261,3 +263,20 @@ def test_a_long_row_of_short_lines_is_refused_holding_no_more_than_the_limit(tmp
     finally:
         tracemalloc.stop()
     assert peak < 16 * MAX_LINE
+
+
+def test_a_file_that_cannot_be_opened_or_is_a_pipe_is_said_so(tmp_path: Path, monkeypatch) -> None:
+    # Was "starts like gzip but cannot be decompressed ([Errno 13] Permission denied)", and a pipe
+    # (`<(zcat ...)`) "does not exist".
+    path = _write(tmp_path / "aal.csv", HEADER + GOOD)
+    fifo = tmp_path / "rows.csv"
+    os.mkfifo(fifo)
+    with pytest.raises(FileNotFoundError, match=r"rows\.csv is not a file or a folder \(a pipe or a device"):
+        read_csv_bars(fifo)
+
+    def refused(path: Path) -> None:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(readers, "_binary", refused)
+    with pytest.raises(LayoutError, match=r"^aal\.csv: cannot be read \(Permission denied\)$"):
+        read_csv_bars(path)
