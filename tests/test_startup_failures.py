@@ -230,6 +230,9 @@ def test_a_hostile_header_is_one_short_printable_line(tmp_path: Path) -> None:
     (["backtest", "x.csv", "--out", ""], "argument --out: an empty path names no file to write"),
     (["tail", "--max-records", "0"],
      "argument --max-records: '0' is not a whole number from 1 to 2,147,483,647"),
+    (["tail", "--horizon", "0"], "argument --horizon: '0' is not a whole number from 1 to 2,147,483,647"),
+    (["promote", "m", "--from-shadow", "--min-days", "-1"],
+     "argument --min-days: '-1' is not a whole number from 1 to 2,147,483,647"),
     (["topics", "create", "--partitions", "99999999999"],
      "argument --partitions: '99999999999' is not a whole number from 1 to 2,147,483,647"),
     # Checked once the work was done: a whole backtest, or the demo's whole run, for nothing.

@@ -42,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         f"(one-sided p < {ALPHA}); the evidence is logged to MLflow")
     parser.add_argument("--alias", default=CHALLENGER, help=f"with --from-shadow: the challenger's alias "
                         f"(default: {CHALLENGER})")
-    parser.add_argument("--min-days", type=int, default=MIN_DAYS, metavar="N",
+    parser.add_argument("--min-days", type=count, default=MIN_DAYS, metavar="N",
                         help="with --from-shadow: fewest days of paired scores to decide on "
                         f"(default: {MIN_DAYS})")
     parser.add_argument("--connect-timeout", type=seconds, default=10.0, metavar="S",

@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--ticker", action="append", default=None,
                         help="only this ticker (repeatable)")
-    parser.add_argument("--horizon", action="append", type=int, default=None, metavar="H",
+    parser.add_argument("--horizon", action="append", type=count, default=None, metavar="H",
                         help="only records of this horizon in bars (repeatable; FORECASTER_HORIZONS)")
     parser.add_argument("--shadow", action="store_true",
                         help="follow the challengers' records (FORECASTER_TOPIC_SHADOW) instead")
