@@ -28,6 +28,7 @@ import datetime as dt
 import gzip
 import io
 import itertools
+import os
 import zlib
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -96,7 +97,7 @@ def csv_files(paths: Sequence[str | Path]) -> Iterator[tuple[Path, str]]:
     for given in paths:
         path = Path(given)
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and p.name.lower().endswith(SUFFIXES))
+            found = _csv_files_under(path)
             if not found:
                 raise FileNotFoundError(f"{path} holds no .csv or .csv.gz files")
             for file in found:
@@ -108,6 +109,26 @@ def csv_files(paths: Sequence[str | Path]) -> Iterator[tuple[Path, str]]:
                                     "save its rows to a file")
         else:
             raise FileNotFoundError(f"{path} does not exist")
+
+
+def _csv_files_under(folder: Path) -> list[Path]:
+    """The ``.csv`` and ``.csv.gz`` files under ``folder`` (links to folders not followed), in name
+    order. A subfolder that cannot be listed, or a name of them that links to nothing, is an error:
+    its rows would be left out of the read without a word."""
+    def refuse(error: OSError) -> None:
+        raise OSError(f"{error.filename}: cannot be listed ({error.strerror}): its files would be left out "
+                      "of the read") from error
+
+    found = []
+    for root, _, names in os.walk(folder, onerror=refuse):
+        for name in names:
+            if name.lower().endswith(SUFFIXES):
+                path = Path(root, name)
+                if not path.is_file():
+                    what = "links to nothing" if path.is_symlink() else "is not a file (a pipe, a device)"
+                    raise FileNotFoundError(f"{path} {what}: its rows would be left out of the read")
+                found.append(path)
+    return sorted(found)
 
 
 def _binary(path: Path) -> BinaryIO:

@@ -280,3 +280,23 @@ def test_a_file_that_cannot_be_opened_or_is_a_pipe_is_said_so(tmp_path: Path, mo
     monkeypatch.setattr(readers, "_binary", refused)
     with pytest.raises(LayoutError, match=r"^aal\.csv: cannot be read \(Permission denied\)$"):
         read_csv_bars(path)
+
+
+def test_a_folder_whose_files_cannot_all_be_read_is_refused(tmp_path: Path, monkeypatch) -> None:
+    # Files behind a link to nothing, or in a subfolder that cannot be listed, were left out without a word.
+    _write(tmp_path / "aal.csv", HEADER + GOOD)
+    (tmp_path / "gone.csv").symlink_to(tmp_path / "nowhere.csv")
+    with pytest.raises(FileNotFoundError, match=r"gone\.csv links to nothing: its rows would be left out"):
+        read_csv_bars(tmp_path)
+    (tmp_path / "gone.csv").unlink()
+    (tmp_path / "sub").mkdir()
+    listing = os.scandir
+
+    def unlistable(path: object = ".") -> object:
+        if Path(str(path)).name == "sub":
+            raise PermissionError(13, "Permission denied", str(path))
+        return listing(path)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "scandir", unlistable)
+    with pytest.raises(OSError, match=r"sub: cannot be listed \(Permission denied\): its files would"):
+        read_csv_bars(tmp_path)
