@@ -159,5 +159,13 @@ def explain(exc: BaseException, bootstrap: str | None, settings: Settings | None
                 "in force (FORECASTER_MLFLOW_TRACKING_URI, else MLFLOW_TRACKING_URI and MLFLOW_REGISTRY_URI)")
     if isinstance(exc, ValueError | RuntimeError | OSError):
         return str(exc)
+    if isinstance(exc, ModuleNotFoundError) and exc.name and exc.name.partition(".")[0] not in _OWN_PACKAGES:
+        # A driver a URI asks for (MLflow on PostgreSQL: psycopg), never installed with the project.
+        return (f"the Python package {exc.name!r} is not installed, and what was asked needs it: install it "
+                "in this environment, or use a setting that does not (see `forecaster settings`)")
     return None
+
+
+#: The project's own packages: one of them missing is a broken install, whose traceback says where.
+_OWN_PACKAGES = frozenset({"forecaster", "models", "producers", "stream_app", "api"})
 

@@ -293,3 +293,12 @@ def test_a_reader_that_stops_reading_ends_the_command_quietly(tmp_path: Path, ar
     finally:
         os.close(writer)
     assert (result.returncode, result.stderr) == (141, b"")
+
+
+def test_a_driver_not_installed_is_one_line_and_a_broken_install_keeps_its_traceback() -> None:
+    # MLFLOW_TRACKING_URI=postgresql://... without psycopg was a 59-line traceback.
+    missing = ModuleNotFoundError("No module named 'psycopg'", name="psycopg")
+    assert explain(missing, None) == (
+        "the Python package 'psycopg' is not installed, and what was asked needs it: install it in this "
+        "environment, or use a setting that does not (see `forecaster settings`)")
+    assert explain(ModuleNotFoundError("No module named 'models.x'", name="models.x"), None) is None
