@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,26 @@ from forecaster.report import LAST, render
 from forecaster.settings import Settings
 
 _TEXT_FIELDS = {"ticker", "as_of", "target_date", "actual_date", "model", "model_version", "vol_regime"}
+#: The most --minutes drawn from Prometheus, which answers at most 11,000 points a series: 916 minutes
+#: at the 5 s step of :func:`forecaster.prometheus_report.render_prometheus`.
+MAX_MINUTES = 900
+
+
+def minutes(text: str) -> float:
+    """``--minutes``: a positive number of minutes, up to :data:`MAX_MINUTES`.
+
+    >>> minutes("nan")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: 'nan' is not a positive number of minutes up to 900
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= MAX_MINUTES:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of minutes up to {MAX_MINUTES}")
+    return value
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -42,13 +63,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="ticker to draw (default: the one with most predictions)")
     parser.add_argument("--last", type=int, default=LAST, metavar="N",
                         help=f"draw the ticker's last N predictions, 0 for all (default: {LAST})")
-    parser.add_argument("--minutes", type=float, default=60.0,
-                        help="with --prometheus: the time drawn, in minutes (default: 60)")
+    parser.add_argument("--minutes", type=minutes, default=60.0,
+                        help=f"with --prometheus: the time drawn, in minutes, at most {MAX_MINUTES} "
+                        "(default: 60)")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    if args.prometheus:
+    if args.prometheus is not None:  # an empty URL is refused there, not taken for no --prometheus
         # urllib's HTTP client loads only here, not with every `forecaster --help` (see forecaster.cli).
         from forecaster.prometheus_report import render_prometheus
 
