@@ -137,8 +137,13 @@ def _find(header: Sequence[str], field: str, override: str | None, file_name: st
         )
     folded = [normalise(h) for h in header]
     for synonym in SYNONYMS[field]:
-        if synonym in folded:
-            return folded.index(synonym)
+        at = [k for k, name in enumerate(folded) if name == synonym]
+        if len(at) > 1:  # which one a row's value is in would be a guess
+            named = ", ".join(f"{k + 1} ({header[k]!r})" for k in at)
+            raise LayoutError(f"{file_name}: {field} could be any of the columns {named}; keep one, or say "
+                              f"which with --columns {field}=NAME")
+        if at:
+            return at[0]
     return None
 
 

@@ -115,3 +115,12 @@ def test_bad_columns_option(text: str, message: str) -> None:
 ])
 def test_ticker_from_file_name(name: str, ticker: str) -> None:
     assert ticker_from_file_name(name) == ticker
+
+
+def test_a_field_whose_name_two_columns_have_is_refused_unless_one_is_chosen() -> None:
+    # The first one was taken without a word: a file's second close column could be the one it meant.
+    header = ["date", "open", "high", "low", "Close", "close", "volume"]
+    with pytest.raises(LayoutError, match=r"^x\.csv: close could be any of the columns 5 \('Close'\), 6 "
+                                          r"\('close'\); keep one, or say which with --columns close=NAME$"):
+        detect_layout(header, file_name="x.csv")
+    assert detect_layout(header, file_name="x.csv", columns={"close": "close"}).close == 5
