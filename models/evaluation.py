@@ -81,6 +81,9 @@ def split_by_date(target_dates: Sequence[dt.date], *, test_start: dt.date | None
     if test_start is None:
         if test_days is None:
             raise ValueError("give test_start or test_days")
+        if test_days >= len(days):
+            raise InsufficientHistory(f"a test period of {test_days:,} dates leaves none before it to train "
+                                      f"on: the data have {len(days):,}")
         first_test = len(days) - test_days
     else:
         first_test = bisect.bisect_left(days, test_start)

@@ -156,3 +156,7 @@ def test_split_periods_are_ordered_and_cover_the_paper_window() -> None:
     assert split.test_end == dt.date(2021, 12, 30)
     with pytest.raises(ValueError, match="no target dates on or after"):
         split_by_date(days, test_start=dt.date(2030, 1, 1))
+    # Was "only -999999702 dates before the test period".
+    with pytest.raises(ValueError, match=f"^a test period of 999,999,999 dates leaves none before it to "
+                                         f"train on: the data have {len(set(days)):,}$"):
+        split_by_date(days, test_days=999_999_999)
