@@ -234,6 +234,8 @@ def _out_of_range(name: str, value: Any) -> str | None:
         return "is not a distance from the nominal coverage (0 or more)"
     if name == "metrics_ticker_limit" and value < 0:
         return "is not a whole number of tickers (0: none gets series of its own)"
+    if name == "model_name" and (not value.strip() or "/" in value or ":" in value):
+        return "is not a name MLflow registers a model under (not blank, no '/' or ':')"
     if name == "api_body_min_rate" and value < 0:
         return "is not a number of bytes a second (0: no minimum)"
     if name in _COUNTS and not 1 <= value <= 2**31 - 1:
