@@ -232,6 +232,8 @@ def test_a_hostile_header_is_one_short_printable_line(tmp_path: Path) -> None:
     (["replay", "x.csv", "--connect-timeout", "1e308"],  # was an OverflowError's traceback
      "argument --connect-timeout: '1e308' is not a positive number of seconds up to 1,000,000"),
     (["backtest", "x.csv", "--out", ""], "argument --out: an empty path names no file to write"),
+    (["train", "x.csv", "--model", "xgboost", "--experiment", " "],
+     "argument --experiment: an experiment needs a name"),
     (["tail", "--max-records", "0"],
      "argument --max-records: '0' is not a whole number from 1 to 2,147,483,647"),
     (["tail", "--horizon", "0"], "argument --horizon: '0' is not a whole number from 1 to 2,147,483,647"),

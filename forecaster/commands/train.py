@@ -21,6 +21,13 @@ def _params(text: str) -> dict:
     return params
 
 
+def _experiment(text: str) -> str:
+    # MLflow refuses a blank name with an error the CLI could only take for a store it cannot use.
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an experiment needs a name")
+    return text
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "train", help="train a model family, evaluate it against naive, log and register it in MLflow",
@@ -34,7 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", required=True, choices=sorted(FAMILIES), help="model family")
     parser.add_argument("--tickers", nargs="+", default=None, metavar="TICKER",
                         help="train on these tickers only (space or comma separated)")
-    parser.add_argument("--experiment", default="forecaster", help="MLflow experiment (default: forecaster)")
+    parser.add_argument("--experiment", type=_experiment, default="forecaster",
+                        help="MLflow experiment (default: forecaster)")
     parser.add_argument("--test-start", type=iso_date, default=None, metavar="DATE",
                         help="first target date of the test period (default: the last --test-days dates)")
     parser.add_argument("--test-days", type=int, default=None, metavar="N",
