@@ -33,6 +33,10 @@ from models.core.bar import REASONS, BarError
 #: and a worker could only stop on it again at every restart. The first 16 Ki characters show what it
 #: was; ``detail`` says how long it was.
 RAW_LIMIT = 16 * 1024
+#: Characters of ``detail`` kept. It quotes the rejected value as Python writes it, longer than the
+#: value (a key byte of invalid UTF-8 is four characters): uncut, a 2.2 MB key made a dead letter of
+#: 11 MB, which the broker refused, and the worker stopped on it at every restart.
+DETAIL_LIMIT = 1000
 
 
 def now_iso() -> str:
@@ -49,7 +53,8 @@ class DeadLetter:
     reason
         A key of :data:`models.core.bar.REASONS`: stable, usable as a metric label.
     detail
-        A sentence for people: what exactly was wrong.
+        A sentence for people: what exactly was wrong; its first :data:`DETAIL_LIMIT` characters
+        when longer, then how long it was (and, with ``raw`` cut, how long that was).
     raw
         The original row text, or the message bytes decoded with ``errors="replace"`` (a stored
         record quarantined by the worker: its bytes in base64); its first :data:`RAW_LIMIT`
@@ -73,8 +78,11 @@ class DeadLetter:
     def __post_init__(self) -> None:
         if self.reason not in REASONS:
             raise ValueError(f"unknown dead-letter reason {self.reason!r}; known: {', '.join(REASONS)}")
+        # Frozen: the fields are set the one way dataclasses leave open in __post_init__.
+        if len(self.detail) > DETAIL_LIMIT:
+            cut = f"{self.detail[:DETAIL_LIMIT]}… (cut from {len(self.detail):,} characters)"
+            object.__setattr__(self, "detail", cut)
         if len(self.raw) > RAW_LIMIT:
-            # Frozen: the fields are set the one way dataclasses leave open in __post_init__.
             object.__setattr__(self, "detail", f"{self.detail} (raw cut to its first {RAW_LIMIT:,} of "
                                                f"{len(self.raw):,} characters)")
             object.__setattr__(self, "raw", self.raw[:RAW_LIMIT])

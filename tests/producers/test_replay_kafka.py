@@ -15,7 +15,7 @@ from forecaster.kafka.broker import free_port
 from forecaster.kafka.topics import TopicSpec, create_topics
 from forecaster.settings import Settings
 from models.core.bar import REASONS
-from models.core.deadletter import RAW_LIMIT, DeadLetter
+from models.core.deadletter import DETAIL_LIMIT, RAW_LIMIT, DeadLetter
 from producers.pacing import Pacing
 from producers.publisher import BrokerUnreachable
 from producers.readers import read_csv_bars
@@ -185,3 +185,10 @@ def test_a_dead_letter_keeps_the_first_raw_limit_characters_and_says_so() -> Non
     jsonschema.validate(cut.to_dict(), _schema("dead_letter"))
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({**cut.to_dict(), "raw": "y" * (RAW_LIMIT + 1)}, _schema("dead_letter"))
+
+
+def test_a_dead_letter_keeps_the_first_detail_limit_characters_of_its_detail() -> None:
+    both = DeadLetter(reason="not_json", detail="d" * 5000, raw="r" * (RAW_LIMIT + 1), source="bars/0/3")
+    assert both.detail == (f"{'d' * DETAIL_LIMIT}… (cut from 5,000 characters) (raw cut to its first "
+                           f"{RAW_LIMIT:,} of {RAW_LIMIT + 1:,} characters)")
+    jsonschema.validate(both.to_dict(), _schema("dead_letter"))

@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from models.core.bar import Bar
+from models.core.deadletter import DETAIL_LIMIT
 from models.core.step import step
 from stream_app.processor import BatchProcessor, InMessage, prediction_records
 from tests.stream.synthetic import CONFIG, bars_of
@@ -96,3 +97,16 @@ def test_a_bar_without_its_tickers_exact_key_is_rejected(key: bytes | None) -> N
     out = BatchProcessor(CONFIG).process([InMessage(key, orjson.dumps(bar.to_dict()), 0, 0)], {})
     assert [d.reason for d in out.dead_letters] == ["bad_ticker"]
     assert not out.results
+
+
+def test_a_poison_message_of_megabytes_makes_a_dead_letter_of_kilobytes() -> None:
+    # A 2.2 MB key of invalid UTF-8 gave an 11 MB detail (its repr): a dead letter the broker refused,
+    # on which the worker stopped at every restart.
+    message = InMessage(key=b"\xff" * 2_200_000, value=orjson.dumps(
+        {"ticker": "PCR1", "date": "2024-01-02", "open": 1, "high": 1, "low": 1, "close": 1, "volume": 1}),
+        partition=3, offset=13247)
+    letter = BatchProcessor(CONFIG).process([message], {}).dead_letters[0]
+    assert letter.reason == "bad_ticker" and letter.detail.startswith("key b'\\xff\\xff")
+    said = f"key {message.key!r} is not the ticker 'PCR1'"
+    assert letter.detail == f"{said[:DETAIL_LIMIT]}… (cut from {len(said):,} characters)"
+    assert len(orjson.dumps(letter.to_dict())) < 3 * DETAIL_LIMIT
