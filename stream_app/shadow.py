@@ -21,7 +21,9 @@ to send and write:
   pending predictions, so the challenger predicts at once instead of warming up; a state whose
   pending predictions another version made (the alias moved) starts again that way;
 * each pair of scores (:mod:`models.shadow`) adds to the counters that Prometheus turns into the
-  panel relative MAE over every worker, and to this worker's running panel Diebold-Mariano test.
+  panel relative MAE over every worker, and to this worker's running panel Diebold-Mariano test;
+* a challenger whose model raises on a batch stops running, said once in the log, and its version is
+  not loaded again under its alias (a new version is): the champion's batch goes on without it.
 """
 
 from __future__ import annotations
@@ -86,6 +88,15 @@ class Challengers:
         self.settings = settings
         self.running: dict[str, Challenger] = {}
         self._twins: set[str] = set()  # aliases not run: their version runs under another alias
+        self._failed: set[tuple[str, str]] = set()  # (alias, version) that failed on a batch: not run again
+
+    def fail(self, challenger: Challenger, error: Exception) -> None:
+        """Stop running ``challenger``, which raised on a batch: its version does not run again
+        under its alias (a new version does), so that it fails once, not at every batch."""
+        log.warning("challenger %r (version %s) failed on a batch and no longer runs; the champion is not "
+                    "affected: %s: %s", challenger.alias, challenger.version, type(error).__name__, error)
+        self._failed.add((challenger.alias, challenger.version))
+        self.running.pop(challenger.alias, None)
 
     async def reload(self, champion_version: str | None) -> None:
         """Run the challengers the registry names now, but not the champion's version, and each
@@ -98,7 +109,7 @@ class Challengers:
         running: dict[str, Challenger] = {}
         # An alias that runs its version already keeps running it; the others in alias order.
         for alias, version in sorted(versions.items(), key=lambda item: (not self._runs(*item), item[0])):
-            if version == champion_version:
+            if version == champion_version or (alias, version) in self._failed:
                 continue
             twin = next((c.alias for c in running.values() if c.version == version), None)
             if twin is not None:  # its records would be the twin's, twice: in the topic and the sums
@@ -180,10 +191,14 @@ class Shadow:
             queues.setdefault(bar.ticker, []).append(bar)
         champion_scores = [r for _, r in champion_records if r["record_type"] == "score"]
         stored = {ticker: self._stored(ticker, tables, last_event) for ticker in queues}
-        for challenger in self.challengers.running.values():
+        for challenger in list(self.challengers.running.values()):
             states = {t: _state(challenger, stored[t].get(challenger.alias), champion_priors.get(t))
                       for t in queues}
-            stepped, new_states = step_rounds(queues, states, self.config, challenger.model)
+            try:
+                stepped, new_states = step_rounds(queues, states, self.config, challenger.model)
+            except Exception as error:  # a model's own failure: the champion's batch goes on without it
+                self.challengers.fail(challenger, error)
+                continue
             records = prediction_records(BatchOutput(results=stepped))
             out.records += records
             for ticker, state in new_states.items():

@@ -111,6 +111,43 @@ def _loss_ratio(sent: list[Record], worker: Worker) -> float:
     return loss(worker.settings.topic_shadow) / loss(worker.settings.topic_predictions)
 
 
+class Broken(Drift):
+    """A challenger whose model raises, as a model registered with a bug of its own does."""
+
+    def predict_returns(self, windows):  # type: ignore[no-untyped-def]
+        raise RuntimeError("the model's own bug")
+
+
+def test_a_challenger_that_raises_stops_running_and_the_champion_goes_on(
+        worker: Worker, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    # It raised out of the batch: the worker stopped, and stopped again on the same batch at every restart.
+    challengers = Challengers(worker.settings)
+    handler = shadow_handler(worker, challengers)
+    days(worker, handler, 0, 39)
+    challengers.running = {"challenger": Challenger("challenger", "7", Broken("7")),
+                           "challenger-b": Challenger("challenger-b", "8", Drift("8"))}
+    sent = days(worker, handler, 40, 42)
+    assert {r["model_version"] for r in records_of(sent, worker.settings.topic_shadow)} == {"8"}
+    assert set(challengers.running) == {"challenger-b"}
+    assert caplog.text.count("challenger 'challenger' (version 7) failed on a batch and no longer runs") == 1
+    predictions = records_of(sent, worker.settings.topic_predictions)
+    worker.states.clear()
+    worker.positions.clear()
+    alone = records_of(days(worker, worker.handler(), 0, 42), worker.settings.topic_predictions)
+    assert [{**r, "produced_at": 0} for r in predictions] == [
+        {**r, "produced_at": 0} for r in alone[-len(predictions):]]
+    # The registry still names it: not loaded again. A new version under its alias runs.
+    aliases = {"challenger": "7", "challenger-b": "8"}
+    monkeypatch.setattr(registry, "challenger_versions", lambda settings: dict(aliases))
+    monkeypatch.setattr(registry, "load_model", lambda uri, settings: Drift(uri.rsplit("/", 1)[1]))
+    asyncio.run(challengers.reload(champion_version="1"))
+    assert {alias: c.version for alias, c in challengers.running.items()} == {"challenger-b": "8"}
+    aliases["challenger"] = "9"
+    asyncio.run(challengers.reload(champion_version="1"))
+    assert {alias: c.version for alias, c in challengers.running.items()} == {"challenger": "9",
+                                                                              "challenger-b": "8"}
+
+
 def test_a_challenger_whose_alias_moves_starts_again_from_the_champions_state(worker: Worker) -> None:
     challengers = Challengers(worker.settings)
     handler = shadow_handler(worker, challengers)
