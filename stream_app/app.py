@@ -213,7 +213,7 @@ def create_app(settings: Settings, log_level: int = logging.WARNING) -> Forecast
     model = ModelHolder(settings, monitor)
     keeper = PositionKeeper(positions, settings.topic_bars, BarsConsumer(app, settings.topic_bars), metrics)
     shadow = Shadow(settings, states, model.challengers, metrics)
-    handler = BatchHandler(settings, states, keeper, monitor, shadow)
+    handler = BatchHandler(settings, states, keeper, monitor, shadow, fallback=model)
     parts = WorkerParts(metrics, monitor, model, keeper, handler,
                         Startup(settings, metrics, model, app.conf.producer_request_timeout))
     app.after_stop = parts.startup.stop  # Faust's stop drains the agent's batches first: they need it

@@ -20,7 +20,7 @@ from models.core.state import TickerState
 from stream_app.faust_adapter import Event, TableAccess, in_messages
 from stream_app.monitor import ForecastMonitor
 from stream_app.position_keeper import PositionKeeper
-from stream_app.processor import BatchProcessor, prediction_records
+from stream_app.processor import BatchOutput, BatchProcessor, InMessage, prediction_records
 from stream_app.shadow import Shadow, ShadowOutput
 from stream_app.state_codec import ticker_states
 
@@ -32,6 +32,15 @@ class Sender(Protocol):
 
     async def send_placed(self, records: Iterable[tuple[str, int, bytes | None, bytes]]
                           ) -> dict[tuple[str, int], int]: ...
+
+
+class Fallback(Protocol):
+    """What serves the batches when the champion's model raises on one
+    (:class:`stream_app.model_holder.ModelHolder`)."""
+
+    def core_processor(self) -> BatchProcessor: ...
+
+    def demote(self, processor: BatchProcessor, error: Exception) -> None: ...
 
 
 class BatchHandler:
@@ -49,15 +58,20 @@ class BatchHandler:
         Where each batch's results are observed.
     shadow
         The challengers run beside the champion (None: none).
+    fallback
+        Serves the core's own model from the batch on which the champion's raises (None: the
+        error stops the worker).
     """
 
     def __init__(self, settings: Settings, states: Any, keeper: PositionKeeper,
-                 monitor: ForecastMonitor, shadow: Shadow | None = None) -> None:
+                 monitor: ForecastMonitor, shadow: Shadow | None = None, fallback: Fallback | None = None
+                 ) -> None:
         self.settings = settings
         self.states = states
         self.keeper = keeper
         self.monitor = monitor
         self.shadow = shadow
+        self.fallback = fallback
         self.codec = ticker_states()
         self.busy = False  # a batch is in hand (the stall watch holds still meanwhile)
 
@@ -75,7 +89,7 @@ class BatchHandler:
         states = {ticker: self.codec.decode(ticker, tables.get(self.states, key, event))
                   for key, event in last_event.items()
                   if key is not None and (ticker := _ticker(key)) is not None}
-        output = processor.process(admission.admitted, states)
+        output = self._process(processor, admission.admitted, states)
         output.dead_letters += self._quarantined_states(last_event) + self.keeper.take_quarantined()
         produced_at = {"produced_at": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")}
         champion = prediction_records(output)
@@ -96,6 +110,23 @@ class BatchHandler:
         for partition, lag in self.keeper.lags_after(admission):
             self.monitor.observe_consumer_lag(partition, lag)
         self.busy = False
+
+    def _process(self, processor: BatchProcessor, messages: Sequence[InMessage],
+                 states: Mapping[str, TickerState | None]) -> BatchOutput:
+        """The processor's output, or the core's model's when the champion's raises on the batch: a
+        model's own bug must not stop the stream (and again on the same batch at every restart)."""
+        try:
+            return processor.process(messages, states)
+        except Exception as error:
+            if processor.model is None or self.fallback is None:
+                raise
+            core = self.fallback.core_processor()
+            try:
+                output = core.process(messages, states)
+            except Exception:  # not the model's doing, then: the batch fails as it would have
+                raise error from None
+            self.fallback.demote(core, error)
+            return output
 
     def _quarantined_states(self, last_event: Mapping[bytes | None, Event]) -> list[DeadLetter]:
         """The dead letters of the states the codec quarantined in this batch, counted."""

@@ -1,5 +1,9 @@
 """The model the worker serves: the registry's champion, or the core's own when none is registered.
 
+A champion whose model raises on a batch is not served again: the batch and the ones after it are
+the core's own model's (:meth:`ModelHolder.demote`, called by :class:`stream_app.batch.BatchHandler`),
+until another version is champion.
+
 A registry that does not answer (:class:`~models.registry.RegistryUnavailable`) is not a registry
 without a champion: the worker keeps serving the model it has, says so once per outage in its log
 and in ``forecaster_registry_up`` (0) and ``forecaster_registry_errors_total``, and goes on asking
@@ -45,6 +49,7 @@ class ModelHolder:
         self.processor: BatchProcessor | None = None  # None until the first load
         self.version: str | None = None  # the champion's version served (None: the core's model)
         self.registry_answers: bool | None = None  # as of the last query (None: not asked yet)
+        self.failed_version: str | None = None  # a champion that raised on a batch: not served again
         self.challengers = Challengers(settings)
 
     async def reload(self) -> None:
@@ -53,6 +58,8 @@ class ModelHolder:
         config = CoreConfig.from_settings(self.settings)
         try:
             version = await asyncio.to_thread(registry.champion_version, self.settings)
+            if version is not None and version == self.failed_version:
+                version = None  # served by the core's model until another version is champion
             if self.processor is not None and version == self.version:
                 self._answered()
                 await self.challengers.reload(self.version)
@@ -84,6 +91,19 @@ class ModelHolder:
         self.monitor.set_model(name, served, reference, FEATURE_NAMES)
         if self.registry_answers:
             await self.challengers.reload(version)
+
+    def core_processor(self) -> BatchProcessor:
+        """A processor of the core's own model (``FORECASTER_MODEL``), as served without a champion."""
+        return BatchProcessor(CoreConfig.from_settings(self.settings), None, topic=self.settings.topic_bars)
+
+    def demote(self, processor: BatchProcessor, error: Exception) -> None:
+        """Serve ``processor``, the core's model, instead of the champion, which raised on a batch; its
+        version is not served again (a new champion version is)."""
+        log.error("champion %s version %s raised on a batch (%s: %s): serving the core's %r model until "
+                  "another version is champion", self.settings.model_name, self.version, type(error).__name__,
+                  error, processor.config.model)
+        self.failed_version, self.version, self.processor = self.version, None, processor
+        self.monitor.set_model(processor.config.model, "core", None, FEATURE_NAMES)
 
     def _answered(self) -> None:
         if self.registry_answers is False:

@@ -3,6 +3,7 @@ tables and a fake consumer around the worker's real parts."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 from collections.abc import Iterable
@@ -13,9 +14,14 @@ from faust.types import TP
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from models import registry
+from models.core.config import CoreConfig
 from models.core.state import TickerState
 from stream_app.batch import record_encoder
 from stream_app.metrics import WorkerMetrics
+from stream_app.model_holder import ModelHolder
+from stream_app.monitor import ForecastMonitor
+from stream_app.processor import BatchProcessor
 from tests.stream.fake_faust import event
 from tests.stream.handler_fakes import DAY, Record, Worker, bar_event, bar_record
 
@@ -273,3 +279,47 @@ def test_the_consumer_lag_is_exported_from_a_partitions_first_batch(worker: Work
     lag = worker.metrics.registry.get_sample_value
     assert lag("forecaster_consumer_lag", {"partition": "0"}) == 98  # high water mark 100, position 2
     assert lag("forecaster_consumer_lag", {"partition": "1"}) is None
+
+
+class _Broken:
+    """A champion whose model raises, as one registered with a bug of its own does."""
+
+    name, version, lookback = "broken", "3", 1
+
+    def predict_returns(self, windows):  # type: ignore[no-untyped-def]
+        raise RuntimeError("the model's own bug")
+
+
+def test_a_champion_that_raises_gives_way_to_the_core_model_and_is_not_served_again(
+        worker: Worker, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    # It raised out of the batch: the worker stopped, and stopped again on the same batch at every restart.
+    holder = ModelHolder(worker.settings, ForecastMonitor(worker.settings, worker.metrics))
+    holder.version = "3"
+    holder.processor = worker.processor = BatchProcessor(CoreConfig(model="external"), _Broken(),
+                                                         topic=worker.settings.topic_bars)
+    handler = worker.handler()
+    handler.fallback = holder
+    models = []
+    for day in range(4):  # the model is asked from the second bar on, once a feature row is kept
+        sent = worker.handle(handler, [bar_event("AAA", day, 0, day)])
+        models += [r["model"] for _, _, v in sent if (r := orjson.loads(v))["record_type"] == "prediction"]
+        worker.processor = holder.processor  # as the worker asks the holder at every batch
+    assert models == ["broken", "arima", "arima", "arima"]
+    assert (holder.version, holder.failed_version) == (None, "3")
+    assert caplog.text.count("champion next-close version 3 raised on a batch (RuntimeError: the model's "
+                             "own bug): serving the core's 'arima' model") == 1
+    assert worker.metrics.registry.get_sample_value(
+        "forecaster_model_info", {"name": "arima", "version": "core"}) == 1.0
+    # The registry still names it: not loaded again. A new champion version is served.
+    champion = ["3"]
+    monkeypatch.setattr(registry, "champion_version", lambda settings: champion[0])
+    monkeypatch.setattr(registry, "challenger_versions", lambda settings: {})
+    monkeypatch.setattr(registry, "load_reference", lambda settings: None)
+    loaded = []
+    monkeypatch.setattr(registry, "load_champion", lambda settings: loaded.append(champion[0]) or _Broken())
+    core = holder.processor
+    asyncio.run(holder.reload())
+    assert holder.processor is core and loaded == []
+    champion[0] = "4"
+    asyncio.run(holder.reload())
+    assert loaded == ["4"] and holder.version == "4" and holder.processor.model is not None
