@@ -17,6 +17,7 @@ import orjson
 from forecaster.settings import Settings
 from models.core.deadletter import DeadLetter
 from models.core.state import TickerState
+from models.core.step import ModelError
 from stream_app.faust_adapter import Event, TableAccess, in_messages
 from stream_app.monitor import ForecastMonitor
 from stream_app.position_keeper import PositionKeeper
@@ -113,18 +114,16 @@ class BatchHandler:
 
     def _process(self, processor: BatchProcessor, messages: Sequence[InMessage],
                  states: Mapping[str, TickerState | None]) -> BatchOutput:
-        """The processor's output, or the core's model's when the champion's raises on the batch: a
-        model's own bug must not stop the stream (and again on the same batch at every restart)."""
+        """The processor's output, or the core's model's when the champion's model fails on the batch
+        (:class:`~models.core.step.ModelError`): a model's own bug must not stop the stream (and again
+        on the same batch at every restart). Any other error fails the batch."""
         try:
             return processor.process(messages, states)
-        except Exception as error:
-            if processor.model is None or self.fallback is None:
+        except ModelError as error:
+            if self.fallback is None:
                 raise
             core = self.fallback.core_processor()
-            try:
-                output = core.process(messages, states)
-            except Exception:  # not the model's doing, then: the batch fails as it would have
-                raise error from None
+            output = core.process(messages, states)
             self.fallback.demote(core, error)
             return output
 

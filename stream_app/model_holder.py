@@ -97,11 +97,12 @@ class ModelHolder:
         return BatchProcessor(CoreConfig.from_settings(self.settings), None, topic=self.settings.topic_bars)
 
     def demote(self, processor: BatchProcessor, error: Exception) -> None:
-        """Serve ``processor``, the core's model, instead of the champion, which raised on a batch; its
-        version is not served again (a new champion version is)."""
-        log.error("champion %s version %s raised on a batch (%s: %s): serving the core's %r model until "
-                  "another version is champion", self.settings.model_name, self.version, type(error).__name__,
-                  error, processor.config.model)
+        """Serve ``processor``, the core's model, instead of the champion, which failed on a batch
+        (``error``, a :class:`~models.core.step.ModelError`); its version is not served again (a new
+        champion version is)."""
+        log.error("champion %s version %s failed on a batch (%s): serving the core's %r model until another "
+                  "version is champion", self.settings.model_name, self.version, error,
+                  processor.config.model)
         self.failed_version, self.version, self.processor = self.version, None, processor
         self.monitor.set_model(processor.config.model, "core", None, FEATURE_NAMES)
 

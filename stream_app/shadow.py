@@ -19,7 +19,8 @@ to send and write:
   shadow's records after a kill -9 are exactly those of a run never killed;
 * a challenger's first state for a ticker is the champion's state before the batch without its
   pending predictions, so the challenger predicts at once instead of warming up; a state whose
-  pending predictions another version made (the alias moved) starts again that way;
+  pending predictions another version made (the alias moved), or that is past the champion's (whose
+  state started afresh), starts again that way;
 * each pair of scores (:mod:`models.shadow`) adds to the counters that Prometheus turns into the
   panel relative MAE over every worker, and to this worker's running panel Diebold-Mariano test;
 * a challenger whose model raises on a batch stops running, said once in the log, and its version is
@@ -31,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import datetime as dt
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,7 +44,7 @@ from models.core.bar import Bar
 from models.core.config import CoreConfig
 from models.core.model_slot import PointModel
 from models.core.state import MODEL_VERSION, TickerState
-from models.core.step import StepResult
+from models.core.step import ModelError, StepResult
 from models.shadow import RunningPanelDM, paired, scaled_loss
 from stream_app.faust_adapter import Event, TableAccess
 from stream_app.metrics import WorkerMetrics
@@ -91,10 +93,10 @@ class Challengers:
         self._failed: set[tuple[str, str]] = set()  # (alias, version) that failed on a batch: not run again
 
     def fail(self, challenger: Challenger, error: Exception) -> None:
-        """Stop running ``challenger``, which raised on a batch: its version does not run again
-        under its alias (a new version does), so that it fails once, not at every batch."""
+        """Stop running ``challenger``, whose model failed on a batch (``error``): its version does not
+        run again under its alias (a new version does), so that it fails once, not at every batch."""
         log.warning("challenger %r (version %s) failed on a batch and no longer runs; the champion is not "
-                    "affected: %s: %s", challenger.alias, challenger.version, type(error).__name__, error)
+                    "affected: %s", challenger.alias, challenger.version, error)
         self._failed.add((challenger.alias, challenger.version))
         self.running.pop(challenger.alias, None)
 
@@ -192,11 +194,11 @@ class Shadow:
         champion_scores = [r for _, r in champion_records if r["record_type"] == "score"]
         stored = {ticker: self._stored(ticker, tables, last_event) for ticker in queues}
         for challenger in list(self.challengers.running.values()):
-            states = {t: _state(challenger, stored[t].get(challenger.alias), champion_priors.get(t))
-                      for t in queues}
+            states = {t: _state(challenger, stored[t].get(challenger.alias), champion_priors.get(t),
+                                queues[t][0].date) for t in queues}
             try:
                 stepped, new_states = step_rounds(queues, states, self.config, challenger.model)
-            except Exception as error:  # a model's own failure: the champion's batch goes on without it
+            except ModelError as error:  # the model's own failure: the champion's batch goes on without it
                 self.challengers.fail(challenger, error)
                 continue
             records = prediction_records(BatchOutput(results=stepped))
@@ -256,10 +258,12 @@ class Shadow:
                 self.metrics.shadow_panel_dm.remove(*labels)
 
 
-def _state(challenger: Challenger, stored: TickerState | None,
-           champion_prior: TickerState | None) -> TickerState | None:
-    """The state ``challenger`` steps from: its stored one, unless another version made it (the
-    alias moved) or it has none, then :func:`first_state`."""
-    if stored is not None and made_by(stored, challenger.version):
+def _state(challenger: Challenger, stored: TickerState | None, champion_prior: TickerState | None,
+           first: dt.date) -> TickerState | None:
+    """The state ``challenger`` steps from (the ticker's bars start at ``first``): its stored one,
+    unless another version made it (the alias moved), it has none, or it is past ``first`` (the
+    champion's state started afresh, quarantined), then :func:`first_state`."""
+    if (stored is not None and made_by(stored, challenger.version)
+            and (stored.last_date is None or stored.last_date < first)):
         return stored
     return first_state(champion_prior)

@@ -95,6 +95,11 @@ class OutOfOrderBar(ValueError):
         self.last_date = last_date
 
 
+class ModelError(RuntimeError):
+    """The external model failed on a batch: it raised, or gave no prediction per window. The model's
+    own fault, not the bars' or the states': the caller may serve another model for them."""
+
+
 @dataclass(frozen=True, slots=True)
 class StepResult:
     """What one bar produced.
@@ -173,6 +178,8 @@ def step_many(states: Sequence[TickerState | None], bars: Sequence[Bar], config:
     ------
     OutOfOrderBar
         Some bar is not after its state's ``last_date``; no bar of the batch is applied.
+    ModelError
+        The external model raised, or did not give one prediction per window.
     ValueError
         Lengths differ, a ticker appears twice, a bar does not belong to its state, or ``model`` does
         not match ``config.model``.
@@ -671,10 +678,14 @@ def _arima_checked(state: TickerState, config: CoreConfig) -> TickerState:
 
 
 def _predict_returns(model: PointModel, windows: np.ndarray) -> np.ndarray:
-    returns = np.asarray(model.predict_returns(windows), dtype=float).reshape(-1)
+    try:
+        returns = np.asarray(model.predict_returns(windows), dtype=float).reshape(-1)
+    except Exception as error:
+        raise ModelError(f"model {model.name!r} version {model.version} raised {type(error).__name__}: "
+                         f"{error}") from error
     if returns.shape != (windows.shape[0],):
-        raise ValueError(f"model {model.name!r} returned {returns.shape[0]} predictions for "
-                         f"{windows.shape[0]} windows")
+        raise ModelError(f"model {model.name!r} version {model.version} returned {returns.shape[0]} "
+                         f"predictions for {windows.shape[0]} windows")
     return returns
 
 

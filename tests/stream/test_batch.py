@@ -306,8 +306,9 @@ def test_a_champion_that_raises_gives_way_to_the_core_model_and_is_not_served_ag
         worker.processor = holder.processor  # as the worker asks the holder at every batch
     assert models == ["broken", "arima", "arima", "arima"]
     assert (holder.version, holder.failed_version) == (None, "3")
-    assert caplog.text.count("champion next-close version 3 raised on a batch (RuntimeError: the model's "
-                             "own bug): serving the core's 'arima' model") == 1
+    assert caplog.text.count("champion next-close version 3 failed on a batch (model 'broken' version 3 "
+                             "raised RuntimeError: the model's own bug): serving the core's 'arima' "
+                             "model") == 1
     assert worker.metrics.registry.get_sample_value(
         "forecaster_model_info", {"name": "arima", "version": "core"}) == 1.0
     # The registry still names it: not loaded again. A new champion version is served.

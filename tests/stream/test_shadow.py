@@ -148,6 +148,25 @@ def test_a_challenger_that_raises_stops_running_and_the_champion_goes_on(
                                                                               "challenger-b": "8"}
 
 
+def test_a_challenger_state_past_the_bars_starts_again_from_the_champions(worker: Worker) -> None:
+    # The champion's state of AAA is quarantined (it starts afresh) and an older AAA bar comes again:
+    # the champion takes it, and the challenger's stored state, past it, made the batch raise.
+    challengers = Challengers(worker.settings)
+    handler = shadow_handler(worker, challengers)
+    days(worker, handler, 0, 39)
+    challengers.running = {"challenger": Challenger("challenger", "7", Drift("7"))}
+    days(worker, handler, 40, 42)
+    worker.states[b"AAA"] = b"FTS\x05garbage"
+    sent = worker.handle(handler, [bar_event("AAA", 20, 0, 43, closes(20)),
+                                   bar_event("BBB", 43, 1, 43, closes(44))])
+    assert set(challengers.running) == {"challenger"}
+    shadow = records_of(sent, worker.settings.topic_shadow)
+    assert {(r["ticker"], r["record_type"]) for r in shadow} == {("AAA", "prediction"), ("BBB", "prediction"),
+                                                                 ("BBB", "score")}
+    champion = TickerState.from_bytes(worker.states[b"AAA"])
+    assert challenger_state(worker, "AAA").last_date == champion.last_date
+
+
 def test_a_challenger_whose_alias_moves_starts_again_from_the_champions_state(worker: Worker) -> None:
     challengers = Challengers(worker.settings)
     handler = shadow_handler(worker, challengers)
