@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -133,18 +134,28 @@ def _same_file(a: Path, b: Path) -> bool:
 def write_rows(rows: list[dict[str, Any]], path: Path) -> None:
     """One CSV row per prediction (``BacktestResult.rows``); unscored outcomes are empty cells.
 
-    Written beside ``path`` and renamed into place: an interrupted write leaves the file that was
-    there, not a part of the new one that reads as a whole.
+    Written beside ``path`` (through a link, to its target) and renamed into place: an interrupted
+    write leaves the file that was there, not a part of the new one that reads as a whole. The file
+    keeps the mode of the one it replaces, or gets the one a new file gets.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".part",
+    target = path.resolve()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    mode = stat.S_IMODE(target.stat().st_mode) if target.exists() else 0o666 & ~_umask()
+    with tempfile.NamedTemporaryFile("w", dir=target.parent, prefix=f".{target.name}.", suffix=".part",
                                      newline="", encoding="utf-8", delete=False) as handle:
         try:
             writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
             writer.writeheader()
             writer.writerows(rows)
+            os.chmod(handle.name, mode)  # a temporary file is the owner's alone
         except BaseException:  # Ctrl-C included
             handle.close()
             os.unlink(handle.name)
             raise
-    os.replace(handle.name, path)
+    os.replace(handle.name, target)
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # read by setting it: there is no other way
+    os.umask(mask)
+    return mask

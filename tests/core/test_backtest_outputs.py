@@ -3,6 +3,8 @@ memory that does not grow with the rows it rejects."""
 
 from __future__ import annotations
 
+import os
+import stat
 import tracemalloc
 from pathlib import Path
 
@@ -49,6 +51,22 @@ def test_a_write_that_fails_midway_leaves_the_file_that_was_there(tmp_path: Path
     assert out.read_text() == "before\n" and [p.name for p in tmp_path.iterdir()] == ["preds.csv"]
     write_rows(rows[:1], out)
     assert out.read_text().splitlines() == ["ticker,close", "ACME,1.0"]
+
+
+def test_a_file_written_keeps_its_mode_and_a_link_is_written_through(tmp_path: Path) -> None:
+    # Renamed from a temporary file, it was the owner's alone (0600), and a link became a file.
+    out, rows = tmp_path / "preds.csv", [{"ticker": "ACME", "close": 1.0}]
+    write_rows(rows, out)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~umask
+    out.chmod(0o640)
+    write_rows(rows, out)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o640
+    link = tmp_path / "latest.csv"
+    link.symlink_to(out)
+    write_rows([{"ticker": "ZETA", "close": 2.0}], link)
+    assert link.is_symlink() and out.read_text().splitlines() == ["ticker,close", "ZETA,2.0"]
 
 
 def test_rejected_rows_are_counted_not_held(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
