@@ -111,7 +111,9 @@ def _reader_left() -> bool:
         poller.register(out, select.POLLOUT)
         if not any(events & select.POLLERR for _, events in poller.poll(0)):
             return False
-    os.dup2(os.open(os.devnull, os.O_WRONLY), out)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, out)
+    os.close(devnull)
     return True
 
 

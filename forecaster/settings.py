@@ -198,7 +198,7 @@ class Settings:
 #: Settings counted from 1 (a topic of no partitions, a batch of no bars, no request at once), up to
 #: Kafka's 32-bit counts.
 _COUNTS = frozenset({"partitions", "replication_factor", "batch_size", "api_max_bars", "api_max_bytes",
-                     "api_max_rows", "api_concurrency", "api_forecasts", "api_rate_burst", "api_model_cache"})
+                     "api_max_rows", "api_concurrency", "api_forecasts"})
 #: Rows of the worker's rolling figures (per labelled ticker and pooled group) and of its drift windows
 #: (per feature), each held in memory: the most either setting may ask for.
 MAX_WINDOW = 100_000

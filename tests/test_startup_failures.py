@@ -134,8 +134,6 @@ def test_promote_from_shadow_without_a_broker(tmp_path: Path) -> None:
     (["train", "x.csv", "--model", "xgboost"], "FORECASTER_MODEL_NAME", "bad/name:x",
      "FORECASTER_MODEL_NAME='bad/name:x' is not a name MLflow registers a model under (not blank, no '/' "
      "or ':')"),
-    (["serve"], "FORECASTER_API_MODEL_CACHE", "0",
-     "FORECASTER_API_MODEL_CACHE=0 is not a whole number from 1 to 2,147,483,647"),
     (["worker"], "FORECASTER_STORE", "redis://",
      "FORECASTER_STORE='redis://' is not a table store the worker runs on: memory:// or rocksdb://"),
     (["tail"], "FORECASTER_BOOTSTRAP", "127.0.0.1:abc",  # was int()'s own "invalid literal for int()"
