@@ -223,9 +223,10 @@ def _out_of_range(name: str, value: Any) -> str | None:
         return "is not a finite number"
     if name.endswith("_port") and not 0 <= value <= 65535:
         return "is not a TCP port (0 to 65535)"
-    if ((name.endswith("_timeout_s") or name in ("model_reload_s", "api_keep_alive_s"))
-            and not 0 < value <= MAX_SECONDS):
+    if (name.endswith("_timeout_s") or name == "model_reload_s") and not 0 < value <= MAX_SECONDS:
         return f"is not a positive number of seconds up to {MAX_SECONDS:,}"
+    if name == "api_keep_alive_s" and not 0 <= value <= MAX_SECONDS:  # 0: no connection kept alive
+        return f"is not a number of seconds from 0 to {MAX_SECONDS:,}"
     if name in ("rolling_window", "drift_window") and not 1 <= value <= MAX_WINDOW:
         return f"is not a whole number from 1 to {MAX_WINDOW:,}"
     if name in ("psi_threshold", "page_hinkley_threshold") and value <= 0:

@@ -130,6 +130,8 @@ def test_promote_from_shadow_without_a_broker(tmp_path: Path) -> None:
     (["worker"], "FORECASTER_DRIFT_WINDOW", "1000000000",
      "FORECASTER_DRIFT_WINDOW=1000000000 is not a whole number from 1 to 100,000"),
     (["worker"], "FORECASTER_PSI_THRESHOLD", "-1", "FORECASTER_PSI_THRESHOLD=-1.0 is not a positive number"),
+    (["serve"], "FORECASTER_API_KEEP_ALIVE_S", "-1",  # 0 keeps no connection alive: taken
+     "FORECASTER_API_KEEP_ALIVE_S=-1 is not a number of seconds from 0 to 1,000,000"),
     # Was found by MLflow after the whole training run, as "the MLflow store cannot be used ... fix the URI".
     (["train", "x.csv", "--model", "xgboost"], "FORECASTER_MODEL_NAME", "bad/name:x",
      "FORECASTER_MODEL_NAME='bad/name:x' is not a name MLflow registers a model under (not blank, no '/' "
