@@ -45,13 +45,17 @@ def seconds(text: str) -> float:
     ...
     argparse.ArgumentTypeError: '1e308' is not a positive number of seconds up to 1,000,000
     """
+    return positive(text, "seconds", MAX_SECONDS)
+
+
+def positive(text: str, unit: str, most: float) -> float:
+    """A number of ``unit`` of a command-line option: more than 0, at most ``most`` (NaN refused)."""
     try:
         value = float(text)
     except ValueError:
         value = math.nan
-    if not 0 < value <= MAX_SECONDS:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds up to "
-                                         f"{MAX_SECONDS:,}")
+    if not 0 < value <= most:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of {unit} up to {most:,}")
     return value
 
 

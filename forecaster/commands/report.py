@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import argparse
 import csv
-import math
 from pathlib import Path
 from typing import Any
 
-from forecaster.cli_options import report_file
+from forecaster.cli_options import positive, report_file
 from forecaster.redaction import printable
 from forecaster.report import LAST, render
 from forecaster.settings import Settings
@@ -35,13 +34,7 @@ def minutes(text: str) -> float:
     ...
     argparse.ArgumentTypeError: 'nan' is not a positive number of minutes up to 900
     """
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 < value <= MAX_MINUTES:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of minutes up to {MAX_MINUTES}")
-    return value
+    return positive(text, "minutes", MAX_MINUTES)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
