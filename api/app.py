@@ -33,6 +33,7 @@ from api.latest import LatestPredictions
 from api.schemas import ForecastBars, ForecastOut, HealthOut, LatestListOut, LatestOut, ModelsOut
 from forecaster.redaction import printable, redact
 from forecaster.settings import Settings
+from models.core.step import ModelError
 from producers.layouts import parse_columns
 from producers.readers import ReadResult
 
@@ -160,6 +161,10 @@ def create_app(settings: Settings) -> FastAPI:
             message = printable(str(error), 1000)  # what it echoes of the request is cut already
             refused(404, message[:200], request.scope)
             raise HTTPException(404, detail={"message": message}) from None
+        except ModelError as error:  # the registered model's own bug: the server's fault, in one line
+            message = printable(redact(f"the model failed on these bars: {error}"), 1000)
+            refused(500, message[:200], request.scope)
+            raise HTTPException(500, detail={"message": message}) from None
         except ClientDisconnect:  # nobody is left to answer: one line, not a traceback
             refused(400, "the client disconnected before its body was sent", request.scope)
             raise HTTPException(400, detail={"message": "the client disconnected"}) from None

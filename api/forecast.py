@@ -107,6 +107,9 @@ def run(result: ReadResult, choice: ModelChoice) -> dict[str, Any]:
         result.reject(DeadLetter.rejected(BarError(reason, f"{bar.ticker} {bar.date} was not applied"),
                                           raw=orjson.dumps(bar.to_dict()), source=bar.source or "",
                                           ticker=bar.ticker))
+    if not backtest.predictions:  # every bar set aside: the server's fault, which its log shows
+        raise InputError("the forecasting step failed on every bar (step_failed)", status=500,
+                         **dead_letters(result))
     # Every record of a run names its model and version (warm-up records too): the first one says.
     first = backtest.predictions[0]
     return {

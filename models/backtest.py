@@ -1,10 +1,11 @@
 """Offline replay of bars through the per-bar core: the records the stream would emit, and their metrics.
 
 :func:`run_backtest` feeds bars in the order given (a reader's ``(date, ticker)`` order) to
-:func:`~models.core.step.step_many`, one batch per run of bars of the same date with distinct tickers.
-Batches give the same records as single steps, so the result is record for record what the stream
-worker emits for the same bars. A bar dated on or before its ticker's last applied bar is not applied
-and is listed in ``rejected`` with the reason ``out_of_order``, as the worker dead-letters it.
+:func:`~models.core.step.step_guarded`, one batch per run of bars of the same date with distinct
+tickers. Batches give the same records as single steps, so the result is record for record what the
+stream worker emits for the same bars. A bar dated on or before its ticker's last applied bar is not
+applied and is listed in ``rejected`` with the reason ``out_of_order``, and one the step raised on
+with ``step_failed``, as the worker dead-letters them.
 
 Metrics compare the model with the naive forecast on the same days: every scored prediction that was
 not a warm-up one (during warm-up the model *is* naive). They are summarised per horizon
@@ -33,6 +34,7 @@ Examples
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,7 +46,9 @@ from models.core.config import CoreConfig
 from models.core.metrics import panel, summarize
 from models.core.model_slot import PointModel
 from models.core.state import TickerState
-from models.core.step import step_many
+from models.core.step import StepFailure, step_guarded
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -134,8 +138,13 @@ def run_backtest(bars: Iterable[Bar], config: CoreConfig, model: PointModel | No
     batch: list[Bar] = []
 
     def flush() -> None:
-        for bar, stepped in zip(batch, step_many([states.get(b.ticker) for b in batch], batch, config, model),
-                                strict=True):
+        priors = [states.get(b.ticker) for b in batch]
+        for bar, stepped in zip(batch, step_guarded(priors, batch, config, model), strict=True):
+            if isinstance(stepped, StepFailure):
+                log.error("the forecasting step failed on a bar, rejected as step_failed: %s", stepped.detail,
+                          exc_info=stepped.error)
+                result.rejected.append((bar, stepped.reason))
+                continue
             states[bar.ticker] = stepped.state
             result.scores.extend(stepped.scores)
             result.predictions.extend(stepped.predictions)

@@ -14,12 +14,16 @@ Rules applied here:
   crash) is not applied: it is dead-lettered as ``duplicate`` (same date) or ``out_of_order``
   (earlier date) and the state is untouched;
 * the bars of a batch are stepped in rounds (the k-th bar of every ticker together) so the core's
-  batched form and the model are called once per round instead of once per bar.
+  batched form and the model are called once per round instead of once per bar;
+* a bar on which the step itself raises (a bug of the core that its numbers meet) is dead-lettered as
+  ``step_failed`` with the error, and the other bars go on (:func:`models.core.step.step_guarded`):
+  the same bar would otherwise stop the worker at every restart.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -30,7 +34,9 @@ from models.core.config import CoreConfig
 from models.core.deadletter import DeadLetter
 from models.core.model_slot import PointModel
 from models.core.state import TickerState
-from models.core.step import StepResult, step_many
+from models.core.step import StepFailure, StepResult, step_guarded
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +114,7 @@ class BatchProcessor:
         """Process one batch; ``states`` holds the current state of every ticker in it (or None)."""
         out = BatchOutput()
         queues: dict[str, list[Bar]] = {}
+        queued: dict[str, list[InMessage]] = {}  # each queued bar's message, for a failed step's dead letter
         last_date: dict[str, dt.date | None] = {}
         for message in messages:
             source = f"{self.topic}/{message.partition}/{message.offset}"
@@ -128,7 +135,15 @@ class BatchProcessor:
                 continue
             last_date[bar.ticker] = bar.date
             queues.setdefault(bar.ticker, []).append(bar)
-        out.results, out.states = step_rounds(queues, states, self.config, self.model)
+            queued.setdefault(bar.ticker, []).append(message)
+        out.results, out.states, failures = step_rounds(queues, states, self.config, self.model)
+        for failure in failures:
+            ticker = failure.bar.ticker
+            message = queued[ticker][next(k for k, bar in enumerate(queues[ticker]) if bar is failure.bar)]
+            log.error("the forecasting step failed on a bar, dead-lettered as step_failed: %s",
+                      failure.detail, exc_info=failure.error)
+            out.dead_letters.append(self._dead(failure.reason, failure.detail, message,
+                                               f"{self.topic}/{message.partition}/{message.offset}"))
         return out
 
     def _dead(self, reason: str, detail: str, message: InMessage, source: str) -> DeadLetter:
@@ -138,20 +153,26 @@ class BatchProcessor:
 
 def step_rounds(queues: Mapping[str, Sequence[Bar]], states: Mapping[str, TickerState | None],
                 config: CoreConfig, model: PointModel | None
-                ) -> tuple[list[tuple[Bar, StepResult]], dict[str, TickerState]]:
+                ) -> tuple[list[tuple[Bar, StepResult]], dict[str, TickerState], list[StepFailure]]:
     """Each ticker's bars (``queues``, in date order) applied to its state, in rounds: the results in
-    round order (each ticker's in date order) and each touched ticker's new state."""
+    round order (each ticker's in date order), each touched ticker's new state, and the bars the step
+    raised on (:func:`~models.core.step.step_guarded`; their tickers' next bars go on from the state
+    before them)."""
     results: list[tuple[Bar, StepResult]] = []
+    failures: list[StepFailure] = []
     current: dict[str, TickerState | None] = {t: states.get(t) for t in queues}
     depth = max((len(q) for q in queues.values()), default=0)
     for k in range(depth):
         tickers = [t for t, q in queues.items() if len(q) > k]
         bars = [queues[t][k] for t in tickers]
-        for ticker, bar, result in zip(tickers, bars, step_many([current[t] for t in tickers], bars, config,
-                                                                model), strict=True):
+        for ticker, bar, result in zip(tickers, bars, step_guarded([current[t] for t in tickers], bars,
+                                                                   config, model), strict=True):
+            if isinstance(result, StepFailure):
+                failures.append(result)
+                continue
             current[ticker] = result.state
             results.append((bar, result))
-    return results, {t: s for t, s in current.items() if s is not None}
+    return results, {t: s for t, s in current.items() if s is not None}, failures
 
 
 def prediction_records(output: BatchOutput) -> list[tuple[str, dict]]:

@@ -93,10 +93,11 @@ class Challengers:
         self._failed: set[tuple[str, str]] = set()  # (alias, version) that failed on a batch: not run again
 
     def fail(self, challenger: Challenger, error: Exception) -> None:
-        """Stop running ``challenger``, whose model failed on a batch (``error``): its version does not
-        run again under its alias (a new version does), so that it fails once, not at every batch."""
+        """Stop running ``challenger``, whose model or step failed on a batch (``error``): its version
+        does not run again under its alias (a new version does), so that it fails once, not at every
+        batch."""
         log.warning("challenger %r (version %s) failed on a batch and no longer runs; the champion is not "
-                    "affected: %s", challenger.alias, challenger.version, error)
+                    "affected: %s: %s", challenger.alias, challenger.version, type(error).__name__, error)
         self._failed.add((challenger.alias, challenger.version))
         self.running.pop(challenger.alias, None)
 
@@ -197,9 +198,12 @@ class Shadow:
             states = {t: _state(challenger, stored[t].get(challenger.alias), champion_priors.get(t),
                                 queues[t][0].date) for t in queues}
             try:
-                stepped, new_states = step_rounds(queues, states, self.config, challenger.model)
+                stepped, new_states, failures = step_rounds(queues, states, self.config, challenger.model)
             except ModelError as error:  # the model's own failure: the champion's batch goes on without it
                 self.challengers.fail(challenger, error)
+                continue
+            if failures:  # bars the champion stepped: the challenger's own state or model is at fault
+                self.challengers.fail(challenger, failures[0].error)
                 continue
             records = prediction_records(BatchOutput(results=stepped))
             out.records += records

@@ -4,7 +4,8 @@
 - :mod:`~models.core.deadletter`: :class:`~models.core.deadletter.DeadLetter`, a rejected row or message.
 - :mod:`~models.core.config`: :class:`~models.core.config.CoreConfig`, what the core is told.
 - :mod:`~models.core.step`: :func:`~models.core.step.step` and :func:`~models.core.step.step_many`,
-  one bar of one or many tickers; :func:`~models.core.step.refit` on demand.
+  one bar of one or many tickers; :func:`~models.core.step.step_guarded`, the same with a bar the
+  step raises on set aside; :func:`~models.core.step.refit` on demand.
 - :mod:`~models.core.state`: :class:`~models.core.state.TickerState`, a ticker's versioned memory.
 - :mod:`~models.core.arima`: incremental ARIMA (cheap refit, one Kalman step per bar).
 - :mod:`~models.core.features`: :data:`~models.core.features.FEATURE_NAMES` and the causal rows.

@@ -40,6 +40,8 @@ REASONS: dict[str, str] = {
     "negative_volume": "volume is negative",
     "duplicate": "a bar of the same ticker and date was already accepted",
     "out_of_order": "the bar is dated on or before the last bar applied for its ticker",
+    "step_failed": "the forecasting step raised on this bar (a bug of the core that its numbers met; "
+                   "detail: the error); not applied, its ticker goes on from its last applied bar",
     "unreadable_file": "the file could not be read or its layout was not recognised",
     "corrupt_state": "the worker's stored state of a ticker could not be decoded (raw: its bytes, "
                      "base64); the ticker started afresh",

@@ -4,6 +4,8 @@
 a batch of tickers (one bar each), vectorised with numpy. :func:`step` *is* a batch of one, and every
 batched operation is element-wise (or per ticker), so the two give identical records whatever the
 batch composition: the stream worker's batches and the backtest's days produce the same numbers.
+The worker and the backtest call :func:`step_guarded`: ``step_many`` with a bar the step raises on set
+aside.
 
 What happens to a bar of day ``t`` of a ticker, in order (the function of each phase in brackets):
 
@@ -100,6 +102,29 @@ class ModelError(RuntimeError):
     own fault, not the bars' or the states': the caller may serve another model for them."""
 
 
+class BatchError(ValueError):
+    """A batch the caller put together wrongly: lengths that differ, a ticker twice, a bar given with
+    another ticker's state, a model that does not match the configuration. No bar of it is at fault."""
+
+
+@dataclass(frozen=True, slots=True)
+class StepFailure:
+    """A bar :func:`step_guarded` set aside: the step raised ``error`` on this bar alone. Its
+    ticker's state is the one before it."""
+
+    bar: Bar
+    error: Exception
+
+    reason = "step_failed"
+
+    @property
+    def detail(self) -> str:
+        """One line for people: which bar, and what the step raised."""
+        return (f"{self.bar.ticker} {self.bar.date.isoformat()}: the forecasting step raised "
+                f"{type(self.error).__name__}: {self.error}; not applied, the ticker's state stays at its "
+                "last applied bar")
+
+
 @dataclass(frozen=True, slots=True)
 class StepResult:
     """What one bar produced.
@@ -167,6 +192,33 @@ def step(state: TickerState | None, bar: Bar, config: CoreConfig,
     return step_many([state], [bar], config, model)[0]
 
 
+def step_guarded(states: Sequence[TickerState | None], bars: Sequence[Bar], config: CoreConfig,
+                 model: PointModel | None = None) -> list[StepResult | StepFailure]:
+    """:func:`step_many`, with a bar on which the step raises set aside: ``results[i]`` is
+    ``step_many``'s result for ``bars[i]``, or a :class:`StepFailure` where stepping that bar alone
+    raised. A bug of the core that one ticker's numbers meet must not stop every other ticker (nor,
+    in the worker, stop it again on the same batch at every restart).
+
+    The batch is halved until the failing bars stand alone: a failure costs some more calls, and
+    every other bar's result is ``step_many``'s (each ticker's does not depend on its batch).
+
+    Raises
+    ------
+    OutOfOrderBar, BatchError, ModelError
+        As :func:`step_many`: the caller's or the model's fault, not a bar's.
+    """
+    try:
+        return list(step_many(states, bars, config, model))
+    except (OutOfOrderBar, BatchError, ModelError):
+        raise
+    except Exception as error:
+        if len(bars) == 1:
+            return [StepFailure(bars[0], error)]
+        half = len(bars) // 2
+        return (step_guarded(states[:half], bars[:half], config, model)
+                + step_guarded(states[half:], bars[half:], config, model))
+
+
 def step_many(states: Sequence[TickerState | None], bars: Sequence[Bar], config: CoreConfig,
               model: PointModel | None = None) -> list[StepResult]:
     """Apply one bar to each of many tickers at once; ``results[i]`` equals ``step(states[i], bars[i])``.
@@ -180,7 +232,7 @@ def step_many(states: Sequence[TickerState | None], bars: Sequence[Bar], config:
         Some bar is not after its state's ``last_date``; no bar of the batch is applied.
     ModelError
         The external model raised, or did not give one prediction per window.
-    ValueError
+    BatchError
         Lengths differ, a ticker appears twice, a bar does not belong to its state, or ``model`` does
         not match ``config.model``.
     """
@@ -614,21 +666,21 @@ def _checked(states: Sequence[TickerState | None], bars: Sequence[Bar], config: 
              model: PointModel | None) -> list[TickerState]:
     """The batch's prior states (empty ones for new tickers), after every check that can refuse it."""
     if len(states) != len(bars):
-        raise ValueError(f"{len(states)} states for {len(bars)} bars")
+        raise BatchError(f"{len(states)} states for {len(bars)} bars")
     if (config.model == "external") != (model is not None):
-        raise ValueError("a model must be passed exactly when config.model is 'external'; "
+        raise BatchError("a model must be passed exactly when config.model is 'external'; "
                          f"got config.model={config.model!r} and model={model!r}")
     if model is not None and (not isinstance(model.lookback, int) or model.lookback < 1):
-        raise ValueError(f"model {model.name!r} lookback must be a positive int; got {model.lookback!r}")
+        raise BatchError(f"model {model.name!r} lookback must be a positive int; got {model.lookback!r}")
     if len({b.ticker for b in bars}) != len(bars):
-        raise ValueError("a batch takes one bar per ticker; some ticker appears twice")
+        raise BatchError("a batch takes one bar per ticker; some ticker appears twice")
     priors = []
     offsets_shape = (len(config.horizons), len(config.interval_levels))
     for state, bar in zip(states, bars, strict=True):
         if state is None:
             state = TickerState.empty(bar.ticker, len(FEATURE_NAMES), len(config.vol_decays))
         elif state.ticker != bar.ticker:
-            raise ValueError(f"bar of {bar.ticker!r} given with the state of {state.ticker!r}")
+            raise BatchError(f"bar of {bar.ticker!r} given with the state of {state.ticker!r}")
         elif state.last_date is not None and bar.date <= state.last_date:
             raise OutOfOrderBar(bar, state.last_date)
         if (state.variance_ewmas.shape != (len(config.vol_decays),)

@@ -16,11 +16,14 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+import api.app as app_module
 from api.app import create_app
+from api.champion import ModelChoice
 from forecaster.settings import Settings
 from models.backtest import run_backtest
 from models.core.config import CoreConfig
 from producers.readers import read_csv_bars
+from tests.core.helpers import fail_step_when
 
 
 @pytest.fixture(scope="module")
@@ -124,6 +127,47 @@ def test_json_bars_are_validated_like_messages(client: TestClient, data_dir: Pat
         "no bar to forecast among the 304 rows: 1 rejected, 303 of other tickers")
     expected = run_backtest(bars, CoreConfig.from_settings(offline_settings))
     assert answer["predictions"] == expected.predictions
+
+
+def test_a_bar_the_step_raises_on_is_a_dead_letter_and_the_rest_is_forecast(
+        client: TestClient, data_dir: Path, offline_settings: Settings,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A bug of the core that one bar met was a 500 with no forecast at all.
+    bars = read_csv_bars([data_dir / "vgi" / "vgi2.csv"], ticker="VGI").bars[:120]
+    records = [{k: v for k, v in bar.to_dict().items() if k != "source"} for bar in bars]
+    expected = run_backtest(bars[:90] + bars[91:], CoreConfig.from_settings(offline_settings))
+    fail_step_when(monkeypatch, lambda batch, model: any(b.date == bars[90].date for b in batch))
+    response = client.post("/forecast", json={"bars": records})
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert_accounted(answer)
+    assert [(d["source"], d["reason"]) for d in answer["dead_letters"]] == [("bars[90]", "step_failed")]
+    assert answer["predictions"] == expected.predictions and answer["scores"] == expected.scores
+    # Every bar set aside: a one-line 500 that lists them, not a traceback.
+    fail_step_when(monkeypatch, lambda batch, model: True)
+    failed = client.post("/forecast", json={"bars": records[:3]})
+    assert failed.status_code == 500
+    assert failed.json()["detail"]["message"] == "the forecasting step failed on every bar (step_failed)"
+    assert [d["reason"] for d in failed.json()["detail"]["dead_letters"]] == ["step_failed"] * 3
+
+
+def test_a_model_that_raises_is_a_one_line_500(client: TestClient, data_dir: Path, offline_settings: Settings,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    class Broken:  # a registered model with a bug of its own
+        name, version, lookback = "broken", "3", 1
+
+        def predict_returns(self, windows: Any) -> Any:
+            raise RuntimeError("the model's own bug")
+
+    choice = ModelChoice(CoreConfig.from_settings(offline_settings, model="external"), Broken(), "3")
+    monkeypatch.setattr(app_module, "resolve", lambda *args: choice)
+    bars = read_csv_bars([data_dir / "vgi" / "vgi2.csv"], ticker="VGI").bars[:5]
+    records = [{k: v for k, v in bar.to_dict().items() if k != "source"} for bar in bars]
+    response = client.post("/forecast", params={"model": "3"}, json={"bars": records})
+    assert response.status_code == 500
+    said = response.json()["detail"]["message"]
+    assert said == ("the model failed on these bars: model 'broken' version 3 raised RuntimeError: "
+                    "the model's own bug")
 
 
 def test_a_json_body_with_a_byte_order_mark_is_read(client: TestClient) -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
+import pytest
 
+import models.core.step as step_module
 from models.core.bar import Bar
 from models.core.config import CoreConfig
 from models.core.features import FEATURE_NAMES
@@ -49,6 +52,22 @@ def run(bars: Iterable[Bar], config: CoreConfig, model: PointModel | None = None
         results.append(result)
         state = result.state
     return results
+
+
+def fail_step_when(monkeypatch: pytest.MonkeyPatch,
+                   when: Callable[[Sequence[Bar], PointModel | None], bool]) -> None:
+    """Make the core's step raise ``ZeroDivisionError("a bug of the core")`` on the batches (bars and
+    model) that ``when`` picks, late in the step, as a bug of the core that their numbers meet would."""
+    made = step_module._made
+    signature = inspect.signature(made)
+
+    def failing(*args, **kwargs):  # type: ignore[no-untyped-def]
+        given = signature.bind(*args, **kwargs).arguments
+        if when(given["bars"], given["model"]):
+            raise ZeroDivisionError("a bug of the core")
+        return made(*args, **kwargs)
+
+    monkeypatch.setattr(step_module, "_made", failing)
 
 
 #: A short window and frequent refits: the ARIMA fits within a test's few bars.

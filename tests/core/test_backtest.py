@@ -9,7 +9,7 @@ from models.backtest import run_backtest
 from models.core.bar import Bar
 from models.core.config import CoreConfig
 from models.core.metrics import summarize
-from tests.core.helpers import run
+from tests.core.helpers import SMALL, fail_step_when, run
 
 TICKERS = ("AAPL", "JPM", "GE", "NKE")
 CONFIG = CoreConfig(model="arima", window=60, refit_every=10)
@@ -42,6 +42,18 @@ def test_out_of_order_and_duplicate_bars_are_rejected_not_applied(by_ticker: dic
     assert [(b.date, reason) for b, reason in result.rejected] == [(bars[5].date, "out_of_order"),
                                                                    (bars[9].date, "out_of_order")]
     assert result.predictions == run_backtest(bars, CONFIG).predictions
+
+
+def test_a_bar_the_step_raises_on_is_rejected_and_the_rest_is_the_backtest_without_it(
+        by_ticker: dict[str, list[Bar]], monkeypatch: pytest.MonkeyPatch) -> None:
+    config = CoreConfig(model="arima", **SMALL)
+    bars = sorted(by_ticker["AAPL"][:90] + by_ticker["JPM"][:90], key=lambda b: (b.date, b.ticker))
+    bad = by_ticker["JPM"][70]
+    without = run_backtest([b for b in bars if b is not bad], config)
+    fail_step_when(monkeypatch, lambda batch, model: bad in batch)
+    got = run_backtest(bars, config)
+    assert got.rejected == [(bad, "step_failed")]
+    assert (got.predictions, got.scores) == (without.predictions, without.scores)
 
 
 def test_metrics_compare_the_model_with_naive_on_the_same_days(sp500_bars: list[Bar]) -> None:

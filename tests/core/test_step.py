@@ -14,8 +14,17 @@ import pytest
 
 from models.core.bar import Bar
 from models.core.config import CoreConfig
-from models.core.step import OutOfOrderBar, step, step_many
-from tests.core.helpers import SMALL, Reversal, run, run_in_random_batches
+from models.core.step import (
+    BatchError,
+    ModelError,
+    OutOfOrderBar,
+    StepFailure,
+    StepResult,
+    step,
+    step_guarded,
+    step_many,
+)
+from tests.core.helpers import SMALL, Reversal, fail_step_when, run, run_in_random_batches
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 @pytest.mark.parametrize("model_name", ["naive", "arima", "external"])
@@ -150,6 +159,49 @@ def test_batches_refuse_what_cannot_be_applied_and_apply_nothing(by_ticker: dict
     with pytest.raises(ValueError, match="2 states for 1 bars"):
         step_many([None, None], [a0], config)
     assert step_many([], [], config) == []
+
+
+def test_a_bar_the_step_raises_on_is_set_aside_and_the_others_are_stepped_as_ever(
+        by_ticker: dict[str, list[Bar]], monkeypatch: pytest.MonkeyPatch) -> None:
+    config = CoreConfig(model="arima", **SMALL)
+    tickers = ["AAPL", "JPM", "GE", "NKE", "A"]
+    states = [run(by_ticker[t][:70], config)[-1].state for t in tickers]
+    bars = [by_ticker[t][70] for t in tickers]
+    expected = step_many(states, bars, config)
+    fail_step_when(monkeypatch, lambda batch, model: bars[1] in batch or bars[3] in batch)
+    got = step_guarded(states, bars, config)
+    assert [type(r).__name__ for r in got] == ["StepResult", "StepFailure", "StepResult", "StepFailure",
+                                               "StepResult"]
+    def outcome(result: StepResult) -> tuple:
+        return result.predictions, result.scores, result.state.to_bytes()
+
+    stepped = [outcome(r) for r in got if not isinstance(r, StepFailure)]
+    assert stepped == [outcome(expected[i]) for i in (0, 2, 4)]
+    failure = got[1]
+    assert isinstance(failure, StepFailure) and failure.bar is bars[1]
+    assert failure.reason == "step_failed"
+    assert failure.detail == (f"JPM {bars[1].date.isoformat()}: the forecasting step raised "
+                              "ZeroDivisionError: a bug of the core; not applied, the ticker's state stays "
+                              "at its last applied bar")
+
+
+def test_the_callers_and_the_models_errors_are_not_set_aside(by_ticker: dict[str, list[Bar]]) -> None:
+    config = CoreConfig(model="naive")
+    a0, a1 = by_ticker["AAPL"][:2]
+    later = step(None, a1, config).state
+    with pytest.raises(BatchError, match="one bar per ticker"):
+        step_guarded([None, None], [a0, a0], config)
+    with pytest.raises(OutOfOrderBar):
+        step_guarded([later], [a0], config)
+
+    class Failing(Reversal):
+        def predict_returns(self, windows: np.ndarray) -> np.ndarray:
+            raise RuntimeError("the model's own bug")
+
+    external = CoreConfig(model="external")
+    states = [run(by_ticker[t][:5], external, Reversal())[-1].state for t in ("AAPL", "JPM")]
+    with pytest.raises(ModelError, match="the model's own bug"):
+        step_guarded(states, [by_ticker["AAPL"][5], by_ticker["JPM"][5]], external, Failing())
 
 
 def test_a_model_promoted_mid_stream_predicts_at_once_when_its_lookback_fits(

@@ -12,6 +12,7 @@ from models.core.bar import Bar
 from models.core.deadletter import DETAIL_LIMIT
 from models.core.step import step
 from stream_app.processor import BatchProcessor, InMessage, prediction_records
+from tests.core.helpers import fail_step_when, run
 from tests.stream.synthetic import CONFIG, bars_of
 
 
@@ -110,3 +111,30 @@ def test_a_poison_message_of_megabytes_makes_a_dead_letter_of_kilobytes() -> Non
     said = f"key {message.key!r} is not the ticker 'PCR1'"
     assert letter.detail == f"{said[:DETAIL_LIMIT]}… (cut from {len(said):,} characters)"
     assert len(orjson.dumps(letter.to_dict())) < 3 * DETAIL_LIMIT
+
+
+def test_a_bar_the_step_raises_on_is_dead_lettered_and_its_ticker_goes_on(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    # It raised out of the batch: the worker stopped, and stopped again on the same batch at every restart.
+    a, b = bars_of("AAA", 40, 10.0), bars_of("BBB", 40, 50.0)
+    bad = b[25]
+    fail_step_when(monkeypatch, lambda batch, model: bad in batch)
+    stream = interleave(a, b)
+    processor = BatchProcessor(CONFIG, clock=lambda: "now")
+    states: dict = {}
+    got, letters = [], []
+    for start in range(0, len(stream), 17):
+        out = processor.process(messages(stream[start:start + 17], start), states)
+        states.update(out.states)
+        got += [record for _, record in prediction_records(out)]
+        letters += out.dead_letters
+    assert [(d.reason, d.source, d.raw) for d in letters] == [
+        ("step_failed", f"bars/0/{stream.index(bad)}", orjson.dumps(bad.to_dict()).decode())]
+    assert letters[0].detail.startswith(f"BBB {bad.date.isoformat()}: the forecasting step raised "
+                                        "ZeroDivisionError: a bug of the core; not applied")
+    assert caplog.text.count("dead-lettered as step_failed") == 1 and "ZeroDivisionError" in caplog.text
+    # Every other bar as if the failed one had never come: BBB goes on from the state before it.
+    expected = [record for result in run(a, CONFIG) + run([x for x in b if x is not bad], CONFIG)
+                for record in (*result.scores, *result.predictions)]
+    assert states["BBB"].last_date == b[-1].date
+    assert sorted(map(orjson.dumps, got)) == sorted(map(orjson.dumps, expected))

@@ -14,6 +14,7 @@ from stream_app import shadow_states
 from stream_app.batch import BatchHandler
 from stream_app.shadow import Challenger, Challengers, Shadow
 from stream_app.shadow_states import shadow_key
+from tests.core.helpers import fail_step_when
 from tests.stream.handler_fakes import Record, Worker, bar_event, bar_record, event
 
 
@@ -146,6 +147,25 @@ def test_a_challenger_that_raises_stops_running_and_the_champion_goes_on(
     asyncio.run(challengers.reload(champion_version="1"))
     assert {alias: c.version for alias, c in challengers.running.items()} == {"challenger": "9",
                                                                               "challenger-b": "8"}
+
+
+def test_a_challenger_whose_step_raises_stops_running_and_the_champion_goes_on(
+        worker: Worker, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    # Not its model's error: the step on its states (a bug of the core they meet). Set aside bar by
+    # bar, as the champion's would be, it would leave the challenger's series full of holes.
+    challengers = Challengers(worker.settings)
+    handler = shadow_handler(worker, challengers)
+    days(worker, handler, 0, 39)
+    challengers.running = {"challenger": Challenger("challenger", "7", Drift("7")),
+                           "challenger-b": Challenger("challenger-b", "8", Drift("8"))}
+    fail_step_when(monkeypatch, lambda bars, model: model is not None and model.version == "7")
+    sent = days(worker, handler, 40, 42)
+    assert {r["model_version"] for r in records_of(sent, worker.settings.topic_shadow)} == {"8"}
+    assert set(challengers.running) == {"challenger-b"}
+    assert caplog.text.count("challenger 'challenger' (version 7) failed on a batch and no longer runs; "
+                             "the champion is not affected: ZeroDivisionError: a bug of the core") == 1
+    assert not [r for r in records_of(sent, worker.settings.topic_dlq)]
+    assert len(records_of(sent, worker.settings.topic_predictions)) == 2 * 3 * 2  # scores and predictions
 
 
 def test_a_challenger_state_past_the_bars_starts_again_from_the_champions(worker: Worker) -> None:
