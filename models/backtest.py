@@ -136,13 +136,14 @@ def run_backtest(bars: Iterable[Bar], config: CoreConfig, model: PointModel | No
     result = BacktestResult()
     states = result.states
     batch: list[Bar] = []
+    first_failure: StepFailure | None = None  # the first bar the step raised on, for the log
 
     def flush() -> None:
+        nonlocal first_failure
         priors = [states.get(b.ticker) for b in batch]
         for bar, stepped in zip(batch, step_guarded(priors, batch, config, model), strict=True):
             if isinstance(stepped, StepFailure):
-                log.error("the forecasting step failed on a bar, rejected as step_failed: %s", stepped.detail,
-                          exc_info=stepped.error)
+                first_failure = first_failure or stepped
                 result.rejected.append((bar, stepped.reason))
                 continue
             states[bar.ticker] = stepped.state
@@ -164,6 +165,10 @@ def run_backtest(bars: Iterable[Bar], config: CoreConfig, model: PointModel | No
         in_batch.add(bar.ticker)
     if batch:
         flush()
+    if first_failure is not None:  # once: a bug that every bar meets must not write a traceback per bar
+        log.error("the forecasting step failed on %d bar(s), rejected as step_failed; the first: %s",
+                  sum(reason == StepFailure.reason for _, reason in result.rejected), first_failure.detail,
+                  exc_info=first_failure.error)
 
     by_horizon: dict[int, list[dict[str, Any]]] = {h: [] for h in config.horizons}
     for score in result.scores:

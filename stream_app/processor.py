@@ -140,10 +140,11 @@ class BatchProcessor:
         for failure in failures:
             ticker = failure.bar.ticker
             message = queued[ticker][next(k for k, bar in enumerate(queues[ticker]) if bar is failure.bar)]
-            log.error("the forecasting step failed on a bar, dead-lettered as step_failed: %s",
-                      failure.detail, exc_info=failure.error)
             out.dead_letters.append(self._dead(failure.reason, failure.detail, message,
                                                f"{self.topic}/{message.partition}/{message.offset}"))
+        if failures:  # once a batch: a bug that every bar meets must not write a traceback per bar
+            log.error("the forecasting step failed on %d bar(s) of the batch, dead-lettered as step_failed; "
+                      "the first: %s", len(failures), failures[0].detail, exc_info=failures[0].error)
         return out
 
     def _dead(self, reason: str, detail: str, message: InMessage, source: str) -> DeadLetter:

@@ -45,7 +45,8 @@ def test_out_of_order_and_duplicate_bars_are_rejected_not_applied(by_ticker: dic
 
 
 def test_a_bar_the_step_raises_on_is_rejected_and_the_rest_is_the_backtest_without_it(
-        by_ticker: dict[str, list[Bar]], monkeypatch: pytest.MonkeyPatch) -> None:
+        by_ticker: dict[str, list[Bar]], monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
     config = CoreConfig(model="arima", **SMALL)
     bars = sorted(by_ticker["AAPL"][:90] + by_ticker["JPM"][:90], key=lambda b: (b.date, b.ticker))
     bad = by_ticker["JPM"][70]
@@ -53,6 +54,7 @@ def test_a_bar_the_step_raises_on_is_rejected_and_the_rest_is_the_backtest_witho
     fail_step_when(monkeypatch, lambda batch, model: bad in batch)
     got = run_backtest(bars, config)
     assert got.rejected == [(bad, "step_failed")]
+    assert caplog.text.count("the forecasting step failed on 1 bar(s), rejected as step_failed") == 1
     assert (got.predictions, got.scores) == (without.predictions, without.scores)
 
 
