@@ -9,6 +9,7 @@ serves ``POST /forecast`` and says in ``GET /health`` what is missing.
 from __future__ import annotations
 
 import asyncio
+import logging
 import traceback
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -38,6 +39,8 @@ from producers.layouts import parse_columns
 from producers.readers import ReadResult
 
 STATIC = resources.files("api") / "static"
+log = logging.getLogger(__name__)
+
 #: What /health says instead of its texts to a request that could not ask for anything else.
 HIDDEN = "hidden: ask with the API token from a trusted host"
 
@@ -163,7 +166,7 @@ def create_app(settings: Settings) -> FastAPI:
             raise HTTPException(404, detail={"message": message}) from None
         except ModelError as error:  # the registered model's own bug: the server's fault, in one line
             message = printable(redact(f"the model failed on these bars: {error}"), 1000)
-            refused(500, message[:200], request.scope)
+            log.error("%s", message, exc_info=error.__cause__ or error)  # the model's own traceback
             raise HTTPException(500, detail={"message": message}) from None
         except ClientDisconnect:  # nobody is left to answer: one line, not a traceback
             refused(400, "the client disconnected before its body was sent", request.scope)

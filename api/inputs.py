@@ -40,7 +40,8 @@ from producers.readers import LayoutError, ReadResult, TooManyRows, read_csv_bar
 
 
 class InputError(ValueError):
-    """Input that cannot be read at all; ``status`` is the HTTP status of the answer.
+    """Input that cannot be read at all, or of which no bar could be forecast; ``status`` is the HTTP
+    status of the answer.
 
     ``details`` (e.g. the rejected rows) join the message in the answer's ``detail`` object.
     """

@@ -97,7 +97,8 @@ class Challengers:
         does not run again under its alias (a new version does), so that it fails once, not at every
         batch."""
         log.warning("challenger %r (version %s) failed on a batch and no longer runs; the champion is not "
-                    "affected: %s: %s", challenger.alias, challenger.version, type(error).__name__, error)
+                    "affected: %s: %s", challenger.alias, challenger.version, type(error).__name__, error,
+                    exc_info=error)
         self._failed.add((challenger.alias, challenger.version))
         self.running.pop(challenger.alias, None)
 

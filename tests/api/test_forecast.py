@@ -152,7 +152,8 @@ def test_a_bar_the_step_raises_on_is_a_dead_letter_and_the_rest_is_forecast(
 
 
 def test_a_model_that_raises_is_a_one_line_500(client: TestClient, data_dir: Path, offline_settings: Settings,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+                                               monkeypatch: pytest.MonkeyPatch,
+                                               caplog: pytest.LogCaptureFixture) -> None:
     class Broken:  # a registered model with a bug of its own
         name, version, lookback = "broken", "3", 1
 
@@ -168,6 +169,7 @@ def test_a_model_that_raises_is_a_one_line_500(client: TestClient, data_dir: Pat
     said = response.json()["detail"]["message"]
     assert said == ("the model failed on these bars: model 'broken' version 3 raised RuntimeError: "
                     "the model's own bug")
+    assert caplog.text.count(said) == 1 and 'raise RuntimeError("the model\'s own bug")' in caplog.text
 
 
 def test_a_json_body_with_a_byte_order_mark_is_read(client: TestClient) -> None:

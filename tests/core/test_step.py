@@ -180,6 +180,7 @@ def test_a_bar_the_step_raises_on_is_set_aside_and_the_others_are_stepped_as_eve
     failure = got[1]
     assert isinstance(failure, StepFailure) and failure.bar is bars[1]
     assert failure.reason == "step_failed"
+    assert failure.error.__context__ is None  # not chained to its batches' errors: one traceback to log
     assert failure.detail == (f"JPM {bars[1].date.isoformat()}: the forecasting step raised "
                               "ZeroDivisionError: a bug of the core; not applied, the ticker's state stays "
                               "at its last applied bar")
@@ -193,6 +194,13 @@ def test_the_callers_and_the_models_errors_are_not_set_aside(by_ticker: dict[str
         step_guarded([None, None], [a0, a0], config)
     with pytest.raises(OutOfOrderBar):
         step_guarded([later], [a0], config)
+
+    class Unnamed:  # no lookback, no name: a caller's mistake, not a bar's
+        def predict_returns(self, windows: np.ndarray) -> np.ndarray:
+            return windows[:, -1, 0]
+
+    with pytest.raises(BatchError, match="lookback must be a positive int; got None"):
+        step_guarded([None], [a0], CoreConfig(model="external"), Unnamed())  # type: ignore[arg-type]
 
     class Failing(Reversal):
         def predict_returns(self, windows: np.ndarray) -> np.ndarray:
