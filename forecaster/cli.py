@@ -94,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
             print(redact(traceback.format_exc()), end="", file=sys.stderr)
             return 1
         logging.getLogger("forecaster").debug("failed", exc_info=True)
-        # The message may quote the input (a file's header): escaped and cut, it stays one line.
+        # The message may quote the input (a file's header): escaped and cut, it stays one line; redacted
+        # first, as a cut through a URI leaves no "@" to find its password by.
         print(f"forecaster {args.command}: error: {printable(redact(message), 1000)}", file=sys.stderr)
         return 2
 

@@ -19,7 +19,7 @@ from concurrent.futures import Future, wait
 from pathlib import Path
 from typing import Any
 
-from forecaster.redaction import printable
+from forecaster.redaction import hide, printable, redact, userinfo
 from forecaster.report import html_page
 
 Series = dict[str, list[tuple[dt.datetime, float]]]
@@ -50,7 +50,7 @@ def server_url(url: str) -> str:
     except ValueError:  # and urlsplit's own refusals, e.g. an unclosed "[" of an IPv6 address
         usable = False
     if not usable:
-        raise ValueError(f"{url!r} is not the URL of a Prometheus server (e.g. http://localhost:9090)")
+        raise ValueError(f"{redact(url)!r} is not the URL of a Prometheus server (e.g. http://localhost:9090)")
     return url
 
 
@@ -71,7 +71,8 @@ def query_range(url: str, expr: str, minutes: float, step_s: float, *, timeout_s
     except OSError as error:
         raise ValueError(f"Prometheus at {url} does not answer: {error}") from None
     except http.client.HTTPException as error:  # a status line or headers that are no HTTP
-        raise _unlike(url, expr, f"not HTTP: {type(error).__name__} {printable(str(error), 100)}") from None
+        said = printable(redact(str(error)), 100)
+        raise _unlike(url, expr, f"not HTTP: {type(error).__name__} {said}") from None
 
     def unlike(why: str) -> ValueError:
         return _unlike(url, expr, f"HTTP {status}, {why}")
@@ -167,6 +168,8 @@ def busiest_ticker(url: str, minutes: float, step_s: float) -> str:
 def render_prometheus(url: str, path: Path, *, ticker: str | None, minutes: float, psi_threshold: float,
                       step_s: float = 5.0) -> str:
     """Draw the panels to ``path`` (.png, or .html with the picture inside); returns the ticker."""
+    # Its password is hidden wherever a message or a log line quotes it, whatever it holds.
+    hide(userinfo(url))
     server_url(url)
     # matplotlib loads here, when a picture is drawn, not with the module (half a second of start-up).
     from matplotlib.figure import Figure

@@ -1,11 +1,15 @@
 """What the system shows of text it was given: credentials hidden, control characters escaped.
 
 A URI may carry a user and a password (``http://user:secret@host``, ``postgresql://user:secret@db``),
-and MLflow repeats the URI it was given in its own error messages. :func:`redact` replaces the user
-information of every URI in a text by ``***``; :func:`redact_logs` makes every log record of the
-process pass through it, whichever library wrote the record. :func:`printable` makes a text from
-outside (a file's header, a request's field) safe to echo: cut, with its ANSI escapes and other
-control characters written as escapes.
+MLflow repeats the URI it was given in its own error messages, and kafka-python logs its whole
+configuration, SASL password included. :func:`redact` replaces by ``***`` the user information of
+every URI in a text, the value of every ``password``, ``secret`` or ``token`` key, and each secret the
+process was configured with (:func:`hide`, which :func:`forecaster.settings.load` calls): a password
+that no pattern can tell from the text around it (a ``/`` or a blank in it) still does not show.
+:func:`redact_logs` makes every log record of the process pass through it, whichever library wrote
+the record. :func:`printable` makes a text from outside (a file's header, a request's field) safe to
+echo: cut, with its ANSI escapes and other control characters written as escapes. A text is redacted
+before it is cut, never after: a cut through a URI leaves no ``@`` to find its password by.
 
 Examples
 --------
@@ -17,6 +21,12 @@ Examples
 \\x1b[2Jrows\\n xxxxx… (12 characters)
 >>> redact("models:/next-close@champion, http://user:p@ss@host/x?to=a@b")
 'models:/next-close@champion, http://***@host/x?to=a@b'
+>>> redact("'http://bob:PROM/SECRET@prometheus:9090' and http://host:8080/x@y")
+"'http://***@prometheus:9090' and http://host:8080/x@y"
+>>> redact("{'sasl_plain_username': 'app', 'sasl_plain_password': 'pw', 'ssl_password': None} password=pw")
+"{'sasl_plain_username': 'app', 'sasl_plain_password': '***', 'ssl_password': None} password=***"
+>>> hide("sp ace-secret"); redact("a login with sp ace-secret was refused")
+'a login with *** was refused'
 """
 
 from __future__ import annotations
@@ -28,14 +38,71 @@ from typing import Any
 #: ``scheme://userinfo@``: the user information of a URI's authority (RFC 3986), up to its last ``@``
 #: (an unescaped ``@`` in a password stays hidden); the authority ends at the first ``/``, ``?`` or
 #: ``#``, so an ``@`` in a path or an alias (``models:/name@champion``) is left alone.
-_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)[^/?#\s]+@")
+_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]{0,31}://)[^/?#\s]+@")
+#: ``scheme://user:pass/word@host``: a password holding ``/``, ``?`` or ``#``, which end the authority
+#: above. It runs to the first ``@`` after which a host ends the authority; a port and a path
+#: (``http://host:8080/x@y``) are no password. Each part is bounded (256 characters: a longer
+#: password only :func:`hide` finds), so that a text of many ``a://b:`` costs linear time, not
+#: quadratic: logs carry request paths.
+_SPLIT_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]{0,31}://)[^/?#\s@:]{0,256}:"
+                             r"(?!\d{0,5}(?:[/?#]|$))\S{0,256}?@(?=[^/?#\s@]{0,256}(?:[/?#\s]|$))")
+#: ``'...password...': '<value>'`` (a Python or JSON mapping) and ``...password=<value>`` (a
+#: properties file, a JAAS line, a command line): the value of any key naming a password, a secret
+#: or a token, such as kafka-python's ``sasl_plain_password`` in the configuration it logs.
+_SECRET_KEY = r"[\w.-]{0,64}?(?:password|passwd|secret|token)[\w.-]{0,64}"
+_KEYED = re.compile(rf"""(?P<key>(?P<q>['"]){_SECRET_KEY}(?P=q)\s{{0,16}}:\s{{0,16}}b?|\b{_SECRET_KEY}=)"""
+                    r"""(?P<value>'(?:[^'\\\n]|\\.){0,1024}'|"(?:[^"\\\n]|\\.){0,1024}"|(?<==)[^\s'",;&)}\]]{1,1024})""",
+                    re.IGNORECASE)
 
 SHOWN = "***"
+#: The shortest secret :func:`hide` takes: a shorter one would hide common words of every text.
+MIN_SECRET = 4
+#: The secrets :func:`hide` was given, one alternation, the longest first (None: none yet).
+_hidden: re.Pattern[str] | None = None
+_secrets: frozenset[str] = frozenset()
+
+
+def hide(*secrets: str) -> None:
+    """Make :func:`redact` hide each of ``secrets`` wherever it appears, from now on and in the whole
+    process; empty ones and ones shorter than :data:`MIN_SECRET` characters are ignored.
+
+    >>> hide("", "abc", "tok-9f3e"); redact("Bearer tok-9f3e, abc")
+    'Bearer ***, abc'
+    """
+    global _hidden, _secrets
+    known = _secrets | {s for s in secrets if len(s) >= MIN_SECRET}
+    if known != _secrets:
+        # The longest first: one secret holding another is hidden whole, not around the shorter one.
+        _hidden = re.compile("|".join(re.escape(s) for s in sorted(known, key=len, reverse=True)))
+        _secrets = known
+
+
+def userinfo(uri: str) -> str:
+    """The user information of ``uri``: all between ``://`` and its last ``@`` ('' when none), for
+    :func:`hide`. Whatever a password holds (``/``, ``#``, blanks), it lies in there.
+
+    >>> userinfo("http://alice:pa/ss#1@mlflow:5000"), userinfo("sqlite:////h/mlflow.db")
+    ('alice:pa/ss#1', '')
+    """
+    _, sep, rest = uri.partition("://")
+    return rest.rpartition("@")[0] if sep else ""
 
 
 def redact(text: str) -> str:
-    """``text`` with the user information (user name and password) of every URI in it replaced."""
-    return _USERINFO.sub(rf"\g<scheme>{SHOWN}@", text)
+    """``text`` with every secret in it replaced: the secrets given to :func:`hide`, the user
+    information (user name and password) of every URI, and the value of every password-like key."""
+    hidden = _hidden
+    if hidden is not None:
+        text = hidden.sub(SHOWN, text)
+    text = _USERINFO.sub(rf"\g<scheme>{SHOWN}@", text)
+    text = _SPLIT_USERINFO.sub(rf"\g<scheme>{SHOWN}@", text)
+    return _KEYED.sub(_hide_value, text)
+
+
+def _hide_value(match: re.Match[str]) -> str:
+    value = match["value"]
+    quote = value[0] if value[0] in "'\"" else ""
+    return f"{match['key']}{quote}{SHOWN}{quote}"
 
 
 def redact_logs() -> None:

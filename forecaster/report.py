@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from forecaster.redaction import redact
 from models.core import metrics
 
 #: Scored predictions in the rolling error and coverage.
@@ -134,8 +135,14 @@ def _rolling(values: np.ndarray) -> np.ndarray:
 
 
 def html_page(title: str, png: bytes, summary: list[tuple[str, str]]) -> str:
-    """A page with a title, a table of (name, value) and the picture embedded."""
-    cells = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in summary)
+    """A page with a title, a table of (name, value) and the picture embedded; a value naming a URI
+    (a Prometheus server's, a registry's) shows it without its user information, as pages are shared.
+
+    >>> "secret" in html_page("t", b"", [("Prometheus", "http://bob:secret@prometheus:9090")])
+    False
+    """
+    cells = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(redact(v))}</td></tr>"
+                    for k, v in summary)
     title = html.escape(title)
     image = base64.b64encode(png).decode("ascii")
     return (f"<!doctype html>\n<html><head><meta charset='utf-8'><title>{title}</title>"

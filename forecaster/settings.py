@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from forecaster.redaction import hide, userinfo
 from models.core.config import SETTINGS as CORE_SETTINGS
 
 PREFIX = "FORECASTER_"
@@ -73,7 +74,8 @@ class Settings:
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str = ""
     sasl_username: str = ""
-    sasl_password: str = ""
+    # Out of the repr, which a log line or a traceback may show; `forecaster settings` hides it too.
+    sasl_password: str = field(default="", repr=False)
     ssl_cafile: str = ""
     ssl_certfile: str = ""
     ssl_keyfile: str = ""
@@ -134,7 +136,7 @@ class Settings:
     api_trusted_hosts: tuple[str, ...] = ("localhost", "127.0.0.1", "::1")
     api_rate_per_s: float = 10.0
     api_rate_burst: int = 40
-    api_token: str = ""
+    api_token: str = field(default="", repr=False)  # out of the repr, as sasl_password
     api_model_cache: int = 4
 
     @property
@@ -384,7 +386,28 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         raw = environ.get(env_name(f.name))
         if raw is not None and raw != "":
             values[f.name] = _parse(f.name, raw, getattr(defaults, f.name))
-    return dataclasses.replace(defaults, **values)
+    settings = dataclasses.replace(defaults, **values)
+    hide(*secrets(settings, environ))
+    return settings
+
+
+#: MLflow's own variables of its HTTP login, read by MLflow's client rather than by :func:`load`.
+MLFLOW_LOGIN = ("MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
+
+
+def secrets(settings: Settings, environ: Mapping[str, str]) -> list[str]:
+    """The secrets of ``settings`` and ``environ`` that :func:`load` makes
+    :func:`forecaster.redaction.redact` hide: the SASL password, the API token, MLflow's password and
+    token, and the user information of each MLflow URI (a password with a ``/`` or a blank in it is
+    found by no pattern).
+
+    >>> secrets(Settings(sasl_password="pw-1", mlflow_tracking_uri="http://u:p/w@h"), {})
+    ['pw-1', 'u:p/w']
+    """
+    uris = (settings.mlflow_tracking_uri, settings.mlflow_env_tracking_uri, settings.mlflow_env_registry_uri)
+    found = [settings.sasl_password, settings.api_token, *map(userinfo, uris),
+             *(environ.get(name, "") for name in MLFLOW_LOGIN)]
+    return [secret for secret in found if secret]
 
 
 def to_environ(settings: Settings) -> dict[str, str]:

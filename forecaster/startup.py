@@ -20,7 +20,7 @@ from typing import Any
 
 from forecaster.kafka.client import kafka_python_client, kafka_python_options
 from forecaster.kafka.login import refused_login
-from forecaster.redaction import printable
+from forecaster.redaction import printable, redact
 from forecaster.settings import Settings, env_name
 from models.core.config import CoreConfig
 
@@ -146,7 +146,9 @@ def explain(exc: BaseException, bootstrap: str | None, settings: Settings | None
         return unreachable(bootstrap or "the configured bootstrap servers", exc)
     kafka_errors = sys.modules.get("kafka.errors")
     if kafka_errors is not None and isinstance(exc, kafka_errors.KafkaError):  # the broker refused
-        text = " ".join(str(exc).split())  # kafka-python's own text names the error: "[Error 38] Invalid..."
+        # Redacted before it is cut and its blanks joined: a cut between a password and its "@", or a blank
+        # of a configured password joined to another, would leave nothing to find the password by.
+        text = " ".join(redact(str(exc)).split())  # kafka-python's text names the error: "[Error 38] ..."
         said = text if type(exc).__name__ in text else f"{type(exc).__name__}: {text}"
         return f"Kafka at {bootstrap or 'the bootstrap servers'} refused: {printable(said, 300)}"
     store_errors = tuple(getattr(module, name) for module, name in (
@@ -154,7 +156,8 @@ def explain(exc: BaseException, bootstrap: str | None, settings: Settings | None
         (sys.modules.get("sqlalchemy.exc"), "SQLAlchemyError"),  # MLflow's SQL store, on a bad file
     ) if module is not None)
     if store_errors and isinstance(exc, store_errors):
-        cause = printable(" ".join(str(exc).split()), 300)
+        # MLflow quotes the URI: redacted before the cut, which may fall between its password and its "@".
+        cause = printable(" ".join(redact(str(exc)).split()), 300)
         return (f"the MLflow store cannot be used ({cause}): fix the URI that `forecaster settings` shows "
                 "in force (FORECASTER_MLFLOW_TRACKING_URI, else MLFLOW_TRACKING_URI and MLFLOW_REGISTRY_URI)")
     if isinstance(exc, ValueError | RuntimeError | OSError):

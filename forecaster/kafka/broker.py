@@ -556,15 +556,17 @@ class LocalBroker:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         template = Template((RESOURCES / "server.properties").read_text())
         name = "PLAINTEXT" if security is None else "SASL_SSL"
-        self.config_file.write_text(
-            template.substitute(
-                listeners=f"{name}://127.0.0.1:{port}", advertised_listeners=f"{name}://127.0.0.1:{port}",
-                inter_broker_listener=name, controller_port=controller_port, log_dir=self.log_dir,
-                security="" if security is None else security.server_properties(),
-            )
+        text = template.substitute(
+            listeners=f"{name}://127.0.0.1:{port}", advertised_listeners=f"{name}://127.0.0.1:{port}",
+            inter_broker_listener=name, controller_port=controller_port, log_dir=self.log_dir,
+            security="" if security is None else security.server_properties(),
         )
-        # The file holds the keystore's and the first user's passwords when the broker is secured.
-        self.config_file.chmod(0o600)
+        # The file holds the keystore's and the first user's passwords when the broker is secured: created
+        # owner-only, not made so once written, and narrowed before writing when an older one was wider.
+        fd = os.open(self.config_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with open(fd, "w", encoding="utf-8") as out:
+            os.fchmod(fd, 0o600)
+            out.write(text)
 
     def _jvm_options(self) -> list[str]:
         heap = os.environ.get("FORECASTER_KAFKA_HEAP", "512m")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import random
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import pytest
@@ -61,7 +62,7 @@ def fail_step_when(monkeypatch: pytest.MonkeyPatch,
     made = step_module._made
     signature = inspect.signature(made)
 
-    def failing(*args, **kwargs):  # type: ignore[no-untyped-def]
+    def failing(*args: Any, **kwargs: Any) -> Any:
         given = signature.bind(*args, **kwargs).arguments
         if when(given["bars"], given["model"]):
             raise ZeroDivisionError("a bug of the core")

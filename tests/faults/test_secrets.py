@@ -3,7 +3,9 @@
 The MLflow URI here names a registry that does not answer, so every path that reports a registry
 failure runs, and MLflow's own error messages (which quote the URI they were given) are among what
 is checked; the worker reaches a real MLflow server through such a URI. Each command runs as a real
-process with ``-l debug``, tracebacks included.
+process with ``-l debug``, tracebacks included. The SASL password, which kafka-python logs with its
+whole configuration, never shows either, nor a password that no pattern tells from the text around it
+(a ``/``, ``#`` or blank in it): the secrets the process was configured with are hidden as they are.
 """
 
 from __future__ import annotations
@@ -15,14 +17,17 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
-from forecaster.kafka.broker import free_port
-from forecaster.redaction import redact, redact_logs
-from forecaster.settings import Settings
+from api.app import create_app
+from forecaster.kafka.broker import BrokerSecurity, LocalBroker, free_port
+from forecaster.redaction import SHOWN, redact, redact_logs
+from forecaster.settings import Settings, load
 from models import registry
 from tests.mlflow_server import MlflowServer
 from tests.serving import serving
@@ -136,3 +141,118 @@ def test_log_records_of_any_library_are_redacted(redacting_logs: None,
     text = caplog.text
     _shows_no_secret(text)
     assert text.count(redact(uri)) == 2  # in the message, and in the traceback's exception line
+
+
+def test_kafka_pythons_configuration_in_its_log_hides_the_sasl_password(environ: dict[str, str]) -> None:
+    """kafka-python logs its whole configuration at debug level when a client starts."""
+    sasl = {"FORECASTER_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "FORECASTER_SASL_MECHANISM": "PLAIN",
+            "FORECASTER_SASL_USERNAME": USER, "FORECASTER_BOOTSTRAP": f"127.0.0.1:{free_port()}"}
+    shown = _forecaster({**environ, **sasl}, "topics", "create", "--connect-timeout", "1")
+    _shows_no_secret(shown)
+    assert f"'sasl_plain_password': '{SHOWN}'" in shown, shown  # the configuration was logged
+
+
+def test_a_password_of_any_key_in_a_log_record_or_its_arguments_is_redacted(
+        redacting_logs: None, caplog: pytest.LogCaptureFixture) -> None:
+    """Without the settings that name them: a library's own client may be given other secrets."""
+    other = f"pw-{uuid.uuid4().hex}"
+    config = {"sasl_plain_username": USER, "sasl_plain_password": other, "ssl_password": None}
+    with caplog.at_level(logging.DEBUG, logger="somelib"):
+        logging.getLogger("somelib").debug("Starting with configuration: %s", config)
+        logging.getLogger("somelib").debug(f"jaas: username=\"{USER}\" password=\"{other}\";")
+    assert other not in caplog.text
+    assert caplog.text.count(SHOWN) == 2 and "'ssl_password': None" in caplog.text, caplog.text
+
+
+#: Passwords whose ``/``, ``?`` or ``#`` ends a URI's authority, where a pattern looked for its ``@``.
+SPLIT_PASSWORDS = ["pa/ss", "pa?ss", "pa#ss", "a/b?c#d"]
+
+
+@pytest.mark.parametrize("password", SPLIT_PASSWORDS)
+def test_a_uri_password_holding_a_delimiter_is_redacted(password: str) -> None:
+    shown = redact(f"API request to 'http://{USER}:{password}@mlflow:5000/api/2.0?x=a@b' failed")
+    assert shown == "API request to 'http://***@mlflow:5000/api/2.0?x=a@b' failed"
+
+
+@pytest.mark.parametrize("text", ["models:/next-close@champion", "http://host:8080/users/@me",
+                                  "sqlite:////home/me/mlflow.db", "see http://host/x and mail a@b.c"])
+def test_what_holds_no_credentials_is_left_as_it_is(text: str) -> None:
+    assert redact(text) == text
+
+
+def test_the_secrets_the_process_was_configured_with_are_hidden_as_they_are() -> None:
+    """Blanks end any pattern, and ``@/`` make a password's end a guess: only the secrets themselves,
+    given by the settings, find these."""
+    secret = uuid.uuid4().hex
+    uri_login = f"{USER}:p@s w/{secret}"
+    environ = {"FORECASTER_SASL_PASSWORD": f"sasl {secret}", "FORECASTER_API_TOKEN": f"token {secret}",
+               "MLFLOW_REGISTRY_URI": f"http://{uri_login}@registry:5000",
+               "MLFLOW_TRACKING_PASSWORD": f"mlflow {secret}", "MLFLOW_TRACKING_TOKEN": f"bearer {secret}"}
+    load(environ)
+    shown = redact(" | ".join([*environ.values(), uri_login]))
+    assert secret not in shown, shown
+    assert shown == " | ".join(SHOWN if "://" not in given else "http://***@registry:5000"
+                               for given in [*environ.values(), uri_login]), shown
+
+
+def test_settings_hide_a_uri_password_with_delimiters_and_blanks(environ: dict[str, str]) -> None:
+    uri = "http://alice:pa/ss w?rd#1@127.0.0.1:1"
+    shown = _forecaster({**environ, "FORECASTER_MLFLOW_TRACKING_URI": uri}, "settings")
+    assert "pa/ss" not in shown and "w?rd#1" not in shown, shown
+    assert shown.count("http://***@127.0.0.1:1") == 3, shown  # the variable, the stores in force
+
+
+def test_a_prometheus_url_with_credentials_is_not_echoed(environ: dict[str, str], tmp_path: Path) -> None:
+    url = f"http://bob:PROM/{PASSWORD}@127.0.0.1:{free_port()}"
+    shown = _forecaster(environ, "report", "--prometheus", url, "--out", str(tmp_path / "report.html"))
+    _shows_no_secret(shown)
+    assert "PROM" not in shown and "'http://***@127.0.0.1:" in shown, shown
+
+
+def test_the_models_answer_hides_a_uri_password_holding_a_slash(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """GET /models quotes the registry URI and MLflow's error (which quotes it again) in its 503."""
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    settings = Settings(home=str(tmp_path), bootstrap=f"127.0.0.1:{free_port()}",
+                        mlflow_tracking_uri=f"http://{USER}:pa/{PASSWORD}@127.0.0.1:{free_port()}")
+    with TestClient(create_app(settings), base_url="http://localhost") as client:
+        answer = client.get("/models")
+    assert answer.status_code == 503, answer.text
+    _shows_no_secret(answer.text)
+    assert "http://***@127.0.0.1:" in answer.text, answer.text
+
+
+def test_a_long_password_is_redacted_before_the_error_is_cut(environ: dict[str, str]) -> None:
+    """MLflow's error is cut to a few hundred characters, which a long token alone may pass."""
+    token = "eyJhbGciOiJSUzI1NiJ9." + "A" * 380
+    shown = _forecaster({**environ, "MLFLOW_TRACKING_URI": f"http://token:{token}@127.0.0.1:{free_port()}"},
+                        "promote", "next-close")
+    assert "eyJhbGci" not in shown and "AAAA" not in shown, shown
+    assert "http://***@127.0.0.1:" in shown, shown
+
+
+def test_the_settings_repr_holds_no_secret() -> None:
+    settings = Settings(sasl_password=SASL_PASSWORD, api_token=PASSWORD)
+    assert SASL_PASSWORD not in repr(settings) and PASSWORD not in repr(settings)
+    changed = settings.replace(partitions=2)  # the fields are still there, copied and compared
+    assert (changed.sasl_password, changed.api_token) == (SASL_PASSWORD, PASSWORD)
+    assert changed != settings.replace(partitions=2, api_token="other")
+
+
+def test_the_broker_configuration_is_never_readable_by_others(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """server.properties holds the keystore's and the admin's passwords: it is created owner-only,
+    so no moment passes where the umask's permissions let another user read it. Whatever the umask,
+    and with no permission changed after it is made."""
+    security = BrokerSecurity(tmp_path / "ks.p12", PASSWORD, tmp_path / "ca.pem", {"admin": SASL_PASSWORD})
+    broker = LocalBroker(tmp_path / "kafka")
+    for name in ("chmod", "fchmod", "lchmod"):
+        monkeypatch.setattr(os, name, lambda *args, **kwargs: None, raising=False)
+    monkeypatch.setattr(Path, "chmod", lambda *args, **kwargs: None)
+    before = os.umask(0)
+    try:
+        broker._write_config(free_port(), free_port(), security)
+    finally:
+        os.umask(before)
+    assert broker.config_file.stat().st_mode & 0o777 == 0o600
+    assert SASL_PASSWORD in broker.config_file.read_text()
