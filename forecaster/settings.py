@@ -207,6 +207,10 @@ MAX_WINDOW = 100_000
 #: The longest duration a setting or option may give, in seconds: the Kafka clients take milliseconds
 #: as 32-bit integers (24.8 days), and no wait of the project's needs more.
 MAX_SECONDS = 1_000_000
+#: The most processes ``--processes`` may start on one host (worker processes hold some 150 MB each).
+MAX_PROCESSES = 256
+#: Kafka's codecs for the worker's records and changelog (``none``: uncompressed).
+COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
 
 
 def _out_of_range(name: str, value: Any) -> str | None:
@@ -243,6 +247,10 @@ def _out_of_range(name: str, value: Any) -> str | None:
         return "is not a number of bytes a second (0: no minimum)"
     if name in _COUNTS and not 1 <= value <= 2**31 - 1:
         return "is not a whole number from 1 to 2,147,483,647"
+    if name in ("worker_processes", "replay_processes") and not 0 <= value <= MAX_PROCESSES:
+        return f"is not a number of processes from 0 (one per CPU) to {MAX_PROCESSES}"
+    if name == "worker_compression" and value not in COMPRESSIONS:
+        return f"is not one of {', '.join(COMPRESSIONS)}"
     if name == "store" and value.partition("://")[0] not in STORES:
         return f"is not a table store the worker runs on: {' or '.join(s + '://' for s in STORES)}"
     return None
@@ -272,7 +280,7 @@ DOCS: dict[str, str] = {
     "ssl_certfile": "client certificate for mutual TLS",
     "ssl_keyfile": "client private key for mutual TLS",
     "replay_processes": "producer processes of an unpaced replay; 0: one per CPU from 50,000 bars on, "
-    "else one (never more than there are tickers)",
+    "else one (never more than there are tickers); at most 256",
     "replay_delivery_timeout_s": "seconds a bar may wait for the broker's acknowledgement, retries "
     "included, before the replay reports it undelivered (Kafka's delivery.timeout.ms; at least 16)",
     "app_id": "Faust application id: consumer group and changelog topic prefix",
@@ -285,7 +293,7 @@ DOCS: dict[str, str] = {
     "worker_compression": "compression of the worker's records and changelog: none, gzip, snappy, lz4 "
     "or zstd (none: its states are floats that lz4 shrinks 1.5x for 13 % of the worker's throughput)",
     "worker_processes": "worker processes `forecaster worker` runs on this host, one consumer group, one "
-    "metrics endpoint; 0: one per CPU",
+    "metrics endpoint; 0: one per CPU; at most 256",
     "worker_datadir": "the worker's local state (Faust's files, RocksDB tables); empty: `worker` under "
     "home (`worker/process-N` for each of several processes)",
     "faust_loop": "Faust's own variable: the event loop of `forecaster worker`, uvloop or aio (asyncio's, "

@@ -87,13 +87,11 @@ EXIT_REFUSED = 78  # EX_CONFIG: the broker refused the worker in its group
 CHANGELOG_CONFIG = {"segment.bytes": str(1024 * 1024), "segment.ms": str(10 * 60 * 1000),
                     "min.cleanable.dirty.ratio": "0.1"}
 LAG_INTERVAL_S = 5.0
-COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
 
 
 def compression_type(name: str) -> str | None:
-    """Kafka's codec for ``FORECASTER_WORKER_COMPRESSION=name`` (None: uncompressed)."""
-    if name not in COMPRESSIONS:
-        raise ValueError(f"FORECASTER_WORKER_COMPRESSION={name!r} is not one of {', '.join(COMPRESSIONS)}")
+    """Kafka's codec for ``FORECASTER_WORKER_COMPRESSION=name``, one of
+    :data:`forecaster.settings.COMPRESSIONS` (None: uncompressed)."""
     return None if name == "none" else name
 
 

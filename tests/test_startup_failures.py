@@ -58,13 +58,6 @@ def test_worker_pool_with_its_metrics_port_taken(taken_port: int, tmp_path: Path
     assert f"the metrics port 127.0.0.1:{taken_port} is in use" in _one_line(err)
 
 
-def test_worker_with_a_negative_number_of_processes(tmp_path: Path) -> None:
-    code, err = _run("worker", tmp_path=tmp_path, FORECASTER_WORKER_PROCESSES="-2")
-    assert code == 2
-    assert _one_line(err) == ("forecaster worker: error: worker processes must be 0 (one per CPU) or more, "
-                              "got -2: pass --processes or set FORECASTER_WORKER_PROCESSES")
-
-
 def test_serve_with_its_port_taken(taken_port: int, tmp_path: Path) -> None:
     code, err = _run("serve", tmp_path=tmp_path, FORECASTER_API_PORT=str(taken_port))
     line = _one_line(err)
@@ -144,6 +137,18 @@ def test_promote_from_shadow_without_a_broker(tmp_path: Path) -> None:
      "FORECASTER_PARTITIONS=0 is not a whole number from 1 to 2,147,483,647"),
     (["worker"], "FORECASTER_SECURITY_PROTOCOL", "TLS",
      "FORECASTER_SECURITY_PROTOCOL='TLS' is not one of PLAINTEXT, SASL_PLAINTEXT, SASL_SSL, SSL"),
+    (["worker"], "FORECASTER_WORKER_PROCESSES", "-2",
+     "FORECASTER_WORKER_PROCESSES=-2 is not a number of processes from 0 (one per CPU) to 256"),
+    # Each a process of some 150 MB: 100,000 of them were forked as asked.
+    (["worker"], "FORECASTER_WORKER_PROCESSES", "100000",
+     "FORECASTER_WORKER_PROCESSES=100000 is not a number of processes from 0 (one per CPU) to 256"),
+    # Was found only once the worker had reached the broker and built its app.
+    (["worker"], "FORECASTER_WORKER_COMPRESSION", "brotli",
+     "FORECASTER_WORKER_COMPRESSION='brotli' is not one of none, gzip, snappy, lz4, zstd"),
+    # `forecaster settings` listed it as if in force; every other command refused it.
+    (["settings"], "FORECASTER_HORIZONS", "1,1000",
+     "a setting of the forecasting core is out of range: horizons must be strictly increasing whole "
+     "numbers of trading days in 1..260; got (1, 1000) (set by FORECASTER_HORIZONS)"),
     # Faust itself would import the module the variable names, and fail with a traceback.
     (["worker"], "FAUST_LOOP", "gevent",
      "FAUST_LOOP='gevent' is not an event loop the worker runs on: uvloop or aio"),

@@ -11,6 +11,7 @@ import dataclasses
 
 from forecaster.redaction import SHOWN, redact
 from forecaster.settings import Settings, env_name, env_value, table
+from forecaster.startup import core_config
 
 #: Settings whose whole value is a secret; the user information of any URI is hidden as well.
 SECRET_WORDS = ("password", "token")
@@ -36,4 +37,5 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print(f"{env_name(f.name)}={SHOWN if secret else redact(env_value(value))}")
     for store, (uri, why) in settings.mlflow_sources().items():
         print(f"# MLflow {store} URI in force: {redact(uri)} ({why})")
+    core_config(settings)  # after the list: a value the core refuses ends it with the one-line error
     return 0

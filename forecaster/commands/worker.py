@@ -9,7 +9,6 @@ from pathlib import Path
 from forecaster.cli_options import port, seconds
 from forecaster.settings import Settings, env_name
 from forecaster.startup import (
-    StartupError,
     listen,
     require_broker,
     require_core_settings,
@@ -48,10 +47,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     settings = settings.replace(home=str(args.workdir.resolve()) if args.workdir else None,
                                 metrics_port=args.metrics_port, bootstrap=args.bootstrap,
                                 worker_processes=args.processes)
-    try:
-        processes = pool_size(settings.worker_processes)
-    except ValueError as error:
-        raise StartupError(f"{error}: pass --processes or set {env_name('worker_processes')}") from None
+    processes = pool_size(settings.worker_processes)  # the settings hold it to 0..MAX_PROCESSES
     # Faust reports a bad core setting, a taken port or an absent broker with a traceback from its
     # crash handler (the broker after 45 s): they are checked first, to say in one line what to do.
     require_core_settings(settings)

@@ -9,8 +9,8 @@ import pytest
 from aiokafka.partitioner import murmur2
 
 from forecaster.kafka.client import aiokafka_options
-from forecaster.settings import Settings
-from stream_app.app import COMPRESSIONS, compression_type
+from forecaster.settings import COMPRESSIONS, Settings
+from stream_app.app import compression_type
 from stream_app.sender import MAX_BATCH_BYTES, BatchSender, output_producer
 from tests.kafka_helpers import read_topic
 
