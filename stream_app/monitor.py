@@ -30,6 +30,7 @@ import numpy as np
 
 from forecaster.settings import Settings
 from models.core.bar import REASONS, Bar
+from models.core.intervals import level_label
 from models.core.step import StepResult
 from models.drift import PSI, PageHinkleys, Reference
 from stream_app.metrics import QUARANTINE_KINDS, WorkerMetrics
@@ -81,8 +82,9 @@ class ForecastMonitor:
     def __init__(self, settings: Settings, metrics: WorkerMetrics) -> None:
         self.settings = settings
         self.metrics = metrics
-        self.levels = tuple(f"{round(level * 100)}" for level in settings.interval_levels)
+        self.levels = tuple(map(level_label, settings.interval_levels))  # as the records' fields name them
         self._level_keys = [(f"inside_{level}", f"width_{level}") for level in self.levels]
+        self._inside_fields = tuple(inside for inside, _ in self._level_keys)
         self.level_labels = {name: str(level) for name, level in zip(self.levels, settings.interval_levels,
                                                                      strict=True)}
         self.labelled: set[str] = set()
@@ -204,14 +206,17 @@ class ForecastMonitor:
                 self._labels(label, m.predicted_close, label).set(result.predictions[0]["predicted_close"])
                 self._labels(label, m.actual_close, label).set(bar.close)
         shortest = self.settings.horizons[0]
-        scored = [(bar.ticker, result.scores[0]) for bar, result in results
-                  if result.scores and result.scores[0]["horizon"] == shortest]
+        # A prediction made before FORECASTER_INTERVAL_LEVELS changed is scored at its own levels, in
+        # fields of other names: left out, for at most the longest horizon's days after the change.
+        ours = self._at_these_levels
+        scored = [(bar.ticker, score) for bar, result in results
+                  if result.scores and (score := result.scores[0])["horizon"] == shortest and ours(score)]
         if scored:
             serving = results[-1][1].predictions[0]["model"]
             self._observe_scores(scored, labels, serving)
         if len(self.settings.horizons) > 1:  # one horizon: _observe_scores counted them all
             self._count_other_horizons([score for _, result in results for score in result.scores
-                                        if score["horizon"] != shortest])
+                                        if score["horizon"] != shortest and ours(score)])
         # Warm-up rows (ARIMA not fitted yet) would make a reference no later row resembles.
         self._input_drift([result.features for _, result in results if not result.predictions[0]["warmup"]])
 
@@ -251,6 +256,10 @@ class ForecastMonitor:
             for i, level in enumerate(self.levels):
                 m.interval_coverage_by_regime.labels(self.level_labels[level], regime).set(means[3 + 2 * i])
         self._error_drift(tickers, labels, abs_error, sigma)
+
+    def _at_these_levels(self, score: Mapping) -> bool:
+        """Whether ``score`` has a field for each of the configured interval levels."""
+        return all(map(score.__contains__, self._inside_fields))
 
     def _count_other_horizons(self, scores: Sequence[Mapping]) -> None:
         """The counts by horizon of ``scores``, those of the horizons other than the shortest."""

@@ -92,9 +92,10 @@ class LastPrediction(NamedTuple):
 #: A pending prediction as a state keeps it: :class:`LastPrediction`'s fields, in order, in a plain tuple.
 Pending = tuple[dt.date, int, float, float, float, float, tuple[float, ...], tuple[float, ...],
                 tuple[float, ...], str, str, bool, str | None]
-#: Where a :data:`Pending` holds its horizon and its model's version (literals, so that type checkers
-#: know what is there).
+#: Where a :data:`Pending` holds its horizon, its interval levels and its model's version (literals, so
+#: that type checkers know what is there).
 HORIZON: Final = 1
+LEVELS: Final = 6
 MODEL_VERSION: Final = 10
 
 
@@ -291,9 +292,12 @@ def _decode(data: bytes, meta_size: int, layout: _Layout) -> dict[str, Any]:
         raise StateDecodeError(f"ticker state corrupted: {len(data) - offset} bytes after its last array")
     if values["last_date"] is not None:
         values["last_date"] = dt.date.fromisoformat(values["last_date"])
-    if type(values["ticker"]) is not str or any(type(values[name]) is not int or values[name] < 0
-                                                for name in _INT_SCALARS):
-        raise StateDecodeError("ticker state corrupted: its ticker is not text or a count not a whole number")
+    # No ticker reaches 2**53 bars (one a second for 285 million years); a count past 2**64 - 1, which
+    # a step's + 1 makes of orjson's largest, could not be written back: stored, it stopped every batch.
+    if type(values["ticker"]) is not str or any(
+            type(values[name]) is not int or not 0 <= values[name] <= MAX_COUNT for name in _INT_SCALARS):
+        raise StateDecodeError("ticker state corrupted: its ticker is not text or a count not a whole number "
+                               f"from 0 to {MAX_COUNT}")
     for name in _FLOAT_SCALARS:
         values[name] = _read_float(values[name])
     return values
@@ -449,6 +453,8 @@ _SCALARS = tuple(name for name in _FIELDS if name not in _ARRAYS and name != "pe
 _arrays_of = operator.attrgetter(*_ARRAY_ORDER)
 _FLOAT_SCALARS = ("last_close", "last_volume")  # NaN before a ticker's first bar
 _INT_SCALARS = ("bars", "refits", "failed_refits", "since_refit", "feature_rows")
+#: The largest count a state may hold: every whole number up to it is a float too.
+MAX_COUNT = 2**53
 _CALIBRATION_ROWS = ("residual_sum", "residual_weight", "zero_weight", "residuals")  # a row per horizon
 #: The words :func:`_written` gives the floats JSON has no number for.
 _NON_FINITE = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}

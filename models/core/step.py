@@ -76,7 +76,7 @@ from models.core.features import FEATURE_NAMES, feature_rows
 from models.core.intervals import MIN_SCALE, Calibration, level_label
 from models.core.model_slot import PointModel
 from models.core.scoring import IsoDates, score
-from models.core.state import HORIZON, Pending, TickerState
+from models.core.state import HORIZON, LEVELS, Pending, TickerState
 from models.core.volatility import daily_variance, forecast, regimes, trailing_vol_rank, update
 
 NAIVE_VERSION = "1"
@@ -705,7 +705,8 @@ def _checked(states: Sequence[TickerState | None], bars: Sequence[Bar], config: 
                 or state.features.shape[1] != len(FEATURE_NAMES)):
             # Made by another volatility model or feature set: what it holds means nothing here.
             state = TickerState.empty(bar.ticker, len(FEATURE_NAMES), len(config.vol_decays))
-        if state.horizons != config.horizons or state.interval_offsets.shape != offsets_shape:
+        if (state.horizons != config.horizons or state.interval_offsets.shape != offsets_shape
+                or (state.pending and state.pending[-1][LEVELS] != config.interval_levels)):
             state = _realigned(state, config)
         if state.arima_order != config.order and state.arima_params is not None:
             state = _arima_checked(state, config)
@@ -715,10 +716,13 @@ def _checked(states: Sequence[TickerState | None], bars: Sequence[Bar], config: 
 
 def _realigned(state: TickerState, config: CoreConfig) -> TickerState:
     """``state`` for ``config``'s horizons and levels: pending predictions of other horizons dropped, a
-    new horizon uncalibrated, offsets of other levels reset (a ticker's first bar meets no horizon)."""
+    new horizon uncalibrated, offsets of other levels reset (a ticker's first bar meets no horizon).
+    The levels a state was made with are those of its last prediction; its pending predictions keep
+    theirs, and are scored at them."""
     rows = {h: j for j, h in enumerate(state.horizons)}
     levels = len(config.interval_levels)
-    same_levels = state.interval_offsets.shape[1:] == (levels,)
+    same_levels = (state.interval_offsets.shape[1:] == (levels,)
+                   and (not state.pending or state.pending[-1][LEVELS] == config.interval_levels))
 
     def take(array: np.ndarray) -> np.ndarray:
         return np.array([array[rows[h]] if h in rows else 0.0 for h in config.horizons], dtype=float)

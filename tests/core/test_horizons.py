@@ -12,6 +12,7 @@ import random
 import struct
 from pathlib import Path
 
+import numpy as np
 import orjson
 import pytest
 
@@ -174,6 +175,20 @@ def test_horizons_no_longer_configured_are_dropped(by_ticker: dict[str, list[Bar
     assert after.state.residuals.tolist() == [before.residuals[1] + 1]
     restored = TickerState.from_bytes(after.state.to_bytes())
     assert restored == after.state and restored.to_bytes() == after.state.to_bytes()
+
+
+def test_levels_changed_reset_the_offsets_and_the_pending_predictions_are_scored_at_theirs(
+        by_ticker: dict[str, list[Bar]]) -> None:
+    # As many levels as before, other ones: the offsets learnt for 0.8 and 0.95 were kept for 0.9 and 0.99.
+    bars = by_ticker["JPM"][:81]
+    before = run(bars[:80], CoreConfig(model="naive", interval_levels=(0.8, 0.95), **SMALL))[-1].state
+    assert before.interval_offsets.any()
+    config = CoreConfig(model="naive", interval_levels=(0.9, 0.99), **SMALL)
+    after = step(before, bars[80], config)
+    afresh = step(dataclasses.replace(before, interval_offsets=np.zeros_like(before.interval_offsets)),
+                  bars[80], config)
+    assert after.state.interval_offsets.tolist() == afresh.state.interval_offsets.tolist()
+    assert {"inside_80", "inside_95"} <= after.scores[0].keys() and "lower_99" in after.predictions[0]
 
 
 def test_corrupted_pending_predictions_are_refused(by_ticker: dict[str, list[Bar]]) -> None:

@@ -158,6 +158,9 @@ def test_fields_of_the_wrong_type_or_shape_are_refused_as_undecodable(
             lambda fields: fields["pending"][0].__setitem__(1, 5),
         "a pending prediction after the last bar":
             lambda fields: fields["pending"][0].__setitem__(0, "2100-01-01"),
+        # Found by fuzzing the worker's handler: read, stepped, and the state with its + 1 not written.
+        "a count that the step's + 1 takes past 64 bits": lambda fields: fields.update(bars=2**64 - 1),
+        "a count of refits since the last past 2**53": lambda fields: fields.update(since_refit=2**53 + 1),
     }
     for what, change in changes.items():
         with pytest.raises(StateDecodeError, match="corrupted"):

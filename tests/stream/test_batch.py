@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import datetime as dt
 from collections.abc import Iterable
 
@@ -324,3 +325,35 @@ def test_a_champion_that_raises_gives_way_to_the_core_model_and_is_not_served_ag
     champion[0] = "4"
     asyncio.run(holder.reload())
     assert loaded == ["4"] and holder.version == "4" and holder.processor.model is not None
+
+
+def _at_levels(worker: Worker, levels: tuple[float, ...]) -> Worker:
+    settings = worker.settings.replace(interval_levels=levels)
+    return dataclasses.replace(worker, settings=settings, processor=BatchProcessor(
+        CoreConfig.from_settings(settings, model="naive"), topic=settings.topic_bars, clock=lambda: "now"))
+
+
+def test_interval_levels_of_any_precision_or_changed_between_runs_are_observed(worker: Worker) -> None:
+    # Found by fuzzing the handler, each a KeyError at every batch with scores: 0.975 was "inside_98" to
+    # the monitor and "inside_97.5" in the records; and after a restart with other levels, the stored
+    # predictions' scores had the old levels' fields.
+    def hits(level: str) -> float | None:
+        return worker.metrics.registry.get_sample_value("forecaster_interval_hits_total", {"level": level})
+
+    first = _at_levels(worker, (0.8, 0.975))
+    handler = first.handler()
+    for day in range(3):
+        first.handle(handler, [bar_event("AAA", day, 0, day)])
+    assert hits("0.975") is not None and hits("0.8") is not None
+    scored = worker.metrics.registry.get_sample_value("forecaster_scores_total", {"model": "naive"})
+    second = _at_levels(worker, (0.9, 0.99))
+    handler = second.handler()
+    sent = [orjson.loads(value) for day in (3, 4) for _, _, value in second.handle(
+        handler, [bar_event("AAA", day, 0, day)])]
+    scores = [record for record in sent if record["record_type"] == "score"]
+    # The prediction made at the old levels is scored at them, and left out of the new levels' figures.
+    assert ["inside_97.5" in scores[0], "inside_99" in scores[1]] == [True, True]
+    scores_now = worker.metrics.registry.get_sample_value("forecaster_scores_total", {"model": "naive"})
+    assert scores_now == scored + 1
+    assert hits("0.9") is not None and hits("0.99") is not None
+    assert TickerState.from_bytes(worker.states[b"AAA"]).interval_offsets.shape == (1, 2)
