@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from forecaster.redaction import hide, userinfo
+from models.core.config import CORE_MODELS
 from models.core.config import SETTINGS as CORE_SETTINGS
 
 PREFIX = "FORECASTER_"
@@ -249,6 +250,8 @@ def _out_of_range(name: str, value: Any) -> str | None:
         return "is not a whole number from 1 to 2,147,483,647"
     if name in ("worker_processes", "replay_processes") and not 0 <= value <= MAX_PROCESSES:
         return f"is not a number of processes from 0 (one per CPU) to {MAX_PROCESSES}"
+    if name == "model" and value not in CORE_MODELS:  # "external" is a champion's, never a setting's
+        return f"is not a model of the core's own: {' or '.join(CORE_MODELS)}"
     if name == "worker_compression" and value not in COMPRESSIONS:
         return f"is not one of {', '.join(COMPRESSIONS)}"
     if name == "store" and value.partition("://")[0] not in STORES:

@@ -145,6 +145,9 @@ def test_promote_from_shadow_without_a_broker(tmp_path: Path) -> None:
     # Was found only once the worker had reached the broker and built its app.
     (["worker"], "FORECASTER_WORKER_COMPRESSION", "brotli",
      "FORECASTER_WORKER_COMPRESSION='brotli' is not one of none, gzip, snappy, lz4, zstd"),
+    # Taken, and then every batch of the worker raised (its core model was "external" with no model).
+    (["worker"], "FORECASTER_MODEL", "external",
+     "FORECASTER_MODEL='external' is not a model of the core's own: naive or arima"),
     # `forecaster settings` listed it as if in force; every other command refused it.
     (["settings"], "FORECASTER_HORIZONS", "1,1000",
      "a setting of the forecasting core is out of range: horizons must be strictly increasing whole "

@@ -41,7 +41,9 @@ from dataclasses import Field, dataclass, field, fields
 from itertools import pairwise
 from typing import Any
 
-MODELS = ("naive", "arima", "external")
+#: The core's own models, which serve while no champion is registered (the ``model`` setting's values).
+CORE_MODELS = ("naive", "arima")
+MODELS = (*CORE_MODELS, "external")
 #: The longest horizon: a year of trading days.
 MAX_HORIZON = 260
 CENTRES = ("naive", "model")
