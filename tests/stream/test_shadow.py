@@ -119,14 +119,21 @@ class Broken(Drift):
         raise RuntimeError("the model's own bug")
 
 
-def test_a_challenger_that_raises_stops_running_and_the_champion_goes_on(
-        worker: Worker, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    # It raised out of the batch: the worker stopped, and stopped again on the same batch at every restart.
+def _beside_a_warm_champion(worker: Worker, first: Drift) -> tuple[Challengers, BatchHandler]:
+    """Challengers ``challenger`` (``first``, version 7) and ``challenger-b`` (version 8), running from
+    day 40 beside a champion that has stepped days 0 to 39."""
     challengers = Challengers(worker.settings)
     handler = shadow_handler(worker, challengers)
     days(worker, handler, 0, 39)
-    challengers.running = {"challenger": Challenger("challenger", "7", Broken("7")),
+    challengers.running = {"challenger": Challenger("challenger", "7", first),
                            "challenger-b": Challenger("challenger-b", "8", Drift("8"))}
+    return challengers, handler
+
+
+def test_a_challenger_that_raises_stops_running_and_the_champion_goes_on(
+        worker: Worker, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    # It raised out of the batch: the worker stopped, and stopped again on the same batch at every restart.
+    challengers, handler = _beside_a_warm_champion(worker, Broken("7"))
     sent = days(worker, handler, 40, 42)
     assert {r["model_version"] for r in records_of(sent, worker.settings.topic_shadow)} == {"8"}
     assert set(challengers.running) == {"challenger-b"}
@@ -153,11 +160,7 @@ def test_a_challenger_whose_step_raises_stops_running_and_the_champion_goes_on(
         worker: Worker, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     # Not its model's error: the step on its states (a bug of the core they meet). Set aside bar by
     # bar, as the champion's would be, it would leave the challenger's series full of holes.
-    challengers = Challengers(worker.settings)
-    handler = shadow_handler(worker, challengers)
-    days(worker, handler, 0, 39)
-    challengers.running = {"challenger": Challenger("challenger", "7", Drift("7")),
-                           "challenger-b": Challenger("challenger-b", "8", Drift("8"))}
+    challengers, handler = _beside_a_warm_champion(worker, Drift("7"))
     fail_step_when(monkeypatch, lambda bars, model: model is not None and model.version == "7")
     sent = days(worker, handler, 40, 42)
     assert {r["model_version"] for r in records_of(sent, worker.settings.topic_shadow)} == {"8"}
