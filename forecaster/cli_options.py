@@ -22,7 +22,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from forecaster.redaction import redact
-from forecaster.settings import MAX_SECONDS
+from forecaster.settings import MAX_PROCESSES, MAX_SECONDS
 
 # orjson loads only when a summary is printed as JSON: `forecaster --help` imports this module.
 
@@ -63,6 +63,23 @@ def port(text: str) -> int:
     """A TCP port of a command-line option: 0 (any free one) to 65535."""
     if not (text.isascii() and text.isdigit() and int(text) <= 65535):
         raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (0 to 65535)")
+    return int(text)
+
+
+def processes(text: str) -> int:
+    """A number of processes of a command-line option: 0 (one per CPU) to
+    :data:`~forecaster.settings.MAX_PROCESSES`.
+
+    >>> processes("4")
+    4
+    >>> processes("1000")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: '1000' is not a number of processes from 0 (one per CPU) to 256
+    """
+    if not (text.isascii() and text.isdigit() and int(text) <= MAX_PROCESSES):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of processes from 0 (one per CPU) to "
+                                         f"{MAX_PROCESSES}")
     return int(text)
 
 
@@ -124,8 +141,21 @@ def print_summary(args: argparse.Namespace, text: str, summary: Any, out: TextIO
     import orjson
 
     out = out or sys.stdout
-    shown = orjson.dumps(jsonable(summary)).decode() if args.format == "json" else text
-    print(redact(shown), file=out, flush=True)
+    # JSON's texts are redacted one by one: a secret replaced across its syntax (a number, a quote)
+    # would make it no JSON.
+    shown = orjson.dumps(_redacted(jsonable(summary))).decode() if args.format == "json" else redact(text)
+    print(shown, file=out, flush=True)
+
+
+def _redacted(value: Any) -> Any:
+    """``value`` (JSON types) with :func:`~forecaster.redaction.redact` applied to each of its texts."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {key: _redacted(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_redacted(item) for item in value]
+    return value
 
 
 #: What :func:`jsonable` leaves out: per-sample arrays and live objects (a fitted model) are data,

@@ -19,7 +19,7 @@ from concurrent.futures import Future, wait
 from pathlib import Path
 from typing import Any
 
-from forecaster.redaction import hide, printable, redact, userinfo
+from forecaster.redaction import hide, printable, redact, uri_password
 from forecaster.report import html_page
 
 Series = dict[str, list[tuple[dt.datetime, float]]]
@@ -169,7 +169,7 @@ def render_prometheus(url: str, path: Path, *, ticker: str | None, minutes: floa
                       step_s: float = 5.0) -> str:
     """Draw the panels to ``path`` (.png, or .html with the picture inside); returns the ticker."""
     # Its password is hidden wherever a message or a log line quotes it, whatever it holds.
-    hide(userinfo(url))
+    hide(uri_password(url))
     server_url(url)
     # matplotlib loads here, when a picture is drawn, not with the module (half a second of start-up).
     from matplotlib.figure import Figure

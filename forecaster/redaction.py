@@ -40,23 +40,31 @@ from typing import Any
 #: ``#``, so an ``@`` in a path or an alias (``models:/name@champion``) is left alone.
 _USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]{0,31}://)[^/?#\s]+@")
 #: ``scheme://user:pass/word@host``: a password holding ``/``, ``?`` or ``#``, which end the authority
-#: above. It runs to the first ``@`` after which a host ends the authority; a port and a path
-#: (``http://host:8080/x@y``) are no password. Each part is bounded (256 characters: a longer
+#: above. It runs to the first ``@`` after which a host ends the authority; a port and what follows
+#: it (``http://host:8080/x@y``, ``"http://host:5000","models:/m@a"``), quotes, commas and brackets
+#: are no password (a URI among others in JSON, an IPv6 host). Each part is bounded (256 characters: a longer
 #: password only :func:`hide` finds), so that a text of many ``a://b:`` costs linear time, not
 #: quadratic: logs carry request paths.
-_SPLIT_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]{0,31}://)[^/?#\s@:]{0,256}:"
-                             r"(?!\d{0,5}(?:[/?#]|$))\S{0,256}?@(?=[^/?#\s@]{0,256}(?:[/?#\s]|$))")
-#: ``'...password...': '<value>'`` (a Python or JSON mapping) and ``...password=<value>`` (a
-#: properties file, a JAAS line, a command line): the value of any key naming a password, a secret
-#: or a token, such as kafka-python's ``sasl_plain_password`` in the configuration it logs.
-_SECRET_KEY = r"[\w.-]{0,64}?(?:password|passwd|secret|token)[\w.-]{0,64}"
+_SPLIT_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]{0,31}://)[^/?#\s@:\[\]\"',;]{0,256}:"
+                             r"(?!\d{0,5}(?:[^\w@]|$))[^\s\[\]\"',;(){}<>]{0,256}?@"
+                             r"(?=[^/?#\s@]{0,256}(?:[/?#\s]|$))")
+#: ``'...password': '<value>'`` (a Python or JSON mapping) and ``...password=<value>`` (a properties
+#: file, a JAAS line, a command line): the value of a key that ends in a password, a secret or a token
+#: (or its key), such as kafka-python's ``sasl_plain_password`` in the configuration it logs; not
+#: ``max_tokens=10``, nor an empty value.
+_SECRET_WORDS = r"(?:password|passwd|secret|token)(?:[_.-]?key)?"
+_SECRET_KEY = rf"[\w.-]{{0,64}}?{_SECRET_WORDS}"
 _KEYED = re.compile(rf"""(?P<key>(?P<q>['"]){_SECRET_KEY}(?P=q)\s{{0,16}}:\s{{0,16}}b?|\b{_SECRET_KEY}=)"""
-                    r"""(?P<value>'(?:[^'\\\n]|\\.){0,1024}'|"(?:[^"\\\n]|\\.){0,1024}"|(?<==)[^\s'",;&)}\]]{1,1024})""",
+                    r"""(?P<value>'(?:[^'\\\n]|\\.){1,1024}'|"(?:[^"\\\n]|\\.){1,1024}"|(?<==)[^\s'",;&)}\]]{1,1024})""",
                     re.IGNORECASE)
+#: Whether a text may hold such a key at all: one linear pass, before the pattern's slower one.
+_SECRET_WORD = re.compile(_SECRET_WORDS, re.IGNORECASE)
 
 SHOWN = "***"
-#: The shortest secret :func:`hide` takes: a shorter one would hide common words of every text.
-MIN_SECRET = 4
+#: The shortest secret :func:`hide` takes: a shorter one would hide words and numbers of ordinary
+#: output (a password ``kafka`` in ``kafka:9092``). Where a library writes a short one, as a key's
+#: value or in a URI, the patterns above still find it.
+MIN_SECRET = 8
 #: The secrets :func:`hide` was given, one alternation, the longest first (None: none yet).
 _hidden: re.Pattern[str] | None = None
 _secrets: frozenset[str] = frozenset()
@@ -66,8 +74,8 @@ def hide(*secrets: str) -> None:
     """Make :func:`redact` hide each of ``secrets`` wherever it appears, from now on and in the whole
     process; empty ones and ones shorter than :data:`MIN_SECRET` characters are ignored.
 
-    >>> hide("", "abc", "tok-9f3e"); redact("Bearer tok-9f3e, abc")
-    'Bearer ***, abc'
+    >>> hide("", "kafka", "tok-9f3e-77"); redact("Bearer tok-9f3e-77, kafka:9092")
+    'Bearer ***, kafka:9092'
     """
     global _hidden, _secrets
     known = _secrets | {s for s in secrets if len(s) >= MIN_SECRET}
@@ -77,15 +85,16 @@ def hide(*secrets: str) -> None:
         _secrets = known
 
 
-def userinfo(uri: str) -> str:
-    """The user information of ``uri``: all between ``://`` and its last ``@`` ('' when none), for
-    :func:`hide`. Whatever a password holds (``/``, ``#``, blanks), it lies in there.
+def uri_password(uri: str) -> str:
+    """The password in ``uri``'s user information (all between ``://`` and its last ``@``): what follows
+    its first ``:``, '' when none, for :func:`hide`. Whatever a password holds (``/``, ``#``, blanks),
+    it lies in there; the user name is no secret, and may be a word of ordinary output.
 
-    >>> userinfo("http://alice:pa/ss#1@mlflow:5000"), userinfo("sqlite:////h/mlflow.db")
-    ('alice:pa/ss#1', '')
+    >>> uri_password("http://alice:pa/ss#1@mlflow:5000"), uri_password("postgresql://mlflow@db/mlflow")
+    ('pa/ss#1', '')
     """
     _, sep, rest = uri.partition("://")
-    return rest.rpartition("@")[0] if sep else ""
+    return rest.rpartition("@")[0].partition(":")[2] if sep else ""
 
 
 def redact(text: str) -> str:
@@ -96,7 +105,7 @@ def redact(text: str) -> str:
         text = hidden.sub(SHOWN, text)
     text = _USERINFO.sub(rf"\g<scheme>{SHOWN}@", text)
     text = _SPLIT_USERINFO.sub(rf"\g<scheme>{SHOWN}@", text)
-    return _KEYED.sub(_hide_value, text)
+    return _KEYED.sub(_hide_value, text) if _SECRET_WORD.search(text) else text
 
 
 def _hide_value(match: re.Match[str]) -> str:

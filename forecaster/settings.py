@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from forecaster.redaction import hide, userinfo
+from forecaster.redaction import hide, uri_password
 from models.core.config import CORE_MODELS
 from models.core.config import SETTINGS as CORE_SETTINGS
 
@@ -409,14 +409,14 @@ MLFLOW_LOGIN = ("MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
 def secrets(settings: Settings, environ: Mapping[str, str]) -> list[str]:
     """The secrets of ``settings`` and ``environ`` that :func:`load` makes
     :func:`forecaster.redaction.redact` hide: the SASL password, the API token, MLflow's password and
-    token, and the user information of each MLflow URI (a password with a ``/`` or a blank in it is
-    found by no pattern).
+    token, and the password of each MLflow URI (one with a ``/`` or a blank in it is found by no
+    pattern).
 
     >>> secrets(Settings(sasl_password="pw-1", mlflow_tracking_uri="http://u:p/w@h"), {})
-    ['pw-1', 'u:p/w']
+    ['pw-1', 'p/w']
     """
     uris = (settings.mlflow_tracking_uri, settings.mlflow_env_tracking_uri, settings.mlflow_env_registry_uri)
-    found = [settings.sasl_password, settings.api_token, *map(userinfo, uris),
+    found = [settings.sasl_password, settings.api_token, *map(uri_password, uris),
              *(environ.get(name, "") for name in MLFLOW_LOGIN)]
     return [secret for secret in found if secret]
 

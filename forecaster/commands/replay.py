@@ -6,7 +6,7 @@ import argparse
 import gc
 import sys
 
-from forecaster.cli_options import add_csv_selection, add_format, print_summary, seconds
+from forecaster.cli_options import add_csv_selection, add_format, print_summary, processes, seconds
 from forecaster.settings import Settings
 
 
@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     pace.add_argument("--speed", type=float, default=None, metavar="DAYS_PER_S",
                       help="trading days per second; a day's bars go out together")
     pace.add_argument("--max", action="store_true", help="no pacing (the default)")
-    parser.add_argument("--processes", type=int, default=None, metavar="N",
+    parser.add_argument("--processes", type=processes, default=None, metavar="N",
                         help="producer processes of an unpaced replay, each publishing a share of the "
                         "tickers (default: FORECASTER_REPLAY_PROCESSES; 0: one per CPU for long replays)")
     parser.add_argument("--bootstrap", default=None, metavar="HOST:PORT",

@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from forecaster.cli_options import port, seconds
+from forecaster.cli_options import port, processes, seconds
 from forecaster.settings import Settings, env_name
 from forecaster.startup import (
     listen,
@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--workdir", type=Path, default=None,
                         help="local state of the worker and its MLflow store (default: FORECASTER_HOME)")
-    parser.add_argument("--processes", type=int, default=None, metavar="N",
+    parser.add_argument("--processes", type=processes, default=None, metavar="N",
                         help="worker processes on this host, one consumer group, one metrics endpoint; "
                         "0: one per CPU (default: FORECASTER_WORKER_PROCESSES, 1)")
     # A process of a pool (stream_app.supervisor): it stops when the pool's pipe on its stdin closes.
@@ -47,7 +47,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     settings = settings.replace(home=str(args.workdir.resolve()) if args.workdir else None,
                                 metrics_port=args.metrics_port, bootstrap=args.bootstrap,
                                 worker_processes=args.processes)
-    processes = pool_size(settings.worker_processes)  # the settings hold it to 0..MAX_PROCESSES
+    workers = pool_size(settings.worker_processes)  # the settings hold it to 0..MAX_PROCESSES
     # Faust reports a bad core setting, a taken port or an absent broker with a traceback from its
     # crash handler (the broker after 45 s): they are checked first, to say in one line what to do.
     require_core_settings(settings)
@@ -55,10 +55,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     require_champion_extras(settings)
     metrics_port = {"what": "metrics", "setting": env_name("metrics_port"), "option": "--metrics-port"}
-    if processes > 1:
+    if workers > 1:
         metrics_socket = listen(settings.metrics_host, settings.metrics_port, **metrics_port)
         require_broker(settings, args.connect_timeout)
-        return WorkerPool(settings, processes, args.loglevel).run(metrics_socket)
+        return WorkerPool(settings, workers, args.loglevel).run(metrics_socket)
     require_free_port(settings.metrics_host, settings.metrics_port, **metrics_port)
     require_broker(settings, args.connect_timeout)
     if args.supervised:

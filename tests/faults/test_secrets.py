@@ -10,6 +10,8 @@ whole configuration, never shows either, nor a password that no pattern tells fr
 
 from __future__ import annotations
 
+import argparse
+import io
 import json
 import logging
 import os
@@ -25,8 +27,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from forecaster.cli_options import print_summary
 from forecaster.kafka.broker import BrokerSecurity, LocalBroker, free_port
-from forecaster.redaction import SHOWN, redact, redact_logs
+from forecaster.redaction import SHOWN, hide, redact, redact_logs
 from forecaster.settings import Settings, load
 from models import registry
 from tests.mlflow_server import MlflowServer
@@ -174,8 +177,16 @@ def test_a_uri_password_holding_a_delimiter_is_redacted(password: str) -> None:
     assert shown == "API request to 'http://***@mlflow:5000/api/2.0?x=a@b' failed"
 
 
-@pytest.mark.parametrize("text", ["models:/next-close@champion", "http://host:8080/users/@me",
-                                  "sqlite:////home/me/mlflow.db", "see http://host/x and mail a@b.c"])
+@pytest.mark.parametrize("text", [
+    "models:/next-close@champion", "http://host:8080/users/@me", "sqlite:////home/me/mlflow.db",
+    "see http://host/x and mail a@b.c",
+    # Found by a review: a URI among others in compact JSON, or an IPv6 host, ran to a later "@";
+    # counters and empty values of a key naming tokens were hidden as if secrets.
+    '{"tracking_uri":"http://mlflow:5000","model_uri":"models:/next-close@champion"}',
+    "http://mlflow:5000,models:/next-close@champion",
+    "GET http://[::1]:5000/models/next-close@champion failed",
+    "refused tokens=5 max_tokens=10 secrets=2", '{"api_token": ""}',
+])
 def test_what_holds_no_credentials_is_left_as_it_is(text: str) -> None:
     assert redact(text) == text
 
@@ -191,8 +202,28 @@ def test_the_secrets_the_process_was_configured_with_are_hidden_as_they_are() ->
     load(environ)
     shown = redact(" | ".join([*environ.values(), uri_login]))
     assert secret not in shown, shown
-    assert shown == " | ".join(SHOWN if "://" not in given else "http://***@registry:5000"
-                               for given in [*environ.values(), uri_login]), shown
+    assert shown == " | ".join([*(SHOWN if "://" not in given else "http://***@registry:5000"
+                                  for given in environ.values()), f"{USER}:{SHOWN}"]), shown
+
+
+def test_a_user_name_or_a_short_password_leaves_ordinary_output_as_it_is(environ: dict[str, str]) -> None:
+    # Found by a review: hidden wherever they appeared, "forecaster" made the app id "stream-***" and
+    # a SASL password "kafka" the bootstrap "***:9092".
+    changed = {"FORECASTER_MLFLOW_TRACKING_URI": "http://forecaster@127.0.0.1:1",
+               "FORECASTER_SASL_PASSWORD": "kafka", "FORECASTER_BOOTSTRAP": "kafka:9092"}
+    shown = _forecaster({**environ, **changed}, "settings")
+    assert "FORECASTER_APP_ID=stream-forecaster" in shown, shown
+    assert "FORECASTER_BOOTSTRAP=kafka:9092" in shown, shown
+    assert "FORECASTER_SASL_PASSWORD=***" in shown
+
+
+def test_a_json_summary_stays_json_whatever_secret_it_meets() -> None:
+    digits = str(uuid.uuid4().int)[:12]
+    hide(digits)  # a password of digits, which a number of the summary holds
+    out = io.StringIO()
+    summary = {"bars": int(digits + "7"), "store": f"http://{USER}:{digits}@mlflow:5000"}
+    print_summary(argparse.Namespace(format="json"), "", summary, out)
+    assert json.loads(out.getvalue()) == {"bars": int(digits + "7"), "store": "http://***@mlflow:5000"}
 
 
 def test_settings_hide_a_uri_password_with_delimiters_and_blanks(environ: dict[str, str]) -> None:
