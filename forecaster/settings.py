@@ -283,7 +283,7 @@ DOCS: dict[str, str] = {
     "ssl_certfile": "client certificate for mutual TLS",
     "ssl_keyfile": "client private key for mutual TLS",
     "replay_processes": "producer processes of an unpaced replay; 0: one per CPU from 50,000 bars on, "
-    "else one (never more than there are tickers); at most 256",
+    "else one (never more than there are tickers); at most " + str(MAX_PROCESSES),
     "replay_delivery_timeout_s": "seconds a bar may wait for the broker's acknowledgement, retries "
     "included, before the replay reports it undelivered (Kafka's delivery.timeout.ms; at least 16)",
     "app_id": "Faust application id: consumer group and changelog topic prefix",
@@ -296,7 +296,7 @@ DOCS: dict[str, str] = {
     "worker_compression": "compression of the worker's records and changelog: none, gzip, snappy, lz4 "
     "or zstd (none: its states are floats that lz4 shrinks 1.5x for 13 % of the worker's throughput)",
     "worker_processes": "worker processes `forecaster worker` runs on this host, one consumer group, one "
-    "metrics endpoint; 0: one per CPU; at most 256",
+    "metrics endpoint; 0: one per CPU; at most " + str(MAX_PROCESSES),
     "worker_datadir": "the worker's local state (Faust's files, RocksDB tables); empty: `worker` under "
     "home (`worker/process-N` for each of several processes)",
     "faust_loop": "Faust's own variable: the event loop of `forecaster worker`, uvloop or aio (asyncio's, "

@@ -23,8 +23,9 @@ to send and write:
   state started afresh), starts again that way;
 * each pair of scores (:mod:`models.shadow`) adds to the counters that Prometheus turns into the
   panel relative MAE over every worker, and to this worker's running panel Diebold-Mariano test;
-* a challenger whose model raises on a batch stops running, said once in the log, and its version is
-  not loaded again under its alias (a new version is): the champion's batch goes on without it.
+* a challenger whose model (or whose step) raises on a batch stops running, said once in the log,
+  and its version is not loaded again under its alias (a new version is): the champion's batch goes
+  on without it.
 """
 
 from __future__ import annotations
